@@ -1,0 +1,77 @@
+#include "client/cli/common_flags.h"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50551",
+          "seqkv server address: host:port or unix:/path");
+ABSL_FLAG(std::string, api_key, "",
+          "API key (default: $SEQKV_API_KEY); sent as a Bearer token");
+ABSL_FLAG(std::string, model, "", "model name");
+ABSL_FLAG(std::string, codec, "",
+          "codec spec, e.g. raw, lossless, turbo:3 (default: the server's)");
+ABSL_FLAG(std::string, namespace, "",
+          "namespace to use (default: the caller's own)");
+ABSL_FLAG(bool, json, false, "print machine-readable JSON");
+ABSL_FLAG(std::string, tls_ca, "", "PEM root certificate; turns TLS on");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM client key for mutual TLS");
+ABSL_FLAG(std::string, rope, "rotate_half:10000",
+          "RoPE convention of the keys: none, rotate_half:THETA or "
+          "interleaved:THETA (used when the model is first registered)");
+
+namespace seqkv::cli {
+
+ClientOptions ClientOptionsFromFlags() {
+  ClientOptions options;
+  options.server = absl::GetFlag(FLAGS_server);
+  options.api_key = absl::GetFlag(FLAGS_api_key);
+  if (options.api_key.empty()) {
+    if (const char* env = std::getenv("SEQKV_API_KEY")) options.api_key = env;
+  }
+  options.tls_root_cert_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  return options;
+}
+
+std::unique_ptr<Client> ConnectOrDie() {
+  auto client = Client::Connect(ClientOptionsFromFlags());
+  if (!client.ok()) {
+    ReportError(client.status());
+    return nullptr;
+  }
+  return std::move(*client);
+}
+
+int ReportError(const absl::Status& status) {
+  std::cerr << "error: " << status << "\n";
+  return 1;
+}
+
+absl::Status ParseRopeFlag(const std::string& text, RopeConfig& rope) {
+  if (text == "none" || text.empty()) {
+    rope = RopeConfig{};
+    return absl::OkStatus();
+  }
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  if (parts[0] == "rotate_half") {
+    rope.style = RopeStyle::kRotateHalf;
+  } else if (parts[0] == "interleaved") {
+    rope.style = RopeStyle::kInterleaved;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rope: unknown style '", parts[0], "'"));
+  }
+  if (parts.size() > 1 && !absl::SimpleAtod(parts[1], &rope.theta))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rope: bad theta '", parts[1], "'"));
+  return absl::OkStatus();
+}
+
+}  // namespace seqkv::cli

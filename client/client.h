@@ -1,0 +1,108 @@
+// The seqkv client library: a synchronous wrapper over the gRPC API.
+#ifndef SEQKV_CLIENT_CLIENT_H_
+#define SEQKV_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/kv_cache.h"
+
+namespace seqkv {
+
+struct ClientOptions {
+  // "host:port" or "unix:/path".
+  std::string server = "127.0.0.1:50551";
+  // Sent as "authorization: Bearer <key>" when not empty.
+  std::string api_key;
+  // TLS: a PEM root certificate turns TLS on; a client cert and key add mTLS.
+  std::string tls_root_cert_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Bytes of KV data per streamed message (under gRPC's 4 MiB default).
+  size_t message_bytes = 2 << 20;
+  // Per-call deadline; 0 means none.
+  double timeout_s = 0;
+};
+
+struct PutOptions {
+  std::string model;
+  std::string codec;      // empty: the model's or server's default
+  std::string name_space; // empty: the caller's own namespace
+};
+
+struct PutResult {
+  uint32_t tokens = 0;
+  uint32_t chunks_new = 0;
+  uint32_t chunks_deduped = 0;
+  uint64_t bytes_logical = 0;
+  uint64_t bytes_stored = 0;
+  std::string codec;
+};
+
+struct LookupResult {
+  uint32_t matched_tokens = 0;
+  std::string name_space;
+};
+
+struct GetOptions {
+  std::string model;
+  std::string name_space;
+  uint32_t begin_token = 0;
+  uint32_t end_token = 0;  // 0: the end of the match
+  uint32_t alignment = 0;
+};
+
+struct DeleteResult {
+  uint32_t chunks_deleted = 0;
+  uint64_t bytes_freed = 0;
+};
+
+struct ModelRegistration {
+  std::string model;
+  KvLayout layout;
+  uint32_t chunk_tokens = 0;  // 0: server default
+  std::string default_codec;
+  std::map<std::string, std::string> codec_state;
+};
+
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(
+      const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  absl::StatusOr<LookupResult> Lookup(const std::string& model,
+                                      std::span<const int32_t> tokens,
+                                      uint32_t alignment = 0,
+                                      const std::string& name_space = "");
+
+  // Streams `cache` (all its tokens) to the server.
+  absl::StatusOr<PutResult> Put(const PutOptions& options,
+                                const KvCache& cache);
+
+  // Fetches the cache of the longest stored prefix of `tokens` (or the
+  // requested range of it). An empty match returns a cache with no tokens.
+  absl::StatusOr<KvCache> Get(const GetOptions& options,
+                              std::span<const int32_t> tokens);
+
+  absl::StatusOr<DeleteResult> Delete(const std::string& model,
+                                      std::span<const int32_t> tokens,
+                                      const std::string& name_space = "");
+
+  absl::StatusOr<bool> RegisterModel(const ModelRegistration& registration);
+  absl::StatusOr<ModelRegistration> GetModel(const std::string& model);
+
+ private:
+  class Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace seqkv
+
+#endif  // SEQKV_CLIENT_CLIENT_H_
