@@ -140,7 +140,7 @@ size_t Tensor::num_elements() const {
 absl::StatusOr<const Tensor*> SafetensorsFile::Find(std::string_view name) const {
   auto it = tensors.find(std::string(name));
   if (it == tensors.end())
-    return absl::NotFoundError(absl::StrCat("no tensor named '", name, "'"));
+    return absl::NotFoundError(absl::StrCat("no tensor named '", std::string(name), "'"));
   return &it->second;
 }
 

@@ -42,13 +42,13 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateCodec(std::string_view spec,
     if (family.name == name) return family.create(params, model);
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown codec '", spec, "' (known: ", ListCodecNames(), ")"));
+      "unknown codec '", std::string(spec), "' (known: ", ListCodecNames(), ")"));
 }
 
 std::string ListCodecNames() {
   std::vector<std::string_view> names;
   for (const Family& family : Families()) names.push_back(family.name);
-  return absl::StrJoin(names, ", ");
+  return absl::StrJoin(names, ", ", [](std::string* out, std::string_view name) { out->append(name); });
 }
 
 }  // namespace seqkv

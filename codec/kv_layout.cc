@@ -15,7 +15,7 @@ size_t DTypeSize(DType dtype) {
   return 0;
 }
 
-std::string_view DTypeName(DType dtype) {
+const char* DTypeName(DType dtype) {
   switch (dtype) {
     case DType::kBF16:
       return "bf16";
@@ -32,7 +32,7 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
   if (name == "fp16" || name == "F16" || name == "f16") return DType::kFP16;
   if (name == "fp32" || name == "F32" || name == "f32") return DType::kFP32;
   return absl::InvalidArgumentError(
-      absl::StrCat("unsupported dtype '", name, "' (want bf16, fp16 or fp32)"));
+      absl::StrCat("unsupported dtype '", std::string(name), "' (want bf16, fp16 or fp32)"));
 }
 
 absl::Status KvLayout::Validate() const {

@@ -16,7 +16,7 @@ namespace seqkv {
 enum class DType : uint8_t { kBF16 = 1, kFP16 = 2, kFP32 = 3 };
 
 size_t DTypeSize(DType dtype);
-std::string_view DTypeName(DType dtype);  // "bf16", "fp16", "fp32"
+const char* DTypeName(DType dtype);  // "bf16", "fp16", "fp32"
 absl::StatusOr<DType> ParseDType(std::string_view name);
 
 enum class RopeStyle : uint8_t { kNone = 0, kRotateHalf = 1, kInterleaved = 2 };

@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateLosslessCodec(
     std::string_view params, const ModelContext& model) {
   if (!params.empty())
     return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'lossless' takes no parameters, got '", params, "'"));
+        "codec 'lossless' takes no parameters, got '", std::string(params), "'"));
   return std::make_unique<LosslessCodec>();
 }
 

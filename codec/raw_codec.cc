@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateRawCodec(
     std::string_view params, const ModelContext& model) {
   if (!params.empty())
     return absl::InvalidArgumentError(
-        absl::StrCat("codec 'raw' takes no parameters, got '", params, "'"));
+        absl::StrCat("codec 'raw' takes no parameters, got '", std::string(params), "'"));
   return std::make_unique<RawCodec>();
 }
 

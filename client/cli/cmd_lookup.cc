@@ -1,0 +1,41 @@
+// seqkv lookup --model NAME [--alignment N] FILE.safetensors
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+#include "client/cli/token_input.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(uint32_t, alignment, 0,
+          "round matches down to a multiple of this many tokens");
+
+namespace seqkv::cli {
+namespace {
+
+int RunLookup(std::span<char* const> args) {
+  if (args.size() != 1 || absl::GetFlag(FLAGS_model).empty()) {
+    std::cerr << "usage: seqkv lookup --model NAME FILE.safetensors\n";
+    return 2;
+  }
+  auto tokens = ReadTokens(args[0]);
+  if (!tokens.ok()) return ReportError(tokens.status());
+  auto client = ConnectOrDie();
+  if (!client) return 1;
+  auto result =
+      client->Lookup(absl::GetFlag(FLAGS_model), *tokens,
+                     absl::GetFlag(FLAGS_alignment), absl::GetFlag(FLAGS_namespace));
+  if (!result.ok()) return ReportError(result.status());
+  nlohmann::json line = {{"tokens", tokens->size()},
+                         {"matched_tokens", result->matched_tokens},
+                         {"namespace", result->name_space}};
+  std::cout << line.dump() << std::endl;
+  return 0;
+}
+
+const CommandRegistrar registrar(
+    {"lookup", "length of the longest stored prefix of a file's tokens",
+     RunLookup});
+
+}  // namespace
+}  // namespace seqkv::cli

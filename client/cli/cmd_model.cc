@@ -1,0 +1,130 @@
+// seqkv model register|show: a model's layout and codec state on the server.
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, layout, "",
+          "LAYERSxKV_HEADSxHEAD_DIM:DTYPE, e.g. 32x8x128:bf16 (or use --model_dir)");
+ABSL_FLAG(std::string, model_dir, "",
+          "Hugging Face model directory; its config.json gives the layout");
+ABSL_FLAG(uint32_t, chunk_tokens, 0, "tokens per trie chunk (0: server default)");
+ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
+
+namespace seqkv::cli {
+namespace {
+
+absl::Status ParseLayoutFlag(const std::string& text, KvLayout& layout) {
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  std::vector<std::string> dims = absl::StrSplit(parts[0], 'x');
+  if (dims.size() != 3 || parts.size() > 2 ||
+      !absl::SimpleAtoi(dims[0], &layout.num_layers) ||
+      !absl::SimpleAtoi(dims[1], &layout.num_kv_heads) ||
+      !absl::SimpleAtoi(dims[2], &layout.head_dim))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--layout must look like 32x8x128:bf16, got '", text, "'"));
+  if (parts.size() == 2) {
+    auto dtype = ParseDType(parts[1]);
+    if (!dtype.ok()) return dtype.status();
+    layout.dtype = *dtype;
+  }
+  return layout.Validate();
+}
+
+}  // namespace
+
+// Reads the KV layout of a Hugging Face config.json.
+absl::Status LayoutFromModelDir(const std::string& dir, KvLayout& layout) {
+  std::ifstream in(dir + "/config.json");
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", dir, "/config.json"));
+  nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded() || !config.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json is not JSON"));
+  const uint32_t heads = config.value("num_attention_heads", 0u);
+  layout.num_layers = config.value("num_hidden_layers", 0u);
+  layout.num_kv_heads = config.value("num_key_value_heads", heads);
+  layout.head_dim = config.value(
+      "head_dim", heads == 0 ? 0u : config.value("hidden_size", 0u) / heads);
+  auto dtype = ParseDType(config.value("dtype", config.value("torch_dtype", "bf16")) ==
+                                  "float16"
+                              ? "fp16"
+                          : config.value("dtype", config.value("torch_dtype", "")) ==
+                                  "float32"
+                              ? "fp32"
+                              : "bf16");
+  layout.dtype = *dtype;
+  double theta = config.value("rope_theta", 10000.0);
+  if (config.contains("rope_parameters") && config["rope_parameters"].is_object())
+    theta = config["rope_parameters"].value("rope_theta", theta);
+  layout.rope.style = RopeStyle::kRotateHalf;
+  layout.rope.theta = theta;
+  return layout.Validate();
+}
+
+namespace {
+
+int RunModel(std::span<char* const> args) {
+  const std::string verb = args.empty() ? "" : args[0];
+  const std::string name = absl::GetFlag(FLAGS_model);
+  if ((verb != "register" && verb != "show") || name.empty()) {
+    std::cerr << "usage: seqkv model register --model NAME "
+                 "(--layout 32x8x128:bf16 [--rope rotate_half:500000] | "
+                 "--model_dir DIR) [--chunk_tokens N] [--default_codec C]\n"
+                 "       seqkv model show --model NAME\n";
+    return 2;
+  }
+  auto client = ConnectOrDie();
+  if (!client) return 1;
+  if (verb == "show") {
+    auto model = client->GetModel(name);
+    if (!model.ok()) return ReportError(model.status());
+    nlohmann::json keys = nlohmann::json::array();
+    for (const auto& [key, blob] : model->codec_state) keys.push_back(key);
+    std::cout << nlohmann::json({{"model", model->model},
+                                 {"layout", model->layout.DebugString()},
+                                 {"chunk_tokens", model->chunk_tokens},
+                                 {"default_codec", model->default_codec},
+                                 {"codec_state", keys}})
+                     .dump()
+              << std::endl;
+    return 0;
+  }
+  ModelRegistration registration;
+  registration.model = name;
+  registration.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  registration.default_codec = absl::GetFlag(FLAGS_default_codec);
+  if (const std::string dir = absl::GetFlag(FLAGS_model_dir); !dir.empty()) {
+    if (auto status = LayoutFromModelDir(dir, registration.layout); !status.ok())
+      return ReportError(status);
+  } else {
+    if (auto status = ParseLayoutFlag(absl::GetFlag(FLAGS_layout),
+                                      registration.layout);
+        !status.ok())
+      return ReportError(status);
+    if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope),
+                                    registration.layout.rope);
+        !status.ok())
+      return ReportError(status);
+  }
+  auto created = client->RegisterModel(registration);
+  if (!created.ok()) return ReportError(created.status());
+  std::cout << nlohmann::json({{"model", name},
+                               {"layout", registration.layout.DebugString()},
+                               {"created", *created}})
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+const CommandRegistrar registrar(
+    {"model", "register a model (layout, chunk size, codec state) or show it",
+     RunModel});
+
+}  // namespace
+}  // namespace seqkv::cli

@@ -1,0 +1,55 @@
+// seqkv put --model NAME [--codec C] FILE.safetensors...
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+#include "nlohmann/json.hpp"
+
+namespace seqkv::cli {
+namespace {
+
+int RunPut(std::span<char* const> args) {
+  if (args.empty() || absl::GetFlag(FLAGS_model).empty()) {
+    std::cerr << "usage: seqkv put --model NAME [--codec C] FILE.safetensors...\n";
+    return 2;
+  }
+  RopeConfig rope;
+  if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope), rope); !status.ok())
+    return ReportError(status);
+  auto client = ConnectOrDie();
+  if (!client) return 1;
+  PutOptions options;
+  options.model = absl::GetFlag(FLAGS_model);
+  options.codec = absl::GetFlag(FLAGS_codec);
+  options.name_space = absl::GetFlag(FLAGS_namespace);
+  int exit_code = 0;
+  for (const char* path : args) {
+    auto cache = ReadKvCacheFile(path);
+    if (!cache.ok()) {
+      exit_code = ReportError(cache.status());
+      continue;
+    }
+    cache->layout.rope = rope;
+    auto result = client->Put(options, *cache);
+    if (!result.ok()) {
+      exit_code = ReportError(result.status());
+      continue;
+    }
+    nlohmann::json line = {{"file", path},
+                           {"tokens", result->tokens},
+                           {"chunks_new", result->chunks_new},
+                           {"chunks_deduped", result->chunks_deduped},
+                           {"bytes_logical", result->bytes_logical},
+                           {"bytes_stored", result->bytes_stored},
+                           {"codec", result->codec}};
+    std::cout << line.dump() << std::endl;
+  }
+  return exit_code;
+}
+
+const CommandRegistrar registrar({"put", "store KV caches from safetensors files",
+                                  RunPut});
+
+}  // namespace
+}  // namespace seqkv::cli

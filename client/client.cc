@@ -1,0 +1,267 @@
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "proto/layout_convert.h"
+#include "seqkv/v1/kvcache.grpc.pb.h"
+
+namespace seqkv {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
+    const ClientOptions& options) {
+  if (options.tls_root_cert_file.empty()) {
+    if (!options.tls_cert_file.empty())
+      return absl::InvalidArgumentError(
+          "a client certificate needs a root certificate (--tls_ca)");
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions ssl;
+  auto root = ReadTextFile(options.tls_root_cert_file);
+  if (!root.ok()) return root.status();
+  ssl.pem_root_certs = *root;
+  if (!options.tls_cert_file.empty()) {
+    auto cert = ReadTextFile(options.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadTextFile(options.tls_key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *cert;
+    ssl.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
+class Client::Impl {
+ public:
+  Impl(const ClientOptions& options, std::shared_ptr<grpc::Channel> channel)
+      : options_(options), stub_(v1::KvCacheService::NewStub(channel)) {}
+
+  void Prepare(grpc::ClientContext& context) const {
+    if (!options_.api_key.empty())
+      context.AddMetadata("authorization",
+                          absl::StrCat("Bearer ", options_.api_key));
+    if (options_.timeout_s > 0)
+      context.set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::milliseconds(
+              static_cast<int64_t>(options_.timeout_s * 1000)));
+  }
+
+  const ClientOptions options_;
+  std::unique_ptr<v1::KvCacheService::Stub> stub_;
+};
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
+    const ClientOptions& options) {
+  if (options.server.empty())
+    return absl::InvalidArgumentError("server address is empty");
+  auto credentials = MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel =
+      grpc::CreateCustomChannel(options.server, *credentials, args);
+  return std::unique_ptr<Client>(
+      new Client(std::make_unique<Impl>(options, std::move(channel))));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
+                                            std::span<const int32_t> tokens,
+                                            uint32_t alignment,
+                                            const std::string& name_space) {
+  v1::LookupRequest request;
+  request.set_model(model);
+  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_alignment(alignment);
+  request.set_namespace_(name_space);
+  v1::LookupResponse response;
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  if (auto status = FromGrpc(impl_->stub_->Lookup(&context, request, &response));
+      !status.ok())
+    return status;
+  return LookupResult{response.matched_tokens(), response.namespace_()};
+}
+
+absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
+                                      const KvCache& cache) {
+  if (auto status = cache.Validate(); !status.ok()) return status;
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  v1::PutResponse response;
+  auto writer = impl_->stub_->Put(&context, &response);
+  v1::PutRequest request;
+  v1::PutHeader* header = request.mutable_header();
+  header->set_model(options.model);
+  *header->mutable_layout() = LayoutToProto(cache.layout);
+  header->mutable_tokens()->Add(cache.tokens.begin(), cache.tokens.end());
+  header->set_codec(options.codec);
+  header->set_namespace_(options.name_space);
+  bool open = writer->Write(request);
+  // Convert a batch of tokens at a time; send it in slices under the
+  // message budget (a single token may exceed it on very large layouts).
+  const size_t budget = impl_->options_.message_bytes;
+  const uint32_t tokens_per_batch = static_cast<uint32_t>(
+      std::max<size_t>(1, budget / cache.layout.bytes_per_token()));
+  std::string batch;
+  for (uint32_t begin = 0; open && begin < cache.num_tokens();
+       begin += tokens_per_batch) {
+    const uint32_t end = std::min(cache.num_tokens(), begin + tokens_per_batch);
+    batch.clear();
+    cache.AppendTokenMajor(begin, end, batch);
+    for (size_t offset = 0; open && offset < batch.size(); offset += budget) {
+      request.Clear();
+      request.set_data(batch.substr(offset, budget));
+      open = writer->Write(request);
+    }
+  }
+  writer->WritesDone();
+  if (auto status = FromGrpc(writer->Finish()); !status.ok()) return status;
+  PutResult result;
+  result.tokens = response.tokens();
+  result.chunks_new = response.chunks_new();
+  result.chunks_deduped = response.chunks_deduped();
+  result.bytes_logical = response.bytes_logical();
+  result.bytes_stored = response.bytes_stored();
+  result.codec = response.codec();
+  return result;
+}
+
+absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
+                                    std::span<const int32_t> tokens) {
+  v1::GetRequest request;
+  request.set_model(options.model);
+  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_namespace_(options.name_space);
+  request.set_begin_token(options.begin_token);
+  request.set_end_token(options.end_token);
+  request.set_alignment(options.alignment);
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  auto reader = impl_->stub_->Get(&context, request);
+  v1::GetResponse response;
+  KvCache cache;
+  bool have_header = false;
+  uint64_t received = 0;
+  std::string pending;  // bytes of a token split across messages
+  while (reader->Read(&response)) {
+    if (response.has_header()) {
+      const v1::GetHeader& header = response.header();
+      auto layout = LayoutFromProto(header.layout());
+      if (!layout.ok()) return layout.status();
+      cache.layout = *layout;
+      if (header.end_token() < header.begin_token() ||
+          header.end_token() > tokens.size())
+        return absl::DataLossError("server sent a bad token range");
+      cache.tokens.assign(tokens.begin() + header.begin_token(),
+                          tokens.begin() + header.end_token());
+      if (header.data_bytes() !=
+          cache.layout.bytes_per_token() * cache.tokens.size())
+        return absl::DataLossError("server announced a bad data size");
+      cache.AllocateTensors();
+      have_header = true;
+      continue;
+    }
+    if (!have_header) return absl::DataLossError("data before the header");
+    const std::string& data = response.data();
+    const size_t per_token = cache.layout.bytes_per_token();
+    if (received + pending.size() + data.size() >
+        per_token * cache.tokens.size())
+      return absl::DataLossError("server sent more data than announced");
+    pending.append(data);
+    const size_t whole = pending.size() / per_token * per_token;
+    cache.ScatterTokenMajor(
+        static_cast<uint32_t>(received / per_token),
+        std::span(reinterpret_cast<const std::byte*>(pending.data()), whole));
+    received += whole;
+    pending.erase(0, whole);
+  }
+  if (auto status = FromGrpc(reader->Finish()); !status.ok()) return status;
+  if (!have_header) return absl::DataLossError("no header in Get response");
+  if (received != cache.layout.bytes_per_token() * cache.tokens.size())
+    return absl::DataLossError("Get stream ended early");
+  return cache;
+}
+
+absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,
+                                            std::span<const int32_t> tokens,
+                                            const std::string& name_space) {
+  v1::DeleteRequest request;
+  request.set_model(model);
+  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_namespace_(name_space);
+  v1::DeleteResponse response;
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  if (auto status = FromGrpc(impl_->stub_->Delete(&context, request, &response));
+      !status.ok())
+    return status;
+  return DeleteResult{response.chunks_deleted(), response.bytes_freed()};
+}
+
+absl::StatusOr<bool> Client::RegisterModel(
+    const ModelRegistration& registration) {
+  v1::RegisterModelRequest request;
+  request.set_model(registration.model);
+  *request.mutable_layout() = LayoutToProto(registration.layout);
+  request.set_chunk_tokens(registration.chunk_tokens);
+  request.set_default_codec(registration.default_codec);
+  for (const auto& [key, blob] : registration.codec_state)
+    (*request.mutable_codec_state())[key] = blob;
+  v1::RegisterModelResponse response;
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  if (auto status = FromGrpc(
+          impl_->stub_->RegisterModel(&context, request, &response));
+      !status.ok())
+    return status;
+  return response.created();
+}
+
+absl::StatusOr<ModelRegistration> Client::GetModel(const std::string& model) {
+  v1::GetModelRequest request;
+  request.set_model(model);
+  v1::GetModelResponse response;
+  grpc::ClientContext context;
+  impl_->Prepare(context);
+  if (auto status =
+          FromGrpc(impl_->stub_->GetModel(&context, request, &response));
+      !status.ok())
+    return status;
+  ModelRegistration registration;
+  registration.model = response.model();
+  auto layout = LayoutFromProto(response.layout());
+  if (!layout.ok()) return layout.status();
+  registration.layout = *layout;
+  registration.chunk_tokens = response.chunk_tokens();
+  registration.default_codec = response.default_codec();
+  for (const std::string& key : response.codec_state_keys())
+    registration.codec_state[key] = "";
+  return registration;
+}
+
+}  // namespace seqkv

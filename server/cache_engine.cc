@@ -1,0 +1,463 @@
+#include "server/cache_engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/str_cat.h"
+#include "proto/layout_convert.h"
+#include "server/chunk_layout.h"
+
+namespace seqkv {
+namespace {
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status CheckTokens(std::span<const int32_t> tokens, uint32_t max_tokens,
+                         bool allow_empty = false) {
+  if (tokens.empty() && !allow_empty)
+    return absl::InvalidArgumentError("tokens is empty");
+  if (tokens.size() > max_tokens)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokens has ", tokens.size(), " ids, more than the limit of ",
+        max_tokens));
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokens[", i, "] is negative (", tokens[i], ")"));
+  return absl::OkStatus();
+}
+
+std::span<const int32_t> Span(const google::protobuf::RepeatedField<int32_t>& r) {
+  return {r.data(), static_cast<size_t>(r.size())};
+}
+
+// Dimensions and dtype must agree; RoPE only when the caller states one.
+bool SameStoredLayout(const KvLayout& registered, const KvLayout& given) {
+  KvLayout a = registered, b = given;
+  if (b.rope.style == RopeStyle::kNone) a.rope = b.rope;
+  return a == b;
+}
+
+}  // namespace
+
+CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      trie_(store),
+      models_(store),
+      stats_(store),
+      next_put_id_(static_cast<uint64_t>(NowMicros())) {}
+
+CacheEngine::~CacheEngine() { stats_.Save().IgnoreError(); }
+
+absl::Status CacheEngine::Start() { return stats_.Load(); }
+
+absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
+    const std::shared_ptr<const Model>& model, const std::string& spec) {
+  // The key holds the model's address; the entry keeps the model alive so
+  // the address cannot be reused by another model.
+  const std::string key = absl::StrCat(
+      reinterpret_cast<uintptr_t>(model.get()), "|", spec);
+  {
+    absl::MutexLock lock(&codecs_mutex_);
+    if (auto it = codecs_.find(key); it != codecs_.end()) return it->second;
+  }
+  auto codec = CreateCodec(spec, model->context);
+  if (!codec.ok()) return codec.status();
+  // Pairs the codec with its model: the aliasing constructor shares the
+  // model's ownership and points at the codec.
+  auto holder = std::make_shared<std::pair<std::shared_ptr<const Model>,
+                                           std::unique_ptr<Codec>>>(
+      model, std::move(*codec));
+  std::shared_ptr<const Codec> shared(holder, holder->second.get());
+  absl::MutexLock lock(&codecs_mutex_);
+  codecs_.emplace(key, shared);
+  return shared;
+}
+
+absl::StatusOr<std::pair<TrieMatch, std::string>> CacheEngine::MatchInScope(
+    const ReadScope& scope, const Model& model,
+    std::span<const int32_t> tokens) {
+  std::pair<TrieMatch, std::string> best;
+  for (const std::string& ns : scope.namespaces) {
+    auto match =
+        trie_.Match(RootKey(ns, model.fingerprint), tokens, model.chunk_tokens);
+    if (!match.ok()) return match.status();
+    if (match->matched_tokens > best.first.matched_tokens ||
+        best.second.empty()) {
+      best = {std::move(*match), ns};
+    }
+  }
+  return best;
+}
+
+absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
+    const ReadScope& scope, const v1::LookupRequest& request) {
+  if (request.model().empty())
+    return absl::InvalidArgumentError("model is empty");
+  const auto tokens = Span(request.tokens());
+  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
+    return status;
+  auto model = models_.Find(request.model());
+  if (!model.ok()) return model.status();
+  auto match = MatchInScope(scope, **model, tokens);
+  if (!match.ok()) return match.status();
+  uint32_t matched = match->first.matched_tokens;
+  if (request.alignment() > 1) matched -= matched % request.alignment();
+  trie_.RecordVisits(match->first.nodes, NowMicros()).IgnoreError();
+  stats_.CountLookup(scope.namespaces.front(), tokens.size(), matched);
+  return LookupOutcome{matched, matched > 0 ? match->second : ""};
+}
+
+absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
+    const std::string& name_space, const v1::PutHeader& header) {
+  if (header.model().empty())
+    return absl::InvalidArgumentError("header.model is empty");
+  const auto tokens = Span(header.tokens());
+  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.", status.message()));
+  std::shared_ptr<const Model> model;
+  bool new_model = false;
+  auto found = models_.Find(header.model());
+  if (found.ok()) {
+    model = *found;
+    if (header.has_layout()) {
+      auto layout = LayoutFromProto(header.layout());
+      if (!layout.ok()) return layout.status();
+      if (!SameStoredLayout(model->context.layout, *layout))
+        return absl::FailedPreconditionError(absl::StrCat(
+            "header.layout (", layout->DebugString(),
+            ") differs from the layout registered for model '",
+            header.model(), "' (", model->context.layout.DebugString(), ")"));
+    }
+  } else if (found.status().code() == absl::StatusCode::kNotFound) {
+    if (!header.has_layout())
+      return absl::NotFoundError(absl::StrCat(
+          "unknown model '", header.model(),
+          "': send header.layout with the first Put or call RegisterModel"));
+    ModelRecord record;
+    record.set_name(header.model());
+    *record.mutable_layout() = header.layout();
+    record.set_chunk_tokens(options_.default_chunk_tokens);
+    record.set_created_unix_micros(NowMicros());
+    auto built = ModelRegistry::FromRecord(std::move(record));
+    if (!built.ok()) return built.status();
+    model = *built;
+    new_model = true;
+  } else {
+    return found.status();
+  }
+  std::string spec = header.codec();
+  if (spec.empty()) spec = model->record.default_codec();
+  if (spec.empty()) spec = options_.default_codec;
+  auto codec = CodecFor(model, spec);
+  if (!codec.ok())
+    return absl::Status(codec.status().code(),
+                        absl::StrCat("header.codec: ", codec.status().message()));
+  return std::make_unique<PutSession>(
+      this, name_space, model, new_model, *codec,
+      std::vector<int32_t>(tokens.begin(), tokens.end()));
+}
+
+absl::Status CacheEngine::Get(
+    const ReadScope& scope, const v1::GetRequest& request, size_t message_bytes,
+    const std::function<bool(const v1::GetHeader&)>& on_header,
+    const std::function<bool(std::string&)>& on_data) {
+  if (request.model().empty())
+    return absl::InvalidArgumentError("model is empty");
+  const auto tokens = Span(request.tokens());
+  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
+    return status;
+  auto found = models_.Find(request.model());
+  if (!found.ok()) return found.status();
+  const Model& model = **found;
+  const KvLayout& layout = model.context.layout;
+  auto match = MatchInScope(scope, model, tokens);
+  if (!match.ok()) return match.status();
+  uint32_t matched = match->first.matched_tokens;
+  if (request.alignment() > 1) matched -= matched % request.alignment();
+  const uint32_t begin = request.begin_token();
+  const uint32_t end = request.end_token() == 0 ? matched : request.end_token();
+  if (begin > end || end > matched)
+    return absl::OutOfRangeError(absl::StrCat(
+        "token range [", begin, ", ", end, ") is outside the ", matched,
+        " stored tokens that match"));
+  v1::GetHeader header;
+  header.set_model(model.record.name());
+  *header.mutable_layout() = model.record.layout();
+  header.set_matched_tokens(matched);
+  header.set_begin_token(begin);
+  header.set_end_token(end);
+  header.set_data_bytes(uint64_t{end - begin} * layout.bytes_per_token());
+  header.set_namespace_(matched > 0 ? match->second : "");
+  if (!on_header(header)) return absl::CancelledError("client went away");
+
+  std::vector<std::byte> chunk;
+  std::string out;
+  uint32_t node_start = 0;
+  for (const TrieNode& node : match->first.nodes) {
+    const uint32_t node_tokens = node.record.tokens_size();
+    const uint32_t from = std::max(begin, node_start);
+    const uint32_t to = std::min(end, node_start + node.matched_tokens);
+    if (from < to) {
+      auto codec = CodecFor(*found, node.record.codec());
+      if (!codec.ok())
+        return absl::DataLossError(absl::StrCat(
+            "stored chunk uses codec '", node.record.codec(),
+            "' which this server cannot build: ", codec.status().message()));
+      auto payload = trie_.ReadPayload(node.record);
+      if (!payload.ok()) return payload.status();
+      ChunkInfo info{&layout, node_tokens, node.record.first_position(),
+                     Span(node.record.tokens())};
+      chunk.resize(info.num_bytes());
+      if (auto status = (*codec)->Decode(info, *payload, chunk); !status.ok())
+        return absl::DataLossError(absl::StrCat(
+            "stored chunk ", node.key.Hex(), " does not decode: ",
+            status.message()));
+      out.clear();
+      ChunkToTokenMajor(layout, node_tokens, chunk, from - node_start,
+                        to - node_start, out);
+      for (size_t offset = 0; offset < out.size(); offset += message_bytes) {
+        std::string piece = out.substr(offset, message_bytes);
+        if (!on_data(piece)) return absl::CancelledError("client went away");
+      }
+    }
+    node_start += node.matched_tokens;
+    if (node_start >= end) break;
+  }
+  trie_.RecordVisits(match->first.nodes, NowMicros()).IgnoreError();
+  stats_.CountGet(scope.namespaces.front(), end - begin);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
+    const std::string& name_space, const v1::DeleteRequest& request) {
+  if (request.model().empty())
+    return absl::InvalidArgumentError("model is empty");
+  const auto tokens = Span(request.tokens());
+  if (auto status = CheckTokens(tokens, options_.max_tokens, true);
+      !status.ok())
+    return status;
+  auto model = models_.Find(request.model());
+  if (!model.ok()) return model.status();
+  std::lock_guard<std::mutex> lock(trie_.write_mutex());
+  rocksdb::WriteBatch batch;
+  auto removal = trie_.RemoveSubtree(RootKey(name_space, (*model)->fingerprint),
+                                     tokens, (*model)->chunk_tokens, batch);
+  if (!removal.ok()) return removal.status();
+  const Usage delta{-static_cast<int64_t>(removal->chunks),
+                    -static_cast<int64_t>(removal->bytes_logical),
+                    -static_cast<int64_t>(removal->bytes_stored)};
+  stats_.StageUsage(name_space, delta, batch);
+  if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+    return status;
+  stats_.ApplyUsage(name_space, delta);
+  v1::DeleteResponse response;
+  response.set_chunks_deleted(removal->chunks);
+  response.set_bytes_freed(removal->bytes_stored);
+  return response;
+}
+
+absl::StatusOr<v1::RegisterModelResponse> CacheEngine::RegisterModel(
+    const v1::RegisterModelRequest& request) {
+  if (request.model().empty())
+    return absl::InvalidArgumentError("model is empty");
+  if (!request.has_layout())
+    return absl::InvalidArgumentError("layout is missing");
+  if (request.chunk_tokens() > 65536)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk_tokens must be at most 65536, got ", request.chunk_tokens()));
+  ModelRecord record;
+  record.set_name(request.model());
+  *record.mutable_layout() = request.layout();
+  record.set_chunk_tokens(request.chunk_tokens() == 0
+                              ? options_.default_chunk_tokens
+                              : request.chunk_tokens());
+  record.set_default_codec(request.default_codec());
+  for (const auto& [key, blob] : request.codec_state())
+    (*record.mutable_codec_state())[key] = blob;
+  record.set_created_unix_micros(NowMicros());
+  auto built = ModelRegistry::FromRecord(record);
+  if (!built.ok()) return built.status();
+  if (!request.default_codec().empty()) {
+    auto codec = CreateCodec(request.default_codec(), (*built)->context);
+    if (!codec.ok())
+      return absl::Status(
+          codec.status().code(),
+          absl::StrCat("default_codec: ", codec.status().message()));
+  }
+  std::lock_guard<std::mutex> lock(trie_.write_mutex());
+  auto created = models_.Register(record);
+  if (!created.ok()) return created.status();
+  v1::RegisterModelResponse response;
+  response.set_model(request.model());
+  response.set_chunk_tokens(record.chunk_tokens());
+  response.set_created(*created);
+  return response;
+}
+
+absl::StatusOr<v1::GetModelResponse> CacheEngine::GetModel(
+    const std::string& name) {
+  auto model = models_.Find(name);
+  if (!model.ok()) return model.status();
+  v1::GetModelResponse response;
+  response.set_model(name);
+  *response.mutable_layout() = (*model)->record.layout();
+  response.set_chunk_tokens((*model)->chunk_tokens);
+  response.set_default_codec((*model)->record.default_codec());
+  for (const auto& [key, blob] : (*model)->record.codec_state())
+    response.add_codec_state_keys(key);
+  return response;
+}
+
+// --- PutSession ---
+
+PutSession::PutSession(CacheEngine* engine, std::string name_space,
+                       std::shared_ptr<const Model> model, bool new_model,
+                       std::shared_ptr<const Codec> codec,
+                       std::vector<int32_t> tokens)
+    : engine_(engine),
+      name_space_(std::move(name_space)),
+      model_(std::move(model)),
+      new_model_(new_model),
+      codec_(std::move(codec)),
+      tokens_(std::move(tokens)),
+      put_id_(engine->next_put_id_.fetch_add(1)),
+      parent_(RootKey(name_space_, model_->fingerprint)) {}
+
+PutSession::~PutSession() {
+  if (!finished_) engine_->trie_.DiscardPayloads(staged_);
+}
+
+absl::Status PutSession::Append(std::string_view bytes) {
+  const KvLayout& layout = model_->context.layout;
+  const uint64_t expected = uint64_t{tokens_.size()} * layout.bytes_per_token();
+  if (bytes_received_ + bytes.size() > expected)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data exceeds the ", expected, " bytes that ", tokens_.size(),
+        " tokens of layout ", layout.DebugString(), " need"));
+  bytes_received_ += bytes.size();
+  const size_t chunk_bytes = size_t{model_->chunk_tokens} * layout.bytes_per_token();
+  while (!bytes.empty()) {
+    const size_t take = std::min(bytes.size(), chunk_bytes - pending_.size());
+    pending_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    if (pending_.size() == chunk_bytes) {
+      if (auto status = FlushChunk(); !status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PutSession::FlushChunk() {
+  const KvLayout& layout = model_->context.layout;
+  const uint32_t count =
+      static_cast<uint32_t>(pending_.size() / layout.bytes_per_token());
+  const std::span<const int32_t> chunk_tokens(tokens_.data() + next_token_,
+                                              count);
+  const NodeKey key = ChildKey(parent_, chunk_tokens);
+  auto existing = engine_->trie_.ReadNode(key);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    const auto& stored = (*existing)->tokens();
+    if (!std::equal(chunk_tokens.begin(), chunk_tokens.end(), stored.begin(),
+                    stored.end()))
+      return absl::InternalError(
+          absl::StrCat("hash collision on trie node ", key.Hex()));
+    ++deduped_;
+  } else {
+    ChunkInfo info{&layout, count, next_token_, chunk_tokens};
+    chunk_buffer_.resize(info.num_bytes());
+    TokenMajorToChunk(layout, count,
+                      std::as_bytes(std::span(pending_.data(), pending_.size())),
+                      chunk_buffer_);
+    std::string payload;
+    if (auto status = codec_->Encode(info, chunk_buffer_, payload);
+        !status.ok())
+      return status;
+    PendingNode node;
+    node.key = key;
+    std::string payload_key = key.Bytes();
+    char id[8];
+    absl::big_endian::Store64(id, put_id_);
+    payload_key.append(id, 8);
+    NodeRecord& record = node.record;
+    record.set_parent_key(parent_.Bytes());
+    record.mutable_tokens()->Add(chunk_tokens.begin(), chunk_tokens.end());
+    record.set_depth(next_token_ / model_->chunk_tokens);
+    record.set_first_position(next_token_);
+    record.set_payload_key(payload_key);
+    record.set_codec(codec_->spec());
+    record.set_bytes_logical(info.num_bytes());
+    record.set_bytes_stored(payload.size());
+    record.set_created_unix_micros(NowMicros());
+    record.set_namespace_(name_space_);
+    record.set_model(model_->record.name());
+    if (auto status = engine_->trie_.StagePayload(payload_key, payload);
+        !status.ok())
+      return status;
+    staged_.push_back(std::move(node));
+  }
+  parent_ = key;
+  next_token_ += count;
+  pending_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::PutResponse> PutSession::Finish() {
+  const KvLayout& layout = model_->context.layout;
+  const uint64_t expected = uint64_t{tokens_.size()} * layout.bytes_per_token();
+  if (bytes_received_ != expected)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream ended after ", bytes_received_, " of the ", expected,
+        " data bytes that ", tokens_.size(), " tokens need"));
+  if (!pending_.empty()) {
+    if (auto status = FlushChunk(); !status.ok()) return status;
+  }
+  std::lock_guard<std::mutex> lock(engine_->trie_.write_mutex());
+  if (new_model_) {
+    // Another Put may have registered the model since this one began.
+    auto found = engine_->models_.Find(model_->record.name());
+    if (found.ok()) {
+      if (!((*found)->context.layout == model_->context.layout) ||
+          (*found)->chunk_tokens != model_->chunk_tokens)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "model '", model_->record.name(),
+            "' was registered meanwhile with another layout"));
+      new_model_ = false;
+    } else if (found.status().code() != absl::StatusCode::kNotFound) {
+      return found.status();
+    }
+  }
+  Usage delta;
+  auto committed = engine_->trie_.Commit(
+      staged_, [&](const CommitResult& result, rocksdb::WriteBatch& batch) {
+        delta = {result.added, static_cast<int64_t>(result.bytes_logical_added),
+                 static_cast<int64_t>(result.bytes_stored_added)};
+        engine_->stats_.StageUsage(name_space_, delta, batch);
+        if (new_model_) engine_->models_.AddToBatch(model_->record, batch);
+        return absl::OkStatus();
+      });
+  if (!committed.ok()) return committed.status();
+  finished_ = true;
+  engine_->stats_.ApplyUsage(name_space_, delta);
+  if (new_model_) engine_->models_.Remember(model_);
+  const uint32_t deduped = deduped_ + committed->raced;
+  engine_->stats_.CountPut(name_space_, tokens_.size(), deduped, expected);
+  v1::PutResponse response;
+  response.set_tokens(static_cast<uint32_t>(tokens_.size()));
+  response.set_chunks_new(committed->added);
+  response.set_chunks_deduped(deduped);
+  response.set_bytes_logical(expected);
+  response.set_bytes_stored(committed->bytes_stored_added);
+  response.set_codec(codec_->spec());
+  return response;
+}
+
+}  // namespace seqkv

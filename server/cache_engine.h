@@ -1,0 +1,137 @@
+// The server's data path, independent of gRPC: Put → trie → codec → RocksDB
+// and back. The gRPC service is a thin adapter over this class.
+#ifndef SEQKV_SERVER_CACHE_ENGINE_H_
+#define SEQKV_SERVER_CACHE_ENGINE_H_
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "codec/codec.h"
+#include "seqkv/v1/kvcache.pb.h"
+#include "server/stats.h"
+#include "storage/kv_store.h"
+#include "storage/model_registry.h"
+#include "storage/trie.h"
+
+namespace seqkv {
+
+struct EngineOptions {
+  uint32_t default_chunk_tokens = 256;
+  std::string default_codec = "lossless";
+  // Longest sequence one Put or lookup may carry.
+  uint32_t max_tokens = 1 << 21;
+};
+
+// Where a request reads: its own namespace first, then shared ones.
+struct ReadScope {
+  std::vector<std::string> namespaces;
+};
+
+struct LookupOutcome {
+  uint32_t matched_tokens = 0;
+  std::string name_space;
+};
+
+class PutSession;
+
+class CacheEngine {
+ public:
+  CacheEngine(KvStore* store, EngineOptions options);
+  ~CacheEngine();
+
+  absl::Status Start();  // loads counters
+
+  absl::StatusOr<LookupOutcome> Lookup(const ReadScope& scope,
+                                       const v1::LookupRequest& request);
+
+  // Validates the header and returns a session that takes the data.
+  absl::StatusOr<std::unique_ptr<PutSession>> BeginPut(
+      const std::string& name_space, const v1::PutHeader& header);
+
+  // Streams the cache: `on_header` once, then `on_data` with token-major
+  // bytes of at most `message_bytes`. A false return stops the stream
+  // (client gone) with CANCELLED.
+  absl::Status Get(const ReadScope& scope, const v1::GetRequest& request,
+                   size_t message_bytes,
+                   const std::function<bool(const v1::GetHeader&)>& on_header,
+                   const std::function<bool(std::string&)>& on_data);
+
+  absl::StatusOr<v1::DeleteResponse> Delete(const std::string& name_space,
+                                            const v1::DeleteRequest& request);
+
+  absl::StatusOr<v1::RegisterModelResponse> RegisterModel(
+      const v1::RegisterModelRequest& request);
+  absl::StatusOr<v1::GetModelResponse> GetModel(const std::string& name);
+
+  StatsRegistry& stats() { return stats_; }
+  Trie& trie() { return trie_; }
+  ModelRegistry& models() { return models_; }
+  const EngineOptions& options() const { return options_; }
+
+  // A codec for `spec` bound to `model`, cached.
+  absl::StatusOr<std::shared_ptr<const Codec>> CodecFor(
+      const std::shared_ptr<const Model>& model, const std::string& spec);
+
+ private:
+  friend class PutSession;
+
+  // Longest match over the namespaces of `scope`.
+  absl::StatusOr<std::pair<TrieMatch, std::string>> MatchInScope(
+      const ReadScope& scope, const Model& model,
+      std::span<const int32_t> tokens);
+
+  KvStore* store_;
+  EngineOptions options_;
+  Trie trie_;
+  ModelRegistry models_;
+  StatsRegistry stats_;
+  std::atomic<uint64_t> next_put_id_;
+  absl::Mutex codecs_mutex_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
+      ABSL_GUARDED_BY(codecs_mutex_);
+};
+
+// One Put in flight. Holds at most one chunk of data; chunks are encoded and
+// staged as they fill, and everything becomes visible at Finish in one
+// atomic commit. Destroying an unfinished session discards what it staged.
+class PutSession {
+ public:
+  PutSession(CacheEngine* engine, std::string name_space,
+             std::shared_ptr<const Model> model, bool new_model,
+             std::shared_ptr<const Codec> codec, std::vector<int32_t> tokens);
+  ~PutSession();
+
+  // Takes the next bytes of token-major data.
+  absl::Status Append(std::string_view bytes);
+  // Commits; FAILED unless exactly all data arrived.
+  absl::StatusOr<v1::PutResponse> Finish();
+
+ private:
+  absl::Status FlushChunk();
+
+  CacheEngine* engine_;
+  std::string name_space_;
+  std::shared_ptr<const Model> model_;
+  bool new_model_;
+  std::shared_ptr<const Codec> codec_;
+  std::vector<int32_t> tokens_;
+  uint64_t put_id_;
+  NodeKey parent_;
+  uint32_t next_token_ = 0;  // first token of the chunk being filled
+  std::string pending_;      // token-major bytes of that chunk
+  std::vector<std::byte> chunk_buffer_;
+  std::vector<PendingNode> staged_;
+  uint32_t deduped_ = 0;
+  uint64_t bytes_received_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace seqkv
+
+#endif  // SEQKV_SERVER_CACHE_ENGINE_H_

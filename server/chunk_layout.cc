@@ -1,0 +1,41 @@
+#include "server/chunk_layout.h"
+
+#include <cstring>
+
+namespace seqkv {
+namespace {
+
+// Rows are (layer, tensor, head) triples; each holds head_dim elements per
+// token in both orders, so the copy is a transpose of [rows][tokens] blocks.
+size_t RowsPerToken(const KvLayout& layout) {
+  return size_t{layout.num_layers} * layout.tensors_per_layer() *
+         layout.num_kv_heads;
+}
+
+}  // namespace
+
+void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
+                       std::span<const std::byte> token_major,
+                       std::span<std::byte> chunk) {
+  const size_t rows = RowsPerToken(layout);
+  const size_t vector = size_t{layout.head_dim} * DTypeSize(layout.dtype);
+  for (size_t t = 0; t < num_tokens; ++t)
+    for (size_t r = 0; r < rows; ++r)
+      std::memcpy(chunk.data() + (r * num_tokens + t) * vector,
+                  token_major.data() + (t * rows + r) * vector, vector);
+}
+
+void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
+                       std::span<const std::byte> chunk, uint32_t begin,
+                       uint32_t end, std::string& out) {
+  const size_t rows = RowsPerToken(layout);
+  const size_t vector = size_t{layout.head_dim} * DTypeSize(layout.dtype);
+  size_t offset = out.size();
+  out.resize(offset + size_t{end - begin} * rows * vector);
+  for (size_t t = begin; t < end; ++t)
+    for (size_t r = 0; r < rows; ++r, offset += vector)
+      std::memcpy(out.data() + offset,
+                  chunk.data() + (r * num_tokens + t) * vector, vector);
+}
+
+}  // namespace seqkv

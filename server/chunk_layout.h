@@ -1,0 +1,27 @@
+// Moves KV bytes between the wire's token-major order and the chunk layout
+// codecs see ([layer][tensor][head][token][dim]).
+#ifndef SEQKV_SERVER_CHUNK_LAYOUT_H_
+#define SEQKV_SERVER_CHUNK_LAYOUT_H_
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "codec/kv_layout.h"
+
+namespace seqkv {
+
+// `token_major` holds `num_tokens` tokens; `chunk` receives them.
+void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
+                       std::span<const std::byte> token_major,
+                       std::span<std::byte> chunk);
+
+// Appends tokens [begin, end) of a chunk of `num_tokens` tokens to `out` in
+// token-major order.
+void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
+                       std::span<const std::byte> chunk, uint32_t begin,
+                       uint32_t end, std::string& out);
+
+}  // namespace seqkv
+
+#endif  // SEQKV_SERVER_CHUNK_LAYOUT_H_

@@ -1,0 +1,46 @@
+// gRPC adapter: turns seqkv.v1 calls into CacheEngine calls.
+#ifndef SEQKV_SERVER_KVCACHE_SERVICE_H_
+#define SEQKV_SERVER_KVCACHE_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "seqkv/v1/kvcache.grpc.pb.h"
+#include "server/cache_engine.h"
+#include "server/tenants.h"
+
+namespace seqkv {
+
+class KvCacheService final : public v1::KvCacheService::Service {
+ public:
+  KvCacheService(CacheEngine* engine, const TenantDirectory* tenants)
+      : engine_(engine), tenants_(tenants) {}
+
+  grpc::Status Lookup(grpc::ServerContext* context,
+                      const v1::LookupRequest* request,
+                      v1::LookupResponse* response) override;
+  grpc::Status Put(grpc::ServerContext* context,
+                   grpc::ServerReader<v1::PutRequest>* reader,
+                   v1::PutResponse* response) override;
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request,
+                   grpc::ServerWriter<v1::GetResponse>* writer) override;
+  grpc::Status Delete(grpc::ServerContext* context,
+                      const v1::DeleteRequest* request,
+                      v1::DeleteResponse* response) override;
+  grpc::Status RegisterModel(grpc::ServerContext* context,
+                             const v1::RegisterModelRequest* request,
+                             v1::RegisterModelResponse* response) override;
+  grpc::Status GetModel(grpc::ServerContext* context,
+                        const v1::GetModelRequest* request,
+                        v1::GetModelResponse* response) override;
+  grpc::Status Stats(grpc::ServerContext* context,
+                     const v1::StatsRequest* request,
+                     v1::StatsResponse* response) override;
+
+ private:
+  CacheEngine* engine_;
+  const TenantDirectory* tenants_;
+};
+
+}  // namespace seqkv
+
+#endif  // SEQKV_SERVER_KVCACHE_SERVICE_H_

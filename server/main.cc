@@ -1,0 +1,149 @@
+// seqkv-server: the KV-cache store. See README.md for flags and setup.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "server/admin_server.h"
+#include "server/cache_engine.h"
+#include "server/kvcache_service.h"
+#include "server/tenants.h"
+#include "storage/kv_store.h"
+
+ABSL_FLAG(std::string, data_dir, "./seqkv-data", "RocksDB directory");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50551",
+          "gRPC address: host:port (port 0 picks one) or unix:/path");
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:50552",
+          "admin HTTP address host:port; empty disables it");
+ABSL_FLAG(std::string, config, "", "YAML config file (tenants, quotas, TLS)");
+ABSL_FLAG(std::string, default_codec, "lossless",
+          "codec for Puts that name none and models without a default");
+ABSL_FLAG(uint32_t, chunk_tokens, 256,
+          "tokens per trie chunk for models registered without one");
+ABSL_FLAG(bool, sync_writes, true,
+          "fsync the WAL before acknowledging a Put (durable across power loss)");
+ABSL_FLAG(std::string, ready_file, "",
+          "write {\"grpc_port\":N,\"admin_port\":M} here once serving");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
+
+namespace seqkv {
+namespace {
+
+int Serve() {
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) {
+    spdlog::error("cannot create --data_dir {}: {}", data_dir, error.message());
+    return 1;
+  }
+  KvStoreOptions store_options;
+  store_options.path = data_dir;
+  store_options.sync_commits = absl::GetFlag(FLAGS_sync_writes);
+  auto store = KvStore::Open(store_options);
+  if (!store.ok()) {
+    spdlog::error("{}", store.status().ToString());
+    return 1;
+  }
+  EngineOptions engine_options;
+  engine_options.default_codec = absl::GetFlag(FLAGS_default_codec);
+  engine_options.default_chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  if (engine_options.default_chunk_tokens == 0 ||
+      engine_options.default_chunk_tokens > 65536) {
+    spdlog::error("--chunk_tokens must be in [1, 65536]");
+    return 1;
+  }
+  CacheEngine engine(store->get(), engine_options);
+  if (auto status = engine.Start(); !status.ok()) {
+    spdlog::error("{}", status.ToString());
+    return 1;
+  }
+
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  TenantDirectory tenants = TenantDirectory::OpenAccess();
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    spdlog::error("--config is not supported by this build");
+    return 1;
+  }
+  spdlog::warn(
+      "no --config: one tenant 'default', no authentication; keep --listen on "
+      "loopback or a unix socket");
+
+  KvCacheService service(&engine, &tenants);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(),
+                           &grpc_port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
+    spdlog::error("cannot listen on {}", listen);
+    return 1;
+  }
+
+  AdminServer admin(&engine);
+  const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  if (!admin_listen.empty()) {
+    if (auto status = admin.Start(admin_listen); !status.ok()) {
+      spdlog::error("{}", status.ToString());
+      server->Shutdown();
+      return 1;
+    }
+  }
+  admin.SetReady(true);
+  spdlog::info("seqkv-server serving gRPC on {} (port {}), admin on {} (port {}), data in {}",
+               listen, grpc_port, admin_listen, admin.port(), data_dir);
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    std::ofstream(ready + ".tmp")
+        << absl::StrCat("{\"grpc_port\":", grpc_port,
+                        ",\"admin_port\":", admin.port(), "}\n");
+    std::filesystem::rename(ready + ".tmp", ready, error);
+  }
+
+  // Wait for SIGTERM or SIGINT (blocked in main before any thread started).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {}: draining calls", received);
+  admin.SetReady(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  admin.Stop();
+  if (auto status = engine.stats().Save(); !status.ok())
+    spdlog::warn("saving counters: {}", status.ToString());
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace seqkv
+
+int main(int argc, char** argv) {
+  // Block the stop signals in every thread; Serve() waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  absl::SetProgramUsageMessage(
+      "seqkv-server --data_dir DIR --listen ADDR --admin_listen ADDR "
+      "[--config FILE]");
+  absl::ParseCommandLine(argc, argv);
+  return seqkv::Serve();
+}

@@ -1,0 +1,168 @@
+#include "storage/kv_store.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/merge_operator.h"
+#include "rocksdb/table.h"
+
+namespace seqkv {
+namespace {
+
+constexpr const char* kColumnNames[] = {"default",
+                                        "nodes", "children", "payloads",
+                                        "node_stats"};
+
+// Sums visits and keeps the latest use.
+class NodeStatsMergeOperator : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* logger) const override {
+    uint64_t visits = 0, add_visits = 0;
+    int64_t last = 0, add_last = 0;
+    if (existing != nullptr)
+      DecodeNodeStats(std::string_view(existing->data(), existing->size()),
+                      visits, last);
+    DecodeNodeStats(std::string_view(value.data(), value.size()), add_visits,
+                    add_last);
+    *new_value = EncodeNodeStats(visits + add_visits, std::max(last, add_last));
+    return true;
+  }
+  const char* Name() const override { return "seqkv.NodeStatsMerge"; }
+};
+
+}  // namespace
+
+std::string EncodeNodeStats(uint64_t visits, int64_t last_used_micros) {
+  std::string out(16, '\0');
+  std::memcpy(out.data(), &visits, 8);
+  std::memcpy(out.data() + 8, &last_used_micros, 8);
+  return out;
+}
+
+void DecodeNodeStats(std::string_view value, uint64_t& visits,
+                     int64_t& last_used_micros) {
+  visits = 0;
+  last_used_micros = 0;
+  if (value.size() != 16) return;
+  std::memcpy(&visits, value.data(), 8);
+  std::memcpy(&last_used_micros, value.data() + 8, 8);
+}
+
+absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(std::string(what), ": ", status.ToString());
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
+  if (status.IsBusy() || status.IsTryAgain())
+    return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
+    const KvStoreOptions& options) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.paranoid_checks = true;
+  db_options.IncreaseParallelism(2);
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.cache_index_and_filter_blocks = true;
+  rocksdb::ColumnFamilyOptions small_records;
+  small_records.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Payloads are large and written once: keep them in blob files so
+  // compaction does not rewrite them.
+  rocksdb::ColumnFamilyOptions payloads = small_records;
+  payloads.enable_blob_files = true;
+  payloads.min_blob_size = 4096;
+  payloads.enable_blob_garbage_collection = true;
+  rocksdb::ColumnFamilyOptions node_stats = small_records;
+  node_stats.merge_operator = std::make_shared<NodeStatsMergeOperator>();
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {kColumnNames[0], small_records},
+      {kColumnNames[1], small_records},
+      {kColumnNames[2], small_records},
+      {kColumnNames[3], payloads},
+      {kColumnNames[4], node_stats},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status status = rocksdb::DB::Open(db_options, options.path,
+                                             descriptors, &handles, &raw_db);
+  if (!status.ok())
+    return FromRocks(status, absl::StrCat("open RocksDB at ", options.path));
+  return std::unique_ptr<KvStore>(new KvStore(
+      options, std::unique_ptr<rocksdb::DB>(raw_db), std::move(handles)));
+}
+
+KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
+                 std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : options_(std::move(options)),
+      db_(std::move(db)),
+      handles_(std::move(handles)) {}
+
+KvStore::~KvStore() {
+  // Persist memtables so a restart does not replay the whole WAL.
+  rocksdb::FlushOptions flush;
+  db_->Flush(flush, handles_);
+  for (rocksdb::ColumnFamilyHandle* handle : handles_)
+    db_->DestroyColumnFamilyHandle(handle);
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* KvStore::handle(Column column) const {
+  return handles_[static_cast<size_t>(column)];
+}
+
+absl::StatusOr<std::optional<std::string>> KvStore::Get(
+    Column column, std::string_view key) const {
+  std::string value;
+  rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), handle(column),
+                                    rocksdb::Slice(key.data(), key.size()),
+                                    &value);
+  if (status.IsNotFound()) return std::optional<std::string>();
+  if (!status.ok()) return FromRocks(status, "read");
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::Status KvStore::Put(Column column, std::string_view key,
+                          std::string_view value) {
+  rocksdb::WriteOptions write;
+  return FromRocks(db_->Put(write, handle(column),
+                            rocksdb::Slice(key.data(), key.size()),
+                            rocksdb::Slice(value.data(), value.size())),
+                   "write");
+}
+
+absl::Status KvStore::Write(rocksdb::WriteBatch& batch, bool durable) {
+  rocksdb::WriteOptions write;
+  write.sync = durable && options_.sync_commits;
+  return FromRocks(db_->Write(write, &batch), "commit");
+}
+
+absl::Status KvStore::WriteUnlogged(rocksdb::WriteBatch& batch) {
+  rocksdb::WriteOptions write;
+  write.disableWAL = true;
+  return FromRocks(db_->Write(write, &batch), "write counters");
+}
+
+std::unique_ptr<rocksdb::Iterator> KvStore::NewIterator(Column column) const {
+  return std::unique_ptr<rocksdb::Iterator>(
+      db_->NewIterator(rocksdb::ReadOptions(), handle(column)));
+}
+
+uint64_t KvStore::ApproximateBytes(Column column) const {
+  uint64_t bytes = 0;
+  db_->GetIntProperty(handle(column), "rocksdb.total-sst-files-size", &bytes);
+  uint64_t blobs = 0;
+  db_->GetIntProperty(handle(column), "rocksdb.total-blob-file-size", &blobs);
+  return bytes + blobs;
+}
+
+}  // namespace seqkv

@@ -1,0 +1,62 @@
+// Registered models: layout, chunk size, default codec and codec state,
+// persisted once per model and cached in memory.
+#ifndef SEQKV_STORAGE_MODEL_REGISTRY_H_
+#define SEQKV_STORAGE_MODEL_REGISTRY_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "codec/codec.h"
+#include "storage/kv_store.h"
+#include "storage/records.pb.h"
+
+namespace seqkv {
+
+using storage::v1::ModelRecord;
+
+// A registered model as the server uses it.
+struct Model {
+  ModelRecord record;
+  ModelContext context;  // layout and codec state, for codecs
+  uint32_t chunk_tokens = 0;
+  // Changes whenever the stored bytes would; part of every root key.
+  std::string fingerprint;
+};
+
+class ModelRegistry {
+ public:
+  explicit ModelRegistry(KvStore* store) : store_(store) {}
+
+  // The model or NOT_FOUND.
+  absl::StatusOr<std::shared_ptr<const Model>> Find(const std::string& name);
+
+  // Builds a Model from a record; INVALID_ARGUMENT if the record is bad.
+  static absl::StatusOr<std::shared_ptr<const Model>> FromRecord(
+      ModelRecord record);
+
+  // Stores `record` unless the model exists. An existing model with the same
+  // layout and chunk size is kept (its codec state and default codec are
+  // updated when given); a different layout gives FAILED_PRECONDITION.
+  // Returns true when the model was created.
+  absl::StatusOr<bool> Register(const ModelRecord& record);
+
+  // Adds the record of a new model to `batch`; call Remember() after the
+  // batch is written.
+  void AddToBatch(const ModelRecord& record, rocksdb::WriteBatch& batch) const;
+  void Remember(std::shared_ptr<const Model> model);
+
+ private:
+  KvStore* store_;
+  absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Model>> cache_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+std::string ModelMetaKey(const std::string& name);
+
+}  // namespace seqkv
+
+#endif  // SEQKV_STORAGE_MODEL_REGISTRY_H_

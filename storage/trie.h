@@ -1,0 +1,121 @@
+// The prefix trie of chunks. A node holds one chunk of a sequence; its key is
+// the chained hash of everything before it, so identical prefixes map to the
+// same nodes and are stored once.
+#ifndef SEQKV_STORAGE_TRIE_H_
+#define SEQKV_STORAGE_TRIE_H_
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storage/kv_store.h"
+#include "storage/node_key.h"
+#include "storage/records.pb.h"
+
+namespace seqkv {
+
+using storage::v1::NodeRecord;
+
+struct TrieNode {
+  NodeKey key;
+  NodeRecord record;
+  // Tokens of this node that the match used (all of them but maybe the last).
+  uint32_t matched_tokens = 0;
+};
+
+struct TrieMatch {
+  std::vector<TrieNode> nodes;
+  uint32_t matched_tokens = 0;
+};
+
+// A chunk a Put wants to add, its payload already written.
+struct PendingNode {
+  NodeKey key;
+  NodeRecord record;
+};
+
+struct CommitResult {
+  uint32_t added = 0;
+  // Nodes another writer committed first: their payloads were dropped.
+  uint32_t raced = 0;
+  uint64_t bytes_stored_added = 0;
+  uint64_t bytes_logical_added = 0;
+};
+
+struct SubtreeRemoval {
+  uint32_t chunks = 0;
+  uint64_t bytes_stored = 0;
+  uint64_t bytes_logical = 0;
+};
+
+class Trie {
+ public:
+  explicit Trie(KvStore* store) : store_(store) {}
+
+  // Longest stored prefix of `tokens` below `root`, token-granular: a stored
+  // chunk whose first n tokens match counts n. Reads node records and the
+  // children index, never payloads.
+  absl::StatusOr<TrieMatch> Match(const NodeKey& root,
+                                  std::span<const int32_t> tokens,
+                                  uint32_t chunk_tokens) const;
+
+  absl::StatusOr<std::optional<NodeRecord>> ReadNode(const NodeKey& key) const;
+  // DATA_LOSS if the payload a node points at is gone.
+  absl::StatusOr<std::string> ReadPayload(const NodeRecord& node) const;
+
+  // Counts a visit to each node (best effort: not logged, merged).
+  absl::Status RecordVisits(std::span<const TrieNode> nodes, int64_t now_micros);
+  // Visits and last use of a node.
+  absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
+                          int64_t& last_used_micros) const;
+
+  // Writes a payload that no node references yet: invisible until Commit.
+  absl::Status StagePayload(std::string_view payload_key,
+                            std::string_view bytes);
+  // Drops staged payloads of a Put that failed.
+  void DiscardPayloads(std::span<const PendingNode> nodes);
+
+  // Adds every pending node not already present in one atomic durable
+  // batch. `finalize` sees what will be added and may add records of its own
+  // (usage, model) to the same batch; an error from it aborts the commit.
+  // The caller holds write_mutex().
+  using CommitHook =
+      std::function<absl::Status(const CommitResult&, rocksdb::WriteBatch&)>;
+  absl::StatusOr<CommitResult> Commit(std::span<const PendingNode> nodes,
+                                      const CommitHook& finalize);
+
+  // Removes the node reached by `tokens` (chunk-aligned, or ending at a
+  // stored partial chunk) and everything below it; empty `tokens` removes
+  // the whole tree under `root`.
+  absl::StatusOr<SubtreeRemoval> RemoveSubtree(const NodeKey& root,
+                                               std::span<const int32_t> tokens,
+                                               uint32_t chunk_tokens,
+                                               rocksdb::WriteBatch& batch);
+
+  // Serializes writers that check-then-write (Commit, removals, eviction).
+  std::mutex& write_mutex() { return write_mutex_; }
+  KvStore* store() const { return store_; }
+
+ private:
+  // Best partial match among the children of `parent` for `tokens`.
+  absl::StatusOr<std::optional<TrieNode>> BestChild(
+      const NodeKey& parent, std::span<const int32_t> tokens) const;
+  void RemoveNode(const NodeKey& key, const NodeRecord& record,
+                  rocksdb::WriteBatch& batch) const;
+
+  KvStore* store_;
+  std::mutex write_mutex_;
+};
+
+// Key of a child in the children index: parent, first token, child.
+std::string ChildIndexKey(const NodeKey& parent, int32_t first_token,
+                          const NodeKey& child);
+
+}  // namespace seqkv
+
+#endif  // SEQKV_STORAGE_TRIE_H_
