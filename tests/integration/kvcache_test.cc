@@ -1,0 +1,368 @@
+// End to end: a real seqkv-server on loopback, the real client, real KV caches
+// from the shared data set.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "proto/layout_convert.h"
+#include "seqkv/v1/kvcache.grpc.pb.h"
+#include "tests/integration/server_process.h"
+
+namespace seqkv::testing {
+namespace {
+
+constexpr char kModel[] = "kvlm-23m";
+
+KvCache Load(const std::string& name) {
+  auto cache = ReadKvCacheFile(DataPath("kv/" + name + ".safetensors"));
+  EXPECT_TRUE(cache.ok()) << cache.status();
+  cache->layout.rope = {RopeStyle::kRotateHalf, 10000.0, 0};
+  return std::move(*cache);
+}
+
+uint32_t CommonPrefix(const std::vector<int32_t>& a,
+                      const std::vector<int32_t>& b) {
+  return static_cast<uint32_t>(
+      std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
+}
+
+// A synthetic cache with random bf16 values.
+KvCache Synthetic(const KvLayout& layout, uint32_t tokens, uint32_t seed) {
+  KvCache cache;
+  cache.layout = layout;
+  std::mt19937 rng(seed);
+  for (uint32_t i = 0; i < tokens; ++i)
+    cache.tokens.push_back(static_cast<int32_t>(rng() % 50000));
+  cache.AllocateTensors();
+  for (auto* tensor : {&cache.k, &cache.v})
+    for (std::byte& b : *tensor) b = static_cast<std::byte>(rng());
+  return cache;
+}
+
+class KvCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = ServerProcess::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    auto client = server_->Connect();
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+  }
+
+  PutResult Put(const KvCache& cache, const std::string& codec = "lossless") {
+    auto result = client_->Put({kModel, codec, ""}, cache);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : PutResult{};
+  }
+
+  uint32_t Lookup(const std::vector<int32_t>& tokens, uint32_t alignment = 0) {
+    auto result = client_->Lookup(kModel, tokens, alignment);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->matched_tokens : 0;
+  }
+
+  nlohmann::json Stats() {
+    auto body = server_->AdminGet("/v1/stats");
+    EXPECT_TRUE(body.ok()) << body.status();
+    return nlohmann::json::parse(body.value_or("{}"));
+  }
+
+  // What a failed request must leave unchanged.
+  std::string StoreFingerprint(const KvCache& probe) {
+    auto stats = Stats()["global"];
+    return nlohmann::json({stats["chunks_stored"], stats["bytes_stored"],
+                           stats["bytes_logical"], Lookup(probe.tokens)})
+        .dump();
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(KvCacheTest, SharedPrefixIsStoredOnce) {
+  const KvCache first = Load("b_rag_00_D1_D2");
+  const KvCache second = Load("b_rag_02_D1_D3");
+  const uint32_t shared = CommonPrefix(first.tokens, second.tokens);
+  ASSERT_GE(shared, 256u);  // BOS + S + D1 = 282 tokens
+  const PutResult a = Put(first);
+  EXPECT_EQ(a.chunks_new, (first.tokens.size() + 255) / 256);
+  EXPECT_EQ(a.chunks_deduped, 0u);
+  const PutResult b = Put(second);
+  EXPECT_EQ(b.chunks_deduped, shared / 256);
+  EXPECT_EQ(b.chunks_new, (second.tokens.size() + 255) / 256 - shared / 256);
+  EXPECT_EQ(b.bytes_logical, second.tokens.size() * 6144);
+
+  auto stats = Stats()["tenants"]["default"];
+  EXPECT_EQ(stats["chunks_stored"], a.chunks_new + b.chunks_new);
+  EXPECT_EQ(stats["chunks_deduped"], b.chunks_deduped);
+  EXPECT_EQ(stats["bytes_stored"], a.bytes_stored + b.bytes_stored);
+  EXPECT_EQ(stats["puts"], 2);
+}
+
+TEST_F(KvCacheTest, GetReturnsBitIdenticalCaches) {
+  for (const char* name : {"c_chat_turn2", "b_rag_03_D3_D1", "a_dev_05"}) {
+    for (const char* codec : {"raw", "lossless"}) {
+      SCOPED_TRACE(std::string(name) + " " + codec);
+      const KvCache cache = Load(name);
+      Put(cache, codec);
+      auto got = client_->Get({kModel}, cache.tokens);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->tokens, cache.tokens);
+      EXPECT_TRUE(got->k == cache.k);
+      EXPECT_TRUE(got->v == cache.v);
+    }
+  }
+}
+
+TEST_F(KvCacheTest, LookupCountsAreTokenGranular) {
+  const KvCache turn1 = Load("c_chat_turn1");
+  const KvCache turn3 = Load("c_chat_turn3");
+  Put(turn1);
+  // Turn 1 is an exact prefix of turn 3 and ends inside a chunk.
+  EXPECT_EQ(Lookup(turn3.tokens), turn1.tokens.size());
+  EXPECT_EQ(Lookup(turn1.tokens), turn1.tokens.size());
+  // A query shorter than the stored partial chunk matches its own length.
+  std::vector<int32_t> head(turn1.tokens.begin(), turn1.tokens.begin() + 37);
+  EXPECT_EQ(Lookup(head), 37u);
+  // Alignment rounds down to the engine's block size.
+  EXPECT_EQ(Lookup(turn3.tokens, 16), turn1.tokens.size() / 16 * 16);
+
+  const KvCache rag0 = Load("b_rag_00_D1_D2");
+  const KvCache rag1 = Load("b_rag_01_D2_D1");
+  Put(rag0);
+  EXPECT_EQ(Lookup(rag1.tokens), CommonPrefix(rag0.tokens, rag1.tokens));
+  std::vector<int32_t> unknown = {1, 2, 3};
+  EXPECT_EQ(Lookup(unknown), 0u);
+
+  // Get of a longer prompt returns exactly the matched part.
+  auto got = client_->Get({kModel}, turn3.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->tokens.size(), turn1.tokens.size());
+  EXPECT_TRUE(got->k == turn1.k);
+  EXPECT_TRUE(got->v == turn1.v);
+}
+
+TEST_F(KvCacheTest, GetOfATokenRange) {
+  const KvCache turn2 = Load("c_chat_turn2");
+  Put(turn2, "raw");
+  GetOptions options{kModel};
+  options.begin_token = 100;
+  options.end_token = 300;
+  auto got = client_->Get(options, turn2.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->tokens.size(), 200u);
+  std::string expected, actual;
+  turn2.AppendTokenMajor(100, 300, expected);
+  got->AppendTokenMajor(0, 200, actual);
+  EXPECT_TRUE(expected == actual);
+  options.end_token = 400;  // beyond the 305 stored tokens
+  EXPECT_EQ(client_->Get(options, turn2.tokens).status().code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(KvCacheTest, RestartKeepsEverything) {
+  const KvCache cache = Load("c_chat_turn4");
+  const PutResult put = Put(cache);
+  const std::string before = StoreFingerprint(cache);
+  ASSERT_TRUE(server_->Restart().ok());
+  auto client = server_->Connect();
+  ASSERT_TRUE(client.ok());
+  client_ = std::move(*client);
+  EXPECT_EQ(StoreFingerprint(cache), before);
+  auto got = client_->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->k == cache.k && got->v == cache.v);
+  // Putting it again after the restart deduplicates every chunk.
+  const PutResult again = Put(cache);
+  EXPECT_EQ(again.chunks_new, 0u);
+  EXPECT_EQ(again.chunks_deduped, put.chunks_new);
+}
+
+TEST_F(KvCacheTest, SeventyBillionClassLayoutStreams) {
+  // 80 layers x 8 kv heads x 128: 327,680 bytes per token, so one 256-token
+  // chunk is 80 MiB; messages must stay under gRPC's 4 MiB default.
+  KvLayout layout{80, 8, 128, DType::kBF16};
+  const KvCache cache = Synthetic(layout, 260, 7);
+  auto result = client_->Put({"llama-70b-class", "raw", ""}, cache);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->chunks_new, 2u);
+  auto got = client_->Get({"llama-70b-class"}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->k == cache.k && got->v == cache.v);
+}
+
+TEST_F(KvCacheTest, OtherDtypesAndLatentLayouts) {
+  int n = 0;
+  for (DType dtype : {DType::kFP16, DType::kFP32}) {
+    for (bool latent : {false, true}) {
+      KvLayout layout{3, latent ? 1u : 4u, latent ? 512u : 64u, dtype, latent};
+      const KvCache cache = Synthetic(layout, 300, 11 + n);
+      const std::string model = "model-" + std::to_string(n++);
+      for (const char* codec : {"raw", "lossless"}) {
+        auto result = client_->Put({model, codec, ""}, cache);
+        ASSERT_TRUE(result.ok()) << result.status();
+        auto got = client_->Get({model}, cache.tokens);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_TRUE(got->k == cache.k && got->v == cache.v) << model;
+        ASSERT_TRUE(client_->Delete(model, {}).ok());
+      }
+    }
+  }
+}
+
+TEST_F(KvCacheTest, DeleteRemovesASubtree) {
+  const KvCache rag0 = Load("b_rag_00_D1_D2");
+  const KvCache rag2 = Load("b_rag_02_D1_D3");
+  Put(rag0);
+  Put(rag2);
+  const auto chunks_before = Stats()["global"]["chunks_stored"].get<int>();
+  // Below the first shared chunk both sequences branch: deleting the branch
+  // of rag0 keeps rag2 whole.
+  std::vector<int32_t> rag0_first_two(rag0.tokens.begin(),
+                                      rag0.tokens.begin() + 512);
+  auto removed = client_->Delete(kModel, rag0_first_two);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->chunks_deleted, 2u);  // chunk 2 and rag0's partial tail
+  EXPECT_EQ(Stats()["global"]["chunks_stored"].get<int>(), chunks_before - 2);
+  EXPECT_EQ(Lookup(rag0.tokens), 256 + CommonPrefix(
+      std::vector<int32_t>(rag0.tokens.begin() + 256, rag0.tokens.end()),
+      std::vector<int32_t>(rag2.tokens.begin() + 256, rag2.tokens.end())));
+  EXPECT_EQ(Lookup(rag2.tokens), rag2.tokens.size());
+  // Everything of the model.
+  removed = client_->Delete(kModel, {});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(Lookup(rag2.tokens), 0u);
+  EXPECT_EQ(Stats()["global"]["chunks_stored"], 0);
+  EXPECT_EQ(Stats()["global"]["bytes_stored"], 0);
+}
+
+// --- Bad input: a precise status, and the store exactly as before. ---
+
+class BadInputTest : public KvCacheTest {
+ protected:
+  void SetUp() override {
+    KvCacheTest::SetUp();
+    probe_ = Load("c_chat_turn2");
+    Put(probe_);
+    before_ = StoreFingerprint(probe_);
+    auto channel = grpc::CreateChannel(server_->address(),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::KvCacheService::NewStub(channel);
+  }
+  void TearDown() override { EXPECT_EQ(StoreFingerprint(probe_), before_); }
+
+  // Sends a header and `data_bytes` of data, then ends the stream.
+  grpc::Status RawPut(const v1::PutHeader& header, size_t data_bytes,
+                      bool cancel = false) {
+    grpc::ClientContext context;
+    v1::PutResponse response;
+    auto writer = stub_->Put(&context, &response);
+    v1::PutRequest request;
+    *request.mutable_header() = header;
+    writer->Write(request);
+    std::string data(data_bytes, '\x11');
+    for (size_t offset = 0; offset < data.size(); offset += 1 << 20) {
+      request.set_data(data.substr(offset, 1 << 20));
+      writer->Write(request);
+    }
+    if (cancel) {
+      context.TryCancel();
+    } else {
+      writer->WritesDone();
+    }
+    return writer->Finish();
+  }
+
+  v1::PutHeader HeaderFor(const KvCache& cache, const std::string& model) {
+    v1::PutHeader header;
+    header.set_model(model);
+    *header.mutable_layout() = LayoutToProto(cache.layout);
+    header.mutable_tokens()->Add(cache.tokens.begin(), cache.tokens.end());
+    header.set_codec("lossless");
+    return header;
+  }
+
+  KvCache probe_;
+  std::string before_;
+  std::unique_ptr<v1::KvCacheService::Stub> stub_;
+};
+
+TEST_F(BadInputTest, ByteCountsThatDoNotMatchTheLayout) {
+  const KvCache other = Load("c_chat_turn3");
+  const size_t full = other.tokens.size() * 6144;
+  auto status = RawPut(HeaderFor(other, kModel), full - 100);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("stream ended after"), std::string::npos)
+      << status.error_message();
+  status = RawPut(HeaderFor(other, kModel), full + 2);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("exceeds"), std::string::npos);
+}
+
+TEST_F(BadInputTest, StreamCutOffMidChunk) {
+  const KvCache other = Load("a_dev_01");
+  auto status = RawPut(HeaderFor(other, kModel), 700 * 6144 + 5, true);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(BadInputTest, LayoutDiffersFromTheRegisteredOne) {
+  KvCache other = Load("c_chat_turn3");
+  other.layout.head_dim = 64;
+  other.layout.num_kv_heads = 4;
+  auto result = client_->Put({kModel, "lossless", ""}, other);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(result.status().message().find("layout"), std::string::npos);
+}
+
+TEST_F(BadInputTest, EmptyTokensAndNegativeIds) {
+  v1::PutHeader header = HeaderFor(probe_, kModel);
+  header.clear_tokens();
+  EXPECT_EQ(RawPut(header, 0).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  header = HeaderFor(probe_, kModel);
+  header.set_tokens(3, -5);
+  auto status = RawPut(header, probe_.tokens.size() * 6144);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("tokens[3]"), std::string::npos);
+  EXPECT_EQ(client_->Lookup(kModel, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(BadInputTest, UnknownCodecAndModel) {
+  v1::PutHeader header = HeaderFor(probe_, kModel);
+  header.set_codec("zip:9");
+  auto status = RawPut(header, probe_.tokens.size() * 6144);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("header.codec"), std::string::npos);
+  header = HeaderFor(probe_, "never-registered");
+  header.clear_layout();
+  EXPECT_EQ(RawPut(header, 10).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(client_->Lookup("never-registered", probe_.tokens).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(BadInputTest, BadLayoutAndMissingHeader) {
+  v1::PutHeader header = HeaderFor(probe_, "other-model");
+  header.mutable_layout()->set_dtype(v1::DTYPE_UNSPECIFIED);
+  auto status = RawPut(header, 10);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("layout.dtype"), std::string::npos);
+  header = HeaderFor(probe_, "other-model");
+  header.mutable_layout()->set_num_layers(0);
+  EXPECT_EQ(RawPut(header, 10).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext context;
+  v1::PutResponse response;
+  auto writer = stub_->Put(&context, &response);
+  v1::PutRequest data_first;
+  data_first.set_data("abc");
+  writer->Write(data_first);
+  writer->WritesDone();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace seqkv::testing
