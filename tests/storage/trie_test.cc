@@ -1,0 +1,190 @@
+// The trie on a real RocksDB in a temporary directory.
+#include "storage/trie.h"
+
+#include <filesystem>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "storage/kv_store.h"
+#include "storage/node_key.h"
+
+namespace seqkv {
+namespace {
+
+class TrieTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("seqkv-trie-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    Open();
+  }
+  void TearDown() override {
+    trie_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open() {
+    auto store = KvStore::Open({dir_.string(), false});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    trie_ = std::make_unique<Trie>(store_.get());
+  }
+
+  // Inserts `tokens` in chunks of `chunk` below root, as a Put would.
+  CommitResult Insert(const std::vector<int32_t>& tokens, uint32_t chunk) {
+    std::vector<PendingNode> nodes;
+    NodeKey parent = root_;
+    for (size_t start = 0; start < tokens.size(); start += chunk) {
+      const size_t end = std::min(tokens.size(), start + chunk);
+      std::span<const int32_t> part(tokens.data() + start, end - start);
+      PendingNode node;
+      node.key = ChildKey(parent, part);
+      node.record.set_parent_key(parent.Bytes());
+      node.record.mutable_tokens()->Add(part.begin(), part.end());
+      node.record.set_first_position(start);
+      node.record.set_payload_key(node.key.Bytes() + "p");
+      node.record.set_bytes_stored(10);
+      node.record.set_bytes_logical(100);
+      EXPECT_TRUE(trie_->StagePayload(node.record.payload_key(), "payload").ok());
+      nodes.push_back(std::move(node));
+      parent = nodes.back().key;
+    }
+    std::lock_guard<std::mutex> lock(trie_->write_mutex());
+    auto result = trie_->Commit(nodes, nullptr);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return *result;
+  }
+
+  uint32_t Match(const std::vector<int32_t>& tokens, uint32_t chunk) {
+    auto match = trie_->Match(root_, tokens, chunk);
+    EXPECT_TRUE(match.ok()) << match.status();
+    return match->matched_tokens;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<Trie> trie_;
+  NodeKey root_ = RootKey("tenant", "model|layout");
+};
+
+std::vector<int32_t> Iota(int n, int start = 0) {
+  std::vector<int32_t> v(n);
+  std::iota(v.begin(), v.end(), start);
+  return v;
+}
+
+TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
+  const NodeKey root_a = RootKey("a", "m");
+  EXPECT_EQ(root_a, RootKey("a", "m"));
+  EXPECT_NE(root_a, RootKey("b", "m"));
+  EXPECT_NE(root_a, RootKey("a", "n"));
+  // Field boundaries count: ("ab","c") is not ("a","bc").
+  EXPECT_NE(RootKey("ab", "c"), RootKey("a", "bc"));
+  const std::vector<int32_t> chunk = {1, 2, 3};
+  EXPECT_EQ(ChildKey(root_a, chunk), ChildKey(root_a, chunk));
+  EXPECT_NE(ChildKey(root_a, chunk), ChildKey(RootKey("b", "m"), chunk));
+  EXPECT_NE(ChildKey(root_a, chunk), ChildKey(root_a, std::vector<int32_t>{1, 2}));
+  const NodeKey key = ChildKey(root_a, chunk);
+  EXPECT_EQ(NodeKey::FromBytes(key.Bytes()), key);
+  EXPECT_EQ(key.Bytes().size(), NodeKey::kSize);
+}
+
+TEST_F(TrieTest, FullAndPartialChunksMatchTokenGranular) {
+  const auto seq = Iota(10);  // chunks of 4: [0..3] [4..7] [8,9]
+  EXPECT_EQ(Insert(seq, 4).added, 3u);
+  EXPECT_EQ(Match(seq, 4), 10u);
+  EXPECT_EQ(Match(Iota(12), 4), 10u);  // longer query: the stored part
+  EXPECT_EQ(Match(Iota(6), 4), 6u);    // ends inside the second chunk
+  EXPECT_EQ(Match(Iota(3), 4), 3u);    // shorter than one chunk
+  auto diverging = Iota(10);
+  diverging[5] = 99;
+  EXPECT_EQ(Match(diverging, 4), 5u);
+  EXPECT_EQ(Match({7, 8, 9}, 4), 0u);
+}
+
+TEST_F(TrieTest, SharedPrefixesAreStoredOnce) {
+  EXPECT_EQ(Insert(Iota(8), 4).added, 2u);
+  auto other = Iota(8);
+  other[6] = 50;
+  const CommitResult result = Insert(other, 4);
+  EXPECT_EQ(result.added, 1u);
+  EXPECT_EQ(result.raced, 1u);  // the first chunk was there already
+  EXPECT_EQ(Match(other, 4), 8u);
+  EXPECT_EQ(Match(Iota(8), 4), 8u);
+}
+
+TEST_F(TrieTest, UncommittedPayloadsAreInvisibleAndDiscarded) {
+  PendingNode node;
+  node.key = ChildKey(root_, Iota(4));
+  node.record.set_parent_key(root_.Bytes());
+  node.record.mutable_tokens()->Add(0);
+  node.record.set_payload_key("staged");
+  ASSERT_TRUE(trie_->StagePayload("staged", "bytes").ok());
+  EXPECT_EQ(Match(Iota(4), 4), 0u);
+  trie_->DiscardPayloads(std::span(&node, 1));
+  auto value = store_->Get(Column::kPayloads, "staged");
+  ASSERT_TRUE(value.ok());
+  EXPECT_FALSE(value->has_value());
+}
+
+TEST_F(TrieTest, AFailedCommitHookWritesNothing) {
+  std::vector<PendingNode> nodes(1);
+  nodes[0].key = ChildKey(root_, Iota(4));
+  nodes[0].record.set_parent_key(root_.Bytes());
+  nodes[0].record.mutable_tokens()->Add(0);
+  std::lock_guard<std::mutex> lock(trie_->write_mutex());
+  auto result = trie_->Commit(nodes, [](const CommitResult&, rocksdb::WriteBatch&) {
+    return absl::ResourceExhaustedError("quota");
+  });
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
+  auto node = trie_->ReadNode(nodes[0].key);
+  ASSERT_TRUE(node.ok());
+  EXPECT_FALSE(node->has_value());
+}
+
+TEST_F(TrieTest, VisitsAreCountedAndEverythingSurvivesReopen) {
+  Insert(Iota(8), 4);
+  auto match = trie_->Match(root_, Iota(8), 4);
+  ASSERT_TRUE(match.ok());
+  ASSERT_TRUE(trie_->RecordVisits(match->nodes, 1000).ok());
+  ASSERT_TRUE(trie_->RecordVisits(match->nodes, 2000).ok());
+  trie_.reset();
+  store_.reset();
+  Open();
+  EXPECT_EQ(Match(Iota(8), 4), 8u);
+  uint64_t visits = 0;
+  int64_t last = 0;
+  ASSERT_TRUE(trie_->ReadVisits(ChildKey(root_, Iota(4)), visits, last).ok());
+  EXPECT_EQ(visits, 2u);
+  EXPECT_EQ(last, 2000);
+}
+
+TEST_F(TrieTest, RemoveSubtree) {
+  Insert(Iota(12), 4);
+  auto other = Iota(12);
+  other[9] = 77;
+  Insert(other, 4);
+  rocksdb::WriteBatch batch;
+  auto removal = trie_->RemoveSubtree(root_, Iota(8), 4, batch);
+  ASSERT_TRUE(removal.ok()) << removal.status();
+  EXPECT_EQ(removal->chunks, 3u);  // [4..7] and both third chunks
+  ASSERT_TRUE(store_->Write(batch, true).ok());
+  EXPECT_EQ(Match(Iota(12), 4), 4u);
+  // A prefix that ends inside a chunk names no subtree.
+  rocksdb::WriteBatch none;
+  removal = trie_->RemoveSubtree(root_, Iota(2), 4, none);
+  ASSERT_TRUE(removal.ok());
+  EXPECT_EQ(removal->chunks, 0u);
+}
+
+TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {
+  const NodeKey key = ChildKey(root_, Iota(4));
+  ASSERT_TRUE(store_->Put(Column::kNodes, key.Bytes(), "\xff\xff garbage").ok());
+  auto match = trie_->Match(root_, Iota(4), 4);
+  EXPECT_EQ(match.status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace seqkv
