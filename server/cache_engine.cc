@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/layout_convert.h"
 #include "server/chunk_layout.h"
+#include "spdlog/spdlog.h"
 
 namespace seqkv {
 namespace {
@@ -55,7 +56,117 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
 
 CacheEngine::~CacheEngine() { stats_.Save().IgnoreError(); }
 
-absl::Status CacheEngine::Start() { return stats_.Load(); }
+absl::Status CacheEngine::Start() {
+  if (auto status = stats_.Load(); !status.ok()) return status;
+  return eviction_.Load(trie_);
+}
+
+void CacheEngine::SetLimits(std::map<std::string, NamespaceLimit> limits,
+                            uint64_t capacity_bytes) {
+  {
+    absl::MutexLock lock(&limits_mutex_);
+    limits_ = std::move(limits);
+    capacity_bytes_ = capacity_bytes;
+  }
+  std::lock_guard<std::mutex> lock(trie_.write_mutex());
+  EnforceLimitsLocked().IgnoreError();
+}
+
+NamespaceLimit CacheEngine::LimitFor(const std::string& name_space) const {
+  absl::MutexLock lock(&limits_mutex_);
+  auto it = limits_.find(name_space);
+  return it == limits_.end() ? NamespaceLimit{} : it->second;
+}
+
+uint64_t CacheEngine::QuotaFor(const std::string& name_space) const {
+  return LimitFor(name_space).quota_bytes;
+}
+
+uint64_t CacheEngine::capacity_bytes() const {
+  absl::MutexLock lock(&limits_mutex_);
+  return capacity_bytes_;
+}
+
+absl::Status CacheEngine::CheckQuotaLocked(const std::string& name_space,
+                                           uint64_t added_bytes) {
+  const NamespaceLimit limit = LimitFor(name_space);
+  if (!limit.reject || limit.quota_bytes == 0) return absl::OkStatus();
+  const int64_t used = stats_.usage(name_space).bytes_stored;
+  if (static_cast<uint64_t>(used) + added_bytes > limit.quota_bytes)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "namespace '", name_space, "' is over its quota: ", used,
+        " bytes stored + ", added_bytes, " new > ", limit.quota_bytes));
+  return absl::OkStatus();
+}
+
+absl::Status CacheEngine::EnforceLimitsLocked() {
+  const uint64_t capacity = capacity_bytes();
+  rocksdb::WriteBatch batch;
+  std::map<std::string, Usage> deltas;
+  std::vector<NodeKey> victims;
+  auto usage_of = [&](const std::string& ns) {
+    Usage usage = stats_.usage(ns);
+    const Usage& delta = deltas[ns];
+    usage.bytes_stored += delta.bytes_stored;
+    return usage.bytes_stored;
+  };
+  // Evicts the least recently used leaf of `ns`; false when it has none.
+  auto evict_one = [&](const std::string& ns) -> absl::StatusOr<bool> {
+    auto victim = eviction_.OldestLeaf(ns);
+    if (!victim) return false;
+    auto record = trie_.ReadNode(*victim);
+    if (!record.ok()) return record.status();
+    eviction_.Remove(*victim);
+    if (!record->has_value()) return true;  // already gone
+    trie_.RemoveLeaf(*victim, **record, batch);
+    Usage& delta = deltas[ns];
+    delta.chunks_stored -= 1;
+    delta.bytes_logical -= static_cast<int64_t>((*record)->bytes_logical());
+    delta.bytes_stored -= static_cast<int64_t>((*record)->bytes_stored());
+    victims.push_back(*victim);
+    return true;
+  };
+  std::map<std::string, NamespaceLimit> limits;
+  {
+    absl::MutexLock lock(&limits_mutex_);
+    limits = limits_;
+  }
+  for (const auto& [ns, limit] : limits) {
+    if (limit.quota_bytes == 0 || limit.reject) continue;
+    while (static_cast<uint64_t>(std::max<int64_t>(0, usage_of(ns))) >
+           limit.quota_bytes) {
+      auto evicted = evict_one(ns);
+      if (!evicted.ok()) return evicted.status();
+      if (!*evicted) break;
+    }
+  }
+  if (capacity > 0) {
+    // Fair across tenants: always take from the namespace storing the most.
+    while (true) {
+      int64_t total = 0, largest = -1;
+      std::string largest_ns;
+      for (const auto& [ns, stats] : stats_.SnapshotAll()) {
+        const int64_t used = usage_of(ns);
+        total += used;
+        if (used > largest) largest = used, largest_ns = ns;
+      }
+      if (total <= static_cast<int64_t>(capacity) || largest <= 0) break;
+      auto evicted = evict_one(largest_ns);
+      if (!evicted.ok()) return evicted.status();
+      if (!*evicted) break;
+    }
+  }
+  if (victims.empty()) return absl::OkStatus();
+  for (const auto& [ns, delta] : deltas) stats_.StageUsage(ns, delta, batch);
+  if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+    return status;
+  for (const auto& [ns, delta] : deltas) {
+    stats_.ApplyUsage(ns, delta);
+    if (delta.chunks_stored < 0)
+      stats_.CountEvictions(ns, static_cast<uint64_t>(-delta.chunks_stored));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
     const std::shared_ptr<const Model>& model, const std::string& spec) {
@@ -109,7 +220,9 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
   if (!match.ok()) return match.status();
   uint32_t matched = match->first.matched_tokens;
   if (request.alignment() > 1) matched -= matched % request.alignment();
-  trie_.RecordVisits(match->first.nodes, NowMicros()).IgnoreError();
+  const int64_t now = NowMicros();
+  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
+  eviction_.Touch(match->first.nodes, now);
   stats_.CountLookup(scope.namespaces.front(), tokens.size(), matched);
   return LookupOutcome{matched, matched > 0 ? match->second : ""};
 }
@@ -152,6 +265,11 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
     new_model = true;
   } else {
     return found.status();
+  }
+  {
+    std::lock_guard<std::mutex> lock(trie_.write_mutex());
+    if (auto status = CheckQuotaLocked(name_space, 1); !status.ok())
+      return status;
   }
   std::string spec = header.codec();
   if (spec.empty()) spec = model->record.default_codec();
@@ -231,7 +349,9 @@ absl::Status CacheEngine::Get(
     node_start += node.matched_tokens;
     if (node_start >= end) break;
   }
-  trie_.RecordVisits(match->first.nodes, NowMicros()).IgnoreError();
+  const int64_t now = NowMicros();
+  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
+  eviction_.Touch(match->first.nodes, now);
   stats_.CountGet(scope.namespaces.front(), end - begin);
   return absl::OkStatus();
 }
@@ -258,6 +378,7 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
   stats_.ApplyUsage(name_space, delta);
+  for (const NodeKey& key : removal->keys) eviction_.Remove(key);
   v1::DeleteResponse response;
   response.set_chunks_deleted(removal->chunks);
   response.set_bytes_freed(removal->bytes_stored);
@@ -371,6 +492,7 @@ absl::Status PutSession::FlushChunk() {
       return absl::InternalError(
           absl::StrCat("hash collision on trie node ", key.Hex()));
     ++deduped_;
+    path_.push_back({key, std::move(**existing), count});
   } else {
     ChunkInfo info{&layout, count, next_token_, chunk_tokens};
     chunk_buffer_.resize(info.num_bytes());
@@ -438,6 +560,10 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   Usage delta;
   auto committed = engine_->trie_.Commit(
       staged_, [&](const CommitResult& result, rocksdb::WriteBatch& batch) {
+        if (auto status = engine_->CheckQuotaLocked(name_space_,
+                                                    result.bytes_stored_added);
+            !status.ok())
+          return status;
         delta = {result.added, static_cast<int64_t>(result.bytes_logical_added),
                  static_cast<int64_t>(result.bytes_stored_added)};
         engine_->stats_.StageUsage(name_space_, delta, batch);
@@ -448,6 +574,13 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   finished_ = true;
   engine_->stats_.ApplyUsage(name_space_, delta);
   if (new_model_) engine_->models_.Remember(model_);
+  const int64_t now = NowMicros();
+  for (const PendingNode& node : staged_)
+    if (!committed->raced_keys.contains(node.key))
+      engine_->eviction_.Add(node.key, node.record, now);
+  engine_->eviction_.Touch(path_, now);
+  if (auto status = engine_->EnforceLimitsLocked(); !status.ok())
+    spdlog::warn("eviction after a Put failed: {}", status.ToString());
   const uint32_t deduped = deduped_ + committed->raced;
   engine_->stats_.CountPut(name_space_, tokens_.size(), deduped, expected);
   v1::PutResponse response;

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "codec/codec.h"
 #include "seqkv/v1/kvcache.pb.h"
+#include "server/eviction_index.h"
 #include "server/stats.h"
 #include "storage/kv_store.h"
 #include "storage/model_registry.h"
@@ -31,6 +32,14 @@ struct EngineOptions {
 // Where a request reads: its own namespace first, then shared ones.
 struct ReadScope {
   std::vector<std::string> namespaces;
+};
+
+// Storage limit of one namespace (after dedup and compression).
+struct NamespaceLimit {
+  uint64_t quota_bytes = 0;  // 0: none
+  // Over quota: refuse the Put (true) or evict the namespace's least
+  // recently used chunks (false).
+  bool reject = false;
 };
 
 struct LookupOutcome {
@@ -69,6 +78,14 @@ class CacheEngine {
       const v1::RegisterModelRequest& request);
   absl::StatusOr<v1::GetModelResponse> GetModel(const std::string& name);
 
+  // Quotas per namespace and the global capacity (0: unlimited). Takes
+  // effect at the next write; call again after a config reload.
+  void SetLimits(std::map<std::string, NamespaceLimit> limits,
+                 uint64_t capacity_bytes);
+  // The quota of `name_space` in bytes, 0 when it has none.
+  uint64_t QuotaFor(const std::string& name_space) const;
+  uint64_t capacity_bytes() const;
+
   StatsRegistry& stats() { return stats_; }
   Trie& trie() { return trie_; }
   ModelRegistry& models() { return models_; }
@@ -86,8 +103,19 @@ class CacheEngine {
       const ReadScope& scope, const Model& model,
       std::span<const int32_t> tokens);
 
+  // Evicts least recently used leaves until every namespace is within its
+  // quota and the store within its capacity. Caller holds the write mutex.
+  absl::Status EnforceLimitsLocked();
+  absl::Status CheckQuotaLocked(const std::string& name_space,
+                                uint64_t added_bytes);
+  NamespaceLimit LimitFor(const std::string& name_space) const;
+
   KvStore* store_;
   EngineOptions options_;
+  EvictionIndex eviction_;
+  mutable absl::Mutex limits_mutex_;
+  std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(limits_mutex_);
+  uint64_t capacity_bytes_ ABSL_GUARDED_BY(limits_mutex_) = 0;
   Trie trie_;
   ModelRegistry models_;
   StatsRegistry stats_;
@@ -127,6 +155,7 @@ class PutSession {
   std::string pending_;      // token-major bytes of that chunk
   std::vector<std::byte> chunk_buffer_;
   std::vector<PendingNode> staged_;
+  std::vector<TrieNode> path_;  // chunks that were stored already
   uint32_t deduped_ = 0;
   uint64_t bytes_received_ = 0;
   bool finished_ = false;

@@ -19,9 +19,10 @@ grpc::Status ToGrpc(const absl::Status& status) {
 grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
                                     const v1::LookupRequest* request,
                                     v1::LookupResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  auto scope = tenants_->ReadScopeFor(*caller, request->namespace_());
+  auto scope = tenants->ReadScopeFor(*caller, request->namespace_());
   if (!scope.ok()) return ToGrpc(scope.status());
   auto outcome = engine_->Lookup(*scope, *request);
   if (!outcome.ok()) return ToGrpc(outcome.status());
@@ -33,7 +34,8 @@ grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
 grpc::Status KvCacheService::Put(grpc::ServerContext* context,
                                  grpc::ServerReader<v1::PutRequest>* reader,
                                  v1::PutResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
   v1::PutRequest request;
   if (!reader->Read(&request))
@@ -43,7 +45,7 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first Put message must be a header");
   auto name_space =
-      tenants_->WriteNamespaceFor(*caller, request.header().namespace_());
+      tenants->WriteNamespaceFor(*caller, request.header().namespace_());
   if (!name_space.ok()) return ToGrpc(name_space.status());
   auto session = engine_->BeginPut(*name_space, request.header());
   if (!session.ok()) return ToGrpc(session.status());
@@ -66,9 +68,10 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
 grpc::Status KvCacheService::Get(grpc::ServerContext* context,
                                  const v1::GetRequest* request,
                                  grpc::ServerWriter<v1::GetResponse>* writer) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  auto scope = tenants_->ReadScopeFor(*caller, request->namespace_());
+  auto scope = tenants->ReadScopeFor(*caller, request->namespace_());
   if (!scope.ok()) return ToGrpc(scope.status());
   v1::GetResponse message;
   auto status = engine_->Get(
@@ -87,9 +90,10 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
 grpc::Status KvCacheService::Delete(grpc::ServerContext* context,
                                     const v1::DeleteRequest* request,
                                     v1::DeleteResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  auto name_space = tenants_->WriteNamespaceFor(*caller, request->namespace_());
+  auto name_space = tenants->WriteNamespaceFor(*caller, request->namespace_());
   if (!name_space.ok()) return ToGrpc(name_space.status());
   auto result = engine_->Delete(*name_space, *request);
   if (!result.ok()) return ToGrpc(result.status());
@@ -100,7 +104,8 @@ grpc::Status KvCacheService::Delete(grpc::ServerContext* context,
 grpc::Status KvCacheService::RegisterModel(
     grpc::ServerContext* context, const v1::RegisterModelRequest* request,
     v1::RegisterModelResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
   auto result = engine_->RegisterModel(*request);
   if (!result.ok()) return ToGrpc(result.status());
@@ -114,7 +119,8 @@ grpc::Status KvCacheService::RegisterModel(
 grpc::Status KvCacheService::GetModel(grpc::ServerContext* context,
                                       const v1::GetModelRequest* request,
                                       v1::GetModelResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
   auto result = engine_->GetModel(request->model());
   if (!result.ok()) return ToGrpc(result.status());
@@ -125,7 +131,8 @@ grpc::Status KvCacheService::GetModel(grpc::ServerContext* context,
 grpc::Status KvCacheService::Stats(grpc::ServerContext* context,
                                    const v1::StatsRequest* request,
                                    v1::StatsResponse* response) {
-  auto caller = tenants_->Authenticate(*context);
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
   const NamespaceStats stats = engine_->stats().Snapshot(caller->tenant);
   response->set_tenant(caller->tenant);
@@ -141,6 +148,7 @@ grpc::Status KvCacheService::Stats(grpc::ServerContext* context,
   response->set_bytes_stored(static_cast<uint64_t>(stats.usage.bytes_stored));
   response->set_evictions(stats.counters.evictions());
   response->set_usage_bytes(static_cast<uint64_t>(stats.usage.bytes_stored));
+  response->set_quota_bytes(engine_->QuotaFor(caller->tenant));
   return grpc::Status::OK;
 }
 

@@ -12,7 +12,7 @@ namespace seqkv {
 
 class KvCacheService final : public v1::KvCacheService::Service {
  public:
-  KvCacheService(CacheEngine* engine, const TenantDirectory* tenants)
+  KvCacheService(CacheEngine* engine, const TenantDirectoryHolder* tenants)
       : engine_(engine), tenants_(tenants) {}
 
   grpc::Status Lookup(grpc::ServerContext* context,
@@ -38,7 +38,7 @@ class KvCacheService final : public v1::KvCacheService::Service {
 
  private:
   CacheEngine* engine_;
-  const TenantDirectory* tenants_;
+  const TenantDirectoryHolder* tenants_;
 };
 
 }  // namespace seqkv

@@ -17,6 +17,7 @@
 #include "spdlog/spdlog.h"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
+#include "server/config.h"
 #include "server/kvcache_service.h"
 #include "server/tenants.h"
 #include "storage/kv_store.h"
@@ -35,10 +36,48 @@ ABSL_FLAG(bool, sync_writes, true,
           "fsync the WAL before acknowledging a Put (durable across power loss)");
 ABSL_FLAG(std::string, ready_file, "",
           "write {\"grpc_port\":N,\"admin_port\":M} here once serving");
+ABSL_FLAG(uint64_t, capacity_bytes, 0,
+          "evict least recently used chunks, fairly across tenants, beyond "
+          "this many stored bytes (0: unlimited; overrides the config's)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
 
 namespace seqkv {
 namespace {
+
+bool IsLoopbackOrUnix(const std::string& address) {
+  return absl::StartsWith(address, "unix:") ||
+         absl::StartsWith(address, "127.") ||
+         absl::StartsWith(address, "localhost:") ||
+         absl::StartsWith(address, "[::1]:");
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const TlsConfig& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      tls.client_ca_file.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : tls.require_client_cert
+                ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto cert = ReadFile(tls.cert_file);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile(tls.key_file);
+  if (!key.ok()) return key.status();
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!tls.client_ca_file.empty()) {
+    auto ca = ReadFile(tls.client_ca_file);
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *ca;
+  }
+  return grpc::SslServerCredentials(options);
+}
 
 int Serve() {
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
@@ -72,22 +111,50 @@ int Serve() {
   }
 
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  TenantDirectory tenants = TenantDirectory::OpenAccess();
-  if (!absl::GetFlag(FLAGS_config).empty()) {
-    spdlog::error("--config is not supported by this build");
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  ServerConfig config;
+  if (!config_path.empty()) {
+    auto loaded = LoadConfig(config_path);
+    if (!loaded.ok()) {
+      spdlog::error("{}", loaded.status().ToString());
+      return 1;
+    }
+    config = std::move(*loaded);
+  }
+  if (absl::GetFlag(FLAGS_capacity_bytes) > 0)
+    config.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
+  std::shared_ptr<const TenantDirectory> directory;
+  if (config_path.empty()) {
+    directory = TenantDirectory::OpenAccess();
+    if (!IsLoopbackOrUnix(listen)) {
+      spdlog::error(
+          "refusing to serve {} without --config: with no tenants there is "
+          "no authentication, so only loopback or unix: addresses are allowed",
+          listen);
+      return 1;
+    }
+    spdlog::warn(
+        "no --config: one tenant 'default', no authentication, loopback only");
+  } else {
+    directory = TenantDirectory::FromConfig(config);
+    spdlog::info("{} tenants, {} shared namespaces from {}",
+                 config.tenants.size(), config.shared_namespaces.size(),
+                 config_path);
+  }
+  engine.SetLimits(directory->Limits(), config.capacity_bytes);
+  TenantDirectoryHolder tenants(directory);
+  auto credentials = ServerCredentials(config.tls);
+  if (!credentials.ok()) {
+    spdlog::error("{}", credentials.status().ToString());
     return 1;
   }
-  spdlog::warn(
-      "no --config: one tenant 'default', no authentication; keep --listen on "
-      "loopback or a unix socket");
 
   KvCacheService service(&engine, &tenants);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int grpc_port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(),
-                           &grpc_port);
+  builder.AddListeningPort(listen, *credentials, &grpc_port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
@@ -114,13 +181,31 @@ int Serve() {
     std::filesystem::rename(ready + ".tmp", ready, error);
   }
 
-  // Wait for SIGTERM or SIGINT (blocked in main before any thread started).
+  // Wait for SIGTERM or SIGINT (blocked in main before any thread started);
+  // SIGHUP reloads the tenants and limits from the config file.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    if (config_path.empty()) continue;
+    auto reloaded = LoadConfig(config_path);
+    if (!reloaded.ok()) {
+      spdlog::error("reload failed, keeping the old config: {}",
+                    reloaded.status().ToString());
+      continue;
+    }
+    if (absl::GetFlag(FLAGS_capacity_bytes) > 0)
+      reloaded->capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
+    std::shared_ptr<const TenantDirectory> fresh =
+        TenantDirectory::FromConfig(*reloaded);
+    engine.SetLimits(fresh->Limits(), reloaded->capacity_bytes);
+    tenants.Replace(fresh);
+    spdlog::info("reloaded {}: {} tenants", config_path,
+                 reloaded->tenants.size());
+  }
   spdlog::info("signal {}: draining calls", received);
   admin.SetReady(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));

@@ -178,6 +178,7 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
       raced.push_back(node);
+      result.raced_keys.insert(node.key);
       continue;
     }
     const std::string key = node.key.Bytes();
@@ -234,6 +235,7 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     frontier.push_back(match->nodes.back().key);
     const TrieNode& top = match->nodes.back();
     RemoveNode(top.key, top.record, batch);
+    removal.keys.push_back(top.key);
     ++removal.chunks;
     removal.bytes_stored += top.record.bytes_stored();
     removal.bytes_logical += top.record.bytes_logical();
@@ -256,6 +258,7 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
         continue;
       }
       RemoveNode(child, **record, batch);
+      removal.keys.push_back(child);
       ++removal.chunks;
       removal.bytes_stored += (*record)->bytes_stored();
       removal.bytes_logical += (*record)->bytes_logical();

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
@@ -41,6 +42,7 @@ struct PendingNode {
 
 struct CommitResult {
   uint32_t added = 0;
+  absl::flat_hash_set<NodeKey> raced_keys;
   // Nodes another writer committed first: their payloads were dropped.
   uint32_t raced = 0;
   uint64_t bytes_stored_added = 0;
@@ -49,6 +51,7 @@ struct CommitResult {
 
 struct SubtreeRemoval {
   uint32_t chunks = 0;
+  std::vector<NodeKey> keys;
   uint64_t bytes_stored = 0;
   uint64_t bytes_logical = 0;
 };
@@ -96,6 +99,13 @@ class Trie {
                                                std::span<const int32_t> tokens,
                                                uint32_t chunk_tokens,
                                                rocksdb::WriteBatch& batch);
+
+  // Adds the removal of a leaf node (record, stats, payload, index entry)
+  // to `batch`. The caller makes sure it has no children.
+  void RemoveLeaf(const NodeKey& key, const NodeRecord& record,
+                  rocksdb::WriteBatch& batch) const {
+    RemoveNode(key, record, batch);
+  }
 
   // Serializes writers that check-then-write (Commit, removals, eviction).
   std::mutex& write_mutex() { return write_mutex_; }
