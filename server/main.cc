@@ -220,11 +220,13 @@ int Serve() {
 }  // namespace seqkv
 
 int main(int argc, char** argv) {
-  // Block the stop signals in every thread; Serve() waits for them.
+  // Block the stop and reload signals in every thread; Serve() waits for
+  // them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   absl::SetProgramUsageMessage(
       "seqkv-server --data_dir DIR --listen ADDR --admin_listen ADDR "

@@ -103,6 +103,10 @@ ServerProcess::~ServerProcess() {
   }
 }
 
+void ServerProcess::Signal(int signal) const {
+  if (pid_ > 0) kill(pid_, signal);
+}
+
 std::string ServerProcess::address() const {
   return absl::StrCat("127.0.0.1:", grpc_port_);
 }

@@ -26,6 +26,9 @@ class ServerProcess {
   // Stops and starts again on the same data directory.
   absl::Status Restart();
 
+  // Sends `signal` to the server (SIGHUP reloads its config).
+  void Signal(int signal) const;
+
   std::string address() const;
   std::string admin_address() const;
   const std::string& data_dir() const { return data_dir_; }

@@ -1,0 +1,308 @@
+// Multi-tenancy against a real server: identity, isolation, shared
+// namespaces, TLS and mTLS, quotas and rate limits.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/config.h"
+#include "tests/integration/server_process.h"
+
+namespace seqkv::testing {
+namespace {
+
+constexpr char kModel[] = "kvlm-23m";
+
+KvCache Load(const std::string& name) {
+  auto cache = ReadKvCacheFile(DataPath("kv/" + name + ".safetensors"));
+  EXPECT_TRUE(cache.ok()) << cache.status();
+  cache->layout.rope = {RopeStyle::kRotateHalf, 10000.0, 0};
+  return std::move(*cache);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "seqkv-tenancy-XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string TenantsYaml(bool with_globex_key = true,
+                        const std::string& extra = "") {
+  std::string yaml = "tenants:\n";
+  yaml += "  - name: acme\n    api_key_sha256: [\"" + Sha256Hex("acme-key") +
+          "\"]\n    client_cert_subjects: [\"CN=acme-worker\"]\n";
+  yaml += "  - name: globex\n    api_key_sha256: [\"" +
+          Sha256Hex(with_globex_key ? "globex-key" : "globex-new-key") + "\"]\n";
+  yaml += "  - name: initech\n    api_key_sha256: [\"" + Sha256Hex("initech-key") +
+          "\"]\n    quota_bytes: 2000000\n    on_quota: reject\n";
+  yaml += "  - name: hooli\n    api_key_sha256: [\"" + Sha256Hex("hooli-key") +
+          "\"]\n    quota_bytes: 2500000\n    on_quota: evict\n";
+  yaml += "  - name: slowco\n    api_key_sha256: [\"" + Sha256Hex("slow-key") +
+          "\"]\n    rate_limit_rps: 0.5\n    rate_limit_burst: 2\n";
+  yaml += "shared_namespaces:\n  - name: system-prompts\n"
+          "    readers: [acme, globex]\n    writers: [acme]\n";
+  return yaml + extra;
+}
+
+class TenancyTest : public ::testing::Test {
+ protected:
+  void StartServer(const std::string& yaml,
+                   std::vector<std::string> flags = {}) {
+    config_ = dir_.file("seqkv.yaml");
+    WriteFile(config_, yaml);
+    flags.push_back("--config=" + config_);
+    auto server = ServerProcess::Start(flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+  std::unique_ptr<Client> As(const std::string& key) {
+    auto client = server_->Connect(key);
+    EXPECT_TRUE(client.ok());
+    return std::move(*client);
+  }
+
+  TempDir dir_;
+  std::string config_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(TenancyTest, TenantsSeeOnlyTheirOwnData) {
+  StartServer(TenantsYaml());
+  const KvCache cache = Load("c_chat_turn2");
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  auto put = acme->Put({kModel, "lossless", ""}, cache);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(acme->Lookup(kModel, cache.tokens)->matched_tokens,
+            cache.tokens.size());
+  // Same prompt, other tenant: a miss, and Get returns nothing.
+  EXPECT_EQ(globex->Lookup(kModel, cache.tokens)->matched_tokens, 0u);
+  auto got = globex->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->tokens.empty());
+  // Naming the other tenant's namespace is refused, stored or not.
+  EXPECT_EQ(globex->Lookup(kModel, cache.tokens, 0, "acme").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(globex->Lookup(kModel, std::vector<int32_t>{1, 2}, 0, "acme").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  GetOptions other{kModel, "acme"};
+  EXPECT_EQ(globex->Get(other, cache.tokens).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // Its own Put of the same cache is stored again, not deduplicated across.
+  auto globex_put = globex->Put({kModel, "lossless", ""}, cache);
+  ASSERT_TRUE(globex_put.ok());
+  EXPECT_EQ(globex_put->chunks_deduped, 0u);
+  EXPECT_EQ(globex_put->chunks_new, put->chunks_new);
+  // Deleting in another tenant's namespace is refused.
+  EXPECT_EQ(globex->Delete(kModel, {}, "acme").status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(TenancyTest, SharedNamespaceServesItsReadersOnly) {
+  StartServer(TenantsYaml());
+  const KvCache prompt = Load("c_chat_turn1");
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  auto initech = As("initech-key");
+  ASSERT_TRUE(acme->Put({kModel, "raw", "system-prompts"}, prompt).ok());
+  // A reader's plain lookup falls back to the shared namespace.
+  auto hit = globex->Lookup(kModel, prompt.tokens);
+  ASSERT_TRUE(hit.ok());
+  EXPECT_EQ(hit->matched_tokens, prompt.tokens.size());
+  EXPECT_EQ(hit->name_space, "system-prompts");
+  auto got = globex->Get({kModel}, prompt.tokens);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->k == prompt.k && got->v == prompt.v);
+  // Not a reader: no fallback, and no explicit access.
+  EXPECT_EQ(initech->Lookup(kModel, prompt.tokens)->matched_tokens, 0u);
+  EXPECT_EQ(initech->Lookup(kModel, prompt.tokens, 0, "system-prompts")
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  // A reader that is not a writer cannot write there.
+  EXPECT_EQ(globex->Put({kModel, "raw", "system-prompts"}, prompt).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(TenancyTest, WrongMissingAndRevokedKeys) {
+  StartServer(TenantsYaml());
+  const std::vector<int32_t> tokens = {0, 1, 2};
+  EXPECT_EQ(As("")->Lookup(kModel, tokens).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(As("not-a-key")->Lookup(kModel, tokens).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  auto globex = As("globex-key");
+  EXPECT_EQ(globex->Lookup(kModel, tokens).status().code(),
+            absl::StatusCode::kNotFound);  // authenticated; model unknown
+  // Rotate globex's key in the config and reload with SIGHUP.
+  WriteFile(config_, TenantsYaml(/*with_globex_key=*/false));
+  server_->Signal(SIGHUP);
+  absl::StatusCode code = absl::StatusCode::kOk;
+  for (int i = 0; i < 100; ++i) {
+    code = globex->Lookup(kModel, tokens).status().code();
+    if (code == absl::StatusCode::kUnauthenticated) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(code, absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(As("globex-new-key")->Lookup(kModel, tokens).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(TenancyTest, QuotaRejectLeavesTheStoreUnchanged) {
+  StartServer(TenantsYaml());
+  auto initech = As("initech-key");
+  const KvCache small = Load("c_chat_turn1");  // 170 tokens, ~1 MB raw
+  const KvCache large = Load("c_chat_turn4");  // 577 tokens, ~3.5 MB raw
+  ASSERT_TRUE(initech->Put({kModel, "raw", ""}, small).ok());
+  auto refused = initech->Put({kModel, "raw", ""}, Load("a_dev_00"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(initech->Lookup(kModel, large.tokens)->matched_tokens,
+            small.tokens.size());
+  auto body = server_->AdminGet("/v1/stats");
+  ASSERT_TRUE(body.ok());
+  EXPECT_NE(body->find("\"initech\""), std::string::npos);
+}
+
+TEST_F(TenancyTest, QuotaEvictsTheLeastRecentlyUsed) {
+  StartServer(TenantsYaml());
+  auto hooli = As("hooli-key");
+  // Three unrelated 1024-token documents, raw: 6.3 MB each, quota 2.5 MB:
+  // each Put leaves only its most recent chunks.
+  const KvCache a = Load("a_dev_01");
+  const KvCache b = Load("a_dev_02");
+  ASSERT_TRUE(hooli->Put({kModel, "raw", ""}, a).ok());
+  ASSERT_TRUE(hooli->Put({kModel, "raw", ""}, b).ok());
+  // Only the BOS they share is left of a.
+  EXPECT_EQ(hooli->Lookup(kModel, a.tokens)->matched_tokens,
+            std::mismatch(a.tokens.begin(), a.tokens.end(), b.tokens.begin())
+                    .first -
+                a.tokens.begin());
+  // Leaves go first, so what is left of b is a prefix of it.
+  const uint32_t kept = hooli->Lookup(kModel, b.tokens)->matched_tokens;
+  EXPECT_GT(kept, 0u);
+  EXPECT_LE(kept * 6144u, 2500000u);
+  EXPECT_EQ(kept % 256, 0u);
+}
+
+TEST_F(TenancyTest, CapacityEvictsFairlyAcrossTenants) {
+  StartServer(TenantsYaml(), {"--capacity_bytes=8000000"});
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  ASSERT_TRUE(acme->Put({kModel, "raw", ""}, Load("a_dev_03")).ok());
+  ASSERT_TRUE(globex->Put({kModel, "raw", ""}, Load("a_dev_04")).ok());
+  // 2 x 6.3 MB raw under an 8 MB capacity: the larger tenant gives way, and
+  // both keep a prefix.
+  auto stats = acme->Lookup(kModel, Load("a_dev_03").tokens);
+  ASSERT_TRUE(stats.ok());
+  const uint32_t acme_kept = stats->matched_tokens;
+  const uint32_t globex_kept =
+      globex->Lookup(kModel, Load("a_dev_04").tokens)->matched_tokens;
+  EXPECT_GT(acme_kept, 0u);
+  EXPECT_GT(globex_kept, 0u);
+  EXPECT_LE((acme_kept + globex_kept) * 6144u, 8000000u);
+  auto body = server_->AdminGet("/v1/stats");
+  ASSERT_TRUE(body.ok());
+  const auto json = nlohmann::json::parse(*body);
+  EXPECT_GT(json["global"]["evictions"].get<int>(), 0);
+  EXPECT_LE(json["global"]["bytes_stored"].get<int64_t>(), 8000000);
+}
+
+TEST_F(TenancyTest, RateLimit) {
+  StartServer(TenantsYaml());
+  auto slow = As("slow-key");
+  const std::vector<int32_t> tokens = {0, 1};
+  int limited = 0;
+  for (int i = 0; i < 4; ++i)
+    if (slow->Lookup(kModel, tokens).status().code() ==
+        absl::StatusCode::kResourceExhausted)
+      ++limited;
+  EXPECT_GE(limited, 2);
+}
+
+TEST_F(TenancyTest, BadConfigIsRefusedAtStartup) {
+  config_ = dir_.file("bad.yaml");
+  WriteFile(config_, "tenants:\n  - name: a\n    api_key_sha256: [\"xyz\"]\n");
+  auto server = ServerProcess::Start({"--config=" + config_});
+  EXPECT_FALSE(server.ok());
+  EXPECT_EQ(ParseConfig("tenants: [").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseConfig(TenantsYaml() +
+                        "  - name: x\n    readers: [nobody]\n")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Certificates made with the openssl command, for 127.0.0.1.
+void MakeCertificates(const TempDir& dir) {
+  const std::string script =
+      "cd '" + dir.file("") + "' && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=seqkv-test-ca "
+      "-keyout ca.key -out ca.pem 2>/dev/null && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key "
+      "-out server.csr 2>/dev/null && "
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-days 2 -extfile san.ext -out server.pem 2>/dev/null && "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=acme-worker -keyout client.key "
+      "-out client.csr 2>/dev/null && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-days 2 -out client.pem 2>/dev/null";
+  ASSERT_EQ(std::system(script.c_str()), 0);
+}
+
+TEST_F(TenancyTest, TlsAndMutualTls) {
+  MakeCertificates(dir_);
+  const std::string tls = "tls:\n  cert_file: " + dir_.file("server.pem") +
+                          "\n  key_file: " + dir_.file("server.key") +
+                          "\n  client_ca_file: " + dir_.file("ca.pem") + "\n";
+  StartServer(TenantsYaml(true, tls));
+  const KvCache cache = Load("c_chat_turn1");
+  ClientOptions options;
+  options.server = server_->address();
+  options.timeout_s = 30;
+  options.tls_root_cert_file = dir_.file("ca.pem");
+  // TLS with an API key.
+  options.api_key = "globex-key";
+  auto globex = Client::Connect(options);
+  ASSERT_TRUE(globex.ok());
+  auto put = (*globex)->Put({kModel, "raw", ""}, cache);
+  ASSERT_TRUE(put.ok()) << put.status();
+  // mTLS: the client certificate's subject is the identity (tenant acme).
+  options.api_key.clear();
+  options.tls_cert_file = dir_.file("client.pem");
+  options.tls_key_file = dir_.file("client.key");
+  auto acme = Client::Connect(options);
+  ASSERT_TRUE(acme.ok());
+  auto lookup = (*acme)->Lookup(kModel, cache.tokens);
+  ASSERT_TRUE(lookup.ok()) << lookup.status();
+  EXPECT_EQ(lookup->matched_tokens, 0u);  // globex's data is not acme's
+  ASSERT_TRUE((*acme)->Put({kModel, "raw", ""}, cache).ok());
+  EXPECT_EQ((*acme)->Lookup(kModel, cache.tokens)->matched_tokens,
+            cache.tokens.size());
+  // Plaintext to a TLS port fails.
+  auto plain = server_->Connect("globex-key");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE((*plain)->Lookup(kModel, cache.tokens).ok());
+}
+
+}  // namespace
+}  // namespace seqkv::testing
