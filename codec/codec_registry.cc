@@ -6,8 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codec/codec.h"
+#include "codec/kivi/kivi_codec.h"
 #include "codec/lossless_codec.h"
 #include "codec/raw_codec.h"
+#include "codec/turbo/turbo_codec.h"
 
 namespace seqkv {
 namespace {
@@ -24,6 +26,8 @@ const std::vector<Family>& Families() {
   static const auto* families = new std::vector<Family>{
       {"raw", CreateRawCodec},
       {"lossless", CreateLosslessCodec},
+      {"turbo", CreateTurboCodec},
+      {"kivi", CreateKiviCodec},
   };
   return *families;
 }
