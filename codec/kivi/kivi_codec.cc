@@ -235,9 +235,10 @@ absl::Status KiviCodec::Decode(const ChunkInfo& chunk, std::string_view encoded,
 absl::StatusOr<std::unique_ptr<Codec>> CreateKiviCodec(
     std::string_view params, const ModelContext& model) {
   int bits = 0;
-  if (!absl::SimpleAtoi(params, &bits) || bits < 1 || bits > 8)
+  if (!absl::SimpleAtoi(absl::string_view(params.data(), params.size()),
+                        &bits) || bits < 1 || bits > 8)
     return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'kivi' wants an integer bit width in [1, 8], got '", params,
+        "codec 'kivi' wants an integer bit width in [1, 8], got '", std::string(params),
         "'"));
   return std::make_unique<KiviCodec>(bits);
 }

@@ -300,6 +300,13 @@ absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
               "turbo: invalid norm in slot ", slot, ", token ", t));
         const std::vector<float>& centroids = plan.centroids[block.bits];
         std::span<float> x(&gathered[block.offset], block.size);
+        if ((norm_bits & 0x7FFF) == 0) {  // a zero vector stays exactly +0
+          for (float& v : x) {
+            reader.Read(block.bits);
+            v = 0.0f;
+          }
+          continue;
+        }
         double sum = 0;
         for (float& v : x) {
           v = centroids[reader.Read(block.bits)];
@@ -324,10 +331,11 @@ absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
 absl::StatusOr<std::unique_ptr<Codec>> CreateTurboCodec(
     std::string_view params, const ModelContext& model) {
   double bits = 0;
-  if (!absl::SimpleAtod(params, &bits) || !(bits >= 2 && bits <= 4) ||
+  if (!absl::SimpleAtod(absl::string_view(params.data(), params.size()),
+                        &bits) || !(bits >= 2 && bits <= 4) ||
       std::fabs(bits * 2 - std::round(bits * 2)) > 1e-9)
     return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'turbo' wants bits in {2, 2.5, 3, 3.5, 4}, got '", params, "'"));
+        "codec 'turbo' wants bits in {2, 2.5, 3, 3.5, 4}, got '", std::string(params), "'"));
   return std::make_unique<TurboCodec>(static_cast<int>(std::lround(bits * 2)));
 }
 

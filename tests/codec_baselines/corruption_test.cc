@@ -11,9 +11,9 @@
 namespace seqkv {
 namespace {
 
-using testing::GaussianChunk;
-using testing::MakeLayout;
-using testing::OwnedChunk;
+using baseline_test::GaussianChunk;
+using baseline_test::MakeLayout;
+using baseline_test::OwnedChunk;
 
 class Corruption : public ::testing::TestWithParam<const char*> {};
 

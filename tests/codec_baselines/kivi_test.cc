@@ -13,10 +13,10 @@
 namespace seqkv {
 namespace {
 
-using testing::CompareChunks;
-using testing::GaussianChunk;
-using testing::MakeLayout;
-using testing::OwnedChunk;
+using baseline_test::CompareChunks;
+using baseline_test::GaussianChunk;
+using baseline_test::MakeLayout;
+using baseline_test::OwnedChunk;
 
 std::unique_ptr<Codec> MakeKivi(std::string_view spec, const KvLayout& layout) {
   ModelContext model;
@@ -112,7 +112,11 @@ TEST(Kivi, RoundTripsEveryDtypeAndShape) {
           std::string encoded;
           std::vector<std::byte> decoded = RoundTrip(*codec, chunk, &encoded);
           const double mse = CompareChunks(chunk, decoded).rel_mse_all();
-          EXPECT_LT(mse, previous) << bits << " " << layout.DebugString();
+          // One-token key groups are exact up to fp16 parameter rounding,
+          // which does not shrink with more bits.
+          if (tokens > 1)
+            EXPECT_LT(mse, previous) << bits << " " << layout.DebugString();
+          EXPECT_LT(mse, 0.1) << bits << " " << layout.DebugString();
           previous = mse;
           std::string again;
           ASSERT_TRUE(codec->Encode(chunk.info(), chunk.data, again).ok());

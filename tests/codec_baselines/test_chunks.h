@@ -15,7 +15,7 @@
 #include "codec/kv_layout.h"
 #include "codec/turbo/element_io.h"
 
-namespace seqkv::testing {
+namespace seqkv::baseline_test {
 
 // A chunk that owns its layout, tokens and bytes (ChunkInfo points into it).
 struct OwnedChunk {
@@ -106,6 +106,6 @@ inline std::string KvFile(const std::string& name) {
   return std::string(SEQKV_DATA_DIR) + "/kv/" + name;
 }
 
-}  // namespace seqkv::testing
+}  // namespace seqkv::baseline_test
 
 #endif  // SEQKV_TESTS_CODEC_BASELINES_TEST_CHUNKS_H_
