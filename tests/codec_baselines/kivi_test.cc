@@ -114,8 +114,9 @@ TEST(Kivi, RoundTripsEveryDtypeAndShape) {
           const double mse = CompareChunks(chunk, decoded).rel_mse_all();
           // One-token key groups are exact up to fp16 parameter rounding,
           // which does not shrink with more bits.
-          if (tokens > 1)
+          if (tokens > 1) {
             EXPECT_LT(mse, previous) << bits << " " << layout.DebugString();
+          }
           EXPECT_LT(mse, 0.1) << bits << " " << layout.DebugString();
           previous = mse;
           std::string again;

@@ -1,0 +1,85 @@
+// `seqkv codec-bench`: size, fidelity and speed of seqkv's codecs and of
+// general-purpose peers on KV cache dumps, offline (no server).
+#include <cmath>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "bench/codec_bench/bench_runner.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+#include "nlohmann/json.hpp"
+
+ABSL_FLAG(std::string, codecs,
+          "raw,lossless,zstd:3,zstd:19,lz4,blosc,fpzip,zfp:2,zfp:3,zfp:4,"
+          "kivi:2,kivi:3,kivi:4,turbo:2,turbo:2.5,turbo:3,turbo:3.5,turbo:4",
+          "comma-separated codec specs: seqkv codecs (see `seqkv help`) and "
+          "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
+ABSL_FLAG(int, threads, 1,
+          "files coded at once; speeds are always per thread");
+ABSL_FLAG(int, chunk_tokens, 256, "tokens per chunk, as the server stores them");
+
+namespace seqkv::cli {
+namespace {
+
+nlohmann::json ToJson(const bench::CodecReport& r) {
+  auto number = [](double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
+  return {{"codec", r.codec},
+          {"peer", r.peer},
+          {"bits_per_element", number(r.bits_per_element)},
+          {"bits_per_element_k", number(r.bits_per_element_k)},
+          {"bits_per_element_v", number(r.bits_per_element_v)},
+          {"rel_mse_k", number(r.rel_mse_k)},
+          {"rel_mse_v", number(r.rel_mse_v)},
+          {"cosine", number(r.cosine)},
+          {"encode_mbps", number(r.encode_mbps)},
+          {"decode_mbps", number(r.decode_mbps)},
+          {"bit_exact", r.bit_exact},
+          {"files", r.files},
+          {"chunks", r.chunks}};
+}
+
+int RunCodecBench(std::span<char* const> args) {
+  bench::BenchOptions options;
+  options.codecs = absl::StrSplit(absl::GetFlag(FLAGS_codecs), ',',
+                                  absl::SkipEmpty());
+  options.threads = absl::GetFlag(FLAGS_threads);
+  const int chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  if (chunk_tokens <= 0)
+    return ReportError(
+        absl::InvalidArgumentError("--chunk_tokens must be positive"));
+  options.chunk_tokens = static_cast<uint32_t>(chunk_tokens);
+  if (absl::Status s = ParseRopeFlag(absl::GetFlag(FLAGS_rope), options.rope);
+      !s.ok())
+    return ReportError(s);
+  std::vector<std::string> files(args.begin(), args.end());
+  if (files.empty()) {
+    std::cerr << "usage: seqkv codec-bench [--codecs LIST] [--threads N] "
+                 "[--chunk_tokens N] [--json] FILE.safetensors...\n";
+    return 2;
+  }
+  auto reports = bench::RunCodecBench(options, files);
+  if (!reports.ok()) return ReportError(reports.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    for (const bench::CodecReport& r : *reports)
+      std::cout << ToJson(r).dump() << "\n";
+  } else {
+    std::cout << files.size() << " file(s), chunks of " << options.chunk_tokens
+              << " tokens\n"
+              << bench::FormatReportTable(*reports);
+  }
+  return 0;
+}
+
+const CommandRegistrar registrar({
+    "codec-bench",
+    "measure codecs and peer compressors on KV cache dumps (offline)",
+    RunCodecBench,
+});
+
+}  // namespace
+}  // namespace seqkv::cli
