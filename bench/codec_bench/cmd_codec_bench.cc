@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "bench/codec_bench/bench_runner.h"
@@ -19,7 +20,8 @@ ABSL_FLAG(std::string, codecs,
           "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
 ABSL_FLAG(int, threads, 1,
           "files coded at once; speeds are always per thread");
-ABSL_FLAG(int, chunk_tokens, 256, "tokens per chunk, as the server stores them");
+// Shared with `seqkv model register`; 0 means the server's default, 256.
+ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
 
 namespace seqkv::cli {
 namespace {
@@ -48,11 +50,8 @@ int RunCodecBench(std::span<char* const> args) {
   options.codecs = absl::StrSplit(absl::GetFlag(FLAGS_codecs), ',',
                                   absl::SkipEmpty());
   options.threads = absl::GetFlag(FLAGS_threads);
-  const int chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
-  if (chunk_tokens <= 0)
-    return ReportError(
-        absl::InvalidArgumentError("--chunk_tokens must be positive"));
-  options.chunk_tokens = static_cast<uint32_t>(chunk_tokens);
+  const uint32_t chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  options.chunk_tokens = chunk_tokens == 0 ? 256 : chunk_tokens;
   if (absl::Status s = ParseRopeFlag(absl::GetFlag(FLAGS_rope), options.rope);
       !s.ok())
     return ReportError(s);
