@@ -1,0 +1,76 @@
+// A CPU reference implementation of a Llama-style decoder (pre-RMSNorm, RoPE,
+// GQA attention, SwiGLU MLP) that reproduces a bf16 PyTorch forward pass:
+// weights and activations are bf16, matrix products accumulate in fp32 and
+// round to bf16 where HF's LlamaForCausalLM rounds. The KV cache it reads and
+// extends is a seqkv::KvCache ([layer][kv_head][token][head_dim], bf16,
+// post-RoPE), so caches move between the model and seqkv unchanged.
+#ifndef SEQKV_TOOLS_LM_LLAMA_MODEL_H_
+#define SEQKV_TOOLS_LM_LLAMA_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/kv_cache.h"
+#include "tools/lm/lm_config.h"
+#include "tools/lm/lm_weights.h"
+
+namespace seqkv::lm {
+
+struct ForwardResult {
+  // [rows][vocab] bf16-rounded logits: one row per new token, or only the
+  // last one when asked for.
+  std::vector<float> logits;
+  uint32_t rows = 0;
+  uint32_t vocab = 0;
+
+  std::span<const float> row(uint32_t i) const {
+    return {logits.data() + size_t{i} * vocab, vocab};
+  }
+};
+
+class LlamaModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
+      const std::string& model_dir);
+  LlamaModel(LmConfig config, LmWeights weights);
+
+  const LmConfig& config() const { return config_; }
+  // Layout of the caches this model reads and writes.
+  KvLayout kv_layout() const { return config_.KvCacheLayout(); }
+  // An empty cache (no tokens) in this model's layout.
+  KvCache EmptyCache() const;
+
+  // Runs `tokens` at positions cache.num_tokens() onwards, attending to the
+  // cache, and appends their K/V (and ids) to `cache`. Returns the logits of
+  // every new token, or only of the last when `last_only`. A cache whose
+  // layout does not match the model gives INVALID_ARGUMENT.
+  absl::StatusOr<ForwardResult> Forward(std::span<const int32_t> tokens,
+                                        KvCache& cache,
+                                        bool last_only = false) const;
+
+  // Feeds `tokens` (at least one) after `cache`, then picks the most likely
+  // next token max_new_tokens times, feeding each back. Returns the new
+  // tokens; `cache` ends holding every token fed (all but the last new one).
+  absl::StatusOr<std::vector<int32_t>> GenerateGreedy(
+      std::span<const int32_t> tokens, KvCache& cache,
+      uint32_t max_new_tokens) const;
+
+ private:
+  LmConfig config_;
+  LmWeights weights_;
+  // RoPE inverse frequencies, computed in fp32 as torch does.
+  std::vector<float> inv_freq_;
+};
+
+// log_softmax of one row of logits, in fp32 (as torch's logits.float()).
+std::vector<float> LogSoftmax(std::span<const float> logits);
+// Index of the largest logit (the first one on ties, as torch.argmax).
+int32_t ArgMax(std::span<const float> logits);
+
+}  // namespace seqkv::lm
+
+#endif  // SEQKV_TOOLS_LM_LLAMA_MODEL_H_
