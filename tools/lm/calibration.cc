@@ -1,0 +1,109 @@
+#include "tools/lm/calibration.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "tools/lm/bf16_ops.h"
+#include "tools/lm/fidelity.h"
+
+namespace seqkv::lm {
+namespace {
+
+// Adds Gaussian noise to every vector (one token of one head) of one
+// (layer, K/V) group, scaled to the vector's own RMS so that each vector gets
+// relative MSE `target`, and rounds back to bf16. Scaling per vector, as
+// codecs' errors scale, matters: attention-sink tokens have small vectors
+// that take most of the attention, and noise of the group's average size
+// would swamp them. Returns the group's relative MSE after rounding.
+double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
+                  uint64_t seed) {
+  const KvLayout& layout = cache.layout;
+  const size_t dim = layout.head_dim;
+  const size_t count = size_t{layout.num_kv_heads} * cache.num_tokens() * dim;
+  std::vector<std::byte>& bytes = values ? cache.v : cache.k;
+  std::byte* data = bytes.data() + size_t{layer} * count * 2;
+  std::vector<float> x(count);
+  Bf16BytesToFloats(data, x);
+  const std::vector<float> original = x;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.0f, 1.0f);
+  for (size_t row = 0; row < count; row += dim) {
+    double energy = 0;
+    for (size_t d = 0; d < dim; ++d) energy += double(x[row + d]) * x[row + d];
+    const float sigma = static_cast<float>(std::sqrt(target * energy / dim));
+    for (size_t d = 0; d < dim; ++d) x[row + d] += sigma * noise(rng);
+  }
+  FloatsToBf16Bytes(x, data);
+  double error = 0, energy = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double diff = double(RoundBf16(x[i])) - original[i];
+    error += diff * diff;
+    energy += double(original[i]) * original[i];
+  }
+  return energy > 0 ? error / energy : 0;
+}
+
+}  // namespace
+
+Calibrator::Calibrator(const LlamaModel& model, CalibrationOptions options)
+    : model_(model), options_(options) {
+  for (uint32_t l = 0; l < model.config().num_layers; ++l)
+    for (bool values : {false, true})
+      groups_.push_back({.layer = l, .values = values});
+}
+
+absl::Status Calibrator::AddCache(
+    const KvCache& cache,
+    const std::function<void(const std::string&)>& progress) {
+  const uint32_t total = cache.num_tokens();
+  const uint32_t prefix_tokens =
+      options_.prefix_tokens > 0 ? options_.prefix_tokens : total * 3 / 4;
+  if (prefix_tokens < 1 || prefix_tokens + 2 > total)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "calibration prefix of ", prefix_tokens, " tokens must leave at least ",
+        "2 of ", total, " tokens to run"));
+  const KvCache prefix = PrefixCache(cache, prefix_tokens);
+  const std::span<const int32_t> rest =
+      std::span<const int32_t>(cache.tokens).subspan(prefix_tokens);
+  KvCache exact_cache = prefix;
+  auto exact = model_.Forward(rest, exact_cache);
+  if (!exact.ok()) return exact.status();
+  const uint32_t rows = exact->rows - 1;  // the last row has no target
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    GroupSensitivity& group = groups_[g];
+    KvCache noisy = prefix;
+    const double rel_mse =
+        PerturbGroup(noisy, group.layer, group.values, options_.noise_rel_mse,
+                     options_.seed * 1000003 + caches_seen_ * 1009 + g);
+    auto perturbed = model_.Forward(rest, noisy);
+    if (!perturbed.ok()) return perturbed.status();
+    const double kl = MeanKl(*exact, *perturbed, rows);
+    group.kl += kl;
+    group.rel_mse += rel_mse;
+    if (progress)
+      progress(absl::StrFormat("layer %u %s: rel_mse %.4g kl %.4g -> %.4g",
+                               group.layer, group.values ? "v" : "k", rel_mse,
+                               kl, rel_mse > 0 ? kl / rel_mse : 0));
+  }
+  ++caches_seen_;
+  return absl::OkStatus();
+}
+
+std::string ProfileJson(const std::string& model_name,
+                        std::span<const GroupSensitivity> groups) {
+  nlohmann::json profile;
+  profile["model"] = model_name;
+  profile["metric"] = "kl_per_rel_mse";
+  profile["groups"] = nlohmann::json::array();
+  for (const GroupSensitivity& group : groups)
+    profile["groups"].push_back({{"layer", group.layer},
+                                 {"tensor", group.values ? "v" : "k"},
+                                 {"sensitivity", group.sensitivity()}});
+  return profile.dump(2) + "\n";
+}
+
+}  // namespace seqkv::lm

@@ -1,0 +1,64 @@
+// Calibration: how much each (layer, K/V) group of the KV cache matters to
+// the model. Each group of a real prefix cache in turn gets Gaussian noise of
+// a known relative MSE (the rest stays exact); the model runs the rest of the
+// sequence and the KL divergence of its predictions from the exact run is
+// measured. A group's sensitivity is KL per unit of relative MSE: the
+// profile a fidelity-targeting codec reads.
+#ifndef SEQKV_TOOLS_LM_CALIBRATION_H_
+#define SEQKV_TOOLS_LM_CALIBRATION_H_
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "client/kv_cache.h"
+#include "tools/lm/llama_model.h"
+
+namespace seqkv::lm {
+
+struct GroupSensitivity {
+  uint32_t layer = 0;
+  bool values = false;  // false: K, true: V
+  double kl = 0;        // summed over files
+  double rel_mse = 0;   // summed over files
+
+  double sensitivity() const { return rel_mse > 0 ? kl / rel_mse : 0; }
+};
+
+struct CalibrationOptions {
+  // Relative MSE of the noise put on a group; small enough to stay in the
+  // regime where KL grows linearly with it (about turbo:4's error).
+  double noise_rel_mse = 0.01;
+  // Tokens of each file that form the perturbed prefix (0: 3/4 of it).
+  uint32_t prefix_tokens = 0;
+  uint64_t seed = 1;
+};
+
+class Calibrator {
+ public:
+  Calibrator(const LlamaModel& model, CalibrationOptions options);
+
+  // Measures every group on one cache (the model's layout). `progress`
+  // receives one line per group.
+  absl::Status AddCache(const KvCache& cache,
+                        const std::function<void(const std::string&)>& progress);
+
+  const std::vector<GroupSensitivity>& groups() const { return groups_; }
+
+ private:
+  const LlamaModel& model_;
+  CalibrationOptions options_;
+  std::vector<GroupSensitivity> groups_;
+  uint64_t caches_seen_ = 0;
+};
+
+// The profile JSON: {"model", "metric": "kl_per_rel_mse", "groups": [...]}.
+std::string ProfileJson(const std::string& model_name,
+                        std::span<const GroupSensitivity> groups);
+
+}  // namespace seqkv::lm
+
+#endif  // SEQKV_TOOLS_LM_CALIBRATION_H_

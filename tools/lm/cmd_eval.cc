@@ -1,0 +1,242 @@
+// `seqkv eval`: what a codec's reconstruction of a KV cache does to the
+// model's next-token predictions, on real caches (see fidelity.h).
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+#include "client/client.h"
+#include "client/kv_cache.h"
+#include "client/safetensors.h"
+#include "nlohmann/json.hpp"
+#include "tools/lm/fidelity.h"
+#include "tools/lm/llama_model.h"
+#include "tools/lm/lm_flags.h"
+#include "tools/lm/model_context.h"
+
+ABSL_FLAG(std::string, profile, "",
+          "calibration profile JSON handed to codecs as model state");
+
+namespace seqkv::lm {
+namespace {
+
+struct CodecRun {
+  std::string spec;
+  std::unique_ptr<Codec> codec;  // null in --server mode
+  FidelityTotals totals;
+  uint64_t encoded_bytes = 0;
+  uint64_t elements = 0;
+  ErrorEnergy k;
+  ErrorEnergy v;
+};
+
+// Loads a dump and checks it against the model; keeps at most max_tokens.
+absl::StatusOr<KvCache> LoadCache(const std::string& path,
+                                  const LlamaModel& model, int32_t max_tokens) {
+  auto cache = ReadKvCacheFile(path);
+  if (!cache.ok()) return cache.status();
+  const KvLayout layout = model.kv_layout();
+  if (cache->layout.num_layers != layout.num_layers ||
+      cache->layout.num_kv_heads != layout.num_kv_heads ||
+      cache->layout.head_dim != layout.head_dim ||
+      cache->layout.dtype != layout.dtype || cache->layout.latent)
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cache layout ", cache->layout.DebugString(),
+                     " is not the model's ", layout.DebugString()));
+  cache->layout = layout;
+  if (max_tokens > 0 && cache->num_tokens() > uint32_t(max_tokens))
+    return PrefixCache(*cache, max_tokens);
+  return cache;
+}
+
+// The dump's own log-probabilities, or an empty vector when it has none.
+std::vector<float> FileLogprobs(const std::string& path) {
+  const std::string name = "logprobs";
+  auto file = ReadSafetensorsTensors(path, {&name, 1});
+  if (!file.ok()) return {};
+  const Tensor& tensor = file->tensors.at(name);
+  if (tensor.dtype != "F32") return {};
+  auto values = tensor.as<float>();
+  return {values.begin(), values.end()};
+}
+
+absl::StatusOr<KvCache> ThroughServer(Client& client, const std::string& model,
+                                      const std::string& spec,
+                                      const KvCache& prefix,
+                                      uint64_t* stored_bytes) {
+  PutOptions put;
+  put.model = model;
+  put.codec = spec;
+  put.name_space = absl::GetFlag(FLAGS_namespace);
+  auto put_result = client.Put(put, prefix);
+  if (!put_result.ok()) return put_result.status();
+  *stored_bytes += put_result->bytes_stored;
+  GetOptions get;
+  get.model = model;
+  get.name_space = put.name_space;
+  auto back = client.Get(get, prefix.tokens);
+  // Remove it again so that the next codec's Put is not deduplicated.
+  auto deleted = client.Delete(model, prefix.tokens, put.name_space);
+  if (!back.ok()) return back.status();
+  if (!deleted.ok()) return deleted.status();
+  if (back->num_tokens() != prefix.num_tokens())
+    return absl::DataLossError(absl::StrCat(
+        "server returned ", back->num_tokens(), " tokens of ",
+        prefix.num_tokens()));
+  back->layout = prefix.layout;
+  return back;
+}
+
+void PrintResults(const std::vector<CodecRun>& runs) {
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const CodecRun& run : runs) {
+      const FidelityTotals& t = run.totals;
+      const double n = std::max<uint64_t>(t.tokens, 1);
+      out.push_back({
+          {"codec", run.spec},
+          {"bits_per_element",
+           run.elements ? 8.0 * run.encoded_bytes / run.elements : 0.0},
+          {"delta_nll", (t.nll_approx - t.nll_exact) / n},
+          {"kl", t.kl / n},
+          {"top1_agreement", t.top1_agree / n},
+          {"rel_mse_k", run.k.relative()},
+          {"rel_mse_v", run.v.relative()},
+          {"nll_exact", t.nll_exact / n},
+          {"nll_file", t.file_tokens ? t.nll_file / t.file_tokens
+                                     : std::nan("")},
+          {"tokens", t.tokens},
+      });
+    }
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::cout << absl::StrFormat("%-28s %9s %10s %10s %7s %10s %10s %9s %9s %6s\n",
+                               "codec", "bits/elem", "dNLL", "KL", "top1",
+                               "relMSE K", "relMSE V", "NLL", "NLL file",
+                               "tokens");
+  for (const CodecRun& run : runs) {
+    const FidelityTotals& t = run.totals;
+    const double n = std::max<uint64_t>(t.tokens, 1);
+    std::cout << absl::StrFormat(
+        "%-28s %9.4f %10.6f %10.6f %7.4f %10.3g %10.3g %9.4f %9.4f %6d\n",
+        run.spec, run.elements ? 8.0 * run.encoded_bytes / run.elements : 0.0,
+        (t.nll_approx - t.nll_exact) / n, t.kl / n, t.top1_agree / n,
+        run.k.relative(), run.v.relative(), t.nll_exact / n,
+        t.file_tokens ? t.nll_file / t.file_tokens : std::nan(""), t.tokens);
+  }
+}
+
+int RunEval(std::span<char* const> args) {
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  if (model_dir.empty() || args.empty() || absl::GetFlag(FLAGS_codec).empty()) {
+    std::cerr << "usage: seqkv eval --model_dir DIR --codec C[,C...] "
+                 "[--profile P] [--prefix_tokens N] [--server ADDR] "
+                 "FILE.safetensors...\n";
+    return 2;
+  }
+  auto model = LlamaModel::Load(model_dir);
+  if (!model.ok()) return cli::ReportError(model.status());
+  const std::string name =
+      ModelName(absl::GetFlag(FLAGS_model), model_dir);
+  auto context = BuildModelContext(name, model_dir, (*model)->config(),
+                                   absl::GetFlag(FLAGS_profile));
+  if (!context.ok()) return cli::ReportError(context.status());
+
+  // --server given: the caches go through a live server instead of a
+  // local codec.
+  const bool via_server =
+      absl::GetFlagReflectionHandle(FLAGS_server).IsSpecifiedOnCommandLine();
+  std::unique_ptr<Client> client;
+  if (via_server) {
+    client = cli::ConnectOrDie();
+    if (client == nullptr) return 1;
+    ModelRegistration registration;
+    registration.model = name;
+    registration.layout = context->layout;
+    for (const auto& [key, blob] : context->codec_state)
+      registration.codec_state[key] = blob;
+    auto registered = client->RegisterModel(registration);
+    if (!registered.ok()) return cli::ReportError(registered.status());
+  }
+
+  std::vector<CodecRun> runs;
+  for (absl::string_view spec :
+       absl::StrSplit(absl::GetFlag(FLAGS_codec), ',', absl::SkipEmpty())) {
+    CodecRun run;
+    run.spec = std::string(spec);
+    if (!via_server) {
+      auto codec = CreateCodec(run.spec, *context);
+      if (!codec.ok()) return cli::ReportError(codec.status());
+      run.codec = std::move(*codec);
+    }
+    runs.push_back(std::move(run));
+  }
+
+  for (char* const arg : args) {
+    const std::string path = arg;
+    auto cache = LoadCache(path, **model, absl::GetFlag(FLAGS_max_tokens));
+    if (!cache.ok()) return cli::ReportError(cache.status());
+    const uint32_t total = cache->num_tokens();
+    uint32_t prefix_tokens = absl::GetFlag(FLAGS_prefix_tokens) > 0
+                                 ? uint32_t(absl::GetFlag(FLAGS_prefix_tokens))
+                                 : total * 3 / 4;
+    if (prefix_tokens < 1 || prefix_tokens + 2 > total)
+      return cli::ReportError(absl::InvalidArgumentError(absl::StrCat(
+          path, ": --prefix_tokens ", prefix_tokens, " must leave at least 2 of ",
+          total, " tokens to run")));
+    const KvCache prefix = PrefixCache(*cache, prefix_tokens);
+    const std::span<const int32_t> rest =
+        std::span<const int32_t>(cache->tokens).subspan(prefix_tokens);
+    const std::span<const int32_t> targets = rest.subspan(1);
+    std::vector<float> logprobs = FileLogprobs(path);
+    std::span<const float> file_logprobs;
+    if (logprobs.size() + 1 >= total)
+      file_logprobs = std::span<const float>(logprobs).subspan(
+          prefix_tokens, targets.size());
+
+    KvCache exact_cache = prefix;
+    auto exact = (*model)->Forward(rest, exact_cache);
+    if (!exact.ok()) return cli::ReportError(exact.status());
+    for (CodecRun& run : runs) {
+      std::cerr << "eval: " << path << " " << run.spec << "\n";
+      absl::StatusOr<KvCache> approx_cache =
+          via_server ? ThroughServer(*client, name, run.spec, prefix,
+                                     &run.encoded_bytes)
+                     : RoundTripCache(*run.codec, prefix,
+                                      uint32_t(absl::GetFlag(FLAGS_chunk_tokens)),
+                                      &run.encoded_bytes);
+      if (!approx_cache.ok()) return cli::ReportError(approx_cache.status());
+      run.elements += size_t{prefix_tokens} * prefix.layout.elements_per_token();
+      const ErrorEnergy k = CompareTensor(prefix, *approx_cache, false);
+      const ErrorEnergy v = CompareTensor(prefix, *approx_cache, true);
+      run.k.error += k.error;
+      run.k.energy += k.energy;
+      run.v.error += v.error;
+      run.v.energy += v.energy;
+      auto approx = (*model)->Forward(rest, *approx_cache);
+      if (!approx.ok()) return cli::ReportError(approx.status());
+      run.totals.Add(*exact, *approx, targets, file_logprobs);
+    }
+  }
+  PrintResults(runs);
+  return 0;
+}
+
+const cli::CommandRegistrar kRegistrar({
+    "eval",
+    "measure a codec's effect on a real model's predictions (dNLL, KL)",
+    RunEval,
+});
+
+}  // namespace
+}  // namespace seqkv::lm

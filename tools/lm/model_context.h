@@ -1,0 +1,28 @@
+// The codec-side view of a model directory: the ModelContext a codec is
+// created with (layout with RoPE from config.json, and codec state such as a
+// calibration profile).
+#ifndef SEQKV_TOOLS_LM_MODEL_CONTEXT_H_
+#define SEQKV_TOOLS_LM_MODEL_CONTEXT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "codec/codec.h"
+#include "tools/lm/lm_config.h"
+
+namespace seqkv::lm {
+
+// `profile_path` (may be empty) is a calibration profile JSON, stored under
+// the "profile" key of the codec state.
+absl::StatusOr<ModelContext> BuildModelContext(const std::string& name,
+                                               const std::string& model_dir,
+                                               const LmConfig& config,
+                                               const std::string& profile_path);
+
+// The model's name: `flag_value` if set, else the directory's base name.
+std::string ModelName(const std::string& flag_value,
+                      const std::string& model_dir);
+
+}  // namespace seqkv::lm
+
+#endif  // SEQKV_TOOLS_LM_MODEL_CONTEXT_H_
