@@ -259,21 +259,39 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
   return result;
 }
 
-absl::StatusOr<std::vector<int32_t>> LlamaModel::GenerateGreedy(
-    std::span<const int32_t> tokens, KvCache& cache,
+absl::StatusOr<ForwardResult> LlamaModel::Prefill(
+    std::span<const int32_t> tokens, KvCache& cache) const {
+  if (tokens.empty())
+    return absl::InvalidArgumentError("prefill: no tokens to run");
+  if (tokens.size() > 1) {
+    auto head = Forward(tokens.first(tokens.size() - 1), cache,
+                        /*last_only=*/true);
+    if (!head.ok()) return head.status();
+  }
+  return Forward(tokens.last(1), cache, /*last_only=*/true);
+}
+
+absl::StatusOr<std::vector<int32_t>> LlamaModel::DecodeGreedy(
+    std::span<const float> logits, KvCache& cache,
     uint32_t max_new_tokens) const {
   std::vector<int32_t> generated;
   if (max_new_tokens == 0) return generated;
-  auto result = Forward(tokens, cache, /*last_only=*/true);
-  if (!result.ok()) return result.status();
-  generated.push_back(ArgMax(result->row(0)));
+  generated.push_back(ArgMax(logits));
   while (generated.size() < max_new_tokens) {
     const int32_t last = generated.back();
-    result = Forward({&last, 1}, cache, /*last_only=*/true);
+    auto result = Forward({&last, 1}, cache, /*last_only=*/true);
     if (!result.ok()) return result.status();
     generated.push_back(ArgMax(result->row(0)));
   }
   return generated;
+}
+
+absl::StatusOr<std::vector<int32_t>> LlamaModel::GenerateGreedy(
+    std::span<const int32_t> tokens, KvCache& cache,
+    uint32_t max_new_tokens) const {
+  auto first = Prefill(tokens, cache);
+  if (!first.ok()) return first.status();
+  return DecodeGreedy(first->row(0), cache, max_new_tokens);
 }
 
 std::vector<float> LogSoftmax(std::span<const float> logits) {

@@ -52,9 +52,22 @@ class LlamaModel {
                                         KvCache& cache,
                                         bool last_only = false) const;
 
-  // Feeds `tokens` (at least one) after `cache`, then picks the most likely
-  // next token max_new_tokens times, feeding each back. Returns the new
-  // tokens; `cache` ends holding every token fed (all but the last new one).
+  // Runs a prompt (at least one token) after `cache` and returns the logits
+  // of its last token. The last token is run on its own, as decoding runs
+  // tokens: BLAS results depend on the number of rows, so this keeps a
+  // generation whose cache of prompt[0, n-1) came from a store bit for bit
+  // the same as one that prefilled it here.
+  absl::StatusOr<ForwardResult> Prefill(std::span<const int32_t> tokens,
+                                        KvCache& cache) const;
+
+  // Picks the most likely token of `logits`, feeds it, and repeats until
+  // max_new_tokens are chosen. `cache` ends holding every token fed (all
+  // but the last new one).
+  absl::StatusOr<std::vector<int32_t>> DecodeGreedy(
+      std::span<const float> logits, KvCache& cache,
+      uint32_t max_new_tokens) const;
+
+  // Prefill, then DecodeGreedy.
   absl::StatusOr<std::vector<int32_t>> GenerateGreedy(
       std::span<const int32_t> tokens, KvCache& cache,
       uint32_t max_new_tokens) const;
