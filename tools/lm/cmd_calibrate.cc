@@ -14,10 +14,9 @@
 #include "tools/lm/lm_flags.h"
 #include "tools/lm/model_context.h"
 
-ABSL_FLAG(std::string, out, "", "where to write the profile JSON");
 ABSL_FLAG(double, noise_rel_mse, 0.01,
           "relative MSE of the noise put on one group at a time");
-ABSL_FLAG(uint64_t, seed, 1, "noise seed");
+ABSL_FLAG(uint64_t, calibrate_seed, 1, "seed of the calibration noise");
 
 namespace seqkv::lm {
 namespace {
@@ -39,7 +38,7 @@ int RunCalibrate(std::span<char* const> args) {
   CalibrationOptions options;
   options.noise_rel_mse = absl::GetFlag(FLAGS_noise_rel_mse);
   options.prefix_tokens = uint32_t(std::max(0, absl::GetFlag(FLAGS_prefix_tokens)));
-  options.seed = absl::GetFlag(FLAGS_seed);
+  options.seed = absl::GetFlag(FLAGS_calibrate_seed);
   Calibrator calibrator(**model, options);
   const KvLayout layout = (*model)->kv_layout();
   for (char* const arg : args) {

@@ -23,6 +23,9 @@
 #include "tools/lm/lm_flags.h"
 #include "tools/lm/model_context.h"
 
+ABSL_FLAG(bool, via_server, false,
+          "code the caches through the server at --server even when it is "
+          "the default address");
 ABSL_FLAG(std::string, profile, "",
           "calibration profile JSON handed to codecs as model state");
 
@@ -152,10 +155,12 @@ int RunEval(std::span<char* const> args) {
                                    absl::GetFlag(FLAGS_profile));
   if (!context.ok()) return cli::ReportError(context.status());
 
-  // --server given: the caches go through a live server instead of a
-  // local codec.
+  // A --server address other than the default (or --via_server): the
+  // caches go through a live server instead of a local codec.
   const bool via_server =
-      absl::GetFlagReflectionHandle(FLAGS_server).IsSpecifiedOnCommandLine();
+      absl::GetFlag(FLAGS_via_server) ||
+      absl::GetFlag(FLAGS_server) !=
+          absl::GetFlagReflectionHandle(FLAGS_server).DefaultValue();
   std::unique_ptr<Client> client;
   if (via_server) {
     client = cli::ConnectOrDie();
@@ -213,7 +218,7 @@ int RunEval(std::span<char* const> args) {
           via_server ? ThroughServer(*client, name, run.spec, prefix,
                                      &run.encoded_bytes)
                      : RoundTripCache(*run.codec, prefix,
-                                      uint32_t(absl::GetFlag(FLAGS_chunk_tokens)),
+                                      ChunkTokensFlag(),
                                       &run.encoded_bytes);
       if (!approx_cache.ok()) return cli::ReportError(approx_cache.status());
       run.elements += size_t{prefix_tokens} * prefix.layout.elements_per_token();

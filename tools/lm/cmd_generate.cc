@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/token_input.h"
 #include "client/client.h"
 #include "nlohmann/json.hpp"
 #include "tools/lm/bpe_tokenizer.h"
@@ -22,7 +23,6 @@
 #include "tools/lm/model_context.h"
 
 ABSL_FLAG(std::string, prompt, "", "prompt text (tokenized with tokenizer.json)");
-ABSL_FLAG(std::string, tokens, "", "prompt token ids, comma separated");
 ABSL_FLAG(bool, add_bos, true,
           "start a --prompt with the model's BOS token (config bos_token_id)");
 ABSL_FLAG(int32_t, max_new_tokens, 16, "tokens to generate greedily");
@@ -42,9 +42,13 @@ double MillisSince(Clock::time_point start) {
 absl::StatusOr<std::vector<int32_t>> PromptTokens(
     const LlamaModel& model, const BpeTokenizer* tokenizer) {
   std::vector<int32_t> tokens;
-  if (!absl::GetFlag(FLAGS_tokens).empty()) {
+  const std::string token_flag = absl::GetFlag(FLAGS_tokens);
+  if (!token_flag.empty()) {
+    // Either ids ("0,12,34") or, as for `seqkv get`, a safetensors file.
+    if (token_flag.find_first_not_of("0123456789, ") != std::string::npos)
+      return cli::ReadTokens(token_flag);
     for (absl::string_view part :
-         absl::StrSplit(absl::GetFlag(FLAGS_tokens), ',', absl::SkipEmpty())) {
+         absl::StrSplit(token_flag, ',', absl::SkipEmpty())) {
       int32_t id;
       if (!absl::SimpleAtoi(part, &id))
         return absl::InvalidArgumentError(
@@ -69,8 +73,9 @@ int RunGenerate(std::span<char* const> args) {
   if (model_dir.empty() ||
       (absl::GetFlag(FLAGS_prompt).empty() == absl::GetFlag(FLAGS_tokens).empty())) {
     std::cerr << "usage: seqkv generate --model_dir DIR --server ADDR "
-                 "(--prompt TEXT | --tokens 0,12,34) [--max_new_tokens N] "
-                 "[--codec C] [--model NAME] [--compare]\n";
+                 "(--prompt TEXT | --tokens 0,12,34 | --tokens FILE) "
+                 "[--max_new_tokens N] [--codec C] [--model NAME] "
+                 "[--chunk_tokens N] [--compare]\n";
     return 2;
   }
   auto model = LlamaModel::Load(model_dir);
@@ -97,6 +102,7 @@ int RunGenerate(std::span<char* const> args) {
   ModelRegistration registration;
   registration.model = name;
   registration.layout = (*model)->kv_layout();
+  registration.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   if (auto registered = client->RegisterModel(registration); !registered.ok())
     return cli::ReportError(registered.status());
 

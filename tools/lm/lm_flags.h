@@ -1,4 +1,6 @@
 // Flags shared by the model-driven commands (eval, calibrate, generate).
+// --model_dir, --chunk_tokens, --out and --tokens are defined by the core
+// commands (model, get) and mean the same here.
 #ifndef SEQKV_TOOLS_LM_LM_FLAGS_H_
 #define SEQKV_TOOLS_LM_LM_FLAGS_H_
 
@@ -8,8 +10,17 @@
 #include "absl/flags/declare.h"
 
 ABSL_DECLARE_FLAG(std::string, model_dir);
+ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
+ABSL_DECLARE_FLAG(std::string, out);
+ABSL_DECLARE_FLAG(std::string, tokens);
 ABSL_DECLARE_FLAG(int32_t, prefix_tokens);
 ABSL_DECLARE_FLAG(int32_t, max_tokens);
-ABSL_DECLARE_FLAG(int32_t, chunk_tokens);
+
+namespace seqkv::lm {
+
+// Tokens per coded chunk: --chunk_tokens, or 256 when it is 0.
+uint32_t ChunkTokensFlag();
+
+}  // namespace seqkv::lm
 
 #endif  // SEQKV_TOOLS_LM_LM_FLAGS_H_
