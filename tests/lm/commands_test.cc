@@ -1,0 +1,216 @@
+// The `seqkv eval`, `calibrate` and `generate` commands, run as a user runs
+// them: the real binary, the real model, and for generate a real server.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/server_process.h"
+
+namespace seqkv {
+namespace {
+
+const std::string kDataDir = SEQKV_DATA_DIR;
+const std::string kSeqkv = std::string(SEQKV_BIN_DIR) + "/seqkv";
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+// Runs a shell command line; stdout is captured, stderr goes to the log.
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0)
+    result.out.append(buffer, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string KvFile(const std::string& name) {
+  return kDataDir + "/kv/" + name + ".safetensors";
+}
+
+nlohmann::json ParseOrFail(const std::string& text) {
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  EXPECT_FALSE(json.is_discarded()) << text;
+  return json;
+}
+
+void ExpectLosslessResults(const nlohmann::json& results) {
+  ASSERT_TRUE(results.is_array());
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& result : results) {
+    SCOPED_TRACE(result.dump());
+    // Bit-identical caches give bit-identical predictions: exactly zero.
+    EXPECT_EQ(result["delta_nll"].get<double>(), 0.0);
+    EXPECT_EQ(result["kl"].get<double>(), 0.0);
+    EXPECT_EQ(result["top1_agreement"].get<double>(), 1.0);
+    EXPECT_EQ(result["rel_mse_k"].get<double>(), 0.0);
+    EXPECT_EQ(result["rel_mse_v"].get<double>(), 0.0);
+    // The runtime reproduces the reference's NLL on the same tokens.
+    EXPECT_NEAR(result["nll_exact"].get<double>(),
+                result["nll_file"].get<double>(), 0.02);
+    EXPECT_GT(result["bits_per_element"].get<double>(), 0.0);
+    EXPECT_LE(result["bits_per_element"].get<double>(), 16.0);
+  }
+}
+
+TEST(EvalCommandTest, LosslessCodecsChangeNothing) {
+  const CommandResult result = RunCommand(absl::StrCat(
+      kSeqkv, " eval --model_dir ", kDataDir,
+      "/lm --codec raw,lossless --max_tokens 384 --json ", KvFile("a_dev_00"),
+      " ", KvFile("b_rag_01_D2_D1")));
+  ASSERT_EQ(result.exit_code, 0) << result.out;
+  const nlohmann::json results = ParseOrFail(result.out);
+  ExpectLosslessResults(results);
+  EXPECT_EQ(results[0]["codec"], "raw");
+  EXPECT_EQ(results[0]["bits_per_element"].get<double>(), 16.0);
+  EXPECT_LT(results[1]["bits_per_element"].get<double>(), 16.0);
+  // 2 files x (384 - 288 - 1) predicted tokens.
+  EXPECT_EQ(results[0]["tokens"].get<int>(), 2 * 95);
+}
+
+TEST(EvalCommandTest, RejectsBadArguments) {
+  EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
+                             "/lm --codec nosuchcodec ", KvFile("a_dev_00")))
+                .exit_code,
+            0);
+  EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
+                             "/lm --codec raw --prefix_tokens 5000 ",
+                             KvFile("a_dev_00")))
+                .exit_code,
+            0);
+  EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir /nonexistent --codec raw ",
+                             KvFile("a_dev_00")))
+                .exit_code,
+            0);
+}
+
+nlohmann::json Calibrate(const std::string& a, const std::string& b) {
+  const std::string out =
+      (std::filesystem::temp_directory_path() /
+       absl::StrCat("seqkv_profile_", getpid(), "_", a, ".json"))
+          .string();
+  const CommandResult result = RunCommand(absl::StrCat(
+      kSeqkv, " calibrate --model_dir ", kDataDir, "/lm --out ", out,
+      " --max_tokens 384 --model kvlm-23m ", KvFile(a), " ", KvFile(b)));
+  EXPECT_EQ(result.exit_code, 0);
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::filesystem::remove(out);
+  return ParseOrFail(text.str());
+}
+
+// Groups ordered from the most to the least sensitive, as "3k", "0v", ...
+std::vector<std::string> Ranking(const nlohmann::json& profile) {
+  std::vector<std::pair<double, std::string>> groups;
+  for (const auto& group : profile["groups"])
+    groups.emplace_back(-group["sensitivity"].get<double>(),
+                        absl::StrCat(group["layer"].get<int>(),
+                                     group["tensor"].get<std::string>()));
+  std::sort(groups.begin(), groups.end());
+  std::vector<std::string> ranking;
+  for (const auto& [score, name] : groups) ranking.push_back(name);
+  return ranking;
+}
+
+TEST(CalibrateCommandTest, ProfileIsStableAcrossFilePairs) {
+  const nlohmann::json first = Calibrate("a_dev_00", "a_dev_01");
+  const nlohmann::json second = Calibrate("a_dev_02", "a_dev_04");
+  for (const auto* profile : {&first, &second}) {
+    ASSERT_TRUE(profile->is_object());
+    EXPECT_EQ((*profile)["model"], "kvlm-23m");
+    EXPECT_EQ((*profile)["metric"], "kl_per_rel_mse");
+    ASSERT_EQ((*profile)["groups"].size(), 12u);  // 6 layers x K, V
+    for (const auto& group : (*profile)["groups"]) {
+      EXPECT_TRUE(group["tensor"] == "k" || group["tensor"] == "v");
+      EXPECT_GT(group["sensitivity"].get<double>(), 0.0);
+    }
+  }
+  const std::vector<std::string> a = Ranking(first);
+  const std::vector<std::string> b = Ranking(second);
+  SCOPED_TRACE(absl::StrCat("first: ", absl::StrJoin(a, " "),
+                            "\nsecond: ", absl::StrJoin(b, " ")));
+  // The most sensitive group is the same, and each pair's least sensitive
+  // group is among the other pair's three least sensitive.
+  EXPECT_EQ(a.front(), b.front());
+  EXPECT_NE(std::find(b.end() - 3, b.end(), a.back()), b.end());
+  EXPECT_NE(std::find(a.end() - 3, a.end(), b.back()), a.end());
+}
+
+class ServerCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = testing::ServerProcess::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+  std::unique_ptr<testing::ServerProcess> server_;
+};
+
+TEST_F(ServerCommandTest, EvalThroughServerIsLosslessForLosslessCodecs) {
+  const CommandResult result = RunCommand(absl::StrCat(
+      kSeqkv, " eval --server ", server_->address(), " --via_server --model_dir ",
+      kDataDir, "/lm --model kvlm-23m --codec raw,lossless --max_tokens 300 "
+      "--json ", KvFile("a_dev_03"), " ", KvFile("c_chat_turn2")));
+  ASSERT_EQ(result.exit_code, 0) << result.out;
+  ExpectLosslessResults(ParseOrFail(result.out));
+}
+
+constexpr char kPrompt[] =
+    "The following is a short description of the ls command.\n\n"
+    "NAME\n       ls - list directory contents\n\nSYNOPSIS\n"
+    "       ls [OPTION]... [FILE]...\n\nDESCRIPTION\n"
+    "       List information about the FILEs (the current directory by "
+    "default). Sort entries alphabetically if none of -cftuvSUX nor --sort "
+    "is specified.\n\n       Mandatory arguments to long options are "
+    "mandatory for short options too.\n\n       -a, --all\n"
+    "              do not ignore entries starting with .\n\n"
+    "       -A, --almost-all\n              do not list implied . and ..\n\n"
+    "       --author\n              with -l, print the author of each file\n\n"
+    "       -b, --escape\n              print C-style escapes for nongraphic "
+    "characters\n\n       -l     use a long listing format\n\n"
+    "       -t     sort by time, newest first\n\n       -r, --reverse\n"
+    "              reverse order while sorting\n\n       -S     sort by";
+
+TEST_F(ServerCommandTest, GenerateReusesTheStoredPrefixExactly) {
+  const std::string command = absl::StrCat(
+      kSeqkv, " generate --server ", server_->address(), " --model_dir ",
+      kDataDir, "/lm --model kvlm-23m --codec lossless --max_new_tokens 12 "
+      "--compare --json --prompt '", kPrompt, "'");
+  const CommandResult first = RunCommand(command);
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  const nlohmann::json one = ParseOrFail(first.out);
+  const CommandResult second = RunCommand(command);
+  ASSERT_EQ(second.exit_code, 0) << second.out;
+  const nlohmann::json two = ParseOrFail(second.out);
+
+  const int prompt_tokens = one["prompt_tokens"].get<int>();
+  EXPECT_GT(prompt_tokens, 150);
+  EXPECT_EQ(one["served_tokens"].get<int>(), 0);
+  EXPECT_GE(two["served_tokens"].get<int>(), 0.9 * prompt_tokens);
+  ASSERT_EQ(one["generated"].size(), 12u);
+  // Token for token the same as without seqkv, and as the first run.
+  EXPECT_TRUE(one["identical"].get<bool>());
+  EXPECT_TRUE(two["identical"].get<bool>());
+  EXPECT_EQ(two["generated"], one["generated"]);
+  EXPECT_EQ(two["generated_without_seqkv"], one["generated"]);
+  EXPECT_EQ(one["stored_tokens"].get<int>(), prompt_tokens + 11);
+}
+
+}  // namespace
+}  // namespace seqkv
