@@ -237,6 +237,15 @@ TEST_F(TenancyTest, RateLimit) {
   EXPECT_GE(limited, 2);
 }
 
+TEST(ConfigTest, TheShippedExampleIsValid) {
+  auto config =
+      LoadConfig(std::string(SEQKV_SOURCE_DIR) + "/deploy/seqkv.example.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tenants.size(), 2u);
+  EXPECT_EQ(config->tenants[0].api_key_sha256[0], Sha256Hex("foo"));
+  EXPECT_EQ(config->shared_namespaces[0].readers.size(), 2u);
+}
+
 TEST_F(TenancyTest, BadConfigIsRefusedAtStartup) {
   config_ = dir_.file("bad.yaml");
   WriteFile(config_, "tenants:\n  - name: a\n    api_key_sha256: [\"xyz\"]\n");
