@@ -1,0 +1,147 @@
+// Property test of the data path: random sequences with shared prefixes go in
+// through CacheEngine on a real RocksDB; every lookup must equal the longest
+// common prefix with what was stored, and every Get must return exactly the
+// bytes that were put.
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "gtest/gtest.h"
+#include "proto/layout_convert.h"
+#include "server/cache_engine.h"
+#include "xxhash.h"
+
+namespace seqkv {
+namespace {
+
+// KV bytes of token `i` of `tokens`: a function of the prefix up to i, as a
+// real model's would be, so deduplicated chunks hold the right values.
+std::string TokenBytes(const std::vector<int32_t>& tokens, size_t i,
+                       size_t bytes_per_token) {
+  const uint64_t seed =
+      XXH3_64bits(tokens.data(), (i + 1) * sizeof(int32_t));
+  std::mt19937_64 rng(seed);
+  std::string out(bytes_per_token, '\0');
+  for (char& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+class EngineProperty : public ::testing::TestWithParam<std::tuple<int, const char*>> {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("seqkv-prop-" + std::to_string(::getpid()) + "-" +
+            std::to_string(std::get<0>(GetParam())) + std::get<1>(GetParam()));
+    std::filesystem::remove_all(dir_);
+    auto store = KvStore::Open({dir_.string(), false});
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    engine_ = std::make_unique<CacheEngine>(store_.get(), EngineOptions{});
+    ASSERT_TRUE(engine_->Start().ok());
+  }
+  void TearDown() override {
+    engine_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<CacheEngine> engine_;
+};
+
+TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
+  const auto [chunk_tokens, codec] = GetParam();
+  KvLayout layout{2, 1, 4, DType::kFP32};
+  v1::RegisterModelRequest reg;
+  reg.set_model("m");
+  *reg.mutable_layout() = LayoutToProto(layout);
+  reg.set_chunk_tokens(chunk_tokens);
+  ASSERT_TRUE(engine_->RegisterModel(reg).ok());
+  const size_t per_token = layout.bytes_per_token();
+
+  std::mt19937 rng(chunk_tokens * 7919);
+  std::vector<std::vector<int32_t>> stored;
+  auto random_sequence = [&] {
+    std::vector<int32_t> seq;
+    if (!stored.empty() && rng() % 3 != 0) {
+      // Extend or branch off a stored sequence.
+      const auto& base = stored[rng() % stored.size()];
+      seq.assign(base.begin(), base.begin() + rng() % (base.size() + 1));
+    }
+    const size_t extra = 1 + rng() % 40;
+    for (size_t i = 0; i < extra; ++i) seq.push_back(rng() % 5);
+    return seq;
+  };
+  auto reference_match = [&](const std::vector<int32_t>& query) {
+    size_t best = 0;
+    for (const auto& seq : stored)
+      best = std::max<size_t>(
+          best, std::mismatch(seq.begin(), seq.end(), query.begin(), query.end())
+                        .first -
+                    seq.begin());
+    return best;
+  };
+
+  for (int round = 0; round < 40; ++round) {
+    const std::vector<int32_t> seq = random_sequence();
+    v1::PutHeader header;
+    header.set_model("m");
+    header.mutable_tokens()->Add(seq.begin(), seq.end());
+    header.set_codec(codec);
+    auto session = engine_->BeginPut("ns", header);
+    ASSERT_TRUE(session.ok()) << session.status();
+    std::string data;
+    for (size_t i = 0; i < seq.size(); ++i)
+      data += TokenBytes(seq, i, per_token);
+    // Random splits of the stream.
+    for (size_t offset = 0; offset < data.size();) {
+      const size_t take = std::min(data.size() - offset, size_t{1} + rng() % 97);
+      ASSERT_TRUE((*session)->Append(std::string_view(data).substr(offset, take)).ok());
+      offset += take;
+    }
+    ASSERT_TRUE((*session)->Finish().ok());
+    stored.push_back(seq);
+
+    for (int q = 0; q < 5; ++q) {
+      const std::vector<int32_t> query = random_sequence();
+      v1::LookupRequest lookup;
+      lookup.set_model("m");
+      lookup.mutable_tokens()->Add(query.begin(), query.end());
+      auto outcome = engine_->Lookup({{"ns"}}, lookup);
+      ASSERT_TRUE(outcome.ok());
+      const size_t expected = reference_match(query);
+      ASSERT_EQ(outcome->matched_tokens, expected) << "round " << round;
+
+      v1::GetRequest get;
+      get.set_model("m");
+      get.mutable_tokens()->Add(query.begin(), query.end());
+      std::string got;
+      ASSERT_TRUE(engine_
+                      ->Get({{"ns"}}, get, 64,
+                            [](const v1::GetHeader&) { return true; },
+                            [&](std::string& piece) {
+                              got += piece;
+                              return true;
+                            })
+                      .ok());
+      std::string want;
+      for (size_t i = 0; i < expected; ++i)
+        want += TokenBytes(query, i, per_token);
+      ASSERT_TRUE(got == want) << "round " << round;
+    }
+  }
+  // Another namespace sees none of it.
+  v1::LookupRequest lookup;
+  lookup.set_model("m");
+  lookup.mutable_tokens()->Add(stored[0].begin(), stored[0].end());
+  EXPECT_EQ(engine_->Lookup({{"other"}}, lookup)->matched_tokens, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ChunkSizesAndCodecs, EngineProperty,
+    ::testing::Combine(::testing::Values(1, 3, 16),
+                       ::testing::Values("raw", "lossless")));
+
+}  // namespace
+}  // namespace seqkv
