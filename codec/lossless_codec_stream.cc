@@ -180,8 +180,11 @@ class StreamCoder {
         zero_binade_{AdaptiveFrequencyModel(kZeroBinadeSymbols),
                      AdaptiveFrequencyModel(kZeroBinadeSymbols)} {
     residual_.reserve(kContexts);
-    for (int i = 0; i < kContexts; ++i)
+    predicted_residual_.reserve(kContexts);
+    for (int i = 0; i < kContexts; ++i) {
       residual_.emplace_back(kResidualSymbols, 24, 1 << 16);
+      predicted_residual_.emplace_back(kResidualSymbols, 24, 1 << 16);
+    }
   }
 
   // `values` holds the stream's raw bit patterns: read when encoding,
@@ -190,8 +193,10 @@ class StreamCoder {
     const uint32_t dim = spec_.dim;
     std::vector<Channel> channels(dim);
     std::vector<uint32_t> previous_activity(dim);
-    std::vector<uint32_t> predicted_row(dim);
-    const bool copy_rows = !spec_.token_ids.empty() && spec_.rope == nullptr;
+    std::vector<double> predicted(dim);
+    std::vector<uint32_t> predicted_bits(dim);
+    const bool token_rows = !spec_.token_ids.empty();
+    if (token_rows && spec_.rope != nullptr) BuildPhases();
     absl::flat_hash_map<int32_t, uint32_t> last_row;
     double head_scale = 1.0;
     for (uint32_t head = 0; head < spec_.heads && io_.ok(); ++head) {
@@ -201,20 +206,27 @@ class StreamCoder {
       uint32_t* head_values = values.data() + size_t{head} * spec_.tokens * dim;
       for (uint32_t t = 0; t < spec_.tokens && io_.ok(); ++t) {
         uint32_t* row = head_values + size_t{t} * dim;
-        bool copied = false;
-        if (copy_rows) {
+        bool have_prediction = false;
+        if (token_rows) {
           auto [it, inserted] = last_row.try_emplace(spec_.token_ids[t], t);
           if (!inserted) {
-            const uint32_t* source = head_values + size_t{it->second} * dim;
-            uint32_t same = 1;
-            if constexpr (Io::kEncode)
-              same = std::equal(row, row + dim, source) ? 1 : 0;
-            io_.Bit(copy_flag_, same);
-            if (same) {
-              std::copy(source, source + dim, row);
-              copied = true;
-            }
+            PredictFromEarlierRow(head_values + size_t{it->second} * dim,
+                                  it->second, t, predicted);
             it->second = t;
+            have_prediction = true;
+          }
+        }
+        bool exact = false;
+        if (have_prediction) {
+          for (uint32_t d = 0; d < dim; ++d)
+            predicted_bits[d] = RoundToFormat(predicted[d]);
+          uint32_t same = 1;
+          if constexpr (Io::kEncode)
+            same = std::equal(row, row + dim, predicted_bits.begin()) ? 1 : 0;
+          io_.Bit(exact_row_, same);
+          if (same) {
+            std::copy(predicted_bits.begin(), predicted_bits.end(), row);
+            exact = true;
           }
         }
         uint32_t left_activity = 0;
@@ -226,10 +238,22 @@ class StreamCoder {
             channel.scale = d == 0 ? head_scale : row_magnitude / d;
           }
           uint32_t activity = 0;
-          if (!copied) {
+          if (exact) {
+          } else if (have_prediction) {
+            const double p = predicted[d];
+            const double magnitude = std::fabs(p) + channel.scale * (1.0 / 256);
+            activity = CodeValue(row[d], p, magnitude * relative_error_,
+                                 Activity(left_activity), 0, true);
+            if (format_.IsFinite(row[d])) {
+              const double error = std::fabs(format_.ToDouble(row[d]) - p);
+              relative_error_ += (std::min(error / magnitude, 1.0) -
+                                  relative_error_) * (1.0 / 64);
+              relative_error_ = std::max(relative_error_, 1e-12);
+            }
+          } else {
             activity = CodeValue(row[d], channel.mean, channel.scale,
                                  Activity(left_activity),
-                                 Activity(previous_activity[d]));
+                                 Activity(previous_activity[d]), false);
           }
           left_activity = activity;
           previous_activity[d] = activity;
@@ -244,7 +268,7 @@ class StreamCoder {
  private:
   // Codes one value; returns |n - n_pred| (capped) as the local activity.
   uint32_t CodeValue(uint32_t& bits, double prediction, double scale,
-                     int left, int up) {
+                     int left, int up, bool row_predicted) {
     int scale_exponent;
     const double fraction =
         std::frexp(scale > 0 ? scale : 0.0, &scale_exponent);
@@ -277,7 +301,9 @@ class StreamCoder {
         }
       }
     }
-    io_.Symbol(residual_[context], symbol);
+    io_.Symbol(
+        row_predicted ? predicted_residual_[context] : residual_[context],
+        symbol);
     if (symbol == kRawSymbol) {
       io_.Bits(bits, format_.width_bits);
       return kMaxResidual + 1;
@@ -372,6 +398,52 @@ class StreamCoder {
     }
   }
 
+  uint32_t RoundToFormat(double v) const {
+    const float f = static_cast<float>(v);
+    if (format_.width_bits == 32) return std::bit_cast<uint32_t>(f);
+    if (format_.mant_bits == 7) return FloatToBf16(f);
+    return FloatToFp16(f);
+  }
+
+  void BuildPhases() {
+    const RopePairs& rope = *spec_.rope;
+    const size_t pairs = rope.first.size();
+    phases_.assign(size_t{spec_.tokens} * pairs * 2, 0);
+    for (size_t i = 0; i < pairs; ++i) phases_[2 * i] = 1;
+    for (uint32_t t = 1; t < spec_.tokens; ++t) {
+      const double* prev = &phases_[(size_t{t} - 1) * pairs * 2];
+      double* cur = &phases_[size_t{t} * pairs * 2];
+      for (size_t i = 0; i < pairs; ++i) {
+        cur[2 * i] = prev[2 * i] * rope.cos[i] - prev[2 * i + 1] * rope.sin[i];
+        cur[2 * i + 1] =
+            prev[2 * i + 1] * rope.cos[i] + prev[2 * i] * rope.sin[i];
+      }
+    }
+  }
+
+  // The row of an earlier token with the same id, turned to position `t`
+  // when RoPE applies.
+  void PredictFromEarlierRow(const uint32_t* source, uint32_t from,
+                             uint32_t to, std::vector<double>& out) const {
+    for (uint32_t d = 0; d < spec_.dim; ++d)
+      out[d] = format_.IsFinite(source[d]) ? format_.ToDouble(source[d]) : 0;
+    if (spec_.rope == nullptr) return;
+    const RopePairs& rope = *spec_.rope;
+    const size_t pairs = rope.first.size();
+    const double* p_to = &phases_[size_t{to} * pairs * 2];
+    const double* p_from = &phases_[size_t{from} * pairs * 2];
+    for (size_t i = 0; i < pairs; ++i) {
+      // p_to * conj(p_from)
+      const double c = p_to[2 * i] * p_from[2 * i] +
+                       p_to[2 * i + 1] * p_from[2 * i + 1];
+      const double s = p_to[2 * i + 1] * p_from[2 * i] -
+                       p_to[2 * i] * p_from[2 * i + 1];
+      const double x = out[rope.first[i]], y = out[rope.second[i]];
+      out[rope.first[i]] = x * c - y * s;
+      out[rope.second[i]] = y * c + x * s;
+    }
+  }
+
   void Update(Channel& channel, uint32_t bits, double* row_magnitude) {
     if (!format_.IsFinite(bits)) return;
     const double x = format_.ToDouble(bits);
@@ -403,10 +475,15 @@ class StreamCoder {
   const FloatFormat format_;
   Io& io_;
   std::vector<AdaptiveFrequencyModel> residual_;
+  std::vector<AdaptiveFrequencyModel> predicted_residual_;
   AdaptiveFrequencyModel large_bits_;
   AdaptiveFrequencyModel zero_binade_[2];
   BitModel negative_zero_;
-  BitModel copy_flag_;
+  BitModel exact_row_;
+  double relative_error_ = 1.0 / 128;
+  // Rotation of each RoPE pair at each token of the chunk relative to its
+  // first token: (cos, sin) interleaved, [token][pair].
+  std::vector<double> phases_;
 };
 
 std::vector<uint32_t> LoadValues(const FloatFormat& format,
