@@ -16,8 +16,8 @@ namespace seqkv {
 namespace {
 
 constexpr uint8_t kFormatVersion = 2;
-constexpr uint8_t kFlagRope = 1;        // RoPE step table follows the header
-constexpr uint8_t kFlagTokenRows = 2;   // layer-0 rows predicted by token id
+constexpr uint8_t kFlagRope = 1;       // RoPE step table follows the header
+constexpr uint8_t kFlagTokenRows = 2;  // layer-0 rows predicted by token id
 constexpr uint8_t kKnownFlags = kFlagRope | kFlagTokenRows;
 
 void PutVarint(uint64_t value, std::string& out) {
@@ -77,8 +77,8 @@ class LosslessCodec final : public Codec {
                       std::string& out) const override {
     if (data.size() != chunk.num_bytes())
       return absl::InvalidArgumentError(
-          absl::StrCat("lossless: chunk has ", data.size(),
-                       " bytes, expected ", chunk.num_bytes()));
+          absl::StrCat("lossless: chunk has ", data.size(), " bytes, expected ",
+                       chunk.num_bytes()));
     const KvLayout& layout = *chunk.layout;
     lossless::RopePairs rope = RopePairsFor(layout);
     const bool token_rows = chunk.tokens.size() == chunk.num_tokens;
@@ -126,9 +126,8 @@ class LosslessCodec final : public Codec {
       return absl::DataLossError("lossless: payload too short");
     if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
       return absl::DataLossError(absl::StrCat(
-          "lossless: unknown format version ",
-          static_cast<uint8_t>(encoded[0]), " (expected ", kFormatVersion,
-          ")"));
+          "lossless: unknown format version ", static_cast<uint8_t>(encoded[0]),
+          " (expected ", kFormatVersion, ")"));
     const uint8_t flags = static_cast<uint8_t>(encoded[1]);
     uint32_t stored_checksum;
     std::memcpy(&stored_checksum, encoded.data() + encoded.size() - 4, 4);
@@ -177,8 +176,8 @@ class LosslessCodec final : public Codec {
                   [&](size_t index, const lossless::StreamSpec& spec,
                       size_t offset, size_t bytes) {
                     if (!status.ok()) return;
-                    status = lossless::DecodeStream(
-                        spec, streams[index], out.subspan(offset, bytes));
+                    status = lossless::DecodeStream(spec, streams[index],
+                                                    out.subspan(offset, bytes));
                     if (!status.ok())
                       status = absl::DataLossError(absl::StrCat(
                           "lossless: stream ", index, ": ", status.message()));
@@ -220,9 +219,9 @@ class LosslessCodec final : public Codec {
 absl::StatusOr<std::unique_ptr<Codec>> CreateLosslessCodec(
     std::string_view params, const ModelContext& model) {
   if (!params.empty())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'lossless' takes no parameters, got '", std::string(params),
-        "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec 'lossless' takes no parameters, got '",
+                     std::string(params), "'"));
   return std::make_unique<LosslessCodec>();
 }
 

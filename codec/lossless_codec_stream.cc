@@ -69,15 +69,16 @@ namespace {
 
 // Tuning knobs of the model. They describe how fast statistics adapt and
 // how finely values are binned, not any particular model or file.
-constexpr int kStepBelowScale = 2;     // delta = 2^(floor(log2 s) - this)
-constexpr int kMaxResidual = 20;       // |n - n_pred| coded directly up to this
+constexpr int kStepBelowScale = 0;  // delta = 2^floor(log2 s): cells ~ s wide
+constexpr int kTopBits = 1;         // modeled top bits of a cell index
+constexpr int kMaxResidual = 20;    // |n - n_pred| coded directly up to this
 constexpr uint32_t kLargeSymbol = 2 * kMaxResidual + 1;
 constexpr uint32_t kRawSymbol = kLargeSymbol + 1;
 constexpr uint32_t kResidualSymbols = kRawSymbol + 1;
-constexpr int kMaxLargeBits = 20;      // larger residuals are sent raw
+constexpr int kMaxLargeBits = 20;            // larger residuals are sent raw
 constexpr uint32_t kZeroBinadeSymbols = 33;  // last one: exponent sent raw
 constexpr double kMaxCellIndex = 1099511627776.0;  // 2^40: keeps n exact
-constexpr uint32_t kMeanWindow = 64;   // running mean over ~this many tokens
+constexpr uint32_t kMeanWindow = 64;  // running mean over ~this many tokens
 constexpr uint32_t kScaleWindow = 32;
 constexpr int kActivityLevels = 6;
 constexpr int kContexts = kActivityLevels * kActivityLevels * 2;
@@ -106,7 +107,9 @@ class EncodeIo {
   void Bit(BitModel& model, uint32_t& bit) {
     coder_.EncodeBit(model, static_cast<int>(bit));
   }
-  void Bits(uint32_t& value, int num_bits) { coder_.EncodeBits(value, num_bits); }
+  void Bits(uint32_t& value, int num_bits) {
+    coder_.EncodeBits(value, num_bits);
+  }
   // value in [0, count), count >= 1, all equally likely.
   void Uniform(uint64_t& value, uint64_t count) {
     if (count <= 1) return;
@@ -246,8 +249,9 @@ class StreamCoder {
                                  Activity(left_activity), 0, true);
             if (format_.IsFinite(row[d])) {
               const double error = std::fabs(format_.ToDouble(row[d]) - p);
-              relative_error_ += (std::min(error / magnitude, 1.0) -
-                                  relative_error_) * (1.0 / 64);
+              relative_error_ +=
+                  (std::min(error / magnitude, 1.0) - relative_error_) *
+                  (1.0 / 64);
               relative_error_ = std::max(relative_error_, 1e-12);
             }
           } else {
@@ -267,8 +271,8 @@ class StreamCoder {
 
  private:
   // Codes one value; returns |n - n_pred| (capped) as the local activity.
-  uint32_t CodeValue(uint32_t& bits, double prediction, double scale,
-                     int left, int up, bool row_predicted) {
+  uint32_t CodeValue(uint32_t& bits, double prediction, double scale, int left,
+                     int up, bool row_predicted) {
     int scale_exponent;
     const double fraction =
         std::frexp(scale > 0 ? scale : 0.0, &scale_exponent);
@@ -340,14 +344,21 @@ class StreamCoder {
         return 0;
       }
     }
-    CodeWithinCell(bits, cell, step_exponent);
+    const double offset =
+        std::ldexp(prediction, -step_exponent) - predicted_cell;
+    const int cell_context =
+        (static_cast<int>(std::clamp<int64_t>(residual, -2, 2)) + 2) * 2 +
+        (offset >= 0);
+    CodeWithinCell(bits, cell, step_exponent, cell_context);
     const uint64_t magnitude = residual < 0 ? -residual : residual;
-    return static_cast<uint32_t>(std::min<uint64_t>(magnitude, kMaxResidual + 1));
+    return static_cast<uint32_t>(
+        std::min<uint64_t>(magnitude, kMaxResidual + 1));
   }
 
   // Codes which value of the format inside [cell, cell + 1) * 2^step_exponent
   // `bits` is.
-  void CodeWithinCell(uint32_t& bits, double cell, int step_exponent) {
+  void CodeWithinCell(uint32_t& bits, double cell, int step_exponent,
+                      int context) {
     if (cell == 0 || cell == -1) {
       CodeNearZero(bits, cell == -1, step_exponent);
       return;
@@ -361,7 +372,24 @@ class StreamCoder {
     }
     uint64_t index = 0;
     if constexpr (Io::kEncode) index = format_.ToOrd(bits) - low;
-    io_.Uniform(index, uint64_t{high} - low);
+    const uint64_t count = uint64_t{high} - low;
+    if (count >= (uint64_t{1} << kTopBits) && std::has_single_bit(count)) {
+      // Values are denser towards the prediction: model the top bits of
+      // the index, send the rest uniformly.
+      const int rest = static_cast<int>(BitLength(count)) - 1 - kTopBits;
+      uint32_t node = 1;
+      for (int i = kTopBits - 1; i >= 0; --i) {
+        uint32_t bit = (index >> (rest + i)) & 1;
+        io_.Bit(index_top_[(context << kTopBits) + node], bit);
+        node = 2 * node + bit;
+      }
+      uint64_t low_part = index & ((uint64_t{1} << rest) - 1);
+      io_.Uniform(low_part, uint64_t{1} << rest);
+      if constexpr (!Io::kEncode)
+        index = (uint64_t{node - (1u << kTopBits)} << rest) | low_part;
+    } else {
+      io_.Uniform(index, count);
+    }
     if constexpr (!Io::kEncode)
       bits = format_.FromOrd(low + static_cast<uint32_t>(index));
   }
@@ -384,7 +412,8 @@ class StreamCoder {
     }
     io_.Bits(mantissa, format_.mant_bits);
     uint32_t sign = negative;
-    if (!negative && exponent == 0 && mantissa == 0) io_.Bit(negative_zero_, sign);
+    if (!negative && exponent == 0 && mantissa == 0)
+      io_.Bit(negative_zero_, sign);
     if constexpr (!Io::kEncode) {
       if (exponent > step_biased) {
         io_.Corrupt();
@@ -392,8 +421,8 @@ class StreamCoder {
       }
       bits = (sign ? format_.sign_mask() : 0) |
              (exponent << format_.mant_bits) | mantissa;
-      const double cell = std::floor(
-          std::ldexp(format_.ToDouble(bits), -step_exponent));
+      const double cell =
+          std::floor(std::ldexp(format_.ToDouble(bits), -step_exponent));
       if (cell != (negative ? -1.0 : 0.0)) io_.Corrupt();
     }
   }
@@ -423,8 +452,8 @@ class StreamCoder {
 
   // The row of an earlier token with the same id, turned to position `t`
   // when RoPE applies.
-  void PredictFromEarlierRow(const uint32_t* source, uint32_t from,
-                             uint32_t to, std::vector<double>& out) const {
+  void PredictFromEarlierRow(const uint32_t* source, uint32_t from, uint32_t to,
+                             std::vector<double>& out) const {
     for (uint32_t d = 0; d < spec_.dim; ++d)
       out[d] = format_.IsFinite(source[d]) ? format_.ToDouble(source[d]) : 0;
     if (spec_.rope == nullptr) return;
@@ -434,10 +463,10 @@ class StreamCoder {
     const double* p_from = &phases_[size_t{from} * pairs * 2];
     for (size_t i = 0; i < pairs; ++i) {
       // p_to * conj(p_from)
-      const double c = p_to[2 * i] * p_from[2 * i] +
-                       p_to[2 * i + 1] * p_from[2 * i + 1];
-      const double s = p_to[2 * i + 1] * p_from[2 * i] -
-                       p_to[2 * i] * p_from[2 * i + 1];
+      const double c =
+          p_to[2 * i] * p_from[2 * i] + p_to[2 * i + 1] * p_from[2 * i + 1];
+      const double s =
+          p_to[2 * i + 1] * p_from[2 * i] - p_to[2 * i] * p_from[2 * i + 1];
       const double x = out[rope.first[i]], y = out[rope.second[i]];
       out[rope.first[i]] = x * c - y * s;
       out[rope.second[i]] = y * c + x * s;
@@ -480,6 +509,7 @@ class StreamCoder {
   AdaptiveFrequencyModel zero_binade_[2];
   BitModel negative_zero_;
   BitModel exact_row_;
+  BitModel index_top_[10 << kTopBits];
   double relative_error_ = 1.0 / 128;
   // Rotation of each RoPE pair at each token of the chunk relative to its
   // first token: (cos, sin) interleaved, [token][pair].

@@ -5,7 +5,7 @@
 // Each value x is coded against a prediction p and a scale s kept per
 // channel from the values already coded (a running mean and a running mean
 // absolute error; for RoPE'd keys the mean is kept in the rotating frame).
-// A power-of-two step delta ~ s/4 splits the real line into cells
+// A power-of-two step delta in (s/2, s] splits the real line into cells
 // [n delta, (n+1) delta): the coder sends n - round(p / delta) with an
 // adaptive model, then which of the float values inside the cell x is. A
 // cell away from zero lies within one binade, so its values are equally
