@@ -45,8 +45,14 @@ void PutFloat(float value, std::string& out) {
   out.append(bytes, 4);
 }
 
-uint32_t Checksum(std::span<const std::byte> data) {
-  return static_cast<uint32_t>(XXH3_64bits(data.data(), data.size()));
+// Covers the payload as well as the data it decodes to, so that every
+// change to a payload is caught, even one that would still decode to the
+// same values (a slack bit in a range coder's last byte, a RoPE table entry
+// too close to the original to move any prediction).
+uint32_t Checksum(std::string_view payload, std::span<const std::byte> data) {
+  const uint64_t seed = XXH3_64bits(payload.data(), payload.size());
+  return static_cast<uint32_t>(
+      XXH3_64bits_withSeed(data.data(), data.size(), seed));
 }
 
 // The channel pairs that RoPE rotates together, or none.
@@ -85,6 +91,7 @@ class LosslessCodec final : public Codec {
     uint8_t flags = 0;
     if (!rope.empty()) flags |= kFlagRope;
     if (token_rows) flags |= kFlagTokenRows;
+    const size_t start = out.size();
     out.push_back(static_cast<char>(kFormatVersion));
     out.push_back(static_cast<char>(flags));
     // The rotation per position, as the decoder will use it (fp32), so that
@@ -110,7 +117,8 @@ class LosslessCodec final : public Codec {
                   });
     for (const std::string& stream : streams) PutVarint(stream.size(), out);
     for (const std::string& stream : streams) out += stream;
-    const uint32_t checksum = Checksum(data);
+    const uint32_t checksum =
+        Checksum(std::string_view(out).substr(start), data);
     char bytes[4];
     std::memcpy(bytes, &checksum, 4);
     out.append(bytes, 4);
@@ -183,7 +191,8 @@ class LosslessCodec final : public Codec {
                           "lossless: stream ", index, ": ", status.message()));
                   });
     if (!status.ok()) return status;
-    if (Checksum(out) != stored_checksum)
+    if (Checksum(encoded.substr(0, encoded.size() - 4), out) !=
+        stored_checksum)
       return absl::DataLossError("lossless: checksum mismatch");
     return absl::OkStatus();
   }

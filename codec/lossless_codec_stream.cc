@@ -411,7 +411,7 @@ class StreamCoder {
       exponent = step_biased - symbol;
     }
     io_.Bits(mantissa, format_.mant_bits);
-    uint32_t sign = negative;
+    uint32_t sign = Io::kEncode ? (bits & format_.sign_mask()) != 0 : negative;
     if (!negative && exponent == 0 && mantissa == 0)
       io_.Bit(negative_zero_, sign);
     if constexpr (!Io::kEncode) {
