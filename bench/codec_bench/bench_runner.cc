@@ -123,6 +123,7 @@ class BenchCodec {
 // What one codec did on one file.
 struct FileResult {
   bool peer = false;
+  bool latent = false;  // one tensor per layer: "K" holds the latent
   double err[2] = {0, 0};
   double energy[2] = {0, 0};
   double cosine_sum = 0;
@@ -178,6 +179,7 @@ absl::StatusOr<FileResult> RunOne(const std::string& spec,
   if (!codec.ok()) return codec.status();
   FileResult r;
   r.peer = (*codec)->is_peer();
+  r.latent = file.layout.latent;
   for (const LoadedFile::Chunk& c : file.chunks) {
     const ChunkInfo chunk{&file.layout, c.count, c.begin,
                           std::span(file.tokens).subspan(c.begin, c.count)};
@@ -203,6 +205,7 @@ CodecReport Summarize(const std::string& spec,
   report.codec = spec;
   report.files = results.size();
   double bytes[2] = {0, 0}, elements = 0, input = 0, enc = 0, dec = 0;
+  double tensor_elements[2] = {0, 0};
   double mse_k = 0, mse_v = 0, cosine = 0, vectors = 0;
   report.bit_exact = true;
   for (const FileResult& r : results) {
@@ -210,6 +213,8 @@ CodecReport Summarize(const std::string& spec,
     bytes[0] += r.tensor_bytes[0];
     bytes[1] += r.tensor_bytes[1];
     elements += r.elements;
+    tensor_elements[0] += r.latent ? r.elements : r.elements / 2.0;
+    tensor_elements[1] += r.latent ? 0 : r.elements / 2.0;
     input += r.input_bytes;
     enc += r.encode_s;
     dec += r.decode_s;
@@ -222,9 +227,13 @@ CodecReport Summarize(const std::string& spec,
   }
   const double n = static_cast<double>(results.size());
   report.bits_per_element = (bytes[0] + bytes[1]) * 8 / elements;
-  // Peers see K and V apart, each half of the elements (unless latent).
-  report.bits_per_element_k = report.peer ? bytes[0] * 8 / (elements / 2) : NAN;
-  report.bits_per_element_v = report.peer ? bytes[1] * 8 / (elements / 2) : NAN;
+  // Peers see K and V (or the latent tensor) apart.
+  report.bits_per_element_k =
+      report.peer && tensor_elements[0] > 0 ? bytes[0] * 8 / tensor_elements[0]
+                                            : NAN;
+  report.bits_per_element_v =
+      report.peer && tensor_elements[1] > 0 ? bytes[1] * 8 / tensor_elements[1]
+                                            : NAN;
   report.rel_mse_k = mse_k / n;
   report.rel_mse_v = mse_v / n;
   report.cosine = cosine / vectors;
@@ -247,11 +256,6 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
     if (!file.ok())
       return absl::Status(file.status().code(),
                           absl::StrCat(path, ": ", file.status().message()));
-    if (file->layout.latent) {
-      // Peers' per-tensor split and the V figures assume K and V.
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": latent dumps are not supported by codec-bench"));
-    }
     files.push_back(std::move(*file));
   }
 
