@@ -10,15 +10,86 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/float_bits.h"
 #include "codec/lossless_codec_stream.h"
 
 namespace seqkv {
 namespace {
 
 constexpr uint8_t kFormatVersion = 2;
-constexpr uint8_t kFlagRope = 1;       // RoPE step table follows the header
-constexpr uint8_t kFlagTokenRows = 2;  // layer-0 rows predicted by token id
-constexpr uint8_t kKnownFlags = kFlagRope | kFlagTokenRows;
+constexpr uint8_t kFlagRope = 1;        // RoPE step table follows the header
+constexpr uint8_t kFlagTokenRows = 2;   // layer-0 rows predicted by token id
+constexpr uint8_t kFlagTokenTable = 4;  // ... and from the model's table
+constexpr uint8_t kKnownFlags = kFlagRope | kFlagTokenRows | kFlagTokenTable;
+
+// The model state blob with every token's layer-0 K (before RoPE) and V:
+// "SKVL0TB1" | u32 vocab | u32 num_kv_heads | u32 head_dim | u32 0 |
+// K bf16 [vocab][num_kv_heads][head_dim] | V likewise, little-endian.
+constexpr std::string_view kLayer0StateKey = "layer0";
+constexpr std::string_view kLayer0Magic = "SKVL0TB1";
+
+class Layer0Rows {
+ public:
+  // Null when the blob is not a table for this layout: the codec then
+  // simply does without.
+  static std::unique_ptr<Layer0Rows> Parse(std::string_view blob,
+                                           const KvLayout& layout) {
+    if (layout.latent || blob.size() < 24 || blob.substr(0, 8) != kLayer0Magic)
+      return nullptr;
+    uint32_t header[4];
+    std::memcpy(header, blob.data() + 8, 16);
+    const uint64_t row_values = uint64_t{header[1]} * header[2];
+    if (header[1] != layout.num_kv_heads || header[2] != layout.head_dim ||
+        header[3] != 0 || header[0] == 0 ||
+        blob.size() != 24 + 2 * 2 * row_values * header[0])
+      return nullptr;
+    auto rows = std::unique_ptr<Layer0Rows>(new Layer0Rows());
+    rows->vocab_ = header[0];
+    rows->head_dim_ = header[2];
+    rows->row_values_ = row_values;
+    rows->values_.resize(2 * row_values * header[0]);
+    std::memcpy(rows->values_.data(), blob.data() + 24, blob.size() - 24);
+    rows->hash_ = static_cast<uint32_t>(XXH3_64bits(blob.data(), blob.size()));
+    return rows;
+  }
+
+  uint32_t hash() const { return hash_; }
+  // The rows of K (tensor 0) or V (tensor 1).
+  const lossless::TokenRowSource* ForTensor(uint32_t tensor) const {
+    return &tensors_[tensor];
+  }
+
+ private:
+  class Tensor final : public lossless::TokenRowSource {
+   public:
+    bool Row(int32_t token, uint32_t head,
+             std::span<double> row) const override {
+      if (token < 0 || static_cast<uint32_t>(token) >= table->vocab_)
+        return false;
+      const uint16_t* values =
+          table->values_.data() + index * table->row_values_ * table->vocab_ +
+          static_cast<uint64_t>(token) * table->row_values_ +
+          uint64_t{head} * table->head_dim_;
+      for (uint32_t d = 0; d < table->head_dim_; ++d)
+        row[d] = Bf16ToFloat(values[d]);
+      return true;
+    }
+    const Layer0Rows* table = nullptr;
+    uint64_t index = 0;
+  };
+
+  Layer0Rows() {
+    tensors_[0].table = tensors_[1].table = this;
+    tensors_[1].index = 1;
+  }
+
+  uint32_t vocab_ = 0;
+  uint32_t head_dim_ = 0;
+  uint64_t row_values_ = 0;
+  uint32_t hash_ = 0;
+  std::vector<uint16_t> values_;  // K then V, bf16 bits
+  Tensor tensors_[2];
+};
 
 void PutVarint(uint64_t value, std::string& out) {
   while (value >= 0x80) {
@@ -76,6 +147,9 @@ lossless::RopePairs RopePairsFor(const KvLayout& layout) {
 
 class LosslessCodec final : public Codec {
  public:
+  explicit LosslessCodec(std::unique_ptr<Layer0Rows> layer0)
+      : layer0_(std::move(layer0)) {}
+
   std::string spec() const override { return "lossless"; }
   bool lossless() const override { return true; }
 
@@ -91,9 +165,18 @@ class LosslessCodec final : public Codec {
     uint8_t flags = 0;
     if (!rope.empty()) flags |= kFlagRope;
     if (token_rows) flags |= kFlagTokenRows;
+    const Layer0Rows* table = token_rows ? layer0_.get() : nullptr;
+    if (table != nullptr) flags |= kFlagTokenTable;
     const size_t start = out.size();
     out.push_back(static_cast<char>(kFormatVersion));
     out.push_back(static_cast<char>(flags));
+    if (table != nullptr) {
+      // Which table: decoding with another one would fail the checksum.
+      const uint32_t hash = table->hash();
+      char bytes[4];
+      std::memcpy(bytes, &hash, 4);
+      out.append(bytes, 4);
+    }
     // The rotation per position, as the decoder will use it (fp32), so that
     // decoding never depends on a math library's cos and sin.
     const uint32_t rotary = rope.first.size() * 2;
@@ -109,7 +192,7 @@ class LosslessCodec final : public Codec {
     }
     std::vector<std::string> streams(layout.num_layers *
                                      layout.tensors_per_layer());
-    ForEachStream(chunk, rope, token_rows,
+    ForEachStream(chunk, rope, token_rows, table,
                   [&](size_t index, const lossless::StreamSpec& spec,
                       size_t offset, size_t bytes) {
                     lossless::EncodeStream(spec, data.subspan(offset, bytes),
@@ -150,6 +233,19 @@ class LosslessCodec final : public Codec {
     if (token_rows && chunk.tokens.size() != chunk.num_tokens)
       return absl::DataLossError(
           "lossless: payload needs the chunk's token ids, none given");
+    const Layer0Rows* table = nullptr;
+    if (flags & kFlagTokenTable) {
+      if (!token_rows || in.size() < 4)
+        return absl::DataLossError("lossless: bad layer-0 table reference");
+      uint32_t hash;
+      std::memcpy(&hash, in.data(), 4);
+      in.remove_prefix(4);
+      if (layer0_ == nullptr || layer0_->hash() != hash)
+        return absl::FailedPreconditionError(
+            "lossless: payload was coded with a layer-0 table (codec state "
+            "'layer0') that this model does not have");
+      table = layer0_.get();
+    }
     if (in.size() < rope.first.size() * 8)
       return absl::DataLossError("lossless: truncated RoPE table");
     for (size_t i = 0; i < rope.first.size(); ++i) {
@@ -180,7 +276,7 @@ class LosslessCodec final : public Codec {
     if (!in.empty())
       return absl::DataLossError("lossless: trailing bytes after the streams");
     absl::Status status;
-    ForEachStream(chunk, rope, token_rows,
+    ForEachStream(chunk, rope, token_rows, table,
                   [&](size_t index, const lossless::StreamSpec& spec,
                       size_t offset, size_t bytes) {
                     if (!status.ok()) return;
@@ -191,8 +287,7 @@ class LosslessCodec final : public Codec {
                           "lossless: stream ", index, ": ", status.message()));
                   });
     if (!status.ok()) return status;
-    if (Checksum(encoded.substr(0, encoded.size() - 4), out) !=
-        stored_checksum)
+    if (Checksum(encoded.substr(0, encoded.size() - 4), out) != stored_checksum)
       return absl::DataLossError("lossless: checksum mismatch");
     return absl::OkStatus();
   }
@@ -202,7 +297,7 @@ class LosslessCodec final : public Codec {
   template <typename Fn>
   static void ForEachStream(const ChunkInfo& chunk,
                             const lossless::RopePairs& rope, bool token_rows,
-                            Fn fn) {
+                            const Layer0Rows* table, Fn fn) {
     const KvLayout& layout = *chunk.layout;
     const size_t width = DTypeSize(layout.dtype);
     size_t index = 0;
@@ -215,12 +310,18 @@ class LosslessCodec final : public Codec {
         spec.dim = layout.head_dim;
         // Only keys carry RoPE; a latent tensor is left unrotated.
         if (tensor == 0 && !rope.empty()) spec.rope = &rope;
-        if (layer == 0 && token_rows) spec.token_ids = chunk.tokens;
+        if (layer == 0 && token_rows) {
+          spec.token_ids = chunk.tokens;
+          if (table != nullptr) spec.token_source = table->ForTensor(tensor);
+          spec.first_position = chunk.first_position;
+        }
         const size_t offset = chunk.RowOffset(layer, tensor, 0, 0) * width;
         fn(index++, spec, offset, spec.num_elements() * width);
       }
     }
   }
+
+  std::unique_ptr<Layer0Rows> layer0_;
 };
 
 }  // namespace
@@ -231,7 +332,10 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateLosslessCodec(
     return absl::InvalidArgumentError(
         absl::StrCat("codec 'lossless' takes no parameters, got '",
                      std::string(params), "'"));
-  return std::make_unique<LosslessCodec>();
+  std::unique_ptr<Layer0Rows> layer0;
+  if (const std::string* blob = model.FindState(kLayer0StateKey))
+    layer0 = Layer0Rows::Parse(*blob, model.layout);
+  return std::make_unique<LosslessCodec>(std::move(layer0));
 }
 
 }  // namespace seqkv

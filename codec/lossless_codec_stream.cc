@@ -182,11 +182,10 @@ class StreamCoder {
         large_bits_(kMaxLargeBits + 1),
         zero_binade_{AdaptiveFrequencyModel(kZeroBinadeSymbols),
                      AdaptiveFrequencyModel(kZeroBinadeSymbols)} {
-    residual_.reserve(kContexts);
-    predicted_residual_.reserve(kContexts);
-    for (int i = 0; i < kContexts; ++i) {
-      residual_.emplace_back(kResidualSymbols, 24, 1 << 16);
-      predicted_residual_.emplace_back(kResidualSymbols, 24, 1 << 16);
+    for (auto& models : residual_) {
+      models.reserve(kContexts);
+      for (int i = 0; i < kContexts; ++i)
+        models.emplace_back(kResidualSymbols, 24, 1 << 16);
     }
   }
 
@@ -200,6 +199,7 @@ class StreamCoder {
     std::vector<uint32_t> predicted_bits(dim);
     const bool token_rows = !spec_.token_ids.empty();
     if (token_rows && spec_.rope != nullptr) BuildPhases();
+    int source = 0;  // what predicted the row: 0 an earlier row, 1 the table
     absl::flat_hash_map<int32_t, uint32_t> last_row;
     double head_scale = 1.0;
     for (uint32_t head = 0; head < spec_.heads && io_.ok(); ++head) {
@@ -211,13 +211,21 @@ class StreamCoder {
         uint32_t* row = head_values + size_t{t} * dim;
         bool have_prediction = false;
         if (token_rows) {
+          // The token source first: it knows the row before RoPE, so for
+          // keys its prediction is the better one.
           auto [it, inserted] = last_row.try_emplace(spec_.token_ids[t], t);
-          if (!inserted) {
+          if (spec_.token_source != nullptr &&
+              spec_.token_source->Row(spec_.token_ids[t], head, predicted)) {
+            PredictFromTable(t, predicted);
+            have_prediction = true;
+            source = 1;
+          } else if (!inserted) {
             PredictFromEarlierRow(head_values + size_t{it->second} * dim,
                                   it->second, t, predicted);
-            it->second = t;
             have_prediction = true;
+            source = 0;
           }
+          it->second = t;
         }
         bool exact = false;
         if (have_prediction) {
@@ -245,19 +253,20 @@ class StreamCoder {
           } else if (have_prediction) {
             const double p = predicted[d];
             const double magnitude = std::fabs(p) + channel.scale * (1.0 / 256);
-            activity = CodeValue(row[d], p, magnitude * relative_error_,
-                                 Activity(left_activity), 0, true);
+            double& relative_error = relative_error_[source];
+            activity = CodeValue(row[d], p, magnitude * relative_error,
+                                 Activity(left_activity), 0, 1 + source);
             if (format_.IsFinite(row[d])) {
               const double error = std::fabs(format_.ToDouble(row[d]) - p);
-              relative_error_ +=
-                  (std::min(error / magnitude, 1.0) - relative_error_) *
+              relative_error +=
+                  (std::min(error / magnitude, 1.0) - relative_error) *
                   (1.0 / 64);
-              relative_error_ = std::max(relative_error_, 1e-12);
+              relative_error = std::max(relative_error, 1e-12);
             }
           } else {
             activity = CodeValue(row[d], channel.mean, channel.scale,
                                  Activity(left_activity),
-                                 Activity(previous_activity[d]), false);
+                                 Activity(previous_activity[d]), 0);
           }
           left_activity = activity;
           previous_activity[d] = activity;
@@ -272,7 +281,7 @@ class StreamCoder {
  private:
   // Codes one value; returns |n - n_pred| (capped) as the local activity.
   uint32_t CodeValue(uint32_t& bits, double prediction, double scale, int left,
-                     int up, bool row_predicted) {
+                     int up, int model_set) {
     int scale_exponent;
     const double fraction =
         std::frexp(scale > 0 ? scale : 0.0, &scale_exponent);
@@ -305,9 +314,7 @@ class StreamCoder {
         }
       }
     }
-    io_.Symbol(
-        row_predicted ? predicted_residual_[context] : residual_[context],
-        symbol);
+    io_.Symbol(residual_[model_set][context], symbol);
     if (symbol == kRawSymbol) {
       io_.Bits(bits, format_.width_bits);
       return kMaxResidual + 1;
@@ -473,6 +480,50 @@ class StreamCoder {
     }
   }
 
+  // A token source's pre-RoPE row, turned to its absolute position.
+  void PredictFromTable(uint32_t t, std::vector<double>& row) {
+    if (spec_.rope == nullptr) return;
+    const RopePairs& rope = *spec_.rope;
+    const size_t pairs = rope.first.size();
+    if (base_phases_.empty()) {
+      // Rotation by first_position steps, by repeated squaring: exact
+      // arithmetic is not needed, only the same on both sides.
+      base_phases_.resize(pairs * 2);
+      for (size_t i = 0; i < pairs; ++i) {
+        double result_c = 1, result_s = 0;
+        double power_c = rope.cos[i], power_s = rope.sin[i];
+        for (uint64_t n = spec_.first_position; n != 0; n >>= 1) {
+          if (n & 1) {
+            const double c = result_c * power_c - result_s * power_s;
+            result_s = result_s * power_c + result_c * power_s;
+            result_c = c;
+          }
+          const double c = power_c * power_c - power_s * power_s;
+          power_s = 2 * power_c * power_s;
+          power_c = c;
+        }
+        base_phases_[2 * i] = result_c;
+        base_phases_[2 * i + 1] = result_s;
+      }
+    }
+    const double* phase = &phases_[size_t{t} * pairs * 2];
+    // Models compute RoPE in the cache's dtype: cos and sin rounded to it,
+    // each product and the sum rounded again. Doing the same makes most
+    // predicted keys exact.
+    auto round = [this](double v) {
+      return format_.ToDouble(RoundToFormat(v));
+    };
+    for (size_t i = 0; i < pairs; ++i) {
+      const double c = round(base_phases_[2 * i] * phase[2 * i] -
+                             base_phases_[2 * i + 1] * phase[2 * i + 1]);
+      const double s = round(base_phases_[2 * i + 1] * phase[2 * i] +
+                             base_phases_[2 * i] * phase[2 * i + 1]);
+      const double x = row[rope.first[i]], y = row[rope.second[i]];
+      row[rope.first[i]] = round(round(x * c) - round(y * s));
+      row[rope.second[i]] = round(round(y * c) + round(x * s));
+    }
+  }
+
   void Update(Channel& channel, uint32_t bits, double* row_magnitude) {
     if (!format_.IsFinite(bits)) return;
     const double x = format_.ToDouble(bits);
@@ -503,17 +554,19 @@ class StreamCoder {
   const StreamSpec& spec_;
   const FloatFormat format_;
   Io& io_;
-  std::vector<AdaptiveFrequencyModel> residual_;
-  std::vector<AdaptiveFrequencyModel> predicted_residual_;
+  // Residual models: for channel statistics, for rows predicted from an
+  // earlier row, for rows predicted from the token source.
+  std::vector<AdaptiveFrequencyModel> residual_[3];
   AdaptiveFrequencyModel large_bits_;
   AdaptiveFrequencyModel zero_binade_[2];
   BitModel negative_zero_;
   BitModel exact_row_;
   BitModel index_top_[10 << kTopBits];
-  double relative_error_ = 1.0 / 128;
+  double relative_error_[2] = {1.0 / 128, 1.0 / 128};
   // Rotation of each RoPE pair at each token of the chunk relative to its
   // first token: (cos, sin) interleaved, [token][pair].
   std::vector<double> phases_;
+  std::vector<double> base_phases_;  // rotation to first_position
 };
 
 std::vector<uint32_t> LoadValues(const FloatFormat& format,

@@ -17,7 +17,9 @@
 //
 // In the first layer a row whose token already occurred in the chunk is
 // predicted from that earlier row (layer-0 K/V depend on the token alone,
-// up to RoPE): one adaptive flag says whether the prediction is exact.
+// up to RoPE), or else from a TokenRowSource (model state) when there is
+// one: one adaptive flag says whether the prediction is exact, otherwise
+// the values are coded against it.
 //
 // Determinism: encoder and decoder must compute the same predictions, so
 // the arithmetic uses only IEEE double +, -, *, / and exact functions
@@ -80,6 +82,17 @@ struct RopePairs {
   bool empty() const { return first.empty(); }
 };
 
+// Rows known before any data is seen, such as a model's layer-0 K (before
+// RoPE) and V per vocabulary token.
+class TokenRowSource {
+ public:
+  virtual ~TokenRowSource() = default;
+  // Fills `row` (head_dim values) with the row of `token` for `head` and
+  // returns true, or returns false for a token it does not know.
+  virtual bool Row(int32_t token, uint32_t head,
+                   std::span<double> row) const = 0;
+};
+
 struct StreamSpec {
   FloatFormat format;
   uint32_t heads = 0;
@@ -89,6 +102,10 @@ struct StreamSpec {
   // Token ids of the chunk when rows may be predicted from an earlier
   // occurrence of the same token (the first layer); empty otherwise.
   std::span<const int32_t> token_ids;
+  // With token_ids: predicts rows of tokens not seen earlier in the chunk.
+  // Its rows are pre-RoPE; they are turned to position first_position + t.
+  const TokenRowSource* token_source = nullptr;
+  uint64_t first_position = 0;
 
   size_t num_elements() const { return size_t{heads} * tokens * dim; }
 };

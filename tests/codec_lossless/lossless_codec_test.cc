@@ -9,6 +9,7 @@
 
 #include "client/safetensors.h"
 #include "codec/codec.h"
+#include "codec/float_bits.h"
 #include "codec/lossless_codec_stream.h"
 #include "tests/codec_lossless/lossless_test_util.h"
 
@@ -27,9 +28,8 @@ std::unique_ptr<Codec> MakeLossless(const KvLayout& layout) {
   return std::move(codec).value();
 }
 
-KvLayout Layout(DType dtype, uint32_t layers, uint32_t heads,
-                uint32_t head_dim, RopeStyle rope = RopeStyle::kRotateHalf,
-                bool latent = false) {
+KvLayout Layout(DType dtype, uint32_t layers, uint32_t heads, uint32_t head_dim,
+                RopeStyle rope = RopeStyle::kRotateHalf, bool latent = false) {
   KvLayout layout;
   layout.num_layers = layers;
   layout.num_kv_heads = heads;
@@ -104,17 +104,25 @@ TEST_P(LosslessShapeTest, RoundTripsBitExact) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LosslessShapeTest,
     ::testing::Values(
-        ShapeCase{DType::kBF16, 2, 2, 128, 96, RopeStyle::kRotateHalf, false, true},
-        ShapeCase{DType::kFP16, 2, 2, 128, 96, RopeStyle::kRotateHalf, false, true},
-        ShapeCase{DType::kFP32, 2, 2, 128, 96, RopeStyle::kRotateHalf, false, true},
-        ShapeCase{DType::kBF16, 3, 1, 64, 80, RopeStyle::kInterleaved, false, true},
+        ShapeCase{DType::kBF16, 2, 2, 128, 96, RopeStyle::kRotateHalf, false,
+                  true},
+        ShapeCase{DType::kFP16, 2, 2, 128, 96, RopeStyle::kRotateHalf, false,
+                  true},
+        ShapeCase{DType::kFP32, 2, 2, 128, 96, RopeStyle::kRotateHalf, false,
+                  true},
+        ShapeCase{DType::kBF16, 3, 1, 64, 80, RopeStyle::kInterleaved, false,
+                  true},
         ShapeCase{DType::kFP16, 2, 4, 256, 70, RopeStyle::kNone, false, false},
-        ShapeCase{DType::kFP32, 1, 2, 256, 64, RopeStyle::kRotateHalf, false, false},
+        ShapeCase{DType::kFP32, 1, 2, 256, 64, RopeStyle::kRotateHalf, false,
+                  false},
         ShapeCase{DType::kBF16, 2, 1, 576, 66, RopeStyle::kNone, true, true},
         ShapeCase{DType::kFP32, 2, 1, 96, 65, RopeStyle::kNone, true, false},
-        ShapeCase{DType::kBF16, 2, 2, 128, 1, RopeStyle::kRotateHalf, false, true},
-        ShapeCase{DType::kFP16, 1, 1, 2, 1, RopeStyle::kRotateHalf, false, false},
-        ShapeCase{DType::kFP32, 1, 3, 6, 2, RopeStyle::kInterleaved, false, true}));
+        ShapeCase{DType::kBF16, 2, 2, 128, 1, RopeStyle::kRotateHalf, false,
+                  true},
+        ShapeCase{DType::kFP16, 1, 1, 2, 1, RopeStyle::kRotateHalf, false,
+                  false},
+        ShapeCase{DType::kFP32, 1, 3, 6, 2, RopeStyle::kInterleaved, false,
+                  true}));
 
 TEST(LosslessCodecTest, PartialRotaryDim) {
   KvLayout layout = Layout(DType::kBF16, 2, 2, 128);
@@ -214,6 +222,86 @@ TEST(LosslessCodecTest, FloatFormatOrdCeilIsTheNextValueUp) {
     EXPECT_EQ(format.OrdCeil(1e300),
               format.ToOrd(format.exp_all_ones() << format.mant_bits));
   }
+}
+
+// A model-state layer-0 table ("layer0" blob): every token's K before RoPE
+// and V, bf16.
+std::string Layer0Blob(uint32_t vocab, const KvLayout& layout,
+                       std::vector<uint16_t>& k, std::vector<uint16_t>& v,
+                       uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  const size_t n = size_t{vocab} * layout.num_kv_heads * layout.head_dim;
+  k.resize(n);
+  v.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    k[i] = FloatToBf16(normal(rng) + (i % 5 == 0 ? 3.0f : 0.0f));
+    v[i] = FloatToBf16(normal(rng) * 0.3f);
+  }
+  std::string blob = "SKVL0TB1";
+  const uint32_t header[4] = {vocab, layout.num_kv_heads, layout.head_dim, 0};
+  blob.append(reinterpret_cast<const char*>(header), sizeof(header));
+  blob.append(reinterpret_cast<const char*>(k.data()), 2 * n);
+  blob.append(reinterpret_cast<const char*>(v.data()), 2 * n);
+  return blob;
+}
+
+TEST(LosslessCodecTest, LayerZeroTableFromModelState) {
+  const KvLayout layout = Layout(DType::kBF16, 2, 2, 64);
+  constexpr uint32_t kVocab = 300;
+  constexpr uint32_t kTokens = 64;
+  constexpr uint64_t kFirst = 777;
+  std::vector<uint16_t> table_k, table_v;
+  ModelContext model;
+  model.layout = layout;
+  model.codec_state["layer0"] = Layer0Blob(kVocab, layout, table_k, table_v, 1);
+  auto with_table = CreateCodec("lossless", model);
+  ASSERT_TRUE(with_table.ok());
+  auto without_table = MakeLossless(layout);
+
+  const std::vector<int32_t> tokens = Tokens(kTokens, 4, kVocab);
+  ChunkInfo chunk{&layout, kTokens, kFirst, tokens};
+  std::vector<std::byte> data = MakeChunk(layout, kTokens, tokens, 5);
+  // Layer 0 as a model makes it: V from the table, K from the table turned
+  // by RoPE (rotate-half, theta 10000) in bf16 arithmetic.
+  for (uint32_t head = 0; head < 2; ++head) {
+    for (uint32_t t = 0; t < kTokens; ++t) {
+      const size_t row = (size_t(tokens[t]) * 2 + head) * 64;
+      std::byte* v_out = data.data() + chunk.RowOffset(0, 1, head, t) * 2;
+      std::memcpy(v_out, &table_v[row], 128);
+      std::byte* k_out = data.data() + chunk.RowOffset(0, 0, head, t) * 2;
+      for (uint32_t i = 0; i < 32; ++i) {
+        const double angle = (kFirst + t) * std::pow(10000.0, -2.0 * i / 64);
+        const float c = Bf16ToFloat(FloatToBf16(std::cos(angle)));
+        const float s = Bf16ToFloat(FloatToBf16(std::sin(angle)));
+        const float x = Bf16ToFloat(table_k[row + i]);
+        const float y = Bf16ToFloat(table_k[row + i + 32]);
+        auto r = [](float f) { return Bf16ToFloat(FloatToBf16(f)); };
+        StoreBits(DType::kBF16, FloatToBf16(r(x * c) - r(y * s)),
+                  k_out + 2 * i);
+        StoreBits(DType::kBF16, FloatToBf16(r(y * c) + r(x * s)),
+                  k_out + 2 * (i + 32));
+      }
+    }
+  }
+  const std::string small = RoundTrip(**with_table, chunk, data);
+  const std::string large = RoundTrip(*without_table, chunk, data);
+  // Layer 0 is a quarter of the chunk and nearly free with the table.
+  EXPECT_LT(small.size() * 5, large.size() * 4);
+
+  std::vector<std::byte> out(data.size());
+  EXPECT_EQ(without_table->Decode(chunk, small, out).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ModelContext other = model;
+  other.codec_state["layer0"] = Layer0Blob(kVocab, layout, table_k, table_v, 2);
+  EXPECT_EQ((*CreateCodec("lossless", other))->Decode(chunk, small, out).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A blob that is not a table for this layout is ignored.
+  ModelContext bad = model;
+  bad.codec_state["layer0"] = "SKVL0TB1 not a table";
+  auto ignoring = CreateCodec("lossless", bad);
+  ASSERT_TRUE(ignoring.ok());
+  EXPECT_EQ(RoundTrip(**ignoring, chunk, data).size(), large.size());
 }
 
 // A fixed sample chunk for the corruption tests.
@@ -341,19 +429,18 @@ std::vector<std::string> RealFiles() {
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     const std::string name = entry.path().stem().string();
-    if (entry.path().extension() == ".safetensors" &&
-        name != "dev_eval_tokens")
+    if (entry.path().extension() == ".safetensors" && name != "dev_eval_tokens")
       names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    SharedData, LosslessRealDataTest, ::testing::ValuesIn(RealFiles()),
-    [](const ::testing::TestParamInfo<std::string>& info) {
-      return info.param;
-    });
+INSTANTIATE_TEST_SUITE_P(SharedData, LosslessRealDataTest,
+                         ::testing::ValuesIn(RealFiles()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace seqkv

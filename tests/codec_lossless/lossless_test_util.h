@@ -83,10 +83,10 @@ inline std::vector<std::byte> MakeChunk(const KvLayout& layout,
           std::byte* row =
               data.data() + chunk.RowOffset(layer, tensor, head, t) * width;
           for (uint32_t d = 0; d < layout.head_dim; ++d) {
-            float angle = tensor == 0 ? t * std::pow(100.0f, -float(d % 32) / 32)
-                                      : 0.0f;
-            float value = offset[d] * std::cos(angle) +
-                          scale[d] * row_normal(row_rng);
+            float angle =
+                tensor == 0 ? t * std::pow(100.0f, -float(d % 32) / 32) : 0.0f;
+            float value =
+                offset[d] * std::cos(angle) + scale[d] * row_normal(row_rng);
             uint32_t bits = ToBits(layout.dtype, value);
             const float u = uniform(rng);
             if (u < special_rate)
