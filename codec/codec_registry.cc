@@ -8,6 +8,7 @@
 #include "codec/codec.h"
 #include "codec/kivi/kivi_codec.h"
 #include "codec/lossless_codec.h"
+#include "codec/predictive/predictive_codec.h"
 #include "codec/raw_codec.h"
 #include "codec/turbo/turbo_codec.h"
 
@@ -28,6 +29,7 @@ const std::vector<Family>& Families() {
       {"lossless", CreateLosslessCodec},
       {"turbo", CreateTurboCodec},
       {"kivi", CreateKiviCodec},
+      {"predictive", CreatePredictiveCodec},
   };
   return *families;
 }

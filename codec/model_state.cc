@@ -1,0 +1,142 @@
+#include "codec/model_state.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace seqkv {
+namespace {
+
+constexpr std::string_view kLayer0Magic = "SKVL0TB1";
+constexpr size_t kLayer0HeaderSize = 24;
+
+void PutU32(uint32_t value, std::string& out) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
+}
+uint32_t GetU32(const char* p) {
+  uint32_t value = 0;
+  for (int i = 0; i < 4; ++i) value |= uint32_t(uint8_t(p[i])) << (8 * i);
+  return value;
+}
+
+}  // namespace
+
+std::string Layer0Table::Serialize(uint32_t vocab, uint32_t num_kv_heads,
+                                   uint32_t head_dim,
+                                   std::span<const uint16_t> k,
+                                   std::span<const uint16_t> v) {
+  std::string out(kLayer0Magic);
+  PutU32(vocab, out);
+  PutU32(num_kv_heads, out);
+  PutU32(head_dim, out);
+  PutU32(0, out);
+  out.append(reinterpret_cast<const char*>(k.data()), k.size_bytes());
+  out.append(reinterpret_cast<const char*>(v.data()), v.size_bytes());
+  return out;
+}
+
+absl::StatusOr<Layer0Table> Layer0Table::Parse(std::string_view blob,
+                                               const KvLayout& layout) {
+  if (blob.size() < kLayer0HeaderSize ||
+      blob.substr(0, kLayer0Magic.size()) != kLayer0Magic)
+    return absl::InvalidArgumentError(
+        "codec_state 'layer0': not a layer-0 table (bad magic)");
+  Layer0Table table;
+  table.vocab_ = GetU32(blob.data() + 8);
+  table.num_kv_heads_ = GetU32(blob.data() + 12);
+  table.head_dim_ = GetU32(blob.data() + 16);
+  if (table.num_kv_heads_ != layout.num_kv_heads ||
+      table.head_dim_ != layout.head_dim)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec_state 'layer0': table has ", table.num_kv_heads_, " heads x ",
+        table.head_dim_, ", layout has ", layout.num_kv_heads, " x ",
+        layout.head_dim));
+  if (table.vocab_ == 0 || table.vocab_ > (1u << 24))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec_state 'layer0': vocab ", table.vocab_, " out of range"));
+  const size_t row_elements =
+      size_t{table.vocab_} * table.num_kv_heads_ * table.head_dim_;
+  if (blob.size() != kLayer0HeaderSize + 2 * row_elements * sizeof(uint16_t))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec_state 'layer0': ", blob.size(), " bytes, expected ",
+        kLayer0HeaderSize + 2 * row_elements * sizeof(uint16_t)));
+  table.k_.resize(row_elements);
+  table.v_.resize(row_elements);
+  const char* data = blob.data() + kLayer0HeaderSize;
+  std::memcpy(table.k_.data(), data, row_elements * sizeof(uint16_t));
+  std::memcpy(table.v_.data(), data + row_elements * sizeof(uint16_t),
+              row_elements * sizeof(uint16_t));
+  return table;
+}
+
+std::optional<double> FidelityProfile::Sensitivity(uint32_t layer,
+                                                   uint32_t tensor) const {
+  for (const Group& group : groups)
+    if (group.layer == layer && group.tensor == tensor) return group.sensitivity;
+  return std::nullopt;
+}
+
+absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
+                                                     const KvLayout* layout) {
+  nlohmann::json doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return absl::InvalidArgumentError("profile: not a JSON object");
+  FidelityProfile profile;
+  if (auto it = doc.find("model"); it != doc.end() && it->is_string())
+    profile.model = it->get<std::string>();
+  if (auto it = doc.find("metric"); it != doc.end()) {
+    if (!it->is_string())
+      return absl::InvalidArgumentError("profile.metric must be a string");
+    profile.metric = it->get<std::string>();
+    if (profile.metric != "kl_per_rel_mse")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "profile.metric '", profile.metric, "' is not 'kl_per_rel_mse'"));
+  }
+  auto groups = doc.find("groups");
+  if (groups == doc.end() || !groups->is_array() || groups->empty())
+    return absl::InvalidArgumentError("profile.groups must be a non-empty array");
+  for (size_t i = 0; i < groups->size(); ++i) {
+    const nlohmann::json& g = (*groups)[i];
+    const std::string where = absl::StrCat("profile.groups[", i, "]");
+    if (!g.is_object())
+      return absl::InvalidArgumentError(where + " is not an object");
+    auto layer = g.find("layer");
+    auto tensor = g.find("tensor");
+    auto sensitivity = g.find("sensitivity");
+    if (layer == g.end() || !layer->is_number_unsigned())
+      return absl::InvalidArgumentError(where + ".layer must be an unsigned integer");
+    if (tensor == g.end() || !tensor->is_string())
+      return absl::InvalidArgumentError(where + ".tensor must be a string");
+    if (sensitivity == g.end() || !sensitivity->is_number())
+      return absl::InvalidArgumentError(where + ".sensitivity must be a number");
+    FidelityProfile::Group group;
+    group.layer = layer->get<uint32_t>();
+    const std::string name = tensor->get<std::string>();
+    if (name == "k" || name == "latent") {
+      group.tensor = 0;
+    } else if (name == "v") {
+      group.tensor = 1;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".tensor '", name, "' is not k, v or latent"));
+    }
+    group.sensitivity = sensitivity->get<double>();
+    if (!std::isfinite(group.sensitivity) || group.sensitivity < 0)
+      return absl::InvalidArgumentError(
+          where + ".sensitivity must be finite and >= 0");
+    if (layout != nullptr &&
+        (group.layer >= layout->num_layers ||
+         group.tensor >= layout->tensors_per_layer()))
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " names layer ", group.layer, " tensor ", name,
+          ", which the layout (", layout->DebugString(), ") lacks"));
+    if (profile.Sensitivity(group.layer, group.tensor).has_value())
+      return absl::InvalidArgumentError(where + " repeats a group");
+    profile.groups.push_back(group);
+  }
+  return profile;
+}
+
+}  // namespace seqkv

@@ -1,0 +1,440 @@
+#include "codec/predictive/predictive_codec.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "codec/float_bits.h"
+#include "codec/model_state.h"
+#include "codec/predictive/byte_io.h"
+#include "codec/predictive/residual_coder.h"
+#include "codec/predictive/rope.h"
+
+namespace seqkv {
+namespace {
+
+using predictive::ByteReader;
+using predictive::GroupShape;
+using predictive::PutVarint;
+using predictive::ResidualDecoder;
+using predictive::RopeTable;
+
+// Chunk payload: u8 'P' | u8 version | varint num_groups | per group, in
+// (layer, tensor) order: varint size | u8 flags | residual group (see
+// residual_coder.h). Groups are length-prefixed so a reader can skip them.
+constexpr uint8_t kMagic = 'P';
+constexpr uint8_t kVersion = 1;
+constexpr uint8_t kFlagPreRope = 1;
+constexpr uint8_t kFlagLayer0 = 2;
+
+// Relative-MSE targets below this are not honoured: bf16 output rounding
+// alone costs about 5e-6.
+constexpr double kMinRelMse = 1e-5;
+// A group never gets a looser target than this from a KL split.
+constexpr double kMaxRelMse = 0.5;
+// Share of each group's budget left for rounding and float slack.
+constexpr double kBudgetMargin = 0.99;
+
+struct Options {
+  double rel_mse = 0.01;
+  std::optional<double> kl;
+  bool prerope = true;
+  bool layer0 = true;
+};
+
+// Expected squared error of rounding a value of unit square to the output
+// dtype (half an ulp, uniform), an upper estimate.
+double RoundingFloor(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return std::ldexp(1.0, -14) / 12;
+    case DType::kFP16:
+      return std::ldexp(1.0, -20) / 12;
+    case DType::kFP32:
+      return 0;
+  }
+  return 0;
+}
+
+void LoadRow(DType dtype, const std::byte* src, uint32_t n, float* dst) {
+  switch (dtype) {
+    case DType::kBF16:
+      for (uint32_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, 2);
+        dst[i] = std::bit_cast<float>(uint32_t{bits} << 16);
+      }
+      return;
+    case DType::kFP16:
+      for (uint32_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, 2);
+        dst[i] = Fp16ToFloat(bits);
+      }
+      return;
+    case DType::kFP32:
+      std::memcpy(dst, src, size_t{n} * 4);
+      return;
+  }
+}
+
+void StoreRow(DType dtype, const float* src, uint32_t n, std::byte* dst) {
+  switch (dtype) {
+    case DType::kBF16:
+      for (uint32_t i = 0; i < n; ++i) {
+        // Round to nearest even. Decoded values are never NaN unless the
+        // payload is garbage, so the NaN case of FloatToBf16 is not needed.
+        const uint32_t bits = std::bit_cast<uint32_t>(src[i]);
+        const uint16_t rounded =
+            static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+        std::memcpy(dst + 2 * i, &rounded, 2);
+      }
+      return;
+    case DType::kFP16:
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t bits = FloatToFp16(src[i]);
+        std::memcpy(dst + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::kFP32:
+      std::memcpy(dst, src, size_t{n} * 4);
+      return;
+  }
+}
+
+inline void AddBf16Row(const uint16_t* bits, uint32_t n, float sign,
+                       float* row) {
+  for (uint32_t i = 0; i < n; ++i)
+    row[i] += sign * std::bit_cast<float>(uint32_t{bits[i]} << 16);
+}
+
+class PredictiveCodec final : public Codec {
+ public:
+  PredictiveCodec(Options options, const KvLayout& layout,
+                  std::optional<Layer0Table> layer0,
+                  std::vector<double> sensitivities)
+      : options_(options),
+        layout_(layout),
+        layer0_(std::move(layer0)),
+        sensitivities_(std::move(sensitivities)) {}
+
+  std::string spec() const override {
+    std::string spec =
+        options_.kl ? absl::StrCat("predictive:kl=", *options_.kl)
+                    : absl::StrCat("predictive:rel_mse=", options_.rel_mse);
+    if (!options_.prerope) spec += ",prerope=0";
+    if (!options_.layer0) spec += ",layer0=0";
+    return spec;
+  }
+  bool lossless() const override { return false; }
+
+  absl::Status Encode(const ChunkInfo& chunk, std::span<const std::byte> data,
+                      std::string& out) const override;
+  absl::Status Decode(const ChunkInfo& chunk, std::string_view encoded,
+                      std::span<std::byte> out) const override;
+
+ private:
+  bool RotatesGroup(uint32_t tensor) const {
+    return options_.prerope && !layout_.latent && tensor == 0 &&
+           layout_.rope.style != RopeStyle::kNone;
+  }
+  // Layer 0 is predicted from the token table when the table is registered,
+  // the chunk's token ids are all in it, and (for K) the group is coded
+  // pre-RoPE, the frame the table holds.
+  bool PredictsGroup(const ChunkInfo& chunk, uint32_t layer,
+                     uint32_t tensor) const {
+    if (!options_.layer0 || !layer0_ || layer != 0 || layout_.latent)
+      return false;
+    if (tensor == 0 && !RotatesGroup(0)) return false;
+    return TokensInTable(chunk);
+  }
+  bool TokensInTable(const ChunkInfo& chunk) const {
+    if (chunk.tokens.size() != chunk.num_tokens) return false;
+    for (int32_t token : chunk.tokens)
+      if (token < 0 || static_cast<uint32_t>(token) >= layer0_->vocab())
+        return false;
+    return true;
+  }
+  absl::Status CheckChunk(const ChunkInfo& chunk) const {
+    if (chunk.layout == nullptr || !(*chunk.layout == layout_))
+      return absl::InvalidArgumentError(
+          "predictive: chunk layout differs from the model's layout");
+    return absl::OkStatus();
+  }
+
+  Options options_;
+  KvLayout layout_;
+  std::optional<Layer0Table> layer0_;
+  std::vector<double> sensitivities_;  // per group, for kl=
+};
+
+absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
+                                     std::span<const std::byte> data,
+                                     std::string& out) const {
+  if (absl::Status s = CheckChunk(chunk); !s.ok()) return s;
+  if (data.size() != chunk.num_bytes())
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictive: chunk has ", data.size(),
+                     " bytes, expected ", chunk.num_bytes()));
+  const uint32_t tensors = layout_.tensors_per_layer();
+  const uint32_t num_groups = layout_.num_layers * tensors;
+  const GroupShape shape{layout_.num_kv_heads, chunk.num_tokens,
+                         layout_.head_dim};
+  const size_t dsize = DTypeSize(layout_.dtype);
+  const uint32_t width = layout_.head_dim;
+
+  out.push_back(static_cast<char>(kMagic));
+  out.push_back(static_cast<char>(kVersion));
+  PutVarint(num_groups, out);
+  if (chunk.num_tokens == 0) return absl::OkStatus();
+
+  std::optional<RopeTable> rope;
+  if (RotatesGroup(0))
+    rope.emplace(layout_.rope, width, chunk.first_position, chunk.num_tokens);
+
+  // With a KL budget every group gets an equal share of the KL still left,
+  // so its relative-MSE target is proportional to 1 / sensitivity (the
+  // allocation that minimizes bits when groups have equal sizes). Groups are
+  // coded in order and charged what they actually spent.
+  double kl_left = options_.kl.value_or(0);
+  uint32_t groups_left = num_groups;
+
+  std::vector<float> values(shape.num_elements());
+  std::string group_bytes;
+  for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
+    for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
+      const uint32_t group = layer * tensors + tensor;
+      const bool rotate = RotatesGroup(tensor);
+      const bool predict = PredictsGroup(chunk, layer, tensor);
+      const std::byte* src = data.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      double energy = 0;
+      for (uint32_t h = 0; h < shape.num_heads; ++h) {
+        for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
+          const size_t row = size_t{h} * chunk.num_tokens + t;
+          float* x = &values[row * width];
+          LoadRow(layout_.dtype, src + row * width * dsize, width, x);
+          for (uint32_t d = 0; d < width; ++d) {
+            if (!std::isfinite(x[d]))
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "predictive: non-finite value at layer ", layer, " tensor ",
+                  tensor, " head ", h, " token ", t, " dim ", d));
+            energy += double{x[d]} * x[d];
+          }
+          if (rotate) rope->Undo(t, x);
+          if (predict)
+            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, -1.0f, x);
+        }
+      }
+
+      double target = options_.rel_mse;
+      if (options_.kl) {
+        const double sensitivity = sensitivities_[group];
+        const double share = kl_left / std::max<uint32_t>(groups_left, 1);
+        target = sensitivity > 0 ? share / sensitivity : kMaxRelMse;
+        target = std::clamp(target, kMinRelMse, kMaxRelMse);
+      }
+      const double budget = std::max(
+          0.0, energy * (target * kBudgetMargin - RoundingFloor(layout_.dtype)));
+      group_bytes.clear();
+      group_bytes.push_back(static_cast<char>((rotate ? kFlagPreRope : 0) |
+                                              (predict ? kFlagLayer0 : 0)));
+      const double error =
+          predictive::EncodeResidual(shape, values, budget, group_bytes);
+      PutVarint(group_bytes.size(), out);
+      out += group_bytes;
+
+      if (options_.kl) {
+        // Whatever a group leaves unspent (layer 0 rebuilt from the token
+        // ids spends almost nothing) goes to the groups after it.
+        if (energy > 0) kl_left -= sensitivities_[group] * error / energy;
+        kl_left = std::max(kl_left, 0.0);
+        --groups_left;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
+                                     std::string_view encoded,
+                                     std::span<std::byte> out) const {
+  if (absl::Status s = CheckChunk(chunk); !s.ok()) return s;
+  if (out.size() != chunk.num_bytes())
+    return absl::InvalidArgumentError(
+        absl::StrCat("predictive: output has ", out.size(),
+                     " bytes, expected ", chunk.num_bytes()));
+  const uint32_t tensors = layout_.tensors_per_layer();
+  const uint32_t num_groups = layout_.num_layers * tensors;
+  ByteReader reader(encoded);
+  uint8_t magic, version;
+  uint64_t stored_groups;
+  if (!reader.GetByte(magic) || magic != kMagic)
+    return absl::DataLossError("predictive: bad magic");
+  if (!reader.GetByte(version) || version != kVersion)
+    return absl::DataLossError("predictive: unknown format version");
+  if (!reader.GetVarint(stored_groups) || stored_groups != num_groups)
+    return absl::DataLossError(absl::StrCat(
+        "predictive: payload group count does not match ", num_groups));
+  if (chunk.num_tokens == 0) {
+    if (reader.remaining() != 0)
+      return absl::DataLossError("predictive: bytes after an empty chunk");
+    return absl::OkStatus();
+  }
+
+  const GroupShape shape{layout_.num_kv_heads, chunk.num_tokens,
+                         layout_.head_dim};
+  const size_t dsize = DTypeSize(layout_.dtype);
+  const uint32_t width = layout_.head_dim;
+  std::optional<RopeTable> rope;
+  std::vector<float> row(width);
+  ResidualDecoder decoder;
+  for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
+    for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
+      uint64_t size;
+      std::string_view bytes;
+      uint8_t flags;
+      if (!reader.GetVarint(size) || !reader.GetBytes(size, bytes) ||
+          bytes.empty())
+        return absl::DataLossError(absl::StrCat(
+            "predictive: group (layer ", layer, ", tensor ", tensor,
+            ") is truncated"));
+      flags = static_cast<uint8_t>(bytes[0]);
+      bytes.remove_prefix(1);
+      const bool rotate = flags & kFlagPreRope;
+      const bool predict = flags & kFlagLayer0;
+      if ((flags & ~(kFlagPreRope | kFlagLayer0)) != 0 ||
+          (rotate && (tensor != 0 || layout_.latent ||
+                      layout_.rope.style == RopeStyle::kNone)))
+        return absl::DataLossError("predictive: bad group flags");
+      if (predict) {
+        if (layer != 0 || layout_.latent || (tensor == 0 && !rotate))
+          return absl::DataLossError("predictive: bad group flags");
+        if (!layer0_)
+          return absl::DataLossError(
+              "predictive: payload needs the model's layer-0 table, which is "
+              "not registered");
+        if (!TokensInTable(chunk))
+          return absl::DataLossError(
+              "predictive: chunk token ids are missing or outside the layer-0 "
+              "table");
+      }
+      if (rotate && !rope)
+        rope.emplace(layout_.rope, width, chunk.first_position,
+                     chunk.num_tokens);
+      if (absl::Status s = decoder.Open(shape, bytes); !s.ok()) return s;
+      std::byte* dst = out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      for (uint32_t h = 0; h < shape.num_heads; ++h) {
+        for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
+          if (!decoder.NextRow(row.data()))
+            return absl::DataLossError("predictive: corrupt escapes");
+          if (predict)
+            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, 1.0f,
+                       row.data());
+          if (rotate) rope->Apply(t, row.data());
+          StoreRow(layout_.dtype, row.data(), width,
+                   dst + (size_t{h} * chunk.num_tokens + t) * width * dsize);
+        }
+      }
+      if (absl::Status s = decoder.Finish(); !s.ok()) return s;
+    }
+  }
+  if (reader.remaining() != 0)
+    return absl::DataLossError("predictive: trailing bytes after the groups");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Options> ParseOptions(std::string_view params) {
+  Options options;
+  bool has_rel_mse = false;
+  if (params.empty()) return options;
+  while (!params.empty()) {
+    const size_t comma = params.find(',');
+    const std::string_view item = params.substr(0, comma);
+    params = comma == std::string_view::npos ? std::string_view()
+                                             : params.substr(comma + 1);
+    const size_t equals = item.find('=');
+    const std::string key(item.substr(0, equals));
+    const std::string value(
+        equals == std::string_view::npos ? "" : item.substr(equals + 1));
+    double number;
+    if (!absl::SimpleAtod(value, &number) || !std::isfinite(number))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "predictive: parameter '", key, "' needs a number, got '", value, "'"));
+    if (key == "rel_mse") {
+      if (number < kMinRelMse || number > 1)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "predictive: rel_mse must be in [", kMinRelMse, ", 1], got ", value));
+      options.rel_mse = number;
+      has_rel_mse = true;
+    } else if (key == "kl") {
+      if (!(number > 0))
+        return absl::InvalidArgumentError(
+            absl::StrCat("predictive: kl must be positive, got ", value));
+      options.kl = number;
+    } else if (key == "prerope" || key == "layer0") {
+      if (number != 0 && number != 1)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "predictive: ", key, " must be 0 or 1, got ", value));
+      (key == "prerope" ? options.prerope : options.layer0) = number == 1;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "predictive: unknown parameter '", key,
+          "' (known: rel_mse, kl, prerope, layer0)"));
+    }
+  }
+  if (has_rel_mse && options.kl)
+    return absl::InvalidArgumentError(
+        "predictive: give either rel_mse or kl, not both");
+  return options;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Codec>> CreatePredictiveCodec(
+    std::string_view params, const ModelContext& model) {
+  absl::StatusOr<Options> options = ParseOptions(params);
+  if (!options.ok()) return options.status();
+  if (absl::Status s = model.layout.Validate(); !s.ok()) return s;
+
+  std::optional<Layer0Table> layer0;
+  if (const std::string* blob = model.FindState(kLayer0TableKey);
+      blob != nullptr && options->layer0) {
+    absl::StatusOr<Layer0Table> table = Layer0Table::Parse(*blob, model.layout);
+    if (!table.ok()) return table.status();
+    layer0 = *std::move(table);
+  }
+
+  std::vector<double> sensitivities;
+  if (options->kl) {
+    const std::string* blob = model.FindState(kProfileKey);
+    if (blob == nullptr)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "predictive:kl needs a fidelity profile for model '", model.name,
+          "' (register one with seqkv model register --profile)"));
+    absl::StatusOr<FidelityProfile> profile =
+        ParseFidelityProfile(*blob, &model.layout);
+    if (!profile.ok()) return profile.status();
+    const uint32_t tensors = model.layout.tensors_per_layer();
+    for (uint32_t layer = 0; layer < model.layout.num_layers; ++layer) {
+      for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
+        std::optional<double> s = profile->Sensitivity(layer, tensor);
+        if (!s)
+          return absl::FailedPreconditionError(absl::StrCat(
+              "predictive:kl: the profile of model '", model.name,
+              "' has no sensitivity for layer ", layer, " tensor ",
+              tensor == 0 ? "k" : "v"));
+        sensitivities.push_back(*s);
+      }
+    }
+  }
+  return std::make_unique<PredictiveCodec>(*options, model.layout,
+                                           std::move(layer0),
+                                           std::move(sensitivities));
+}
+
+}  // namespace seqkv

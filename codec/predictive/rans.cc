@@ -1,0 +1,91 @@
+#include "codec/predictive/rans.h"
+
+#include <algorithm>
+
+namespace seqkv::predictive {
+
+void NormalizeFrequencies(std::span<const uint32_t> counts,
+                          std::span<uint16_t> freqs) {
+  uint64_t total = 0;
+  int largest = 0;
+  int num_used = 0;
+  for (int s = 0; s < kAlphabetSize; ++s) {
+    total += counts[s];
+    if (counts[s] > counts[largest]) largest = s;
+    if (counts[s] > 0) ++num_used;
+  }
+  std::fill(freqs.begin(), freqs.begin() + kAlphabetSize, 0);
+  if (total == 0) {
+    freqs[0] = kProbScale / 2;
+    freqs[1] = kProbScale / 2;
+    return;
+  }
+  if (num_used == 1) {
+    // A lone symbol may not take the whole range (entries pack freq in 12
+    // bits), so a neighbour gets the smallest possible share.
+    freqs[largest] = kProbScale - 1;
+    freqs[largest == 0 ? 1 : largest - 1] = 1;
+    return;
+  }
+  int64_t sum = 0;
+  for (int s = 0; s < kAlphabetSize; ++s) {
+    if (counts[s] == 0) continue;
+    uint64_t scaled = (uint64_t{counts[s]} * kProbScale + total / 2) / total;
+    freqs[s] = static_cast<uint16_t>(std::clamp<uint64_t>(scaled, 1, kProbScale - 1));
+    sum += freqs[s];
+  }
+  // Fix the rounding drift on the symbols that can best afford it: the
+  // relative change of a large frequency costs the fewest bits.
+  while (sum != kProbScale) {
+    int best = -1;
+    for (int s = 0; s < kAlphabetSize; ++s) {
+      if (sum > kProbScale ? freqs[s] <= 1 : freqs[s] == 0 ||
+                                                 freqs[s] >= kProbScale - 1)
+        continue;
+      if (best < 0 || freqs[s] > freqs[best]) best = s;
+    }
+    const int64_t room = sum > kProbScale ? freqs[best] - 1
+                                          : kProbScale - 1 - freqs[best];
+    const int64_t step = std::min<int64_t>(
+        room, std::max<int64_t>(1, std::abs(sum - int64_t{kProbScale}) / 2));
+    if (sum > kProbScale) {
+      freqs[best] -= step;
+      sum -= step;
+    } else {
+      freqs[best] += step;
+      sum += step;
+    }
+  }
+}
+
+void EncodeModel::Build(std::span<const uint16_t> freqs) {
+  uint32_t start_so_far = 0;
+  for (int s = 0; s < kAlphabetSize; ++s) {
+    freq[s] = freqs[s];
+    start[s] = static_cast<uint16_t>(start_so_far);
+    start_so_far += freqs[s];
+  }
+}
+
+bool DecodeModel::Build(std::span<const uint16_t> freqs) {
+  uint32_t slot = 0;
+  for (int s = 0; s < kAlphabetSize; ++s) {
+    const uint32_t f = freqs[s];
+    if (f >= kProbScale || slot + f > kProbScale) return false;
+    for (uint32_t i = 0; i < f; ++i)
+      entry[slot + i] = uint32_t(s) << 24 | f << 12 | i;
+    slot += f;
+  }
+  return slot == kProbScale;
+}
+
+std::vector<uint16_t> RansEncoder::Finish() {
+  for (int i = kNumStates - 1; i >= 0; --i) {
+    words_.push_back(static_cast<uint16_t>(states_[i]));
+    words_.push_back(static_cast<uint16_t>(states_[i] >> 16));
+  }
+  std::reverse(words_.begin(), words_.end());
+  return std::move(words_);
+}
+
+}  // namespace seqkv::predictive

@@ -1,0 +1,355 @@
+#include "codec/predictive/residual_coder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
+namespace seqkv::predictive {
+namespace {
+
+// Round to nearest even without libm calls, so the loops vectorize: adding
+// and subtracting 1.5 * 2^23 leaves the integer part (valid for |x| < 2^22).
+inline float RoundToInt(float x) {
+  constexpr float kMagic = 12582912.0f;
+  return (x + kMagic) - kMagic;
+}
+
+inline float ClampIndex(float x) {
+  constexpr float kLimit = static_cast<float>(kMaxIndex);
+  return std::min(std::max(x, -kLimit), kLimit);
+}
+
+// Squared error of quantizing `values` with `step`.
+double QuantizationError(std::span<const float> values, float step) {
+  const float inverse = 1.0f / step;
+  constexpr int kLanes = 16;
+  float partial[kLanes] = {};
+  double total = 0;
+  size_t i = 0;
+  const size_t n = values.size();
+  // Float partial sums over blocks, flushed to double so long groups do not
+  // lose precision.
+  while (i < n) {
+    const size_t block_end = std::min(n, i + 4096);
+    for (; i + kLanes <= block_end; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const float x = values[i + j];
+        const float q = RoundToInt(ClampIndex(x * inverse));
+        const float e = x - q * step;
+        partial[j] += e * e;
+      }
+    }
+    for (; i < block_end; ++i) {
+      const float x = values[i];
+      const float e = x - RoundToInt(ClampIndex(x * inverse)) * step;
+      total += e * e;
+    }
+    for (float& p : partial) {
+      total += p;
+      p = 0;
+    }
+  }
+  return total;
+}
+
+// Spread class of a channel from its mean |index - offset|: classes are
+// half-octaves, so neighbouring classes differ little and a few suffice.
+int SpreadClass(double mean_abs) {
+  if (mean_abs < 1.0 / 16) return 0;
+  const int c = 1 + static_cast<int>(std::floor(2 * std::log2(mean_abs * 16)));
+  return std::clamp(c, 1, kNumClasses - 1);
+}
+
+void PutU16(uint32_t value, std::string& out) {
+  out.push_back(static_cast<char>(value & 0xFF));
+  out.push_back(static_cast<char>(value >> 8));
+}
+
+absl::Status Corrupt(std::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("predictive: corrupt group: ", std::string(what)));
+}
+
+}  // namespace
+
+double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
+                      double error_budget, std::string& out) {
+  const size_t n = residual.size();
+  double energy = 0;
+  float max_abs = 0;
+  for (float x : residual) {
+    energy += double{x} * x;
+    max_abs = std::max(max_abs, std::fabs(x));
+  }
+  if (energy <= error_budget || max_abs == 0) {
+    out.push_back(1);  // every index is 0: the prediction alone is enough
+    return energy;
+  }
+
+  // Step search. A uniform quantizer's error is about step^2 / 12 per
+  // element when the step is small against the spread; where many values
+  // fall in the zero bin it is less, so a few secant passes close the gap.
+  const float min_step = max_abs / static_cast<float>(kMaxIndex / 4);
+  float step = static_cast<float>(std::sqrt(12.0 * error_budget / n));
+  step = std::max(step, min_step);
+  float best_step = 0;
+  double best_error = 0;
+  float bad_step = std::numeric_limits<float>::infinity();
+  for (int pass = 0; pass < 8; ++pass) {
+    const double error = QuantizationError(residual, step);
+    if (error <= error_budget) {
+      if (step > best_step) {
+        best_step = step;
+        best_error = error;
+      }
+      if (error >= 0.97 * error_budget) break;
+    } else {
+      bad_step = std::min(bad_step, step);
+    }
+    // Aim at the middle of the accepted window [0.97, 1] x budget.
+    float next = step * static_cast<float>(std::clamp(
+                            std::sqrt(0.985 * error_budget /
+                                      std::max(error, 1e-300)),
+                            0.6, 1.6));
+    if (next >= bad_step) next = 0.5f * (std::max(best_step, step) + bad_step);
+    if (next <= best_step)
+      next = 0.5f * (best_step + std::min(bad_step, step * 1.6f));
+    if (next == step || next < min_step) break;
+    step = next;
+  }
+  // Rarely the search ends without a step that meets the budget: shrink
+  // until one does (the finest step always does, short of absurd budgets).
+  for (step = bad_step * 0.9f; best_step == 0; step *= 0.9f) {
+    step = std::max(step, min_step);
+    const double error = QuantizationError(residual, step);
+    if (error <= error_budget || step == min_step) {
+      best_step = step;
+      best_error = error;
+    }
+  }
+  step = best_step;
+
+  // Indices, then per-channel offsets (rounded means) and spread classes.
+  const size_t channels = shape.num_channels();
+  const uint32_t tokens = shape.num_tokens;
+  const uint32_t width = shape.head_dim;
+  std::vector<int32_t> index(n);
+  const float inverse = 1.0f / step;
+  for (size_t i = 0; i < n; ++i)
+    index[i] = static_cast<int32_t>(RoundToInt(ClampIndex(residual[i] * inverse)));
+
+  std::vector<int64_t> sums(channels, 0);
+  for (uint32_t h = 0; h < shape.num_heads; ++h)
+    for (uint32_t t = 0; t < tokens; ++t) {
+      const int32_t* row = &index[(size_t{h} * tokens + t) * width];
+      int64_t* sum = &sums[size_t{h} * width];
+      for (uint32_t d = 0; d < width; ++d) sum[d] += row[d];
+    }
+  std::vector<int32_t> offsets(channels);
+  for (size_t c = 0; c < channels; ++c)
+    offsets[c] = static_cast<int32_t>(
+        std::llround(static_cast<double>(sums[c]) / tokens));
+
+  std::vector<uint8_t> symbols(n);
+  std::vector<double> abs_sums(channels, 0);
+  std::string escapes;
+  for (uint32_t h = 0; h < shape.num_heads; ++h)
+    for (uint32_t t = 0; t < tokens; ++t) {
+      const size_t base = (size_t{h} * tokens + t) * width;
+      const size_t channel_base = size_t{h} * width;
+      for (uint32_t d = 0; d < width; ++d) {
+        const int32_t delta = index[base + d] - offsets[channel_base + d];
+        abs_sums[channel_base + d] += std::abs(delta);
+        if (delta >= -kSymbolBias && delta <= kSymbolBias) {
+          symbols[base + d] = static_cast<uint8_t>(delta + kSymbolBias);
+        } else {
+          symbols[base + d] = kEscapeSymbol;
+          PutVarint(ZigZag(delta), escapes);
+        }
+      }
+    }
+  std::vector<uint8_t> class_of(channels);
+  for (size_t c = 0; c < channels; ++c)
+    class_of[c] = static_cast<uint8_t>(SpreadClass(abs_sums[c] / tokens));
+
+  std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
+  for (auto& c : counts) c.fill(0);
+  for (uint32_t h = 0; h < shape.num_heads; ++h)
+    for (uint32_t t = 0; t < tokens; ++t) {
+      const size_t base = (size_t{h} * tokens + t) * width;
+      const uint8_t* cls = &class_of[size_t{h} * width];
+      for (uint32_t d = 0; d < width; ++d) ++counts[cls[d]][symbols[base + d]];
+    }
+
+  out.push_back(0);
+  PutFloat(step, out);
+  for (int32_t offset : offsets) PutVarint(ZigZag(offset), out);
+  for (size_t c = 0; c < channels; c += 2) {
+    const uint8_t high = c + 1 < channels ? class_of[c + 1] : 0;
+    out.push_back(static_cast<char>(class_of[c] | high << 4));
+  }
+  uint32_t present = 0;
+  std::vector<EncodeModel> models(kNumClasses);
+  std::array<uint16_t, kAlphabetSize> freqs;
+  for (int k = 0; k < kNumClasses; ++k) {
+    bool used = false;
+    for (uint32_t count : counts[k]) used |= count > 0;
+    if (used) present |= 1u << k;
+  }
+  PutU16(present, out);
+  for (int k = 0; k < kNumClasses; ++k) {
+    if (!(present >> k & 1)) continue;
+    NormalizeFrequencies(counts[k], freqs);
+    models[k].Build(freqs);
+    int lo = 0;
+    int hi = kAlphabetSize - 1;
+    while (freqs[lo] == 0) ++lo;
+    while (freqs[hi] == 0) --hi;
+    out.push_back(static_cast<char>(lo));
+    out.push_back(static_cast<char>(hi));
+    for (int s = lo; s <= hi; ++s) PutVarint(freqs[s], out);
+  }
+  PutVarint(escapes.size(), out);
+  out += escapes;
+
+  RansEncoder encoder;
+  for (size_t i = n; i-- > 0;) {
+    const size_t row = i / width;
+    const size_t channel = (row / tokens) * width + i % width;
+    encoder.Put(i, models[class_of[channel]], symbols[i]);
+  }
+  const std::vector<uint16_t> words = encoder.Finish();
+  out.append(reinterpret_cast<const char*>(words.data()),
+             words.size() * sizeof(uint16_t));
+  return best_error;
+}
+
+absl::Status ResidualDecoder::Open(const GroupShape& shape,
+                                   std::string_view bytes) {
+  shape_ = shape;
+  next_index_ = 0;
+  next_row_ = 0;
+  ByteReader reader(bytes);
+  uint8_t mode;
+  if (!reader.GetByte(mode)) return Corrupt("missing mode");
+  if (mode == 1) {
+    all_zero_ = true;
+    if (reader.remaining() != 0) return Corrupt("bytes after an empty group");
+    return absl::OkStatus();
+  }
+  if (mode != 0) return Corrupt(absl::StrCat("unknown mode ", mode));
+  all_zero_ = false;
+  if (!reader.GetFloat(step_) || !std::isfinite(step_) || !(step_ > 0))
+    return Corrupt("step");
+  const size_t channels = shape.num_channels();
+  offsets_.resize(channels);
+  for (size_t c = 0; c < channels; ++c) {
+    uint64_t raw;
+    if (!reader.GetVarint(raw)) return Corrupt("channel offsets");
+    const int64_t offset = UnZigZag(raw);
+    if (offset < -kMaxIndex || offset > kMaxIndex)
+      return Corrupt("channel offset out of range");
+    offsets_[c] = static_cast<int32_t>(offset);
+  }
+  std::vector<uint8_t> class_of(channels);
+  for (size_t c = 0; c < channels; c += 2) {
+    uint8_t packed;
+    if (!reader.GetByte(packed)) return Corrupt("channel classes");
+    class_of[c] = packed & 0xF;
+    if (c + 1 < channels) class_of[c + 1] = packed >> 4;
+  }
+  uint8_t present_lo, present_hi;
+  if (!reader.GetByte(present_lo) || !reader.GetByte(present_hi))
+    return Corrupt("class mask");
+  const uint32_t present = present_lo | uint32_t{present_hi} << 8;
+  models_.clear();
+  std::array<const DecodeModel*, kNumClasses> model_of_class{};
+  std::array<uint16_t, kAlphabetSize> freqs;
+  for (int k = 0; k < kNumClasses; ++k) {
+    if (!(present >> k & 1)) continue;
+    uint8_t lo, hi;
+    if (!reader.GetByte(lo) || !reader.GetByte(hi) || lo > hi)
+      return Corrupt("frequency table range");
+    freqs.fill(0);
+    for (int s = lo; s <= hi; ++s) {
+      uint64_t f;
+      if (!reader.GetVarint(f) || f >= kProbScale)
+        return Corrupt("frequency table");
+      freqs[s] = static_cast<uint16_t>(f);
+    }
+    auto model = std::make_unique<DecodeModel>();
+    if (!model->Build(freqs)) return Corrupt("frequencies do not sum up");
+    model_of_class[k] = model.get();
+    models_.push_back(std::move(model));
+  }
+  model_of_.resize(channels);
+  for (size_t c = 0; c < channels; ++c) {
+    model_of_[c] = model_of_class[class_of[c]];
+    if (model_of_[c] == nullptr) return Corrupt("channel class without table");
+  }
+  uint64_t escape_size;
+  std::string_view escape_bytes;
+  if (!reader.GetVarint(escape_size) ||
+      !reader.GetBytes(escape_size, escape_bytes))
+    return Corrupt("escapes");
+  escapes_ = ByteReader(escape_bytes);
+  std::string_view stream;
+  reader.GetBytes(reader.remaining(), stream);
+  rans_ = std::make_unique<RansDecoder>(std::as_bytes(std::span(stream)));
+  symbols_.resize(shape.head_dim);
+  indices_.resize(shape.head_dim);
+  return absl::OkStatus();
+}
+
+bool ResidualDecoder::DecodeEscapes(int32_t* index_row, const uint8_t* symbols,
+                                    size_t channel_base) {
+  for (uint32_t d = 0; d < shape_.head_dim; ++d) {
+    if (symbols[d] != kEscapeSymbol) continue;
+    uint64_t raw;
+    if (!escapes_.GetVarint(raw)) return false;
+    const int64_t delta = UnZigZag(raw);
+    if (delta < -kMaxIndex || delta > kMaxIndex) return false;
+    index_row[d] = static_cast<int32_t>(delta + offsets_[channel_base + d]);
+  }
+  return true;
+}
+
+bool ResidualDecoder::NextRow(float* row) {
+  const uint32_t width = shape_.head_dim;
+  if (all_zero_) {
+    std::fill(row, row + width, 0.0f);
+    return true;
+  }
+  const size_t channel_base = (next_row_ / shape_.num_tokens) * width;
+  ++next_row_;
+  const DecodeModel* const* models = &model_of_[channel_base];
+  uint8_t* symbols = symbols_.data();
+  RansDecoder& rans = *rans_;
+  size_t index = next_index_;
+  for (uint32_t d = 0; d < width; ++d) symbols[d] = rans.Get(index + d, *models[d]);
+  next_index_ = index + width;
+
+  const int32_t* offsets = &offsets_[channel_base];
+  int32_t* indices = indices_.data();
+  bool any_escape = false;
+  for (uint32_t d = 0; d < width; ++d) {
+    indices[d] = int32_t{symbols[d]} - kSymbolBias + offsets[d];
+    any_escape |= symbols[d] == kEscapeSymbol;
+  }
+  if (any_escape && !DecodeEscapes(indices, symbols, channel_base)) return false;
+  const float step = step_;
+  for (uint32_t d = 0; d < width; ++d)
+    row[d] = static_cast<float>(indices[d]) * step;
+  return true;
+}
+
+absl::Status ResidualDecoder::Finish() const {
+  if (all_zero_) return absl::OkStatus();
+  if (!rans_->FinishedCleanly()) return Corrupt("entropy stream");
+  if (escapes_.remaining() != 0) return Corrupt("unused escapes");
+  return absl::OkStatus();
+}
+
+}  // namespace seqkv::predictive
