@@ -20,7 +20,7 @@ namespace seqkv::predictive {
 static_assert(std::endian::native == std::endian::little,
               "the stream is stored as little-endian 16-bit words");
 
-inline constexpr int kProbBits = 12;
+inline constexpr int kProbBits = 11;
 inline constexpr uint32_t kProbScale = uint32_t{1} << kProbBits;
 inline constexpr int kAlphabetSize = 256;
 // Every state stays in [kRansLow, 2^32); renormalization moves 16 bits.
@@ -97,6 +97,29 @@ class RansDecoder {
     if (x < kRansLow) x = (x << 16) | ReadWord();
     return static_cast<uint8_t>(e >> 24);
   }
+  // Decodes the symbols of positions [index, index + n), symbol d with
+  // *models[d], into out[0..n).
+  void GetRow(size_t index, const DecodeModel* const* models, uint32_t n,
+              uint8_t* out) {
+    // Fast path: each symbol reads at most one word, so with n words left no
+    // read can pass the end and the checks (and branches) go away.
+    if ((index & (kNumStates - 1)) != 0 || n % kNumStates != 0 ||
+        static_cast<size_t>(end_ - next_) < size_t{n} * 2) {
+      for (uint32_t d = 0; d < n; ++d) out[d] = Get(index + d, *models[d]);
+      return;
+    }
+    uint32_t x0 = states_[0], x1 = states_[1], x2 = states_[2], x3 = states_[3];
+    const std::byte* p = next_;
+    for (uint32_t d = 0; d < n; d += kNumStates) {
+      out[d] = Step(x0, *models[d], p);
+      out[d + 1] = Step(x1, *models[d + 1], p);
+      out[d + 2] = Step(x2, *models[d + 2], p);
+      out[d + 3] = Step(x3, *models[d + 3], p);
+    }
+    states_ = {x0, x1, x2, x3};
+    next_ = p;
+  }
+
   // True when every word was consumed and each state is back at the value
   // the encoder started from: a cheap integrity check of the whole stream.
   bool FinishedCleanly() const {
@@ -107,6 +130,18 @@ class RansDecoder {
   }
 
  private:
+  static uint8_t Step(uint32_t& x, const DecodeModel& model,
+                      const std::byte*& p) {
+    const uint32_t e = model.entry[x & (kProbScale - 1)];
+    x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
+    uint16_t word;
+    std::memcpy(&word, p, sizeof(word));
+    const bool refill = x < kRansLow;
+    x = refill ? (x << 16) | word : x;
+    p += refill ? sizeof(word) : 0;
+    return static_cast<uint8_t>(e >> 24);
+  }
+
   uint16_t ReadWord() {
     if (next_ == end_) {
       overrun_ = true;

@@ -215,10 +215,13 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   out += escapes;
 
   RansEncoder encoder;
-  for (size_t i = n; i-- > 0;) {
-    const size_t row = i / width;
-    const size_t channel = (row / tokens) * width + i % width;
-    encoder.Put(i, models[class_of[channel]], symbols[i]);
+  for (uint32_t h = shape.num_heads; h-- > 0;) {
+    const uint8_t* cls = &class_of[size_t{h} * width];
+    for (uint32_t t = tokens; t-- > 0;) {
+      const size_t base = (size_t{h} * tokens + t) * width;
+      for (uint32_t d = width; d-- > 0;)
+        encoder.Put(base + d, models[cls[d]], symbols[base + d]);
+    }
   }
   const std::vector<uint16_t> words = encoder.Finish();
   out.append(reinterpret_cast<const char*>(words.data()),
@@ -326,10 +329,8 @@ bool ResidualDecoder::NextRow(float* row) {
   ++next_row_;
   const DecodeModel* const* models = &model_of_[channel_base];
   uint8_t* symbols = symbols_.data();
-  RansDecoder& rans = *rans_;
-  size_t index = next_index_;
-  for (uint32_t d = 0; d < width; ++d) symbols[d] = rans.Get(index + d, *models[d]);
-  next_index_ = index + width;
+  rans_->GetRow(next_index_, models, width, symbols);
+  next_index_ += width;
 
   const int32_t* offsets = &offsets_[channel_base];
   int32_t* indices = indices_.data();

@@ -16,12 +16,22 @@ RopeTable::RopeTable(const RopeConfig& rope, uint32_t head_dim,
   }
   cos_.resize(size_t{num_tokens} * half_);
   sin_.resize(size_t{num_tokens} * half_);
-  for (uint32_t t = 0; t < num_tokens; ++t) {
-    const float position = static_cast<float>(first_position + t);
-    for (uint32_t i = 0; i < half_; ++i) {
-      const double angle = static_cast<double>(position * inv_freq[i]);
-      cos_[size_t{t} * half_ + i] = static_cast<float>(std::cos(angle));
-      sin_[size_t{t} * half_ + i] = static_cast<float>(std::sin(angle));
+  // cos/sin of the first position directly, then one rotation per token in
+  // double precision (error ~1e-13 after a million steps): a few multiplies
+  // per entry instead of two libm calls.
+  for (uint32_t i = 0; i < half_; ++i) {
+    const double angle =
+        static_cast<double>(first_position) * static_cast<double>(inv_freq[i]);
+    double c = std::cos(angle);
+    double s = std::sin(angle);
+    const double step_c = std::cos(static_cast<double>(inv_freq[i]));
+    const double step_s = std::sin(static_cast<double>(inv_freq[i]));
+    for (uint32_t t = 0; t < num_tokens; ++t) {
+      cos_[size_t{t} * half_ + i] = static_cast<float>(c);
+      sin_[size_t{t} * half_ + i] = static_cast<float>(s);
+      const double next_c = c * step_c - s * step_s;
+      s = s * step_c + c * step_s;
+      c = next_c;
     }
   }
 }

@@ -11,9 +11,9 @@
 
 namespace seqkv::predictive {
 
-// cos/sin of every (token, frequency) pair of a run of positions, computed
-// as Hugging Face does (float32 inverse frequencies and angles) so the
-// pre-RoPE frame matches the model's as closely as possible.
+// cos/sin of every (token, frequency) pair of a run of positions, with the
+// model's float32 inverse frequencies (as Hugging Face computes them) so the
+// pre-RoPE frame matches the model's.
 class RopeTable {
  public:
   // `rope.style` must not be kNone; rotary_dim 0 means head_dim.
