@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "xxhash.h"
 #include "absl/strings/str_cat.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
@@ -26,7 +27,10 @@ using predictive::RopeTable;
 
 // Chunk payload: u8 'P' | u8 version | varint num_groups | per group, in
 // (layer, tensor) order: varint size | u8 flags | residual group (see
-// residual_coder.h). Groups are length-prefixed so a reader can skip them.
+// residual_coder.h) | u32 checksum (XXH32 of everything before it). Groups
+// are length-prefixed so a reader can skip them. The checksum makes every
+// corruption detectable, including ones that would decode to valid numbers
+// (a flipped step or offset).
 constexpr uint8_t kMagic = 'P';
 constexpr uint8_t kVersion = 1;
 constexpr uint8_t kFlagPreRope = 1;
@@ -105,6 +109,14 @@ void StoreRow(DType dtype, const float* src, uint32_t n, std::byte* dst) {
       std::memcpy(dst, src, size_t{n} * 4);
       return;
   }
+}
+
+void AppendChecksum(size_t payload_start, std::string& out) {
+  const uint32_t checksum =
+      XXH32(out.data() + payload_start, out.size() - payload_start, 0);
+  char bytes[sizeof(checksum)];
+  std::memcpy(bytes, &checksum, sizeof(checksum));
+  out.append(bytes, sizeof(bytes));
 }
 
 inline void AddBf16Row(const uint16_t* bits, uint32_t n, float sign,
@@ -188,10 +200,14 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
   const size_t dsize = DTypeSize(layout_.dtype);
   const uint32_t width = layout_.head_dim;
 
+  const size_t payload_start = out.size();
   out.push_back(static_cast<char>(kMagic));
   out.push_back(static_cast<char>(kVersion));
   PutVarint(num_groups, out);
-  if (chunk.num_tokens == 0) return absl::OkStatus();
+  if (chunk.num_tokens == 0) {
+    AppendChecksum(payload_start, out);
+    return absl::OkStatus();
+  }
 
   std::optional<RopeTable> rope;
   if (RotatesGroup(0))
@@ -257,6 +273,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       }
     }
   }
+  AppendChecksum(payload_start, out);
   return absl::OkStatus();
 }
 
@@ -270,6 +287,14 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
                      " bytes, expected ", chunk.num_bytes()));
   const uint32_t tensors = layout_.tensors_per_layer();
   const uint32_t num_groups = layout_.num_layers * tensors;
+  if (encoded.size() < sizeof(uint32_t))
+    return absl::DataLossError("predictive: payload too short");
+  const size_t body_size = encoded.size() - sizeof(uint32_t);
+  uint32_t stored_checksum;
+  std::memcpy(&stored_checksum, encoded.data() + body_size, sizeof(uint32_t));
+  if (XXH32(encoded.data(), body_size, 0) != stored_checksum)
+    return absl::DataLossError("predictive: checksum mismatch");
+  encoded = encoded.substr(0, body_size);
   ByteReader reader(encoded);
   uint8_t magic, version;
   uint64_t stored_groups;
