@@ -1,0 +1,218 @@
+// Round trips of the predictive codec on synthetic chunks: relative-MSE
+// targets met per group, layouts of other shapes, KL budgets, bad specs.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "codec/codec.h"
+#include "codec/model_state.h"
+#include "tests/codec_predictive/test_util.h"
+
+namespace seqkv {
+namespace {
+
+using testing::GroupError;
+using testing::MakeChunkData;
+using testing::MeasureGroup;
+
+KvLayout MakeLayout(uint32_t layers, uint32_t heads, uint32_t head_dim,
+                    DType dtype, RopeStyle style, uint32_t rotary_dim = 0) {
+  KvLayout layout;
+  layout.num_layers = layers;
+  layout.num_kv_heads = heads;
+  layout.head_dim = head_dim;
+  layout.dtype = dtype;
+  layout.rope = RopeConfig{style, 10000.0, rotary_dim};
+  return layout;
+}
+
+std::unique_ptr<Codec> MakeCodec(const std::string& spec,
+                                 const ModelContext& model) {
+  absl::StatusOr<std::unique_ptr<Codec>> codec = CreateCodec(spec, model);
+  EXPECT_TRUE(codec.ok()) << codec.status();
+  return codec.ok() ? *std::move(codec) : nullptr;
+}
+
+// Encodes and decodes one chunk and returns each group's error.
+std::vector<GroupError> RoundTrip(const Codec& codec, const ChunkInfo& chunk,
+                                  const std::vector<std::byte>& data,
+                                  size_t* encoded_size = nullptr) {
+  std::string encoded;
+  absl::Status status = codec.Encode(chunk, data, encoded);
+  EXPECT_TRUE(status.ok()) << status;
+  std::vector<std::byte> decoded(data.size());
+  status = codec.Decode(chunk, encoded, decoded);
+  EXPECT_TRUE(status.ok()) << status;
+  if (encoded_size != nullptr) *encoded_size = encoded.size();
+  std::vector<GroupError> errors;
+  for (uint32_t l = 0; l < chunk.layout->num_layers; ++l)
+    for (uint32_t t = 0; t < chunk.layout->tensors_per_layer(); ++t)
+      errors.push_back(MeasureGroup(chunk, l, t, data, decoded));
+  return errors;
+}
+
+struct LayoutCase {
+  const char* name;
+  KvLayout layout;
+  uint32_t tokens;
+  uint64_t first_position;
+};
+
+class PredictiveLayoutTest : public ::testing::TestWithParam<LayoutCase> {};
+
+TEST_P(PredictiveLayoutTest, MeetsRelativeMseOnEveryGroup) {
+  const LayoutCase& c = GetParam();
+  ModelContext model{"synthetic", c.layout, {}};
+  std::vector<int32_t> tokens(c.tokens);
+  ChunkInfo chunk{&model.layout, c.tokens, c.first_position, tokens};
+  const std::vector<std::byte> data = MakeChunkData(chunk, 7);
+  const bool large = size_t{c.tokens} * c.layout.num_kv_heads * c.layout.head_dim >= 2048;
+  for (double target : {0.001, 0.01, 0.0335, 0.1}) {
+    auto codec = MakeCodec(absl::StrCat("predictive:rel_mse=", target), model);
+    ASSERT_NE(codec, nullptr);
+    size_t size = 0;
+    std::vector<GroupError> errors = RoundTrip(*codec, chunk, data, &size);
+    for (size_t g = 0; g < errors.size(); ++g) {
+      EXPECT_LE(errors[g].rel(), target) << c.name << " group " << g;
+      // The step search lands close to the target, not far below it.
+      if (large) {
+        EXPECT_GE(errors[g].rel(), 0.8 * target) << c.name << " group " << g;
+      }
+    }
+    if (large) EXPECT_LT(size, data.size()) << c.name << " target " << target;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, PredictiveLayoutTest,
+    ::testing::Values(
+        LayoutCase{"hd64_rotate_half",
+                   MakeLayout(3, 2, 64, DType::kBF16, RopeStyle::kRotateHalf),
+                   96, 0},
+        LayoutCase{"hd256_interleaved",
+                   MakeLayout(2, 1, 256, DType::kBF16, RopeStyle::kInterleaved),
+                   40, 1000},
+        LayoutCase{"hd128_partial_rotary_fp16",
+                   MakeLayout(2, 4, 128, DType::kFP16, RopeStyle::kRotateHalf,
+                              64),
+                   33, 77},
+        LayoutCase{"hd80_no_rope_fp32",
+                   MakeLayout(2, 3, 80, DType::kFP32, RopeStyle::kNone), 17,
+                   0},
+        LayoutCase{"odd_head_dim_one_token",
+                   MakeLayout(1, 1, 6, DType::kBF16, RopeStyle::kRotateHalf), 1,
+                   5}),
+    [](const ::testing::TestParamInfo<LayoutCase>& info) {
+      return std::string(info.param.name);
+    });
+
+TEST(PredictiveCodecTest, LatentLayout) {
+  KvLayout layout = MakeLayout(2, 1, 96, DType::kBF16, RopeStyle::kNone);
+  layout.latent = true;
+  ModelContext model{"latent", layout, {}};
+  std::vector<int32_t> tokens(50);
+  ChunkInfo chunk{&model.layout, 50, 0, tokens};
+  auto codec = MakeCodec("predictive:rel_mse=0.02", model);
+  for (const GroupError& e : RoundTrip(*codec, chunk, MakeChunkData(chunk, 3)))
+    EXPECT_LE(e.rel(), 0.02);
+}
+
+TEST(PredictiveCodecTest, EmptyConstantAndZeroChunks) {
+  const KvLayout layout = MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
+  ModelContext model{"m", layout, {}};
+  auto codec = MakeCodec("predictive:rel_mse=0.01", model);
+  // No tokens.
+  ChunkInfo empty{&model.layout, 0, 0, {}};
+  std::string encoded;
+  ASSERT_TRUE(codec->Encode(empty, {}, encoded).ok());
+  std::vector<std::byte> none;
+  EXPECT_TRUE(codec->Decode(empty, encoded, none).ok());
+  // All zeros: decoded exactly.
+  std::vector<int32_t> tokens(20);
+  ChunkInfo chunk{&model.layout, 20, 3, tokens};
+  std::vector<std::byte> zeros(chunk.num_bytes());
+  for (const GroupError& e : RoundTrip(*codec, chunk, zeros))
+    EXPECT_EQ(e.error, 0);
+  // A constant (every element 1.5): the offsets alone carry it.
+  std::vector<std::byte> constant(chunk.num_bytes());
+  for (size_t i = 0; i < constant.size(); i += 2)
+    testing::StoreValue(DType::kBF16, 1.5f, &constant[i]);
+  for (const GroupError& e : RoundTrip(*codec, chunk, constant))
+    EXPECT_LE(e.rel(), 0.01);
+}
+
+TEST(PredictiveCodecTest, RejectsNonFiniteInputAndWrongSizes) {
+  const KvLayout layout = MakeLayout(1, 1, 8, DType::kFP32, RopeStyle::kNone);
+  ModelContext model{"m", layout, {}};
+  auto codec = MakeCodec("predictive", model);
+  std::vector<int32_t> tokens(4);
+  ChunkInfo chunk{&model.layout, 4, 0, tokens};
+  std::vector<std::byte> data(chunk.num_bytes());
+  testing::StoreValue(DType::kFP32, std::nanf(""), &data[12]);
+  std::string encoded;
+  EXPECT_EQ(codec->Encode(chunk, data, encoded).code(),
+            absl::StatusCode::kInvalidArgument);
+  data.resize(data.size() - 4);
+  EXPECT_EQ(codec->Encode(chunk, data, encoded).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PredictiveCodecTest, SpecParsing) {
+  ModelContext model{"m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
+  EXPECT_EQ(MakeCodec("predictive", model)->spec(), "predictive:rel_mse=0.01");
+  EXPECT_EQ(MakeCodec("predictive:rel_mse=0.02,prerope=0", model)->spec(),
+            "predictive:rel_mse=0.02,prerope=0");
+  for (const char* bad :
+       {"predictive:rel_mse=0", "predictive:rel_mse=2", "predictive:rel_mse=x",
+        "predictive:kl=-1", "predictive:bits=3", "predictive:prerope=2",
+        "predictive:rel_mse=0.01,kl=0.001", "predictive:rel_mse"}) {
+    EXPECT_EQ(CreateCodec(bad, model).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+// A KL budget without a profile cannot be split.
+TEST(PredictiveCodecTest, KlNeedsProfile) {
+  ModelContext model{"m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
+  EXPECT_EQ(CreateCodec("predictive:kl=0.001", model).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A profile that misses a group is not enough either.
+  model.codec_state[std::string(kProfileKey)] =
+      R"({"metric": "kl_per_rel_mse", "groups": [
+          {"layer": 0, "tensor": "k", "sensitivity": 0.01}]})";
+  EXPECT_EQ(CreateCodec("predictive:kl=0.001", model).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PredictiveCodecTest, KlBudgetSplitBySensitivity) {
+  const KvLayout layout = MakeLayout(4, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
+  const double sensitivity[4][2] = {
+      {0.004, 0.002}, {0.01, 0.005}, {0.074, 0.02}, {0.003, 0.001}};
+  std::string profile = R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
+  for (int l = 0; l < 4; ++l)
+    for (int t = 0; t < 2; ++t)
+      absl::StrAppend(&profile, l + t ? "," : "", R"({"layer": )", l,
+                      R"(, "tensor": ")", t ? "v" : "k",
+                      R"(", "sensitivity": )", sensitivity[l][t], "}");
+  profile += "]}";
+  ModelContext model{"m", layout, {{std::string(kProfileKey), profile}}};
+  std::vector<int32_t> tokens(128);
+  ChunkInfo chunk{&model.layout, 128, 0, tokens};
+  const std::vector<std::byte> data = MakeChunkData(chunk, 11);
+  const double kl = 0.0013;
+  auto codec = MakeCodec(absl::StrCat("predictive:kl=", kl), model);
+  EXPECT_EQ(codec->spec(), "predictive:kl=0.0013");
+  std::vector<GroupError> errors = RoundTrip(*codec, chunk, data);
+  double spent = 0;
+  for (int g = 0; g < 8; ++g) spent += sensitivity[g / 2][g % 2] * errors[g].rel();
+  EXPECT_LE(spent, kl);
+  EXPECT_GE(spent, 0.8 * kl);
+  // Targets go as 1 / sensitivity: the most sensitive group is coded finest.
+  EXPECT_LT(errors[4].rel(), errors[6].rel() / 5);
+  EXPECT_LT(errors[4].rel(), errors[0].rel() / 5);
+}
+
+}  // namespace
+}  // namespace seqkv
