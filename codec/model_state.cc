@@ -13,7 +13,8 @@ constexpr std::string_view kLayer0Magic = "SKVL0TB1";
 constexpr size_t kLayer0HeaderSize = 24;
 
 void PutU32(uint32_t value, std::string& out) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
+  for (int i = 0; i < 4; ++i)
+    out.push_back(static_cast<char>(value >> (8 * i)));
 }
 uint32_t GetU32(const char* p) {
   uint32_t value = 0;
@@ -49,19 +50,19 @@ absl::StatusOr<Layer0Table> Layer0Table::Parse(std::string_view blob,
   table.head_dim_ = GetU32(blob.data() + 16);
   if (table.num_kv_heads_ != layout.num_kv_heads ||
       table.head_dim_ != layout.head_dim)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec_state 'layer0': table has ", table.num_kv_heads_, " heads x ",
-        table.head_dim_, ", layout has ", layout.num_kv_heads, " x ",
-        layout.head_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec_state 'layer0': table has ", table.num_kv_heads_,
+                     " heads x ", table.head_dim_, ", layout has ",
+                     layout.num_kv_heads, " x ", layout.head_dim));
   if (table.vocab_ == 0 || table.vocab_ > (1u << 24))
     return absl::InvalidArgumentError(absl::StrCat(
         "codec_state 'layer0': vocab ", table.vocab_, " out of range"));
   const size_t row_elements =
       size_t{table.vocab_} * table.num_kv_heads_ * table.head_dim_;
   if (blob.size() != kLayer0HeaderSize + 2 * row_elements * sizeof(uint16_t))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec_state 'layer0': ", blob.size(), " bytes, expected ",
-        kLayer0HeaderSize + 2 * row_elements * sizeof(uint16_t)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec_state 'layer0': ", blob.size(), " bytes, expected ",
+                     kLayer0HeaderSize + 2 * row_elements * sizeof(uint16_t)));
   table.k_.resize(row_elements);
   table.v_.resize(row_elements);
   const char* data = blob.data() + kLayer0HeaderSize;
@@ -74,7 +75,8 @@ absl::StatusOr<Layer0Table> Layer0Table::Parse(std::string_view blob,
 std::optional<double> FidelityProfile::Sensitivity(uint32_t layer,
                                                    uint32_t tensor) const {
   for (const Group& group : groups)
-    if (group.layer == layer && group.tensor == tensor) return group.sensitivity;
+    if (group.layer == layer && group.tensor == tensor)
+      return group.sensitivity;
   return std::nullopt;
 }
 
@@ -96,7 +98,8 @@ absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
   }
   auto groups = doc.find("groups");
   if (groups == doc.end() || !groups->is_array() || groups->empty())
-    return absl::InvalidArgumentError("profile.groups must be a non-empty array");
+    return absl::InvalidArgumentError(
+        "profile.groups must be a non-empty array");
   for (size_t i = 0; i < groups->size(); ++i) {
     const nlohmann::json& g = (*groups)[i];
     const std::string where = absl::StrCat("profile.groups[", i, "]");
@@ -106,11 +109,13 @@ absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
     auto tensor = g.find("tensor");
     auto sensitivity = g.find("sensitivity");
     if (layer == g.end() || !layer->is_number_unsigned())
-      return absl::InvalidArgumentError(where + ".layer must be an unsigned integer");
+      return absl::InvalidArgumentError(where +
+                                        ".layer must be an unsigned integer");
     if (tensor == g.end() || !tensor->is_string())
       return absl::InvalidArgumentError(where + ".tensor must be a string");
     if (sensitivity == g.end() || !sensitivity->is_number())
-      return absl::InvalidArgumentError(where + ".sensitivity must be a number");
+      return absl::InvalidArgumentError(where +
+                                        ".sensitivity must be a number");
     FidelityProfile::Group group;
     group.layer = layer->get<uint32_t>();
     const std::string name = tensor->get<std::string>();
@@ -124,11 +129,10 @@ absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
     }
     group.sensitivity = sensitivity->get<double>();
     if (!std::isfinite(group.sensitivity) || group.sensitivity < 0)
-      return absl::InvalidArgumentError(
-          where + ".sensitivity must be finite and >= 0");
-    if (layout != nullptr &&
-        (group.layer >= layout->num_layers ||
-         group.tensor >= layout->tensors_per_layer()))
+      return absl::InvalidArgumentError(where +
+                                        ".sensitivity must be finite and >= 0");
+    if (layout != nullptr && (group.layer >= layout->num_layers ||
+                              group.tensor >= layout->tensors_per_layer()))
       return absl::InvalidArgumentError(absl::StrCat(
           where, " names layer ", group.layer, " tensor ", name,
           ", which the layout (", layout->DebugString(), ") lacks"));

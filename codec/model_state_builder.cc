@@ -104,9 +104,8 @@ absl::StatusOr<ModelConfig> ReadConfig(const std::string& model_dir) {
 absl::Status CheckAgainstLayout(const ModelConfig& config,
                                 const KvLayout& layout) {
   auto mismatch = [](const char* field, double want, double got) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.json ", field, " is ", got, " but the layout says ",
-                     want));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json ", field, " is ", got, " but the layout says ", want));
   };
   if (layout.latent)
     return absl::InvalidArgumentError(
@@ -138,7 +137,8 @@ absl::StatusOr<std::map<std::string, std::string>> WeightFiles(
     return absl::InvalidArgumentError(
         "model.safetensors.index.json has no weight_map object");
   for (const auto& [name, file] : json["weight_map"].items()) {
-    if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos)
+    if (!file.is_string() ||
+        file.get<std::string>().find('/') != std::string::npos)
       return absl::InvalidArgumentError(
           absl::StrCat("model.safetensors.index.json: bad file for ", name));
     files[name] = file.get<std::string>();
@@ -234,8 +234,8 @@ void RmsNorm(const float* x, const float* weight, size_t n, double eps,
              float* out) {
   float square_sum = 0;
   for (size_t i = 0; i < n; ++i) square_sum += x[i] * x[i];
-  const float scale =
-      1.0f / std::sqrt(square_sum / static_cast<float>(n) + static_cast<float>(eps));
+  const float scale = 1.0f / std::sqrt(square_sum / static_cast<float>(n) +
+                                       static_cast<float>(eps));
   for (size_t i = 0; i < n; ++i)
     out[i] = RoundBf16(weight[i] * RoundBf16(x[i] * scale));
 }
@@ -257,13 +257,17 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
   const int64_t vocab = config->vocab_size;
   const int64_t kv_width = int64_t{layout.num_kv_heads} * layout.head_dim;
   const std::string prefix = "model.layers.0.";
-  absl::StatusOr<FloatTensor> embedding = weights.Read("model.embed_tokens.weight");
+  absl::StatusOr<FloatTensor> embedding =
+      weights.Read("model.embed_tokens.weight");
   if (!embedding.ok()) return embedding.status();
-  absl::StatusOr<FloatTensor> norm = weights.Read(prefix + "input_layernorm.weight");
+  absl::StatusOr<FloatTensor> norm =
+      weights.Read(prefix + "input_layernorm.weight");
   if (!norm.ok()) return norm.status();
-  absl::StatusOr<FloatTensor> w_k = weights.Read(prefix + "self_attn.k_proj.weight");
+  absl::StatusOr<FloatTensor> w_k =
+      weights.Read(prefix + "self_attn.k_proj.weight");
   if (!w_k.ok()) return w_k.status();
-  absl::StatusOr<FloatTensor> w_v = weights.Read(prefix + "self_attn.v_proj.weight");
+  absl::StatusOr<FloatTensor> w_v =
+      weights.Read(prefix + "self_attn.v_proj.weight");
   if (!w_v.ok()) return w_v.status();
   for (absl::Status s :
        {CheckShape(*embedding, "model.embed_tokens.weight", {vocab, hidden}),
@@ -278,7 +282,8 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
     if (!weights.Has(prefix + name)) continue;
     absl::StatusOr<FloatTensor> read = weights.Read(prefix + name);
     if (read.ok()) {
-      if (absl::Status s = CheckShape(*read, name, {kv_width}); !s.ok()) return s;
+      if (absl::Status s = CheckShape(*read, name, {kv_width}); !s.ok())
+        return s;
       *bias = read->values;
     } else if (!absl::IsNotFound(read.status())) {
       return read.status();
@@ -286,9 +291,11 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
   }
   std::optional<std::vector<float>> k_norm;
   if (weights.Has(prefix + "self_attn.k_norm.weight")) {
-    absl::StatusOr<FloatTensor> read = weights.Read(prefix + "self_attn.k_norm.weight");
+    absl::StatusOr<FloatTensor> read =
+        weights.Read(prefix + "self_attn.k_norm.weight");
     if (read.ok()) {
-      if (absl::Status s = CheckShape(*read, "k_norm.weight", {layout.head_dim});
+      if (absl::Status s =
+              CheckShape(*read, "k_norm.weight", {layout.head_dim});
           !s.ok())
         return s;
       k_norm = read->values;
@@ -319,9 +326,9 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
       table_k[token * kv_width + o] = FloatToBf16(k_row[o]);
   }
   std::map<std::string, std::string> state;
-  state[std::string(kLayer0TableKey)] = Layer0Table::Serialize(
-      static_cast<uint32_t>(vocab), layout.num_kv_heads, layout.head_dim,
-      table_k, table_v);
+  state[std::string(kLayer0TableKey)] =
+      Layer0Table::Serialize(static_cast<uint32_t>(vocab), layout.num_kv_heads,
+                             layout.head_dim, table_k, table_v);
   return state;
 }
 
@@ -329,7 +336,8 @@ absl::StatusOr<std::string> LoadProfile(const std::string& path,
                                         const KvLayout& layout) {
   absl::StatusOr<std::string> text = ReadText(path);
   if (!text.ok()) return text.status();
-  absl::StatusOr<FidelityProfile> profile = ParseFidelityProfile(*text, &layout);
+  absl::StatusOr<FidelityProfile> profile =
+      ParseFidelityProfile(*text, &layout);
   if (!profile.ok())
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", profile.status().message()));

@@ -2,12 +2,14 @@
 #include <fstream>
 #include <iostream>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "codec/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, layout, "",
@@ -16,6 +18,8 @@ ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model directory; its config.json gives the layout");
 ABSL_FLAG(uint32_t, chunk_tokens, 0, "tokens per trie chunk (0: server default)");
 ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
+// Defined with `seqkv eval` (tools/lm): a calibration profile JSON.
+ABSL_DECLARE_FLAG(std::string, profile);
 
 namespace seqkv::cli {
 namespace {
@@ -69,13 +73,34 @@ absl::Status LayoutFromModelDir(const std::string& dir, KvLayout& layout) {
 
 namespace {
 
+// Codec state from the model's files: the layer-0 table (when the model
+// type supports one) and the calibration profile given with --profile.
+absl::Status AddCodecState(ModelRegistration& registration) {
+  if (const std::string dir = absl::GetFlag(FLAGS_model_dir); !dir.empty()) {
+    auto state = BuildCodecStateFromModelDir(dir, registration.layout);
+    if (state.ok()) {
+      registration.codec_state.merge(*state);
+    } else {
+      std::cerr << "note: no layer-0 table: " << state.status().message()
+                << "\n";
+    }
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_profile); !path.empty()) {
+    auto profile = LoadProfile(path, registration.layout);
+    if (!profile.ok()) return profile.status();
+    registration.codec_state["profile"] = *std::move(profile);
+  }
+  return absl::OkStatus();
+}
+
 int RunModel(std::span<char* const> args) {
   const std::string verb = args.empty() ? "" : args[0];
   const std::string name = absl::GetFlag(FLAGS_model);
   if ((verb != "register" && verb != "show") || name.empty()) {
     std::cerr << "usage: seqkv model register --model NAME "
                  "(--layout 32x8x128:bf16 [--rope rotate_half:500000] | "
-                 "--model_dir DIR) [--chunk_tokens N] [--default_codec C]\n"
+                 "--model_dir DIR) [--profile FILE] [--chunk_tokens N] "
+                 "[--default_codec C]\n"
                  "       seqkv model show --model NAME\n";
     return 2;
   }
@@ -112,6 +137,8 @@ int RunModel(std::span<char* const> args) {
         !status.ok())
       return ReportError(status);
   }
+  if (auto status = AddCodecState(registration); !status.ok())
+    return ReportError(status);
   auto created = client->RegisterModel(registration);
   if (!created.ok()) return ReportError(created.status());
   std::cout << nlohmann::json({{"model", name},

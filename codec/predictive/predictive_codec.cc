@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "xxhash.h"
 #include "absl/strings/str_cat.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
 #include "codec/predictive/byte_io.h"
 #include "codec/predictive/residual_coder.h"
 #include "codec/predictive/rope.h"
+#include "xxhash.h"
 
 namespace seqkv {
 namespace {
@@ -191,8 +191,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
   if (absl::Status s = CheckChunk(chunk); !s.ok()) return s;
   if (data.size() != chunk.num_bytes())
     return absl::InvalidArgumentError(
-        absl::StrCat("predictive: chunk has ", data.size(),
-                     " bytes, expected ", chunk.num_bytes()));
+        absl::StrCat("predictive: chunk has ", data.size(), " bytes, expected ",
+                     chunk.num_bytes()));
   const uint32_t tensors = layout_.tensors_per_layer();
   const uint32_t num_groups = layout_.num_layers * tensors;
   const GroupShape shape{layout_.num_kv_heads, chunk.num_tokens,
@@ -227,7 +227,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       const uint32_t group = layer * tensors + tensor;
       const bool rotate = RotatesGroup(tensor);
       const bool predict = PredictsGroup(chunk, layer, tensor);
-      const std::byte* src = data.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      const std::byte* src =
+          data.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
       double energy = 0;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
@@ -243,7 +244,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
           }
           if (rotate) rope->Undo(t, x);
           if (predict)
-            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, -1.0f, x);
+            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, -1.0f,
+                       x);
         }
       }
 
@@ -255,7 +257,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
         target = std::clamp(target, kMinRelMse, kMaxRelMse);
       }
       const double budget = std::max(
-          0.0, energy * (target * kBudgetMargin - RoundingFloor(layout_.dtype)));
+          0.0,
+          energy * (target * kBudgetMargin - RoundingFloor(layout_.dtype)));
       group_bytes.clear();
       group_bytes.push_back(static_cast<char>((rotate ? kFlagPreRope : 0) |
                                               (predict ? kFlagLayer0 : 0)));
@@ -283,8 +286,8 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   if (absl::Status s = CheckChunk(chunk); !s.ok()) return s;
   if (out.size() != chunk.num_bytes())
     return absl::InvalidArgumentError(
-        absl::StrCat("predictive: output has ", out.size(),
-                     " bytes, expected ", chunk.num_bytes()));
+        absl::StrCat("predictive: output has ", out.size(), " bytes, expected ",
+                     chunk.num_bytes()));
   const uint32_t tensors = layout_.tensors_per_layer();
   const uint32_t num_groups = layout_.num_layers * tensors;
   if (encoded.size() < sizeof(uint32_t))
@@ -325,9 +328,9 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
       uint8_t flags;
       if (!reader.GetVarint(size) || !reader.GetBytes(size, bytes) ||
           bytes.empty())
-        return absl::DataLossError(absl::StrCat(
-            "predictive: group (layer ", layer, ", tensor ", tensor,
-            ") is truncated"));
+        return absl::DataLossError(absl::StrCat("predictive: group (layer ",
+                                                layer, ", tensor ", tensor,
+                                                ") is truncated"));
       flags = static_cast<uint8_t>(bytes[0]);
       bytes.remove_prefix(1);
       const bool rotate = flags & kFlagPreRope;
@@ -352,7 +355,8 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
         rope.emplace(layout_.rope, width, chunk.first_position,
                      chunk.num_tokens);
       if (absl::Status s = decoder.Open(shape, bytes); !s.ok()) return s;
-      std::byte* dst = out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      std::byte* dst =
+          out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
           if (!decoder.NextRow(row.data()))
@@ -388,12 +392,14 @@ absl::StatusOr<Options> ParseOptions(std::string_view params) {
         equals == std::string_view::npos ? "" : item.substr(equals + 1));
     double number;
     if (!absl::SimpleAtod(value, &number) || !std::isfinite(number))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "predictive: parameter '", key, "' needs a number, got '", value, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("predictive: parameter '", key,
+                       "' needs a number, got '", value, "'"));
     if (key == "rel_mse") {
       if (number < kMinRelMse || number > 1)
-        return absl::InvalidArgumentError(absl::StrCat(
-            "predictive: rel_mse must be in [", kMinRelMse, ", 1], got ", value));
+        return absl::InvalidArgumentError(
+            absl::StrCat("predictive: rel_mse must be in [", kMinRelMse,
+                         ", 1], got ", value));
       options.rel_mse = number;
       has_rel_mse = true;
     } else if (key == "kl") {
@@ -403,13 +409,13 @@ absl::StatusOr<Options> ParseOptions(std::string_view params) {
       options.kl = number;
     } else if (key == "prerope" || key == "layer0") {
       if (number != 0 && number != 1)
-        return absl::InvalidArgumentError(absl::StrCat(
-            "predictive: ", key, " must be 0 or 1, got ", value));
+        return absl::InvalidArgumentError(
+            absl::StrCat("predictive: ", key, " must be 0 or 1, got ", value));
       (key == "prerope" ? options.prerope : options.layer0) = number == 1;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "predictive: unknown parameter '", key,
-          "' (known: rel_mse, kl, prerope, layer0)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("predictive: unknown parameter '", key,
+                       "' (known: rel_mse, kl, prerope, layer0)"));
     }
   }
   if (has_rel_mse && options.kl)
@@ -449,17 +455,16 @@ absl::StatusOr<std::unique_ptr<Codec>> CreatePredictiveCodec(
       for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
         std::optional<double> s = profile->Sensitivity(layer, tensor);
         if (!s)
-          return absl::FailedPreconditionError(absl::StrCat(
-              "predictive:kl: the profile of model '", model.name,
-              "' has no sensitivity for layer ", layer, " tensor ",
-              tensor == 0 ? "k" : "v"));
+          return absl::FailedPreconditionError(
+              absl::StrCat("predictive:kl: the profile of model '", model.name,
+                           "' has no sensitivity for layer ", layer, " tensor ",
+                           tensor == 0 ? "k" : "v"));
         sensitivities.push_back(*s);
       }
     }
   }
-  return std::make_unique<PredictiveCodec>(*options, model.layout,
-                                           std::move(layer0),
-                                           std::move(sensitivities));
+  return std::make_unique<PredictiveCodec>(
+      *options, model.layout, std::move(layer0), std::move(sensitivities));
 }
 
 }  // namespace seqkv

@@ -31,7 +31,8 @@ void NormalizeFrequencies(std::span<const uint32_t> counts,
   for (int s = 0; s < kAlphabetSize; ++s) {
     if (counts[s] == 0) continue;
     uint64_t scaled = (uint64_t{counts[s]} * kProbScale + total / 2) / total;
-    freqs[s] = static_cast<uint16_t>(std::clamp<uint64_t>(scaled, 1, kProbScale - 1));
+    freqs[s] =
+        static_cast<uint16_t>(std::clamp<uint64_t>(scaled, 1, kProbScale - 1));
     sum += freqs[s];
   }
   // Fix the rounding drift on the symbols that can best afford it: the
@@ -39,13 +40,13 @@ void NormalizeFrequencies(std::span<const uint32_t> counts,
   while (sum != kProbScale) {
     int best = -1;
     for (int s = 0; s < kAlphabetSize; ++s) {
-      if (sum > kProbScale ? freqs[s] <= 1 : freqs[s] == 0 ||
-                                                 freqs[s] >= kProbScale - 1)
+      if (sum > kProbScale ? freqs[s] <= 1
+                           : freqs[s] == 0 || freqs[s] >= kProbScale - 1)
         continue;
       if (best < 0 || freqs[s] > freqs[best]) best = s;
     }
-    const int64_t room = sum > kProbScale ? freqs[best] - 1
-                                          : kProbScale - 1 - freqs[best];
+    const int64_t room =
+        sum > kProbScale ? freqs[best] - 1 : kProbScale - 1 - freqs[best];
     const int64_t step = std::min<int64_t>(
         room, std::max<int64_t>(1, std::abs(sum - int64_t{kProbScale}) / 2));
     if (sum > kProbScale) {

@@ -109,10 +109,10 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
       bad_step = std::min(bad_step, step);
     }
     // Aim at the middle of the accepted window [0.97, 1] x budget.
-    float next = step * static_cast<float>(std::clamp(
-                            std::sqrt(0.985 * error_budget /
-                                      std::max(error, 1e-300)),
-                            0.6, 1.6));
+    float next =
+        step * static_cast<float>(std::clamp(
+                   std::sqrt(0.985 * error_budget / std::max(error, 1e-300)),
+                   0.6, 1.6));
     if (next >= bad_step) next = 0.5f * (std::max(best_step, step) + bad_step);
     if (next <= best_step)
       next = 0.5f * (best_step + std::min(bad_step, step * 1.6f));
@@ -138,7 +138,8 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   std::vector<int32_t> index(n);
   const float inverse = 1.0f / step;
   for (size_t i = 0; i < n; ++i)
-    index[i] = static_cast<int32_t>(RoundToInt(ClampIndex(residual[i] * inverse)));
+    index[i] =
+        static_cast<int32_t>(RoundToInt(ClampIndex(residual[i] * inverse)));
 
   std::vector<int64_t> sums(channels, 0);
   for (uint32_t h = 0; h < shape.num_heads; ++h)
@@ -339,7 +340,8 @@ bool ResidualDecoder::NextRow(float* row) {
     indices[d] = int32_t{symbols[d]} - kSymbolBias + offsets[d];
     any_escape |= symbols[d] == kEscapeSymbol;
   }
-  if (any_escape && !DecodeEscapes(indices, symbols, channel_base)) return false;
+  if (any_escape && !DecodeEscapes(indices, symbols, channel_base))
+    return false;
   const float step = step_;
   for (uint32_t d = 0; d < width; ++d)
     row[d] = static_cast<float>(indices[d]) * step;

@@ -72,11 +72,11 @@ class ResidualDecoder {
   GroupShape shape_;
   bool all_zero_ = false;
   float step_ = 0;
-  std::vector<int32_t> offsets_;                // per channel
-  std::vector<const DecodeModel*> model_of_;    // per channel
+  std::vector<int32_t> offsets_;              // per channel
+  std::vector<const DecodeModel*> model_of_;  // per channel
   std::vector<std::unique_ptr<DecodeModel>> models_;
-  std::vector<uint8_t> symbols_;                // one row
-  std::vector<int32_t> indices_;                // one row
+  std::vector<uint8_t> symbols_;  // one row
+  std::vector<int32_t> indices_;  // one row
   ByteReader escapes_{std::string_view()};
   std::unique_ptr<RansDecoder> rans_;
   size_t next_index_ = 0;

@@ -11,7 +11,8 @@ RopeTable::RopeTable(const RopeConfig& rope, uint32_t head_dim,
   half_ = rotary / 2;
   std::vector<float> inv_freq(half_);
   for (uint32_t i = 0; i < half_; ++i) {
-    const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary);
+    const float exponent =
+        static_cast<float>(2 * i) / static_cast<float>(rotary);
     inv_freq[i] = 1.0f / std::pow(static_cast<float>(rope.theta), exponent);
   }
   cos_.resize(size_t{num_tokens} * half_);

@@ -29,7 +29,7 @@ class RopeTable {
   void Rotate(uint32_t token, float* row, float direction) const;
 
   RopeStyle style_;
-  uint32_t half_;  // rotary_dim / 2: number of rotated pairs
+  uint32_t half_;           // rotary_dim / 2: number of rotated pairs
   std::vector<float> cos_;  // [token][half_]
   std::vector<float> sin_;
 };

@@ -37,7 +37,8 @@ struct Fixture {
     model.codec_state[std::string(kLayer0TableKey)] =
         Layer0Table::Serialize(8, 2, 16, k, v);
     tokens.resize(24);
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i % 8);
+    for (size_t i = 0; i < tokens.size(); ++i)
+      tokens[i] = static_cast<int32_t>(i % 8);
     chunk = ChunkInfo{&model.layout, 24, 40, tokens};
     data = testing::MakeChunkData(chunk, 5);
     codec = *CreateCodec("predictive:rel_mse=0.001", model);

@@ -67,7 +67,8 @@ TEST_P(PredictiveLayoutTest, MeetsRelativeMseOnEveryGroup) {
   std::vector<int32_t> tokens(c.tokens);
   ChunkInfo chunk{&model.layout, c.tokens, c.first_position, tokens};
   const std::vector<std::byte> data = MakeChunkData(chunk, 7);
-  const bool large = size_t{c.tokens} * c.layout.num_kv_heads * c.layout.head_dim >= 2048;
+  const bool large =
+      size_t{c.tokens} * c.layout.num_kv_heads * c.layout.head_dim >= 2048;
   for (double target : {0.001, 0.01, 0.0335, 0.1}) {
     auto codec = MakeCodec(absl::StrCat("predictive:rel_mse=", target), model);
     ASSERT_NE(codec, nullptr);
@@ -80,7 +81,9 @@ TEST_P(PredictiveLayoutTest, MeetsRelativeMseOnEveryGroup) {
         EXPECT_GE(errors[g].rel(), 0.8 * target) << c.name << " group " << g;
       }
     }
-    if (large) EXPECT_LT(size, data.size()) << c.name << " target " << target;
+    if (large) {
+      EXPECT_LT(size, data.size()) << c.name << " target " << target;
+    }
   }
 }
 
@@ -93,13 +96,12 @@ INSTANTIATE_TEST_SUITE_P(
         LayoutCase{"hd256_interleaved",
                    MakeLayout(2, 1, 256, DType::kBF16, RopeStyle::kInterleaved),
                    40, 1000},
-        LayoutCase{"hd128_partial_rotary_fp16",
-                   MakeLayout(2, 4, 128, DType::kFP16, RopeStyle::kRotateHalf,
-                              64),
-                   33, 77},
+        LayoutCase{
+            "hd128_partial_rotary_fp16",
+            MakeLayout(2, 4, 128, DType::kFP16, RopeStyle::kRotateHalf, 64), 33,
+            77},
         LayoutCase{"hd80_no_rope_fp32",
-                   MakeLayout(2, 3, 80, DType::kFP32, RopeStyle::kNone), 17,
-                   0},
+                   MakeLayout(2, 3, 80, DType::kFP32, RopeStyle::kNone), 17, 0},
         LayoutCase{"odd_head_dim_one_token",
                    MakeLayout(1, 1, 6, DType::kBF16, RopeStyle::kRotateHalf), 1,
                    5}),
@@ -119,7 +121,8 @@ TEST(PredictiveCodecTest, LatentLayout) {
 }
 
 TEST(PredictiveCodecTest, EmptyConstantAndZeroChunks) {
-  const KvLayout layout = MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
+  const KvLayout layout =
+      MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
   ModelContext model{"m", layout, {}};
   auto codec = MakeCodec("predictive:rel_mse=0.01", model);
   // No tokens.
@@ -159,7 +162,8 @@ TEST(PredictiveCodecTest, RejectsNonFiniteInputAndWrongSizes) {
 }
 
 TEST(PredictiveCodecTest, SpecParsing) {
-  ModelContext model{"m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
+  ModelContext model{
+      "m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
   EXPECT_EQ(MakeCodec("predictive", model)->spec(), "predictive:rel_mse=0.01");
   EXPECT_EQ(MakeCodec("predictive:rel_mse=0.02,prerope=0", model)->spec(),
             "predictive:rel_mse=0.02,prerope=0");
@@ -175,7 +179,8 @@ TEST(PredictiveCodecTest, SpecParsing) {
 
 // A KL budget without a profile cannot be split.
 TEST(PredictiveCodecTest, KlNeedsProfile) {
-  ModelContext model{"m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
+  ModelContext model{
+      "m", MakeLayout(2, 2, 64, DType::kBF16, RopeStyle::kRotateHalf), {}};
   EXPECT_EQ(CreateCodec("predictive:kl=0.001", model).status().code(),
             absl::StatusCode::kFailedPrecondition);
   // A profile that misses a group is not enough either.
@@ -187,10 +192,12 @@ TEST(PredictiveCodecTest, KlNeedsProfile) {
 }
 
 TEST(PredictiveCodecTest, KlBudgetSplitBySensitivity) {
-  const KvLayout layout = MakeLayout(4, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
+  const KvLayout layout =
+      MakeLayout(4, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
   const double sensitivity[4][2] = {
       {0.004, 0.002}, {0.01, 0.005}, {0.074, 0.02}, {0.003, 0.001}};
-  std::string profile = R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
+  std::string profile =
+      R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
   for (int l = 0; l < 4; ++l)
     for (int t = 0; t < 2; ++t)
       absl::StrAppend(&profile, l + t ? "," : "", R"({"layer": )", l,
@@ -206,7 +213,8 @@ TEST(PredictiveCodecTest, KlBudgetSplitBySensitivity) {
   EXPECT_EQ(codec->spec(), "predictive:kl=0.0013");
   std::vector<GroupError> errors = RoundTrip(*codec, chunk, data);
   double spent = 0;
-  for (int g = 0; g < 8; ++g) spent += sensitivity[g / 2][g % 2] * errors[g].rel();
+  for (int g = 0; g < 8; ++g)
+    spent += sensitivity[g / 2][g % 2] * errors[g].rel();
   EXPECT_LE(spent, kl);
   EXPECT_GE(spent, 0.8 * kl);
   // Targets go as 1 / sensitivity: the most sensitive group is coded finest.

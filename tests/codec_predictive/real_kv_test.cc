@@ -44,8 +44,10 @@ const std::vector<Dump>& Dumps() {
   static const std::vector<Dump>* dumps = [] {
     auto* out = new std::vector<Dump>;
     std::vector<std::filesystem::path> paths;
-    for (const auto& entry : std::filesystem::directory_iterator(kDataDir + "/kv"))
-      if (entry.path().extension() == ".safetensors") paths.push_back(entry.path());
+    for (const auto& entry :
+         std::filesystem::directory_iterator(kDataDir + "/kv"))
+      if (entry.path().extension() == ".safetensors")
+        paths.push_back(entry.path());
     std::sort(paths.begin(), paths.end());
     for (const auto& path : paths) {
       absl::StatusOr<SafetensorsFile> file = ReadSafetensors(path.string());
@@ -91,9 +93,10 @@ std::vector<std::byte> ChunkBytes(const Dump& dump, const ChunkInfo& chunk,
   for (uint32_t l = 0; l < layout.num_layers; ++l)
     for (uint32_t t = 0; t < 2; ++t)
       for (uint32_t h = 0; h < layout.num_kv_heads; ++h) {
-        const uint16_t* src = (t == 0 ? dump.k : dump.v).data() +
-                              ((size_t{l} * layout.num_kv_heads + h) * total + begin) *
-                                  layout.head_dim;
+        const uint16_t* src =
+            (t == 0 ? dump.k : dump.v).data() +
+            ((size_t{l} * layout.num_kv_heads + h) * total + begin) *
+                layout.head_dim;
         std::memcpy(&out[chunk.RowOffset(l, t, h, 0) * 2], src,
                     size_t{chunk.num_tokens} * layout.head_dim * 2);
       }
@@ -218,16 +221,19 @@ TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
 TEST(Layer0TableTest, ConfigMustMatchLayout) {
   KvLayout layout = DumpLayout();
   layout.num_kv_heads = 4;
-  EXPECT_EQ(BuildCodecStateFromModelDir(kDataDir + "/lm", layout).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      BuildCodecStateFromModelDir(kDataDir + "/lm", layout).status().code(),
+      absl::StatusCode::kInvalidArgument);
   layout = DumpLayout();
   layout.rope.theta = 500000;
-  EXPECT_EQ(BuildCodecStateFromModelDir(kDataDir + "/lm", layout).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(BuildCodecStateFromModelDir(kDataDir + "/no_such_model", DumpLayout())
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      BuildCodecStateFromModelDir(kDataDir + "/lm", layout).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      BuildCodecStateFromModelDir(kDataDir + "/no_such_model", DumpLayout())
+          .status()
+          .code(),
+      absl::StatusCode::kNotFound);
 }
 
 // Predicted layer-0 payloads need the table on the decoding side too.

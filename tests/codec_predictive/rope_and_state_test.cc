@@ -52,10 +52,10 @@ TEST(RopeTableTest, MatchesDefinition) {
     std::vector<float> y = x;
     table.Apply(0, y.data());
     for (uint32_t i = 0; i < rotary / 2; ++i) {
-      const double angle =
-          position * (1.0 / std::pow(theta, 2.0 * i / rotary));
+      const double angle = position * (1.0 / std::pow(theta, 2.0 * i / rotary));
       const uint32_t a = style == RopeStyle::kRotateHalf ? i : 2 * i;
-      const uint32_t b = style == RopeStyle::kRotateHalf ? i + rotary / 2 : 2 * i + 1;
+      const uint32_t b =
+          style == RopeStyle::kRotateHalf ? i + rotary / 2 : 2 * i + 1;
       EXPECT_NEAR(y[a], x[a] * std::cos(angle) - x[b] * std::sin(angle), 1e-4);
       EXPECT_NEAR(y[b], x[b] * std::cos(angle) + x[a] * std::sin(angle), 1e-4);
     }
@@ -84,7 +84,8 @@ TEST(Layer0TableTest, SerializeParseRoundTrip) {
   EXPECT_EQ(table->Row(0, 2, 0)[1], 9);
   EXPECT_EQ(table->Row(1, 1, 0)[3], 107);
   // Truncated, wrong magic, wrong shape.
-  EXPECT_FALSE(Layer0Table::Parse(blob.substr(0, blob.size() - 1), SmallLayout()).ok());
+  EXPECT_FALSE(
+      Layer0Table::Parse(blob.substr(0, blob.size() - 1), SmallLayout()).ok());
   EXPECT_FALSE(Layer0Table::Parse("x" + blob.substr(1), SmallLayout()).ok());
   KvLayout other = SmallLayout();
   other.head_dim = 8;
@@ -103,15 +104,15 @@ TEST(FidelityProfileTest, ParsesAndRejects) {
   EXPECT_DOUBLE_EQ(*profile->Sensitivity(0, 0), 0.0123);
   EXPECT_DOUBLE_EQ(*profile->Sensitivity(1, 1), 0.5);
   EXPECT_FALSE(profile->Sensitivity(1, 0).has_value());
-  for (const char* bad : {
-           "not json",
-           R"({"groups": []})",
-           R"({"metric": "mse", "groups": [{"layer": 0, "tensor": "k", "sensitivity": 1}]})",
-           R"({"groups": [{"layer": 2, "tensor": "k", "sensitivity": 1}]})",
-           R"({"groups": [{"layer": 0, "tensor": "q", "sensitivity": 1}]})",
-           R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": -1}]})",
-           R"({"groups": [{"layer": 0, "tensor": "k"}]})",
-           R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": 1},
+  for (
+      const char* bad :
+      {"not json", R"({"groups": []})",
+       R"({"metric": "mse", "groups": [{"layer": 0, "tensor": "k", "sensitivity": 1}]})",
+       R"({"groups": [{"layer": 2, "tensor": "k", "sensitivity": 1}]})",
+       R"({"groups": [{"layer": 0, "tensor": "q", "sensitivity": 1}]})",
+       R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": -1}]})",
+       R"({"groups": [{"layer": 0, "tensor": "k"}]})",
+       R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": 1},
                           {"layer": 0, "tensor": "k", "sensitivity": 2}]})"}) {
     EXPECT_EQ(ParseFidelityProfile(bad, &layout).status().code(),
               absl::StatusCode::kInvalidArgument)
