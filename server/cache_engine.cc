@@ -52,7 +52,8 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
       trie_(store),
       models_(store),
       stats_(store),
-      next_put_id_(static_cast<uint64_t>(NowMicros())) {}
+      next_put_id_(static_cast<uint64_t>(NowMicros())),
+      pool_(options_.codec_threads) {}
 
 CacheEngine::~CacheEngine() { stats_.Save().IgnoreError(); }
 
@@ -316,11 +317,15 @@ absl::Status CacheEngine::Get(
   header.set_namespace_(matched > 0 ? match->second : "");
   if (!on_header(header)) return absl::CancelledError("client went away");
 
-  std::vector<std::byte> chunk;
-  std::string out;
+  // The pieces of matched chunks that fall in [begin, end).
+  struct Segment {
+    const TrieNode* node;
+    uint32_t from, to;  // token offsets inside the chunk
+    std::shared_ptr<const Codec> codec;
+  };
+  std::vector<Segment> segments;
   uint32_t node_start = 0;
   for (const TrieNode& node : match->first.nodes) {
-    const uint32_t node_tokens = node.record.tokens_size();
     const uint32_t from = std::max(begin, node_start);
     const uint32_t to = std::min(end, node_start + node.matched_tokens);
     if (from < to) {
@@ -329,25 +334,57 @@ absl::Status CacheEngine::Get(
         return absl::DataLossError(absl::StrCat(
             "stored chunk uses codec '", node.record.codec(),
             "' which this server cannot build: ", codec.status().message()));
-      auto payload = trie_.ReadPayload(node.record);
-      if (!payload.ok()) return payload.status();
-      ChunkInfo info{&layout, node_tokens, node.record.first_position(),
-                     Span(node.record.tokens())};
-      chunk.resize(info.num_bytes());
-      if (auto status = (*codec)->Decode(info, *payload, chunk); !status.ok())
-        return absl::DataLossError(absl::StrCat(
-            "stored chunk ", node.key.Hex(), " does not decode: ",
-            status.message()));
-      out.clear();
-      ChunkToTokenMajor(layout, node_tokens, chunk, from - node_start,
-                        to - node_start, out);
-      for (size_t offset = 0; offset < out.size(); offset += message_bytes) {
-        std::string piece = out.substr(offset, message_bytes);
-        if (!on_data(piece)) return absl::CancelledError("client went away");
-      }
+      segments.push_back({&node, from - node_start, to - node_start, *codec});
     }
     node_start += node.matched_tokens;
-    if (node_start >= end) break;
+  }
+  // Decode on the worker pool, one chunk ahead of the one being sent.
+  struct DecodeJob {
+    std::string out;
+    absl::Status status;
+    absl::Notification done;
+  };
+  auto start_decode = [&](const Segment& segment) {
+    auto job = std::make_unique<DecodeJob>();
+    pool_.Submit([this, &layout, &segment, raw = job.get()] {
+      const NodeRecord& record = segment.node->record;
+      ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                     record.first_position(), Span(record.tokens())};
+      auto payload = trie_.ReadPayload(record);
+      if (!payload.ok()) {
+        raw->status = payload.status();
+      } else {
+        std::vector<std::byte> chunk(info.num_bytes());
+        raw->status = segment.codec->Decode(info, *payload, chunk);
+        if (raw->status.ok()) {
+          ChunkToTokenMajor(layout, info.num_tokens, chunk, segment.from,
+                            segment.to, raw->out);
+        } else {
+          raw->status = absl::DataLossError(absl::StrCat(
+              "stored chunk ", segment.node->key.Hex(),
+              " does not decode: ", raw->status.message()));
+        }
+      }
+      raw->done.Notify();
+    });
+    return job;
+  };
+  std::unique_ptr<DecodeJob> next =
+      segments.empty() ? nullptr : start_decode(segments[0]);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    std::unique_ptr<DecodeJob> current = std::move(next);
+    if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
+    current->done.WaitForNotification();
+    absl::Status status = current->status;
+    for (size_t offset = 0; status.ok() && offset < current->out.size();
+         offset += message_bytes) {
+      std::string piece = current->out.substr(offset, message_bytes);
+      if (!on_data(piece)) status = absl::CancelledError("client went away");
+    }
+    if (!status.ok()) {
+      if (next) next->done.WaitForNotification();  // it points at segments
+      return status;
+    }
   }
   const int64_t now = NowMicros();
   trie_.RecordVisits(match->first.nodes, now).IgnoreError();
@@ -453,7 +490,25 @@ PutSession::PutSession(CacheEngine* engine, std::string name_space,
       parent_(RootKey(name_space_, model_->fingerprint)) {}
 
 PutSession::~PutSession() {
+  Collect(0).IgnoreError();  // tasks point into this session
   if (!finished_) engine_->trie_.DiscardPayloads(staged_);
+}
+
+absl::Status PutSession::Collect(size_t keep) {
+  absl::Status first_error;
+  while (in_flight_.size() > keep) {
+    std::unique_ptr<EncodeJob> job = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    job->done.WaitForNotification();
+    if (job->status.ok()) {
+      staged_.push_back(std::move(job->node));
+    } else if (first_error.ok()) {
+      // Its payload may be half written; discard it with the rest.
+      staged_.push_back(std::move(job->node));
+      first_error = job->status;
+    }
+  }
+  return first_error;
 }
 
 absl::Status PutSession::Append(std::string_view bytes) {
@@ -494,37 +549,45 @@ absl::Status PutSession::FlushChunk() {
     ++deduped_;
     path_.push_back({key, std::move(**existing), count});
   } else {
-    ChunkInfo info{&layout, count, next_token_, chunk_tokens};
-    chunk_buffer_.resize(info.num_bytes());
-    TokenMajorToChunk(layout, count,
-                      std::as_bytes(std::span(pending_.data(), pending_.size())),
-                      chunk_buffer_);
-    std::string payload;
-    if (auto status = codec_->Encode(info, chunk_buffer_, payload);
-        !status.ok())
-      return status;
-    PendingNode node;
-    node.key = key;
+    auto job = std::make_unique<EncodeJob>();
+    job->node.key = key;
     std::string payload_key = key.Bytes();
     char id[8];
     absl::big_endian::Store64(id, put_id_);
     payload_key.append(id, 8);
-    NodeRecord& record = node.record;
+    NodeRecord& record = job->node.record;
     record.set_parent_key(parent_.Bytes());
     record.mutable_tokens()->Add(chunk_tokens.begin(), chunk_tokens.end());
     record.set_depth(next_token_ / model_->chunk_tokens);
     record.set_first_position(next_token_);
     record.set_payload_key(payload_key);
     record.set_codec(codec_->spec());
-    record.set_bytes_logical(info.num_bytes());
-    record.set_bytes_stored(payload.size());
+    record.set_bytes_logical(uint64_t{count} * layout.bytes_per_token());
     record.set_created_unix_micros(NowMicros());
     record.set_namespace_(name_space_);
     record.set_model(model_->record.name());
-    if (auto status = engine_->trie_.StagePayload(payload_key, payload);
-        !status.ok())
-      return status;
-    staged_.push_back(std::move(node));
+    job->token_major.swap(pending_);
+    EncodeJob* raw = job.get();
+    engine_->pool_.Submit([this, raw, info = ChunkInfo{&layout, count,
+                                                       next_token_,
+                                                       chunk_tokens}] {
+      std::vector<std::byte> chunk(info.num_bytes());
+      TokenMajorToChunk(*info.layout, info.num_tokens,
+                        std::as_bytes(std::span(raw->token_major.data(),
+                                                raw->token_major.size())),
+                        chunk);
+      raw->token_major = std::string();  // release the input early
+      std::string payload;
+      raw->status = codec_->Encode(info, chunk, payload);
+      if (raw->status.ok()) {
+        raw->node.record.set_bytes_stored(payload.size());
+        raw->status = engine_->trie_.StagePayload(
+            raw->node.record.payload_key(), payload);
+      }
+      raw->done.Notify();
+    });
+    in_flight_.push_back(std::move(job));
+    if (auto status = Collect(kMaxChunksInFlight); !status.ok()) return status;
   }
   parent_ = key;
   next_token_ += count;
@@ -542,6 +605,7 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   if (!pending_.empty()) {
     if (auto status = FlushChunk(); !status.ok()) return status;
   }
+  if (auto status = Collect(0); !status.ok()) return status;
   std::lock_guard<std::mutex> lock(engine_->trie_.write_mutex());
   if (new_model_) {
     // Another Put may have registered the model since this one began.

@@ -3,6 +3,7 @@
 #ifndef SEQKV_SERVER_CACHE_ENGINE_H_
 #define SEQKV_SERVER_CACHE_ENGINE_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <span>
@@ -12,10 +13,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "codec/codec.h"
 #include "seqkv/v1/kvcache.pb.h"
 #include "server/eviction_index.h"
 #include "server/stats.h"
+#include "server/worker_pool.h"
 #include "storage/kv_store.h"
 #include "storage/model_registry.h"
 #include "storage/trie.h"
@@ -27,6 +30,8 @@ struct EngineOptions {
   std::string default_codec = "lossless";
   // Longest sequence one Put or lookup may carry.
   uint32_t max_tokens = 1 << 21;
+  // Threads that encode and decode chunks (0: one per hardware thread).
+  size_t codec_threads = 0;
 };
 
 // Where a request reads: its own namespace first, then shared ones.
@@ -123,10 +128,13 @@ class CacheEngine {
   absl::Mutex codecs_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
       ABSL_GUARDED_BY(codecs_mutex_);
+  // Last: destroyed first, finishing its tasks while the rest still exists.
+  WorkerPool pool_;
 };
 
-// One Put in flight. Holds at most one chunk of data; chunks are encoded and
-// staged as they fill, and everything becomes visible at Finish in one
+// One Put in flight. Chunks are encoded on the engine's worker pool while the
+// next one arrives, with at most kMaxChunksInFlight chunks held at a time,
+// and staged as they are done; everything becomes visible at Finish in one
 // atomic commit. Destroying an unfinished session discards what it staged.
 class PutSession {
  public:
@@ -141,7 +149,17 @@ class PutSession {
   absl::StatusOr<v1::PutResponse> Finish();
 
  private:
+  static constexpr size_t kMaxChunksInFlight = 2;
+  struct EncodeJob {
+    PendingNode node;
+    std::string token_major;
+    absl::Status status;
+    absl::Notification done;
+  };
+
   absl::Status FlushChunk();
+  // Waits until at most `keep` encodes are in flight; stages their results.
+  absl::Status Collect(size_t keep);
 
   CacheEngine* engine_;
   std::string name_space_;
@@ -153,7 +171,7 @@ class PutSession {
   NodeKey parent_;
   uint32_t next_token_ = 0;  // first token of the chunk being filled
   std::string pending_;      // token-major bytes of that chunk
-  std::vector<std::byte> chunk_buffer_;
+  std::deque<std::unique_ptr<EncodeJob>> in_flight_;
   std::vector<PendingNode> staged_;
   std::vector<TrieNode> path_;  // chunks that were stored already
   uint32_t deduped_ = 0;
