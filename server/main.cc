@@ -39,6 +39,8 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(uint64_t, capacity_bytes, 0,
           "evict least recently used chunks, fairly across tenants, beyond "
           "this many stored bytes (0: unlimited; overrides the config's)");
+ABSL_FLAG(uint32_t, codec_threads, 0,
+          "threads that encode and decode chunks (0: one per hardware thread)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
 
 namespace seqkv {
@@ -99,6 +101,7 @@ int Serve() {
   EngineOptions engine_options;
   engine_options.default_codec = absl::GetFlag(FLAGS_default_codec);
   engine_options.default_chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  engine_options.codec_threads = absl::GetFlag(FLAGS_codec_threads);
   if (engine_options.default_chunk_tokens == 0 ||
       engine_options.default_chunk_tokens > 65536) {
     spdlog::error("--chunk_tokens must be in [1, 65536]");
