@@ -62,10 +62,9 @@ class Client::Impl {
       context.AddMetadata("authorization",
                           absl::StrCat("Bearer ", options_.api_key));
     if (options_.timeout_s > 0)
-      context.set_deadline(
-          std::chrono::system_clock::now() +
-          std::chrono::milliseconds(
-              static_cast<int64_t>(options_.timeout_s * 1000)));
+      context.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(static_cast<int64_t>(
+                               options_.timeout_s * 1000)));
   }
 
   const ClientOptions options_;
@@ -80,8 +79,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
   if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel =
-      grpc::CreateCustomChannel(options.server, *credentials, args);
+  auto channel = grpc::CreateCustomChannel(options.server, *credentials, args);
   return std::unique_ptr<Client>(
       new Client(std::make_unique<Impl>(options, std::move(channel))));
 }
@@ -101,7 +99,8 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
   v1::LookupResponse response;
   grpc::ClientContext context;
   impl_->Prepare(context);
-  if (auto status = FromGrpc(impl_->stub_->Lookup(&context, request, &response));
+  if (auto status =
+          FromGrpc(impl_->stub_->Lookup(&context, request, &response));
       !status.ok())
     return status;
   return LookupResult{response.matched_tokens(), response.namespace_()};
@@ -217,7 +216,8 @@ absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,
   v1::DeleteResponse response;
   grpc::ClientContext context;
   impl_->Prepare(context);
-  if (auto status = FromGrpc(impl_->stub_->Delete(&context, request, &response));
+  if (auto status =
+          FromGrpc(impl_->stub_->Delete(&context, request, &response));
       !status.ok())
     return status;
   return DeleteResult{response.chunks_deleted(), response.bytes_freed()};
@@ -235,8 +235,8 @@ absl::StatusOr<bool> Client::RegisterModel(
   v1::RegisterModelResponse response;
   grpc::ClientContext context;
   impl_->Prepare(context);
-  if (auto status = FromGrpc(
-          impl_->stub_->RegisterModel(&context, request, &response));
+  if (auto status =
+          FromGrpc(impl_->stub_->RegisterModel(&context, request, &response));
       !status.ok())
     return status;
   return response.created();

@@ -29,8 +29,8 @@ struct ClientOptions {
 
 struct PutOptions {
   std::string model;
-  std::string codec;      // empty: the model's or server's default
-  std::string name_space; // empty: the caller's own namespace
+  std::string codec;       // empty: the model's or server's default
+  std::string name_space;  // empty: the caller's own namespace
 };
 
 struct PutResult {

@@ -31,9 +31,9 @@ absl::Status KvCache::Validate() const {
   if (auto status = layout.Validate(); !status.ok()) return status;
   const size_t expected = TensorBytes(layout, tokens.size());
   if (k.size() != expected)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "k has ", k.size(), " bytes, layout and ", tokens.size(),
-        " tokens need ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat("k has ", k.size(), " bytes, layout and ", tokens.size(),
+                     " tokens need ", expected));
   if (v.size() != (layout.latent ? 0 : expected))
     return absl::InvalidArgumentError(absl::StrCat(
         "v has ", v.size(), " bytes, expected ", layout.latent ? 0 : expected));
@@ -59,7 +59,8 @@ void KvCache::AppendTokenMajor(uint32_t begin, uint32_t end,
         const std::vector<std::byte>& source = tensor == 0 ? k : v;
         for (uint32_t head = 0; head < layout.num_kv_heads; ++head) {
           size_t offset =
-              ((size_t{layer} * layout.num_kv_heads + head) * total_tokens + t) *
+              ((size_t{layer} * layout.num_kv_heads + head) * total_tokens +
+               t) *
               row;
           std::memcpy(dst, source.data() + offset, row);
           dst += row;
@@ -81,7 +82,8 @@ void KvCache::ScatterTokenMajor(uint32_t begin,
         std::vector<std::byte>& target = tensor == 0 ? k : v;
         for (uint32_t head = 0; head < layout.num_kv_heads; ++head) {
           size_t offset =
-              ((size_t{layer} * layout.num_kv_heads + head) * total_tokens + t) *
+              ((size_t{layer} * layout.num_kv_heads + head) * total_tokens +
+               t) *
               row;
           std::memcpy(target.data() + offset, src, row);
           src += row;
@@ -118,10 +120,11 @@ absl::StatusOr<KvCache> ReadKvCacheFile(const std::string& path) {
   auto token_span = (*tokens)->as<int32_t>();
   cache.tokens.assign(token_span.begin(), token_span.end());
   if (k_tensor.shape[2] != static_cast<int64_t>(cache.tokens.size()))
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": 'k' has ", k_tensor.shape[2], " tokens, 'tokens' has ",
-        cache.tokens.size()));
-  if (v.ok() && ((*v)->shape != k_tensor.shape || (*v)->dtype != k_tensor.dtype))
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": 'k' has ", k_tensor.shape[2],
+                     " tokens, 'tokens' has ", cache.tokens.size()));
+  if (v.ok() &&
+      ((*v)->shape != k_tensor.shape || (*v)->dtype != k_tensor.dtype))
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": 'v' must have the shape and dtype of 'k'"));
   cache.k = std::move(file->tensors["k"].data);
@@ -138,10 +141,9 @@ absl::Status WriteKvCacheFile(const std::string& path, const KvCache& cache) {
   tokens.shape = {static_cast<int64_t>(cache.tokens.size())};
   tokens.data.resize(cache.tokens.size() * sizeof(int32_t));
   std::memcpy(tokens.data.data(), cache.tokens.data(), tokens.data.size());
-  std::vector<int64_t> shape = {cache.layout.num_layers,
-                                cache.layout.num_kv_heads,
-                                static_cast<int64_t>(cache.tokens.size()),
-                                cache.layout.head_dim};
+  std::vector<int64_t> shape = {
+      cache.layout.num_layers, cache.layout.num_kv_heads,
+      static_cast<int64_t>(cache.tokens.size()), cache.layout.head_dim};
   Tensor& k = file.tensors["k"];
   k.dtype = SafetensorsDType(cache.layout.dtype);
   k.shape = shape;

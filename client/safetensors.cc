@@ -37,8 +37,8 @@ absl::StatusOr<Header> ParseHeader(std::string_view json_text,
       if (!value.is_object())
         return absl::DataLossError("safetensors __metadata__ is not an object");
       for (const auto& [key, item] : value.items())
-        header.metadata[key] = item.is_string() ? item.get<std::string>()
-                                                : item.dump();
+        header.metadata[key] =
+            item.is_string() ? item.get<std::string>() : item.dump();
       continue;
     }
     if (!value.is_object() || !value.contains("dtype") ||
@@ -52,8 +52,9 @@ absl::StatusOr<Header> ParseHeader(std::string_view json_text,
     entry.dtype = value["dtype"].get<std::string>();
     size_t element_size = SafetensorsDTypeSize(entry.dtype);
     if (element_size == 0)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "safetensors tensor '", name, "' has unsupported dtype ", entry.dtype));
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors tensor '", name, "' has unsupported dtype ",
+                       entry.dtype));
     uint64_t count = 1;
     for (const auto& dim : value["shape"]) {
       if (!dim.is_number_unsigned())
@@ -82,7 +83,8 @@ absl::StatusOr<Header> ParseHeader(std::string_view json_text,
 }
 
 absl::StatusOr<std::string> ReadExactly(std::ifstream& in, uint64_t offset,
-                                        uint64_t size, const std::string& path) {
+                                        uint64_t size,
+                                        const std::string& path) {
   std::string bytes(size, '\0');
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(bytes.data(), static_cast<std::streamsize>(size));
@@ -90,8 +92,8 @@ absl::StatusOr<std::string> ReadExactly(std::ifstream& in, uint64_t offset,
   return bytes;
 }
 
-absl::StatusOr<SafetensorsFile> ReadFile(const std::string& path,
-                                         const std::vector<std::string>* names) {
+absl::StatusOr<SafetensorsFile> ReadFile(
+    const std::string& path, const std::vector<std::string>* names) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   in.seekg(0, std::ios::end);
@@ -137,10 +139,12 @@ size_t Tensor::num_elements() const {
   return count;
 }
 
-absl::StatusOr<const Tensor*> SafetensorsFile::Find(std::string_view name) const {
+absl::StatusOr<const Tensor*> SafetensorsFile::Find(
+    std::string_view name) const {
   auto it = tensors.find(std::string(name));
   if (it == tensors.end())
-    return absl::NotFoundError(absl::StrCat("no tensor named '", std::string(name), "'"));
+    return absl::NotFoundError(
+        absl::StrCat("no tensor named '", std::string(name), "'"));
   return &it->second;
 }
 
@@ -171,8 +175,7 @@ absl::StatusOr<SafetensorsFile> ReadSafetensorsTensors(
 
 absl::StatusOr<SafetensorsFile> ParseSafetensors(
     std::span<const std::byte> bytes) {
-  if (bytes.size() < 8)
-    return absl::DataLossError("not a safetensors buffer");
+  if (bytes.size() < 8) return absl::DataLossError("not a safetensors buffer");
   uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), 8);
   if (header_size > kMaxHeaderBytes || header_size > bytes.size() - 8)
@@ -200,10 +203,11 @@ absl::Status WriteSafetensors(const std::string& path,
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : file.tensors) {
-    if (tensor.data.size() != tensor.num_elements() *
-                                  SafetensorsDTypeSize(tensor.dtype))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, "' has a byte count that does not match its shape"));
+    if (tensor.data.size() !=
+        tensor.num_elements() * SafetensorsDTypeSize(tensor.dtype))
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name,
+                       "' has a byte count that does not match its shape"));
     header[name] = {{"dtype", tensor.dtype},
                     {"shape", tensor.shape},
                     {"data_offsets", {offset, offset + tensor.data.size()}}};
@@ -215,14 +219,16 @@ absl::Status WriteSafetensors(const std::string& path,
   const std::string tmp_path = path + ".tmp";
   {
     std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+    if (!out)
+      return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
     uint64_t header_size = text.size();
     out.write(reinterpret_cast<const char*>(&header_size), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, tensor] : file.tensors)
       out.write(reinterpret_cast<const char*>(tensor.data.data()),
                 static_cast<std::streamsize>(tensor.data.size()));
-    if (!out.flush()) return absl::DataLossError(absl::StrCat("write failed: ", path));
+    if (!out.flush())
+      return absl::DataLossError(absl::StrCat("write failed: ", path));
   }
   if (std::rename(tmp_path.c_str(), path.c_str()) != 0)
     return absl::InternalError(absl::StrCat("cannot rename to ", path));

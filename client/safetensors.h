@@ -18,7 +18,7 @@
 namespace seqkv {
 
 struct Tensor {
-  std::string dtype;            // safetensors name: "BF16", "F16", "F32", "I32", "I64"
+  std::string dtype;  // safetensors name: "BF16", "F16", "F32", "I32", "I64"
   std::vector<int64_t> shape;
   std::vector<std::byte> data;  // little-endian, row-major
 
@@ -43,7 +43,8 @@ size_t SafetensorsDTypeSize(std::string_view dtype);
 // Parses a whole file; every offset and size is checked against the file, so a
 // truncated or corrupt file gives DATA_LOSS or INVALID_ARGUMENT, never a crash.
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path);
-absl::StatusOr<SafetensorsFile> ParseSafetensors(std::span<const std::byte> bytes);
+absl::StatusOr<SafetensorsFile> ParseSafetensors(
+    std::span<const std::byte> bytes);
 
 // Reads only the named tensors of a file (skipping the others on disk).
 absl::StatusOr<SafetensorsFile> ReadSafetensorsTensors(

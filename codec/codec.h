@@ -50,8 +50,7 @@ class Codec {
   // Decodes `encoded` into `out` (exactly chunk.num_bytes() bytes). The input
   // is untrusted: anything malformed yields DATA_LOSS, never a crash or an
   // access outside `encoded` and `out`.
-  virtual absl::Status Decode(const ChunkInfo& chunk,
-                              std::string_view encoded,
+  virtual absl::Status Decode(const ChunkInfo& chunk, std::string_view encoded,
                               std::span<std::byte> out) const = 0;
 };
 

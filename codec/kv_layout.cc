@@ -31,15 +31,15 @@ absl::StatusOr<DType> ParseDType(std::string_view name) {
   if (name == "bf16" || name == "BF16") return DType::kBF16;
   if (name == "fp16" || name == "F16" || name == "f16") return DType::kFP16;
   if (name == "fp32" || name == "F32" || name == "f32") return DType::kFP32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported dtype '", std::string(name), "' (want bf16, fp16 or fp32)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unsupported dtype '", std::string(name), "' (want bf16, fp16 or fp32)"));
 }
 
 absl::Status KvLayout::Validate() const {
   // Generous bounds: they exist to reject garbage, not real models.
   if (num_layers == 0 || num_layers > 1024)
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout.num_layers must be in [1, 1024], got ", num_layers));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout.num_layers must be in [1, 1024], got ", num_layers));
   if (num_kv_heads == 0 || num_kv_heads > 1024)
     return absl::InvalidArgumentError(absl::StrCat(
         "layout.num_kv_heads must be in [1, 1024], got ", num_kv_heads));

@@ -26,8 +26,8 @@ class RawCodec final : public Codec {
                       std::span<std::byte> out) const override {
     if (encoded.size() != out.size() || out.size() != chunk.num_bytes())
       return absl::DataLossError(
-          absl::StrCat("raw: payload has ", encoded.size(),
-                       " bytes, expected ", chunk.num_bytes()));
+          absl::StrCat("raw: payload has ", encoded.size(), " bytes, expected ",
+                       chunk.num_bytes()));
     std::memcpy(out.data(), encoded.data(), encoded.size());
     return absl::OkStatus();
   }
@@ -38,8 +38,8 @@ class RawCodec final : public Codec {
 absl::StatusOr<std::unique_ptr<Codec>> CreateRawCodec(
     std::string_view params, const ModelContext& model) {
   if (!params.empty())
-    return absl::InvalidArgumentError(
-        absl::StrCat("codec 'raw' takes no parameters, got '", std::string(params), "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec 'raw' takes no parameters, got '", std::string(params), "'"));
   return std::make_unique<RawCodec>();
 }
 

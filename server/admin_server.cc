@@ -61,7 +61,8 @@ std::string StatsJson(CacheEngine& engine) {
   nlohmann::json doc;
   doc["global"] = StatsObject(Sum(all));
   doc["tenants"] = nlohmann::json::object();
-  for (const auto& [name, stats] : all) doc["tenants"][name] = StatsObject(stats);
+  for (const auto& [name, stats] : all)
+    doc["tenants"][name] = StatsObject(stats);
   return doc.dump(2);
 }
 
@@ -110,16 +111,18 @@ void AdminServer::Routes() {
   http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    res.status = ready_ ? 200 : 503;
-    res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
-  });
-  http_->Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(StatsJson(*engine_), "application/json");
-  });
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusMetrics(*engine_),
-                    "text/plain; version=0.0.4");
+  http_->Get("/readyz",
+             [this](const httplib::Request&, httplib::Response& res) {
+               res.status = ready_ ? 200 : 503;
+               res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
+             });
+  http_->Get("/v1/stats",
+             [this](const httplib::Request&, httplib::Response& res) {
+               res.set_content(StatsJson(*engine_), "application/json");
+             });
+  http_->Get("/metrics", [this](const httplib::Request&,
+                                httplib::Response& res) {
+    res.set_content(PrometheusMetrics(*engine_), "text/plain; version=0.0.4");
   });
 }
 
@@ -129,10 +132,11 @@ absl::Status AdminServer::Start(const std::string& address) {
   if (colon == std::string::npos ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
       port > 65535)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--admin_listen must be host:port, got '", address, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin_listen must be host:port, got '", address, "'"));
   std::string host = address.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
   if (port == 0) {
     port_ = http_->bind_to_any_port(host);
   } else {

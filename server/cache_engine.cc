@@ -23,9 +23,9 @@ absl::Status CheckTokens(std::span<const int32_t> tokens, uint32_t max_tokens,
   if (tokens.empty() && !allow_empty)
     return absl::InvalidArgumentError("tokens is empty");
   if (tokens.size() > max_tokens)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokens has ", tokens.size(), " ids, more than the limit of ",
-        max_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens has ", tokens.size(),
+                     " ids, more than the limit of ", max_tokens));
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] < 0)
       return absl::InvalidArgumentError(
@@ -33,7 +33,8 @@ absl::Status CheckTokens(std::span<const int32_t> tokens, uint32_t max_tokens,
   return absl::OkStatus();
 }
 
-std::span<const int32_t> Span(const google::protobuf::RepeatedField<int32_t>& r) {
+std::span<const int32_t> Span(
+    const google::protobuf::RepeatedField<int32_t>& r) {
   return {r.data(), static_cast<size_t>(r.size())};
 }
 
@@ -173,8 +174,8 @@ absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
     const std::shared_ptr<const Model>& model, const std::string& spec) {
   // The key holds the model's address; the entry keeps the model alive so
   // the address cannot be reused by another model.
-  const std::string key = absl::StrCat(
-      reinterpret_cast<uintptr_t>(model.get()), "|", spec);
+  const std::string key =
+      absl::StrCat(reinterpret_cast<uintptr_t>(model.get()), "|", spec);
   {
     absl::MutexLock lock(&codecs_mutex_);
     if (auto it = codecs_.find(key); it != codecs_.end()) return it->second;
@@ -183,8 +184,8 @@ absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
   if (!codec.ok()) return codec.status();
   // Pairs the codec with its model: the aliasing constructor shares the
   // model's ownership and points at the codec.
-  auto holder = std::make_shared<std::pair<std::shared_ptr<const Model>,
-                                           std::unique_ptr<Codec>>>(
+  auto holder = std::make_shared<
+      std::pair<std::shared_ptr<const Model>, std::unique_ptr<Codec>>>(
       model, std::move(*codec));
   std::shared_ptr<const Codec> shared(holder, holder->second.get());
   absl::MutexLock lock(&codecs_mutex_);
@@ -247,8 +248,8 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
       if (!SameStoredLayout(model->context.layout, *layout))
         return absl::FailedPreconditionError(absl::StrCat(
             "header.layout (", layout->DebugString(),
-            ") differs from the layout registered for model '",
-            header.model(), "' (", model->context.layout.DebugString(), ")"));
+            ") differs from the layout registered for model '", header.model(),
+            "' (", model->context.layout.DebugString(), ")"));
     }
   } else if (found.status().code() == absl::StatusCode::kNotFound) {
     if (!header.has_layout())
@@ -277,8 +278,9 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
   if (spec.empty()) spec = options_.default_codec;
   auto codec = CodecFor(model, spec);
   if (!codec.ok())
-    return absl::Status(codec.status().code(),
-                        absl::StrCat("header.codec: ", codec.status().message()));
+    return absl::Status(
+        codec.status().code(),
+        absl::StrCat("header.codec: ", codec.status().message()));
   return std::make_unique<PutSession>(
       this, name_space, model, new_model, *codec,
       std::vector<int32_t>(tokens.begin(), tokens.end()));
@@ -304,9 +306,9 @@ absl::Status CacheEngine::Get(
   const uint32_t begin = request.begin_token();
   const uint32_t end = request.end_token() == 0 ? matched : request.end_token();
   if (begin > end || end > matched)
-    return absl::OutOfRangeError(absl::StrCat(
-        "token range [", begin, ", ", end, ") is outside the ", matched,
-        " stored tokens that match"));
+    return absl::OutOfRangeError(absl::StrCat("token range [", begin, ", ", end,
+                                              ") is outside the ", matched,
+                                              " stored tokens that match"));
   v1::GetHeader header;
   header.set_model(model.record.name());
   *header.mutable_layout() = model.record.layout();
@@ -360,9 +362,9 @@ absl::Status CacheEngine::Get(
           ChunkToTokenMajor(layout, info.num_tokens, chunk, segment.from,
                             segment.to, raw->out);
         } else {
-          raw->status = absl::DataLossError(absl::StrCat(
-              "stored chunk ", segment.node->key.Hex(),
-              " does not decode: ", raw->status.message()));
+          raw->status = absl::DataLossError(
+              absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                           " does not decode: ", raw->status.message()));
         }
       }
       raw->done.Notify();
@@ -519,7 +521,8 @@ absl::Status PutSession::Append(std::string_view bytes) {
         "data exceeds the ", expected, " bytes that ", tokens_.size(),
         " tokens of layout ", layout.DebugString(), " need"));
   bytes_received_ += bytes.size();
-  const size_t chunk_bytes = size_t{model_->chunk_tokens} * layout.bytes_per_token();
+  const size_t chunk_bytes =
+      size_t{model_->chunk_tokens} * layout.bytes_per_token();
   while (!bytes.empty()) {
     const size_t take = std::min(bytes.size(), chunk_bytes - pending_.size());
     pending_.append(bytes.substr(0, take));
@@ -568,24 +571,24 @@ absl::Status PutSession::FlushChunk() {
     record.set_model(model_->record.name());
     job->token_major.swap(pending_);
     EncodeJob* raw = job.get();
-    engine_->pool_.Submit([this, raw, info = ChunkInfo{&layout, count,
-                                                       next_token_,
-                                                       chunk_tokens}] {
-      std::vector<std::byte> chunk(info.num_bytes());
-      TokenMajorToChunk(*info.layout, info.num_tokens,
-                        std::as_bytes(std::span(raw->token_major.data(),
-                                                raw->token_major.size())),
-                        chunk);
-      raw->token_major = std::string();  // release the input early
-      std::string payload;
-      raw->status = codec_->Encode(info, chunk, payload);
-      if (raw->status.ok()) {
-        raw->node.record.set_bytes_stored(payload.size());
-        raw->status = engine_->trie_.StagePayload(
-            raw->node.record.payload_key(), payload);
-      }
-      raw->done.Notify();
-    });
+    engine_->pool_.Submit(
+        [this, raw,
+         info = ChunkInfo{&layout, count, next_token_, chunk_tokens}] {
+          std::vector<std::byte> chunk(info.num_bytes());
+          TokenMajorToChunk(*info.layout, info.num_tokens,
+                            std::as_bytes(std::span(raw->token_major.data(),
+                                                    raw->token_major.size())),
+                            chunk);
+          raw->token_major = std::string();  // release the input early
+          std::string payload;
+          raw->status = codec_->Encode(info, chunk, payload);
+          if (raw->status.ok()) {
+            raw->node.record.set_bytes_stored(payload.size());
+            raw->status = engine_->trie_.StagePayload(
+                raw->node.record.payload_key(), payload);
+          }
+          raw->done.Notify();
+        });
     in_flight_.push_back(std::move(job));
     if (auto status = Collect(kMaxChunksInFlight); !status.ok()) return status;
   }
@@ -613,9 +616,9 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
     if (found.ok()) {
       if (!((*found)->context.layout == model_->context.layout) ||
           (*found)->chunk_tokens != model_->chunk_tokens)
-        return absl::FailedPreconditionError(absl::StrCat(
-            "model '", model_->record.name(),
-            "' was registered meanwhile with another layout"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("model '", model_->record.name(),
+                         "' was registered meanwhile with another layout"));
       new_model_ = false;
     } else if (found.status().code() != absl::StatusCode::kNotFound) {
       return found.status();

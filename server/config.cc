@@ -34,8 +34,7 @@ std::vector<std::string> StringList(const YAML::Node& node) {
 }
 
 bool IsSha256Hex(const std::string& text) {
-  return text.size() == 64 &&
-         std::all_of(text.begin(), text.end(), [](char c) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
            return absl::ascii_isxdigit(static_cast<unsigned char>(c));
          });
 }
@@ -64,8 +63,8 @@ absl::StatusOr<ServerConfig> ParseUnchecked(const std::string& text) try {
     if (!on_quota.ok()) return on_quota.status();
     tenant.on_quota = *on_quota;
     tenant.rate_limit_rps = node["rate_limit_rps"].as<double>(0);
-    tenant.rate_limit_burst =
-        node["rate_limit_burst"].as<double>(std::max(1.0, tenant.rate_limit_rps));
+    tenant.rate_limit_burst = node["rate_limit_burst"].as<double>(
+        std::max(1.0, tenant.rate_limit_rps));
     config.tenants.push_back(std::move(tenant));
   }
   for (const auto& node : root["shared_namespaces"]) {
@@ -74,8 +73,9 @@ absl::StatusOr<ServerConfig> ParseUnchecked(const std::string& text) try {
     shared.readers = StringList(node["readers"]);
     shared.writers = StringList(node["writers"]);
     shared.quota_bytes = node["quota_bytes"].as<uint64_t>(0);
-    auto on_quota = ParseOnQuota(node["on_quota"].as<std::string>(""),
-                                 absl::StrCat("shared_namespaces[", shared.name, "]"));
+    auto on_quota =
+        ParseOnQuota(node["on_quota"].as<std::string>(""),
+                     absl::StrCat("shared_namespaces[", shared.name, "]"));
     if (!on_quota.ok()) return on_quota.status();
     shared.on_quota = *on_quota;
     config.shared_namespaces.push_back(std::move(shared));
@@ -120,9 +120,9 @@ absl::Status Validate(const ServerConfig& config) {
     for (const auto* list : {&ns.readers, &ns.writers})
       for (const std::string& name : *list)
         if (!tenants.contains(name))
-          return absl::InvalidArgumentError(absl::StrCat(
-              "shared namespace '", ns.name, "' names unknown tenant '", name,
-              "'"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("shared namespace '", ns.name,
+                           "' names unknown tenant '", name, "'"));
   }
   if (config.tls.enabled() && config.tls.key_file.empty())
     return absl::InvalidArgumentError("tls.cert_file needs tls.key_file");
@@ -131,7 +131,8 @@ absl::Status Validate(const ServerConfig& config) {
         "tls.require_client_cert needs tls.client_ca_file");
   if (!config.admin_token_sha256.empty() &&
       !IsSha256Hex(config.admin_token_sha256))
-    return absl::InvalidArgumentError("admin.token_sha256 must be 64 hex digits");
+    return absl::InvalidArgumentError(
+        "admin.token_sha256 must be 64 hex digits");
   return absl::OkStatus();
 }
 
@@ -146,7 +147,8 @@ absl::StatusOr<ServerConfig> ParseConfig(const std::string& yaml_text) {
 
 absl::StatusOr<ServerConfig> LoadConfig(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read config ", path));
   std::stringstream text;
   text << in.rdbuf();
   auto config = ParseConfig(text.str());

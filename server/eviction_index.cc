@@ -20,8 +20,8 @@ absl::Status EvictionIndex::Load(const Trie& trie) {
     int64_t last_used = 0;
     if (auto status = trie.ReadVisits(key, visits, last_used); !status.ok())
       return status;
-    AddLocked(key, {NodeKey::FromBytes(record.parent_key()), record.namespace_(),
-                    last_used, 0});
+    AddLocked(key, {NodeKey::FromBytes(record.parent_key()),
+                    record.namespace_(), last_used, 0});
   }
   return FromRocks(it->status(), "load eviction index");
 }

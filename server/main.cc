@@ -14,12 +14,12 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
 #include "server/tenants.h"
+#include "spdlog/spdlog.h"
 #include "storage/kv_store.h"
 
 ABSL_FLAG(std::string, data_dir, "./seqkv-data", "RocksDB directory");
@@ -32,8 +32,9 @@ ABSL_FLAG(std::string, default_codec, "lossless",
           "codec for Puts that name none and models without a default");
 ABSL_FLAG(uint32_t, chunk_tokens, 256,
           "tokens per trie chunk for models registered without one");
-ABSL_FLAG(bool, sync_writes, true,
-          "fsync the WAL before acknowledging a Put (durable across power loss)");
+ABSL_FLAG(
+    bool, sync_writes, true,
+    "fsync the WAL before acknowledging a Put (durable across power loss)");
 ABSL_FLAG(std::string, ready_file, "",
           "write {\"grpc_port\":N,\"admin_port\":M} here once serving");
 ABSL_FLAG(uint64_t, capacity_bytes, 0,
@@ -63,11 +64,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
     const TlsConfig& tls) {
   if (!tls.enabled()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions options(
-      tls.client_ca_file.empty()
-          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-          : tls.require_client_cert
-                ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+      tls.client_ca_file.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+      : tls.require_client_cert
+          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+          : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   auto cert = ReadFile(tls.cert_file);
   if (!cert.ok()) return cert.status();
   auto key = ReadFile(tls.key_file);
@@ -175,12 +175,14 @@ int Serve() {
     }
   }
   admin.SetReady(true);
-  spdlog::info("seqkv-server serving gRPC on {} (port {}), admin on {} (port {}), data in {}",
-               listen, grpc_port, admin_listen, admin.port(), data_dir);
-  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    std::ofstream(ready + ".tmp")
-        << absl::StrCat("{\"grpc_port\":", grpc_port,
-                        ",\"admin_port\":", admin.port(), "}\n");
+  spdlog::info(
+      "seqkv-server serving gRPC on {} (port {}), admin on {} (port {}), data "
+      "in {}",
+      listen, grpc_port, admin_listen, admin.port(), data_dir);
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file);
+      !ready.empty()) {
+    std::ofstream(ready + ".tmp") << absl::StrCat(
+        "{\"grpc_port\":", grpc_port, ",\"admin_port\":", admin.port(), "}\n");
     std::filesystem::rename(ready + ".tmp", ready, error);
   }
 

@@ -11,9 +11,12 @@ constexpr absl::string_view kUsagePrefix = "usage/";
 
 storage::v1::UsageRecord ToRecord(const Usage& usage) {
   storage::v1::UsageRecord record;
-  record.set_chunks_stored(static_cast<uint64_t>(std::max<int64_t>(0, usage.chunks_stored)));
-  record.set_bytes_logical(static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_logical)));
-  record.set_bytes_stored(static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_stored)));
+  record.set_chunks_stored(
+      static_cast<uint64_t>(std::max<int64_t>(0, usage.chunks_stored)));
+  record.set_bytes_logical(
+      static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_logical)));
+  record.set_bytes_stored(
+      static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_stored)));
   return record;
 }
 
@@ -73,7 +76,8 @@ absl::Status StatsRegistry::Save() {
   {
     absl::MutexLock lock(&mutex_);
     for (const auto& [ns, entry] : entries_)
-      batch.Put(store_->handle(Column::kMeta), absl::StrCat(kCountersPrefix, ns),
+      batch.Put(store_->handle(Column::kMeta),
+                absl::StrCat(kCountersPrefix, ns),
                 entry.counters.SerializeAsString());
   }
   return store_->Write(batch, /*durable=*/false);

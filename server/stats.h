@@ -61,7 +61,8 @@ class StatsRegistry {
     storage::v1::CountersRecord counters;
     Usage usage;
   };
-  Entry& EntryLocked(const std::string& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  Entry& EntryLocked(const std::string& ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   KvStore* store_;
   absl::Mutex mutex_;

@@ -70,9 +70,9 @@ absl::StatusOr<Caller> TenantDirectory::Identify(
   if (!cert_subject.empty()) {
     auto it = cert_subjects_.find(std::string(cert_subject));
     if (it == cert_subjects_.end())
-      return absl::UnauthenticatedError(absl::StrCat(
-          "client certificate '", std::string(cert_subject),
-          "' belongs to no tenant"));
+      return absl::UnauthenticatedError(absl::StrCat("client certificate '",
+                                                     std::string(cert_subject),
+                                                     "' belongs to no tenant"));
     if (auto status = ChargeRate(tenants_.at(it->second)); !status.ok())
       return status;
     return Caller{it->second};
@@ -108,8 +108,8 @@ absl::Status TenantDirectory::ChargeRate(const Tenant& tenant) const {
   } else {
     const double elapsed =
         std::chrono::duration<double>(now - bucket.refilled).count();
-    bucket.tokens =
-        std::min(tenant.config.rate_limit_burst, bucket.tokens + elapsed * rate);
+    bucket.tokens = std::min(tenant.config.rate_limit_burst,
+                             bucket.tokens + elapsed * rate);
   }
   bucket.refilled = now;
   if (bucket.tokens < 1)
@@ -142,8 +142,9 @@ absl::StatusOr<std::string> TenantDirectory::WriteNamespaceFor(
   if (auto it = shared_.find(requested);
       it != shared_.end() && Contains(it->second.writers, caller.tenant))
     return requested;
-  return absl::PermissionDeniedError(absl::StrCat(
-      "tenant '", caller.tenant, "' may not write namespace '", requested, "'"));
+  return absl::PermissionDeniedError(absl::StrCat("tenant '", caller.tenant,
+                                                  "' may not write namespace '",
+                                                  requested, "'"));
 }
 
 std::map<std::string, NamespaceLimit> TenantDirectory::Limits() const {

@@ -31,7 +31,8 @@ class TenantDirectory {
   // One tenant, "default", and no authentication: for a loopback server
   // without a config file.
   static std::unique_ptr<TenantDirectory> OpenAccess();
-  static std::unique_ptr<TenantDirectory> FromConfig(const ServerConfig& config);
+  static std::unique_ptr<TenantDirectory> FromConfig(
+      const ServerConfig& config);
 
   // UNAUTHENTICATED when the call carries no valid credential (a Bearer API
   // key, or a client certificate subject named in the config);
@@ -73,7 +74,8 @@ class TenantDirectory {
   std::vector<std::pair<std::string, std::string>> keys_;
   std::map<std::string, std::string> cert_subjects_;
   mutable absl::Mutex rate_mutex_;
-  mutable std::map<std::string, RateBucket> buckets_ ABSL_GUARDED_BY(rate_mutex_);
+  mutable std::map<std::string, RateBucket> buckets_
+      ABSL_GUARDED_BY(rate_mutex_);
 };
 
 // The current directory; replaced whole when the config is reloaded.

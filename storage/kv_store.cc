@@ -10,9 +10,8 @@
 namespace seqkv {
 namespace {
 
-constexpr const char* kColumnNames[] = {"default",
-                                        "nodes", "children", "payloads",
-                                        "node_stats"};
+constexpr const char* kColumnNames[] = {"default", "nodes", "children",
+                                        "payloads", "node_stats"};
 
 // Sums visits and keeps the latest use.
 class NodeStatsMergeOperator : public rocksdb::AssociativeMergeOperator {
@@ -53,7 +52,8 @@ void DecodeNodeStats(std::string_view value, uint64_t& visits,
 
 absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
   if (status.ok()) return absl::OkStatus();
-  std::string message = absl::StrCat(std::string(what), ": ", status.ToString());
+  std::string message =
+      absl::StrCat(std::string(what), ": ", status.ToString());
   if (status.IsCorruption()) return absl::DataLossError(message);
   if (status.IsNotFound()) return absl::NotFoundError(message);
   if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
@@ -85,10 +85,8 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   node_stats.merge_operator = std::make_shared<NodeStatsMergeOperator>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
-      {kColumnNames[0], small_records},
-      {kColumnNames[1], small_records},
-      {kColumnNames[2], small_records},
-      {kColumnNames[3], payloads},
+      {kColumnNames[0], small_records}, {kColumnNames[1], small_records},
+      {kColumnNames[2], small_records}, {kColumnNames[3], payloads},
       {kColumnNames[4], node_stats},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -123,9 +121,9 @@ rocksdb::ColumnFamilyHandle* KvStore::handle(Column column) const {
 absl::StatusOr<std::optional<std::string>> KvStore::Get(
     Column column, std::string_view key) const {
   std::string value;
-  rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), handle(column),
-                                    rocksdb::Slice(key.data(), key.size()),
-                                    &value);
+  rocksdb::Status status =
+      db_->Get(rocksdb::ReadOptions(), handle(column),
+               rocksdb::Slice(key.data(), key.size()), &value);
   if (status.IsNotFound()) return std::optional<std::string>();
   if (!status.ok()) return FromRocks(status, "read");
   return std::optional<std::string>(std::move(value));
@@ -134,10 +132,10 @@ absl::StatusOr<std::optional<std::string>> KvStore::Get(
 absl::Status KvStore::Put(Column column, std::string_view key,
                           std::string_view value) {
   rocksdb::WriteOptions write;
-  return FromRocks(db_->Put(write, handle(column),
-                            rocksdb::Slice(key.data(), key.size()),
-                            rocksdb::Slice(value.data(), value.size())),
-                   "write");
+  return FromRocks(
+      db_->Put(write, handle(column), rocksdb::Slice(key.data(), key.size()),
+               rocksdb::Slice(value.data(), value.size())),
+      "write");
 }
 
 absl::Status KvStore::Write(rocksdb::WriteBatch& batch, bool durable) {

@@ -19,9 +19,8 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::FromRecord(
   for (const auto& [key, blob] : record.codec_state())
     model->context.codec_state[key] = blob;
   model->chunk_tokens = record.chunk_tokens();
-  model->fingerprint =
-      absl::StrCat(record.name(), "|", layout->DebugString(), "|",
-                   record.chunk_tokens());
+  model->fingerprint = absl::StrCat(record.name(), "|", layout->DebugString(),
+                                    "|", record.chunk_tokens());
   model->record = std::move(record);
   return std::shared_ptr<const Model>(std::move(model));
 }

@@ -31,7 +31,8 @@ struct NodeKey {
 
 // The root of one model's trie in one namespace. `model_fingerprint` should
 // change whenever the stored bytes would (name and layout).
-NodeKey RootKey(std::string_view name_space, std::string_view model_fingerprint);
+NodeKey RootKey(std::string_view name_space,
+                std::string_view model_fingerprint);
 
 // The key of the child of `parent` holding `tokens`.
 NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens);

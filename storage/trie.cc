@@ -63,7 +63,8 @@ absl::StatusOr<std::optional<TrieNode>> Trie::BestChild(
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
     const rocksdb::Slice value = it->value();
-    const size_t count = std::min(value.size() / sizeof(int32_t), tokens.size());
+    const size_t count =
+        std::min(value.size() / sizeof(int32_t), tokens.size());
     uint32_t length = 0;
     while (length < count) {
       int32_t token;
@@ -85,8 +86,8 @@ absl::StatusOr<std::optional<TrieNode>> Trie::BestChild(
   auto record = ReadNode(node.key);
   if (!record.ok()) return record.status();
   if (!record->has_value())
-    return absl::DataLossError(absl::StrCat(
-        "children index names missing node ", node.key.Hex()));
+    return absl::DataLossError(
+        absl::StrCat("children index names missing node ", node.key.Hex()));
   node.record = std::move(**record);
   node.matched_tokens = best_length;
   return std::optional<TrieNode>(std::move(node));
@@ -114,8 +115,8 @@ absl::StatusOr<TrieMatch> Trie::Match(const NodeKey& root,
         continue;
       }
     }
-    auto child = BestChild(parent, rest.first(std::min<size_t>(
-                                       rest.size(), chunk_tokens)));
+    auto child = BestChild(
+        parent, rest.first(std::min<size_t>(rest.size(), chunk_tokens)));
     if (!child.ok()) return child.status();
     if (child->has_value()) {
       match.matched_tokens += (*child)->matched_tokens;
@@ -161,8 +162,7 @@ absl::Status Trie::StagePayload(std::string_view payload_key,
 void Trie::DiscardPayloads(std::span<const PendingNode> nodes) {
   rocksdb::WriteBatch batch;
   for (const PendingNode& node : nodes)
-    batch.Delete(store_->handle(Column::kPayloads),
-                 node.record.payload_key());
+    batch.Delete(store_->handle(Column::kPayloads), node.record.payload_key());
   // Best effort: an orphan payload is invisible and costs only space.
   store_->Write(batch, /*durable=*/false).IgnoreError();
 }
@@ -211,10 +211,10 @@ void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
   batch.Delete(store_->handle(Column::kNodes), key_bytes);
   batch.Delete(store_->handle(Column::kNodeStats), key_bytes);
   batch.Delete(store_->handle(Column::kPayloads), record.payload_key());
-  batch.Delete(store_->handle(Column::kChildren),
-               ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
-                             record.tokens().empty() ? 0 : record.tokens(0),
-                             key));
+  batch.Delete(
+      store_->handle(Column::kChildren),
+      ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
+                    record.tokens().empty() ? 0 : record.tokens(0), key));
 }
 
 absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(

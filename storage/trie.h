@@ -72,7 +72,8 @@ class Trie {
   absl::StatusOr<std::string> ReadPayload(const NodeRecord& node) const;
 
   // Counts a visit to each node (best effort: not logged, merged).
-  absl::Status RecordVisits(std::span<const TrieNode> nodes, int64_t now_micros);
+  absl::Status RecordVisits(std::span<const TrieNode> nodes,
+                            int64_t now_micros);
   // Visits and last use of a node.
   absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
                           int64_t& last_used_micros) const;

@@ -15,8 +15,9 @@ namespace {
 
 int RunDelete(std::span<char* const> args) {
   if (absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "usage: seqkv delete --model NAME [--tokens FILE.safetensors]\n"
-                 "  without --tokens, deletes every cached prefix of the model\n";
+    std::cerr
+        << "usage: seqkv delete --model NAME [--tokens FILE.safetensors]\n"
+           "  without --tokens, deletes every cached prefix of the model\n";
     return 2;
   }
   std::vector<int32_t> tokens;

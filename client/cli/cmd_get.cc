@@ -20,7 +20,8 @@ namespace {
 int RunGet(std::span<char* const> args) {
   const std::string tokens_path = absl::GetFlag(FLAGS_tokens);
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (tokens_path.empty() || out.empty() || absl::GetFlag(FLAGS_model).empty()) {
+  if (tokens_path.empty() || out.empty() ||
+      absl::GetFlag(FLAGS_model).empty()) {
     std::cerr << "usage: seqkv get --model NAME --tokens FILE.safetensors "
                  "--out OUT.safetensors\n";
     return 2;
@@ -38,8 +39,9 @@ int RunGet(std::span<char* const> args) {
   auto cache = client->Get(options, *tokens);
   if (!cache.ok()) return ReportError(cache.status());
   if (cache->tokens.empty()) {
-    std::cout << nlohmann::json({{"matched_tokens", 0}, {"out", nullptr}}).dump()
-              << std::endl;
+    std::cout
+        << nlohmann::json({{"matched_tokens", 0}, {"out", nullptr}}).dump()
+        << std::endl;
     return 0;
   }
   if (auto status = WriteKvCacheFile(out, *cache); !status.ok())
@@ -53,7 +55,8 @@ int RunGet(std::span<char* const> args) {
 }
 
 const CommandRegistrar registrar(
-    {"get", "fetch the cache of the longest stored prefix into a file", RunGet});
+    {"get", "fetch the cache of the longest stored prefix into a file",
+     RunGet});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -22,9 +22,9 @@ int RunLookup(std::span<char* const> args) {
   if (!tokens.ok()) return ReportError(tokens.status());
   auto client = ConnectOrDie();
   if (!client) return 1;
-  auto result =
-      client->Lookup(absl::GetFlag(FLAGS_model), *tokens,
-                     absl::GetFlag(FLAGS_alignment), absl::GetFlag(FLAGS_namespace));
+  auto result = client->Lookup(absl::GetFlag(FLAGS_model), *tokens,
+                               absl::GetFlag(FLAGS_alignment),
+                               absl::GetFlag(FLAGS_namespace));
   if (!result.ok()) return ReportError(result.status());
   nlohmann::json line = {{"tokens", tokens->size()},
                          {"matched_tokens", result->matched_tokens},

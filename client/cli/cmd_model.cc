@@ -12,11 +12,13 @@
 #include "codec/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, layout, "",
-          "LAYERSxKV_HEADSxHEAD_DIM:DTYPE, e.g. 32x8x128:bf16 (or use --model_dir)");
+ABSL_FLAG(
+    std::string, layout, "",
+    "LAYERSxKV_HEADSxHEAD_DIM:DTYPE, e.g. 32x8x128:bf16 (or use --model_dir)");
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model directory; its config.json gives the layout");
-ABSL_FLAG(uint32_t, chunk_tokens, 0, "tokens per trie chunk (0: server default)");
+ABSL_FLAG(uint32_t, chunk_tokens, 0,
+          "tokens per trie chunk (0: server default)");
 ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
 // Defined with `seqkv eval` (tools/lm): a calibration profile JSON.
 ABSL_DECLARE_FLAG(std::string, profile);
@@ -46,25 +48,28 @@ absl::Status ParseLayoutFlag(const std::string& text, KvLayout& layout) {
 // Reads the KV layout of a Hugging Face config.json.
 absl::Status LayoutFromModelDir(const std::string& dir, KvLayout& layout) {
   std::ifstream in(dir + "/config.json");
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", dir, "/config.json"));
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", dir, "/config.json"));
   nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
   if (config.is_discarded() || !config.is_object())
-    return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json is not JSON"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/config.json is not JSON"));
   const uint32_t heads = config.value("num_attention_heads", 0u);
   layout.num_layers = config.value("num_hidden_layers", 0u);
   layout.num_kv_heads = config.value("num_key_value_heads", heads);
   layout.head_dim = config.value(
       "head_dim", heads == 0 ? 0u : config.value("hidden_size", 0u) / heads);
-  auto dtype = ParseDType(config.value("dtype", config.value("torch_dtype", "bf16")) ==
-                                  "float16"
-                              ? "fp16"
-                          : config.value("dtype", config.value("torch_dtype", "")) ==
-                                  "float32"
-                              ? "fp32"
-                              : "bf16");
+  auto dtype = ParseDType(
+      config.value("dtype", config.value("torch_dtype", "bf16")) == "float16"
+          ? "fp16"
+      : config.value("dtype", config.value("torch_dtype", "")) == "float32"
+          ? "fp32"
+          : "bf16");
   layout.dtype = *dtype;
   double theta = config.value("rope_theta", 10000.0);
-  if (config.contains("rope_parameters") && config["rope_parameters"].is_object())
+  if (config.contains("rope_parameters") &&
+      config["rope_parameters"].is_object())
     theta = config["rope_parameters"].value("rope_theta", theta);
   layout.rope.style = RopeStyle::kRotateHalf;
   layout.rope.theta = theta;
@@ -125,15 +130,16 @@ int RunModel(std::span<char* const> args) {
   registration.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   registration.default_codec = absl::GetFlag(FLAGS_default_codec);
   if (const std::string dir = absl::GetFlag(FLAGS_model_dir); !dir.empty()) {
-    if (auto status = LayoutFromModelDir(dir, registration.layout); !status.ok())
-      return ReportError(status);
-  } else {
-    if (auto status = ParseLayoutFlag(absl::GetFlag(FLAGS_layout),
-                                      registration.layout);
+    if (auto status = LayoutFromModelDir(dir, registration.layout);
         !status.ok())
       return ReportError(status);
-    if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope),
-                                    registration.layout.rope);
+  } else {
+    if (auto status =
+            ParseLayoutFlag(absl::GetFlag(FLAGS_layout), registration.layout);
+        !status.ok())
+      return ReportError(status);
+    if (auto status =
+            ParseRopeFlag(absl::GetFlag(FLAGS_rope), registration.layout.rope);
         !status.ok())
       return ReportError(status);
   }

@@ -11,11 +11,13 @@ namespace {
 
 int RunPut(std::span<char* const> args) {
   if (args.empty() || absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "usage: seqkv put --model NAME [--codec C] FILE.safetensors...\n";
+    std::cerr
+        << "usage: seqkv put --model NAME [--codec C] FILE.safetensors...\n";
     return 2;
   }
   RopeConfig rope;
-  if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope), rope); !status.ok())
+  if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope), rope);
+      !status.ok())
     return ReportError(status);
   auto client = ConnectOrDie();
   if (!client) return 1;
@@ -48,7 +50,8 @@ int RunPut(std::span<char* const> args) {
   return exit_code;
 }
 
-const CommandRegistrar registrar({"put", "store KV caches from safetensors files",
+const CommandRegistrar registrar({"put",
+                                  "store KV caches from safetensors files",
                                   RunPut});
 
 }  // namespace

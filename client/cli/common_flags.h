@@ -30,7 +30,8 @@ std::unique_ptr<Client> ConnectOrDie();
 // Prints "error: <status>" to stderr and returns the exit code for it.
 int ReportError(const absl::Status& status);
 
-// Parses --rope ("none", "rotate_half:10000", "interleaved:500000") into `rope`.
+// Parses --rope ("none", "rotate_half:10000", "interleaved:500000") into
+// `rope`.
 absl::Status ParseRopeFlag(const std::string& text, RopeConfig& rope);
 
 }  // namespace seqkv::cli

@@ -23,7 +23,8 @@ void PrintUsage() {
   std::cout << "usage: seqkv COMMAND [--flags] [args]\n\ncommands:\n";
   for (const Command& command : sorted)
     std::cout << "  " << command.name
-              << std::string(16 - std::min<size_t>(15, command.name.size()), ' ')
+              << std::string(16 - std::min<size_t>(15, command.name.size()),
+                             ' ')
               << command.summary << "\n";
   std::cout << "\n`seqkv COMMAND --help` lists every flag.\n";
 }

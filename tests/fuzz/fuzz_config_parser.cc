@@ -22,9 +22,10 @@ SEQKV_FUZZ_SEED_GENERATOR(MakeSeed);
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto config =
-      seqkv::ParseConfig(std::string(reinterpret_cast<const char*>(data), size));
-  if (!config.ok() && config.status().code() != absl::StatusCode::kInvalidArgument)
+  auto config = seqkv::ParseConfig(
+      std::string(reinterpret_cast<const char*>(data), size));
+  if (!config.ok() &&
+      config.status().code() != absl::StatusCode::kInvalidArgument)
     std::abort();
   return 0;
 }

@@ -70,7 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto session = Engine().BeginPut("ns", header);
   if (!session.ok()) return 0;
   absl::Status status;
-  for (size_t offset = 0; status.ok() && offset < stream.size(); offset += split)
+  for (size_t offset = 0; status.ok() && offset < stream.size();
+       offset += split)
     status = (*session)->Append(stream.substr(offset, split));
   if (!status.ok()) return 0;
   auto result = (*session)->Finish();

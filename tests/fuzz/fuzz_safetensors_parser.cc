@@ -14,18 +14,22 @@ namespace {
 std::string MakeSeed(uint64_t seed) {
   std::mt19937_64 rng(seed);
   const int64_t tokens = 1 + rng() % 8;
-  nlohmann::json header = {
-      {"__metadata__", {{"set", "fuzz"}}},
-      {"tokens", {{"dtype", "I32"}, {"shape", {tokens}}, {"data_offsets", {0, tokens * 4}}}},
-      {"k", {{"dtype", "BF16"},
-             {"shape", {1, 1, tokens, 2}},
-             {"data_offsets", {tokens * 4, tokens * 8}}}}};
+  nlohmann::json header = {{"__metadata__", {{"set", "fuzz"}}},
+                           {"tokens",
+                            {{"dtype", "I32"},
+                             {"shape", {tokens}},
+                             {"data_offsets", {0, tokens * 4}}}},
+                           {"k",
+                            {{"dtype", "BF16"},
+                             {"shape", {1, 1, tokens, 2}},
+                             {"data_offsets", {tokens * 4, tokens * 8}}}}};
   std::string text = header.dump();
   std::string out(8, '\0');
   const uint64_t size = text.size();
   std::memcpy(out.data(), &size, 8);
   out += text;
-  for (int64_t i = 0; i < tokens * 8; ++i) out.push_back(static_cast<char>(rng()));
+  for (int64_t i = 0; i < tokens * 8; ++i)
+    out.push_back(static_cast<char>(rng()));
   return out;
 }
 SEQKV_FUZZ_SEED_GENERATOR(MakeSeed);

@@ -228,9 +228,11 @@ TEST_F(KvCacheTest, DeleteRemovesASubtree) {
   ASSERT_TRUE(removed.ok()) << removed.status();
   EXPECT_EQ(removed->chunks_deleted, 2u);  // chunk 2 and rag0's partial tail
   EXPECT_EQ(Stats()["global"]["chunks_stored"].get<int>(), chunks_before - 2);
-  EXPECT_EQ(Lookup(rag0.tokens), 256 + CommonPrefix(
-      std::vector<int32_t>(rag0.tokens.begin() + 256, rag0.tokens.end()),
-      std::vector<int32_t>(rag2.tokens.begin() + 256, rag2.tokens.end())));
+  EXPECT_EQ(Lookup(rag0.tokens),
+            256 + CommonPrefix(std::vector<int32_t>(rag0.tokens.begin() + 256,
+                                                    rag0.tokens.end()),
+                               std::vector<int32_t>(rag2.tokens.begin() + 256,
+                                                    rag2.tokens.end())));
   EXPECT_EQ(Lookup(rag2.tokens), rag2.tokens.size());
   // Everything of the model.
   removed = client_->Delete(kModel, {});
@@ -296,7 +298,8 @@ TEST_F(BadInputTest, ByteCountsThatDoNotMatchTheLayout) {
   const size_t full = other.tokens.size() * 6144;
   auto status = RawPut(HeaderFor(other, kModel), full - 100);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(status.error_message().find("stream ended after"), std::string::npos)
+  EXPECT_NE(status.error_message().find("stream ended after"),
+            std::string::npos)
       << status.error_message();
   status = RawPut(HeaderFor(other, kModel), full + 2);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -352,7 +355,8 @@ TEST_F(BadInputTest, BadLayoutAndMissingHeader) {
   EXPECT_NE(status.error_message().find("layout.dtype"), std::string::npos);
   header = HeaderFor(probe_, "other-model");
   header.mutable_layout()->set_num_layers(0);
-  EXPECT_EQ(RawPut(header, 10).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(RawPut(header, 10).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   grpc::ClientContext context;
   v1::PutResponse response;

@@ -32,7 +32,8 @@ class ServerProcess {
   std::string address() const;
   std::string admin_address() const;
   const std::string& data_dir() const { return data_dir_; }
-  absl::StatusOr<std::unique_ptr<Client>> Connect(std::string api_key = "") const;
+  absl::StatusOr<std::unique_ptr<Client>> Connect(
+      std::string api_key = "") const;
   // GET on the admin port; returns the body or an error for non-200.
   absl::StatusOr<std::string> AdminGet(const std::string& path) const;
 

@@ -22,7 +22,8 @@ TEST(ChunkLayoutTest, TokenMajorRoundTripsThroughChunkLayout) {
     ChunkInfo info{&layout, tokens, 0, {}};
     const uint32_t tensor = layout.tensors_per_layer() - 1;
     const size_t rows = 3 * layout.tensors_per_layer() * layout.num_kv_heads;
-    const size_t row = (1 * layout.tensors_per_layer() + tensor) * layout.num_kv_heads;
+    const size_t row =
+        (1 * layout.tensors_per_layer() + tensor) * layout.num_kv_heads;
     EXPECT_EQ(0, std::memcmp(&chunk[(info.RowOffset(1, tensor, 0, 3) + 2) * 4],
                              &token_major[((3 * rows + row) * 8 + 2) * 4], 4));
     std::string back;

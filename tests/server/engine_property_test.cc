@@ -18,15 +18,15 @@ namespace {
 // real model's would be, so deduplicated chunks hold the right values.
 std::string TokenBytes(const std::vector<int32_t>& tokens, size_t i,
                        size_t bytes_per_token) {
-  const uint64_t seed =
-      XXH3_64bits(tokens.data(), (i + 1) * sizeof(int32_t));
+  const uint64_t seed = XXH3_64bits(tokens.data(), (i + 1) * sizeof(int32_t));
   std::mt19937_64 rng(seed);
   std::string out(bytes_per_token, '\0');
   for (char& c : out) c = static_cast<char>(rng());
   return out;
 }
 
-class EngineProperty : public ::testing::TestWithParam<std::tuple<int, const char*>> {
+class EngineProperty
+    : public ::testing::TestWithParam<std::tuple<int, const char*>> {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
@@ -76,10 +76,10 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   auto reference_match = [&](const std::vector<int32_t>& query) {
     size_t best = 0;
     for (const auto& seq : stored)
-      best = std::max<size_t>(
-          best, std::mismatch(seq.begin(), seq.end(), query.begin(), query.end())
-                        .first -
-                    seq.begin());
+      best = std::max<size_t>(best, std::mismatch(seq.begin(), seq.end(),
+                                                  query.begin(), query.end())
+                                            .first -
+                                        seq.begin());
     return best;
   };
 
@@ -96,8 +96,10 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       data += TokenBytes(seq, i, per_token);
     // Random splits of the stream.
     for (size_t offset = 0; offset < data.size();) {
-      const size_t take = std::min(data.size() - offset, size_t{1} + rng() % 97);
-      ASSERT_TRUE((*session)->Append(std::string_view(data).substr(offset, take)).ok());
+      const size_t take =
+          std::min(data.size() - offset, size_t{1} + rng() % 97);
+      ASSERT_TRUE(
+          (*session)->Append(std::string_view(data).substr(offset, take)).ok());
       offset += take;
     }
     ASSERT_TRUE((*session)->Finish().ok());
@@ -118,12 +120,13 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       get.mutable_tokens()->Add(query.begin(), query.end());
       std::string got;
       ASSERT_TRUE(engine_
-                      ->Get({{"ns"}}, get, 64,
-                            [](const v1::GetHeader&) { return true; },
-                            [&](std::string& piece) {
-                              got += piece;
-                              return true;
-                            })
+                      ->Get(
+                          {{"ns"}}, get, 64,
+                          [](const v1::GetHeader&) { return true; },
+                          [&](std::string& piece) {
+                            got += piece;
+                            return true;
+                          })
                       .ok());
       std::string want;
       for (size_t i = 0; i < expected; ++i)
@@ -138,10 +141,10 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   EXPECT_EQ(engine_->Lookup({{"other"}}, lookup)->matched_tokens, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    ChunkSizesAndCodecs, EngineProperty,
-    ::testing::Combine(::testing::Values(1, 3, 16),
-                       ::testing::Values("raw", "lossless")));
+INSTANTIATE_TEST_SUITE_P(ChunkSizesAndCodecs, EngineProperty,
+                         ::testing::Combine(::testing::Values(1, 3, 16),
+                                            ::testing::Values("raw",
+                                                              "lossless")));
 
 }  // namespace
 }  // namespace seqkv

@@ -47,7 +47,8 @@ class TrieTest : public ::testing::Test {
       node.record.set_payload_key(node.key.Bytes() + "p");
       node.record.set_bytes_stored(10);
       node.record.set_bytes_logical(100);
-      EXPECT_TRUE(trie_->StagePayload(node.record.payload_key(), "payload").ok());
+      EXPECT_TRUE(
+          trie_->StagePayload(node.record.payload_key(), "payload").ok());
       nodes.push_back(std::move(node));
       parent = nodes.back().key;
     }
@@ -85,7 +86,8 @@ TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
   const std::vector<int32_t> chunk = {1, 2, 3};
   EXPECT_EQ(ChildKey(root_a, chunk), ChildKey(root_a, chunk));
   EXPECT_NE(ChildKey(root_a, chunk), ChildKey(RootKey("b", "m"), chunk));
-  EXPECT_NE(ChildKey(root_a, chunk), ChildKey(root_a, std::vector<int32_t>{1, 2}));
+  EXPECT_NE(ChildKey(root_a, chunk),
+            ChildKey(root_a, std::vector<int32_t>{1, 2}));
   const NodeKey key = ChildKey(root_a, chunk);
   EXPECT_EQ(NodeKey::FromBytes(key.Bytes()), key);
   EXPECT_EQ(key.Bytes().size(), NodeKey::kSize);
@@ -135,9 +137,10 @@ TEST_F(TrieTest, AFailedCommitHookWritesNothing) {
   nodes[0].record.set_parent_key(root_.Bytes());
   nodes[0].record.mutable_tokens()->Add(0);
   std::lock_guard<std::mutex> lock(trie_->write_mutex());
-  auto result = trie_->Commit(nodes, [](const CommitResult&, rocksdb::WriteBatch&) {
-    return absl::ResourceExhaustedError("quota");
-  });
+  auto result =
+      trie_->Commit(nodes, [](const CommitResult&, rocksdb::WriteBatch&) {
+        return absl::ResourceExhaustedError("quota");
+      });
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
   auto node = trie_->ReadNode(nodes[0].key);
   ASSERT_TRUE(node.ok());
@@ -181,7 +184,8 @@ TEST_F(TrieTest, RemoveSubtree) {
 
 TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {
   const NodeKey key = ChildKey(root_, Iota(4));
-  ASSERT_TRUE(store_->Put(Column::kNodes, key.Bytes(), "\xff\xff garbage").ok());
+  ASSERT_TRUE(
+      store_->Put(Column::kNodes, key.Bytes(), "\xff\xff garbage").ok());
   auto match = trie_->Match(root_, Iota(4), 4);
   EXPECT_EQ(match.status().code(), absl::StatusCode::kDataLoss);
 }

@@ -30,7 +30,8 @@ class TempDir {
  public:
   TempDir() {
     std::string pattern =
-        (std::filesystem::temp_directory_path() / "seqkv-tenancy-XXXXXX").string();
+        (std::filesystem::temp_directory_path() / "seqkv-tenancy-XXXXXX")
+            .string();
     path_ = mkdtemp(pattern.data());
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
@@ -50,15 +51,18 @@ std::string TenantsYaml(bool with_globex_key = true,
   yaml += "  - name: acme\n    api_key_sha256: [\"" + Sha256Hex("acme-key") +
           "\"]\n    client_cert_subjects: [\"CN=acme-worker\"]\n";
   yaml += "  - name: globex\n    api_key_sha256: [\"" +
-          Sha256Hex(with_globex_key ? "globex-key" : "globex-new-key") + "\"]\n";
-  yaml += "  - name: initech\n    api_key_sha256: [\"" + Sha256Hex("initech-key") +
+          Sha256Hex(with_globex_key ? "globex-key" : "globex-new-key") +
+          "\"]\n";
+  yaml += "  - name: initech\n    api_key_sha256: [\"" +
+          Sha256Hex("initech-key") +
           "\"]\n    quota_bytes: 2000000\n    on_quota: reject\n";
   yaml += "  - name: hooli\n    api_key_sha256: [\"" + Sha256Hex("hooli-key") +
           "\"]\n    quota_bytes: 2500000\n    on_quota: evict\n";
   yaml += "  - name: slowco\n    api_key_sha256: [\"" + Sha256Hex("slow-key") +
           "\"]\n    rate_limit_rps: 0.5\n    rate_limit_burst: 2\n";
-  yaml += "shared_namespaces:\n  - name: system-prompts\n"
-          "    readers: [acme, globex]\n    writers: [acme]\n";
+  yaml +=
+      "shared_namespaces:\n  - name: system-prompts\n"
+      "    readers: [acme, globex]\n    writers: [acme]\n";
   return yaml + extra;
 }
 
@@ -101,7 +105,9 @@ TEST_F(TenancyTest, TenantsSeeOnlyTheirOwnData) {
   // Naming the other tenant's namespace is refused, stored or not.
   EXPECT_EQ(globex->Lookup(kModel, cache.tokens, 0, "acme").status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(globex->Lookup(kModel, std::vector<int32_t>{1, 2}, 0, "acme").status().code(),
+  EXPECT_EQ(globex->Lookup(kModel, std::vector<int32_t>{1, 2}, 0, "acme")
+                .status()
+                .code(),
             absl::StatusCode::kPermissionDenied);
   GetOptions other{kModel, "acme"};
   EXPECT_EQ(globex->Get(other, cache.tokens).status().code(),
@@ -138,8 +144,9 @@ TEST_F(TenancyTest, SharedNamespaceServesItsReadersOnly) {
                 .code(),
             absl::StatusCode::kPermissionDenied);
   // A reader that is not a writer cannot write there.
-  EXPECT_EQ(globex->Put({kModel, "raw", "system-prompts"}, prompt).status().code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      globex->Put({kModel, "raw", "system-prompts"}, prompt).status().code(),
+      absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(TenancyTest, WrongMissingAndRevokedKeys) {
@@ -191,10 +198,10 @@ TEST_F(TenancyTest, QuotaEvictsTheLeastRecentlyUsed) {
   ASSERT_TRUE(hooli->Put({kModel, "raw", ""}, a).ok());
   ASSERT_TRUE(hooli->Put({kModel, "raw", ""}, b).ok());
   // Only the BOS they share is left of a.
-  EXPECT_EQ(hooli->Lookup(kModel, a.tokens)->matched_tokens,
-            std::mismatch(a.tokens.begin(), a.tokens.end(), b.tokens.begin())
-                    .first -
-                a.tokens.begin());
+  EXPECT_EQ(
+      hooli->Lookup(kModel, a.tokens)->matched_tokens,
+      std::mismatch(a.tokens.begin(), a.tokens.end(), b.tokens.begin()).first -
+          a.tokens.begin());
   // Leaves go first, so what is left of b is a prefix of it.
   const uint32_t kept = hooli->Lookup(kModel, b.tokens)->matched_tokens;
   EXPECT_GT(kept, 0u);
@@ -253,8 +260,7 @@ TEST_F(TenancyTest, BadConfigIsRefusedAtStartup) {
   EXPECT_FALSE(server.ok());
   EXPECT_EQ(ParseConfig("tenants: [").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ParseConfig(TenantsYaml() +
-                        "  - name: x\n    readers: [nobody]\n")
+  EXPECT_EQ(ParseConfig(TenantsYaml() + "  - name: x\n    readers: [nobody]\n")
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -263,17 +269,23 @@ TEST_F(TenancyTest, BadConfigIsRefusedAtStartup) {
 // Certificates made with the openssl command, for 127.0.0.1.
 void MakeCertificates(const TempDir& dir) {
   const std::string script =
-      "cd '" + dir.file("") + "' && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=seqkv-test-ca "
+      "cd '" + dir.file("") +
+      "' && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+      "/CN=seqkv-test-ca "
       "-keyout ca.key -out ca.pem 2>/dev/null && "
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "
+      "server.key "
       "-out server.csr 2>/dev/null && "
       "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial "
       "-days 2 -extfile san.ext -out server.pem 2>/dev/null && "
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=acme-worker -keyout client.key "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=acme-worker -keyout "
+      "client.key "
       "-out client.csr 2>/dev/null && "
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial "
       "-days 2 -out client.pem 2>/dev/null";
   ASSERT_EQ(std::system(script.c_str()), 0);
 }
