@@ -69,10 +69,10 @@ void ExpectLosslessResults(const nlohmann::json& results) {
 }
 
 TEST(EvalCommandTest, LosslessCodecsChangeNothing) {
-  const CommandResult result = RunCommand(absl::StrCat(
-      kSeqkv, " eval --model_dir ", kDataDir,
-      "/lm --codec raw,lossless --max_tokens 384 --json ", KvFile("a_dev_00"),
-      " ", KvFile("b_rag_01_D2_D1")));
+  const CommandResult result = RunCommand(
+      absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
+                   "/lm --codec raw,lossless --max_tokens 384 --json ",
+                   KvFile("a_dev_00"), " ", KvFile("b_rag_01_D2_D1")));
   ASSERT_EQ(result.exit_code, 0) << result.out;
   const nlohmann::json results = ParseOrFail(result.out);
   ExpectLosslessResults(results);
@@ -84,19 +84,22 @@ TEST(EvalCommandTest, LosslessCodecsChangeNothing) {
 }
 
 TEST(EvalCommandTest, RejectsBadArguments) {
+  EXPECT_NE(
+      RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
+                              "/lm --codec nosuchcodec ", KvFile("a_dev_00")))
+          .exit_code,
+      0);
   EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
-                             "/lm --codec nosuchcodec ", KvFile("a_dev_00")))
+                                    "/lm --codec raw --prefix_tokens 5000 ",
+                                    KvFile("a_dev_00")))
                 .exit_code,
             0);
-  EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
-                             "/lm --codec raw --prefix_tokens 5000 ",
-                             KvFile("a_dev_00")))
-                .exit_code,
-            0);
-  EXPECT_NE(RunCommand(absl::StrCat(kSeqkv, " eval --model_dir /nonexistent --codec raw ",
-                             KvFile("a_dev_00")))
-                .exit_code,
-            0);
+  EXPECT_NE(
+      RunCommand(absl::StrCat(kSeqkv,
+                              " eval --model_dir /nonexistent --codec raw ",
+                              KvFile("a_dev_00")))
+          .exit_code,
+      0);
 }
 
 nlohmann::json Calibrate(const std::string& a, const std::string& b) {
@@ -163,10 +166,12 @@ class ServerCommandTest : public ::testing::Test {
 };
 
 TEST_F(ServerCommandTest, EvalThroughServerIsLosslessForLosslessCodecs) {
-  const CommandResult result = RunCommand(absl::StrCat(
-      kSeqkv, " eval --server ", server_->address(), " --via_server --model_dir ",
-      kDataDir, "/lm --model kvlm-23m --codec raw,lossless --max_tokens 300 "
-      "--json ", KvFile("a_dev_03"), " ", KvFile("c_chat_turn2")));
+  const CommandResult result = RunCommand(
+      absl::StrCat(kSeqkv, " eval --server ", server_->address(),
+                   " --via_server --model_dir ", kDataDir,
+                   "/lm --model kvlm-23m --codec raw,lossless --max_tokens 300 "
+                   "--json ",
+                   KvFile("a_dev_03"), " ", KvFile("c_chat_turn2")));
   ASSERT_EQ(result.exit_code, 0) << result.out;
   ExpectLosslessResults(ParseOrFail(result.out));
 }
@@ -188,10 +193,12 @@ constexpr char kPrompt[] =
     "              reverse order while sorting\n\n       -S     sort by";
 
 TEST_F(ServerCommandTest, GenerateReusesTheStoredPrefixExactly) {
-  const std::string command = absl::StrCat(
-      kSeqkv, " generate --server ", server_->address(), " --model_dir ",
-      kDataDir, "/lm --model kvlm-23m --codec lossless --max_new_tokens 12 "
-      "--compare --json --prompt '", kPrompt, "'");
+  const std::string command =
+      absl::StrCat(kSeqkv, " generate --server ", server_->address(),
+                   " --model_dir ", kDataDir,
+                   "/lm --model kvlm-23m --codec lossless --max_new_tokens 12 "
+                   "--compare --json --prompt '",
+                   kPrompt, "'");
   const CommandResult first = RunCommand(command);
   ASSERT_EQ(first.exit_code, 0) << first.out;
   const nlohmann::json one = ParseOrFail(first.out);

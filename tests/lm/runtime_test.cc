@@ -35,8 +35,8 @@ const LlamaModel& Model() {
   return *model;
 }
 
-double BitIdenticalFraction(const KvCache& a, const KvCache& b,
-                            uint32_t layer, bool values) {
+double BitIdenticalFraction(const KvCache& a, const KvCache& b, uint32_t layer,
+                            bool values) {
   const size_t count =
       size_t{a.layout.num_kv_heads} * a.num_tokens() * a.layout.head_dim;
   const std::byte* x = (values ? a.v : a.k).data() + layer * count * 2;

@@ -89,7 +89,8 @@ std::vector<std::pair<size_t, size_t>> PreTokenize(
     // ' ?' followed by a run of one class (letters, numbers, other).
     size_t start = i;
     size_t j = i;
-    if (cps[j].value == ' ' && j + 1 < n && cps[j + 1].type != CharClass::kSpace)
+    if (cps[j].value == ' ' && j + 1 < n &&
+        cps[j + 1].type != CharClass::kSpace)
       ++j;
     if (cps[j].type != CharClass::kSpace) {
       const CharClass run = cps[j].type;
@@ -131,13 +132,13 @@ absl::StatusOr<BpeTokenizer> BpeTokenizer::Parse(const std::string& json_text) {
     return absl::UnimplementedError("tokenizer model type is not BPE");
   const json& pre = root["pre_tokenizer"];
   if (!pre.is_object() || pre.value("type", "") != "ByteLevel")
-    return absl::UnimplementedError(
-        "tokenizer pre_tokenizer is not ByteLevel");
+    return absl::UnimplementedError("tokenizer pre_tokenizer is not ByteLevel");
   if (pre.value("add_prefix_space", false))
     return absl::UnimplementedError(
         "ByteLevel add_prefix_space = true is not implemented");
   if (root.contains("normalizer") && !root["normalizer"].is_null())
-    return absl::UnimplementedError("tokenizer normalizers are not implemented");
+    return absl::UnimplementedError(
+        "tokenizer normalizers are not implemented");
   if (!model.contains("vocab") || !model["vocab"].is_object())
     return absl::InvalidArgumentError("tokenizer model has no vocab object");
 
@@ -169,7 +170,8 @@ absl::StatusOr<BpeTokenizer> BpeTokenizer::Parse(const std::string& json_text) {
       tokenizer.id_to_token_[id] = content;
       tokenizer.is_special_[id] = true;
       if (!content.empty())
-        tokenizer.special_tokens_.emplace_back(content, static_cast<int32_t>(id));
+        tokenizer.special_tokens_.emplace_back(content,
+                                               static_cast<int32_t>(id));
     }
   }
   if (!model.contains("merges") || !model["merges"].is_array())

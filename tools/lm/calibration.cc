@@ -20,7 +20,7 @@ namespace {
 // that take most of the attention, and noise of the group's average size
 // would swamp them. Returns the group's relative MSE after rounding.
 double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
-                  uint64_t seed) {
+                    uint64_t seed) {
   const KvLayout& layout = cache.layout;
   const size_t dim = layout.head_dim;
   const size_t count = size_t{layout.num_kv_heads} * cache.num_tokens() * dim;

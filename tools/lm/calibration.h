@@ -43,8 +43,9 @@ class Calibrator {
 
   // Measures every group on one cache (the model's layout). `progress`
   // receives one line per group.
-  absl::Status AddCache(const KvCache& cache,
-                        const std::function<void(const std::string&)>& progress);
+  absl::Status AddCache(
+      const KvCache& cache,
+      const std::function<void(const std::string&)>& progress);
 
   const std::vector<GroupSensitivity>& groups() const { return groups_; }
 

@@ -37,7 +37,8 @@ int RunCalibrate(std::span<char* const> args) {
   if (!model.ok()) return cli::ReportError(model.status());
   CalibrationOptions options;
   options.noise_rel_mse = absl::GetFlag(FLAGS_noise_rel_mse);
-  options.prefix_tokens = uint32_t(std::max(0, absl::GetFlag(FLAGS_prefix_tokens)));
+  options.prefix_tokens =
+      uint32_t(std::max(0, absl::GetFlag(FLAGS_prefix_tokens)));
   options.seed = absl::GetFlag(FLAGS_calibrate_seed);
   Calibrator calibrator(**model, options);
   const KvLayout layout = (*model)->kv_layout();

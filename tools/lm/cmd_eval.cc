@@ -92,9 +92,9 @@ absl::StatusOr<KvCache> ThroughServer(Client& client, const std::string& model,
   if (!back.ok()) return back.status();
   if (!deleted.ok()) return deleted.status();
   if (back->num_tokens() != prefix.num_tokens())
-    return absl::DataLossError(absl::StrCat(
-        "server returned ", back->num_tokens(), " tokens of ",
-        prefix.num_tokens()));
+    return absl::DataLossError(absl::StrCat("server returned ",
+                                            back->num_tokens(), " tokens of ",
+                                            prefix.num_tokens()));
   back->layout = prefix.layout;
   return back;
 }
@@ -115,18 +115,18 @@ void PrintResults(const std::vector<CodecRun>& runs) {
           {"rel_mse_k", run.k.relative()},
           {"rel_mse_v", run.v.relative()},
           {"nll_exact", t.nll_exact / n},
-          {"nll_file", t.file_tokens ? t.nll_file / t.file_tokens
-                                     : std::nan("")},
+          {"nll_file",
+           t.file_tokens ? t.nll_file / t.file_tokens : std::nan("")},
           {"tokens", t.tokens},
       });
     }
     std::cout << out.dump(2) << "\n";
     return;
   }
-  std::cout << absl::StrFormat("%-28s %9s %10s %10s %7s %10s %10s %9s %9s %6s\n",
-                               "codec", "bits/elem", "dNLL", "KL", "top1",
-                               "relMSE K", "relMSE V", "NLL", "NLL file",
-                               "tokens");
+  std::cout << absl::StrFormat(
+      "%-28s %9s %10s %10s %7s %10s %10s %9s %9s %6s\n", "codec", "bits/elem",
+      "dNLL", "KL", "top1", "relMSE K", "relMSE V", "NLL", "NLL file",
+      "tokens");
   for (const CodecRun& run : runs) {
     const FidelityTotals& t = run.totals;
     const double n = std::max<uint64_t>(t.tokens, 1);
@@ -149,8 +149,7 @@ int RunEval(std::span<char* const> args) {
   }
   auto model = LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::ReportError(model.status());
-  const std::string name =
-      ModelName(absl::GetFlag(FLAGS_model), model_dir);
+  const std::string name = ModelName(absl::GetFlag(FLAGS_model), model_dir);
   auto context = BuildModelContext(name, model_dir, (*model)->config(),
                                    absl::GetFlag(FLAGS_profile));
   if (!context.ok()) return cli::ReportError(context.status());
@@ -196,9 +195,9 @@ int RunEval(std::span<char* const> args) {
                                  ? uint32_t(absl::GetFlag(FLAGS_prefix_tokens))
                                  : total * 3 / 4;
     if (prefix_tokens < 1 || prefix_tokens + 2 > total)
-      return cli::ReportError(absl::InvalidArgumentError(absl::StrCat(
-          path, ": --prefix_tokens ", prefix_tokens, " must leave at least 2 of ",
-          total, " tokens to run")));
+      return cli::ReportError(absl::InvalidArgumentError(
+          absl::StrCat(path, ": --prefix_tokens ", prefix_tokens,
+                       " must leave at least 2 of ", total, " tokens to run")));
     const KvCache prefix = PrefixCache(*cache, prefix_tokens);
     const std::span<const int32_t> rest =
         std::span<const int32_t>(cache->tokens).subspan(prefix_tokens);
@@ -206,8 +205,8 @@ int RunEval(std::span<char* const> args) {
     std::vector<float> logprobs = FileLogprobs(path);
     std::span<const float> file_logprobs;
     if (logprobs.size() + 1 >= total)
-      file_logprobs = std::span<const float>(logprobs).subspan(
-          prefix_tokens, targets.size());
+      file_logprobs = std::span<const float>(logprobs).subspan(prefix_tokens,
+                                                               targets.size());
 
     KvCache exact_cache = prefix;
     auto exact = (*model)->Forward(rest, exact_cache);
@@ -217,11 +216,11 @@ int RunEval(std::span<char* const> args) {
       absl::StatusOr<KvCache> approx_cache =
           via_server ? ThroughServer(*client, name, run.spec, prefix,
                                      &run.encoded_bytes)
-                     : RoundTripCache(*run.codec, prefix,
-                                      ChunkTokensFlag(),
+                     : RoundTripCache(*run.codec, prefix, ChunkTokensFlag(),
                                       &run.encoded_bytes);
       if (!approx_cache.ok()) return cli::ReportError(approx_cache.status());
-      run.elements += size_t{prefix_tokens} * prefix.layout.elements_per_token();
+      run.elements +=
+          size_t{prefix_tokens} * prefix.layout.elements_per_token();
       const ErrorEnergy k = CompareTensor(prefix, *approx_cache, false);
       const ErrorEnergy v = CompareTensor(prefix, *approx_cache, true);
       run.k.error += k.error;

@@ -22,7 +22,8 @@
 #include "tools/lm/lm_flags.h"
 #include "tools/lm/model_context.h"
 
-ABSL_FLAG(std::string, prompt, "", "prompt text (tokenized with tokenizer.json)");
+ABSL_FLAG(std::string, prompt, "",
+          "prompt text (tokenized with tokenizer.json)");
 ABSL_FLAG(bool, add_bos, true,
           "start a --prompt with the model's BOS token (config bos_token_id)");
 ABSL_FLAG(int32_t, max_new_tokens, 16, "tokens to generate greedily");
@@ -70,8 +71,8 @@ absl::StatusOr<std::vector<int32_t>> PromptTokens(
 
 int RunGenerate(std::span<char* const> args) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (model_dir.empty() ||
-      (absl::GetFlag(FLAGS_prompt).empty() == absl::GetFlag(FLAGS_tokens).empty())) {
+  if (model_dir.empty() || (absl::GetFlag(FLAGS_prompt).empty() ==
+                            absl::GetFlag(FLAGS_tokens).empty())) {
     std::cerr << "usage: seqkv generate --model_dir DIR --server ADDR "
                  "(--prompt TEXT | --tokens 0,12,34 | --tokens FILE) "
                  "[--max_new_tokens N] [--codec C] [--model NAME] "
@@ -124,9 +125,9 @@ int RunGenerate(std::span<char* const> args) {
     if (!fetched.ok()) return cli::ReportError(fetched.status());
     fetch_ms = MillisSince(start);
     if (fetched->num_tokens() > usable)
-      return cli::ReportError(absl::DataLossError(absl::StrCat(
-          "server returned ", fetched->num_tokens(), " tokens, asked for ",
-          usable)));
+      return cli::ReportError(absl::DataLossError(
+          absl::StrCat("server returned ", fetched->num_tokens(),
+                       " tokens, asked for ", usable)));
     cache = *std::move(fetched);
   }
   const uint32_t served = cache.num_tokens();
@@ -147,8 +148,8 @@ int RunGenerate(std::span<char* const> args) {
   const double prefill_without_ms = MillisSince(start);
   std::vector<int32_t> baseline;
   if (absl::GetFlag(FLAGS_compare)) {
-    auto again = (*model)->DecodeGreedy(baseline_first->row(0),
-                                        baseline_cache, max_new);
+    auto again =
+        (*model)->DecodeGreedy(baseline_first->row(0), baseline_cache, max_new);
     if (!again.ok()) return cli::ReportError(again.status());
     baseline = *std::move(again);
   }

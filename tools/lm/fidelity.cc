@@ -77,7 +77,8 @@ std::vector<std::byte> GatherChunk(const KvCache& cache, uint32_t begin,
       for (uint32_t h = 0; h < layout.num_kv_heads; ++h) {
         const size_t offset =
             ((size_t{l} * layout.num_kv_heads + h) * cache.num_tokens() +
-             begin) * row;
+             begin) *
+            row;
         std::memcpy(dst, source.data() + offset, count * row);
         dst += count * row;
       }
@@ -96,15 +97,15 @@ void ScatterChunk(std::span<const std::byte> chunk, uint32_t begin,
       for (uint32_t h = 0; h < layout.num_kv_heads; ++h) {
         const size_t offset =
             ((size_t{l} * layout.num_kv_heads + h) * cache.num_tokens() +
-             begin) * row;
+             begin) *
+            row;
         std::memcpy(target.data() + offset, src, count * row);
         src += count * row;
       }
     }
 }
 
-absl::StatusOr<KvCache> RoundTripCache(const Codec& codec,
-                                       const KvCache& cache,
+absl::StatusOr<KvCache> RoundTripCache(const Codec& codec, const KvCache& cache,
                                        uint32_t chunk_tokens,
                                        uint64_t* encoded_bytes) {
   if (chunk_tokens == 0)
@@ -124,17 +125,17 @@ absl::StatusOr<KvCache> RoundTripCache(const Codec& codec,
     const std::vector<std::byte> data = GatherChunk(cache, begin, count);
     encoded.clear();
     if (auto status = codec.Encode(chunk, data, encoded); !status.ok())
-      return absl::Status(status.code(),
-                          absl::StrCat(codec.spec(), " encode of tokens [",
-                                       begin, ", ", begin + count,
-                                       "): ", status.message()));
+      return absl::Status(
+          status.code(),
+          absl::StrCat(codec.spec(), " encode of tokens [", begin, ", ",
+                       begin + count, "): ", status.message()));
     *encoded_bytes += encoded.size();
     std::vector<std::byte> decoded(data.size());
     if (auto status = codec.Decode(chunk, encoded, decoded); !status.ok())
-      return absl::Status(status.code(),
-                          absl::StrCat(codec.spec(), " decode of tokens [",
-                                       begin, ", ", begin + count,
-                                       "): ", status.message()));
+      return absl::Status(
+          status.code(),
+          absl::StrCat(codec.spec(), " decode of tokens [", begin, ", ",
+                       begin + count, "): ", status.message()));
     ScatterChunk(decoded, begin, count, out);
   }
   return out;

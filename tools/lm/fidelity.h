@@ -30,8 +30,7 @@ void ScatterChunk(std::span<const std::byte> chunk, uint32_t begin,
 
 // Encodes and decodes `cache` chunk by chunk (chunk_tokens per chunk, RoPE
 // positions from 0) with `codec`. Adds the encoded size to *encoded_bytes.
-absl::StatusOr<KvCache> RoundTripCache(const Codec& codec,
-                                       const KvCache& cache,
+absl::StatusOr<KvCache> RoundTripCache(const Codec& codec, const KvCache& cache,
                                        uint32_t chunk_tokens,
                                        uint64_t* encoded_bytes);
 
@@ -48,11 +47,11 @@ ErrorEnergy CompareTensor(const KvCache& exact, const KvCache& approx,
 // Next-token statistics of one run against the exact one.
 struct FidelityTotals {
   uint64_t tokens = 0;
-  double nll_exact = 0;   // sums over predicted tokens
+  double nll_exact = 0;  // sums over predicted tokens
   double nll_approx = 0;
-  double nll_file = 0;    // from the dump's own logprobs, when it has them
+  double nll_file = 0;  // from the dump's own logprobs, when it has them
   uint64_t file_tokens = 0;
-  double kl = 0;          // KL(exact || approx), nats
+  double kl = 0;  // KL(exact || approx), nats
   uint64_t top1_agree = 0;
 
   // Row r of both logit sets predicts targets[r]; file_logprobs (may be

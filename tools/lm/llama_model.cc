@@ -24,8 +24,8 @@ void Linear(const float* x, int rows, int in, const std::vector<float>& w,
 
 // HF LlamaRMSNorm: normalize in fp32, round to bf16, then multiply by the
 // bf16 weight (one more rounding).
-void RmsNorm(const float* x, int rows, int dim, const std::vector<float>& weight,
-             float eps, float* out) {
+void RmsNorm(const float* x, int rows, int dim,
+             const std::vector<float>& weight, float eps, float* out) {
   for (int r = 0; r < rows; ++r) {
     const float* row = x + size_t(r) * dim;
     float sum = 0;
@@ -101,8 +101,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   if (!config.ok()) return config.status();
   auto weights = LoadLmWeights(model_dir, *config);
   if (!weights.ok()) return weights.status();
-  return std::make_unique<LlamaModel>(*std::move(config),
-                                      *std::move(weights));
+  return std::make_unique<LlamaModel>(*std::move(config), *std::move(weights));
 }
 
 LlamaModel::LlamaModel(LmConfig config, LmWeights weights)
@@ -111,7 +110,8 @@ LlamaModel::LlamaModel(LmConfig config, LmWeights weights)
   inv_freq_.resize(half);
   const float base = static_cast<float>(config_.rope_theta);
   for (uint32_t i = 0; i < half; ++i)
-    inv_freq_[i] = 1.0f / std::pow(base, float(2 * i) / float(config_.head_dim));
+    inv_freq_[i] =
+        1.0f / std::pow(base, float(2 * i) / float(config_.head_dim));
 }
 
 KvCache LlamaModel::EmptyCache() const {
@@ -127,18 +127,18 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
       cache.layout.num_kv_heads != layout.num_kv_heads ||
       cache.layout.head_dim != layout.head_dim ||
       cache.layout.dtype != layout.dtype || cache.layout.latent)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cache layout ", cache.layout.DebugString(),
-        " does not match the model's ", layout.DebugString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache layout ", cache.layout.DebugString(),
+                     " does not match the model's ", layout.DebugString()));
   if (cache.num_tokens() > 0 || !cache.k.empty())
     if (auto status = cache.Validate(); !status.ok()) return status;
   if (tokens.empty())
     return absl::InvalidArgumentError("forward: no tokens to run");
   for (int32_t token : tokens)
     if (token < 0 || uint32_t(token) >= config_.vocab_size)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "forward: token id ", token, " outside the vocabulary of ",
-          config_.vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward: token id ", token,
+                       " outside the vocabulary of ", config_.vocab_size));
 
   const int n = static_cast<int>(tokens.size());
   const int past = static_cast<int>(cache.num_tokens());
@@ -185,8 +185,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
     Linear(xn.data(), n, hidden, w.v_proj, kv_width, v.data());
     for (int i = 0; i < n; ++i) {
       for (int h = 0; h < heads; ++h)
-        ApplyRope(config_.rope_style, rope[i], &q[size_t(i) * q_width + h * dim],
-                  dim);
+        ApplyRope(config_.rope_style, rope[i],
+                  &q[size_t(i) * q_width + h * dim], dim);
       for (int h = 0; h < kv_heads; ++h)
         ApplyRope(config_.rope_style, rope[i],
                   &k[size_t(i) * kv_width + h * dim], dim);
@@ -216,8 +216,8 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
                     1.0f, &q[h * dim], q_width, layer_k.data(), dim, 0.0f,
                     scores.data(), total);
         for (int i = 0; i < n; ++i)
-          row_sum[i] = Softmax(&scores[size_t(i) * total], past + i + 1,
-                               total, scale);
+          row_sum[i] =
+              Softmax(&scores[size_t(i) * total], past + i + 1, total, scale);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, total,
                     1.0f, scores.data(), total, layer_v.data(), dim, 0.0f,
                     head_out.data(), dim);
@@ -306,8 +306,8 @@ std::vector<float> LogSoftmax(std::span<const float> logits) {
 }
 
 int32_t ArgMax(std::span<const float> logits) {
-  return static_cast<int32_t>(
-      std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
+                              logits.begin());
 }
 
 }  // namespace seqkv::lm

@@ -58,7 +58,8 @@ absl::StatusOr<LmConfig> ParseLmConfig(const std::string& json_text) {
   if (config.is_discarded() || !config.is_object())
     return absl::InvalidArgumentError("config.json is not a JSON object");
   LmConfig out;
-  if (auto it = config.find("model_type"); it != config.end() && it->is_string())
+  if (auto it = config.find("model_type");
+      it != config.end() && it->is_string())
     out.model_type = it->get<std::string>();
   absl::Status status;
   for (auto [key, field] :
@@ -117,7 +118,8 @@ absl::StatusOr<LmConfig> ParseLmConfig(const std::string& json_text) {
   }
   if (auto it = config.find("rope_theta"); it != config.end()) {
     if (!it->is_number())
-      return absl::InvalidArgumentError("config.json: rope_theta must be a number");
+      return absl::InvalidArgumentError(
+          "config.json: rope_theta must be a number");
     out.rope_theta = it->get<double>();
   }
   if (!(out.rope_theta > 1.0))
@@ -147,9 +149,9 @@ absl::StatusOr<LmConfig> ParseLmConfig(const std::string& json_text) {
           absl::StrCat("config.json: '", key, "' = true is not implemented"));
   if (auto it = config.find("hidden_act");
       it != config.end() && it->is_string() && it->get<std::string>() != "silu")
-    return absl::UnimplementedError(absl::StrCat(
-        "config.json: hidden_act '", it->get<std::string>(),
-        "' is not implemented (only silu)"));
+    return absl::UnimplementedError(
+        absl::StrCat("config.json: hidden_act '", it->get<std::string>(),
+                     "' is not implemented (only silu)"));
   out.bos_token_id = ReadTokenId(config, "bos_token_id");
   out.eos_token_id = ReadTokenId(config, "eos_token_id");
   return out;

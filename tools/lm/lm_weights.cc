@@ -23,9 +23,10 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(
   if (!std::filesystem::exists(index_path)) {
     const std::string single = model_dir + "/model.safetensors";
     if (!std::filesystem::exists(single))
-      return absl::NotFoundError(absl::StrCat(
-          model_dir, ": neither model.safetensors.index.json nor "
-                     "model.safetensors"));
+      return absl::NotFoundError(
+          absl::StrCat(model_dir,
+                       ": neither model.safetensors.index.json nor "
+                       "model.safetensors"));
     return std::vector<std::string>{single};
   }
   std::ifstream in(index_path);
@@ -69,7 +70,8 @@ class TensorSource {
                     std::vector<float>& out) {
     auto it = tensors_.find(name);
     if (it == tensors_.end())
-      return absl::NotFoundError(absl::StrCat("weights: no tensor '", name, "'"));
+      return absl::NotFoundError(
+          absl::StrCat("weights: no tensor '", name, "'"));
     const Tensor& tensor = it->second;
     if (tensor.shape != shape)
       return absl::InvalidArgumentError(absl::StrCat(
@@ -88,9 +90,9 @@ class TensorSource {
       auto values = tensor.as<float>();
       for (size_t i = 0; i < count; ++i) out[i] = RoundBf16(values[i]);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weights: '", name, "' has dtype ", tensor.dtype,
-          " (expected BF16, F16 or F32)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("weights: '", name, "' has dtype ", tensor.dtype,
+                       " (expected BF16, F16 or F32)"));
     }
     tensors_.erase(it);  // free the bytes as we go
     return absl::OkStatus();

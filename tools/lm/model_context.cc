@@ -8,18 +8,17 @@
 
 namespace seqkv::lm {
 
-absl::StatusOr<ModelContext> BuildModelContext(const std::string& name,
-                                               const std::string& model_dir,
-                                               const LmConfig& config,
-                                               const std::string& profile_path) {
+absl::StatusOr<ModelContext> BuildModelContext(
+    const std::string& name, const std::string& model_dir,
+    const LmConfig& config, const std::string& profile_path) {
   ModelContext context;
   context.name = name;
   context.layout = config.KvCacheLayout();
   if (!profile_path.empty()) {
     std::ifstream in(profile_path);
     if (!in)
-      return absl::NotFoundError(absl::StrCat("cannot open --profile ",
-                                              profile_path));
+      return absl::NotFoundError(
+          absl::StrCat("cannot open --profile ", profile_path));
     std::stringstream text;
     text << in.rdbuf();
     context.codec_state["profile"] = text.str();
