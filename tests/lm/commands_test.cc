@@ -1,7 +1,9 @@
 // The `seqkv eval`, `calibrate` and `generate` commands, run as a user runs
 // them: the real binary, the real model, and for generate a real server.
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
