@@ -343,6 +343,10 @@ TEST(LosslessCodecTest, ByteFlipsAreDataLoss) {
     std::string corrupt = encoded;
     corrupt[position] ^= static_cast<char>(1 + rng() % 255);
     const absl::Status status = codec->Decode(sample.chunk, corrupt, out);
+    // A flags byte that now claims a layer-0 table this model lacks is
+    // reported as such.
+    if (position == 1 && status.code() == absl::StatusCode::kFailedPrecondition)
+      continue;
     ASSERT_EQ(status.code(), absl::StatusCode::kDataLoss)
         << "byte " << position;
   }
