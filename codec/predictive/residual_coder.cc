@@ -303,11 +303,13 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   reader.GetBytes(reader.remaining(), stream);
   rans_ = std::make_unique<RansDecoder>(std::as_bytes(std::span(stream)));
   symbols_.resize(shape.head_dim);
-  indices_.resize(shape.head_dim);
+  float_offsets_.resize(channels);
+  for (size_t c = 0; c < channels; ++c)
+    float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
   return absl::OkStatus();
 }
 
-bool ResidualDecoder::DecodeEscapes(int32_t* index_row, const uint8_t* symbols,
+bool ResidualDecoder::DecodeEscapes(float* row, const uint8_t* symbols,
                                     size_t channel_base) {
   for (uint32_t d = 0; d < shape_.head_dim; ++d) {
     if (symbols[d] != kEscapeSymbol) continue;
@@ -315,7 +317,7 @@ bool ResidualDecoder::DecodeEscapes(int32_t* index_row, const uint8_t* symbols,
     if (!escapes_.GetVarint(raw)) return false;
     const int64_t delta = UnZigZag(raw);
     if (delta < -kMaxIndex || delta > kMaxIndex) return false;
-    index_row[d] = static_cast<int32_t>(delta + offsets_[channel_base + d]);
+    row[d] = static_cast<float>(delta + offsets_[channel_base + d]) * step_;
   }
   return true;
 }
@@ -333,18 +335,17 @@ bool ResidualDecoder::NextRow(float* row) {
   rans_->GetRow(next_index_, models, width, symbols);
   next_index_ += width;
 
-  const int32_t* offsets = &offsets_[channel_base];
-  int32_t* indices = indices_.data();
-  bool any_escape = false;
-  for (uint32_t d = 0; d < width; ++d) {
-    indices[d] = int32_t{symbols[d]} - kSymbolBias + offsets[d];
-    any_escape |= symbols[d] == kEscapeSymbol;
-  }
-  if (any_escape && !DecodeEscapes(indices, symbols, channel_base))
-    return false;
+  // One vectorizable pass: (symbol + offset - bias) * step, exact in float
+  // as indices stay below 2^23. Escaped symbols are patched afterwards.
+  const float* offsets = &float_offsets_[channel_base];
   const float step = step_;
-  for (uint32_t d = 0; d < width; ++d)
-    row[d] = static_cast<float>(indices[d]) * step;
+  uint8_t largest = 0;
+  for (uint32_t d = 0; d < width; ++d) {
+    row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
+    largest = std::max(largest, symbols[d]);
+  }
+  if (largest == kEscapeSymbol && !DecodeEscapes(row, symbols, channel_base))
+    return false;
   return true;
 }
 

@@ -66,8 +66,7 @@ class ResidualDecoder {
   absl::Status Finish() const;
 
  private:
-  bool DecodeEscapes(int32_t* index_row, const uint8_t* symbols,
-                     size_t channel_base);
+  bool DecodeEscapes(float* row, const uint8_t* symbols, size_t channel_base);
 
   GroupShape shape_;
   bool all_zero_ = false;
@@ -76,7 +75,7 @@ class ResidualDecoder {
   std::vector<const DecodeModel*> model_of_;  // per channel
   std::vector<std::unique_ptr<DecodeModel>> models_;
   std::vector<uint8_t> symbols_;  // one row
-  std::vector<int32_t> indices_;  // one row
+  std::vector<float> float_offsets_;  // per channel: offset - kSymbolBias
   ByteReader escapes_{std::string_view()};
   std::unique_ptr<RansDecoder> rans_;
   size_t next_index_ = 0;
