@@ -111,6 +111,20 @@ void StoreRow(DType dtype, const float* src, uint32_t n, std::byte* dst) {
   }
 }
 
+// Sum of squares in independent double lanes (vectorizes; a single
+// accumulator would serialize on the adder's latency).
+double SquareSum(const float* x, uint32_t n) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
+  uint32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] += double{x[i + j]} * x[i + j];
+  double sum = 0;
+  for (; i < n; ++i) sum += double{x[i]} * x[i];
+  for (double lane : lanes) sum += lane;
+  return sum;
+}
+
 void AppendChecksum(size_t payload_start, std::string& out) {
   const uint32_t checksum =
       XXH32(out.data() + payload_start, out.size() - payload_start, 0);
@@ -235,13 +249,14 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
           const size_t row = size_t{h} * chunk.num_tokens + t;
           float* x = &values[row * width];
           LoadRow(layout_.dtype, src + row * width * dsize, width, x);
-          for (uint32_t d = 0; d < width; ++d) {
-            if (!std::isfinite(x[d]))
-              return absl::InvalidArgumentError(absl::StrCat(
-                  "predictive: non-finite value at layer ", layer, " tensor ",
-                  tensor, " head ", h, " token ", t, " dim ", d));
-            energy += double{x[d]} * x[d];
-          }
+          // A NaN or infinity makes the row's energy non-finite, so one
+          // check per row finds it; squares of finite floats fit a double.
+          const double row_energy = SquareSum(x, width);
+          if (!std::isfinite(row_energy))
+            return absl::InvalidArgumentError(
+                absl::StrCat("predictive: non-finite value at layer ", layer,
+                             " tensor ", tensor, " head ", h, " token ", t));
+          energy += row_energy;
           if (rotate) rope->Undo(t, x);
           if (predict)
             AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, -1.0f,

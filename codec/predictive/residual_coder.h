@@ -74,7 +74,7 @@ class ResidualDecoder {
   std::vector<int32_t> offsets_;              // per channel
   std::vector<const DecodeModel*> model_of_;  // per channel
   std::vector<std::unique_ptr<DecodeModel>> models_;
-  std::vector<uint8_t> symbols_;  // one row
+  std::vector<uint8_t> symbols_;      // one row
   std::vector<float> float_offsets_;  // per channel: offset - kSymbolBias
   ByteReader escapes_{std::string_view()};
   std::unique_ptr<RansDecoder> rans_;
