@@ -1,5 +1,6 @@
 #include "bench/codec_bench/bench_runner.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -23,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 struct LoadedFile {
   std::string path;
   KvLayout layout;
+  const BenchOptions::CodecState* state = nullptr;
   std::vector<int32_t> tokens;
   struct Chunk {
     uint32_t begin;
@@ -66,7 +68,7 @@ class BenchCodec {
     ModelContext model;
     model.name = options.model_name;
     model.layout = file.layout;
-    model.codec_state = options.codec_state;
+    if (file.state != nullptr) model.codec_state = *file.state;
     absl::StatusOr<std::unique_ptr<Codec>> codec = CreateCodec(spec, model);
     if (!codec.ok()) return codec.status();
     result->codec_ = std::move(*codec);
@@ -259,6 +261,26 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
     files.push_back(std::move(*file));
   }
 
+  // Model state per distinct layout, built before any timing starts.
+  std::vector<std::pair<KvLayout, BenchOptions::CodecState>> states;
+  size_t state_bytes = 0;
+  if (options.build_state) {
+    states.reserve(files.size());
+    for (LoadedFile& file : files) {
+      auto it = std::find_if(states.begin(), states.end(),
+                             [&](const auto& s) { return s.first == file.layout; });
+      if (it == states.end()) {
+        absl::StatusOr<BenchOptions::CodecState> state =
+            options.build_state(file.layout);
+        if (!state.ok()) return state.status();
+        for (const auto& [key, blob] : *state) state_bytes += blob.size();
+        states.emplace_back(file.layout, *std::move(state));
+        it = states.end() - 1;
+      }
+      file.state = &it->second;
+    }
+  }
+
   // Jobs are (codec, file) pairs, run by `threads` workers.
   const size_t num_jobs = options.codecs.size() * files.size();
   std::vector<absl::StatusOr<FileResult>> results(
@@ -285,6 +307,7 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
       per_file.push_back(*r);
     }
     reports.push_back(Summarize(options.codecs[c], per_file));
+    if (!reports.back().peer) reports.back().state_bytes = state_bytes;
   }
   return reports;
 }

@@ -23,9 +23,13 @@ struct BenchOptions {
   uint32_t chunk_tokens = 256;
   // Not stored in the dumps; applied to every file's layout.
   RopeConfig rope;
-  // Model-level codec state handed to seqkv codecs via ModelContext.
+  // Model-level codec state handed to seqkv codecs via ModelContext, built
+  // once per distinct layout of the input files (unset: no state). It comes
+  // from the model's own files, never from the dumps being measured, and is
+  // not counted in bits per element (see CodecReport::state_bytes).
+  using CodecState = std::map<std::string, std::string, std::less<>>;
   std::string model_name = "codec-bench";
-  std::map<std::string, std::string, std::less<>> codec_state;
+  std::function<absl::StatusOr<CodecState>(const KvLayout&)> build_state;
 };
 
 struct CodecReport {
@@ -50,6 +54,8 @@ struct CodecReport {
   double input_bits = 16;
   size_t files = 0;
   size_t chunks = 0;
+  // Size of the model-level state the codecs were given (once per model).
+  size_t state_bytes = 0;
 };
 
 absl::StatusOr<std::vector<CodecReport>> RunCodecBench(

@@ -42,7 +42,8 @@ nlohmann::json ToJson(const bench::CodecReport& r) {
           {"decode_mbps", number(r.decode_mbps)},
           {"bit_exact", r.bit_exact},
           {"files", r.files},
-          {"chunks", r.chunks}};
+          {"chunks", r.chunks},
+          {"state_bytes", r.state_bytes}};
 }
 
 int RunCodecBench(std::span<char* const> args) {

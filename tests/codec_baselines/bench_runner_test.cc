@@ -85,6 +85,30 @@ TEST(BenchRunner, EveryDtypeAndLatent) {
   }
 }
 
+TEST(BenchRunner, BuildsModelStateOncePerLayout) {
+  const std::string a = WriteDump("state_a.safetensors", DType::kBF16, false, 20);
+  const std::string b = WriteDump("state_b.safetensors", DType::kFP16, false, 20);
+  BenchOptions options;
+  options.codecs = {"raw", "lz4"};
+  int calls = 0;
+  options.build_state = [&](const KvLayout& layout) {
+    ++calls;
+    return BenchOptions::CodecState{{"blob", std::string(100, 'x')}};
+  };
+  std::vector<std::string> files = {a, b, a};
+  auto reports = RunCodecBench(options, files);
+  ASSERT_TRUE(reports.ok()) << reports.status();
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ((*reports)[0].state_bytes, 200u);
+  EXPECT_EQ((*reports)[1].state_bytes, 0u);  // peers take no model state
+
+  options.build_state = [](const KvLayout&) -> absl::StatusOr<BenchOptions::CodecState> {
+    return absl::FailedPreconditionError("no model files");
+  };
+  EXPECT_EQ(RunCodecBench(options, files).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(BenchRunner, ReportsBadInput) {
   BenchOptions options;
   options.codecs = {"nonsense:1"};
