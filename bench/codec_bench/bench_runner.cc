@@ -78,7 +78,8 @@ class BenchCodec {
   bool is_peer() const { return peer_ != nullptr; }
 
   // Encodes and decodes one chunk; adds the time spent in the codec only.
-  absl::Status RoundTrip(const ChunkInfo& chunk, std::span<const std::byte> data,
+  absl::Status RoundTrip(const ChunkInfo& chunk,
+                         std::span<const std::byte> data,
                          std::span<std::byte> decoded, size_t tensor_bytes[2],
                          double& encode_s, double& decode_s) const {
     if (codec_) {
@@ -189,9 +190,9 @@ absl::StatusOr<FileResult> RunOne(const std::string& spec,
     absl::Status s = (*codec)->RoundTrip(chunk, c.data, decoded, r.tensor_bytes,
                                          r.encode_s, r.decode_s);
     if (!s.ok())
-      return absl::Status(s.code(), absl::StrCat(spec, " on ", file.path,
-                                                 " chunk at token ", c.begin,
-                                                 ": ", s.message()));
+      return absl::Status(
+          s.code(), absl::StrCat(spec, " on ", file.path, " chunk at token ",
+                                 c.begin, ": ", s.message()));
     r.exact = r.exact && decoded == c.data;
     Accumulate(chunk, c.data, decoded, r);
     r.elements += chunk.num_elements();
@@ -230,12 +231,12 @@ CodecReport Summarize(const std::string& spec,
   const double n = static_cast<double>(results.size());
   report.bits_per_element = (bytes[0] + bytes[1]) * 8 / elements;
   // Peers see K and V (or the latent tensor) apart.
-  report.bits_per_element_k =
-      report.peer && tensor_elements[0] > 0 ? bytes[0] * 8 / tensor_elements[0]
-                                            : NAN;
-  report.bits_per_element_v =
-      report.peer && tensor_elements[1] > 0 ? bytes[1] * 8 / tensor_elements[1]
-                                            : NAN;
+  report.bits_per_element_k = report.peer && tensor_elements[0] > 0
+                                  ? bytes[0] * 8 / tensor_elements[0]
+                                  : NAN;
+  report.bits_per_element_v = report.peer && tensor_elements[1] > 0
+                                  ? bytes[1] * 8 / tensor_elements[1]
+                                  : NAN;
   report.rel_mse_k = mse_k / n;
   report.rel_mse_v = mse_v / n;
   report.cosine = cosine / vectors;
@@ -267,8 +268,9 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
   if (options.build_state) {
     states.reserve(files.size());
     for (LoadedFile& file : files) {
-      auto it = std::find_if(states.begin(), states.end(),
-                             [&](const auto& s) { return s.first == file.layout; });
+      auto it = std::find_if(states.begin(), states.end(), [&](const auto& s) {
+        return s.first == file.layout;
+      });
       if (it == states.end()) {
         absl::StatusOr<BenchOptions::CodecState> state =
             options.build_state(file.layout);
@@ -313,10 +315,10 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
 }
 
 std::string FormatReportTable(std::span<const CodecReport> reports) {
-  std::string out = absl::StrFormat(
-      "%-22s %9s %7s %7s %10s %10s %8s %9s %9s %s\n", "codec", "bits/elem",
-      "K x", "V x", "relMSE K", "relMSE V", "cosine", "enc MB/s", "dec MB/s",
-      "bit-exact");
+  std::string out =
+      absl::StrFormat("%-22s %9s %7s %7s %10s %10s %8s %9s %9s %s\n", "codec",
+                      "bits/elem", "K x", "V x", "relMSE K", "relMSE V",
+                      "cosine", "enc MB/s", "dec MB/s", "bit-exact");
   for (const CodecReport& r : reports) {
     // Compression ratio of one tensor against the input dtype.
     auto ratio = [&](double bits) {

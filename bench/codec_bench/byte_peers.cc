@@ -93,8 +93,8 @@ class BloscPeer final : public PeerCodec {
     const size_t start = out.size();
     out.resize(start + data.size() + BLOSC_MAX_OVERHEAD);
     const int n = blosc_compress_ctx(
-        level_, BLOSC_SHUFFLE, DTypeSize(shape.dtype), data.size(),
-        data.data(), out.data() + start, out.size() - start, "zstd",
+        level_, BLOSC_SHUFFLE, DTypeSize(shape.dtype), data.size(), data.data(),
+        out.data() + start, out.size() - start, "zstd",
         /*blocksize=*/0, /*numinternalthreads=*/1);
     if (n <= 0) return absl::InternalError("blosc: compression failed");
     out.resize(start + n);

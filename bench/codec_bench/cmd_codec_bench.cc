@@ -18,8 +18,7 @@ ABSL_FLAG(std::string, codecs,
           "kivi:2,kivi:3,kivi:4,turbo:2,turbo:2.5,turbo:3,turbo:3.5,turbo:4",
           "comma-separated codec specs: seqkv codecs (see `seqkv help`) and "
           "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
-ABSL_FLAG(int, threads, 1,
-          "files coded at once; speeds are always per thread");
+ABSL_FLAG(int, threads, 1, "files coded at once; speeds are always per thread");
 // Shared with `seqkv model register`; 0 means the server's default, 256.
 ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
 
@@ -48,8 +47,8 @@ nlohmann::json ToJson(const bench::CodecReport& r) {
 
 int RunCodecBench(std::span<char* const> args) {
   bench::BenchOptions options;
-  options.codecs = absl::StrSplit(absl::GetFlag(FLAGS_codecs), ',',
-                                  absl::SkipEmpty());
+  options.codecs =
+      absl::StrSplit(absl::GetFlag(FLAGS_codecs), ',', absl::SkipEmpty());
   options.threads = absl::GetFlag(FLAGS_threads);
   const uint32_t chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   options.chunk_tokens = chunk_tokens == 0 ? 256 : chunk_tokens;

@@ -117,8 +117,9 @@ class ZfpPeer final : public PeerCodec {
     Stream z(rate_, values.data(), shape);
     // zfp reads whole 64-bit words; give it a padded copy.
     std::string padded(encoded);
-    padded.resize(std::max(padded.size() + 8,
-                           zfp_stream_maximum_size(z.zfp, z.field)), '\0');
+    padded.resize(
+        std::max(padded.size() + 8, zfp_stream_maximum_size(z.zfp, z.field)),
+        '\0');
     z.Attach(padded.data(), padded.size());
     if (zfp_decompress(z.zfp, z.field) == 0)
       return absl::DataLossError("zfp: corrupt stream");

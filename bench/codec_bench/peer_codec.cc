@@ -21,8 +21,8 @@ absl::StatusOr<std::unique_ptr<PeerCodec>> CreatePeerCodec(
   };
   if (name == "zstd") {
     int level = 3;
-    if (!param.empty() && (!absl::SimpleAtoi(param, &level) || level < 1 ||
-                           level > 22))
+    if (!param.empty() &&
+        (!absl::SimpleAtoi(param, &level) || level < 1 || level > 22))
       return bad("level must be in [1, 22]");
     return MakeZstdPeer(level);
   }

@@ -31,8 +31,7 @@ bool PerChannel(const KvLayout& layout, uint32_t tensor) {
   return layout.latent || tensor == 0;
 }
 
-size_t GroupsPerSlot(const KvLayout& layout, uint32_t tensor,
-                     uint32_t tokens) {
+size_t GroupsPerSlot(const KvLayout& layout, uint32_t tensor, uint32_t tokens) {
   return PerChannel(layout, tensor)
              ? size_t{CeilDiv(tokens, kGroupSize)} * layout.head_dim
              : size_t{tokens} * CeilDiv(layout.head_dim, kGroupSize);
@@ -83,8 +82,9 @@ absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
     return absl::InvalidArgumentError("kivi: chunk has no layout");
   if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
   if (data.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kivi: chunk has ", data.size(), " bytes, expected ", chunk.num_bytes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kivi: chunk has ", data.size(), " bytes, expected ",
+                     chunk.num_bytes()));
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
@@ -129,8 +129,8 @@ absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
                 FloatToFp16((hi[g] - Fp16ToFloat(zero_bits)) / levels);
             if (!Fp16IsFinite(zero_bits) || !Fp16IsFinite(scale_bits))
               return absl::InvalidArgumentError(absl::StrCat(
-                  "kivi: values in [", lo[g], ", ", hi[g], "] at layer ",
-                  layer, ", tensor ", tensor, ", head ", head,
+                  "kivi: values in [", lo[g], ", ", hi[g], "] at layer ", layer,
+                  ", tensor ", tensor, ", head ", head,
                   " exceed the fp16 range of scale and zero point"));
             // Quantize with the stored (rounded) parameters, which are what
             // the decoder will use.
@@ -169,24 +169,25 @@ absl::Status KiviCodec::Decode(const ChunkInfo& chunk, std::string_view encoded,
     return absl::InvalidArgumentError("kivi: chunk has no layout");
   if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
   if (out.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kivi: output buffer has ", out.size(), " bytes, expected ",
-        chunk.num_bytes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kivi: output buffer has ", out.size(),
+                     " bytes, expected ", chunk.num_bytes()));
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
   if (encoded.size() < kHeaderBytes)
-    return absl::DataLossError(absl::StrCat(
-        "kivi: payload of ", encoded.size(), " bytes is shorter than the header"));
+    return absl::DataLossError(
+        absl::StrCat("kivi: payload of ", encoded.size(),
+                     " bytes is shorter than the header"));
   if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
-    return absl::DataLossError(absl::StrCat(
-        "kivi: unknown format version ",
-        static_cast<int>(static_cast<uint8_t>(encoded[0]))));
+    return absl::DataLossError(
+        absl::StrCat("kivi: unknown format version ",
+                     static_cast<int>(static_cast<uint8_t>(encoded[0]))));
   if (static_cast<uint8_t>(encoded[1]) != bits_)
-    return absl::DataLossError(absl::StrCat(
-        "kivi: payload has bits field ",
-        static_cast<int>(static_cast<uint8_t>(encoded[1])), ", this codec is ",
-        spec()));
+    return absl::DataLossError(
+        absl::StrCat("kivi: payload has bits field ",
+                     static_cast<int>(static_cast<uint8_t>(encoded[1])),
+                     ", this codec is ", spec()));
   if (encoded.size() != TotalBytes(chunk))
     return absl::DataLossError(absl::StrCat("kivi: payload has ",
                                             encoded.size(), " bytes, expected ",
@@ -210,9 +211,9 @@ absl::Status KiviCodec::Decode(const ChunkInfo& chunk, std::string_view encoded,
           const uint16_t zero_bits = ReadLe16(params + 2);
           if (!Fp16IsFinite(scale_bits) || !Fp16IsFinite(zero_bits) ||
               (scale_bits & 0x8000))
-            return absl::DataLossError(absl::StrCat(
-                "kivi: invalid scale or zero point at layer ", layer,
-                ", tensor ", tensor, ", head ", head));
+            return absl::DataLossError(
+                absl::StrCat("kivi: invalid scale or zero point at layer ",
+                             layer, ", tensor ", tensor, ", head ", head));
           scale[g] = Fp16ToFloat(scale_bits);
           zero[g] = Fp16ToFloat(zero_bits);
         }
@@ -236,10 +237,11 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateKiviCodec(
     std::string_view params, const ModelContext& model) {
   int bits = 0;
   if (!absl::SimpleAtoi(absl::string_view(params.data(), params.size()),
-                        &bits) || bits < 1 || bits > 8)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'kivi' wants an integer bit width in [1, 8], got '", std::string(params),
-        "'"));
+                        &bits) ||
+      bits < 1 || bits > 8)
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec 'kivi' wants an integer bit width in [1, 8], got '",
+                     std::string(params), "'"));
   return std::make_unique<KiviCodec>(bits);
 }
 

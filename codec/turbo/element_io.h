@@ -75,7 +75,8 @@ inline void PutLe32(char* p, uint32_t v) {
 }
 inline uint32_t ReadLe32(const char* p) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(p[i])} << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= uint32_t{static_cast<uint8_t>(p[i])} << (8 * i);
   return v;
 }
 

@@ -27,8 +27,7 @@ std::vector<double> Solve(int bits) {
   // contraction here and converges to the unique optimum for log-concave
   // densities.
   std::vector<double> c(levels);
-  for (int i = 0; i < levels; ++i)
-    c[i] = -3.0 + 6.0 * (i + 0.5) / levels;
+  for (int i = 0; i < levels; ++i) c[i] = -3.0 + 6.0 * (i + 0.5) / levels;
   std::vector<double> next(levels);
   for (int iter = 0; iter < 200000; ++iter) {
     double change = 0;

@@ -86,7 +86,8 @@ RowPlan MakePlan(int twice_bits, uint32_t head_dim) {
     plan.centroids[bits].assign(c.begin(), c.end());
     plan.thresholds[bits].clear();
     for (size_t i = 0; i + 1 < c.size(); ++i)
-      plan.thresholds[bits].push_back(static_cast<float>(0.5 * (c[i] + c[i + 1])));
+      plan.thresholds[bits].push_back(
+          static_cast<float>(0.5 * (c[i] + c[i + 1])));
   }
   return plan;
 }
@@ -146,8 +147,9 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
     return absl::InvalidArgumentError("turbo: chunk has no layout");
   if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
   if (data.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "turbo: chunk has ", data.size(), " bytes, expected ", chunk.num_bytes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("turbo: chunk has ", data.size(), " bytes, expected ",
+                     chunk.num_bytes()));
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
@@ -203,9 +205,9 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
           for (float v : x) sum += double{v} * v;
           const double norm = std::sqrt(sum);
           if (!std::isfinite(norm))
-            return absl::InvalidArgumentError(absl::StrCat(
-                "turbo: non-finite value in row (slot ", slot, ", token ", t,
-                ")"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("turbo: non-finite value in row (slot ", slot,
+                             ", token ", t, ")"));
           if (norm > kMaxFp16)
             return absl::InvalidArgumentError(absl::StrCat(
                 "turbo: row norm ", norm, " (slot ", slot, ", token ", t,
@@ -213,14 +215,16 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
           AppendLe16(out, FloatToFp16(static_cast<float>(norm)));
           const std::vector<float>& thresholds = plan.thresholds[block.bits];
           if (norm == 0) {
-            for (uint32_t i = 0; i < block.size; ++i) writer.Write(0, block.bits);
+            for (uint32_t i = 0; i < block.size; ++i)
+              writer.Write(0, block.bits);
             continue;
           }
           // Unit vector, rotated, in units of the N(0, 1/n) coordinate std.
           const float scale = static_cast<float>(
               std::sqrt(static_cast<double>(block.size)) / norm);
           for (float& v : x) v *= scale;
-          ForwardRandomizedHadamard(x, plan.signs[std::countr_zero(block.size)]);
+          ForwardRandomizedHadamard(x,
+                                    plan.signs[std::countr_zero(block.size)]);
           for (float v : x) {
             uint32_t index = 0;
             for (float threshold : thresholds) index += v > threshold;
@@ -233,8 +237,8 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
   out.append(codes);
   if (out.size() - start != sizes.total)
     return absl::InternalError("turbo: encoded size does not match the plan");
-  const uint32_t checksum = ChunkChecksum(
-      std::string_view(out).substr(start + kHeaderBytes));
+  const uint32_t checksum =
+      ChunkChecksum(std::string_view(out).substr(start + kHeaderBytes));
   PutLe32(&out[start + 2], checksum);
   return absl::OkStatus();
 }
@@ -246,23 +250,24 @@ absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
     return absl::InvalidArgumentError("turbo: chunk has no layout");
   if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
   if (out.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "turbo: output buffer has ", out.size(), " bytes, expected ",
-        chunk.num_bytes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("turbo: output buffer has ", out.size(),
+                     " bytes, expected ", chunk.num_bytes()));
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
   if (encoded.size() < kHeaderBytes)
-    return absl::DataLossError(absl::StrCat(
-        "turbo: payload of ", encoded.size(), " bytes is shorter than the header"));
+    return absl::DataLossError(
+        absl::StrCat("turbo: payload of ", encoded.size(),
+                     " bytes is shorter than the header"));
   if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
-    return absl::DataLossError(absl::StrCat(
-        "turbo: unknown format version ", static_cast<int>(
-                                              static_cast<uint8_t>(encoded[0]))));
+    return absl::DataLossError(
+        absl::StrCat("turbo: unknown format version ",
+                     static_cast<int>(static_cast<uint8_t>(encoded[0]))));
   if (static_cast<uint8_t>(encoded[1]) != twice_bits_)
     return absl::DataLossError(absl::StrCat(
-        "turbo: payload has bits field ", static_cast<uint8_t>(encoded[1]) / 2.0,
-        ", this codec is ", spec()));
+        "turbo: payload has bits field ",
+        static_cast<uint8_t>(encoded[1]) / 2.0, ", this codec is ", spec()));
   const RowPlan plan = MakePlan(twice_bits_, d);
   const Sizes sizes = ComputeSizes(chunk, plan);
   if (encoded.size() != sizes.total)
@@ -274,8 +279,8 @@ absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
 
   const char* masks = encoded.data() + kHeaderBytes;
   const char* norms = masks + sizes.mask_bytes;
-  BitReader reader(encoded.substr(kHeaderBytes + sizes.mask_bytes +
-                                  sizes.norm_bytes));
+  BitReader reader(
+      encoded.substr(kHeaderBytes + sizes.mask_bytes + sizes.norm_bytes));
   std::vector<uint32_t> order;
   std::vector<float> gathered(d), row(d);
   for (size_t slot = 0; slot < sizes.num_slots; ++slot) {
@@ -287,8 +292,8 @@ absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
       uint32_t count = 0;
       for (size_t i = 0; i < MaskBytes(d); ++i) count += std::popcount(mask[i]);
       if (count != plan.num_hi || (d % 8 && mask[d / 8] >> (d % 8)))
-        return absl::DataLossError(absl::StrCat(
-            "turbo: channel mask of slot ", slot, " is malformed"));
+        return absl::DataLossError(absl::StrCat("turbo: channel mask of slot ",
+                                                slot, " is malformed"));
     }
     OrderFromMask(plan, mask, order);
     for (uint32_t t = 0; t < tokens; ++t) {
@@ -332,10 +337,12 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateTurboCodec(
     std::string_view params, const ModelContext& model) {
   double bits = 0;
   if (!absl::SimpleAtod(absl::string_view(params.data(), params.size()),
-                        &bits) || !(bits >= 2 && bits <= 4) ||
+                        &bits) ||
+      !(bits >= 2 && bits <= 4) ||
       std::fabs(bits * 2 - std::round(bits * 2)) > 1e-9)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec 'turbo' wants bits in {2, 2.5, 3, 3.5, 4}, got '", std::string(params), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec 'turbo' wants bits in {2, 2.5, 3, 3.5, 4}, got '",
+                     std::string(params), "'"));
   return std::make_unique<TurboCodec>(static_cast<int>(std::lround(bits * 2)));
 }
 

@@ -26,7 +26,8 @@ std::string WriteDump(const std::string& name, DType dtype, bool latent,
   cache.layout.dtype = dtype;
   cache.layout.latent = latent;
   cache.tokens.resize(tokens);
-  for (uint32_t t = 0; t < tokens; ++t) cache.tokens[t] = static_cast<int32_t>(t % 50);
+  for (uint32_t t = 0; t < tokens; ++t)
+    cache.tokens[t] = static_cast<int32_t>(t % 50);
   cache.AllocateTensors();
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -50,7 +51,8 @@ TEST(BenchRunner, EveryDtypeAndLatent) {
   for (const Case& c : {Case{DType::kBF16, false}, Case{DType::kFP16, false},
                         Case{DType::kFP32, false}, Case{DType::kBF16, true}}) {
     const std::string path =
-        WriteDump(absl::StrCat("dump_", static_cast<int>(c.dtype), c.latent, ".safetensors"),
+        WriteDump(absl::StrCat("dump_", static_cast<int>(c.dtype), c.latent,
+                               ".safetensors"),
                   c.dtype, c.latent, 70);
     BenchOptions options;
     options.codecs = {"raw", "zstd:3", "fpzip", "zfp:4", "turbo:3", "kivi:4"};
@@ -60,7 +62,8 @@ TEST(BenchRunner, EveryDtypeAndLatent) {
     auto reports = RunCodecBench(options, files);
     ASSERT_TRUE(reports.ok()) << reports.status();
     ASSERT_EQ(reports->size(), options.codecs.size());
-    const std::string what = absl::StrCat(std::string(DTypeName(c.dtype)), c.latent ? " latent" : "");
+    const std::string what = absl::StrCat(std::string(DTypeName(c.dtype)),
+                                          c.latent ? " latent" : "");
     for (const CodecReport& r : *reports) {
       EXPECT_EQ(r.files, 2u) << r.codec;
       EXPECT_EQ(r.chunks, 6u) << r.codec;
@@ -86,8 +89,10 @@ TEST(BenchRunner, EveryDtypeAndLatent) {
 }
 
 TEST(BenchRunner, BuildsModelStateOncePerLayout) {
-  const std::string a = WriteDump("state_a.safetensors", DType::kBF16, false, 20);
-  const std::string b = WriteDump("state_b.safetensors", DType::kFP16, false, 20);
+  const std::string a =
+      WriteDump("state_a.safetensors", DType::kBF16, false, 20);
+  const std::string b =
+      WriteDump("state_b.safetensors", DType::kFP16, false, 20);
   BenchOptions options;
   options.codecs = {"raw", "lz4"};
   int calls = 0;
@@ -102,7 +107,8 @@ TEST(BenchRunner, BuildsModelStateOncePerLayout) {
   EXPECT_EQ((*reports)[0].state_bytes, 200u);
   EXPECT_EQ((*reports)[1].state_bytes, 0u);  // peers take no model state
 
-  options.build_state = [](const KvLayout&) -> absl::StatusOr<BenchOptions::CodecState> {
+  options.build_state =
+      [](const KvLayout&) -> absl::StatusOr<BenchOptions::CodecState> {
     return absl::FailedPreconditionError("no model files");
   };
   EXPECT_EQ(RunCodecBench(options, files).status().code(),
@@ -112,7 +118,8 @@ TEST(BenchRunner, BuildsModelStateOncePerLayout) {
 TEST(BenchRunner, ReportsBadInput) {
   BenchOptions options;
   options.codecs = {"nonsense:1"};
-  const std::string path = WriteDump("bad_codec.safetensors", DType::kBF16, false, 4);
+  const std::string path =
+      WriteDump("bad_codec.safetensors", DType::kBF16, false, 4);
   std::vector<std::string> files = {path};
   EXPECT_EQ(RunCodecBench(options, files).status().code(),
             absl::StatusCode::kInvalidArgument);

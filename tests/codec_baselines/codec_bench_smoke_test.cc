@@ -19,14 +19,16 @@ std::string RunCommand(const std::string& command, int& exit_code) {
   }
   char buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+    output.append(buffer, n);
   exit_code = pclose(pipe);
   return output;
 }
 
 TEST(CodecBench, JsonOnARealFile) {
   const std::string command =
-      std::string(SEQKV_BIN_DIR) + "/seqkv codec-bench --codecs raw,zstd:3,turbo:3 --json " +
+      std::string(SEQKV_BIN_DIR) +
+      "/seqkv codec-bench --codecs raw,zstd:3,turbo:3 --json " +
       SEQKV_DATA_DIR + "/kv/a_dev_03.safetensors";
   int exit_code = 0;
   const std::string output = RunCommand(command, exit_code);
@@ -38,14 +40,16 @@ TEST(CodecBench, JsonOnARealFile) {
     size_t end = output.find('\n', start);
     if (end == std::string::npos) end = output.size();
     if (end > start) {
-      nlohmann::json object = nlohmann::json::parse(output.substr(start, end - start));
+      nlohmann::json object =
+          nlohmann::json::parse(output.substr(start, end - start));
       by_codec[object.at("codec").get<std::string>()] = object;
     }
     start = end + 1;
   }
   ASSERT_EQ(by_codec.size(), 3u) << output;
-  for (const char* field : {"bits_per_element", "rel_mse_k", "rel_mse_v", "cosine",
-                            "encode_mbps", "decode_mbps", "bit_exact"})
+  for (const char* field :
+       {"bits_per_element", "rel_mse_k", "rel_mse_v", "cosine", "encode_mbps",
+        "decode_mbps", "bit_exact"})
     for (const auto& [codec, object] : by_codec)
       EXPECT_TRUE(object.contains(field)) << codec << " lacks " << field;
 

@@ -57,7 +57,8 @@ INSTANTIATE_TEST_SUITE_P(Baselines, Corruption,
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                             if (!isalnum(static_cast<unsigned char>(c)))
+                               c = '_';
                            return name;
                          });
 

@@ -1,5 +1,3 @@
-#include "codec/kivi/kivi_codec.h"
-
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -7,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/codec.h"
+#include "codec/kivi/kivi_codec.h"
 #include "gtest/gtest.h"
 #include "tests/codec_baselines/test_chunks.h"
 
@@ -140,8 +139,8 @@ TEST(Kivi, ConstantGroupsAreExact) {
 TEST(Kivi, RejectsBadSpecsAndInputs) {
   ModelContext model;
   model.layout = MakeLayout(1, 1, 32, DType::kFP32);
-  for (const char* spec : {"kivi", "kivi:", "kivi:0", "kivi:9", "kivi:2.5",
-                           "kivi:two"}) {
+  for (const char* spec :
+       {"kivi", "kivi:", "kivi:0", "kivi:9", "kivi:2.5", "kivi:two"}) {
     EXPECT_EQ(CreateCodec(spec, model).status().code(),
               absl::StatusCode::kInvalidArgument)
         << spec;

@@ -20,7 +20,8 @@ using baseline_test::KvFile;
 using baseline_test::OwnedChunk;
 
 OwnedChunk RealChunk(DType dtype) {
-  absl::StatusOr<KvCache> cache = ReadKvCacheFile(KvFile("a_dev_00.safetensors"));
+  absl::StatusOr<KvCache> cache =
+      ReadKvCacheFile(KvFile("a_dev_00.safetensors"));
   EXPECT_TRUE(cache.ok()) << cache.status();
   OwnedChunk chunk;
   if (!cache.ok()) return chunk;

@@ -55,7 +55,8 @@ inline OwnedChunk GaussianChunk(const KvLayout& layout, uint32_t tokens,
   OwnedChunk chunk;
   chunk.layout = std::make_unique<KvLayout>(layout);
   chunk.tokens.resize(tokens);
-  for (uint32_t t = 0; t < tokens; ++t) chunk.tokens[t] = static_cast<int32_t>(t);
+  for (uint32_t t = 0; t < tokens; ++t)
+    chunk.tokens[t] = static_cast<int32_t>(t);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> values(layout.elements_per_token() * tokens);
@@ -94,7 +95,8 @@ inline ErrorStats CompareChunks(const OwnedChunk& chunk,
   const size_t slot_elements = size_t{chunk.tokens.size()} * l.head_dim;
   for (size_t i = 0; i < a.size(); ++i) {
     const int tensor =
-        l.latent ? 0 : static_cast<int>((i / slot_elements / l.num_kv_heads) % 2);
+        l.latent ? 0
+                 : static_cast<int>((i / slot_elements / l.num_kv_heads) % 2);
     const double diff = double{a[i]} - b[i];
     stats.err[tensor] += diff * diff;
     stats.energy[tensor] += double{a[i]} * a[i];

@@ -1,5 +1,3 @@
-#include "codec/turbo/turbo_codec.h"
-
 #include <cmath>
 #include <string>
 #include <vector>
@@ -7,6 +5,7 @@
 #include "codec/codec.h"
 #include "codec/turbo/hadamard.h"
 #include "codec/turbo/lloyd_max.h"
+#include "codec/turbo/turbo_codec.h"
 #include "gtest/gtest.h"
 #include "tests/codec_baselines/test_chunks.h"
 
@@ -18,7 +17,8 @@ using baseline_test::GaussianChunk;
 using baseline_test::MakeLayout;
 using baseline_test::OwnedChunk;
 
-std::unique_ptr<Codec> MakeTurbo(std::string_view spec, const KvLayout& layout) {
+std::unique_ptr<Codec> MakeTurbo(std::string_view spec,
+                                 const KvLayout& layout) {
   ModelContext model;
   model.layout = layout;
   auto codec = CreateCodec(spec, model);
@@ -95,8 +95,8 @@ TEST(Turbo, FractionalBitsLieBetweenTheirNeighbours) {
   // Channel offsets make some channels carry more energy, as in real keys.
   const OwnedChunk chunk = GaussianChunk(layout, 128, 11, 1.0f, 2.0f);
   double previous = 1.0;
-  for (const char* spec : {"turbo:2", "turbo:2.5", "turbo:3", "turbo:3.5",
-                           "turbo:4"}) {
+  for (const char* spec :
+       {"turbo:2", "turbo:2.5", "turbo:3", "turbo:3.5", "turbo:4"}) {
     auto codec = MakeTurbo(spec, layout);
     RoundTrip r = EncodeDecode(*codec, chunk);
     const double mse = CompareChunks(chunk, r.decoded).rel_mse_all();
@@ -110,8 +110,11 @@ TEST(Turbo, BitsPerElementCountEverything) {
   const OwnedChunk chunk = GaussianChunk(layout, 256, 3);
   const double elements = static_cast<double>(chunk.info().num_elements());
   const std::vector<std::pair<std::string, double>> table = {
-      {"turbo:2", 2.125}, {"turbo:2.5", 2.75}, {"turbo:3", 3.125},
-      {"turbo:3.5", 3.75}, {"turbo:4", 4.125}};
+      {"turbo:2", 2.125},
+      {"turbo:2.5", 2.75},
+      {"turbo:3", 3.125},
+      {"turbo:3.5", 3.75},
+      {"turbo:4", 4.125}};
   for (const auto& [spec, want] : table) {
     auto codec = MakeTurbo(spec, layout);
     std::string out;
@@ -132,13 +135,13 @@ TEST(Turbo, RoundTripsEveryDtypeAndShape) {
     cases.push_back({MakeLayout(3, 2, 128, dtype), 100});
     cases.push_back({MakeLayout(1, 5, 64, dtype), 33});
     cases.push_back({MakeLayout(2, 1, 256, dtype), 17});
-    cases.push_back({MakeLayout(2, 3, 96, dtype), 20});          // not 2^k
-    cases.push_back({MakeLayout(2, 1, 576, dtype, true), 19});   // MLA latent
+    cases.push_back({MakeLayout(2, 3, 96, dtype), 20});         // not 2^k
+    cases.push_back({MakeLayout(2, 1, 576, dtype, true), 19});  // MLA latent
   }
   for (const Case& c : cases) {
     const OwnedChunk chunk = GaussianChunk(c.layout, c.tokens, 5, 0.5f, 1.0f);
-    for (const char* spec : {"turbo:2", "turbo:2.5", "turbo:3", "turbo:3.5",
-                             "turbo:4"}) {
+    for (const char* spec :
+         {"turbo:2", "turbo:2.5", "turbo:3", "turbo:3.5", "turbo:4"}) {
       auto codec = MakeTurbo(spec, c.layout);
       RoundTrip r = EncodeDecode(*codec, chunk);
       const double mse = CompareChunks(chunk, r.decoded).rel_mse_all();
@@ -167,10 +170,11 @@ TEST(Turbo, ZeroVectorsAndEmptyChunks) {
 TEST(Turbo, RejectsBadSpecsAndInputs) {
   ModelContext model;
   model.layout = MakeLayout(1, 1, 128, DType::kBF16);
-  for (const char* spec : {"turbo", "turbo:", "turbo:1", "turbo:5", "turbo:2.25",
-                           "turbo:x", "turbo:3,seed=1"}) {
+  for (const char* spec : {"turbo", "turbo:", "turbo:1", "turbo:5",
+                           "turbo:2.25", "turbo:x", "turbo:3,seed=1"}) {
     auto codec = CreateCodec(spec, model);
-    EXPECT_EQ(codec.status().code(), absl::StatusCode::kInvalidArgument) << spec;
+    EXPECT_EQ(codec.status().code(), absl::StatusCode::kInvalidArgument)
+        << spec;
   }
   auto codec = MakeTurbo("turbo:3", model.layout);
   EXPECT_EQ(codec->spec(), "turbo:3");
@@ -189,9 +193,9 @@ TEST(Turbo, RejectsBadSpecsAndInputs) {
   StoreElements(DType::kFP32, values, 0, chunk.data);
   EXPECT_EQ(codec->Encode(chunk.info(), chunk.data, out).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(codec->Encode(chunk.info(), std::span(chunk.data).first(8), out)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      codec->Encode(chunk.info(), std::span(chunk.data).first(8), out).code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
