@@ -11,6 +11,8 @@
 #include "bench/codec_bench/bench_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "codec/model_state.h"
+#include "codec/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, codecs,
@@ -21,6 +23,10 @@ ABSL_FLAG(std::string, codecs,
 ABSL_FLAG(int, threads, 1, "files coded at once; speeds are always per thread");
 // Shared with `seqkv model register`; 0 means the server's default, 256.
 ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
+// Shared with `seqkv model register` and `seqkv eval`: where codecs that
+// need model state (the predictive codec) get it from.
+ABSL_DECLARE_FLAG(std::string, model_dir);
+ABSL_DECLARE_FLAG(std::string, profile);
 
 namespace seqkv::cli {
 namespace {
@@ -55,10 +61,33 @@ int RunCodecBench(std::span<char* const> args) {
   if (absl::Status s = ParseRopeFlag(absl::GetFlag(FLAGS_rope), options.rope);
       !s.ok())
     return ReportError(s);
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string profile = absl::GetFlag(FLAGS_profile);
+  if (!model_dir.empty() || !profile.empty()) {
+    // Built from the model's weights and a calibration profile, never from
+    // the dumps under test; its size is reported apart as state_bytes.
+    options.build_state = [model_dir, profile](const KvLayout& layout)
+        -> absl::StatusOr<bench::BenchOptions::CodecState> {
+      bench::BenchOptions::CodecState state;
+      if (!model_dir.empty()) {
+        auto blobs = BuildCodecStateFromModelDir(model_dir, layout);
+        if (!blobs.ok()) return blobs.status();
+        for (auto& [key, blob] : *blobs) state[key] = std::move(blob);
+      }
+      if (!profile.empty()) {
+        auto blob = LoadProfile(profile, layout);
+        if (!blob.ok()) return blob.status();
+        state[std::string(kProfileKey)] = *std::move(blob);
+      }
+      return state;
+    };
+  }
   std::vector<std::string> files(args.begin(), args.end());
   if (files.empty()) {
-    std::cerr << "usage: seqkv codec-bench [--codecs LIST] [--threads N] "
-                 "[--chunk_tokens N] [--json] FILE.safetensors...\n";
+    std::cerr
+        << "usage: seqkv codec-bench [--codecs LIST] [--threads N] "
+           "[--chunk_tokens N] [--model_dir DIR] [--profile FILE] [--json] "
+           "FILE.safetensors...\n";
     return 2;
   }
   auto reports = bench::RunCodecBench(options, files);
