@@ -1,0 +1,58 @@
+# summarize DIR: the table and ratios of a bench/compare run from its JSON
+# files (seqkv_{put,get}_M.json, redis_{set,get}_M.json,
+# null_{sink,source}_M.json, memcpy_{1,all}.json). Sourced by bench/compare.
+
+# field FILE OP KEY: .ops[OP][KEY] of FILE, or "nan" when absent.
+field() {
+  [ -s "$1" ] || { echo nan; return; }
+  jq -r --arg op "$2" --arg key "$3" '.ops[$op][$key] // "nan"' "$1"
+}
+
+# ratio A B: A / B with two decimals, "n/a" when either is missing.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "nan" || b == "nan" || b + 0 == 0) { print "n/a"; exit }
+    printf "%.2f", a / b }'
+}
+
+fmt() {
+  awk -v x="$1" -v d="${2:-3}" 'BEGIN { if (x == "nan") print "n/a"; else printf "%.*f", d, x }'
+}
+
+summarize() {
+  local dir="$1"
+  [ -d "$dir" ] || { echo "summarize: no directory $dir" >&2; return 1; }
+  local sizes
+  sizes=$(ls "$dir" | sed -n 's/^seqkv_put_\([0-9]*\)\.json$/\1/p' | sort -n)
+  [ -n "$sizes" ] || { echo "summarize: no seqkv_put_*.json in $dir" >&2; return 1; }
+  local memcpy1 memcpyall
+  memcpy1=$(field "$dir/memcpy_1.json" memcpy gbps)
+  memcpyall=$(field "$dir/memcpy_all.json" memcpy gbps)
+  echo "| value | op | seqkv GB/s | seqkv p50 / p99 ms | Redis GB/s | Redis p50 / p99 ms | null gRPC GB/s | seqkv/Redis | seqkv/null gRPC | seqkv/memcpy (1 thread) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  local mib op redis_op null_op s r n
+  for mib in $sizes; do
+    for op in put get; do
+      if [ "$op" = put ]; then redis_op=set; null_op=sink; else redis_op=get; null_op=source; fi
+      s=$(field "$dir/seqkv_${op}_${mib}.json" "$op" gbps)
+      r=$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" gbps)
+      n=$(field "$dir/null_${null_op}_${mib}.json" "$null_op" gbps)
+      echo "| ${mib} MiB | ${op} / ${redis_op^^} | $(fmt "$s") |" \
+        "$(fmt "$(field "$dir/seqkv_${op}_${mib}.json" "$op" p50_ms)" 2) / $(fmt "$(field "$dir/seqkv_${op}_${mib}.json" "$op" p99_ms)" 2) |" \
+        "$(fmt "$r") |" \
+        "$(fmt "$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" p50_ms)" 2) / $(fmt "$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" p99_ms)" 2) |" \
+        "$(fmt "$n") | $(ratio "$s" "$r") | $(ratio "$s" "$n") | $(ratio "$s" "$memcpy1") |"
+    done
+  done
+  echo
+  echo "memcpy: $(fmt "$memcpy1" 2) GB/s on 1 thread, $(fmt "$memcpyall" 2) GB/s on all threads (32 MiB copies)."
+  local errors=0 file e
+  for file in "$dir"/*.json; do
+    e=$(jq -r '[.ops[]? | .errors // 0] | add // 0' "$file" 2>/dev/null || echo 1)
+    if [ "$e" != 0 ]; then
+      echo "WARNING: $(basename "$file") reports $e errors"
+      errors=1
+    fi
+  done
+  return $errors
+}

@@ -1,0 +1,88 @@
+// seqkv replay --trace FILE: hit rate of a request trace against a server.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "bench/load/layout_presets.h"
+#include "bench/load/local_server.h"
+#include "bench/replay/replay_runner.h"
+#include "client/cli/command.h"
+#include "client/cli/common_flags.h"
+
+// Shared with `seqkv model register` (client/cli/cmd_model.cc).
+ABSL_DECLARE_FLAG(std::string, layout);
+
+ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace");
+ABSL_FLAG(uint64_t, requests, 0, "replay: first N requests only (0: all)");
+ABSL_FLAG(uint64_t, capacity_blocks, 0,
+          "replay: capacity of the server it starts, in 512-token blocks "
+          "(0: unlimited)");
+ABSL_FLAG(uint64_t, capacity_bytes, 0,
+          "replay: capacity of the server it starts, in bytes (0: unlimited)");
+ABSL_FLAG(std::string, admin, "",
+          "replay: admin address host:port of a --server, for its usage");
+ABSL_FLAG(std::string, server_binary, "",
+          "replay: seqkv-server to start (default: the one next to seqkv)");
+ABSL_FLAG(int, windows, 10, "replay: hit rate over time in this many slices");
+
+namespace seqkv::cli {
+namespace {
+
+// Replay has its own default layout (tiny, so that the whole trace fits on
+// disk) and starts a server of its own unless --server names one.
+int RunReplay(std::span<char* const> args) {
+  if (!args.empty() || absl::GetFlag(FLAGS_trace).empty()) {
+    std::cerr << "usage: seqkv replay --trace FILE [--requests N] "
+                 "[--capacity_blocks N | --capacity_bytes N] [--server ADDR] "
+                 "[--layout 1x1x8:bf16] [--json]\n";
+    return 2;
+  }
+  bench::ReplayOptions options;
+  options.trace = absl::GetFlag(FLAGS_trace);
+  options.requests = absl::GetFlag(FLAGS_requests);
+  options.capacity_blocks = absl::GetFlag(FLAGS_capacity_blocks);
+  options.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
+  options.admin = absl::GetFlag(FLAGS_admin);
+  options.windows = absl::GetFlag(FLAGS_windows);
+  // --server's default names the usual local port; replay only uses a
+  // server it is pointed at explicitly.
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (server != ClientOptions().server) options.server = server;
+  options.server_binary = absl::GetFlag(FLAGS_server_binary);
+  if (options.server_binary.empty())
+    options.server_binary = bench::ServerNextToSelf();
+  const std::string layout_name =
+      absl::GetFlag(FLAGS_layout).empty() ? "1x1x8:bf16" : absl::GetFlag(FLAGS_layout);
+  auto layout = bench::ResolveLayout(layout_name);
+  if (!layout.ok()) return ReportError(layout.status());
+  options.layout = *layout;
+  if (!absl::GetFlag(FLAGS_codec).empty()) options.codec = absl::GetFlag(FLAGS_codec);
+  options.model = absl::GetFlag(FLAGS_model);
+  if (options.model.empty())
+    options.model = absl::StrCat("replay-", bench::LayoutSlug(layout_name), "-c512");
+  if (isatty(STDERR_FILENO) || !absl::GetFlag(FLAGS_json)) {
+    const bool tty = isatty(STDERR_FILENO);
+    options.progress = [tty](const std::string& line) {
+      std::cerr << line << (tty ? "\r" : "\n") << std::flush;
+    };
+  }
+  auto report = bench::RunReplay(options);
+  if (options.progress && isatty(STDERR_FILENO)) std::cerr << "\n";
+  if (!report.ok()) return ReportError(report.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << bench::ReplayToJson(options, *report).dump() << std::endl;
+  } else {
+    std::cout << bench::ReplayToText(options, *report);
+  }
+  return 0;
+}
+
+const CommandRegistrar registrar(
+    {"replay", "replay a Mooncake request trace and measure the hit rate",
+     RunReplay});
+
+}  // namespace
+}  // namespace seqkv::cli

@@ -1,0 +1,79 @@
+// `seqkv replay`: drives a server with a request trace the way an inference
+// worker would (Lookup the prompt, then Put it; the server stores only the
+// blocks it lacks) and measures the prefix-cache hit rate it achieves.
+#ifndef SEQKV_BENCH_REPLAY_REPLAY_RUNNER_H_
+#define SEQKV_BENCH_REPLAY_REPLAY_RUNNER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bench/load/latency.h"
+#include "bench/replay/trace.h"
+#include "client/client.h"
+#include "codec/kv_layout.h"
+#include "nlohmann/json.hpp"
+
+namespace seqkv::bench {
+
+struct ReplayOptions {
+  std::string trace;
+  size_t requests = 0;  // 0: all
+  // Empty: start a seqkv-server of our own (server_binary) on a temporary
+  // directory and stop it at the end.
+  std::string server;
+  std::string server_binary;
+  // Admin HTTP address of an external server, for its stored bytes.
+  std::string admin;
+  // Server capacity: blocks of the trace (512 tokens each) or bytes; 0 for
+  // both means unlimited. Only applies to a server we start.
+  uint64_t capacity_blocks = 0;
+  uint64_t capacity_bytes = 0;
+  // Small so that the whole trace fits; the hit rate does not depend on it.
+  KvLayout layout;
+  std::string codec = "raw";
+  std::string model;
+  uint64_t seed = 1;
+  int windows = 10;  // hit rate over time: this many slices of the requests
+  std::function<void(const std::string&)> progress;
+};
+
+struct ReplayReport {
+  HitCounts hits;
+  std::vector<HitCounts> windows;
+  // The same trace through the reference LRU model at the same capacity.
+  HitCounts reference;
+  uint64_t distinct_blocks = 0;
+  uint64_t capacity_bytes = 0;  // 0: unlimited
+  uint64_t capacity_blocks = 0;
+  uint64_t bytes_put_new = 0;  // bytes_stored summed over Put responses
+  uint64_t chunks_new = 0;
+  uint64_t chunks_deduped = 0;
+  // From the server's admin stats at the end (-1 when not available).
+  int64_t bytes_stored = -1;
+  int64_t chunks_stored = -1;
+  int64_t evictions = -1;
+  uint64_t disk_bytes = 0;  // data directory of a server we started
+  double elapsed_s = 0;
+  LatencySummary lookup_latency;
+  LatencySummary put_latency;
+};
+
+absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options);
+
+// The token ids of block `hash_id`: `count` (<= 512) of them, a function of
+// the id alone so that equal ids give equal blocks (ids are chained hashes:
+// an id fixes the whole prefix before it too).
+void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
+                 std::vector<int32_t>& out);
+
+nlohmann::json ReplayToJson(const ReplayOptions& options,
+                            const ReplayReport& report);
+std::string ReplayToText(const ReplayOptions& options,
+                         const ReplayReport& report);
+
+}  // namespace seqkv::bench
+
+#endif  // SEQKV_BENCH_REPLAY_REPLAY_RUNNER_H_

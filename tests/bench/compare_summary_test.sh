@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bench/compare --summarize on a captured run: every ratio in the table must
+# equal the one computed here from the JSON files, and --dry-run must plan
+# every peer.
+set -euo pipefail
+COMPARE="$1"
+RUN="$2"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+table="$("$COMPARE" --summarize "$RUN")" || fail "summarize exited non-zero"
+echo "$table"
+gbps() { jq -r --arg op "$2" '.ops[$op].gbps' "$1"; }
+checked=0
+for file in "$RUN"/seqkv_put_*.json; do
+  mib=$(basename "$file" .json | sed 's/seqkv_put_//')
+  for pair in "put set sink" "get get source"; do
+    set -- $pair
+    s=$(gbps "$RUN/seqkv_$1_$mib.json" "$1")
+    r=$(gbps "$RUN/redis_$2_$mib.json" "$2")
+    n=$(gbps "$RUN/null_$3_$mib.json" "$3")
+    m=$(jq -r '.ops.memcpy.gbps' "$RUN/memcpy_1.json")
+    want=$(awk -v s="$s" -v r="$r" -v n="$n" -v m="$m" \
+      'BEGIN { printf "%.2f | %.2f | %.2f |", s / r, s / n, s / m }')
+    row=$(echo "$table" | grep "^| $mib MiB | $1 /") || fail "no row for $mib MiB $1"
+    [[ "$row" == *"$want" ]] || fail "row '$row' does not end with '$want'"
+    checked=$((checked + 1))
+  done
+done
+[ "$checked" -ge 4 ] || fail "only $checked rows checked"
+
+# A run with a missing peer still summarizes, marking the gap.
+partial="$(mktemp -d)"
+trap 'rm -rf "$partial"' EXIT
+cp "$RUN"/seqkv_*.json "$RUN"/memcpy_*.json "$partial"/
+out="$("$COMPARE" --summarize "$partial")" || fail "partial summarize failed"
+echo "$out" | grep -q "n/a" || fail "missing peers are not marked n/a"
+# An empty directory is an error.
+if "$COMPARE" --summarize "$(mktemp -d)" 2>/dev/null; then fail "empty run accepted"; fi
+
+plan="$("$COMPARE" --dry-run)"
+for tool in "seqkv bench" seqkv-redis-bench seqkv-null-grpc seqkv-memcpy-bench; do
+  echo "$plan" | grep -q "$tool" || fail "dry run does not plan $tool"
+done
+echo "PASS ($checked rows)"
