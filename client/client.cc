@@ -130,6 +130,14 @@ absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
   for (uint32_t begin = 0; open && begin < cache.num_tokens();
        begin += tokens_per_batch) {
     const uint32_t end = std::min(cache.num_tokens(), begin + tokens_per_batch);
+    if (size_t{end - begin} * cache.layout.bytes_per_token() <= budget) {
+      // The batch fits one message: convert straight into it, one copy
+      // fewer than slicing a separate buffer.
+      request.Clear();
+      cache.AppendTokenMajor(begin, end, *request.mutable_data());
+      open = writer->Write(request);
+      continue;
+    }
     batch.clear();
     cache.AppendTokenMajor(begin, end, batch);
     for (size_t offset = 0; open && offset < batch.size(); offset += budget) {
@@ -186,18 +194,31 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
       continue;
     }
     if (!have_header) return absl::DataLossError("data before the header");
-    const std::string& data = response.data();
+    std::string_view data = response.data();
     const size_t per_token = cache.layout.bytes_per_token();
     if (received + pending.size() + data.size() >
         per_token * cache.tokens.size())
       return absl::DataLossError("server sent more data than announced");
-    pending.append(data);
-    const size_t whole = pending.size() / per_token * per_token;
+    // Complete a token split across messages first, then scatter whole
+    // tokens straight from the message (no copy through `pending`).
+    if (!pending.empty()) {
+      const size_t take = std::min(data.size(), per_token - pending.size());
+      pending.append(data.substr(0, take));
+      data.remove_prefix(take);
+      if (pending.size() < per_token) continue;
+      cache.ScatterTokenMajor(
+          static_cast<uint32_t>(received / per_token),
+          std::span(reinterpret_cast<const std::byte*>(pending.data()),
+                    per_token));
+      received += per_token;
+      pending.clear();
+    }
+    const size_t whole = data.size() / per_token * per_token;
     cache.ScatterTokenMajor(
         static_cast<uint32_t>(received / per_token),
-        std::span(reinterpret_cast<const std::byte*>(pending.data()), whole));
+        std::span(reinterpret_cast<const std::byte*>(data.data()), whole));
     received += whole;
-    pending.erase(0, whole);
+    pending.assign(data.substr(whole));
   }
   if (auto status = FromGrpc(reader->Finish()); !status.ok()) return status;
   if (!have_header) return absl::DataLossError("no header in Get response");

@@ -98,6 +98,25 @@ TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   EXPECT_LT(report["elapsed_s"].get<double>(), 30);
 }
 
+TEST(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  // 700 tokens of 6144 bytes are 4.3 MB: several 2 MiB messages, and 2 MiB is
+  // not a whole number of tokens, so tokens straddle messages.
+  int exit_code = 0;
+  const std::string output = RunCommand(
+      absl::StrCat(kBin, "/seqkv bench --server ", server->address(),
+                   " --clients 2 --op get --layout tiny --chunk_tokens 256"
+                   " --tokens_per_request 700 --codec raw --ops 6 --verify"
+                   " --source " SEQKV_DATA_DIR "/kv --progress=false --json"),
+      exit_code);
+  ASSERT_EQ(exit_code, 0) << output;
+  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << output;
+  EXPECT_EQ(report["ops"]["get"]["count"].get<uint64_t>(), 6u) << output;
+  EXPECT_EQ(report["ops"]["get"]["bytes"].get<uint64_t>(), 6u * 700 * 6144);
+}
+
 TEST(BenchSmokeTest, BadFlagsAreRejected) {
   int exit_code = 0;
   std::string output = RunCommand(
