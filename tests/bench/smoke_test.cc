@@ -179,5 +179,22 @@ TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
   EXPECT_GT(report["bytes_stored"].get<int64_t>(), 0);
 }
 
+TEST(ReplaySmokeTest, CapacityEvictsAndNeverBeatsUnlimited) {
+  const OwnCount unlimited = CountFromTrace(200);
+  int exit_code = 0;
+  const std::string output = RunCommand(
+      absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
+                   " --requests 200 --capacity_blocks 400 --json"),
+      exit_code);
+  ASSERT_EQ(exit_code, 0) << output;
+  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << output;
+  const uint64_t capacity = report["config"]["capacity_bytes"];
+  EXPECT_EQ(capacity, 400u * report["config"]["bytes_per_block"].get<uint64_t>());
+  EXPECT_GT(report["evictions"].get<int64_t>(), 0) << output;
+  EXPECT_LE(report["bytes_stored"].get<uint64_t>(), capacity);
+  EXPECT_LE(report["hits"]["blocks_hit"].get<uint64_t>(), unlimited.blocks_hit);
+}
+
 }  // namespace
 }  // namespace seqkv::bench
