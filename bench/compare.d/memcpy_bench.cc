@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> copies(threads, 0);
   std::vector<std::thread> workers;
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(duration * 1000));
+  const auto deadline =
+      start + std::chrono::milliseconds(static_cast<int64_t>(duration * 1000));
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       std::vector<char> from(bytes, 1), to(bytes, 0);
@@ -38,16 +39,20 @@ int main(int argc, char** argv) {
   }
   for (std::thread& worker : workers) worker.join();
   const double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   uint64_t total = 0;
   for (uint64_t c : copies) total += c;
   const double gbps = total * static_cast<double>(bytes) / elapsed / 1e9;
   nlohmann::json json = {{"command", "memcpy"},
                          {"config", {{"bytes", bytes}, {"threads", threads}}},
-                         {"ops", {{"memcpy", {{"count", total},
-                                              {"elapsed_s", elapsed},
-                                              {"ops_per_s", total / elapsed},
-                                              {"gbps", gbps}}}}}};
-  std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2)) << std::endl;
+                         {"ops",
+                          {{"memcpy",
+                            {{"count", total},
+                             {"elapsed_s", elapsed},
+                             {"ops_per_s", total / elapsed},
+                             {"gbps", gbps}}}}}};
+  std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2))
+            << std::endl;
   return 0;
 }

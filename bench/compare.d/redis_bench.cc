@@ -41,7 +41,8 @@ absl::Status Check(redisContext* context, redisReply* reply) {
     return absl::UnavailableError(
         absl::StrCat("redis: ", context->err ? context->errstr : "no reply"));
   if (reply->type == REDIS_REPLY_ERROR)
-    return absl::InternalError(absl::StrCat("redis: ", std::string(reply->str, reply->len)));
+    return absl::InternalError(
+        absl::StrCat("redis: ", std::string(reply->str, reply->len)));
   return absl::OkStatus();
 }
 
@@ -64,7 +65,8 @@ int Run() {
                                 absl::GetFlag(FLAGS_port), timeout),
         ContextDeleter());
     if (!context || context->err) {
-      std::cerr << "redis connect: " << (context ? context->errstr : "out of memory") << "\n";
+      std::cerr << "redis connect: "
+                << (context ? context->errstr : "out of memory") << "\n";
       return nullptr;
     }
     auto names = std::make_shared<std::vector<std::string>>();
@@ -72,16 +74,18 @@ int Run() {
       names->push_back(absl::StrCat("seqkv-bench:", bytes, ":", index, ":", k));
     // GET needs the values in place first; not timed.
     for (const std::string& key : *names) {
-      ReplyPtr reply(static_cast<redisReply*>(redisCommand(
-          context.get(), "SET %b %b", key.data(), key.size(), value.data(), value.size())));
+      ReplyPtr reply(static_cast<redisReply*>(
+          redisCommand(context.get(), "SET %b %b", key.data(), key.size(),
+                       value.data(), value.size())));
       if (!Check(context.get(), reply.get()).ok()) return nullptr;
     }
     auto next = std::make_shared<int>(0);
     if (op == "set") {
       return [context, names, next, &value]() -> absl::Status {
         const std::string& key = (*names)[(*next)++ % names->size()];
-        ReplyPtr reply(static_cast<redisReply*>(redisCommand(
-            context.get(), "SET %b %b", key.data(), key.size(), value.data(), value.size())));
+        ReplyPtr reply(static_cast<redisReply*>(
+            redisCommand(context.get(), "SET %b %b", key.data(), key.size(),
+                         value.data(), value.size())));
         return Check(context.get(), reply.get());
       };
     }
@@ -89,21 +93,24 @@ int Run() {
       const std::string& key = (*names)[(*next)++ % names->size()];
       ReplyPtr reply(static_cast<redisReply*>(
           redisCommand(context.get(), "GET %b", key.data(), key.size())));
-      if (auto status = Check(context.get(), reply.get()); !status.ok()) return status;
+      if (auto status = Check(context.get(), reply.get()); !status.ok())
+        return status;
       if (reply->type != REDIS_REPLY_STRING || reply->len != bytes)
         return absl::DataLossError("redis GET returned another size");
       return absl::OkStatus();
     };
   };
-  TimedLoopResult result = RunTimedLoop(absl::GetFlag(FLAGS_clients),
-                                        absl::GetFlag(FLAGS_duration_s), bytes, make_op);
+  TimedLoopResult result =
+      RunTimedLoop(absl::GetFlag(FLAGS_clients),
+                   absl::GetFlag(FLAGS_duration_s), bytes, make_op);
   nlohmann::json json = {{"command", "redis"},
                          {"config",
                           {{"op", op},
                            {"clients", absl::GetFlag(FLAGS_clients)},
                            {"bytes", bytes}}},
                          {"ops", {{op, TimedLoopJson(result)}}}};
-  std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2)) << std::endl;
+  std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2))
+            << std::endl;
   return result.errors == 0 ? 0 : 1;
 }
 

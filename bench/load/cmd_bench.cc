@@ -1,4 +1,5 @@
-// seqkv bench: load generator over the real client. See docs/benchmarks/bench.md.
+// seqkv bench: load generator over the real client. See
+// docs/benchmarks/bench.md.
 #include <unistd.h>
 
 #include <chrono>
@@ -54,8 +55,8 @@ int RunBench(std::span<char* const> args) {
   bench::LoadOptions options;
   options.client = ClientOptionsFromFlags();
   options.clients = absl::GetFlag(FLAGS_clients);
-  auto weights = bench::ParseOpWeights(absl::GetFlag(FLAGS_op),
-                                       absl::GetFlag(FLAGS_mix));
+  auto weights =
+      bench::ParseOpWeights(absl::GetFlag(FLAGS_op), absl::GetFlag(FLAGS_mix));
   if (!weights.ok()) return ReportError(weights.status());
   options.weights = *weights;
   options.layout_name = absl::GetFlag(FLAGS_layout);
@@ -67,8 +68,9 @@ int RunBench(std::span<char* const> args) {
   options.codec = absl::GetFlag(FLAGS_codec);
   options.model = absl::GetFlag(FLAGS_model);
   if (options.model.empty())
-    options.model = absl::StrCat("bench-", bench::LayoutSlug(options.layout_name),
-                                 "-c", options.chunk_tokens);
+    options.model =
+        absl::StrCat("bench-", bench::LayoutSlug(options.layout_name), "-c",
+                     options.chunk_tokens);
   options.ops = absl::GetFlag(FLAGS_ops);
   options.duration_s = absl::GetFlag(FLAGS_duration_s);
   if (options.duration_s == 0 && options.ops == 0) options.duration_s = 10;
@@ -84,8 +86,9 @@ int RunBench(std::span<char* const> args) {
   workload.shared_prefix_ratio = absl::GetFlag(FLAGS_shared_prefix_ratio);
   workload.source = absl::GetFlag(FLAGS_source);
   // Separate runs never share token sequences unless a prefix is shared.
-  workload.run_nonce = static_cast<uint64_t>(
-      std::chrono::system_clock::now().time_since_epoch().count()) ^
+  workload.run_nonce =
+      static_cast<uint64_t>(
+          std::chrono::system_clock::now().time_since_epoch().count()) ^
       (static_cast<uint64_t>(getpid()) << 40);
 
   if (absl::GetFlag(FLAGS_progress)) {
@@ -108,7 +111,8 @@ int RunBench(std::span<char* const> args) {
 }
 
 const CommandRegistrar registrar(
-    {"bench", "load generator: concurrent Put/Get/Lookup with latency percentiles",
+    {"bench",
+     "load generator: concurrent Put/Get/Lookup with latency percentiles",
      RunBench});
 
 }  // namespace

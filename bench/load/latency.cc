@@ -17,7 +17,8 @@ LatencySummary LatencyRecorder::Summarize() const {
   std::sort(sorted.begin(), sorted.end());
   const auto rank = [&](double q) {
     size_t index = static_cast<size_t>(std::ceil(q * sorted.size()));
-    return static_cast<double>(sorted[std::clamp<size_t>(index, 1, sorted.size()) - 1]);
+    return static_cast<double>(
+        sorted[std::clamp<size_t>(index, 1, sorted.size()) - 1]);
   };
   double sum = 0;
   for (float sample : sorted) sum += sample;

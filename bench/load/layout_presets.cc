@@ -44,9 +44,9 @@ absl::StatusOr<KvLayout> ResolveLayout(std::string_view name) {
       !absl::SimpleAtoi(dims[0], &layout.num_layers) ||
       !absl::SimpleAtoi(dims[1], &layout.num_kv_heads) ||
       !absl::SimpleAtoi(dims[2], &layout.head_dim))
-    return absl::InvalidArgumentError(
-        absl::StrCat("--layout: '", std::string(name), "' is neither a preset (",
-                     LayoutPresetNames(), ") nor LAYERSxKV_HEADSxHEAD_DIM:DTYPE"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--layout: '", std::string(name), "' is neither a preset (",
+        LayoutPresetNames(), ") nor LAYERSxKV_HEADSxHEAD_DIM:DTYPE"));
   if (parts.size() == 2) {
     auto dtype = ParseDType(std::string_view(parts[1].data(), parts[1].size()));
     if (!dtype.ok()) return dtype.status();

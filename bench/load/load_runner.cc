@@ -81,9 +81,8 @@ class ClientThread {
   void Loop() {
     uint64_t consecutive_errors = 0;
     while (!shared_.stop.load(std::memory_order_relaxed)) {
-      if (options_.ops > 0 &&
-          shared_.claimed.fetch_add(1, std::memory_order_relaxed) >=
-              options_.ops)
+      if (options_.ops > 0 && shared_.claimed.fetch_add(
+                                  1, std::memory_order_relaxed) >= options_.ops)
         break;
       const OpKind kind = Choose();
       const int index = static_cast<int>(kind);
@@ -121,8 +120,8 @@ class ClientThread {
         // A server that fails everything would otherwise spin this loop.
         if (++consecutive_errors >= 1000) {
           result_.fatal = absl::Status(
-              status.code(), absl::StrCat("1000 errors in a row; last: ",
-                                          status.message()));
+              status.code(),
+              absl::StrCat("1000 errors in a row; last: ", status.message()));
           shared_.stop = true;
         }
       }
@@ -180,9 +179,9 @@ class ClientThread {
       return false;
     }
     if (result->num_tokens() != tokens_.size()) {
-      status = absl::NotFoundError(absl::StrCat(
-          "Get returned ", result->num_tokens(), " of ", tokens_.size(),
-          " stored tokens"));
+      status = absl::NotFoundError(
+          absl::StrCat("Get returned ", result->num_tokens(), " of ",
+                       tokens_.size(), " stored tokens"));
       return false;
     }
     if (options_.verify && (result->k != cache_.k || result->v != cache_.v)) {
@@ -202,9 +201,9 @@ class ClientThread {
       return false;
     }
     if (result->matched_tokens != tokens_.size()) {
-      status = absl::NotFoundError(absl::StrCat(
-          "Lookup matched ", result->matched_tokens, " of ", tokens_.size(),
-          " stored tokens"));
+      status = absl::NotFoundError(
+          absl::StrCat("Lookup matched ", result->matched_tokens, " of ",
+                       tokens_.size(), " stored tokens"));
       return false;
     }
     return true;
@@ -229,11 +228,11 @@ std::string ProgressLine(double elapsed, const Shared& shared,
     if (options.weights[i] <= 0) continue;
     const uint64_t done = shared.done[i].load();
     const double rate = (done - last_done[i]) / interval;
-    absl::StrAppend(&line, absl::StrFormat(" %s %llu (%.1f/s, %.3f GB/s avg)",
-                                           OpName(static_cast<OpKind>(i)),
-                                           static_cast<unsigned long long>(done),
-                                           rate,
-                                           shared.bytes[i].load() / elapsed / 1e9));
+    absl::StrAppend(&line,
+                    absl::StrFormat(" %s %llu (%.1f/s, %.3f GB/s avg)",
+                                    OpName(static_cast<OpKind>(i)),
+                                    static_cast<unsigned long long>(done), rate,
+                                    shared.bytes[i].load() / elapsed / 1e9));
     if (const uint64_t errors = shared.errors[i].load(); errors > 0)
       absl::StrAppend(&line, " errors ", errors);
   }
@@ -264,8 +263,8 @@ absl::StatusOr<std::array<double, kNumOpKinds>> ParseOpWeights(
     }
   }
   if (op != "mix")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--op must be put, get, lookup or mix, got '", op, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--op must be put, get, lookup or mix, got '", op, "'"));
   for (absl::string_view part : absl::StrSplit(mix, ',', absl::SkipEmpty())) {
     std::vector<absl::string_view> pair = absl::StrSplit(part, ':');
     int index = -1;
@@ -285,8 +284,8 @@ absl::StatusOr<std::array<double, kNumOpKinds>> ParseOpWeights(
 
 absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   if (options.clients < 1 || options.clients > 4096)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--clients must be in [1, 4096], got ", options.clients));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--clients must be in [1, 4096], got ", options.clients));
   if (options.duration_s < 0)
     return absl::InvalidArgumentError("--duration_s must not be negative");
   if (options.duration_s == 0 && options.ops == 0)
@@ -319,15 +318,16 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   std::vector<std::unique_ptr<ClientThread>> clients;
   std::mt19937_64 seeder(options.workload.seed ^ options.workload.run_nonce);
   for (int i = 0; i < options.clients; ++i)
-    clients.push_back(std::make_unique<ClientThread>(
-        options, *workload, shared, results[i], seeder()));
+    clients.push_back(std::make_unique<ClientThread>(options, *workload, shared,
+                                                     results[i], seeder()));
 
   std::latch prepared(options.clients);
   std::latch go(1);
   std::vector<std::thread> threads;
   for (int i = 0; i < options.clients; ++i) {
     const uint32_t share =
-        prefill / options.clients + (static_cast<uint32_t>(i) < prefill % options.clients);
+        prefill / options.clients +
+        (static_cast<uint32_t>(i) < prefill % options.clients);
     threads.emplace_back([&, i, share] {
       results[i].fatal = clients[i]->Prepare(share);
       prepared.count_down();
@@ -365,7 +365,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
     if (options.progress && elapsed - last_report >= 1.0) {
       options.progress(ProgressLine(elapsed, shared, last_done,
                                     elapsed - last_report, options));
-      for (int i = 0; i < kNumOpKinds; ++i) last_done[i] = shared.done[i].load();
+      for (int i = 0; i < kNumOpKinds; ++i)
+        last_done[i] = shared.done[i].load();
       last_report = elapsed;
     }
   }
@@ -450,8 +451,7 @@ nlohmann::json ReportToJson(const LoadOptions& options,
           {"ops", ops}};
 }
 
-std::string ReportToText(const LoadOptions& options,
-                         const LoadReport& report) {
+std::string ReportToText(const LoadOptions& options, const LoadReport& report) {
   const WorkloadOptions& w = options.workload;
   std::string text = absl::StrFormat(
       "seqkv bench: %d clients, layout %s (%s), %u tokens/request (%.2f MiB), "
@@ -461,29 +461,31 @@ std::string ReportToText(const LoadOptions& options,
       uint64_t{w.tokens_per_request} * w.layout.bytes_per_token() / 1048576.0,
       options.chunk_tokens, options.codec.empty() ? "(default)" : options.codec,
       report.elapsed_s);
-  absl::StrAppend(&text, absl::StrFormat("%-7s %9s %10s %8s %9s %9s %9s %9s %7s\n",
-                                         "op", "ops", "ops/s", "GB/s", "p50 ms",
-                                         "p90 ms", "p99 ms", "p99.9 ms",
-                                         "errors"));
+  absl::StrAppend(
+      &text, absl::StrFormat("%-7s %9s %10s %8s %9s %9s %9s %9s %7s\n", "op",
+                             "ops", "ops/s", "GB/s", "p50 ms", "p90 ms",
+                             "p99 ms", "p99.9 ms", "errors"));
   for (int i = 0; i < kNumOpKinds; ++i) {
     if (options.weights[i] <= 0) continue;
     const OpReport& op = report.ops[i];
     absl::StrAppend(
         &text,
-        absl::StrFormat("%-7s %9llu %10.1f %8.3f %9.3f %9.3f %9.3f %9.3f %7llu\n",
-                        OpName(static_cast<OpKind>(i)),
-                        static_cast<unsigned long long>(op.count), op.ops_per_s,
-                        op.gbps, op.latency.p50_ms, op.latency.p90_ms,
-                        op.latency.p99_ms, op.latency.p999_ms,
-                        static_cast<unsigned long long>(op.errors)));
+        absl::StrFormat(
+            "%-7s %9llu %10.1f %8.3f %9.3f %9.3f %9.3f %9.3f %7llu\n",
+            OpName(static_cast<OpKind>(i)),
+            static_cast<unsigned long long>(op.count), op.ops_per_s, op.gbps,
+            op.latency.p50_ms, op.latency.p90_ms, op.latency.p99_ms,
+            op.latency.p999_ms, static_cast<unsigned long long>(op.errors)));
     if (!op.first_error.empty())
       absl::StrAppend(&text, "  first error: ", op.first_error, "\n");
   }
-  absl::StrAppend(&text,
-                  absl::StrFormat("stored by Puts: %llu new chunks, %llu deduplicated, %.2f MiB\n",
-                                  static_cast<unsigned long long>(report.chunks_new),
-                                  static_cast<unsigned long long>(report.chunks_deduped),
-                                  report.bytes_stored / 1048576.0));
+  absl::StrAppend(
+      &text,
+      absl::StrFormat(
+          "stored by Puts: %llu new chunks, %llu deduplicated, %.2f MiB\n",
+          static_cast<unsigned long long>(report.chunks_new),
+          static_cast<unsigned long long>(report.chunks_deduped),
+          report.bytes_stored / 1048576.0));
   return text;
 }
 

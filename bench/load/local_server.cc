@@ -35,8 +35,9 @@ absl::StatusOr<std::string> MakeTempDir(const std::string& root) {
 
 // Waits up to `timeout_s` for the child to exit; true if it did.
 bool WaitExit(pid_t pid, double timeout_s, int& wait_status) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   while (true) {
     const pid_t done = waitpid(pid, &wait_status, WNOHANG);
     if (done == pid) return true;
@@ -102,9 +103,9 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(
   }
   server->pid_ = pid;
 
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(static_cast<int64_t>(options.start_timeout_s * 1000));
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(
+                            options.start_timeout_s * 1000));
   while (true) {
     int wait_status = 0;
     if (waitpid(pid, &wait_status, WNOHANG) == pid) {
@@ -112,9 +113,9 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(
       std::ifstream log(log_file);
       std::stringstream text;
       text << log.rdbuf();
-      return absl::InternalError(absl::StrCat(
-          "seqkv-server exited during startup (status ", wait_status,
-          "); its log:\n", text.str()));
+      return absl::InternalError(
+          absl::StrCat("seqkv-server exited during startup (status ",
+                       wait_status, "); its log:\n", text.str()));
     }
     std::ifstream ready(ready_file);
     if (ready) {
@@ -140,11 +141,9 @@ std::string LocalServer::address() const {
 uint64_t LocalServer::DiskBytes() const {
   uint64_t total = 0;
   std::error_code error;
-  for (const auto& entry :
-       fs::recursive_directory_iterator(data_dir_, error)) {
+  for (const auto& entry : fs::recursive_directory_iterator(data_dir_, error)) {
     std::error_code size_error;
-    if (entry.is_regular_file(size_error))
-      total += entry.file_size(size_error);
+    if (entry.is_regular_file(size_error)) total += entry.file_size(size_error);
   }
   return total;
 }

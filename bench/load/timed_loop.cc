@@ -32,7 +32,8 @@ TimedLoopResult RunTimedLoop(int clients, double duration_s,
         const auto start = Clock::now();
         absl::Status status = op ? op() : absl::InternalError("no connection");
         const double ms =
-            std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+            std::chrono::duration<double, std::milli>(Clock::now() - start)
+                .count();
         if (status.ok()) {
           ++mine.count;
           mine.latency.Add(ms);
@@ -52,7 +53,8 @@ TimedLoopResult RunTimedLoop(int clients, double duration_s,
   stop = true;
   for (std::thread& thread : threads) thread.join();
   TimedLoopResult result;
-  result.elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+  result.elapsed_s =
+      std::chrono::duration<double>(Clock::now() - start).count();
   LatencyRecorder all;
   for (const PerThread& t : per_thread) {
     all.Merge(t.latency);
@@ -66,19 +68,18 @@ TimedLoopResult RunTimedLoop(int clients, double duration_s,
 }
 
 nlohmann::json TimedLoopJson(const TimedLoopResult& result) {
-  nlohmann::json json = {
-      {"count", result.count},
-      {"errors", result.errors},
-      {"bytes", result.bytes},
-      {"elapsed_s", result.elapsed_s},
-      {"ops_per_s", result.count / result.elapsed_s},
-      {"gbps", result.bytes / result.elapsed_s / 1e9},
-      {"mean_ms", result.latency.mean_ms},
-      {"p50_ms", result.latency.p50_ms},
-      {"p90_ms", result.latency.p90_ms},
-      {"p99_ms", result.latency.p99_ms},
-      {"p999_ms", result.latency.p999_ms},
-      {"max_ms", result.latency.max_ms}};
+  nlohmann::json json = {{"count", result.count},
+                         {"errors", result.errors},
+                         {"bytes", result.bytes},
+                         {"elapsed_s", result.elapsed_s},
+                         {"ops_per_s", result.count / result.elapsed_s},
+                         {"gbps", result.bytes / result.elapsed_s / 1e9},
+                         {"mean_ms", result.latency.mean_ms},
+                         {"p50_ms", result.latency.p50_ms},
+                         {"p90_ms", result.latency.p90_ms},
+                         {"p99_ms", result.latency.p99_ms},
+                         {"p999_ms", result.latency.p999_ms},
+                         {"max_ms", result.latency.max_ms}};
   if (!result.first_error.empty()) json["first_error"] = result.first_error;
   return json;
 }

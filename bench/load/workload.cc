@@ -79,9 +79,9 @@ absl::StatusOr<Workload> Workload::Create(const WorkloadOptions& options) {
   if (options.tokens_per_request == 0)
     return absl::InvalidArgumentError("--tokens_per_request must be positive");
   if (!(options.shared_prefix_ratio >= 0 && options.shared_prefix_ratio < 1))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--shared_prefix_ratio must be in [0, 1), got ",
-        options.shared_prefix_ratio));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shared_prefix_ratio must be in [0, 1), got ",
+                     options.shared_prefix_ratio));
   if (options.vocab_size == 0)
     return absl::InvalidArgumentError("vocab_size must be positive");
   Workload workload(options);
@@ -89,8 +89,8 @@ absl::StatusOr<Workload> Workload::Create(const WorkloadOptions& options) {
       std::floor(options.shared_prefix_ratio * options.tokens_per_request));
   const KvLayout& layout = options.layout;
   const size_t tokens = options.tokens_per_request;
-  const size_t elements =
-      size_t{layout.num_layers} * layout.num_kv_heads * tokens * layout.head_dim;
+  const size_t elements = size_t{layout.num_layers} * layout.num_kv_heads *
+                          tokens * layout.head_dim;
   const size_t bytes = elements * DTypeSize(layout.dtype);
   workload.k_.resize(bytes);
   workload.v_.resize(layout.latent ? 0 : bytes);
@@ -134,16 +134,16 @@ absl::StatusOr<Workload> Workload::Create(const WorkloadOptions& options) {
     for (uint32_t h = 0; h < layout.num_kv_heads; ++h)
       for (size_t t = 0; t < tokens; ++t)
         for (uint32_t d = 0; d < layout.head_dim; ++d) {
-          const size_t src =
-              ElementIndex(from, from_tokens, l % from.num_layers,
-                           h % from.num_kv_heads, t % from_tokens,
-                           d % from.head_dim);
+          const size_t src = ElementIndex(
+              from, from_tokens, l % from.num_layers, h % from.num_kv_heads,
+              t % from_tokens, d % from.head_dim);
           const size_t dst = ElementIndex(layout, tokens, l, h, t, d);
           StoreValue(layout.dtype, LoadValue(from.dtype, file->k.data(), src),
                      workload.k_.data(), dst);
           if (!layout.latent) {
             const auto& v_source = file->v.empty() ? file->k : file->v;
-            StoreValue(layout.dtype, LoadValue(from.dtype, v_source.data(), src),
+            StoreValue(layout.dtype,
+                       LoadValue(from.dtype, v_source.data(), src),
                        workload.v_.data(), dst);
           }
         }
@@ -156,7 +156,8 @@ void Workload::FillTokens(uint64_t sequence,
   // The shared prefix depends on the seed only, so every sequence of a run
   // (and of reruns with the same seed) starts with it.
   const uint64_t shared_key = Mix64(options_.seed, 0x5eed, 0);
-  const uint64_t own_key = Mix64(options_.seed, options_.run_nonce, sequence + 1);
+  const uint64_t own_key =
+      Mix64(options_.seed, options_.run_nonce, sequence + 1);
   for (uint32_t i = 0; i < tokens.size(); ++i) {
     const uint64_t key = i < shared_prefix_tokens_ ? shared_key : own_key;
     tokens[i] = static_cast<int32_t>(SplitMix(key + i) % options_.vocab_size);

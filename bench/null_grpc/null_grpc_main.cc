@@ -15,15 +15,18 @@
 #include "bench/load/timed_loop.h"
 #include "null_stream.grpc.pb.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:0", "serve: address (port 0 picks one)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0",
+          "serve: address (port 0 picks one)");
 ABSL_FLAG(std::string, ready_file, "",
           "serve: write {\"grpc_port\":N} here once serving");
 ABSL_FLAG(std::string, server, "127.0.0.1:50561", "bench: server address");
-ABSL_FLAG(std::string, op, "sink", "bench: sink (like Put) or source (like Get)");
+ABSL_FLAG(std::string, op, "sink",
+          "bench: sink (like Put) or source (like Get)");
 ABSL_FLAG(int, clients, 4, "bench: concurrent clients");
 ABSL_FLAG(uint64_t, bytes, 32 << 20, "bench: bytes per call");
-ABSL_FLAG(uint32_t, message_bytes, 2 << 20,
-          "bench: bytes per streamed message (seqkv's client and server use 2 MiB)");
+ABSL_FLAG(
+    uint32_t, message_bytes, 2 << 20,
+    "bench: bytes per streamed message (seqkv's client and server use 2 MiB)");
 ABSL_FLAG(double, duration_s, 5, "bench: seconds to run");
 ABSL_FLAG(bool, own_connection, false,
           "bench: give every client its own TCP connection (by default gRPC "
@@ -51,14 +54,17 @@ class NullService final : public NullStream::Service {
 
   grpc::Status Source(grpc::ServerContext*, const SourceRequest* request,
                       grpc::ServerWriter<Blob>* writer) override {
-    const uint32_t piece = request->message_bytes() == 0
-                               ? (2u << 20)
-                               : std::min<uint32_t>(request->message_bytes(), 16u << 20);
+    const uint32_t piece =
+        request->message_bytes() == 0
+            ? (2u << 20)
+            : std::min<uint32_t>(request->message_bytes(), 16u << 20);
     Blob blob;
     for (uint64_t sent = 0; sent < request->bytes(); sent += piece) {
       // A fresh string per message, as seqkv's Get hands each piece to gRPC.
-      blob.set_data(std::string(std::min<uint64_t>(piece, request->bytes() - sent), 'x'));
-      if (!writer->Write(blob)) return grpc::Status(grpc::StatusCode::CANCELLED, "gone");
+      blob.set_data(
+          std::string(std::min<uint64_t>(piece, request->bytes() - sent), 'x'));
+      if (!writer->Write(blob))
+        return grpc::Status(grpc::StatusCode::CANCELLED, "gone");
     }
     return grpc::Status::OK;
   }
@@ -82,8 +88,10 @@ int Serve() {
     std::cerr << "cannot listen on " << absl::GetFlag(FLAGS_listen) << "\n";
     return 1;
   }
-  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    std::ofstream(ready + ".tmp") << absl::StrCat("{\"grpc_port\":", port, "}\n");
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file);
+      !ready.empty()) {
+    std::ofstream(ready + ".tmp")
+        << absl::StrCat("{\"grpc_port\":", port, "}\n");
     std::filesystem::rename(ready + ".tmp", ready);
   }
   int received = 0;
@@ -108,10 +116,12 @@ int Bench() {
     return 2;
   }
   const uint64_t bytes = absl::GetFlag(FLAGS_bytes);
-  const uint32_t message_bytes = std::max<uint32_t>(1, absl::GetFlag(FLAGS_message_bytes));
+  const uint32_t message_bytes =
+      std::max<uint32_t>(1, absl::GetFlag(FLAGS_message_bytes));
   const std::string payload(message_bytes, 'x');
   auto make_op = [&](int index) -> Operation {
-    auto stub = std::shared_ptr<NullStream::Stub>(NullStream::NewStub(MakeChannel(index)));
+    auto stub = std::shared_ptr<NullStream::Stub>(
+        NullStream::NewStub(MakeChannel(index)));
     if (op == "sink") {
       return [stub, bytes, message_bytes, &payload]() -> absl::Status {
         grpc::ClientContext context;
@@ -121,7 +131,8 @@ int Bench() {
         bool open = true;
         for (uint64_t sent = 0; open && sent < bytes; sent += message_bytes) {
           // One copy into the message per piece, as seqkv's client makes.
-          blob.set_data(payload.data(), std::min<uint64_t>(message_bytes, bytes - sent));
+          blob.set_data(payload.data(),
+                        std::min<uint64_t>(message_bytes, bytes - sent));
           open = writer->Write(blob);
         }
         writer->WritesDone();
@@ -146,8 +157,9 @@ int Bench() {
       return absl::OkStatus();
     };
   };
-  TimedLoopResult result = RunTimedLoop(absl::GetFlag(FLAGS_clients),
-                                        absl::GetFlag(FLAGS_duration_s), bytes, make_op);
+  TimedLoopResult result =
+      RunTimedLoop(absl::GetFlag(FLAGS_clients),
+                   absl::GetFlag(FLAGS_duration_s), bytes, make_op);
   nlohmann::json json = {
       {"command", "null-grpc"},
       {"config",

@@ -54,15 +54,18 @@ int RunReplay(std::span<char* const> args) {
   options.server_binary = absl::GetFlag(FLAGS_server_binary);
   if (options.server_binary.empty())
     options.server_binary = bench::ServerNextToSelf();
-  const std::string layout_name =
-      absl::GetFlag(FLAGS_layout).empty() ? "1x1x8:bf16" : absl::GetFlag(FLAGS_layout);
+  const std::string layout_name = absl::GetFlag(FLAGS_layout).empty()
+                                      ? "1x1x8:bf16"
+                                      : absl::GetFlag(FLAGS_layout);
   auto layout = bench::ResolveLayout(layout_name);
   if (!layout.ok()) return ReportError(layout.status());
   options.layout = *layout;
-  if (!absl::GetFlag(FLAGS_codec).empty()) options.codec = absl::GetFlag(FLAGS_codec);
+  if (!absl::GetFlag(FLAGS_codec).empty())
+    options.codec = absl::GetFlag(FLAGS_codec);
   options.model = absl::GetFlag(FLAGS_model);
   if (options.model.empty())
-    options.model = absl::StrCat("replay-", bench::LayoutSlug(layout_name), "-c512");
+    options.model =
+        absl::StrCat("replay-", bench::LayoutSlug(layout_name), "-c512");
   if (isatty(STDERR_FILENO) || !absl::GetFlag(FLAGS_json)) {
     const bool tty = isatty(STDERR_FILENO);
     options.progress = [tty](const std::string& line) {

@@ -20,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 constexpr uint32_t kVocabSize = 128256;
 
 double MillisSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
 }
 
 // Reads the server's global usage from its admin endpoint; best effort.
@@ -52,9 +53,9 @@ nlohmann::json HitsJson(const HitCounts& hits) {
 }
 
 nlohmann::json LatencyJson(const LatencySummary& latency) {
-  return {{"count", latency.count},     {"mean_ms", latency.mean_ms},
-          {"p50_ms", latency.p50_ms},   {"p90_ms", latency.p90_ms},
-          {"p99_ms", latency.p99_ms},   {"p999_ms", latency.p999_ms},
+  return {{"count", latency.count},   {"mean_ms", latency.mean_ms},
+          {"p50_ms", latency.p50_ms}, {"p90_ms", latency.p90_ms},
+          {"p99_ms", latency.p99_ms}, {"p999_ms", latency.p999_ms},
           {"max_ms", latency.max_ms}};
 }
 
@@ -93,9 +94,9 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
                                ? options.capacity_blocks
                                : options.capacity_bytes / block_bytes;
   if (options.capacity_bytes > 0 && report.capacity_blocks == 0)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--capacity_bytes ", options.capacity_bytes,
-        " holds less than one block of ", block_bytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--capacity_bytes ", options.capacity_bytes,
+                     " holds less than one block of ", block_bytes, " bytes"));
   report.reference = SimulateLruCache(*requests, report.capacity_blocks);
 
   std::unique_ptr<LocalServer> local;
@@ -164,9 +165,9 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     auto lookup_start = Clock::now();
     auto lookup = (*client)->Lookup(options.model, cache.tokens);
     if (!lookup.ok())
-      return absl::Status(lookup.status().code(),
-                          absl::StrCat("request ", i, ": Lookup: ",
-                                       lookup.status().message()));
+      return absl::Status(
+          lookup.status().code(),
+          absl::StrCat("request ", i, ": Lookup: ", lookup.status().message()));
     lookup_latency.Add(MillisSince(lookup_start));
     const HitCounts hits = CountPrefixHits(request, lookup->matched_tokens);
     report.hits.Add(hits);
@@ -179,19 +180,21 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     auto put_start = Clock::now();
     auto stored = (*client)->Put(put, cache);
     if (!stored.ok())
-      return absl::Status(stored.status().code(),
-                          absl::StrCat("request ", i, ": Put: ",
-                                       stored.status().message()));
+      return absl::Status(
+          stored.status().code(),
+          absl::StrCat("request ", i, ": Put: ", stored.status().message()));
     put_latency.Add(MillisSince(put_start));
     report.bytes_put_new += stored->bytes_stored;
     report.chunks_new += stored->chunks_new;
     report.chunks_deduped += stored->chunks_deduped;
 
     if (options.progress &&
-        std::chrono::duration<double>(Clock::now() - last_progress).count() >= 1) {
+        std::chrono::duration<double>(Clock::now() - last_progress).count() >=
+            1) {
       last_progress = Clock::now();
       options.progress(absl::StrFormat(
-          "[%6.1fs] %zu/%zu requests, hit rate %.3f blocks %.3f tokens, %.1f MiB new",
+          "[%6.1fs] %zu/%zu requests, hit rate %.3f blocks %.3f tokens, %.1f "
+          "MiB new",
           std::chrono::duration<double>(last_progress - start).count(), i + 1,
           requests->size(), report.hits.block_rate(), report.hits.token_rate(),
           report.bytes_put_new / 1048576.0));
@@ -212,7 +215,8 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
 nlohmann::json ReplayToJson(const ReplayOptions& options,
                             const ReplayReport& report) {
   nlohmann::json windows = nlohmann::json::array();
-  for (const HitCounts& window : report.windows) windows.push_back(HitsJson(window));
+  for (const HitCounts& window : report.windows)
+    windows.push_back(HitsJson(window));
   return {
       {"command", "replay"},
       {"config",
@@ -257,38 +261,46 @@ std::string ReplayToText(const ReplayOptions& options,
       options.layout.DebugString(),
       report.capacity_blocks == 0
           ? std::string("unlimited")
-          : absl::StrFormat("%llu blocks (%.1f%% of %llu distinct), %llu bytes",
-                            static_cast<unsigned long long>(report.capacity_blocks),
-                            100.0 * report.capacity_blocks / report.distinct_blocks,
-                            static_cast<unsigned long long>(report.distinct_blocks),
-                            static_cast<unsigned long long>(report.capacity_bytes)));
-  absl::StrAppend(&text, absl::StrFormat(
-      "hit rate: %.4f block-weighted (%llu/%llu), %.4f token-weighted\n",
-      report.hits.block_rate(),
-      static_cast<unsigned long long>(report.hits.blocks_hit),
-      static_cast<unsigned long long>(report.hits.blocks),
-      report.hits.token_rate()));
-  absl::StrAppend(&text, absl::StrFormat(
-      "reference LRU of blocks at the same capacity: %.4f blocks, %.4f tokens\n",
-      report.reference.block_rate(), report.reference.token_rate()));
+          : absl::StrFormat(
+                "%llu blocks (%.1f%% of %llu distinct), %llu bytes",
+                static_cast<unsigned long long>(report.capacity_blocks),
+                100.0 * report.capacity_blocks / report.distinct_blocks,
+                static_cast<unsigned long long>(report.distinct_blocks),
+                static_cast<unsigned long long>(report.capacity_bytes)));
+  absl::StrAppend(
+      &text,
+      absl::StrFormat(
+          "hit rate: %.4f block-weighted (%llu/%llu), %.4f token-weighted\n",
+          report.hits.block_rate(),
+          static_cast<unsigned long long>(report.hits.blocks_hit),
+          static_cast<unsigned long long>(report.hits.blocks),
+          report.hits.token_rate()));
+  absl::StrAppend(&text, absl::StrFormat("reference LRU of blocks at the same "
+                                         "capacity: %.4f blocks, %.4f tokens\n",
+                                         report.reference.block_rate(),
+                                         report.reference.token_rate()));
   absl::StrAppend(&text, "over time (block-weighted, per slice of requests):");
   for (const HitCounts& window : report.windows)
     absl::StrAppend(&text, absl::StrFormat(" %.3f", window.block_rate()));
   absl::StrAppend(&text, "\n");
-  absl::StrAppend(&text, absl::StrFormat(
-      "stored: %lld bytes in %lld chunks (%lld evictions); Puts added %llu "
-      "chunks, deduplicated %llu; disk %.1f MiB\n",
-      static_cast<long long>(report.bytes_stored),
-      static_cast<long long>(report.chunks_stored),
-      static_cast<long long>(report.evictions),
-      static_cast<unsigned long long>(report.chunks_new),
-      static_cast<unsigned long long>(report.chunks_deduped),
-      report.disk_bytes / 1048576.0));
-  absl::StrAppend(&text, absl::StrFormat(
-      "%.1f s; lookup p50 %.3f ms p99 %.3f ms; put p50 %.3f ms p99 %.3f ms\n",
-      report.elapsed_s, report.lookup_latency.p50_ms,
-      report.lookup_latency.p99_ms, report.put_latency.p50_ms,
-      report.put_latency.p99_ms));
+  absl::StrAppend(
+      &text,
+      absl::StrFormat(
+          "stored: %lld bytes in %lld chunks (%lld evictions); Puts added %llu "
+          "chunks, deduplicated %llu; disk %.1f MiB\n",
+          static_cast<long long>(report.bytes_stored),
+          static_cast<long long>(report.chunks_stored),
+          static_cast<long long>(report.evictions),
+          static_cast<unsigned long long>(report.chunks_new),
+          static_cast<unsigned long long>(report.chunks_deduped),
+          report.disk_bytes / 1048576.0));
+  absl::StrAppend(
+      &text,
+      absl::StrFormat("%.1f s; lookup p50 %.3f ms p99 %.3f ms; put p50 %.3f ms "
+                      "p99 %.3f ms\n",
+                      report.elapsed_s, report.lookup_latency.p50_ms,
+                      report.lookup_latency.p99_ms, report.put_latency.p50_ms,
+                      report.put_latency.p99_ms));
   return text;
 }
 

@@ -42,8 +42,8 @@ absl::StatusOr<std::vector<TraceRequest>> ReadMooncakeTrace(
     const auto& input = object["input_length"];
     if (!input.is_number_integer() || input.get<int64_t>() < 0 ||
         input.get<int64_t>() > (int64_t{1} << 31))
-      return absl::InvalidArgumentError(
-          absl::StrCat(where("input_length"), " must be an integer in [0, 2^31]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where("input_length"), " must be an integer in [0, 2^31]"));
     if (!object["timestamp"].is_number())
       return absl::InvalidArgumentError(
           absl::StrCat(where("timestamp"), " must be a number"));

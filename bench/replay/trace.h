@@ -39,8 +39,12 @@ struct HitCounts {
   uint64_t tokens_hit = 0;
 
   void Add(const HitCounts& other);
-  double block_rate() const { return blocks == 0 ? 0 : double(blocks_hit) / blocks; }
-  double token_rate() const { return tokens == 0 ? 0 : double(tokens_hit) / tokens; }
+  double block_rate() const {
+    return blocks == 0 ? 0 : double(blocks_hit) / blocks;
+  }
+  double token_rate() const {
+    return tokens == 0 ? 0 : double(tokens_hit) / tokens;
+  }
 };
 
 // Counts a request whose first `matched_tokens` tokens were found: a block

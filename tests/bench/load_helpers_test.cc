@@ -94,9 +94,11 @@ TEST(WorkloadTest, TilesRealCachesIntoTheLayout) {
   auto file = ReadKvCacheFile(SEQKV_DATA_DIR "/kv/a_dev_00.safetensors");
   ASSERT_TRUE(file.ok());
   KvCache cache = workload->MakeCache();
-  EXPECT_TRUE(std::equal(cache.k.begin(), cache.k.begin() + 256, file->k.begin()));
+  EXPECT_TRUE(
+      std::equal(cache.k.begin(), cache.k.begin() + 256, file->k.begin()));
   options.source = "/nonexistent";
-  EXPECT_EQ(Workload::Create(options).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Workload::Create(options).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ std::string RunCommand(const std::string& command, int& exit_code) {
   }
   char buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+    output.append(buffer, n);
   const int status = pclose(pipe);
   exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return output;
@@ -48,10 +49,11 @@ TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
   ASSERT_NE(server, nullptr);
   int exit_code = 0;
   const std::string output = RunCommand(
-      absl::StrCat(kBin, "/seqkv bench --server ", server->address(),
-                   " --clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
-                   " --chunk_tokens 32 --tokens_per_request 80 --codec raw"
-                   " --ops 90 --verify --progress=false --json"),
+      absl::StrCat(
+          kBin, "/seqkv bench --server ", server->address(),
+          " --clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
+          " --chunk_tokens 32 --tokens_per_request 80 --codec raw"
+          " --ops 90 --verify --progress=false --json"),
       exit_code);
   ASSERT_EQ(exit_code, 0) << output;
   nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
@@ -81,10 +83,11 @@ TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   ASSERT_NE(server, nullptr);
   int exit_code = 0;
   const std::string output = RunCommand(
-      absl::StrCat(kBin, "/seqkv bench --server ", server->address(),
-                   " --clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
-                   " --tokens_per_request 64 --shared_prefix_ratio 0.5"
-                   " --duration_s 1 --progress=false --json"),
+      absl::StrCat(
+          kBin, "/seqkv bench --server ", server->address(),
+          " --clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
+          " --tokens_per_request 64 --shared_prefix_ratio 0.5"
+          " --duration_s 1 --progress=false --json"),
       exit_code);
   ASSERT_EQ(exit_code, 0) << output;
   nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
@@ -120,7 +123,8 @@ TEST(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
 TEST(BenchSmokeTest, BadFlagsAreRejected) {
   int exit_code = 0;
   std::string output = RunCommand(
-      kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1", exit_code);
+      kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1",
+      exit_code);
   EXPECT_NE(exit_code, 0);
   EXPECT_NE(output.find("nosuch"), std::string::npos) << output;
   output = RunCommand(kBin + "/seqkv bench --op scan 2>&1", exit_code);
@@ -159,10 +163,10 @@ TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
   const OwnCount expected = CountFromTrace(200);
   ASSERT_GT(expected.blocks_hit, 0u);
   int exit_code = 0;
-  const std::string output = RunCommand(
-      absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
-                   " --requests 200 --json"),
-      exit_code);
+  const std::string output =
+      RunCommand(absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
+                              " --requests 200 --json"),
+                 exit_code);
   ASSERT_EQ(exit_code, 0) << output;
   nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << output;
@@ -182,15 +186,16 @@ TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
 TEST(ReplaySmokeTest, CapacityEvictsAndNeverBeatsUnlimited) {
   const OwnCount unlimited = CountFromTrace(200);
   int exit_code = 0;
-  const std::string output = RunCommand(
-      absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
-                   " --requests 200 --capacity_blocks 400 --json"),
-      exit_code);
+  const std::string output =
+      RunCommand(absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
+                              " --requests 200 --capacity_blocks 400 --json"),
+                 exit_code);
   ASSERT_EQ(exit_code, 0) << output;
   nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << output;
   const uint64_t capacity = report["config"]["capacity_bytes"];
-  EXPECT_EQ(capacity, 400u * report["config"]["bytes_per_block"].get<uint64_t>());
+  EXPECT_EQ(capacity,
+            400u * report["config"]["bytes_per_block"].get<uint64_t>());
   EXPECT_GT(report["evictions"].get<int64_t>(), 0) << output;
   EXPECT_LE(report["bytes_stored"].get<uint64_t>(), capacity);
   EXPECT_LE(report["hits"]["blocks_hit"].get<uint64_t>(), unlimited.blocks_hit);

@@ -41,10 +41,13 @@ TEST(TraceTest, RejectsMalformedLinesNamingTheField) {
     std::string line, field;
   };
   const Case cases[] = {
-      {"{\"timestamp\": 0, \"input_length\": 600, \"hash_ids\": [1]}", "hash_ids"},
-      {"{\"timestamp\": 0, \"input_length\": -4, \"hash_ids\": []}", "input_length"},
+      {"{\"timestamp\": 0, \"input_length\": 600, \"hash_ids\": [1]}",
+       "hash_ids"},
+      {"{\"timestamp\": 0, \"input_length\": -4, \"hash_ids\": []}",
+       "input_length"},
       {"{\"timestamp\": 0, \"hash_ids\": []}", "input_length"},
-      {"{\"timestamp\": 0, \"input_length\": 10, \"hash_ids\": [-1]}", "hash_ids"},
+      {"{\"timestamp\": 0, \"input_length\": 10, \"hash_ids\": [-1]}",
+       "hash_ids"},
       {"[1, 2]", "not a JSON object"},
       {"{\"timestamp\": 0, \"input_length\": 10, \"hash_ids\": 5}", "hash_ids"},
   };
