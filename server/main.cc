@@ -159,6 +159,9 @@ int Serve() {
   int grpc_port = 0;
   builder.AddListeningPort(listen, *credentials, &grpc_port);
   builder.RegisterService(&service);
+  // KV data streams in messages under 4 MiB, but RegisterModel carries the
+  // model's codec state (a layer-0 table is vocab x kv width x 2 values).
+  builder.SetMaxReceiveMessageSize(256 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
     spdlog::error("cannot listen on {}", listen);

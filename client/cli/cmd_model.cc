@@ -21,7 +21,6 @@ ABSL_FLAG(uint32_t, chunk_tokens, 0,
           "tokens per trie chunk (0: server default)");
 ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
 // Defined with `seqkv eval` (tools/lm): a calibration profile JSON.
-ABSL_DECLARE_FLAG(std::string, profile);
 
 namespace seqkv::cli {
 namespace {

@@ -25,6 +25,10 @@ ABSL_FLAG(std::string, rope, "rotate_half:10000",
           "RoPE convention of the keys: none, rotate_half:THETA or "
           "interleaved:THETA (used when the model is first registered)");
 
+ABSL_FLAG(std::string, profile, "",
+          "fidelity profile JSON (from `seqkv calibrate`) given to codecs as "
+          "model state");
+
 namespace seqkv::cli {
 
 ClientOptions ClientOptionsFromFlags() {

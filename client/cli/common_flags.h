@@ -18,6 +18,7 @@ ABSL_DECLARE_FLAG(std::string, tls_ca);
 ABSL_DECLARE_FLAG(std::string, tls_cert);
 ABSL_DECLARE_FLAG(std::string, tls_key);
 ABSL_DECLARE_FLAG(std::string, rope);
+ABSL_DECLARE_FLAG(std::string, profile);
 
 namespace seqkv::cli {
 

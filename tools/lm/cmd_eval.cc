@@ -26,8 +26,6 @@
 ABSL_FLAG(bool, via_server, false,
           "code the caches through the server at --server even when it is "
           "the default address");
-ABSL_FLAG(std::string, profile, "",
-          "calibration profile JSON handed to codecs as model state");
 
 namespace seqkv::lm {
 namespace {
