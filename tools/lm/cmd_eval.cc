@@ -165,8 +165,10 @@ int RunEval(std::span<char* const> args) {
     ModelRegistration registration;
     registration.model = name;
     registration.layout = context->layout;
-    for (const auto& [key, blob] : context->codec_state)
-      registration.codec_state[key] = blob;
+    // The profile travels with the registration; the layer-0 table is
+    // larger than one gRPC message and is `seqkv model register`'s job.
+    if (const std::string* profile = context->FindState("profile"))
+      registration.codec_state["profile"] = *profile;
     auto registered = client->RegisterModel(registration);
     if (!registered.ok()) return cli::ReportError(registered.status());
   }

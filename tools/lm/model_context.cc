@@ -1,10 +1,9 @@
 #include "tools/lm/model_context.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "codec/model_state_builder.h"
 
 namespace seqkv::lm {
 
@@ -14,14 +13,15 @@ absl::StatusOr<ModelContext> BuildModelContext(
   ModelContext context;
   context.name = name;
   context.layout = config.KvCacheLayout();
+  // The same state `seqkv model register --model_dir --profile` stores:
+  // the layer-0 table from the weights and the calibration profile.
+  auto state = BuildCodecStateFromModelDir(model_dir, context.layout);
+  if (!state.ok()) return state.status();
+  for (auto& [key, blob] : *state) context.codec_state[key] = std::move(blob);
   if (!profile_path.empty()) {
-    std::ifstream in(profile_path);
-    if (!in)
-      return absl::NotFoundError(
-          absl::StrCat("cannot open --profile ", profile_path));
-    std::stringstream text;
-    text << in.rdbuf();
-    context.codec_state["profile"] = text.str();
+    auto profile = LoadProfile(profile_path, context.layout);
+    if (!profile.ok()) return profile.status();
+    context.codec_state["profile"] = *std::move(profile);
   }
   return context;
 }

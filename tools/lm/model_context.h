@@ -12,8 +12,9 @@
 
 namespace seqkv::lm {
 
-// `profile_path` (may be empty) is a calibration profile JSON, stored under
-// the "profile" key of the codec state.
+// The codec state holds what codec/model_state_builder.h derives from the
+// model directory (the layer-0 table) and, when `profile_path` is not empty,
+// the calibration profile under "profile".
 absl::StatusOr<ModelContext> BuildModelContext(const std::string& name,
                                                const std::string& model_dir,
                                                const LmConfig& config,
