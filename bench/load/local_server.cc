@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -87,6 +88,7 @@ absl::StatusOr<std::unique_ptr<LocalServer>> LocalServer::Start(
     // Child: own process group so a terminal ^C reaches only the parent,
     // which then stops the server cleanly.
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the benchmark
     const int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
