@@ -2,141 +2,243 @@
 
 #include <httplib.h>
 
+#include <chrono>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/dashboard/assets.h"
+#include "server/dashboard/stats_report.h"
+#include "server/dashboard/top_prefixes.h"
+
+ABSL_FLAG(absl::Duration, admin_history_interval, absl::Seconds(5),
+          "how often the admin endpoint samples stats for /v1/history and the "
+          "dashboard's charts (at least 100ms)");
+ABSL_FLAG(uint32_t, admin_history_samples, 720,
+          "stats samples /v1/history keeps (720 at 5s: one hour)");
 
 namespace seqkv {
 namespace {
 
-nlohmann::json StatsObject(const NamespaceStats& stats) {
-  const auto& c = stats.counters;
+constexpr size_t kDefaultTopPrefixes = 20;
+constexpr size_t kFirstTokensShown = 8;
+constexpr absl::Duration kShortestInterval = absl::Milliseconds(100);
+
+void SendJson(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_content(body, "application/json");
+}
+
+void SendError(httplib::Response& res, int status, const std::string& message) {
+  SendJson(res, status, nlohmann::json({{"error", message}}).dump());
+}
+
+int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
+
+std::string HexOrEmpty(const std::string& key_bytes) {
+  return key_bytes.size() == NodeKey::kSize ? NodeKey::FromBytes(key_bytes).Hex()
+                                            : "";
+}
+
+nlohmann::json PrefixJson(const PrefixVisits& prefix) {
+  const NodeRecord& record = prefix.record;
+  nlohmann::json first_tokens = nlohmann::json::array();
+  for (int i = 0; i < record.tokens_size() && i < int{kFirstTokensShown}; ++i)
+    first_tokens.push_back(record.tokens(i));
   return {
-      {"lookups", c.lookups()},
-      {"lookup_tokens", c.lookup_tokens()},
-      {"hit_tokens", c.hit_tokens()},
-      {"hit_rate", stats.hit_rate()},
-      {"puts", c.puts()},
-      {"put_tokens", c.put_tokens()},
-      {"gets", c.gets()},
-      {"get_tokens", c.get_tokens()},
-      {"chunks_stored", stats.usage.chunks_stored},
-      {"chunks_deduped", c.chunks_deduped()},
-      {"bytes_logical", stats.usage.bytes_logical},
-      {"bytes_stored", stats.usage.bytes_stored},
-      {"put_bytes_logical", c.put_bytes_logical()},
-      {"dedup_ratio", stats.dedup_ratio()},
-      {"compression_ratio", stats.compression_ratio()},
-      {"evictions", c.evictions()},
+      {"node", prefix.key.Hex()},
+      {"parent", HexOrEmpty(record.parent_key())},
+      {"namespace", record.namespace_()},
+      {"model", record.model()},
+      {"depth", record.depth()},
+      {"first_position", record.first_position()},
+      {"prefix_tokens", record.first_position() + record.tokens_size()},
+      {"tokens", record.tokens_size()},
+      {"first_tokens", std::move(first_tokens)},
+      {"visits", prefix.visits},
+      {"last_used_unix_ms", prefix.last_used_micros / 1000},
+      {"bytes_logical", record.bytes_logical()},
+      {"bytes_stored", record.bytes_stored()},
+      {"codec", record.codec()},
   };
 }
 
-NamespaceStats Sum(const std::map<std::string, NamespaceStats>& all) {
-  NamespaceStats total;
-  total.name = "global";
-  auto& t = total.counters;
-  for (const auto& [name, s] : all) {
-    const auto& c = s.counters;
-    t.set_lookups(t.lookups() + c.lookups());
-    t.set_lookup_tokens(t.lookup_tokens() + c.lookup_tokens());
-    t.set_hit_tokens(t.hit_tokens() + c.hit_tokens());
-    t.set_puts(t.puts() + c.puts());
-    t.set_put_tokens(t.put_tokens() + c.put_tokens());
-    t.set_gets(t.gets() + c.gets());
-    t.set_get_tokens(t.get_tokens() + c.get_tokens());
-    t.set_chunks_deduped(t.chunks_deduped() + c.chunks_deduped());
-    t.set_put_bytes_logical(t.put_bytes_logical() + c.put_bytes_logical());
-    t.set_evictions(t.evictions() + c.evictions());
-    total.usage.chunks_stored += s.usage.chunks_stored;
-    total.usage.bytes_logical += s.usage.bytes_logical;
-    total.usage.bytes_stored += s.usage.bytes_stored;
-  }
-  return total;
+// Routes anyone may read: health probes and the dashboard's static files
+// (they hold no data; the page asks for the token before it fetches any).
+bool IsPublic(const std::string& path) {
+  return path == "/healthz" || path == "/readyz" || path == "/" ||
+         path == "/index.html" || absl::StartsWith(path, "/static/");
+}
+
+const DashboardAsset* FindAsset(std::string_view path) {
+  for (const DashboardAsset& asset : DashboardAssets())
+    if (asset.url_path == path) return &asset;
+  return nullptr;
 }
 
 }  // namespace
 
-std::string StatsJson(CacheEngine& engine) {
-  const auto all = engine.stats().SnapshotAll();
-  nlohmann::json doc;
-  doc["global"] = StatsObject(Sum(all));
-  doc["tenants"] = nlohmann::json::object();
-  for (const auto& [name, stats] : all)
-    doc["tenants"][name] = StatsObject(stats);
-  return doc.dump(2);
+AdminServerOptions AdminServerOptionsFromFlags() {
+  AdminServerOptions options;
+  options.history_interval = absl::GetFlag(FLAGS_admin_history_interval);
+  options.history_samples = absl::GetFlag(FLAGS_admin_history_samples);
+  return options;
 }
 
-std::string PrometheusMetrics(CacheEngine& engine) {
-  const auto all = engine.stats().SnapshotAll();
-  std::string out;
-  auto family = [&](absl::string_view name, absl::string_view type,
-                    absl::string_view help, auto value_of) {
-    absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",
-                    name, " ", type, "\n");
-    for (const auto& [tenant, stats] : all)
-      absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", tenant, "\"} ",
-                      value_of(stats), "\n");
-  };
-  family("lookups_total", "counter", "Lookup calls.",
-         [](const NamespaceStats& s) { return s.counters.lookups(); });
-  family("lookup_tokens_total", "counter", "Tokens asked for by lookups.",
-         [](const NamespaceStats& s) { return s.counters.lookup_tokens(); });
-  family("hit_tokens_total", "counter", "Tokens lookups found stored.",
-         [](const NamespaceStats& s) { return s.counters.hit_tokens(); });
-  family("puts_total", "counter", "Put calls that committed.",
-         [](const NamespaceStats& s) { return s.counters.puts(); });
-  family("put_tokens_total", "counter", "Tokens received by Puts.",
-         [](const NamespaceStats& s) { return s.counters.put_tokens(); });
-  family("chunks_deduped_total", "counter", "Chunks Puts found already stored.",
-         [](const NamespaceStats& s) { return s.counters.chunks_deduped(); });
-  family("evictions_total", "counter", "Chunks evicted.",
-         [](const NamespaceStats& s) { return s.counters.evictions(); });
-  family("chunks_stored", "gauge", "Chunks stored now.",
-         [](const NamespaceStats& s) { return s.usage.chunks_stored; });
-  family("bytes_logical", "gauge", "Uncompressed bytes of the stored chunks.",
-         [](const NamespaceStats& s) { return s.usage.bytes_logical; });
-  family("bytes_stored", "gauge", "Encoded bytes of the stored chunks.",
-         [](const NamespaceStats& s) { return s.usage.bytes_stored; });
-  return out;
-}
-
-AdminServer::AdminServer(CacheEngine* engine)
-    : engine_(engine), http_(std::make_unique<httplib::Server>()) {
+AdminServer::AdminServer(CacheEngine* engine, AdminServerOptions options)
+    : engine_(engine),
+      options_(options),
+      history_(options.history_samples, options.history_tenants),
+      http_(std::make_unique<httplib::Server>()) {
   Routes();
 }
 
 AdminServer::~AdminServer() { Stop(); }
 
 void AdminServer::Routes() {
+  http_->set_default_headers({
+      {"Cache-Control", "no-store"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Content-Security-Policy",
+       "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; frame-ancestors 'none'"},
+  });
+  http_->set_payload_max_length(64 << 10);
+  http_->set_read_timeout(std::chrono::seconds(10));
+  http_->set_write_timeout(std::chrono::seconds(10));
+
+  http_->set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (!token_.required() || IsPublic(req.path))
+          return httplib::Server::HandlerResponse::Unhandled;
+        const auto presented =
+            BearerToken(req.get_header_value("Authorization"));
+        if (presented && token_.Matches(*presented))
+          return httplib::Server::HandlerResponse::Unhandled;
+        res.set_header("WWW-Authenticate", "Bearer realm=\"seqkv-admin\"");
+        SendError(res, 401,
+                  presented ? "the admin token does not match"
+                            : "this endpoint needs \"Authorization: Bearer "
+                              "<admin token>\"");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  http_->set_error_handler([](const httplib::Request& req,
+                              httplib::Response& res) {
+    if (res.body.empty())
+      SendError(res, res.status,
+                absl::StrCat("no route ", req.method, " ", req.path));
+  });
+
   http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http_->Get("/readyz",
-             [this](const httplib::Request&, httplib::Response& res) {
-               res.status = ready_ ? 200 : 503;
-               res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
-             });
-  http_->Get("/v1/stats",
-             [this](const httplib::Request&, httplib::Response& res) {
-               res.set_content(StatsJson(*engine_), "application/json");
-             });
-  http_->Get("/metrics", [this](const httplib::Request&,
-                                httplib::Response& res) {
-    res.set_content(PrometheusMetrics(*engine_), "text/plain; version=0.0.4");
+  http_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    res.status = ready_ ? 200 : 503;
+    res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
   });
+  http_->Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, StatsJson(*engine_));
+  });
+  http_->Get("/v1/tenants/([^/]+)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               const std::string tenant = req.matches[1];
+               auto json = TenantStatsJson(*engine_, tenant);
+               if (!json) {
+                 SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
+                 return;
+               }
+               SendJson(res, 200, *json);
+             });
+  http_->Get("/v1/trie", [this](const httplib::Request& req,
+                                httplib::Response& res) {
+    size_t top = kDefaultTopPrefixes;
+    if (req.has_param("top")) {
+      const std::string text = req.get_param_value("top");
+      if (!absl::SimpleAtoi(text, &top) || top == 0 || top > kMaxTopPrefixes) {
+        SendError(res, 400,
+                  absl::StrCat("top must be an integer in [1, ",
+                               kMaxTopPrefixes, "], got '", text, "'"));
+        return;
+      }
+    }
+    const std::string tenant = req.get_param_value("tenant");
+    if (!tenant.empty() &&
+        !engine_->stats().SnapshotAll().contains(tenant)) {
+      SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
+      return;
+    }
+    auto report = FindTopPrefixes(*engine_->trie().store(), tenant, top);
+    if (!report.ok()) {
+      SendError(res, 500, std::string(report.status().ToString()));
+      return;
+    }
+    nlohmann::json doc = {{"tenant", tenant},
+                          {"top", top},
+                          {"nodes_scanned", report->nodes_scanned},
+                          {"prefixes", nlohmann::json::array()}};
+    for (const PrefixVisits& prefix : report->prefixes)
+      doc["prefixes"].push_back(PrefixJson(prefix));
+    SendJson(res, 200, doc.dump(2));
+  });
+  http_->Get("/v1/history", [this](const httplib::Request& req,
+                                   httplib::Response& res) {
+    int64_t since = 0;
+    if (req.has_param("since") &&
+        !absl::SimpleAtoi(req.get_param_value("since"), &since)) {
+      SendError(res, 400,
+                absl::StrCat("since must be unix milliseconds, got '",
+                             req.get_param_value("since"), "'"));
+      return;
+    }
+    SendJson(res, 200, history_.Json(since));
+  });
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(PrometheusMetrics(*engine_, ready_),
+                    "text/plain; version=0.0.4");
+  });
+  auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
+    const DashboardAsset* asset =
+        FindAsset(req.path == "/index.html" ? "/" : req.path);
+    if (asset == nullptr) {
+      SendError(res, 404, absl::StrCat("no file ", req.path));
+      return;
+    }
+    res.set_content(asset->body.data(), asset->body.size(),
+                    std::string(asset->content_type).c_str());
+  };
+  http_->Get("/", serve_asset);
+  http_->Get("/index\\.html", serve_asset);
+  http_->Get("/static/[A-Za-z0-9_.-]+", serve_asset);
 }
 
-absl::Status AdminServer::Start(const std::string& address) {
+absl::Status AdminServer::Start(const std::string& address,
+                                std::string admin_token_sha256) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
       port > 65535)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--admin_listen must be host:port, got '", address, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--admin_listen must be host:port, got '", address, "'"));
   std::string host = address.substr(0, colon);
   if (host.size() > 2 && host.front() == '[')
     host = host.substr(1, host.size() - 2);
+  auto token = AdminToken::FromSha256Hex(admin_token_sha256);
+  if (!token.ok()) return token.status();
+  if (!token->required() && !IsLoopbackHost(host))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "admin address '", address,
+        "' is reachable from other machines: configure an admin token "
+        "(its sha256) or listen on loopback (127.0.0.1:PORT)"));
+  if (options_.history_interval < kShortestInterval)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--admin_history_interval must be at least ",
+        absl::FormatDuration(kShortestInterval), ", got ",
+        absl::FormatDuration(options_.history_interval)));
+  token_ = *std::move(token);
   if (port == 0) {
     port_ = http_->bind_to_any_port(host);
   } else {
@@ -145,11 +247,39 @@ absl::Status AdminServer::Start(const std::string& address) {
   if (port_ <= 0)
     return absl::UnavailableError(
         absl::StrCat("cannot listen on admin address ", address));
+  TakeSample();
   thread_ = std::thread([this] { http_->listen_after_bind(); });
+  sampler_ = std::thread([this] { SampleLoop(); });
   return absl::OkStatus();
 }
 
+void AdminServer::TakeSample() {
+  const auto all = engine_->stats().SnapshotAll();
+  std::map<std::string, uint64_t> quotas;
+  for (const auto& [name, stats] : all) quotas[name] = QuotaBytes(*engine_, name);
+  history_.Record(NowMillis(), all, quotas);
+}
+
+void AdminServer::SampleLoop() {
+  absl::MutexLock lock(&stop_mutex_);
+  while (true) {
+    const absl::Time deadline = absl::Now() + options_.history_interval;
+    while (!stopping_ && absl::Now() < deadline) {
+      stop_mutex_.AwaitWithDeadline(absl::Condition(&stopping_), deadline);
+    }
+    if (stopping_) return;
+    stop_mutex_.Unlock();
+    TakeSample();
+    stop_mutex_.Lock();
+  }
+}
+
 void AdminServer::Stop() {
+  {
+    absl::MutexLock lock(&stop_mutex_);
+    stopping_ = true;
+  }
+  if (sampler_.joinable()) sampler_.join();
   if (thread_.joinable()) {
     http_->stop();
     thread_.join();

@@ -1,4 +1,5 @@
-// The operators' HTTP endpoint: health, stats as JSON, Prometheus metrics.
+// The operators' HTTP endpoint: health, stats as JSON, Prometheus metrics,
+// the most visited prefixes, a stats history and the dashboard page.
 #ifndef SEQKV_SERVER_ADMIN_SERVER_H_
 #define SEQKV_SERVER_ADMIN_SERVER_H_
 
@@ -8,7 +9,11 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/cache_engine.h"
+#include "server/dashboard/admin_auth.h"
+#include "server/dashboard/stats_history.h"
 
 namespace httplib {
 class Server;
@@ -16,13 +21,29 @@ class Server;
 
 namespace seqkv {
 
+struct AdminServerOptions {
+  // How often the stats history takes a sample, and how many it keeps.
+  absl::Duration history_interval = absl::Seconds(5);
+  size_t history_samples = 720;
+  // Tenants per sample (those storing the most bytes).
+  size_t history_tenants = 64;
+};
+
+// The options as the --admin_history_* flags set them.
+AdminServerOptions AdminServerOptionsFromFlags();
+
 class AdminServer {
  public:
-  explicit AdminServer(CacheEngine* engine);
+  explicit AdminServer(CacheEngine* engine,
+                       AdminServerOptions options = AdminServerOptionsFromFlags());
   ~AdminServer();
 
-  // Listens on "host:port" in a background thread.
-  absl::Status Start(const std::string& address);
+  // Listens on "host:port" (port 0 picks one) in background threads. With
+  // `admin_token_sha256` (hex SHA-256 of the token) every route but /healthz,
+  // /readyz and the dashboard's static files needs "Authorization: Bearer
+  // <token>". A host other than loopback without a token is refused.
+  absl::Status Start(const std::string& address,
+                     std::string admin_token_sha256 = "");
   void Stop();
   // Set once the gRPC server accepts calls; /readyz reports it.
   void SetReady(bool ready) { ready_ = ready; }
@@ -30,18 +51,21 @@ class AdminServer {
 
  private:
   void Routes();
+  void SampleLoop();
+  void TakeSample();
 
   CacheEngine* engine_;
+  AdminServerOptions options_;
+  AdminToken token_;
+  StatsHistory history_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::thread sampler_;
+  absl::Mutex stop_mutex_;
+  bool stopping_ ABSL_GUARDED_BY(stop_mutex_) = false;
   std::atomic<bool> ready_{false};
   int port_ = 0;
 };
-
-// The /v1/stats document: {"global": {...}, "tenants": {name: {...}}}.
-std::string StatsJson(CacheEngine& engine);
-// The /metrics page in Prometheus text format.
-std::string PrometheusMetrics(CacheEngine& engine);
 
 }  // namespace seqkv
 

@@ -1,0 +1,166 @@
+#include "server/dashboard/stats_report.h"
+
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+
+namespace seqkv {
+namespace {
+
+// Label values escape backslash, quote and newline (Prometheus text format).
+std::string LabelValue(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+uint64_t UsageBytes(const NamespaceStats& stats) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, stats.usage.bytes_stored));
+}
+
+uint64_t QuotaBytes(CacheEngine& engine, const std::string& name_space) {
+  return 0;
+}
+
+NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
+  NamespaceStats total;
+  total.name = "global";
+  auto& t = total.counters;
+  for (const auto& [name, s] : all) {
+    const auto& c = s.counters;
+    t.set_lookups(t.lookups() + c.lookups());
+    t.set_lookup_tokens(t.lookup_tokens() + c.lookup_tokens());
+    t.set_hit_tokens(t.hit_tokens() + c.hit_tokens());
+    t.set_puts(t.puts() + c.puts());
+    t.set_put_tokens(t.put_tokens() + c.put_tokens());
+    t.set_gets(t.gets() + c.gets());
+    t.set_get_tokens(t.get_tokens() + c.get_tokens());
+    t.set_chunks_deduped(t.chunks_deduped() + c.chunks_deduped());
+    t.set_put_bytes_logical(t.put_bytes_logical() + c.put_bytes_logical());
+    t.set_evictions(t.evictions() + c.evictions());
+    total.usage.chunks_stored += s.usage.chunks_stored;
+    total.usage.bytes_logical += s.usage.bytes_logical;
+    total.usage.bytes_stored += s.usage.bytes_stored;
+  }
+  return total;
+}
+
+nlohmann::json StatsObject(const NamespaceStats& stats,
+                           std::optional<uint64_t> quota_bytes) {
+  const auto& c = stats.counters;
+  nlohmann::json object = {
+      {"lookups", c.lookups()},
+      {"lookup_tokens", c.lookup_tokens()},
+      {"hit_tokens", c.hit_tokens()},
+      {"hit_rate", stats.hit_rate()},
+      {"puts", c.puts()},
+      {"put_tokens", c.put_tokens()},
+      {"gets", c.gets()},
+      {"get_tokens", c.get_tokens()},
+      {"chunks_stored", stats.usage.chunks_stored},
+      {"chunks_deduped", c.chunks_deduped()},
+      {"bytes_logical", stats.usage.bytes_logical},
+      {"bytes_stored", stats.usage.bytes_stored},
+      {"put_bytes_logical", c.put_bytes_logical()},
+      {"dedup_ratio", stats.dedup_ratio()},
+      {"compression_ratio", stats.compression_ratio()},
+      {"evictions", c.evictions()},
+      {"usage_bytes", UsageBytes(stats)},
+  };
+  if (quota_bytes) object["quota_bytes"] = *quota_bytes;
+  return object;
+}
+
+std::string StatsJson(CacheEngine& engine) {
+  const auto all = engine.stats().SnapshotAll();
+  nlohmann::json doc;
+  doc["global"] = StatsObject(SumStats(all), std::nullopt);
+  doc["tenants"] = nlohmann::json::object();
+  for (const auto& [name, stats] : all)
+    doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
+  return doc.dump(2);
+}
+
+std::optional<std::string> TenantStatsJson(CacheEngine& engine,
+                                           const std::string& tenant) {
+  // SnapshotAll, not Snapshot: asking about a name must not create it.
+  const auto all = engine.stats().SnapshotAll();
+  const auto found = all.find(tenant);
+  if (found == all.end()) return std::nullopt;
+  nlohmann::json object = StatsObject(found->second, QuotaBytes(engine, tenant));
+  object["tenant"] = tenant;
+  return object.dump(2);
+}
+
+std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
+  const auto all = engine.stats().SnapshotAll();
+  std::map<std::string, uint64_t> quotas;
+  for (const auto& [tenant, stats] : all)
+    quotas[tenant] = QuotaBytes(engine, tenant);
+  std::string out;
+  absl::StrAppend(&out,
+                  "# HELP seqkv_ready Whether the server accepts calls.\n"
+                  "# TYPE seqkv_ready gauge\nseqkv_ready ",
+                  ready ? 1 : 0, "\n");
+  auto family = [&](absl::string_view name, absl::string_view type,
+                    absl::string_view help, auto value_of) {
+    absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",
+                    name, " ", type, "\n");
+    for (const auto& [tenant, stats] : all)
+      absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", LabelValue(tenant),
+                      "\"} ", value_of(stats), "\n");
+  };
+  using S = const NamespaceStats&;
+  family("lookups_total", "counter", "Lookup calls.",
+         [](S s) { return s.counters.lookups(); });
+  family("lookup_tokens_total", "counter", "Tokens asked for by lookups.",
+         [](S s) { return s.counters.lookup_tokens(); });
+  family("hit_tokens_total", "counter", "Tokens lookups found stored.",
+         [](S s) { return s.counters.hit_tokens(); });
+  family("puts_total", "counter", "Put calls that committed.",
+         [](S s) { return s.counters.puts(); });
+  family("put_tokens_total", "counter", "Tokens received by Puts.",
+         [](S s) { return s.counters.put_tokens(); });
+  family("put_bytes_logical_total", "counter",
+         "Uncompressed bytes received by Puts, duplicates included.",
+         [](S s) { return s.counters.put_bytes_logical(); });
+  family("gets_total", "counter", "Get calls served.",
+         [](S s) { return s.counters.gets(); });
+  family("get_tokens_total", "counter", "Tokens returned by Gets.",
+         [](S s) { return s.counters.get_tokens(); });
+  family("chunks_deduped_total", "counter", "Chunks Puts found already stored.",
+         [](S s) { return s.counters.chunks_deduped(); });
+  family("evictions_total", "counter", "Chunks evicted.",
+         [](S s) { return s.counters.evictions(); });
+  family("chunks_stored", "gauge", "Chunks stored now.",
+         [](S s) { return s.usage.chunks_stored; });
+  family("bytes_logical", "gauge", "Uncompressed bytes of the stored chunks.",
+         [](S s) { return s.usage.bytes_logical; });
+  family("bytes_stored", "gauge", "Encoded bytes of the stored chunks.",
+         [](S s) { return s.usage.bytes_stored; });
+  family("usage_bytes", "gauge", "Bytes counted against the tenant's quota.",
+         [](S s) { return UsageBytes(s); });
+  family("quota_bytes", "gauge", "The tenant's quota in bytes (0: none).",
+         [&](S s) { return quotas[s.name]; });
+  family("hit_rate", "gauge",
+         "Hit tokens over lookup tokens since the counters began.",
+         [](S s) { return s.hit_rate(); });
+  family("dedup_ratio", "gauge",
+         "Logical bytes put over logical bytes kept.",
+         [](S s) { return s.dedup_ratio(); });
+  family("compression_ratio", "gauge",
+         "Logical bytes over encoded bytes of the stored chunks.",
+         [](S s) { return s.compression_ratio(); });
+  return out;
+}
+
+}  // namespace seqkv

@@ -1,0 +1,217 @@
+// The admin endpoint of a real seqkv-server: its counters must equal exactly
+// what the test's client calls did.
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/admin/admin_test_util.h"
+#include "tests/integration/server_process.h"
+
+namespace seqkv::testing {
+namespace {
+
+constexpr char kModel[] = "admin-test";
+constexpr uint64_t kBytesPerToken = 2 * 2 * 64 * 2;  // layers, K+V, dim, bf16
+
+std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::vector<int32_t> Head(const std::vector<int32_t>& tokens, size_t n) {
+  return {tokens.begin(), tokens.begin() + n};
+}
+
+class AdminApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = ServerProcess::Start();
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    auto client = server_->Connect();
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    port_ = PortOf(server_->admin_address());
+  }
+
+  PutResult Put(const std::vector<int32_t>& tokens, uint32_t seed) {
+    auto result = client_->Put({kModel, "raw", ""}, SyntheticCache(tokens, seed));
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.value_or(PutResult{});
+  }
+
+  uint32_t Lookup(const std::vector<int32_t>& tokens) {
+    auto result = client_->Lookup(kModel, tokens);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->matched_tokens : 0;
+  }
+
+  nlohmann::json GetJson(const std::string& path, int expected_status = 200) {
+    const HttpReply reply = HttpGet(port_, path);
+    EXPECT_EQ(reply.status, expected_status) << path << ": " << reply.body;
+    EXPECT_EQ(reply.content_type, "application/json") << path;
+    return nlohmann::json::parse(reply.body, nullptr, false);
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<Client> client_;
+  int port_ = 0;
+};
+
+TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
+  // A: 600 tokens = chunks of 256, 256, 88. B shares A's first 512 tokens
+  // and adds 188 of its own: 2 chunks deduped, 1 new.
+  const std::vector<int32_t> a = RandomTokens(600, 1);
+  const std::vector<int32_t> b = Concat(Head(a, 512), RandomTokens(188, 2));
+  const PutResult put_a = Put(a, 10);
+  const PutResult put_b = Put(b, 11);
+  EXPECT_EQ(put_a.chunks_new, 3u);
+  EXPECT_EQ(put_b.chunks_deduped, 2u);
+  EXPECT_EQ(put_b.chunks_new, 1u);
+
+  // Lookups: all of A, all of B, nothing, and 300 of 350 tokens.
+  const std::vector<int32_t> unrelated = RandomTokens(100, 3);
+  const std::vector<int32_t> partial = Concat(Head(a, 300), RandomTokens(50, 4));
+  EXPECT_EQ(Lookup(a), 600u);
+  EXPECT_EQ(Lookup(b), 700u);
+  EXPECT_EQ(Lookup(unrelated), 0u);
+  EXPECT_EQ(Lookup(partial), 300u);
+  auto got = client_->Get({kModel}, a);
+  ASSERT_TRUE(got.ok()) << got.status();
+
+  const nlohmann::json stats = GetJson("/v1/stats");
+  for (const char* scope : {"global", "default"}) {
+    SCOPED_TRACE(scope);
+    const nlohmann::json& s = std::string(scope) == "global"
+                                  ? stats["global"]
+                                  : stats["tenants"]["default"];
+    EXPECT_EQ(s["puts"], 2);
+    EXPECT_EQ(s["put_tokens"], 1300);
+    EXPECT_EQ(s["lookups"], 4);
+    EXPECT_EQ(s["lookup_tokens"], 600 + 700 + 100 + 350);
+    EXPECT_EQ(s["hit_tokens"], 600 + 700 + 0 + 300);
+    EXPECT_DOUBLE_EQ(s["hit_rate"].get<double>(), 1600.0 / 1750.0);
+    EXPECT_EQ(s["gets"], 1);
+    EXPECT_EQ(s["get_tokens"], 600);
+    EXPECT_EQ(s["chunks_stored"], 4);
+    EXPECT_EQ(s["chunks_deduped"], 2);
+    EXPECT_EQ(s["bytes_logical"], (600 + 188) * kBytesPerToken);
+    EXPECT_EQ(s["put_bytes_logical"], 1300 * kBytesPerToken);
+    EXPECT_EQ(s["bytes_stored"], put_a.bytes_stored + put_b.bytes_stored);
+    EXPECT_DOUBLE_EQ(s["dedup_ratio"].get<double>(), 1300.0 / 788.0);
+    EXPECT_DOUBLE_EQ(s["compression_ratio"].get<double>(),
+                     (788.0 * kBytesPerToken) /
+                         (put_a.bytes_stored + put_b.bytes_stored));
+    EXPECT_EQ(s["evictions"], 0);
+    EXPECT_EQ(s["usage_bytes"], s["bytes_stored"]);
+  }
+  EXPECT_EQ(stats["tenants"]["default"]["quota_bytes"], 0);
+  EXPECT_EQ(stats["tenants"].size(), 1u);
+
+  // /v1/tenants/default is the same object, named.
+  nlohmann::json tenant = GetJson("/v1/tenants/default");
+  EXPECT_EQ(tenant["tenant"], "default");
+  tenant.erase("tenant");
+  EXPECT_EQ(tenant, stats["tenants"]["default"]);
+
+  // Prometheus text carries the same counters, labelled by tenant.
+  const HttpReply metrics = HttpGet(port_, "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  for (const std::string line :
+       {"seqkv_puts_total{tenant=\"default\"} 2",
+        "seqkv_lookups_total{tenant=\"default\"} 4",
+        "seqkv_hit_tokens_total{tenant=\"default\"} 1600",
+        "seqkv_chunks_stored{tenant=\"default\"} 4",
+        "seqkv_chunks_deduped_total{tenant=\"default\"} 2",
+        "seqkv_quota_bytes{tenant=\"default\"} 0", "seqkv_ready 1"})
+    EXPECT_NE(metrics.body.find(line + "\n"), std::string::npos) << line;
+}
+
+TEST_F(AdminApiTest, UnknownTenantIsA404WithAJsonError) {
+  const nlohmann::json error = GetJson("/v1/tenants/nobody", 404);
+  EXPECT_EQ(error["error"], "unknown tenant 'nobody'");
+  // Asking must not create it.
+  EXPECT_FALSE(GetJson("/v1/stats")["tenants"].contains("nobody"));
+  EXPECT_EQ(GetJson("/v1/trie?tenant=nobody", 404)["error"],
+            "unknown tenant 'nobody'");
+  EXPECT_TRUE(GetJson("/v1/no-such-route", 404).contains("error"));
+}
+
+TEST_F(AdminApiTest, TrieListsPrefixesByVisits) {
+  // A: chunks A0 A1 A2 (600 tokens); B shares A0 and adds B1 (256 tokens).
+  const std::vector<int32_t> a = RandomTokens(600, 5);
+  const std::vector<int32_t> b = Concat(Head(a, 256), RandomTokens(256, 6));
+  Put(a, 20);
+  Put(b, 21);
+  EXPECT_TRUE(GetJson("/v1/trie")["prefixes"].empty());  // nothing looked up
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Lookup(a), 600u);
+  EXPECT_EQ(Lookup(b), 512u);
+  EXPECT_EQ(Lookup(Head(a, 100)), 100u);
+  // Visits: A0 = 3 + 1 + 1, A1 = A2 = 3, B1 = 1.
+
+  const nlohmann::json trie = GetJson("/v1/trie?top=10");
+  const nlohmann::json& p = trie["prefixes"];
+  ASSERT_EQ(p.size(), 4u) << trie.dump(2);
+  EXPECT_EQ(trie["nodes_scanned"], 4);
+  EXPECT_EQ(p[0]["visits"], 5);
+  EXPECT_EQ(p[0]["depth"], 0);
+  EXPECT_EQ(p[0]["prefix_tokens"], 256);
+  EXPECT_EQ(p[0]["tokens"], 256);
+  EXPECT_EQ(p[0]["first_tokens"],
+            nlohmann::json(std::vector<int32_t>(a.begin(), a.begin() + 8)));
+  EXPECT_EQ(p[0]["namespace"], "default");
+  EXPECT_EQ(p[0]["model"], kModel);
+  EXPECT_EQ(p[0]["codec"], "raw");
+  EXPECT_EQ(p[0]["bytes_logical"], 256 * kBytesPerToken);
+  EXPECT_EQ(p[1]["visits"], 3);
+  EXPECT_EQ(p[2]["visits"], 3);
+  EXPECT_EQ((std::set<int>{p[1]["depth"], p[2]["depth"]}), (std::set<int>{1, 2}));
+  EXPECT_EQ((std::set<int>{p[1]["prefix_tokens"], p[2]["prefix_tokens"]}),
+            (std::set<int>{512, 600}));
+  EXPECT_EQ(p[3]["visits"], 1);
+  EXPECT_EQ(p[3]["depth"], 1);
+  EXPECT_EQ(p[3]["first_tokens"][0], b[256]);
+  EXPECT_EQ(p[3]["parent"], p[0]["node"]);
+  // A0 was the last node visited.
+  EXPECT_GE(p[0]["last_used_unix_ms"].get<int64_t>(),
+            p[3]["last_used_unix_ms"].get<int64_t>());
+
+  // top=N keeps the first N; the tenant filter keeps them all here.
+  const nlohmann::json top2 = GetJson("/v1/trie?top=2&tenant=default");
+  ASSERT_EQ(top2["prefixes"].size(), 2u);
+  EXPECT_EQ(top2["prefixes"][0], p[0]);
+  EXPECT_EQ(top2["prefixes"][1], p[1]);
+  EXPECT_EQ(top2["tenant"], "default");
+  EXPECT_EQ(GetJson("/v1/trie?top=1000")["prefixes"], p);
+
+  for (const char* bad : {"0", "1001", "abc", "-1"}) {
+    const nlohmann::json error =
+        GetJson(absl::StrCat("/v1/trie?top=", bad), 400);
+    EXPECT_EQ(error["error"],
+              absl::StrCat("top must be an integer in [1, 1000], got '", bad, "'"));
+  }
+}
+
+TEST_F(AdminApiTest, HistorySamplesAreKept) {
+  const nlohmann::json history = GetJson("/v1/history");
+  EXPECT_EQ(history["capacity"], 720);
+  ASSERT_GE(history["samples"].size(), 1u);  // one taken at start
+  const nlohmann::json& first = history["samples"][0];
+  EXPECT_GT(first["t"].get<int64_t>(), 0);
+  EXPECT_TRUE(first["global"].contains("hit_rate"));
+  // since= filters by time.
+  EXPECT_TRUE(GetJson(absl::StrCat("/v1/history?since=", first["t"].get<int64_t>()))
+                  ["samples"].size() < history["samples"].size());
+  EXPECT_EQ(GetJson("/v1/history?since=x", 400)["error"],
+            "since must be unix milliseconds, got 'x'");
+}
+
+TEST_F(AdminApiTest, HealthAndReadiness) {
+  EXPECT_EQ(HttpGet(port_, "/healthz").body, "ok\n");
+  EXPECT_EQ(HttpGet(port_, "/readyz").status, 200);
+}
+
+}  // namespace
+}  // namespace seqkv::testing
