@@ -78,7 +78,9 @@ TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
   EXPECT_EQ(Lookup(b), 700u);
   EXPECT_EQ(Lookup(unrelated), 0u);
   EXPECT_EQ(Lookup(partial), 300u);
-  auto got = client_->Get({kModel}, a);
+  GetOptions get;
+  get.model = kModel;
+  auto got = client_->Get(get, a);
   ASSERT_TRUE(got.ok()) << got.status();
 
   const nlohmann::json stats = GetJson("/v1/stats");

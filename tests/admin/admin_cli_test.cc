@@ -70,7 +70,7 @@ TEST_F(StatsCommandTest, TableHasARowPerTenantAndTheTotal) {
     EXPECT_EQ(cells[3], "1");        // puts
     EXPECT_EQ(cells[4], "2");        // chunks: 256 + 44 tokens
     EXPECT_EQ(cells[5], "0");        // deduped
-    EXPECT_EQ(cells[6], "75.0 KiB");  // 300 tokens x 256 bytes
+    EXPECT_EQ(cells[6], "150.0 KiB");  // 300 tokens x 512 bytes
   }
   EXPECT_NE(lines[1].find("none"), std::string::npos);  // no quota
 }

@@ -44,7 +44,10 @@ std::vector<int32_t> RandomTokens(size_t count, uint32_t seed) {
 
 KvCache SyntheticCache(std::vector<int32_t> tokens, uint32_t seed) {
   KvCache cache;
-  cache.layout = KvLayout{2, 1, 64, DType::kBF16};
+  cache.layout.num_layers = 2;
+  cache.layout.num_kv_heads = 1;
+  cache.layout.head_dim = 64;
+  cache.layout.dtype = DType::kBF16;
   cache.tokens = std::move(tokens);
   cache.AllocateTensors();
   std::mt19937 rng(seed);

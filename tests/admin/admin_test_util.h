@@ -27,7 +27,7 @@ HttpReply HttpGet(int port, const std::string& path,
 int PortOf(const std::string& address);
 
 // A cache with the given tokens and random bf16 values: 2 layers, 1 kv
-// head, head_dim 64 (256 bytes a token), so tests move little data.
+// head, head_dim 64 (512 bytes a token), so tests move little data.
 KvCache SyntheticCache(std::vector<int32_t> tokens, uint32_t seed);
 // `count` token ids from a seeded generator.
 std::vector<int32_t> RandomTokens(size_t count, uint32_t seed);

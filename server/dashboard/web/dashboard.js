@@ -238,7 +238,15 @@ function quotaSeries() {
 }
 
 function renderCharts() {
-  const update = (chart, datasets) => { chart.data.datasets = datasets; chart.update('none'); };
+  // The time axis spans the samples kept, no more.
+  const first = state.samples.length ? state.samples[0].t : undefined;
+  const last = state.samples.length ? state.samples[state.samples.length - 1].t : undefined;
+  const update = (chart, datasets) => {
+    chart.data.datasets = datasets;
+    chart.options.scales.x.min = first;
+    chart.options.scales.x.max = last;
+    chart.update('none');
+  };
   update(state.charts.hitRate, series('interval_hit_rate', true));
   update(state.charts.dedup, series('dedup_ratio', true));
   update(state.charts.compression, series('compression_ratio', true));
@@ -284,7 +292,8 @@ async function refreshPrefixes() {
     cell(row, fmtCount(p.depth), 'num', 'prefix-' + rank + '-depth', p.depth);
     cell(row, fmtCount(p.prefix_tokens), 'num', 'prefix-' + rank + '-prefix-tokens', p.prefix_tokens);
     const more = p.tokens > p.first_tokens.length ? ', …' : '';
-    cell(row, '[' + p.first_tokens.join(', ') + more + '] ' + p.tokens + ' tokens', 'tokens');
+    cell(row, '[' + p.first_tokens.join(', ') + more + '] ' + p.tokens +
+         (p.tokens === 1 ? ' token' : ' tokens'), 'tokens');
     cell(row, fmtCount(p.visits), 'num', 'prefix-' + rank + '-visits', p.visits);
     cell(row, fmtAgo(p.last_used_unix_ms));
     cell(row, fmtBytes(p.bytes_stored), 'num', 'prefix-' + rank + '-bytes-stored', p.bytes_stored);
