@@ -17,9 +17,6 @@ namespace seqkv {
 // "localhost". An empty host, 0.0.0.0 and :: listen everywhere: false.
 bool IsLoopbackHost(std::string_view host);
 
-// Lower-case hex SHA-256 of `text`, the form AdminToken is configured with.
-std::string Sha256Hex(std::string_view text);
-
 // The token from an "Authorization: Bearer <token>" header value, if the
 // value has that form.
 std::optional<std::string_view> BearerToken(std::string_view authorization);

@@ -28,7 +28,7 @@ uint64_t UsageBytes(const NamespaceStats& stats) {
 }
 
 uint64_t QuotaBytes(CacheEngine& engine, const std::string& name_space) {
-  return 0;
+  return engine.QuotaFor(name_space);
 }
 
 NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
@@ -84,6 +84,7 @@ std::string StatsJson(CacheEngine& engine) {
   const auto all = engine.stats().SnapshotAll();
   nlohmann::json doc;
   doc["global"] = StatsObject(SumStats(all), std::nullopt);
+  doc["global"]["capacity_bytes"] = engine.capacity_bytes();
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
     doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
@@ -111,6 +112,11 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
                   "# HELP seqkv_ready Whether the server accepts calls.\n"
                   "# TYPE seqkv_ready gauge\nseqkv_ready ",
                   ready ? 1 : 0, "\n");
+  absl::StrAppend(&out,
+                  "# HELP seqkv_capacity_bytes Bytes the whole store may hold "
+                  "(0: unlimited).\n# TYPE seqkv_capacity_bytes gauge\n"
+                  "seqkv_capacity_bytes ",
+                  engine.capacity_bytes(), "\n");
   auto family = [&](absl::string_view name, absl::string_view type,
                     absl::string_view help, auto value_of) {
     absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",

@@ -26,7 +26,8 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all);
 nlohmann::json StatsObject(const NamespaceStats& stats,
                            std::optional<uint64_t> quota_bytes);
 
-// The /v1/stats document: {"global": {...}, "tenants": {name: {...}}}.
+// The /v1/stats document: {"global": {..., "capacity_bytes"}, "tenants":
+// {name: {..., "quota_bytes"}}}.
 std::string StatsJson(CacheEngine& engine);
 // One tenant's stats object; nullopt if the server has never seen it.
 std::optional<std::string> TenantStatsJson(CacheEngine& engine,

@@ -1,11 +1,15 @@
 // The admin endpoint of a real seqkv-server: its counters must equal exactly
 // what the test's client calls did.
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "server/config.h"
 #include "tests/admin/admin_test_util.h"
 #include "tests/integration/server_process.h"
 
@@ -26,8 +30,10 @@ std::vector<int32_t> Head(const std::vector<int32_t>& tokens, size_t n) {
 
 class AdminApiTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto server = ServerProcess::Start();
+  void SetUp() override { StartServer({}); }
+
+  void StartServer(std::vector<std::string> flags) {
+    auto server = ServerProcess::Start(std::move(flags));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     auto client = server_->Connect();
@@ -36,14 +42,16 @@ class AdminApiTest : public ::testing::Test {
     port_ = PortOf(server_->admin_address());
   }
 
-  PutResult Put(const std::vector<int32_t>& tokens, uint32_t seed) {
-    auto result = client_->Put({kModel, "raw", ""}, SyntheticCache(tokens, seed));
+  PutResult Put(const std::vector<int32_t>& tokens, uint32_t seed,
+                Client* client = nullptr) {
+    auto result = (client ? client : client_.get())
+                      ->Put({kModel, "raw", ""}, SyntheticCache(tokens, seed));
     EXPECT_TRUE(result.ok()) << result.status();
     return result.value_or(PutResult{});
   }
 
-  uint32_t Lookup(const std::vector<int32_t>& tokens) {
-    auto result = client_->Lookup(kModel, tokens);
+  uint32_t Lookup(const std::vector<int32_t>& tokens, Client* client = nullptr) {
+    auto result = (client ? client : client_.get())->Lookup(kModel, tokens);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->matched_tokens : 0;
   }
@@ -110,6 +118,7 @@ TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
     EXPECT_EQ(s["usage_bytes"], s["bytes_stored"]);
   }
   EXPECT_EQ(stats["tenants"]["default"]["quota_bytes"], 0);
+  EXPECT_EQ(stats["global"]["capacity_bytes"], 0);
   EXPECT_EQ(stats["tenants"].size(), 1u);
 
   // /v1/tenants/default is the same object, named.
@@ -208,6 +217,97 @@ TEST_F(AdminApiTest, HistorySamplesAreKept) {
                   ["samples"].size() < history["samples"].size());
   EXPECT_EQ(GetJson("/v1/history?since=x", 400)["error"],
             "since must be unix milliseconds, got 'x'");
+}
+
+TEST_F(AdminApiTest, TenantsAreCountedApartWithTheirQuotas) {
+  // A server with two tenants; acme has a quota.
+  const std::string config =
+      (std::filesystem::temp_directory_path() /
+       ("seqkv-admin-tenants-" + std::to_string(getpid()) + ".yaml"))
+          .string();
+  std::ofstream(config)
+      << "tenants:\n"
+      << "  - name: acme\n    api_key_sha256: [\"" << Sha256Hex("acme-key")
+      << "\"]\n    quota_bytes: 10000000\n"
+      << "  - name: globex\n    api_key_sha256: [\"" << Sha256Hex("globex-key")
+      << "\"]\n";
+  server_.reset();
+  StartServer({"--config=" + config});
+  std::filesystem::remove(config);
+  auto acme = server_->Connect("acme-key");
+  auto globex = server_->Connect("globex-key");
+  ASSERT_TRUE(acme.ok() && globex.ok());
+
+  // The same tokens in both: namespaces never share chunks.
+  const std::vector<int32_t> tokens = RandomTokens(600, 30);
+  const PutResult acme_put = Put(tokens, 31, acme->get());
+  const PutResult globex_put = Put(tokens, 32, globex->get());
+  EXPECT_EQ(globex_put.chunks_deduped, 0u);
+  EXPECT_EQ(Lookup(tokens, acme->get()), 600u);
+  EXPECT_EQ(Lookup(tokens, acme->get()), 600u);
+  EXPECT_EQ(Lookup(RandomTokens(40, 33), globex->get()), 0u);
+
+  const nlohmann::json stats = GetJson("/v1/stats");
+  const nlohmann::json& a = stats["tenants"]["acme"];
+  const nlohmann::json& g = stats["tenants"]["globex"];
+  EXPECT_EQ(a["puts"], 1);
+  EXPECT_EQ(a["lookups"], 2);
+  EXPECT_EQ(a["hit_tokens"], 1200);
+  EXPECT_EQ(a["chunks_stored"], 3);
+  EXPECT_EQ(a["quota_bytes"], 10000000);
+  EXPECT_EQ(a["usage_bytes"], acme_put.bytes_stored);
+  EXPECT_EQ(g["puts"], 1);
+  EXPECT_EQ(g["lookups"], 1);
+  EXPECT_EQ(g["lookup_tokens"], 40);
+  EXPECT_EQ(g["hit_tokens"], 0);
+  EXPECT_EQ(g["quota_bytes"], 0);
+  EXPECT_EQ(g["usage_bytes"], globex_put.bytes_stored);
+  EXPECT_EQ(stats["global"]["lookups"], 3);
+  EXPECT_EQ(stats["global"]["chunks_stored"], 6);
+  EXPECT_EQ(stats["global"]["bytes_stored"],
+            acme_put.bytes_stored + globex_put.bytes_stored);
+  EXPECT_EQ(GetJson("/v1/tenants/acme")["quota_bytes"], 10000000);
+
+  // The trie report filters by tenant.
+  const nlohmann::json acme_trie = GetJson("/v1/trie?tenant=acme");
+  ASSERT_EQ(acme_trie["prefixes"].size(), 3u);
+  for (const auto& prefix : acme_trie["prefixes"]) {
+    EXPECT_EQ(prefix["namespace"], "acme");
+    EXPECT_EQ(prefix["visits"], 2);
+  }
+  EXPECT_TRUE(GetJson("/v1/trie?tenant=globex")["prefixes"].empty());
+
+  const HttpReply metrics = HttpGet(port_, "/metrics");
+  EXPECT_NE(metrics.body.find("seqkv_quota_bytes{tenant=\"acme\"} 10000000\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.body.find("seqkv_lookups_total{tenant=\"globex\"} 1\n"),
+            std::string::npos);
+}
+
+TEST_F(AdminApiTest, HistoryHitRatePerInterval) {
+  server_.reset();
+  StartServer({"--admin_history_interval=100ms"});
+  const std::vector<int32_t> a = RandomTokens(600, 40);
+  Put(a, 41);
+  // One lookup: 300 of its 350 tokens are stored. Its interval's hit rate is
+  // exactly that, and intervals without lookups have none.
+  EXPECT_EQ(Lookup(Concat(Head(a, 300), RandomTokens(50, 42))), 300u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const nlohmann::json samples = GetJson("/v1/history")["samples"];
+  ASSERT_GE(samples.size(), 4u);
+  int with_lookups = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const nlohmann::json& point = samples[i]["global"];
+    if (i > 0) EXPECT_GT(samples[i]["t"], samples[i - 1]["t"]);
+    if (point["interval_hit_rate"].is_null()) continue;
+    ++with_lookups;
+    EXPECT_DOUBLE_EQ(point["interval_hit_rate"].get<double>(), 300.0 / 350.0);
+    EXPECT_DOUBLE_EQ(samples[i]["tenants"]["default"]["interval_hit_rate"].get<double>(),
+                     300.0 / 350.0);
+  }
+  EXPECT_EQ(with_lookups, 1);
+  EXPECT_DOUBLE_EQ(samples.back()["global"]["hit_rate"].get<double>(), 300.0 / 350.0);
+  EXPECT_EQ(samples.back()["tenants"]["default"]["puts"], 1);
 }
 
 TEST_F(AdminApiTest, HealthAndReadiness) {

@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
+#include "server/config.h"
 #include "server/dashboard/admin_auth.h"
 #include "storage/kv_store.h"
 #include "tests/admin/admin_test_util.h"

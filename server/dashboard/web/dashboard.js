@@ -88,7 +88,8 @@ function renderGlobal(g) {
   show('global-dedup-ratio', fmtRatio(g.dedup_ratio), g.dedup_ratio);
   show('global-compression-ratio', fmtRatio(g.compression_ratio), g.compression_ratio);
   show('global-bytes-stored', fmtBytes(g.bytes_stored), g.bytes_stored);
-  show('global-bytes-detail', fmtBytes(g.bytes_logical) + ' logical');
+  show('global-bytes-detail', fmtBytes(g.bytes_logical) + ' logical' +
+       (g.capacity_bytes > 0 ? ' · capacity ' + fmtBytes(g.capacity_bytes) : ''));
   show('global-chunks-stored', fmtCount(g.chunks_stored), g.chunks_stored);
   show('global-chunks-detail', fmtCount(g.chunks_deduped) + ' deduped on put');
   show('global-lookups', fmtCount(g.lookups), g.lookups);
