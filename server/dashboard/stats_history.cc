@@ -21,6 +21,8 @@ nlohmann::json PointJson(const HistoryPoint& point) {
       {"quota_bytes", point.quota_bytes},
       {"lookups", point.lookups},
       {"puts", point.puts},
+      {"lookup_tokens", point.lookup_tokens},
+      {"hit_tokens", point.hit_tokens},
   };
   if (point.interval_hit_rate) json["interval_hit_rate"] = *point.interval_hit_rate;
   return json;
@@ -41,15 +43,21 @@ HistoryPoint StatsHistory::Point(const NamespaceStats& stats,
   point.quota_bytes = quota_bytes;
   point.lookups = stats.counters.lookups();
   point.puts = stats.counters.puts();
+  point.lookup_tokens = stats.counters.lookup_tokens();
+  point.hit_tokens = stats.counters.hit_tokens();
   const LookupCounters now{stats.counters.lookup_tokens(),
                            stats.counters.hit_tokens()};
-  const auto previous = previous_.find(key);
-  if (previous != previous_.end() &&
-      now.lookup_tokens > previous->second.lookup_tokens &&
-      now.hit_tokens >= previous->second.hit_tokens) {
-    point.interval_hit_rate =
-        static_cast<double>(now.hit_tokens - previous->second.hit_tokens) /
-        static_cast<double>(now.lookup_tokens - previous->second.lookup_tokens);
+  // A namespace first seen after the first sample started from zero since
+  // the previous one; at the first sample, nothing is known of the interval.
+  const auto found = previous_.find(key);
+  if (found != previous_.end() || !samples_.empty()) {
+    const LookupCounters before =
+        found != previous_.end() ? found->second : LookupCounters{};
+    if (now.lookup_tokens > before.lookup_tokens &&
+        now.hit_tokens >= before.hit_tokens)
+      point.interval_hit_rate =
+          static_cast<double>(now.hit_tokens - before.hit_tokens) /
+          static_cast<double>(now.lookup_tokens - before.lookup_tokens);
   }
   previous_[key] = now;
   return point;

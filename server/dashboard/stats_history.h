@@ -26,6 +26,9 @@ struct HistoryPoint {
   uint64_t quota_bytes = 0;
   uint64_t lookups = 0;
   uint64_t puts = 0;
+  // Cumulative, so a reader can compute the hit rate over any window.
+  uint64_t lookup_tokens = 0;
+  uint64_t hit_tokens = 0;
 };
 
 struct HistorySample {

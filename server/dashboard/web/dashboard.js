@@ -4,6 +4,7 @@
 'use strict';
 
 const POLL_MS = 5000;
+const HIT_RATE_WINDOW_MS = 60000;
 const TOP_PREFIXES = 15;
 const TOKEN_KEY = 'seqkv-admin-token';
 const PALETTE = ['#4fc3f7', '#ffb74d', '#81c784', '#f06292', '#ba68c8',
@@ -223,6 +224,46 @@ function series(field, withGlobal) {
   return datasets;
 }
 
+// Hit rate over the minute before each sample, from the cumulative token
+// counters: steadier than per interval, and current unlike the lifetime
+// average. No point where the window saw no lookups.
+function windowedHitRate(points) {
+  const out = [];
+  let start = 0;
+  for (let i = 0; i < points.length; ++i) {
+    // The baseline: the last sample at or before the window's start.
+    while (start + 1 < i && points[start + 1].t <= points[i].t - HIT_RATE_WINDOW_MS) ++start;
+    const from = points[Math.min(start, i)];
+    const tokens = points[i].lookup_tokens - from.lookup_tokens;
+    out.push({x: points[i].t,
+              y: tokens > 0 ? (points[i].hit_tokens - from.hit_tokens) / tokens : null});
+  }
+  return out;
+}
+
+function hitRateSeries() {
+  const byTenant = new Map();
+  for (const sample of state.samples) {
+    for (const [name, point] of Object.entries(sample.tenants)) {
+      if (!byTenant.has(name)) byTenant.set(name, []);
+      byTenant.get(name).push(Object.assign({t: sample.t}, point));
+    }
+  }
+  const names = Array.from(byTenant.keys()).sort();
+  const datasets = names.map((name) => ({
+    label: name, data: windowedHitRate(byTenant.get(name)),
+    borderColor: colorFor(name), backgroundColor: colorFor(name),
+  }));
+  if (names.length > 1) {
+    datasets.push({
+      label: 'all tenants', borderDash: [4, 3],
+      data: windowedHitRate(state.samples.map((s) => Object.assign({t: s.t}, s.global))),
+      borderColor: colorFor(''), backgroundColor: colorFor(''),
+    });
+  }
+  return datasets;
+}
+
 function quotaSeries() {
   const out = [];
   for (const name of state.tenantColors.keys()) {
@@ -248,7 +289,7 @@ function renderCharts() {
     chart.options.scales.x.max = last;
     chart.update('none');
   };
-  update(state.charts.hitRate, series('interval_hit_rate', true));
+  update(state.charts.hitRate, hitRateSeries());
   update(state.charts.dedup, series('dedup_ratio', true));
   update(state.charts.compression, series('compression_ratio', true));
   update(state.charts.usage, series('usage_bytes', true).concat(quotaSeries()));
