@@ -38,8 +38,9 @@ void SendError(httplib::Response& res, int status, const std::string& message) {
 int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
 
 std::string HexOrEmpty(const std::string& key_bytes) {
-  return key_bytes.size() == NodeKey::kSize ? NodeKey::FromBytes(key_bytes).Hex()
-                                            : "";
+  return key_bytes.size() == NodeKey::kSize
+             ? NodeKey::FromBytes(key_bytes).Hex()
+             : "";
 }
 
 nlohmann::json PrefixJson(const PrefixVisits& prefix) {
@@ -110,48 +111,49 @@ void AdminServer::Routes() {
   http_->set_read_timeout(std::chrono::seconds(10));
   http_->set_write_timeout(std::chrono::seconds(10));
 
-  http_->set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        if (!token_.required() || IsPublic(req.path))
-          return httplib::Server::HandlerResponse::Unhandled;
-        const auto presented =
-            BearerToken(req.get_header_value("Authorization"));
-        if (presented && token_.Matches(*presented))
-          return httplib::Server::HandlerResponse::Unhandled;
-        res.set_header("WWW-Authenticate", "Bearer realm=\"seqkv-admin\"");
-        SendError(res, 401,
-                  presented ? "the admin token does not match"
-                            : "this endpoint needs \"Authorization: Bearer "
-                              "<admin token>\"");
-        return httplib::Server::HandlerResponse::Handled;
-      });
-  http_->set_error_handler([](const httplib::Request& req,
-                              httplib::Response& res) {
-    if (res.body.empty())
-      SendError(res, res.status,
-                absl::StrCat("no route ", req.method, " ", req.path));
+  http_->set_pre_routing_handler([this](const httplib::Request& req,
+                                        httplib::Response& res) {
+    if (!token_.required() || IsPublic(req.path))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const auto presented = BearerToken(req.get_header_value("Authorization"));
+    if (presented && token_.Matches(*presented))
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", "Bearer realm=\"seqkv-admin\"");
+    SendError(res, 401,
+              presented ? "the admin token does not match"
+                        : "this endpoint needs \"Authorization: Bearer "
+                          "<admin token>\"");
+    return httplib::Server::HandlerResponse::Handled;
   });
+  http_->set_error_handler(
+      [](const httplib::Request& req, httplib::Response& res) {
+        if (res.body.empty())
+          SendError(res, res.status,
+                    absl::StrCat("no route ", req.method, " ", req.path));
+      });
 
   http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    res.status = ready_ ? 200 : 503;
-    res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
-  });
-  http_->Get("/v1/stats", [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, StatsJson(*engine_));
-  });
-  http_->Get("/v1/tenants/([^/]+)",
-             [this](const httplib::Request& req, httplib::Response& res) {
-               const std::string tenant = req.matches[1];
-               auto json = TenantStatsJson(*engine_, tenant);
-               if (!json) {
-                 SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
-                 return;
-               }
-               SendJson(res, 200, *json);
+  http_->Get("/readyz",
+             [this](const httplib::Request&, httplib::Response& res) {
+               res.status = ready_ ? 200 : 503;
+               res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
              });
+  http_->Get("/v1/stats",
+             [this](const httplib::Request&, httplib::Response& res) {
+               SendJson(res, 200, StatsJson(*engine_));
+             });
+  http_->Get("/v1/tenants/([^/]+)", [this](const httplib::Request& req,
+                                           httplib::Response& res) {
+    const std::string tenant = req.matches[1];
+    auto json = TenantStatsJson(*engine_, tenant);
+    if (!json) {
+      SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
+      return;
+    }
+    SendJson(res, 200, *json);
+  });
   http_->Get("/v1/trie", [this](const httplib::Request& req,
                                 httplib::Response& res) {
     size_t top = kDefaultTopPrefixes;
@@ -165,8 +167,7 @@ void AdminServer::Routes() {
       }
     }
     const std::string tenant = req.get_param_value("tenant");
-    if (!tenant.empty() &&
-        !engine_->stats().SnapshotAll().contains(tenant)) {
+    if (!tenant.empty() && !engine_->stats().SnapshotAll().contains(tenant)) {
       SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
       return;
     }
@@ -195,10 +196,11 @@ void AdminServer::Routes() {
     }
     SendJson(res, 200, history_.Json(since));
   });
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusMetrics(*engine_, ready_),
-                    "text/plain; version=0.0.4");
-  });
+  http_->Get("/metrics",
+             [this](const httplib::Request&, httplib::Response& res) {
+               res.set_content(PrometheusMetrics(*engine_, ready_),
+                               "text/plain; version=0.0.4");
+             });
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
     const DashboardAsset* asset =
         FindAsset(req.path == "/index.html" ? "/" : req.path);
@@ -221,8 +223,8 @@ absl::Status AdminServer::Start(const std::string& address,
   if (colon == std::string::npos ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
       port > 65535)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--admin_listen must be host:port, got '", address, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin_listen must be host:port, got '", address, "'"));
   std::string host = address.substr(0, colon);
   if (host.size() > 2 && host.front() == '[')
     host = host.substr(1, host.size() - 2);
@@ -234,10 +236,10 @@ absl::Status AdminServer::Start(const std::string& address,
         "' is reachable from other machines: configure an admin token "
         "(its sha256) or listen on loopback (127.0.0.1:PORT)"));
   if (options_.history_interval < kShortestInterval)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--admin_history_interval must be at least ",
-        absl::FormatDuration(kShortestInterval), ", got ",
-        absl::FormatDuration(options_.history_interval)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin_history_interval must be at least ",
+                     absl::FormatDuration(kShortestInterval), ", got ",
+                     absl::FormatDuration(options_.history_interval)));
   token_ = *std::move(token);
   if (port == 0) {
     port_ = http_->bind_to_any_port(host);
@@ -256,7 +258,8 @@ absl::Status AdminServer::Start(const std::string& address,
 void AdminServer::TakeSample() {
   const auto all = engine_->stats().SnapshotAll();
   std::map<std::string, uint64_t> quotas;
-  for (const auto& [name, stats] : all) quotas[name] = QuotaBytes(*engine_, name);
+  for (const auto& [name, stats] : all)
+    quotas[name] = QuotaBytes(*engine_, name);
   history_.Record(NowMillis(), all, quotas);
 }
 

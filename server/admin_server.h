@@ -34,8 +34,8 @@ AdminServerOptions AdminServerOptionsFromFlags();
 
 class AdminServer {
  public:
-  explicit AdminServer(CacheEngine* engine,
-                       AdminServerOptions options = AdminServerOptionsFromFlags());
+  explicit AdminServer(CacheEngine* engine, AdminServerOptions options =
+                                                AdminServerOptionsFromFlags());
   ~AdminServer();
 
   // Listens on "host:port" (port 0 picks one) in background threads. With

@@ -22,8 +22,9 @@
 ABSL_FLAG(std::string, admin, "127.0.0.1:50552",
           "admin HTTP address of the server, host:port");
 ABSL_FLAG(std::string, tenant, "", "stats: one tenant only");
-ABSL_FLAG(std::string, admin_token, "",
-          "admin token, if the admin endpoint needs one (or $SEQKV_ADMIN_TOKEN)");
+ABSL_FLAG(
+    std::string, admin_token, "",
+    "admin token, if the admin endpoint needs one (or $SEQKV_ADMIN_TOKEN)");
 
 namespace seqkv::cli {
 namespace {
@@ -68,10 +69,9 @@ absl::StatusOr<nlohmann::json> AdminGet(const std::string& path) {
                      " unreachable: ", httplib::to_string(result.error())));
   nlohmann::json body = nlohmann::json::parse(result->body, nullptr, false);
   if (result->status != 200) {
-    const std::string message =
-        body.is_object() && body.contains("error")
-            ? body["error"].get<std::string>()
-            : result->body;
+    const std::string message = body.is_object() && body.contains("error")
+                                    ? body["error"].get<std::string>()
+                                    : result->body;
     const absl::StatusCode code =
         result->status == 401   ? absl::StatusCode::kUnauthenticated
         : result->status == 404 ? absl::StatusCode::kNotFound
@@ -86,8 +86,8 @@ absl::StatusOr<nlohmann::json> AdminGet(const std::string& path) {
 }
 
 std::string Bytes(double bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB",
-                                           "PiB"};
+  static constexpr const char* kUnits[] = {"B",   "KiB", "MiB",
+                                           "GiB", "TiB", "PiB"};
   int unit = 0;
   while (bytes >= 1024 && unit < 5) {
     bytes /= 1024;
@@ -110,8 +110,7 @@ std::string Quota(const nlohmann::json& stats) {
                          100.0 * usage / quota);
 }
 
-std::vector<std::string> Row(const std::string& name,
-                             const nlohmann::json& s) {
+std::vector<std::string> Row(const std::string& name, const nlohmann::json& s) {
   auto count = [&](const char* field) {
     return absl::StrCat(s.value(field, uint64_t{0}));
   };
@@ -140,7 +139,8 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
       // The name and the quota read left to right; numbers line up right.
       const bool left = i == 0 || i + 1 == row.size();
       const std::string pad(widths[i] - row[i].size(), ' ');
-      absl::StrAppend(&line, i == 0 ? "" : "  ", left ? row[i] + pad : pad + row[i]);
+      absl::StrAppend(&line, i == 0 ? "" : "  ",
+                      left ? row[i] + pad : pad + row[i]);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     std::cout << line << "\n";
@@ -148,8 +148,8 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
 }
 
 const std::vector<std::string> kHeader = {
-    "TENANT", "LOOKUPS", "HIT RATE", "PUTS",        "CHUNKS",    "DEDUPED",
-    "LOGICAL", "STORED", "DEDUP",    "COMPRESSION", "EVICTIONS", "QUOTA"};
+    "TENANT",  "LOOKUPS", "HIT RATE", "PUTS",        "CHUNKS",    "DEDUPED",
+    "LOGICAL", "STORED",  "DEDUP",    "COMPRESSION", "EVICTIONS", "QUOTA"};
 
 int RunStats(std::span<char* const> args) {
   if (!args.empty()) {
@@ -160,7 +160,8 @@ int RunStats(std::span<char* const> args) {
   const std::string tenant = absl::GetFlag(FLAGS_tenant);
   auto doc = AdminGet(tenant.empty()
                           ? "/v1/stats"
-                          : "/v1/tenants/" + httplib::detail::encode_query_param(tenant));
+                          : "/v1/tenants/" +
+                                httplib::detail::encode_query_param(tenant));
   if (!doc.ok()) return ReportError(doc.status());
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << doc->dump(2) << std::endl;

@@ -71,9 +71,9 @@ absl::StatusOr<AdminToken> AdminToken::FromSha256Hex(
   AdminToken token;
   if (sha256_hex.empty()) return token;
   if (sha256_hex.size() != 64)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "admin token sha256 must be 64 hex digits, got ", sha256_hex.size(),
-        " characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("admin token sha256 must be 64 hex digits, got ",
+                     sha256_hex.size(), " characters"));
   std::array<uint8_t, 32> digest{};
   for (size_t i = 0; i < digest.size(); ++i) {
     const int high = HexValue(sha256_hex[2 * i]);

@@ -24,7 +24,8 @@ nlohmann::json PointJson(const HistoryPoint& point) {
       {"lookup_tokens", point.lookup_tokens},
       {"hit_tokens", point.hit_tokens},
   };
-  if (point.interval_hit_rate) json["interval_hit_rate"] = *point.interval_hit_rate;
+  if (point.interval_hit_rate)
+    json["interval_hit_rate"] = *point.interval_hit_rate;
   return json;
 }
 

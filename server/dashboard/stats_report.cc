@@ -97,7 +97,8 @@ std::optional<std::string> TenantStatsJson(CacheEngine& engine,
   const auto all = engine.stats().SnapshotAll();
   const auto found = all.find(tenant);
   if (found == all.end()) return std::nullopt;
-  nlohmann::json object = StatsObject(found->second, QuotaBytes(engine, tenant));
+  nlohmann::json object =
+      StatsObject(found->second, QuotaBytes(engine, tenant));
   object["tenant"] = tenant;
   return object.dump(2);
 }
@@ -160,8 +161,7 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
   family("hit_rate", "gauge",
          "Hit tokens over lookup tokens since the counters began.",
          [](S s) { return s.hit_rate(); });
-  family("dedup_ratio", "gauge",
-         "Logical bytes put over logical bytes kept.",
+  family("dedup_ratio", "gauge", "Logical bytes put over logical bytes kept.",
          [](S s) { return s.dedup_ratio(); });
   family("compression_ratio", "gauge",
          "Logical bytes over encoded bytes of the stored chunks.",

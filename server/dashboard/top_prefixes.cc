@@ -20,8 +20,8 @@ absl::StatusOr<TopPrefixes> FindTopPrefixes(const KvStore& store,
                                             const std::string& name_space,
                                             size_t top) {
   if (top == 0 || top > kMaxTopPrefixes)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top must be in [1, ", kMaxTopPrefixes, "], got ", top));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top must be in [1, ", kMaxTopPrefixes, "], got ", top));
   TopPrefixes result;
   // A heap whose front is the weakest entry of the list so far.
   std::vector<PrefixVisits>& heap = result.prefixes;

@@ -19,7 +19,8 @@ namespace {
 constexpr char kModel[] = "admin-test";
 constexpr uint64_t kBytesPerToken = 2 * 2 * 64 * 2;  // layers, K+V, dim, bf16
 
-std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+std::vector<int32_t> Concat(std::vector<int32_t> a,
+                            const std::vector<int32_t>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
@@ -50,7 +51,8 @@ class AdminApiTest : public ::testing::Test {
     return result.value_or(PutResult{});
   }
 
-  uint32_t Lookup(const std::vector<int32_t>& tokens, Client* client = nullptr) {
+  uint32_t Lookup(const std::vector<int32_t>& tokens,
+                  Client* client = nullptr) {
     auto result = (client ? client : client_.get())->Lookup(kModel, tokens);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->matched_tokens : 0;
@@ -81,7 +83,8 @@ TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
 
   // Lookups: all of A, all of B, nothing, and 300 of 350 tokens.
   const std::vector<int32_t> unrelated = RandomTokens(100, 3);
-  const std::vector<int32_t> partial = Concat(Head(a, 300), RandomTokens(50, 4));
+  const std::vector<int32_t> partial =
+      Concat(Head(a, 300), RandomTokens(50, 4));
   EXPECT_EQ(Lookup(a), 600u);
   EXPECT_EQ(Lookup(b), 700u);
   EXPECT_EQ(Lookup(unrelated), 0u);
@@ -111,9 +114,9 @@ TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
     EXPECT_EQ(s["put_bytes_logical"], 1300 * kBytesPerToken);
     EXPECT_EQ(s["bytes_stored"], put_a.bytes_stored + put_b.bytes_stored);
     EXPECT_DOUBLE_EQ(s["dedup_ratio"].get<double>(), 1300.0 / 788.0);
-    EXPECT_DOUBLE_EQ(s["compression_ratio"].get<double>(),
-                     (788.0 * kBytesPerToken) /
-                         (put_a.bytes_stored + put_b.bytes_stored));
+    EXPECT_DOUBLE_EQ(
+        s["compression_ratio"].get<double>(),
+        (788.0 * kBytesPerToken) / (put_a.bytes_stored + put_b.bytes_stored));
     EXPECT_EQ(s["evictions"], 0);
     EXPECT_EQ(s["usage_bytes"], s["bytes_stored"]);
   }
@@ -178,7 +181,8 @@ TEST_F(AdminApiTest, TrieListsPrefixesByVisits) {
   EXPECT_EQ(p[0]["bytes_logical"], 256 * kBytesPerToken);
   EXPECT_EQ(p[1]["visits"], 3);
   EXPECT_EQ(p[2]["visits"], 3);
-  EXPECT_EQ((std::set<int>{p[1]["depth"], p[2]["depth"]}), (std::set<int>{1, 2}));
+  EXPECT_EQ((std::set<int>{p[1]["depth"], p[2]["depth"]}),
+            (std::set<int>{1, 2}));
   EXPECT_EQ((std::set<int>{p[1]["prefix_tokens"], p[2]["prefix_tokens"]}),
             (std::set<int>{512, 600}));
   EXPECT_EQ(p[3]["visits"], 1);
@@ -200,8 +204,9 @@ TEST_F(AdminApiTest, TrieListsPrefixesByVisits) {
   for (const char* bad : {"0", "1001", "abc", "-1"}) {
     const nlohmann::json error =
         GetJson(absl::StrCat("/v1/trie?top=", bad), 400);
-    EXPECT_EQ(error["error"],
-              absl::StrCat("top must be an integer in [1, 1000], got '", bad, "'"));
+    EXPECT_EQ(
+        error["error"],
+        absl::StrCat("top must be an integer in [1, 1000], got '", bad, "'"));
   }
 }
 
@@ -213,8 +218,9 @@ TEST_F(AdminApiTest, HistorySamplesAreKept) {
   EXPECT_GT(first["t"].get<int64_t>(), 0);
   EXPECT_TRUE(first["global"].contains("hit_rate"));
   // since= filters by time.
-  EXPECT_TRUE(GetJson(absl::StrCat("/v1/history?since=", first["t"].get<int64_t>()))
-                  ["samples"].size() < history["samples"].size());
+  EXPECT_TRUE(GetJson(absl::StrCat("/v1/history?since=",
+                                   first["t"].get<int64_t>()))["samples"]
+                  .size() < history["samples"].size());
   EXPECT_EQ(GetJson("/v1/history?since=x", 400)["error"],
             "since must be unix milliseconds, got 'x'");
 }
@@ -225,12 +231,12 @@ TEST_F(AdminApiTest, TenantsAreCountedApartWithTheirQuotas) {
       (std::filesystem::temp_directory_path() /
        ("seqkv-admin-tenants-" + std::to_string(getpid()) + ".yaml"))
           .string();
-  std::ofstream(config)
-      << "tenants:\n"
-      << "  - name: acme\n    api_key_sha256: [\"" << Sha256Hex("acme-key")
-      << "\"]\n    quota_bytes: 10000000\n"
-      << "  - name: globex\n    api_key_sha256: [\"" << Sha256Hex("globex-key")
-      << "\"]\n";
+  std::ofstream(config) << "tenants:\n"
+                        << "  - name: acme\n    api_key_sha256: [\""
+                        << Sha256Hex("acme-key")
+                        << "\"]\n    quota_bytes: 10000000\n"
+                        << "  - name: globex\n    api_key_sha256: [\""
+                        << Sha256Hex("globex-key") << "\"]\n";
   server_.reset();
   StartServer({"--config=" + config});
   std::filesystem::remove(config);
@@ -302,11 +308,13 @@ TEST_F(AdminApiTest, HistoryHitRatePerInterval) {
     if (point["interval_hit_rate"].is_null()) continue;
     ++with_lookups;
     EXPECT_DOUBLE_EQ(point["interval_hit_rate"].get<double>(), 300.0 / 350.0);
-    EXPECT_DOUBLE_EQ(samples[i]["tenants"]["default"]["interval_hit_rate"].get<double>(),
-                     300.0 / 350.0);
+    EXPECT_DOUBLE_EQ(
+        samples[i]["tenants"]["default"]["interval_hit_rate"].get<double>(),
+        300.0 / 350.0);
   }
   EXPECT_EQ(with_lookups, 1);
-  EXPECT_DOUBLE_EQ(samples.back()["global"]["hit_rate"].get<double>(), 300.0 / 350.0);
+  EXPECT_DOUBLE_EQ(samples.back()["global"]["hit_rate"].get<double>(),
+                   300.0 / 350.0);
   EXPECT_EQ(samples.back()["tenants"]["default"]["puts"], 1);
 }
 

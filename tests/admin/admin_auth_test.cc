@@ -1,11 +1,12 @@
 // The admin token: required off loopback, checked on every data route.
+#include "server/dashboard/admin_auth.h"
+
 #include <filesystem>
 
 #include "gtest/gtest.h"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
 #include "server/config.h"
-#include "server/dashboard/admin_auth.h"
 #include "storage/kv_store.h"
 #include "tests/admin/admin_test_util.h"
 
@@ -16,9 +17,9 @@ TEST(AdminAuthTest, LoopbackHosts) {
   for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "[::1]",
                            "localhost", "LocalHost", "::ffff:127.0.0.1"})
     EXPECT_TRUE(IsLoopbackHost(host)) << host;
-  for (const char* host : {"", "0.0.0.0", "::", "[::]", "10.0.0.1",
-                           "192.168.1.10", "example.com", "128.0.0.1",
-                           "::ffff:10.0.0.1", "localhost.example.com"})
+  for (const char* host :
+       {"", "0.0.0.0", "::", "[::]", "10.0.0.1", "192.168.1.10", "example.com",
+        "128.0.0.1", "::ffff:10.0.0.1", "localhost.example.com"})
     EXPECT_FALSE(IsLoopbackHost(host)) << host;
 }
 
@@ -34,8 +35,9 @@ TEST(AdminAuthTest, TokenDigestValidation) {
   EXPECT_FALSE(AdminToken::FromSha256Hex("")->required());
   EXPECT_EQ(AdminToken::FromSha256Hex("abc").status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(AdminToken::FromSha256Hex(std::string(63, 'a') + "g").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AdminToken::FromSha256Hex(std::string(63, 'a') + "g").status().code(),
+      absl::StatusCode::kInvalidArgument);
   // Upper-case hex is the same digest.
   std::string upper = Sha256Hex("s3cret");
   for (char& c : upper) c = static_cast<char>(std::toupper(c));
@@ -51,7 +53,8 @@ class AdminServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern =
-        (std::filesystem::temp_directory_path() / "seqkv-admin-XXXXXX").string();
+        (std::filesystem::temp_directory_path() / "seqkv-admin-XXXXXX")
+            .string();
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
     KvStoreOptions options;

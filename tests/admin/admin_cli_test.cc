@@ -20,7 +20,9 @@ class StatsCommandTest : public ::testing::Test {
     auto client = server_->Connect();
     ASSERT_TRUE(client.ok()) << client.status();
     const std::vector<int32_t> tokens = RandomTokens(300, 7);
-    ASSERT_TRUE((*client)->Put({"cli-test", "raw", ""}, SyntheticCache(tokens, 8)).ok());
+    ASSERT_TRUE((*client)
+                    ->Put({"cli-test", "raw", ""}, SyntheticCache(tokens, 8))
+                    .ok());
     ASSERT_TRUE((*client)->Lookup("cli-test", tokens).ok());
     ASSERT_TRUE((*client)->Lookup("cli-test", RandomTokens(100, 9)).ok());
   }
@@ -55,30 +57,32 @@ TEST_F(StatsCommandTest, TableHasARowPerTenantAndTheTotal) {
       absl::StrSplit(result.out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 3u) << result.out;
   auto columns = [](const std::string& line) {
-    return std::vector<std::string>(absl::StrSplit(line, "  ", absl::SkipEmpty()));
+    return std::vector<std::string>(
+        absl::StrSplit(line, "  ", absl::SkipEmpty()));
   };
   const std::vector<std::string> header = columns(lines[0]);
   ASSERT_GE(header.size(), 12u) << lines[0];
   EXPECT_EQ(header[0], "TENANT");
   for (size_t row : {1, 2}) {
     std::vector<std::string> cells = columns(lines[row]);
-    for (std::string& cell : cells) cell = std::string(absl::StripAsciiWhitespace(cell));
+    for (std::string& cell : cells)
+      cell = std::string(absl::StripAsciiWhitespace(cell));
     ASSERT_GE(cells.size(), 11u) << lines[row];
     EXPECT_EQ(cells[0], row == 1 ? "default" : "(all)");
-    EXPECT_EQ(cells[1], "2");        // lookups
-    EXPECT_EQ(cells[2], "75.0%");    // 300 of 400 tokens
-    EXPECT_EQ(cells[3], "1");        // puts
-    EXPECT_EQ(cells[4], "2");        // chunks: 256 + 44 tokens
-    EXPECT_EQ(cells[5], "0");        // deduped
+    EXPECT_EQ(cells[1], "2");          // lookups
+    EXPECT_EQ(cells[2], "75.0%");      // 300 of 400 tokens
+    EXPECT_EQ(cells[3], "1");          // puts
+    EXPECT_EQ(cells[4], "2");          // chunks: 256 + 44 tokens
+    EXPECT_EQ(cells[5], "0");          // deduped
     EXPECT_EQ(cells[6], "150.0 KiB");  // 300 tokens x 512 bytes
   }
   EXPECT_NE(lines[1].find("none"), std::string::npos);  // no quota
 }
 
 TEST_F(StatsCommandTest, ErrorsNameTheCause) {
-  const CommandResult unknown = RunCommand(absl::StrCat(
-      SEQKV_BIN_DIR, "/seqkv stats --admin ", server_->admin_address(),
-      " --tenant nobody 2>&1"));
+  const CommandResult unknown = RunCommand(
+      absl::StrCat(SEQKV_BIN_DIR, "/seqkv stats --admin ",
+                   server_->admin_address(), " --tenant nobody 2>&1"));
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.out.find("unknown tenant 'nobody'"), std::string::npos)
       << unknown.out;

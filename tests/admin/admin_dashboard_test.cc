@@ -72,7 +72,8 @@ class DashboardTest : public ::testing::Test {
     client_ = std::move(*client);
     port_ = PortOf(server_->admin_address());
     std::string pattern =
-        (std::filesystem::temp_directory_path() / "seqkv-chromium-XXXXXX").string();
+        (std::filesystem::temp_directory_path() / "seqkv-chromium-XXXXXX")
+            .string();
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     profile_ = pattern;
   }
@@ -91,8 +92,8 @@ class DashboardTest : public ::testing::Test {
         " --disable-sync --no-first-run --no-default-browser-check"
         " --hide-scrollbars --window-size=1280,900"
         " --virtual-time-budget=5000 --user-data-dir=",
-        profile_, " ", mode, " http://127.0.0.1:", port_, "/ 2>",
-        profile_, "/stderr.txt");
+        profile_, " ", mode, " http://127.0.0.1:", port_, "/ 2>", profile_,
+        "/stderr.txt");
     const CommandResult result = RunCommand(command);
     std::ifstream err(profile_ + "/stderr.txt");
     std::string stderr_text((std::istreambuf_iterator<char>(err)),
@@ -104,9 +105,10 @@ class DashboardTest : public ::testing::Test {
   void Traffic() {
     // Real caches: two RAG prompts sharing their first document, a chat.
     std::vector<KvCache> caches;
-    for (const char* name : {"b_rag_00_D1_D2", "b_rag_02_D1_D3", "c_chat_turn1",
-                             "c_chat_turn2"}) {
-      auto cache = ReadKvCacheFile(DataPath(absl::StrCat("kv/", name, ".safetensors")));
+    for (const char* name :
+         {"b_rag_00_D1_D2", "b_rag_02_D1_D3", "c_chat_turn1", "c_chat_turn2"}) {
+      auto cache =
+          ReadKvCacheFile(DataPath(absl::StrCat("kv/", name, ".safetensors")));
       ASSERT_TRUE(cache.ok()) << cache.status();
       cache->layout.rope = {RopeStyle::kRotateHalf, 10000.0, 0};
       caches.push_back(std::move(*cache));
@@ -174,11 +176,13 @@ TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
   ASSERT_GT(stats["global"]["chunks_deduped"].get<uint64_t>(), 0u);
 
   // One browser run dumps the DOM and takes the screenshot.
-  const std::string png = absl::StrCat(SEQKV_ARTIFACT_DIR, "/admin-dashboard.png");
+  const std::string png =
+      absl::StrCat(SEQKV_ARTIFACT_DIR, "/admin-dashboard.png");
   std::filesystem::remove(png);
   const std::string dom = Browse(absl::StrCat("--dump-dom --screenshot=", png));
   ASSERT_NE(dom.find("data-loaded=\"true\""), std::string::npos)
-      << "the page's scripts did not finish a refresh:\n" << dom;
+      << "the page's scripts did not finish a refresh:\n"
+      << dom;
   EXPECT_EQ(FindElement(dom, "error").text, "");
 
   const nlohmann::json& g = stats["global"];
@@ -187,18 +191,23 @@ TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
   ExpectValue(dom, "global-compression-ratio", g["compression_ratio"]);
   ExpectValue(dom, "global-bytes-stored", g["bytes_stored"]);
   for (const char* field : {"chunks_stored", "lookups", "puts", "evictions"})
-    ExpectCount(dom, absl::StrCat("global-", absl::StrReplaceAll(field, {{"_", "-"}})),
-                g[field]);
+    ExpectCount(
+        dom, absl::StrCat("global-", absl::StrReplaceAll(field, {{"_", "-"}})),
+        g[field]);
 
   const nlohmann::json& t = stats["tenants"]["default"];
   ExpectPercent(dom, "tenant-default-hit-rate", t["hit_rate"]);
-  for (const char* field : {"lookups", "puts", "chunks_stored", "chunks_deduped",
-                            "evictions"})
-    ExpectCount(dom, absl::StrCat("tenant-default-", absl::StrReplaceAll(field, {{"_", "-"}})),
+  for (const char* field :
+       {"lookups", "puts", "chunks_stored", "chunks_deduped", "evictions"})
+    ExpectCount(dom,
+                absl::StrCat("tenant-default-",
+                             absl::StrReplaceAll(field, {{"_", "-"}})),
                 t[field]);
   for (const char* field : {"bytes_logical", "bytes_stored", "dedup_ratio",
                             "compression_ratio", "usage_bytes", "quota_bytes"})
-    ExpectValue(dom, absl::StrCat("tenant-default-", absl::StrReplaceAll(field, {{"_", "-"}})),
+    ExpectValue(dom,
+                absl::StrCat("tenant-default-",
+                             absl::StrReplaceAll(field, {{"_", "-"}})),
                 t[field]);
 
   // The top prefixes table, in the order of /v1/trie.
@@ -208,11 +217,13 @@ TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
     ExpectCount(dom, rank + "-visits", prefixes[i]["visits"]);
     ExpectValue(dom, rank + "-prefix-tokens", prefixes[i]["prefix_tokens"]);
   }
-  EXPECT_FALSE(FindElement(dom, absl::StrCat("prefix-", prefixes.size() + 1)).found);
+  EXPECT_FALSE(
+      FindElement(dom, absl::StrCat("prefix-", prefixes.size() + 1)).found);
 
   // The history ring fed the charts with the samples taken during traffic.
   std::smatch samples;
-  ASSERT_TRUE(std::regex_search(dom, samples, std::regex("data-samples=\"(\\d+)\"")));
+  ASSERT_TRUE(
+      std::regex_search(dom, samples, std::regex("data-samples=\"(\\d+)\"")));
   EXPECT_GE(std::stoi(samples[1]), 5);
 
   std::ifstream in(png, std::ios::binary);
