@@ -304,7 +304,9 @@ TEST_F(AdminApiTest, HistoryHitRatePerInterval) {
   int with_lookups = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
     const nlohmann::json& point = samples[i]["global"];
-    if (i > 0) EXPECT_GT(samples[i]["t"], samples[i - 1]["t"]);
+    if (i > 0) {
+      EXPECT_GT(samples[i]["t"], samples[i - 1]["t"]);
+    }
     if (point["interval_hit_rate"].is_null()) continue;
     ++with_lookups;
     EXPECT_DOUBLE_EQ(point["interval_hit_rate"].get<double>(), 300.0 / 350.0);
