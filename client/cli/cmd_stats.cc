@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -19,8 +20,9 @@
 #include "client/cli/common_flags.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, admin, "127.0.0.1:50552",
-          "admin HTTP address of the server, host:port");
+// --admin (the admin address, host:port) is defined by `seqkv replay`
+// (bench/replay/cmd_replay.cc); empty means the default admin port.
+ABSL_DECLARE_FLAG(std::string, admin);
 ABSL_FLAG(std::string, tenant, "", "stats: one tenant only");
 ABSL_FLAG(
     std::string, admin_token, "",
@@ -50,8 +52,13 @@ absl::StatusOr<HostPort> ParseAddress(std::string address) {
   return out;
 }
 
+std::string AdminAddress() {
+  const std::string address = absl::GetFlag(FLAGS_admin);
+  return address.empty() ? "127.0.0.1:50552" : address;
+}
+
 absl::StatusOr<nlohmann::json> AdminGet(const std::string& path) {
-  auto address = ParseAddress(absl::GetFlag(FLAGS_admin));
+  auto address = ParseAddress(AdminAddress());
   if (!address.ok()) return address.status();
   std::string token = absl::GetFlag(FLAGS_admin_token);
   if (token.empty()) {
@@ -65,7 +72,7 @@ absl::StatusOr<nlohmann::json> AdminGet(const std::string& path) {
   auto result = http.Get(path, headers);
   if (!result)
     return absl::UnavailableError(
-        absl::StrCat("admin endpoint ", absl::GetFlag(FLAGS_admin),
+        absl::StrCat("admin endpoint ", AdminAddress(),
                      " unreachable: ", httplib::to_string(result.error())));
   nlohmann::json body = nlohmann::json::parse(result->body, nullptr, false);
   if (result->status != 200) {
