@@ -171,7 +171,7 @@ int Serve() {
   AdminServer admin(&engine);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   if (!admin_listen.empty()) {
-    if (auto status = admin.Start(admin_listen); !status.ok()) {
+    if (auto status = admin.Start(admin_listen, config.admin_token_sha256); !status.ok()) {
       spdlog::error("{}", status.ToString());
       server->Shutdown();
       return 1;
