@@ -649,7 +649,8 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   if (auto status = engine_->EnforceLimitsLocked(); !status.ok())
     spdlog::warn("eviction after a Put failed: {}", status.ToString());
   const uint32_t deduped = deduped_ + committed->raced;
-  engine_->stats_.CountPut(name_space_, tokens_.size(), deduped, expected);
+  engine_->stats_.CountPut(name_space_, tokens_.size(), deduped, expected,
+                           committed->bytes_logical_added);
   v1::PutResponse response;
   response.set_tokens(static_cast<uint32_t>(tokens_.size()));
   response.set_chunks_new(committed->added);

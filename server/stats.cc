@@ -36,10 +36,11 @@ double NamespaceStats::compression_ratio() const {
 }
 
 double NamespaceStats::dedup_ratio() const {
-  return usage.bytes_logical <= 0
+  // Bytes Puts sent over the bytes they had to store: eviction does not move it.
+  return counters.put_bytes_new() == 0
              ? 0.0
              : static_cast<double>(counters.put_bytes_logical()) /
-                   static_cast<double>(usage.bytes_logical);
+                   static_cast<double>(counters.put_bytes_new());
 }
 
 StatsRegistry::Entry& StatsRegistry::EntryLocked(const std::string& ns) {
@@ -93,13 +94,15 @@ void StatsRegistry::CountLookup(const std::string& ns, uint64_t tokens,
 }
 
 void StatsRegistry::CountPut(const std::string& ns, uint64_t tokens,
-                             uint64_t deduped, uint64_t bytes_logical) {
+                             uint64_t deduped, uint64_t bytes_logical,
+                             uint64_t bytes_new) {
   absl::MutexLock lock(&mutex_);
   auto& counters = EntryLocked(ns).counters;
   counters.set_puts(counters.puts() + 1);
   counters.set_put_tokens(counters.put_tokens() + tokens);
   counters.set_chunks_deduped(counters.chunks_deduped() + deduped);
   counters.set_put_bytes_logical(counters.put_bytes_logical() + bytes_logical);
+  counters.set_put_bytes_new(counters.put_bytes_new() + bytes_new);
 }
 
 void StatsRegistry::CountGet(const std::string& ns, uint64_t tokens) {

@@ -28,7 +28,7 @@ struct NamespaceStats {
 
   double hit_rate() const;
   double compression_ratio() const;  // logical / stored bytes
-  double dedup_ratio() const;        // logical bytes put / logical bytes kept
+  double dedup_ratio() const;  // logical bytes put / logical bytes stored new
 };
 
 class StatsRegistry {
@@ -42,7 +42,7 @@ class StatsRegistry {
 
   void CountLookup(const std::string& ns, uint64_t tokens, uint64_t hits);
   void CountPut(const std::string& ns, uint64_t tokens, uint64_t deduped,
-                uint64_t bytes_logical);
+                uint64_t bytes_logical, uint64_t bytes_new);
   void CountGet(const std::string& ns, uint64_t tokens);
   void CountEvictions(const std::string& ns, uint64_t chunks);
 

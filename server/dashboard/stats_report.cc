@@ -46,6 +46,7 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
     t.set_get_tokens(t.get_tokens() + c.get_tokens());
     t.set_chunks_deduped(t.chunks_deduped() + c.chunks_deduped());
     t.set_put_bytes_logical(t.put_bytes_logical() + c.put_bytes_logical());
+    t.set_put_bytes_new(t.put_bytes_new() + c.put_bytes_new());
     t.set_evictions(t.evictions() + c.evictions());
     total.usage.chunks_stored += s.usage.chunks_stored;
     total.usage.bytes_logical += s.usage.bytes_logical;
@@ -161,7 +162,7 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
   family("hit_rate", "gauge",
          "Hit tokens over lookup tokens since the counters began.",
          [](S s) { return s.hit_rate(); });
-  family("dedup_ratio", "gauge", "Logical bytes put over logical bytes kept.",
+  family("dedup_ratio", "gauge", "Logical bytes put over logical bytes stored anew.",
          [](S s) { return s.dedup_ratio(); });
   family("compression_ratio", "gauge",
          "Logical bytes over encoded bytes of the stored chunks.",
