@@ -1,7 +1,9 @@
 #include "server/cache_engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
+#include <cstring>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
@@ -18,19 +20,55 @@ int64_t NowMicros() {
       .count();
 }
 
-absl::Status CheckTokens(std::span<const int32_t> tokens, uint32_t max_tokens,
-                         bool allow_empty = false) {
+// The token ids of a request, from `tokens` or `packed_tokens` (copied
+// into `storage`), checked: not both set, a whole number of ids, none
+// negative, at most `max_tokens`, and not empty unless `allow_empty`.
+template <typename Request>
+absl::StatusOr<std::span<const int32_t>> TokensOf(
+    const Request& request, uint32_t max_tokens, bool allow_empty,
+    std::vector<int32_t>& storage) {
+  const std::string& packed = request.packed_tokens();
+  std::span<const int32_t> tokens(request.tokens().data(),
+                                  static_cast<size_t>(request.tokens_size()));
+  if (!packed.empty()) {
+    if (!tokens.empty())
+      return absl::InvalidArgumentError(
+          "tokens and packed_tokens are both set; send one");
+    if (packed.size() % sizeof(int32_t) != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed_tokens has ", packed.size(),
+                       " bytes, not a whole number of int32 ids"));
+    if (packed.size() / sizeof(int32_t) > max_tokens)
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed_tokens has ", packed.size() / sizeof(int32_t),
+                       " ids, more than the limit of ", max_tokens));
+    storage.resize(packed.size() / sizeof(int32_t));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(storage.data(), packed.data(), packed.size());
+    } else {
+      for (size_t i = 0; i < storage.size(); ++i)
+        storage[i] = static_cast<int32_t>(
+            absl::little_endian::Load32(packed.data() + i * sizeof(int32_t)));
+    }
+    tokens = storage;
+  }
   if (tokens.empty() && !allow_empty)
     return absl::InvalidArgumentError("tokens is empty");
   if (tokens.size() > max_tokens)
     return absl::InvalidArgumentError(
         absl::StrCat("tokens has ", tokens.size(),
                      " ids, more than the limit of ", max_tokens));
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokens[", i, "] is negative (", tokens[i], ")"));
-  return absl::OkStatus();
+  // A branch-free scan first (it vectorizes); the position only on error.
+  int32_t smallest = 0;
+  for (const int32_t token : tokens) smallest = std::min(smallest, token);
+  if (smallest < 0) {
+    const size_t i = std::find_if(tokens.begin(), tokens.end(),
+                                  [](int32_t token) { return token < 0; }) -
+                     tokens.begin();
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens[", i, "] is negative (", tokens[i], ")"));
+  }
+  return tokens;
 }
 
 std::span<const int32_t> Span(
@@ -56,11 +94,29 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
       next_put_id_(static_cast<uint64_t>(NowMicros())),
       pool_(options_.codec_threads) {}
 
-CacheEngine::~CacheEngine() { stats_.Save().IgnoreError(); }
+CacheEngine::~CacheEngine() {
+  stop_flushing_.Notify();
+  if (visit_flusher_.joinable()) visit_flusher_.join();
+  FlushVisits();
+  stats_.Save().IgnoreError();
+}
 
 absl::Status CacheEngine::Start() {
   if (auto status = stats_.Load(); !status.ok()) return status;
-  return eviction_.Load(trie_);
+  if (auto status = index_.Load(trie_); !status.ok()) return status;
+  visit_flusher_ = std::thread([this] {
+    while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1)))
+      FlushVisits();
+  });
+  return absl::OkStatus();
+}
+
+void CacheEngine::FlushVisits() {
+  const std::vector<NodeVisits> visits = index_.TakeVisits();
+  // Visits are statistics: losing some to an error is acceptable.
+  if (auto status = trie_.RecordVisits(visits); !status.ok())
+    spdlog::warn("recording {} node visits failed: {}", visits.size(),
+                 status.ToString());
 }
 
 void CacheEngine::SetLimits(std::map<std::string, NamespaceLimit> limits,
@@ -114,11 +170,11 @@ absl::Status CacheEngine::EnforceLimitsLocked() {
   };
   // Evicts the least recently used leaf of `ns`; false when it has none.
   auto evict_one = [&](const std::string& ns) -> absl::StatusOr<bool> {
-    auto victim = eviction_.OldestLeaf(ns);
+    auto victim = index_.OldestLeaf(ns);
     if (!victim) return false;
     auto record = trie_.ReadNode(*victim);
     if (!record.ok()) return record.status();
-    eviction_.Remove(*victim);
+    index_.Remove(*victim);
     if (!record->has_value()) return true;  // already gone
     trie_.RemoveLeaf(*victim, **record, batch);
     Usage& delta = deltas[ns];
@@ -193,6 +249,23 @@ absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
   return shared;
 }
 
+absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>>
+CacheEngine::MatchKeys(const NodeKey& root, const Model& model,
+                       std::span<const int32_t> tokens) const {
+  std::vector<NodeKey> keys =
+      index_.MatchWholeChunks(root, tokens, model.chunk_tokens);
+  uint32_t matched = static_cast<uint32_t>(keys.size()) * model.chunk_tokens;
+  if (matched < tokens.size()) {
+    // A partial chunk at the end, or one the index does not hold yet.
+    auto rest = trie_.Match(keys.empty() ? root : keys.back(),
+                            tokens.subspan(matched), model.chunk_tokens);
+    if (!rest.ok()) return rest.status();
+    for (const TrieNode& node : rest->nodes) keys.push_back(node.key);
+    matched += rest->matched_tokens;
+  }
+  return std::make_pair(std::move(keys), matched);
+}
+
 absl::StatusOr<std::pair<TrieMatch, std::string>> CacheEngine::MatchInScope(
     const ReadScope& scope, const Model& model,
     std::span<const int32_t> tokens) {
@@ -213,30 +286,41 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
     const ReadScope& scope, const v1::LookupRequest& request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, false, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
-  auto match = MatchInScope(scope, **model, tokens);
-  if (!match.ok()) return match.status();
-  uint32_t matched = match->first.matched_tokens;
-  if (request.alignment() > 1) matched -= matched % request.alignment();
-  const int64_t now = NowMicros();
-  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
-  eviction_.Touch(match->first.nodes, now);
-  stats_.CountLookup(scope.namespaces.front(), tokens.size(), matched);
-  return LookupOutcome{matched, matched > 0 ? match->second : ""};
+  std::vector<NodeKey> best_keys;
+  LookupOutcome outcome;
+  for (const std::string& ns : scope.namespaces) {
+    auto match = MatchKeys(RootKey(ns, (*model)->fingerprint), **model, tokens);
+    if (!match.ok()) return match.status();
+    if (match->second > outcome.matched_tokens) {
+      best_keys = std::move(match->first);
+      outcome = {match->second, ns};
+    }
+  }
+  index_.Visit(best_keys, NowMicros());
+  if (request.alignment() > 1)
+    outcome.matched_tokens -= outcome.matched_tokens % request.alignment();
+  if (outcome.matched_tokens == 0) outcome.name_space.clear();
+  stats_.CountLookup(scope.namespaces.front(), tokens.size(),
+                     outcome.matched_tokens);
+  return outcome;
 }
 
 absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
     const std::string& name_space, const v1::PutHeader& header) {
   if (header.model().empty())
     return absl::InvalidArgumentError("header.model is empty");
-  const auto tokens = Span(header.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(header, options_.max_tokens, false, unpacked);
+  if (!checked.ok())
     return absl::InvalidArgumentError(
-        absl::StrCat("header.", status.message()));
+        absl::StrCat("header.", checked.status().message()));
+  const std::span<const int32_t> tokens = *checked;
   std::shared_ptr<const Model> model;
   bool new_model = false;
   auto found = models_.Find(header.model());
@@ -292,9 +376,10 @@ absl::Status CacheEngine::Get(
     const std::function<bool(std::string&)>& on_data) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, false, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto found = models_.Find(request.model());
   if (!found.ok()) return found.status();
   const Model& model = **found;
@@ -388,9 +473,9 @@ absl::Status CacheEngine::Get(
       return status;
     }
   }
-  const int64_t now = NowMicros();
-  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
-  eviction_.Touch(match->first.nodes, now);
+  std::vector<NodeKey> keys;
+  for (const TrieNode& node : match->first.nodes) keys.push_back(node.key);
+  index_.Visit(keys, NowMicros());
   stats_.CountGet(scope.namespaces.front(), end - begin);
   return absl::OkStatus();
 }
@@ -399,10 +484,10 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
     const std::string& name_space, const v1::DeleteRequest& request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens, true);
-      !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, true, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
   std::lock_guard<std::mutex> lock(trie_.write_mutex());
@@ -417,7 +502,7 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
   stats_.ApplyUsage(name_space, delta);
-  for (const NodeKey& key : removal->keys) eviction_.Remove(key);
+  for (const NodeKey& key : removal->keys) index_.Remove(key);
   v1::DeleteResponse response;
   response.set_chunks_deleted(removal->chunks);
   response.set_bytes_freed(removal->bytes_stored);
@@ -550,7 +635,7 @@ absl::Status PutSession::FlushChunk() {
       return absl::InternalError(
           absl::StrCat("hash collision on trie node ", key.Hex()));
     ++deduped_;
-    path_.push_back({key, std::move(**existing), count});
+    path_.push_back(key);
   } else {
     auto job = std::make_unique<EncodeJob>();
     job->node.key = key;
@@ -644,8 +729,8 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   const int64_t now = NowMicros();
   for (const PendingNode& node : staged_)
     if (!committed->raced_keys.contains(node.key))
-      engine_->eviction_.Add(node.key, node.record, now);
-  engine_->eviction_.Touch(path_, now);
+      engine_->index_.Add(node.key, node.record, now);
+  engine_->index_.Touch(path_, now);
   if (auto status = engine_->EnforceLimitsLocked(); !status.ok())
     spdlog::warn("eviction after a Put failed: {}", status.ToString());
   const uint32_t deduped = deduped_ + committed->raced;
