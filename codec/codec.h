@@ -40,6 +40,10 @@ class Codec {
   virtual std::string spec() const = 0;
   // True when Decode(Encode(x)) == x bit for bit.
   virtual bool lossless() const = 0;
+  // True when the encoding of a chunk is the chunk itself, byte for byte
+  // (`raw`): the server then stores and serves chunk buffers as they are,
+  // without the copies of Encode and Decode.
+  virtual bool stores_chunk_verbatim() const { return false; }
 
   // Appends the encoding of `data` (chunk layout, chunk.num_bytes() bytes)
   // to `out`. Fails with INVALID_ARGUMENT on data this codec cannot take.

@@ -76,6 +76,31 @@ std::span<const int32_t> Span(
   return {r.data(), static_cast<size_t>(r.size())};
 }
 
+// Decodes `payload` and appends tokens [from, to) of the chunk to
+// `messages` in wire order, `tokens_per_message` tokens per message.
+absl::Status DecodeToMessages(const Codec& codec, const ChunkInfo& info,
+                              std::string_view payload, uint32_t from,
+                              uint32_t to, uint32_t tokens_per_message,
+                              std::vector<std::string>& messages) {
+  std::span<const std::byte> chunk = std::as_bytes(std::span(payload));
+  std::unique_ptr<std::byte[]> decoded;
+  if (!codec.stores_chunk_verbatim()) {
+    decoded = std::make_unique_for_overwrite<std::byte[]>(info.num_bytes());
+    const std::span<std::byte> out(decoded.get(), info.num_bytes());
+    if (auto status = codec.Decode(info, payload, out); !status.ok())
+      return status;
+    chunk = out;
+  } else if (payload.size() != info.num_bytes()) {
+    return absl::DataLossError(absl::StrCat(
+        "payload has ", payload.size(), " bytes, expected ", info.num_bytes()));
+  }
+  for (uint32_t begin = from; begin < to; begin += tokens_per_message)
+    ChunkToTokenMajor(*info.layout, info.num_tokens, chunk, begin,
+                      std::min(to, begin + tokens_per_message),
+                      messages.emplace_back());
+  return absl::OkStatus();
+}
+
 // Dimensions and dtype must agree; RoPE only when the caller states one.
 bool SameStoredLayout(const KvLayout& registered, const KvLayout& given) {
   KvLayout a = registered, b = given;
@@ -425,35 +450,38 @@ absl::Status CacheEngine::Get(
     }
     node_start += node.matched_tokens;
   }
-  // Decode on the worker pool, one chunk ahead of the one being sent.
+  // Decode on the worker pool, one chunk ahead of the one being sent, into
+  // the messages' own buffers: whole tokens per message where a token fits
+  // one, so nothing is copied again to split them.
+  const size_t token_bytes = layout.bytes_per_token();
+  const uint32_t tokens_per_message =
+      static_cast<uint32_t>(std::max<size_t>(1, message_bytes / token_bytes));
   struct DecodeJob {
-    std::string out;
+    std::vector<std::string> messages;
     absl::Status status;
     absl::Notification done;
   };
   auto start_decode = [&](const Segment& segment) {
     auto job = std::make_unique<DecodeJob>();
-    pool_.Submit([this, &layout, &segment, raw = job.get()] {
-      const NodeRecord& record = segment.node->record;
-      ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
-                     record.first_position(), Span(record.tokens())};
-      auto payload = trie_.ReadPayload(record);
-      if (!payload.ok()) {
-        raw->status = payload.status();
-      } else {
-        std::vector<std::byte> chunk(info.num_bytes());
-        raw->status = segment.codec->Decode(info, *payload, chunk);
-        if (raw->status.ok()) {
-          ChunkToTokenMajor(layout, info.num_tokens, chunk, segment.from,
-                            segment.to, raw->out);
-        } else {
-          raw->status = absl::DataLossError(
-              absl::StrCat("stored chunk ", segment.node->key.Hex(),
-                           " does not decode: ", raw->status.message()));
-        }
-      }
-      raw->done.Notify();
-    });
+    pool_.Submit(
+        [this, &layout, &segment, tokens_per_message, raw = job.get()] {
+          const NodeRecord& record = segment.node->record;
+          ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                         record.first_position(), Span(record.tokens())};
+          auto payload = trie_.ReadPayload(record);
+          if (!payload.ok()) {
+            raw->status = payload.status();
+          } else {
+            raw->status =
+                DecodeToMessages(*segment.codec, info, *payload, segment.from,
+                                 segment.to, tokens_per_message, raw->messages);
+            if (!raw->status.ok())
+              raw->status = absl::DataLossError(
+                  absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                               " does not decode: ", raw->status.message()));
+          }
+          raw->done.Notify();
+        });
     return job;
   };
   std::unique_ptr<DecodeJob> next =
@@ -463,10 +491,16 @@ absl::Status CacheEngine::Get(
     if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
     current->done.WaitForNotification();
     absl::Status status = current->status;
-    for (size_t offset = 0; status.ok() && offset < current->out.size();
-         offset += message_bytes) {
-      std::string piece = current->out.substr(offset, message_bytes);
-      if (!on_data(piece)) status = absl::CancelledError("client went away");
+    for (std::string& message : current->messages) {
+      if (!status.ok()) break;
+      // A token larger than a message is sent in slices.
+      for (size_t offset = 0; status.ok() && offset < message.size();
+           offset += message_bytes) {
+        std::string piece = message.size() <= message_bytes
+                                ? std::move(message)
+                                : message.substr(offset, message_bytes);
+        if (!on_data(piece)) status = absl::CancelledError("client went away");
+      }
     }
     if (!status.ok()) {
       if (next) next->done.WaitForNotification();  // it points at segments
@@ -600,29 +634,57 @@ absl::Status PutSession::Collect(size_t keep) {
 
 absl::Status PutSession::Append(std::string_view bytes) {
   const KvLayout& layout = model_->context.layout;
-  const uint64_t expected = uint64_t{tokens_.size()} * layout.bytes_per_token();
+  const size_t token_bytes = layout.bytes_per_token();
+  const uint64_t expected = uint64_t{tokens_.size()} * token_bytes;
   if (bytes_received_ + bytes.size() > expected)
     return absl::InvalidArgumentError(absl::StrCat(
         "data exceeds the ", expected, " bytes that ", tokens_.size(),
         " tokens of layout ", layout.DebugString(), " need"));
   bytes_received_ += bytes.size();
-  const size_t chunk_bytes =
-      size_t{model_->chunk_tokens} * layout.bytes_per_token();
+  // Tokens go straight from the message into their places in the chunk;
+  // only a token split across messages is copied twice.
   while (!bytes.empty()) {
-    const size_t take = std::min(bytes.size(), chunk_bytes - pending_.size());
-    pending_.append(bytes.substr(0, take));
-    bytes.remove_prefix(take);
-    if (pending_.size() == chunk_bytes) {
+    if (!chunk_) {
+      chunk_size_ = std::min<uint32_t>(model_->chunk_tokens,
+                                       tokens_.size() - next_token_);
+      chunk_ = std::make_unique_for_overwrite<std::byte[]>(chunk_size_ *
+                                                           token_bytes);
+      chunk_filled_ = 0;
+    }
+    if (!partial_token_.empty() || bytes.size() < token_bytes) {
+      const size_t take =
+          std::min(bytes.size(), token_bytes - partial_token_.size());
+      partial_token_.append(bytes.substr(0, take));
+      bytes.remove_prefix(take);
+      if (partial_token_.size() < token_bytes) break;
+      PlaceTokens(std::as_bytes(std::span(partial_token_)), 1);
+      partial_token_.clear();
+    } else {
+      const uint32_t count = static_cast<uint32_t>(std::min<size_t>(
+          bytes.size() / token_bytes, chunk_size_ - chunk_filled_));
+      PlaceTokens(std::as_bytes(std::span(bytes.data(), count * token_bytes)),
+                  count);
+      bytes.remove_prefix(count * token_bytes);
+    }
+    if (chunk_filled_ == chunk_size_) {
       if (auto status = FlushChunk(); !status.ok()) return status;
     }
   }
   return absl::OkStatus();
 }
 
+void PutSession::PlaceTokens(std::span<const std::byte> token_major,
+                             uint32_t count) {
+  const KvLayout& layout = model_->context.layout;
+  ScatterTokens(
+      layout, chunk_size_, chunk_filled_, count, token_major,
+      std::span(chunk_.get(), chunk_size_ * layout.bytes_per_token()));
+  chunk_filled_ += count;
+}
+
 absl::Status PutSession::FlushChunk() {
   const KvLayout& layout = model_->context.layout;
-  const uint32_t count =
-      static_cast<uint32_t>(pending_.size() / layout.bytes_per_token());
+  const uint32_t count = chunk_size_;
   const std::span<const int32_t> chunk_tokens(tokens_.data() + next_token_,
                                               count);
   const NodeKey key = ChildKey(parent_, chunk_tokens);
@@ -636,6 +698,7 @@ absl::Status PutSession::FlushChunk() {
           absl::StrCat("hash collision on trie node ", key.Hex()));
     ++deduped_;
     path_.push_back(key);
+    chunk_.reset();
   } else {
     auto job = std::make_unique<EncodeJob>();
     job->node.key = key;
@@ -654,32 +717,34 @@ absl::Status PutSession::FlushChunk() {
     record.set_created_unix_micros(NowMicros());
     record.set_namespace_(name_space_);
     record.set_model(model_->record.name());
-    job->token_major.swap(pending_);
+    job->chunk = std::move(chunk_);
     EncodeJob* raw = job.get();
-    engine_->pool_.Submit(
-        [this, raw,
-         info = ChunkInfo{&layout, count, next_token_, chunk_tokens}] {
-          std::vector<std::byte> chunk(info.num_bytes());
-          TokenMajorToChunk(*info.layout, info.num_tokens,
-                            std::as_bytes(std::span(raw->token_major.data(),
-                                                    raw->token_major.size())),
-                            chunk);
-          raw->token_major = std::string();  // release the input early
-          std::string payload;
-          raw->status = codec_->Encode(info, chunk, payload);
-          if (raw->status.ok()) {
-            raw->node.record.set_bytes_stored(payload.size());
-            raw->status = engine_->trie_.StagePayload(
-                raw->node.record.payload_key(), payload);
-          }
-          raw->done.Notify();
-        });
+    engine_->pool_.Submit([this, raw,
+                           info = ChunkInfo{&layout, count, next_token_,
+                                            chunk_tokens}] {
+      const std::span<const std::byte> chunk(raw->chunk.get(),
+                                             info.num_bytes());
+      std::string payload;
+      std::string_view stored;
+      if (codec_->stores_chunk_verbatim()) {
+        stored = {reinterpret_cast<const char*>(chunk.data()), chunk.size()};
+      } else {
+        raw->status = codec_->Encode(info, chunk, payload);
+        stored = payload;
+      }
+      if (raw->status.ok()) {
+        raw->node.record.set_bytes_stored(stored.size());
+        raw->status =
+            engine_->trie_.StagePayload(raw->node.record.payload_key(), stored);
+      }
+      raw->chunk.reset();
+      raw->done.Notify();
+    });
     in_flight_.push_back(std::move(job));
     if (auto status = Collect(kMaxChunksInFlight); !status.ok()) return status;
   }
   parent_ = key;
   next_token_ += count;
-  pending_.clear();
   return absl::OkStatus();
 }
 
@@ -690,9 +755,7 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
     return absl::InvalidArgumentError(absl::StrCat(
         "stream ended after ", bytes_received_, " of the ", expected,
         " data bytes that ", tokens_.size(), " tokens need"));
-  if (!pending_.empty()) {
-    if (auto status = FlushChunk(); !status.ok()) return status;
-  }
+  // Every chunk was handed off when its last token arrived.
   if (auto status = Collect(0); !status.ok()) return status;
   std::lock_guard<std::mutex> lock(engine_->trie_.write_mutex());
   if (new_model_) {

@@ -166,11 +166,14 @@ class PutSession {
   static constexpr size_t kMaxChunksInFlight = 2;
   struct EncodeJob {
     PendingNode node;
-    std::string token_major;
+    std::unique_ptr<std::byte[]> chunk;  // chunk layout
     absl::Status status;
     absl::Notification done;
   };
 
+  // Places whole tokens (token-major bytes) into the chunk being filled.
+  void PlaceTokens(std::span<const std::byte> token_major, uint32_t count);
+  // Hands the full chunk to the worker pool (or notes it as stored).
   absl::Status FlushChunk();
   // Waits until at most `keep` encodes are in flight; stages their results.
   absl::Status Collect(size_t keep);
@@ -184,7 +187,13 @@ class PutSession {
   uint64_t put_id_;
   NodeKey parent_;
   uint32_t next_token_ = 0;  // first token of the chunk being filled
-  std::string pending_;      // token-major bytes of that chunk
+  // That chunk, in chunk layout, filled as tokens arrive: its size in
+  // tokens and how many have arrived. A token split across messages waits
+  // in partial_token_.
+  std::unique_ptr<std::byte[]> chunk_;
+  uint32_t chunk_size_ = 0;
+  uint32_t chunk_filled_ = 0;
+  std::string partial_token_;
   std::deque<std::unique_ptr<EncodeJob>> in_flight_;
   std::vector<PendingNode> staged_;
   std::vector<NodeKey> path_;  // chunks that were stored already
