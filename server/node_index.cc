@@ -12,7 +12,11 @@ uint64_t TokensHashOf(const NodeRecord& record) {
 
 absl::Status NodeIndex::Load(const Trie& trie) {
   KvStore* store = trie.store();
+  // Both columns are keyed by node key: walk them side by side rather than
+  // reading each node's stats with a point lookup.
   auto it = store->NewIterator(Column::kNodes);
+  auto stats = store->NewIterator(Column::kNodeStats);
+  stats->SeekToFirst();
   absl::MutexLock lock(&mutex_);
   nodes_.clear();
   leaves_.clear();
@@ -23,17 +27,22 @@ absl::Status NodeIndex::Load(const Trie& trie) {
         !record.ParseFromArray(it->value().data(),
                                static_cast<int>(it->value().size())))
       return absl::DataLossError("a trie node record is corrupt");
-    const NodeKey key = NodeKey::FromBytes(
-        std::string_view(it->key().data(), it->key().size()));
+    while (stats->Valid() && stats->key().compare(it->key()) < 0) stats->Next();
     uint64_t visits = 0;
     int64_t last_used = 0;
-    if (auto status = trie.ReadVisits(key, visits, last_used); !status.ok())
-      return status;
+    if (stats->Valid() && stats->key() == it->key())
+      DecodeNodeStats(
+          std::string_view(stats->value().data(), stats->value().size()),
+          visits, last_used);
+    const NodeKey key = NodeKey::FromBytes(
+        std::string_view(it->key().data(), it->key().size()));
     AddLocked(key, {.parent = NodeKey::FromBytes(record.parent_key()),
                     .name_space = record.namespace_(),
                     .last_used = last_used,
                     .tokens_hash = TokensHashOf(record)});
   }
+  if (!stats->status().ok())
+    return FromRocks(stats->status(), "load node stats");
   return FromRocks(it->status(), "load the node index");
 }
 

@@ -124,6 +124,22 @@ TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {
   EXPECT_TRUE(index.TakeVisits().empty());
 }
 
+TEST_F(NodeIndexTest, LoadTakesLastUseFromTheStoredStats) {
+  const auto first = Insert(Iota(4), 4);
+  const auto second = Insert(Iota(4, 50), 4);
+  const auto third = Insert(Iota(4, 90), 4);
+  const std::vector<NodeVisits> visits = {{first[0], 1, 5000},
+                                          {third[0], 2, 7000}};
+  ASSERT_TRUE(trie_->RecordVisits(visits).ok());
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  EXPECT_EQ(index.OldestLeaf("a"), second[0]);
+  index.Remove(second[0]);
+  EXPECT_EQ(index.OldestLeaf("a"), first[0]);
+  index.Remove(first[0]);
+  EXPECT_EQ(index.OldestLeaf("a"), third[0]);
+}
+
 TEST_F(NodeIndexTest, TouchOrdersEvictionWithoutCountingVisits) {
   const auto first = Insert(Iota(4), 4);
   const auto second = Insert(Iota(4, 50), 4);
