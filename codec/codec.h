@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -66,6 +67,11 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateCodec(std::string_view spec,
 
 // Names of the registered codec families, for help texts.
 std::string ListCodecNames();
+
+// Splits a comma-separated list of codec specs. A part of the form
+// `key=value` with no ':' continues the spec before it, so
+// "turbo:3,predictive:rel_mse=0.01,prerope=0" is two specs.
+std::vector<std::string> SplitCodecSpecs(std::string_view list);
 
 }  // namespace seqkv
 
