@@ -2,7 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <bit>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -17,9 +19,13 @@ namespace {
 // Token ids as the requests' packed_tokens: little-endian int32s.
 std::string PackTokens(std::span<const int32_t> tokens) {
   std::string packed(tokens.size() * sizeof(int32_t), '\0');
-  for (size_t i = 0; i < tokens.size(); ++i)
-    absl::little_endian::Store32(packed.data() + i * sizeof(int32_t),
-                                 static_cast<uint32_t>(tokens[i]));
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(packed.data(), tokens.data(), packed.size());
+  } else {
+    for (size_t i = 0; i < tokens.size(); ++i)
+      absl::little_endian::Store32(packed.data() + i * sizeof(int32_t),
+                                   static_cast<uint32_t>(tokens[i]));
+  }
   return packed;
 }
 
