@@ -69,6 +69,10 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   db_options.create_missing_column_families = true;
   db_options.paranoid_checks = true;
   db_options.IncreaseParallelism(2);
+  // A WAL file is kept until every column family it covers is flushed, and
+  // the small ones (nodes, children, stats) rarely fill a memtable: without
+  // a cap, WAL files full of long-evicted payloads pile up on disk.
+  db_options.max_total_wal_size = 256 << 20;
 
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
