@@ -14,14 +14,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "codec/turbo/bit_packing.h"
-#include "codec/turbo/chunk_checksum.h"
 #include "codec/turbo/element_io.h"
+#include "codec/turbo/payload_header.h"
 
 namespace seqkv {
 namespace {
 
 constexpr uint8_t kFormatVersion = 1;
-constexpr size_t kHeaderBytes = 6;
 constexpr uint32_t kGroupSize = 32;
 
 uint32_t CeilDiv(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
@@ -68,7 +67,7 @@ class KiviCodec final : public Codec {
 
  private:
   size_t TotalBytes(const ChunkInfo& chunk) const {
-    return kHeaderBytes + ParamBytes(chunk) +
+    return kPayloadHeaderBytes + ParamBytes(chunk) +
            PackedBytes(chunk.num_elements(), bits_);
   }
 
@@ -91,9 +90,7 @@ absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
   const float levels = static_cast<float>((1u << bits_) - 1);
   const size_t start = out.size();
   out.reserve(start + TotalBytes(chunk));
-  out.push_back(static_cast<char>(kFormatVersion));
-  out.push_back(static_cast<char>(bits_));
-  out.append(4, '\0');  // checksum, filled in at the end
+  AppendPayloadHeader(kFormatVersion, bits_, out);
 
   std::string codes;
   codes.reserve(PackedBytes(chunk.num_elements(), bits_));
@@ -158,45 +155,24 @@ absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
   out.append(codes);
   if (out.size() - start != TotalBytes(chunk))
     return absl::InternalError("kivi: encoded size does not match the plan");
-  PutLe32(&out[start + 2],
-          ChunkChecksum(std::string_view(out).substr(start + kHeaderBytes)));
+  SealPayload(start, out);
   return absl::OkStatus();
 }
 
 absl::Status KiviCodec::Decode(const ChunkInfo& chunk, std::string_view encoded,
                                std::span<std::byte> out) const {
-  if (chunk.layout == nullptr)
-    return absl::InvalidArgumentError("kivi: chunk has no layout");
-  if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
-  if (out.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(
-        absl::StrCat("kivi: output buffer has ", out.size(),
-                     " bytes, expected ", chunk.num_bytes()));
+  if (absl::Status s = CheckDecodeArguments("kivi", chunk, out); !s.ok())
+    return s;
+  if (absl::Status s = CheckPayload("kivi", encoded, kFormatVersion, bits_,
+                                    TotalBytes(chunk));
+      !s.ok())
+    return s;
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
-  if (encoded.size() < kHeaderBytes)
-    return absl::DataLossError(
-        absl::StrCat("kivi: payload of ", encoded.size(),
-                     " bytes is shorter than the header"));
-  if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
-    return absl::DataLossError(
-        absl::StrCat("kivi: unknown format version ",
-                     static_cast<int>(static_cast<uint8_t>(encoded[0]))));
-  if (static_cast<uint8_t>(encoded[1]) != bits_)
-    return absl::DataLossError(
-        absl::StrCat("kivi: payload has bits field ",
-                     static_cast<int>(static_cast<uint8_t>(encoded[1])),
-                     ", this codec is ", spec()));
-  if (encoded.size() != TotalBytes(chunk))
-    return absl::DataLossError(absl::StrCat("kivi: payload has ",
-                                            encoded.size(), " bytes, expected ",
-                                            TotalBytes(chunk)));
-  if (ReadLe32(&encoded[2]) != ChunkChecksum(encoded.substr(kHeaderBytes)))
-    return absl::DataLossError("kivi: checksum mismatch");
 
-  const char* params = encoded.data() + kHeaderBytes;
-  BitReader reader(encoded.substr(kHeaderBytes + ParamBytes(chunk)));
+  const char* params = encoded.data() + kPayloadHeaderBytes;
+  BitReader reader(encoded.substr(kPayloadHeaderBytes + ParamBytes(chunk)));
   std::vector<float> values(size_t{tokens} * d);
   std::vector<float> scale, zero;
   size_t slot = 0;

@@ -19,16 +19,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "codec/turbo/bit_packing.h"
-#include "codec/turbo/chunk_checksum.h"
 #include "codec/turbo/element_io.h"
 #include "codec/turbo/hadamard.h"
 #include "codec/turbo/lloyd_max.h"
+#include "codec/turbo/payload_header.h"
 
 namespace seqkv {
 namespace {
 
 constexpr uint8_t kFormatVersion = 1;
-constexpr size_t kHeaderBytes = 6;
 constexpr uint64_t kRotationSeed = 0x5EC0C0DE7E5B0001ull;
 
 struct Block {
@@ -106,7 +105,7 @@ Sizes ComputeSizes(const ChunkInfo& chunk, const RowPlan& plan) {
   s.mask_bytes = plan.split ? s.num_slots * MaskBytes(plan.head_dim) : 0;
   s.norm_bytes = s.num_rows * plan.blocks.size() * 2;
   s.code_bytes = (s.num_rows * plan.code_bits_per_row + 7) / 8;
-  s.total = kHeaderBytes + s.mask_bytes + s.norm_bytes + s.code_bytes;
+  s.total = kPayloadHeaderBytes + s.mask_bytes + s.norm_bytes + s.code_bytes;
   return s;
 }
 
@@ -158,9 +157,7 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
 
   const size_t start = out.size();
   out.reserve(start + sizes.total);
-  out.push_back(static_cast<char>(kFormatVersion));
-  out.push_back(static_cast<char>(twice_bits_));
-  out.append(4, '\0');  // checksum, filled in at the end
+  AppendPayloadHeader(kFormatVersion, twice_bits_, out);
 
   // Pass 1: per slot, the channel split (fractional B only).
   std::vector<uint8_t> masks(sizes.mask_bytes, 0);
@@ -237,50 +234,29 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
   out.append(codes);
   if (out.size() - start != sizes.total)
     return absl::InternalError("turbo: encoded size does not match the plan");
-  const uint32_t checksum =
-      ChunkChecksum(std::string_view(out).substr(start + kHeaderBytes));
-  PutLe32(&out[start + 2], checksum);
+  SealPayload(start, out);
   return absl::OkStatus();
 }
 
 absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
                                 std::string_view encoded,
                                 std::span<std::byte> out) const {
-  if (chunk.layout == nullptr)
-    return absl::InvalidArgumentError("turbo: chunk has no layout");
-  if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
-  if (out.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(
-        absl::StrCat("turbo: output buffer has ", out.size(),
-                     " bytes, expected ", chunk.num_bytes()));
+  if (absl::Status s = CheckDecodeArguments("turbo", chunk, out); !s.ok())
+    return s;
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
-  if (encoded.size() < kHeaderBytes)
-    return absl::DataLossError(
-        absl::StrCat("turbo: payload of ", encoded.size(),
-                     " bytes is shorter than the header"));
-  if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
-    return absl::DataLossError(
-        absl::StrCat("turbo: unknown format version ",
-                     static_cast<int>(static_cast<uint8_t>(encoded[0]))));
-  if (static_cast<uint8_t>(encoded[1]) != twice_bits_)
-    return absl::DataLossError(absl::StrCat(
-        "turbo: payload has bits field ",
-        static_cast<uint8_t>(encoded[1]) / 2.0, ", this codec is ", spec()));
   const RowPlan plan = MakePlan(twice_bits_, d);
   const Sizes sizes = ComputeSizes(chunk, plan);
-  if (encoded.size() != sizes.total)
-    return absl::DataLossError(absl::StrCat("turbo: payload has ",
-                                            encoded.size(), " bytes, expected ",
-                                            sizes.total));
-  if (ReadLe32(&encoded[2]) != ChunkChecksum(encoded.substr(kHeaderBytes)))
-    return absl::DataLossError("turbo: checksum mismatch");
+  if (absl::Status s = CheckPayload("turbo", encoded, kFormatVersion,
+                                    twice_bits_, sizes.total);
+      !s.ok())
+    return s;
 
-  const char* masks = encoded.data() + kHeaderBytes;
+  const char* masks = encoded.data() + kPayloadHeaderBytes;
   const char* norms = masks + sizes.mask_bytes;
-  BitReader reader(
-      encoded.substr(kHeaderBytes + sizes.mask_bytes + sizes.norm_bytes));
+  BitReader reader(encoded.substr(kPayloadHeaderBytes + sizes.mask_bytes +
+                                  sizes.norm_bytes));
   std::vector<uint32_t> order;
   std::vector<float> gathered(d), row(d);
   for (size_t slot = 0; slot < sizes.num_slots; ++slot) {

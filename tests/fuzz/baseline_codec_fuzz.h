@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "codec/codec.h"
-#include "codec/turbo/chunk_checksum.h"
+#include "codec/turbo/payload_header.h"
 #include "codec/turbo/element_io.h"
 
 namespace seqkv::fuzz {
