@@ -77,13 +77,9 @@ class KiviCodec final : public Codec {
 absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
                                std::span<const std::byte> data,
                                std::string& out) const {
-  if (chunk.layout == nullptr)
-    return absl::InvalidArgumentError("kivi: chunk has no layout");
-  if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
-  if (data.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(
-        absl::StrCat("kivi: chunk has ", data.size(), " bytes, expected ",
-                     chunk.num_bytes()));
+  if (absl::Status s = CheckChunkBuffer("kivi", chunk, "chunk", data.size());
+      !s.ok())
+    return s;
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
@@ -161,7 +157,9 @@ absl::Status KiviCodec::Encode(const ChunkInfo& chunk,
 
 absl::Status KiviCodec::Decode(const ChunkInfo& chunk, std::string_view encoded,
                                std::span<std::byte> out) const {
-  if (absl::Status s = CheckDecodeArguments("kivi", chunk, out); !s.ok())
+  if (absl::Status s =
+          CheckChunkBuffer("kivi", chunk, "output buffer", out.size());
+      !s.ok())
     return s;
   if (absl::Status s = CheckPayload("kivi", encoded, kFormatVersion, bits_,
                                     TotalBytes(chunk));

@@ -18,18 +18,18 @@ void SealPayload(size_t start, std::string& out) {
       ChunkChecksum(std::string_view(out).substr(start + kPayloadHeaderBytes)));
 }
 
-absl::Status CheckDecodeArguments(std::string_view codec,
-                                  const ChunkInfo& chunk,
-                                  std::span<const std::byte> out) {
+absl::Status CheckChunkBuffer(std::string_view codec, const ChunkInfo& chunk,
+                              std::string_view buffer_name,
+                              size_t buffer_bytes) {
   const std::string name(codec);
   if (chunk.layout == nullptr)
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": chunk has no layout"));
   if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
-  if (out.size() != chunk.num_bytes())
+  if (buffer_bytes != chunk.num_bytes())
     return absl::InvalidArgumentError(
-        absl::StrCat(name, ": output buffer has ", out.size(),
-                     " bytes, expected ", chunk.num_bytes()));
+        absl::StrCat(name, ": ", std::string(buffer_name), " has ",
+                     buffer_bytes, " bytes, expected ", chunk.num_bytes()));
   return absl::OkStatus();
 }
 

@@ -30,13 +30,15 @@ void AppendPayloadHeader(uint8_t version, uint8_t bits_field, std::string& out);
 // Writes the checksum of the payload that starts at `start` in `out`.
 void SealPayload(size_t start, std::string& out);
 
-// The checks every Decode of these codecs starts with, named after `codec`
-// (its spec) in messages: `out` fits the chunk (INVALID_ARGUMENT), and
-// `encoded` has this version and bits field, `expected_size` bytes and a
-// matching checksum (DATA_LOSS).
-absl::Status CheckDecodeArguments(std::string_view codec,
-                                  const ChunkInfo& chunk,
-                                  std::span<const std::byte> out);
+// The checks every Encode and Decode of these codecs start with, naming
+// `codec` (its spec) in messages: the chunk has a valid layout and `buffer`
+// (the input chunk, or the output buffer) holds exactly the chunk's bytes
+// (INVALID_ARGUMENT).
+absl::Status CheckChunkBuffer(std::string_view codec, const ChunkInfo& chunk,
+                              std::string_view buffer_name,
+                              size_t buffer_bytes);
+// A payload has this version and bits field, `expected_size` bytes and a
+// matching checksum (else DATA_LOSS).
 absl::Status CheckPayload(std::string_view codec, std::string_view encoded,
                           uint8_t version, uint8_t bits_field,
                           size_t expected_size);

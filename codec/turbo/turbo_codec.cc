@@ -142,13 +142,9 @@ class TurboCodec final : public Codec {
 absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
                                 std::span<const std::byte> data,
                                 std::string& out) const {
-  if (chunk.layout == nullptr)
-    return absl::InvalidArgumentError("turbo: chunk has no layout");
-  if (absl::Status s = chunk.layout->Validate(); !s.ok()) return s;
-  if (data.size() != chunk.num_bytes())
-    return absl::InvalidArgumentError(
-        absl::StrCat("turbo: chunk has ", data.size(), " bytes, expected ",
-                     chunk.num_bytes()));
+  if (absl::Status s = CheckChunkBuffer("turbo", chunk, "chunk", data.size());
+      !s.ok())
+    return s;
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
   const uint32_t tokens = chunk.num_tokens;
@@ -241,7 +237,9 @@ absl::Status TurboCodec::Encode(const ChunkInfo& chunk,
 absl::Status TurboCodec::Decode(const ChunkInfo& chunk,
                                 std::string_view encoded,
                                 std::span<std::byte> out) const {
-  if (absl::Status s = CheckDecodeArguments("turbo", chunk, out); !s.ok())
+  if (absl::Status s =
+          CheckChunkBuffer("turbo", chunk, "output buffer", out.size());
+      !s.ok())
     return s;
   const KvLayout& layout = *chunk.layout;
   const uint32_t d = layout.head_dim;
