@@ -22,17 +22,20 @@ namespace {
 using predictive::ByteReader;
 using predictive::GroupShape;
 using predictive::PutVarint;
+using predictive::RansDecoder;
 using predictive::ResidualDecoder;
 using predictive::RopeTable;
 
 // Chunk payload: u8 'P' | u8 version | varint num_groups | per group, in
-// (layer, tensor) order: varint size | u8 flags | residual group (see
-// residual_coder.h) | u32 checksum (XXH32 of everything before it). Groups
-// are length-prefixed so a reader can skip them. The checksum makes every
-// corruption detectable, including ones that would decode to valid numbers
-// (a flipped step or offset).
+// (layer, tensor) order: varint size | u8 flags | residual group header (see
+// residual_coder.h) | one rANS stream with the symbols of every coded group,
+// in group order | u32 checksum (XXH32 of everything before it). Groups are
+// length-prefixed, which is how the decoder finds the stream. One stream
+// per chunk, rather than one per group, pays the 64 states' final words
+// once. The checksum makes every corruption detectable, including ones that
+// would decode to valid numbers (a flipped step or offset).
 constexpr uint8_t kMagic = 'P';
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;
 constexpr uint8_t kFlagPreRope = 1;
 constexpr uint8_t kFlagLayer0 = 2;
 
@@ -236,6 +239,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
 
   std::vector<float> values(shape.num_elements());
   std::string group_bytes;
+  std::vector<predictive::GroupSymbols> symbols(num_groups);
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
       const uint32_t group = layer * tensors + tensor;
@@ -277,8 +281,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       group_bytes.clear();
       group_bytes.push_back(static_cast<char>((rotate ? kFlagPreRope : 0) |
                                               (predict ? kFlagLayer0 : 0)));
-      const double error =
-          predictive::EncodeResidual(shape, values, budget, group_bytes);
+      const double error = predictive::EncodeResidual(
+          shape, values, budget, group_bytes, symbols[group]);
       PutVarint(group_bytes.size(), out);
       out += group_bytes;
 
@@ -291,6 +295,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       }
     }
   }
+  predictive::EncodeSymbolStream(symbols, out);
   AppendChecksum(payload_start, out);
   return absl::OkStatus();
 }
@@ -329,6 +334,20 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
     return absl::OkStatus();
   }
 
+  // The groups come first; the rANS stream is what follows them.
+  std::vector<std::string_view> group_bytes(num_groups);
+  for (uint32_t group = 0; group < num_groups; ++group) {
+    uint64_t size;
+    if (!reader.GetVarint(size) || !reader.GetBytes(size, group_bytes[group]) ||
+        group_bytes[group].empty())
+      return absl::DataLossError(
+          absl::StrCat("predictive: group ", group, " is truncated"));
+  }
+  std::string_view stream;
+  reader.GetBytes(reader.remaining(), stream);
+  RansDecoder rans(std::as_bytes(std::span(stream)));
+  bool any_coded = false;
+
   const GroupShape shape{layout_.num_kv_heads, chunk.num_tokens,
                          layout_.head_dim};
   const size_t dsize = DTypeSize(layout_.dtype);
@@ -338,15 +357,8 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   ResidualDecoder decoder;
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
-      uint64_t size;
-      std::string_view bytes;
-      uint8_t flags;
-      if (!reader.GetVarint(size) || !reader.GetBytes(size, bytes) ||
-          bytes.empty())
-        return absl::DataLossError(absl::StrCat("predictive: group (layer ",
-                                                layer, ", tensor ", tensor,
-                                                ") is truncated"));
-      flags = static_cast<uint8_t>(bytes[0]);
+      std::string_view bytes = group_bytes[layer * tensors + tensor];
+      const uint8_t flags = static_cast<uint8_t>(bytes[0]);
       bytes.remove_prefix(1);
       const bool rotate = flags & kFlagPreRope;
       const bool predict = flags & kFlagLayer0;
@@ -370,11 +382,12 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
         rope.emplace(layout_.rope, width, chunk.first_position,
                      chunk.num_tokens);
       if (absl::Status s = decoder.Open(shape, bytes); !s.ok()) return s;
+      any_coded |= decoder.coded();
       std::byte* dst =
           out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
-          if (!decoder.NextRow(row.data()))
+          if (!decoder.NextRow(rans, row.data()))
             return absl::DataLossError("predictive: corrupt escapes");
           if (predict)
             AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, 1.0f,
@@ -387,8 +400,9 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
       if (absl::Status s = decoder.Finish(); !s.ok()) return s;
     }
   }
-  if (reader.remaining() != 0)
-    return absl::DataLossError("predictive: trailing bytes after the groups");
+  // Without coded groups there is no stream at all.
+  if (any_coded ? !rans.FinishedCleanly() : !stream.empty())
+    return absl::DataLossError("predictive: corrupt entropy stream");
   return absl::OkStatus();
 }
 

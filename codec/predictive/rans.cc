@@ -59,34 +59,81 @@ void NormalizeFrequencies(std::span<const uint32_t> counts,
   }
 }
 
-void EncodeModel::Build(std::span<const uint16_t> freqs) {
-  uint32_t start_so_far = 0;
+void BuildEncodeTable(std::span<const uint16_t> freqs, EncodeTable& table) {
+  uint32_t start = 0;
   for (int s = 0; s < kAlphabetSize; ++s) {
-    freq[s] = freqs[s];
-    start[s] = static_cast<uint16_t>(start_so_far);
-    start_so_far += freqs[s];
+    const uint32_t freq = freqs[s];
+    EncodeSymbol& e = table[s];
+    e.bias = start;
+    start += freq;
+    if (freq == 0) {
+      e = EncodeSymbol();  // never coded
+      continue;
+    }
+    e.reciprocal = ((uint64_t{1} << 43) + freq - 1) / freq;
+    e.x_max = ((kRansLow >> kProbBits) << 16) * freq;
+    e.complement = kProbScale - freq;
   }
 }
 
-bool DecodeModel::Build(std::span<const uint16_t> freqs) {
+bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries) {
   uint32_t slot = 0;
   for (int s = 0; s < kAlphabetSize; ++s) {
     const uint32_t f = freqs[s];
     if (f >= kProbScale || slot + f > kProbScale) return false;
-    for (uint32_t i = 0; i < f; ++i)
-      entry[slot + i] = uint32_t(s) << 24 | f << 12 | i;
+    const uint32_t base = uint32_t(s) << 24 | f << 12;
+    for (uint32_t i = 0; i < f; ++i) entries[slot + i] = base | i;
     slot += f;
   }
   return slot == kProbScale;
 }
 
 std::vector<uint16_t> RansEncoder::Finish() {
+  // The decoder reads state 0 first, each as high word then low word.
   for (int i = kNumStates - 1; i >= 0; --i) {
     words_.push_back(static_cast<uint16_t>(states_[i]));
     words_.push_back(static_cast<uint16_t>(states_[i] >> 16));
   }
   std::reverse(words_.begin(), words_.end());
   return std::move(words_);
+}
+
+RansDecoder::RansDecoder(std::span<const std::byte> bytes)
+    : next_(bytes.data()),
+      end_(bytes.data() + (bytes.size() & ~size_t{1})),
+      odd_(bytes.size() & 1) {
+  for (uint32_t& x : states_) {
+    x = uint32_t{ReadWord()} << 16;
+    x |= ReadWord();
+  }
+}
+
+void RansDecoder::GetSymbols(const uint32_t* entries, const uint32_t* table_of,
+                             uint32_t n, uint8_t* out) {
+  const size_t position = position_;
+  position_ += n;
+  // Each symbol reads at most one word, so with n words left no read can
+  // pass the end and the checks (and branches) go away.
+  const bool fast = words_left() >= n;
+  const std::byte* p = next_;
+  for (uint32_t d = 0; d < n; ++d) {
+    uint32_t& x = states_[(position + d) & (kNumStates - 1)];
+    const uint32_t e = entries[table_of[d] + (x & (kProbScale - 1))];
+    x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
+    out[d] = static_cast<uint8_t>(e >> 24);
+    if (fast) {
+      uint16_t word;
+      std::memcpy(&word, p, sizeof(word));
+      const bool refill = x < kRansLow;
+      x = refill ? (x << 16) | word : x;
+      p += refill ? sizeof(word) : 0;
+    } else if (x < kRansLow) {
+      next_ = p;
+      x = (x << 16) | ReadWord();
+      p = next_;
+    }
+  }
+  next_ = p;
 }
 
 }  // namespace seqkv::predictive

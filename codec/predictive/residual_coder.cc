@@ -1,10 +1,12 @@
 #include "codec/predictive/residual_coder.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "codec/predictive/rans_avx512.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -75,7 +77,12 @@ absl::Status Corrupt(std::string_view what) {
 }  // namespace
 
 double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out) {
+                      double error_budget, std::string& out,
+                      GroupSymbols& symbols_out) {
+  symbols_out.shape = shape;
+  symbols_out.symbols.clear();
+  symbols_out.table_of.clear();
+  symbols_out.freqs.clear();
   const size_t n = residual.size();
   // Independent lanes so the loop vectorizes instead of waiting on one
   // accumulator.
@@ -209,18 +216,19 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
     out.push_back(static_cast<char>(class_of[c] | high << 4));
   }
   uint32_t present = 0;
-  std::vector<EncodeModel> models(kNumClasses);
-  std::array<uint16_t, kAlphabetSize> freqs;
   for (int k = 0; k < kNumClasses; ++k) {
     bool used = false;
     for (uint32_t count : counts[k]) used |= count > 0;
     if (used) present |= 1u << k;
   }
   PutU16(present, out);
+  std::array<uint8_t, kNumClasses> table_of_class{};
   for (int k = 0; k < kNumClasses; ++k) {
     if (!(present >> k & 1)) continue;
+    table_of_class[k] = static_cast<uint8_t>(symbols_out.freqs.size());
+    std::array<uint16_t, kAlphabetSize>& freqs =
+        symbols_out.freqs.emplace_back();
     NormalizeFrequencies(counts[k], freqs);
-    models[k].Build(freqs);
     int lo = 0;
     int hi = kAlphabetSize - 1;
     while (freqs[lo] == 0) ++lo;
@@ -232,26 +240,54 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   PutVarint(escapes.size(), out);
   out += escapes;
 
+  symbols_out.table_of.resize(channels);
+  for (size_t c = 0; c < channels; ++c)
+    symbols_out.table_of[c] = table_of_class[class_of[c]];
+  symbols_out.symbols = std::move(symbols);
+  return best_error;
+}
+
+void EncodeSymbolStream(std::span<const GroupSymbols> groups,
+                        std::string& out) {
+  size_t position = 0;
+  for (const GroupSymbols& group : groups) position += group.symbols.size();
+  if (position == 0) return;
   RansEncoder encoder;
-  for (uint32_t h = shape.num_heads; h-- > 0;) {
-    const uint8_t* cls = &class_of[size_t{h} * width];
-    for (uint32_t t = tokens; t-- > 0;) {
-      const size_t base = (size_t{h} * tokens + t) * width;
-      for (uint32_t d = width; d-- > 0;)
-        encoder.Put(base + d, models[cls[d]], symbols[base + d]);
+  std::vector<EncodeTable> tables;
+  std::vector<const EncodeSymbol*> table_of;
+  for (size_t g = groups.size(); g-- > 0;) {
+    const GroupSymbols& group = groups[g];
+    if (group.symbols.empty()) continue;
+    tables.resize(group.freqs.size());
+    for (size_t k = 0; k < tables.size(); ++k)
+      BuildEncodeTable(group.freqs[k], tables[k]);
+    table_of.resize(group.table_of.size());
+    for (size_t c = 0; c < table_of.size(); ++c)
+      table_of[c] = tables[group.table_of[c]].data();
+    const GroupShape& shape = group.shape;
+    const uint32_t width = shape.head_dim;
+    const uint8_t* symbol = group.symbols.data() + group.symbols.size();
+    for (uint32_t h = shape.num_heads; h-- > 0;) {
+      const EncodeSymbol* const* row_tables = &table_of[size_t{h} * width];
+      for (uint32_t t = shape.num_tokens; t-- > 0;) {
+        for (uint32_t d = width; d-- > 0;) {
+          --symbol;
+          --position;
+          encoder.Put(position, row_tables[d][*symbol]);
+        }
+      }
     }
   }
   const std::vector<uint16_t> words = encoder.Finish();
   out.append(reinterpret_cast<const char*>(words.data()),
              words.size() * sizeof(uint16_t));
-  return best_error;
 }
 
 absl::Status ResidualDecoder::Open(const GroupShape& shape,
                                    std::string_view bytes) {
   shape_ = shape;
-  next_index_ = 0;
   next_row_ = 0;
+  escapes_ = ByteReader(std::string_view());
   ByteReader reader(bytes);
   uint8_t mode;
   if (!reader.GetByte(mode)) return Corrupt("missing mode");
@@ -285,9 +321,12 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   if (!reader.GetByte(present_lo) || !reader.GetByte(present_hi))
     return Corrupt("class mask");
   const uint32_t present = present_lo | uint32_t{present_hi} << 8;
-  models_.clear();
-  std::array<const DecodeModel*, kNumClasses> model_of_class{};
+  std::array<int, kNumClasses> table_of_class;
+  table_of_class.fill(-1);
+  const int num_tables = std::popcount(present);
+  entries_.resize(size_t{kProbScale} * num_tables);
   std::array<uint16_t, kAlphabetSize> freqs;
+  int table = 0;
   for (int k = 0; k < kNumClasses; ++k) {
     if (!(present >> k & 1)) continue;
     uint8_t lo, hi;
@@ -300,36 +339,35 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
         return Corrupt("frequency table");
       freqs[s] = static_cast<uint16_t>(f);
     }
-    auto model = std::make_unique<DecodeModel>();
-    if (!model->Build(freqs)) return Corrupt("frequencies do not sum up");
-    model_of_class[k] = model.get();
-    models_.push_back(std::move(model));
+    if (!BuildDecodeTable(freqs, &entries_[size_t{kProbScale} * table]))
+      return Corrupt("frequencies do not sum up");
+    table_of_class[k] = table++;
   }
-  model_of_.resize(channels);
+  table_of_.resize(channels);
   for (size_t c = 0; c < channels; ++c) {
-    model_of_[c] = model_of_class[class_of[c]];
-    if (model_of_[c] == nullptr) return Corrupt("channel class without table");
+    if (table_of_class[class_of[c]] < 0)
+      return Corrupt("channel class without table");
+    table_of_[c] =
+        kProbScale * static_cast<uint32_t>(table_of_class[class_of[c]]);
   }
   uint64_t escape_size;
   std::string_view escape_bytes;
   if (!reader.GetVarint(escape_size) ||
       !reader.GetBytes(escape_size, escape_bytes))
     return Corrupt("escapes");
+  if (reader.remaining() != 0) return Corrupt("bytes after the escapes");
   escapes_ = ByteReader(escape_bytes);
-  std::string_view stream;
-  reader.GetBytes(reader.remaining(), stream);
-  rans_ = std::make_unique<RansDecoder>(std::as_bytes(std::span(stream)));
   symbols_.resize(shape.head_dim);
   float_offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c)
     float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
+  vector_kernel_ = shape.head_dim % kNumStates == 0 && CanDecodeWithAvx512();
   return absl::OkStatus();
 }
 
-bool ResidualDecoder::DecodeEscapes(float* row, const uint8_t* symbols,
-                                    size_t channel_base) {
+bool ResidualDecoder::DecodeEscapes(float* row, size_t channel_base) {
   for (uint32_t d = 0; d < shape_.head_dim; ++d) {
-    if (symbols[d] != kEscapeSymbol) continue;
+    if (symbols_[d] != kEscapeSymbol) continue;
     uint64_t raw;
     if (!escapes_.GetVarint(raw)) return false;
     const int64_t delta = UnZigZag(raw);
@@ -339,7 +377,7 @@ bool ResidualDecoder::DecodeEscapes(float* row, const uint8_t* symbols,
   return true;
 }
 
-bool ResidualDecoder::NextRow(float* row) {
+bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
   const uint32_t width = shape_.head_dim;
   if (all_zero_) {
     std::fill(row, row + width, 0.0f);
@@ -347,28 +385,30 @@ bool ResidualDecoder::NextRow(float* row) {
   }
   const size_t channel_base = (next_row_ / shape_.num_tokens) * width;
   ++next_row_;
-  const DecodeModel* const* models = &model_of_[channel_base];
-  uint8_t* symbols = symbols_.data();
-  rans_->GetRow(next_index_, models, width, symbols);
-  next_index_ += width;
-
-  // One vectorizable pass: (symbol + offset - bias) * step, exact in float
-  // as indices stay below 2^23. Escaped symbols are patched afterwards.
+  const uint32_t* table_of = &table_of_[channel_base];
   const float* offsets = &float_offsets_[channel_base];
-  const float step = step_;
-  uint8_t largest = 0;
-  for (uint32_t d = 0; d < width; ++d) {
-    row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
-    largest = std::max(largest, symbols[d]);
+  uint8_t* symbols = symbols_.data();
+  bool escaped;
+  if (vector_kernel_ && rans.position() % kNumStates == 0 &&
+      rans.words_left() >= width) {
+    escaped = DecodeRowAvx512(rans, entries_.data(), table_of, offsets, step_,
+                              width, kEscapeSymbol, symbols, row);
+  } else {
+    rans.GetSymbols(entries_.data(), table_of, width, symbols);
+    // (symbol + offset - bias) * step, exact in float as indices stay below
+    // 2^23; the vector kernel computes the same.
+    const float step = step_;
+    uint8_t largest = 0;
+    for (uint32_t d = 0; d < width; ++d) {
+      row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
+      largest = std::max(largest, symbols[d]);
+    }
+    escaped = largest == kEscapeSymbol;
   }
-  if (largest == kEscapeSymbol && !DecodeEscapes(row, symbols, channel_base))
-    return false;
-  return true;
+  return !escaped || DecodeEscapes(row, channel_base);
 }
 
 absl::Status ResidualDecoder::Finish() const {
-  if (all_zero_) return absl::OkStatus();
-  if (!rans_->FinishedCleanly()) return Corrupt("entropy stream");
   if (escapes_.remaining() != 0) return Corrupt("unused escapes");
   return absl::OkStatus();
 }
