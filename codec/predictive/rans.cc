@@ -88,14 +88,14 @@ bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries) {
   return slot == kProbScale;
 }
 
-std::vector<uint16_t> RansEncoder::Finish() {
+void RansEncoder::Finish(std::string& out) {
   // The decoder reads state 0 first, each as high word then low word.
   for (int i = kNumStates - 1; i >= 0; --i) {
-    words_.push_back(static_cast<uint16_t>(states_[i]));
-    words_.push_back(static_cast<uint16_t>(states_[i] >> 16));
+    words_[--next_] = static_cast<uint16_t>(states_[i]);
+    words_[--next_] = static_cast<uint16_t>(states_[i] >> 16);
   }
-  std::reverse(words_.begin(), words_.end());
-  return std::move(words_);
+  out.append(reinterpret_cast<const char*>(&words_[next_]),
+             (capacity_ - next_) * sizeof(uint16_t));
 }
 
 RansDecoder::RansDecoder(std::span<const std::byte> bytes)

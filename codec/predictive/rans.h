@@ -15,7 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace seqkv::predictive {
@@ -53,29 +55,39 @@ void BuildEncodeTable(std::span<const uint16_t> freqs, EncodeTable& table);
 // to `entries`; returns false unless the frequencies sum to kProbScale.
 bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries);
 
-// Encodes symbols last to first (rANS is LIFO) into 16-bit words; Finish
-// returns the stream in decoding order.
+// Encodes symbols last to first (rANS is LIFO) into 16-bit words, written
+// back to front so that the stream comes out in decoding order.
 class RansEncoder {
  public:
-  RansEncoder() { states_.fill(kRansLow); }
+  // Room for `num_symbols` symbols: each writes at most one word.
+  explicit RansEncoder(size_t num_symbols)
+      : capacity_(num_symbols + 2 * kNumStates),
+        words_(std::make_unique_for_overwrite<uint16_t[]>(capacity_)),
+        next_(capacity_) {
+    states_.fill(kRansLow);
+  }
   // `position` is the symbol's index in decoding order; it picks the state.
   void Put(size_t position, const EncodeSymbol& symbol) {
     uint32_t& x = states_[position & (kNumStates - 1)];
-    if (x >= symbol.x_max) {
-      words_.push_back(static_cast<uint16_t>(x));
-      x >>= 16;
-    }
+    // Branch-free renormalization: the word is always written and kept
+    // only when needed (about one symbol in eight needs it, unpredictably).
+    const bool renormalize = x >= symbol.x_max;
+    words_[next_ - 1] = static_cast<uint16_t>(x);
+    next_ -= renormalize;
+    x = renormalize ? x >> 16 : x;
     const uint32_t q = static_cast<uint32_t>(
         (static_cast<unsigned __int128>(x) * symbol.reciprocal) >> 43);
     // x' = (q << kProbBits) + (x - q * freq) + start.
     x += symbol.bias + q * symbol.complement;
   }
-  // Appends the final states; the result is read front to back.
-  std::vector<uint16_t> Finish();
+  // Writes the final states and appends the whole stream to `out`.
+  void Finish(std::string& out);
 
  private:
+  size_t capacity_;
+  std::unique_ptr<uint16_t[]> words_;
+  size_t next_;  // words_[next_, capacity_) is the stream so far
   std::array<uint32_t, kNumStates> states_;
-  std::vector<uint16_t> words_;
 };
 
 // Decodes a stream made by RansEncoder. Reading past the end yields zero

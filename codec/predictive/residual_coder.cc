@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/predictive/rans_avx512.h"
+#include "codec/predictive/row_ops.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -20,10 +21,12 @@ inline float RoundToInt(float x) {
 
 inline float ClampIndex(float x) {
   constexpr float kLimit = static_cast<float>(kMaxIndex);
-  return std::min(std::max(x, -kLimit), kLimit);
+  x = x < -kLimit ? -kLimit : x;
+  return x > kLimit ? kLimit : x;
 }
 
 // Squared error of quantizing `values` with `step`.
+SEQKV_ROW_CLONES
 double QuantizationError(std::span<const float> values, float step) {
   const float inverse = 1.0f / step;
   constexpr int kLanes = 16;
@@ -54,6 +57,47 @@ double QuantizationError(std::span<const float> values, float step) {
     }
   }
   return total;
+}
+
+// index = round(residual / step) for every value, row by row, and the sum
+// of each channel's indices.
+SEQKV_ROW_CLONES
+void QuantizeRows(const GroupShape& shape, const float* __restrict residual,
+                  float step, int32_t* __restrict index,
+                  int64_t* __restrict sums) {
+  const float inverse = 1.0f / step;
+  const uint32_t width = shape.head_dim;
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    int64_t* __restrict sum = sums + size_t{h} * width;
+    for (uint32_t t = 0; t < shape.num_tokens; ++t) {
+      const size_t base = (size_t{h} * shape.num_tokens + t) * width;
+      for (uint32_t d = 0; d < width; ++d) {
+        const int32_t q = static_cast<int32_t>(
+            RoundToInt(ClampIndex(residual[base + d] * inverse)));
+        index[base + d] = q;
+        sum[d] += q;
+      }
+    }
+  }
+}
+
+// Symbols of one row (index - offset + bias, or the escape symbol) and the
+// channels' sums of |index - offset|. Returns false when a symbol is the
+// escape symbol.
+SEQKV_ROW_CLONES
+bool SymbolRow(uint32_t width, const int32_t* __restrict index,
+               const int32_t* __restrict offsets, uint8_t* __restrict symbols,
+               int64_t* __restrict abs_sums) {
+  uint32_t escaped = 0;
+  for (uint32_t d = 0; d < width; ++d) {
+    const int32_t delta = index[d] - offsets[d];
+    abs_sums[d] += delta < 0 ? -delta : delta;
+    const uint32_t biased = static_cast<uint32_t>(delta + kSymbolBias);
+    const bool escape = biased > 2 * kSymbolBias;
+    escaped |= escape;
+    symbols[d] = static_cast<uint8_t>(escape ? kEscapeSymbol : biased);
+  }
+  return escaped == 0;
 }
 
 // Spread class of a channel from its mean |index - offset|: classes are
@@ -160,44 +204,35 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   const uint32_t tokens = shape.num_tokens;
   const uint32_t width = shape.head_dim;
   std::vector<int32_t> index(n);
-  const float inverse = 1.0f / step;
-  for (size_t i = 0; i < n; ++i)
-    index[i] =
-        static_cast<int32_t>(RoundToInt(ClampIndex(residual[i] * inverse)));
-
   std::vector<int64_t> sums(channels, 0);
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
-    for (uint32_t t = 0; t < tokens; ++t) {
-      const int32_t* row = &index[(size_t{h} * tokens + t) * width];
-      int64_t* sum = &sums[size_t{h} * width];
-      for (uint32_t d = 0; d < width; ++d) sum[d] += row[d];
-    }
+  QuantizeRows(shape, residual.data(), step, index.data(), sums.data());
   std::vector<int32_t> offsets(channels);
   for (size_t c = 0; c < channels; ++c)
     offsets[c] = static_cast<int32_t>(
         std::llround(static_cast<double>(sums[c]) / tokens));
 
   std::vector<uint8_t> symbols(n);
-  std::vector<double> abs_sums(channels, 0);
+  std::vector<int64_t> abs_sums(channels, 0);
   std::string escapes;
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    const size_t channel_base = size_t{h} * width;
     for (uint32_t t = 0; t < tokens; ++t) {
       const size_t base = (size_t{h} * tokens + t) * width;
-      const size_t channel_base = size_t{h} * width;
-      for (uint32_t d = 0; d < width; ++d) {
-        const int32_t delta = index[base + d] - offsets[channel_base + d];
-        abs_sums[channel_base + d] += std::abs(delta);
-        if (delta >= -kSymbolBias && delta <= kSymbolBias) {
-          symbols[base + d] = static_cast<uint8_t>(delta + kSymbolBias);
-        } else {
-          symbols[base + d] = kEscapeSymbol;
-          PutVarint(ZigZag(delta), escapes);
-        }
+      if (!SymbolRow(width, &index[base], &offsets[channel_base],
+                     &symbols[base], &abs_sums[channel_base])) {
+        // Rare: residuals beyond the alphabet go to the escape bytes, in
+        // the order the decoder meets them.
+        for (uint32_t d = 0; d < width; ++d)
+          if (symbols[base + d] == kEscapeSymbol)
+            PutVarint(ZigZag(index[base + d] - offsets[channel_base + d]),
+                      escapes);
       }
     }
+  }
   std::vector<uint8_t> class_of(channels);
   for (size_t c = 0; c < channels; ++c)
-    class_of[c] = static_cast<uint8_t>(SpreadClass(abs_sums[c] / tokens));
+    class_of[c] = static_cast<uint8_t>(
+        SpreadClass(static_cast<double>(abs_sums[c]) / tokens));
 
   std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
   for (auto& c : counts) c.fill(0);
@@ -252,7 +287,7 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
   size_t position = 0;
   for (const GroupSymbols& group : groups) position += group.symbols.size();
   if (position == 0) return;
-  RansEncoder encoder;
+  RansEncoder encoder(position);
   std::vector<EncodeTable> tables;
   std::vector<const EncodeSymbol*> table_of;
   for (size_t g = groups.size(); g-- > 0;) {
@@ -278,9 +313,7 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
       }
     }
   }
-  const std::vector<uint16_t> words = encoder.Finish();
-  out.append(reinterpret_cast<const char*>(words.data()),
-             words.size() * sizeof(uint16_t));
+  encoder.Finish(out);
 }
 
 absl::Status ResidualDecoder::Open(const GroupShape& shape,

@@ -6,15 +6,6 @@
 
 #include "codec/float_bits.h"
 
-// Each function is compiled for AVX-512, AVX2 and the baseline, and the
-// loader picks one (GCC's function multiversioning).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SEQKV_ROW_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SEQKV_ROW_CLONES
-#endif
-
 namespace seqkv::predictive {
 namespace {
 

@@ -13,6 +13,16 @@
 #include "codec/kv_layout.h"
 #include "codec/predictive/rope.h"
 
+// Marks a function to be compiled for AVX-512, AVX2 and the baseline, the
+// loader picking one (GCC's function multiversioning). Only for loops whose
+// results do not depend on the vector width.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SEQKV_ROW_CLONES \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SEQKV_ROW_CLONES
+#endif
+
 namespace seqkv::predictive {
 
 // What lies between one stored row (head_dim values of one token and head)
