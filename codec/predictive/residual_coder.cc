@@ -59,6 +59,34 @@ double QuantizationError(std::span<const float> values, float step) {
   return total;
 }
 
+// Sum of squares and largest magnitude, in independent lanes so the loop
+// vectorizes instead of waiting on one accumulator.
+SEQKV_ROW_CLONES
+void EnergyAndMax(const float* __restrict x, size_t n, double& energy,
+                  float& max_abs) {
+  constexpr int kLanes = 8;
+  double lane_energy[kLanes] = {};
+  float lane_max[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      lane_energy[j] += double{x[i + j]} * double{x[i + j]};
+      const float magnitude = std::fabs(x[i + j]);
+      lane_max[j] = lane_max[j] < magnitude ? magnitude : lane_max[j];
+    }
+  }
+  energy = 0;
+  max_abs = 0;
+  for (; i < n; ++i) {
+    energy += double{x[i]} * double{x[i]};
+    max_abs = std::max(max_abs, std::fabs(x[i]));
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    energy += lane_energy[j];
+    max_abs = std::max(max_abs, lane_max[j]);
+  }
+}
+
 // index = round(residual / step) for every value, row by row, and the sum
 // of each channel's indices.
 SEQKV_ROW_CLONES
@@ -128,29 +156,9 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   symbols_out.table_of.clear();
   symbols_out.freqs.clear();
   const size_t n = residual.size();
-  // Independent lanes so the loop vectorizes instead of waiting on one
-  // accumulator.
-  constexpr int kLanes = 8;
-  double lane_energy[kLanes] = {};
-  float lane_max[kLanes] = {};
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const float x = residual[i + j];
-      lane_energy[j] += double{x} * x;
-      lane_max[j] = std::max(lane_max[j], std::fabs(x));
-    }
-  }
-  double energy = 0;
-  float max_abs = 0;
-  for (; i < n; ++i) {
-    energy += double{residual[i]} * residual[i];
-    max_abs = std::max(max_abs, std::fabs(residual[i]));
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    energy += lane_energy[j];
-    max_abs = std::max(max_abs, lane_max[j]);
-  }
+  double energy;
+  float max_abs;
+  EnergyAndMax(residual.data(), n, energy, max_abs);
   if (energy <= error_budget || max_abs == 0) {
     out.push_back(1);  // every index is 0: the prediction alone is enough
     return energy;
@@ -234,13 +242,27 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
     class_of[c] = static_cast<uint8_t>(
         SpreadClass(static_cast<double>(abs_sums[c]) / tokens));
 
-  std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
-  for (auto& c : counts) c.fill(0);
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
+  // Symbol counts per class, in four interleaved copies so that runs of the
+  // same symbol (most are the class's mode) do not wait on each other's
+  // increments.
+  constexpr int kCopies = 4;
+  std::vector<std::array<uint32_t, kAlphabetSize>> copies(kCopies *
+                                                          kNumClasses);
+  for (auto& c : copies) c.fill(0);
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    const uint8_t* cls = &class_of[size_t{h} * width];
     for (uint32_t t = 0; t < tokens; ++t) {
-      const size_t base = (size_t{h} * tokens + t) * width;
-      const uint8_t* cls = &class_of[size_t{h} * width];
-      for (uint32_t d = 0; d < width; ++d) ++counts[cls[d]][symbols[base + d]];
+      const uint8_t* row = &symbols[(size_t{h} * tokens + t) * width];
+      for (uint32_t d = 0; d < width; ++d)
+        ++copies[cls[d] * kCopies + d % kCopies][row[d]];
+    }
+  }
+  std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
+  for (int k = 0; k < kNumClasses; ++k)
+    for (int v = 0; v < kAlphabetSize; ++v) {
+      uint32_t count = 0;
+      for (int c = 0; c < kCopies; ++c) count += copies[k * kCopies + c][v];
+      counts[k][v] = count;
     }
 
   out.push_back(0);

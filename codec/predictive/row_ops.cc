@@ -9,10 +9,6 @@
 namespace seqkv::predictive {
 namespace {
 
-// Rows are converted in blocks through a local buffer: the output bytes
-// have no alignment, and stores through std::byte would alias everything.
-constexpr uint32_t kBlock = 256;
-
 inline float Bf16ToFloat(uint16_t bits) {
   return std::bit_cast<float>(uint32_t{bits} << 16);
 }
@@ -28,7 +24,7 @@ inline uint16_t FloatToBf16Bits(float value) {
 
 SEQKV_ROW_CLONES
 void FinishRow(const RowTransform& transform, float* __restrict row,
-               std::byte* dst) {
+               std::byte* __restrict dst) {
   const uint32_t width = transform.width;
   if (transform.prediction != nullptr) {
     const uint16_t* __restrict prediction = transform.prediction;
@@ -57,20 +53,18 @@ void FinishRow(const RowTransform& transform, float* __restrict row,
       }
     }
   }
-  uint16_t bits[kBlock];
+  // Stores go through memcpy: the output has no alignment.
   switch (transform.dtype) {
     case DType::kBF16:
-      for (uint32_t i = 0; i < width; i += kBlock) {
-        const uint32_t n = std::min(kBlock, width - i);
-        for (uint32_t j = 0; j < n; ++j) bits[j] = FloatToBf16Bits(row[i + j]);
-        std::memcpy(dst + 2 * size_t{i}, bits, 2 * size_t{n});
+      for (uint32_t i = 0; i < width; ++i) {
+        const uint16_t bits = FloatToBf16Bits(row[i]);
+        std::memcpy(dst + 2 * size_t{i}, &bits, 2);
       }
       return;
     case DType::kFP16:
-      for (uint32_t i = 0; i < width; i += kBlock) {
-        const uint32_t n = std::min(kBlock, width - i);
-        for (uint32_t j = 0; j < n; ++j) bits[j] = FloatToFp16(row[i + j]);
-        std::memcpy(dst + 2 * size_t{i}, bits, 2 * size_t{n});
+      for (uint32_t i = 0; i < width; ++i) {
+        const uint16_t bits = FloatToFp16(row[i]);
+        std::memcpy(dst + 2 * size_t{i}, &bits, 2);
       }
       return;
     case DType::kFP32:
@@ -80,23 +74,22 @@ void FinishRow(const RowTransform& transform, float* __restrict row,
 }
 
 SEQKV_ROW_CLONES
-double StartRow(const RowTransform& transform, const std::byte* src,
+double StartRow(const RowTransform& transform, const std::byte* __restrict src,
                 float* __restrict row) {
   const uint32_t width = transform.width;
-  uint16_t bits[kBlock];
   switch (transform.dtype) {
     case DType::kBF16:
-      for (uint32_t i = 0; i < width; i += kBlock) {
-        const uint32_t n = std::min(kBlock, width - i);
-        std::memcpy(bits, src + 2 * size_t{i}, 2 * size_t{n});
-        for (uint32_t j = 0; j < n; ++j) row[i + j] = Bf16ToFloat(bits[j]);
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Bf16ToFloat(bits);
       }
       break;
     case DType::kFP16:
-      for (uint32_t i = 0; i < width; i += kBlock) {
-        const uint32_t n = std::min(kBlock, width - i);
-        std::memcpy(bits, src + 2 * size_t{i}, 2 * size_t{n});
-        for (uint32_t j = 0; j < n; ++j) row[i + j] = Fp16ToFloat(bits[j]);
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Fp16ToFloat(bits);
       }
       break;
     case DType::kFP32:
