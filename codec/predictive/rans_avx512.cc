@@ -1,5 +1,7 @@
 #include "codec/predictive/rans_avx512.h"
 
+#include <atomic>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SEQKV_HAVE_AVX512_KERNEL 1
@@ -9,12 +11,19 @@
 #endif
 
 namespace seqkv::predictive {
+namespace {
+std::atomic<bool> avx512_allowed{true};
+}  // namespace
+
+void SetAvx512Allowed(bool allowed) {
+  avx512_allowed.store(allowed, std::memory_order_relaxed);
+}
 
 #ifdef SEQKV_HAVE_AVX512_KERNEL
 
 bool CanDecodeWithAvx512() {
   static const bool supported = __builtin_cpu_supports("avx512f");
-  return supported;
+  return supported && avx512_allowed.load(std::memory_order_relaxed);
 }
 
 namespace {

@@ -11,8 +11,13 @@
 
 namespace seqkv::predictive {
 
-// True when the CPU (and the compiler) can run DecodeRowAvx512.
+// True when the CPU (and the compiler) can run DecodeRowAvx512, and tests
+// have not switched it off.
 bool CanDecodeWithAvx512();
+
+// Makes CanDecodeWithAvx512 false (or true again where supported), so that
+// tests and benchmarks can run the portable loop on any CPU.
+void SetAvx512Allowed(bool allowed);
 
 // Decodes the next `width` symbols of `rans`, symbol d with the table at
 // entries + table_of[d], into symbols[d], and writes

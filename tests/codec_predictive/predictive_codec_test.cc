@@ -7,6 +7,7 @@
 
 #include "codec/codec.h"
 #include "codec/model_state.h"
+#include "codec/predictive/rans_avx512.h"
 #include "tests/codec_predictive/test_util.h"
 
 namespace seqkv {
@@ -108,6 +109,32 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<LayoutCase>& info) {
       return std::string(info.param.name);
     });
+
+// Where the CPU has the AVX-512 decoder, the portable loop must decode
+// every payload to the same bits.
+TEST(PredictiveCodecTest, PortableDecoderMatchesVectorKernel) {
+  for (uint32_t head_dim : {64u, 128u, 256u}) {
+    for (RopeStyle style : {RopeStyle::kRotateHalf, RopeStyle::kInterleaved}) {
+      ModelContext model{
+          "m", MakeLayout(2, 2, head_dim, DType::kBF16, style), {}};
+      const ChunkInfo chunk{&model.layout, 40, 1000, {}};
+      const std::vector<std::byte> data = MakeChunkData(chunk, head_dim);
+      for (const char* spec :
+           {"predictive:rel_mse=0.0001", "predictive:rel_mse=0.05"}) {
+        std::unique_ptr<Codec> codec = MakeCodec(spec, model);
+        std::string encoded;
+        ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
+        std::vector<std::byte> vector(data.size()), portable(data.size());
+        ASSERT_TRUE(codec->Decode(chunk, encoded, vector).ok());
+        predictive::SetAvx512Allowed(false);
+        const absl::Status status = codec->Decode(chunk, encoded, portable);
+        predictive::SetAvx512Allowed(true);
+        ASSERT_TRUE(status.ok()) << status;
+        EXPECT_TRUE(vector == portable) << head_dim << " " << spec;
+      }
+    }
+  }
+}
 
 TEST(PredictiveCodecTest, LatentLayout) {
   KvLayout layout = MakeLayout(2, 1, 96, DType::kBF16, RopeStyle::kNone);
