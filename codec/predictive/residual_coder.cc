@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "codec/predictive/rans_avx512.h"
 #include "codec/predictive/row_ops.h"
 
 namespace seqkv::predictive {
@@ -416,7 +415,8 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   float_offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c)
     float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
-  vector_kernel_ = shape.head_dim % kNumStates == 0 && CanDecodeWithAvx512();
+  kernel_ = shape.head_dim % kNumStates == 0 ? BestDecodeKernel()
+                                             : DecodeKernel::kPortable;
   return absl::OkStatus();
 }
 
@@ -444,10 +444,10 @@ bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
   const float* offsets = &float_offsets_[channel_base];
   uint8_t* symbols = symbols_.data();
   bool escaped;
-  if (vector_kernel_ && rans.position() % kNumStates == 0 &&
+  if (kernel_ != DecodeKernel::kPortable && rans.position() % kNumStates == 0 &&
       rans.words_left() >= width) {
-    escaped = DecodeRowAvx512(rans, entries_.data(), table_of, offsets, step_,
-                              width, kEscapeSymbol, symbols, row);
+    escaped = DecodeRow(kernel_, rans, entries_.data(), table_of, offsets,
+                        step_, width, kEscapeSymbol, symbols, row);
   } else {
     rans.GetSymbols(entries_.data(), table_of, width, symbols);
     // (symbol + offset - bias) * step, exact in float as indices stay below

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "codec/predictive/byte_io.h"
 #include "codec/predictive/rans.h"
+#include "codec/predictive/rans_vector.h"
 
 namespace seqkv::predictive {
 
@@ -89,7 +90,7 @@ class ResidualDecoder {
 
   GroupShape shape_;
   bool all_zero_ = false;
-  bool vector_kernel_ = false;
+  DecodeKernel kernel_ = DecodeKernel::kPortable;
   float step_ = 0;
   std::vector<int32_t> offsets_;      // per channel
   std::vector<uint32_t> table_of_;    // per channel: start in entries_

@@ -7,7 +7,7 @@
 
 #include "codec/codec.h"
 #include "codec/model_state.h"
-#include "codec/predictive/rans_avx512.h"
+#include "codec/predictive/rans_vector.h"
 #include "tests/codec_predictive/test_util.h"
 
 namespace seqkv {
@@ -110,9 +110,10 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(info.param.name);
     });
 
-// Where the CPU has the AVX-512 decoder, the portable loop must decode
-// every payload to the same bits.
-TEST(PredictiveCodecTest, PortableDecoderMatchesVectorKernel) {
+// Every decoding kernel the CPU runs (AVX-512, AVX2, the portable loop)
+// must decode every payload to the same bits.
+TEST(PredictiveCodecTest, DecodingKernelsAgree) {
+  using predictive::DecodeKernel;
   for (uint32_t head_dim : {64u, 128u, 256u}) {
     for (RopeStyle style : {RopeStyle::kRotateHalf, RopeStyle::kInterleaved}) {
       ModelContext model{
@@ -124,13 +125,17 @@ TEST(PredictiveCodecTest, PortableDecoderMatchesVectorKernel) {
         std::unique_ptr<Codec> codec = MakeCodec(spec, model);
         std::string encoded;
         ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
-        std::vector<std::byte> vector(data.size()), portable(data.size());
-        ASSERT_TRUE(codec->Decode(chunk, encoded, vector).ok());
-        predictive::SetAvx512Allowed(false);
-        const absl::Status status = codec->Decode(chunk, encoded, portable);
-        predictive::SetAvx512Allowed(true);
-        ASSERT_TRUE(status.ok()) << status;
-        EXPECT_TRUE(vector == portable) << head_dim << " " << spec;
+        std::vector<std::byte> best(data.size());
+        ASSERT_TRUE(codec->Decode(chunk, encoded, best).ok());
+        for (DecodeKernel kernel :
+             {DecodeKernel::kPortable, DecodeKernel::kAvx2}) {
+          predictive::LimitDecodeKernel(kernel);
+          std::vector<std::byte> other(data.size());
+          const absl::Status status = codec->Decode(chunk, encoded, other);
+          predictive::LimitDecodeKernel(DecodeKernel::kAvx512);
+          ASSERT_TRUE(status.ok()) << status;
+          EXPECT_TRUE(best == other) << head_dim << " " << spec;
+        }
       }
     }
   }

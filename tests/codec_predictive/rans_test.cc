@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "codec/predictive/rans_avx512.h"
+#include "codec/predictive/rans_vector.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -96,10 +96,13 @@ TEST(RansTest, TruncatedStreamIsNotClean) {
   }
 }
 
-// The vector kernel must decode exactly what the portable loop does: the
+// The vector kernels must decode exactly what the portable loop does: the
 // same symbols, the same dequantized floats, the same states and words.
-TEST(RansTest, VectorKernelMatchesPortableLoop) {
-  if (!CanDecodeWithAvx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+class VectorKernelTest : public ::testing::TestWithParam<DecodeKernel> {};
+
+TEST_P(VectorKernelTest, MatchesPortableLoop) {
+  const DecodeKernel kernel = GetParam();
+  if (BestDecodeKernel() < kernel) GTEST_SKIP() << "not on this CPU";
   for (uint32_t width : {64u, 128u, 256u}) {
     const Stream s = MakeStream(width, 50, 4, 100 + width);
     std::vector<float> offsets(width);
@@ -128,9 +131,9 @@ TEST(RansTest, VectorKernelMatchesPortableLoop) {
         continue;
       }
       ++kernel_rows;
-      EXPECT_EQ(DecodeRowAvx512(vector, s.entries.data(), s.table_of.data(),
-                                offsets.data(), step, width, kEscape,
-                                actual.data(), actual_row.data()),
+      EXPECT_EQ(DecodeRow(kernel, vector, s.entries.data(), s.table_of.data(),
+                          offsets.data(), step, width, kEscape, actual.data(),
+                          actual_row.data()),
                 escaped);
       ASSERT_EQ(actual, expected) << "row " << r;
       for (uint32_t d = 0; d < width; ++d)
@@ -145,6 +148,10 @@ TEST(RansTest, VectorKernelMatchesPortableLoop) {
     EXPECT_GT(kernel_rows, s.rows * 3 / 4);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, VectorKernelTest,
+                         ::testing::Values(DecodeKernel::kAvx2,
+                                           DecodeKernel::kAvx512));
 
 // x / freq by the 43-bit reciprocal, against real division, at the edges.
 TEST(RansTest, ReciprocalDivisionIsExact) {

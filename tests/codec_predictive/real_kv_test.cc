@@ -13,7 +13,7 @@
 #include "codec/codec.h"
 #include "codec/model_state.h"
 #include "codec/model_state_builder.h"
-#include "codec/predictive/rans_avx512.h"
+#include "codec/predictive/rans_vector.h"
 #include "codec/predictive/rope.h"
 #include "tests/codec_predictive/test_util.h"
 
@@ -124,14 +124,16 @@ FileResult CodeFile(const Codec& codec, const ModelContext& model,
     std::vector<std::byte> decoded(data.size());
     status = codec.Decode(chunk, encoded, decoded);
     EXPECT_TRUE(status.ok()) << status;
-    // The portable decoding loop must give the same bits as the vector
-    // kernel (where this CPU has one).
-    predictive::SetAvx512Allowed(false);
-    std::vector<std::byte> portable(data.size());
-    status = codec.Decode(chunk, encoded, portable);
-    predictive::SetAvx512Allowed(true);
-    EXPECT_TRUE(status.ok()) << status;
-    EXPECT_TRUE(portable == decoded) << "tokens " << begin;
+    // Every decoding kernel this CPU runs must give the same bits.
+    for (predictive::DecodeKernel kernel : {predictive::DecodeKernel::kPortable,
+                                            predictive::DecodeKernel::kAvx2}) {
+      predictive::LimitDecodeKernel(kernel);
+      std::vector<std::byte> other(data.size());
+      status = codec.Decode(chunk, encoded, other);
+      predictive::LimitDecodeKernel(predictive::DecodeKernel::kAvx512);
+      EXPECT_TRUE(status.ok()) << status;
+      EXPECT_TRUE(other == decoded) << "tokens " << begin;
+    }
     for (uint32_t l = 0; l < model.layout.num_layers; ++l) {
       testing::GroupError k = testing::MeasureGroup(chunk, l, 0, data, decoded);
       testing::GroupError v = testing::MeasureGroup(chunk, l, 1, data, decoded);
