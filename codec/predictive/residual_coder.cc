@@ -58,32 +58,26 @@ double QuantizationError(std::span<const float> values, float step) {
   return total;
 }
 
-// Sum of squares and largest magnitude, in independent lanes so the loop
-// vectorizes instead of waiting on one accumulator.
+// Sum of squares and largest magnitude. The squares go to independent
+// lanes so the loop vectorizes instead of waiting on one accumulator; the
+// magnitudes are compared as integers (the same order for finite floats),
+// which vectorizes without fast-math.
 SEQKV_ROW_CLONES
 void EnergyAndMax(const float* __restrict x, size_t n, double& energy,
                   float& max_abs) {
   constexpr int kLanes = 8;
-  double lane_energy[kLanes] = {};
-  float lane_max[kLanes] = {};
+  double lanes[kLanes] = {};
   size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      lane_energy[j] += double{x[i + j]} * double{x[i + j]};
-      const float magnitude = std::fabs(x[i + j]);
-      lane_max[j] = lane_max[j] < magnitude ? magnitude : lane_max[j];
-    }
-  }
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j)
+      lanes[j] += double{x[i + j]} * double{x[i + j]};
   energy = 0;
-  max_abs = 0;
-  for (; i < n; ++i) {
-    energy += double{x[i]} * double{x[i]};
-    max_abs = std::max(max_abs, std::fabs(x[i]));
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    energy += lane_energy[j];
-    max_abs = std::max(max_abs, lane_max[j]);
-  }
+  for (; i < n; ++i) energy += double{x[i]} * double{x[i]};
+  for (double lane : lanes) energy += lane;
+  uint32_t largest = 0;
+  for (size_t k = 0; k < n; ++k)
+    largest = std::max(largest, std::bit_cast<uint32_t>(x[k]) & 0x7FFFFFFFu);
+  max_abs = std::bit_cast<float>(largest);
 }
 
 // index = round(residual / step) for every value, row by row, and the sum
