@@ -89,13 +89,14 @@ bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries) {
 }
 
 void RansEncoder::Finish(std::string& out) {
+  std::reverse(&words_[kHead], &words_[tail_]);
   // The decoder reads state 0 first, each as high word then low word.
-  for (int i = kNumStates - 1; i >= 0; --i) {
-    words_[--next_] = static_cast<uint16_t>(states_[i]);
-    words_[--next_] = static_cast<uint16_t>(states_[i] >> 16);
+  for (int i = 0; i < kNumStates; ++i) {
+    words_[2 * i] = static_cast<uint16_t>(states_[i] >> 16);
+    words_[2 * i + 1] = static_cast<uint16_t>(states_[i]);
   }
-  out.append(reinterpret_cast<const char*>(&words_[next_]),
-             (capacity_ - next_) * sizeof(uint16_t));
+  out.append(reinterpret_cast<const char*>(words_.get()),
+             tail_ * sizeof(uint16_t));
 }
 
 RansDecoder::RansDecoder(std::span<const std::byte> bytes)

@@ -55,15 +55,15 @@ void BuildEncodeTable(std::span<const uint16_t> freqs, EncodeTable& table);
 // to `entries`; returns false unless the frequencies sum to kProbScale.
 bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries);
 
-// Encodes symbols last to first (rANS is LIFO) into 16-bit words, written
-// back to front so that the stream comes out in decoding order.
+// Encodes symbols last to first (rANS is LIFO) into 16-bit words; Finish
+// reverses them into decoding order behind the final states.
 class RansEncoder {
  public:
   // Room for `num_symbols` symbols: each writes at most one word.
   explicit RansEncoder(size_t num_symbols)
-      : capacity_(num_symbols + 2 * kNumStates),
-        words_(std::make_unique_for_overwrite<uint16_t[]>(capacity_)),
-        next_(capacity_) {
+      : words_(std::make_unique_for_overwrite<uint16_t[]>(kHead + num_symbols +
+                                                          kSlack)),
+        tail_(kHead) {
     states_.fill(kRansLow);
   }
   // `position` is the symbol's index in decoding order; it picks the state.
@@ -72,21 +72,30 @@ class RansEncoder {
     // Branch-free renormalization: the word is always written and kept
     // only when needed (about one symbol in eight needs it, unpredictably).
     const bool renormalize = x >= symbol.x_max;
-    words_[next_ - 1] = static_cast<uint16_t>(x);
-    next_ -= renormalize;
+    words_[tail_] = static_cast<uint16_t>(x);
+    tail_ += renormalize;
     x = renormalize ? x >> 16 : x;
     const uint32_t q = static_cast<uint32_t>(
         (static_cast<unsigned __int128>(x) * symbol.reciprocal) >> 43);
     // x' = (q << kProbBits) + (x - q * freq) + start.
     x += symbol.bias + q * symbol.complement;
   }
-  // Writes the final states and appends the whole stream to `out`.
+  // Appends the final states and the words, in decoding order, to `out`.
   void Finish(std::string& out);
 
+  // For the vector kernel, which codes whole rows and may store up to
+  // kSlack words past the tail (later words overwrite them).
+  static constexpr size_t kSlack = 16;
+  uint32_t* states() { return states_.data(); }
+  uint16_t* tail() { return &words_[tail_]; }
+  void SetTail(const uint16_t* tail) {
+    tail_ = static_cast<size_t>(tail - words_.get());
+  }
+
  private:
-  size_t capacity_;
+  static constexpr size_t kHead = 2 * kNumStates;  // for the final states
   std::unique_ptr<uint16_t[]> words_;
-  size_t next_;  // words_[next_, capacity_) is the stream so far
+  size_t tail_;  // words_[kHead, tail_) are the words so far
   std::array<uint32_t, kNumStates> states_;
 };
 

@@ -14,20 +14,29 @@
 
 namespace seqkv::predictive {
 namespace {
-std::atomic<DecodeKernel> kernel_limit{DecodeKernel::kAvx512};
+std::atomic<VectorKernel> kernel_limit{VectorKernel::kAvx512};
 }  // namespace
 
-void LimitDecodeKernel(DecodeKernel limit) {
+void LimitVectorKernel(VectorKernel limit) {
   kernel_limit.store(limit, std::memory_order_relaxed);
+}
+
+void AddVectorEncodeTable(std::span<const uint16_t> freqs,
+                          std::vector<uint32_t>& tables) {
+  uint32_t start = 0;
+  for (int s = 0; s < kAlphabetSize; ++s) {
+    tables.push_back(freqs[s] | start << 16);
+    start += freqs[s];
+  }
 }
 
 #ifdef SEQKV_HAVE_VECTOR_KERNELS
 
-DecodeKernel BestDecodeKernel() {
-  static const DecodeKernel supported =
-      __builtin_cpu_supports("avx512f") ? DecodeKernel::kAvx512
-      : __builtin_cpu_supports("avx2")  ? DecodeKernel::kAvx2
-                                        : DecodeKernel::kPortable;
+VectorKernel BestVectorKernel() {
+  static const VectorKernel supported =
+      __builtin_cpu_supports("avx512f") ? VectorKernel::kAvx512
+      : __builtin_cpu_supports("avx2")  ? VectorKernel::kAvx2
+                                        : VectorKernel::kPortable;
   return std::min(supported, kernel_limit.load(std::memory_order_relaxed));
 }
 
@@ -198,12 +207,88 @@ __attribute__((target("avx2"))) bool DecodeRowAvx2(
   return escapes != 0;
 }
 
+// 16-bit masks reversed, a byte at a time.
+struct ReverseTable {
+  std::array<uint8_t, 256> bits;
+  constexpr ReverseTable() : bits() {
+    for (int b = 0; b < 256; ++b)
+      for (int i = 0; i < 8; ++i)
+        if (b >> i & 1) bits[b] |= static_cast<uint8_t>(1 << (7 - i));
+  }
+};
+constexpr ReverseTable kReverse;
+
+// One rANS encoding step for 16 states at once, as RansEncoder::Put does
+// lane 15 first: the renormalization words are stored in descending lane
+// order. q = x / freq is trunc of the double-precision quotient, which is
+// exact for x < 2^32 and freq < 2^11: a quotient that is an integer comes
+// out exactly, and any other lies at least 1 / freq > 2^-11 from the
+// integers, far more than the rounding error (at most 2^-21).
+__attribute__((target("avx512f"))) inline __m512i EncodeStep(
+    __m512i x, const uint8_t* symbols, const uint32_t* table_of,
+    const uint32_t* tables, uint16_t*& out) {
+  const __m512i symbol = _mm512_cvtepu8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(symbols)));
+  const __m512i index = _mm512_add_epi32(_mm512_loadu_si512(table_of), symbol);
+  const __m512i e = _mm512_i32gather_epi32(index, tables, 4);
+  const __m512i freq = _mm512_and_si512(e, _mm512_set1_epi32(0xFFFF));
+  const __m512i start = _mm512_srli_epi32(e, 16);
+  const __mmask16 renormalize =
+      _mm512_cmpge_epu32_mask(x, _mm512_slli_epi32(freq, 21));
+  const __m512i reverse =
+      _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __mmask16 reversed = static_cast<__mmask16>(
+      kReverse.bits[renormalize >> 8] | kReverse.bits[renormalize & 0xFF] << 8);
+  const __m512i words = _mm512_maskz_compress_epi32(
+      reversed, _mm512_permutexvar_epi32(reverse, x));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm512_cvtepi32_epi16(words));
+  out += __builtin_popcount(renormalize);
+  x = _mm512_mask_srli_epi32(x, renormalize, x, 16);
+
+  const __m512d freq_lo = _mm512_cvtepu32_pd(_mm512_castsi512_si256(freq));
+  const __m512d freq_hi =
+      _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(freq, 1));
+  const __m256i q_lo = _mm512_cvttpd_epu32(
+      _mm512_div_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(x)), freq_lo));
+  const __m256i q_hi = _mm512_cvttpd_epu32(_mm512_div_pd(
+      _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(x, 1)), freq_hi));
+  const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
+  // x' = x + start + q * (kProbScale - freq).
+  return _mm512_add_epi32(
+      _mm512_add_epi32(x, start),
+      _mm512_mullo_epi32(
+          q, _mm512_sub_epi32(_mm512_set1_epi32(kProbScale), freq)));
+}
+
 }  // namespace
 
-bool DecodeRow(DecodeKernel kernel, RansDecoder& rans, const uint32_t* entries,
+__attribute__((target("avx512f"))) void EncodeRowAvx512(
+    RansEncoder& encoder, const uint8_t* symbols, const uint32_t* table_of,
+    const uint32_t* tables, uint32_t width) {
+  uint32_t* states = encoder.states();
+  __m512i x0 = _mm512_loadu_si512(states);
+  __m512i x1 = _mm512_loadu_si512(states + 16);
+  __m512i x2 = _mm512_loadu_si512(states + 32);
+  __m512i x3 = _mm512_loadu_si512(states + 48);
+  uint16_t* out = encoder.tail();
+  for (uint32_t d = width; d > 0; d -= kNumStates) {
+    x3 = EncodeStep(x3, symbols + d - 16, table_of + d - 16, tables, out);
+    x2 = EncodeStep(x2, symbols + d - 32, table_of + d - 32, tables, out);
+    x1 = EncodeStep(x1, symbols + d - 48, table_of + d - 48, tables, out);
+    x0 = EncodeStep(x0, symbols + d - 64, table_of + d - 64, tables, out);
+  }
+  _mm512_storeu_si512(states, x0);
+  _mm512_storeu_si512(states + 16, x1);
+  _mm512_storeu_si512(states + 32, x2);
+  _mm512_storeu_si512(states + 48, x3);
+  encoder.SetTail(out);
+}
+
+bool DecodeRow(VectorKernel kernel, RansDecoder& rans, const uint32_t* entries,
                const uint32_t* table_of, const float* offsets, float step,
                uint32_t width, uint8_t escape, uint8_t* symbols, float* row) {
-  return kernel == DecodeKernel::kAvx512
+  return kernel == VectorKernel::kAvx512
              ? DecodeRowAvx512(rans, entries, table_of, offsets, step, width,
                                escape, symbols, row)
              : DecodeRowAvx2(rans, entries, table_of, offsets, step, width,
@@ -212,11 +297,13 @@ bool DecodeRow(DecodeKernel kernel, RansDecoder& rans, const uint32_t* entries,
 
 #else  // !SEQKV_HAVE_VECTOR_KERNELS
 
-DecodeKernel BestDecodeKernel() { return DecodeKernel::kPortable; }
-bool DecodeRow(DecodeKernel, RansDecoder&, const uint32_t*, const uint32_t*,
+VectorKernel BestVectorKernel() { return VectorKernel::kPortable; }
+bool DecodeRow(VectorKernel, RansDecoder&, const uint32_t*, const uint32_t*,
                const float*, float, uint32_t, uint8_t, uint8_t*, float*) {
   return false;
 }
+void EncodeRowAvx512(RansEncoder&, const uint8_t*, const uint32_t*,
+                     const uint32_t*, uint32_t) {}
 
 #endif
 

@@ -7,20 +7,22 @@
 #define SEQKV_CODEC_PREDICTIVE_RANS_VECTOR_H_
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "codec/predictive/rans.h"
 
 namespace seqkv::predictive {
 
-enum class DecodeKernel { kPortable, kAvx2, kAvx512 };
+enum class VectorKernel { kPortable, kAvx2, kAvx512 };
 
 // The fastest kernel this CPU (and compiler) can run, within the limit set
-// by LimitDecodeKernel.
-DecodeKernel BestDecodeKernel();
+// by LimitVectorKernel.
+VectorKernel BestVectorKernel();
 
-// Caps BestDecodeKernel (kAvx512, the default, caps nothing), so that
+// Caps BestVectorKernel (kAvx512, the default, caps nothing), so that
 // tests and benchmarks can run every kernel on one CPU.
-void LimitDecodeKernel(DecodeKernel limit);
+void LimitVectorKernel(VectorKernel limit);
 
 // Decodes the next `width` symbols of `rans`, symbol d with the table at
 // entries + table_of[d], into symbols[d], and writes
@@ -28,9 +30,22 @@ void LimitDecodeKernel(DecodeKernel limit);
 // kPortable that the CPU runs, width % kNumStates == 0,
 // rans.position() % kNumStates == 0 and rans.words_left() >= width.
 // Returns true when any symbol is `escape`.
-bool DecodeRow(DecodeKernel kernel, RansDecoder& rans, const uint32_t* entries,
+bool DecodeRow(VectorKernel kernel, RansDecoder& rans, const uint32_t* entries,
                const uint32_t* table_of, const float* offsets, float step,
                uint32_t width, uint8_t escape, uint8_t* symbols, float* row);
+
+// Appends one table (kAlphabetSize symbols) for EncodeRowAvx512 to
+// `tables`: freq | start << 16 per symbol.
+void AddVectorEncodeTable(std::span<const uint16_t> freqs,
+                          std::vector<uint32_t>& tables);
+
+// Encodes the `width` symbols of one row, last to first, exactly as
+// RansEncoder::Put would: symbol d with the table starting at
+// tables + table_of[d]. Needs the AVX-512 kernel, width % kNumStates == 0
+// and the row's first position a multiple of kNumStates.
+void EncodeRowAvx512(RansEncoder& encoder, const uint8_t* symbols,
+                     const uint32_t* table_of, const uint32_t* tables,
+                     uint32_t width);
 
 }  // namespace seqkv::predictive
 

@@ -305,18 +305,40 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
   RansEncoder encoder(position);
   std::vector<EncodeTable> tables;
   std::vector<const EncodeSymbol*> table_of;
+  std::vector<uint32_t> vector_tables;
+  std::vector<uint32_t> vector_table_of;
+  const bool vector_kernel = BestVectorKernel() == VectorKernel::kAvx512;
   for (size_t g = groups.size(); g-- > 0;) {
     const GroupSymbols& group = groups[g];
     if (group.symbols.empty()) continue;
+    const GroupShape& shape = group.shape;
+    const uint32_t width = shape.head_dim;
+    const uint8_t* symbol = group.symbols.data() + group.symbols.size();
+    // Every group holds a multiple of head_dim symbols, so with head_dim a
+    // multiple of the states every row starts at state 0.
+    if (vector_kernel && width % kNumStates == 0) {
+      vector_tables.clear();
+      for (const auto& freqs : group.freqs)
+        AddVectorEncodeTable(freqs, vector_tables);
+      vector_table_of.resize(group.table_of.size());
+      for (size_t c = 0; c < vector_table_of.size(); ++c)
+        vector_table_of[c] = uint32_t{group.table_of[c]} * kAlphabetSize;
+      for (uint32_t h = shape.num_heads; h-- > 0;) {
+        for (uint32_t t = shape.num_tokens; t-- > 0;) {
+          symbol -= width;
+          EncodeRowAvx512(encoder, symbol, &vector_table_of[size_t{h} * width],
+                          vector_tables.data(), width);
+        }
+      }
+      position -= group.symbols.size();
+      continue;
+    }
     tables.resize(group.freqs.size());
     for (size_t k = 0; k < tables.size(); ++k)
       BuildEncodeTable(group.freqs[k], tables[k]);
     table_of.resize(group.table_of.size());
     for (size_t c = 0; c < table_of.size(); ++c)
       table_of[c] = tables[group.table_of[c]].data();
-    const GroupShape& shape = group.shape;
-    const uint32_t width = shape.head_dim;
-    const uint8_t* symbol = group.symbols.data() + group.symbols.size();
     for (uint32_t h = shape.num_heads; h-- > 0;) {
       const EncodeSymbol* const* row_tables = &table_of[size_t{h} * width];
       for (uint32_t t = shape.num_tokens; t-- > 0;) {
@@ -409,8 +431,8 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   float_offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c)
     float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
-  kernel_ = shape.head_dim % kNumStates == 0 ? BestDecodeKernel()
-                                             : DecodeKernel::kPortable;
+  kernel_ = shape.head_dim % kNumStates == 0 ? BestVectorKernel()
+                                             : VectorKernel::kPortable;
   return absl::OkStatus();
 }
 
@@ -438,7 +460,7 @@ bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
   const float* offsets = &float_offsets_[channel_base];
   uint8_t* symbols = symbols_.data();
   bool escaped;
-  if (kernel_ != DecodeKernel::kPortable && rans.position() % kNumStates == 0 &&
+  if (kernel_ != VectorKernel::kPortable && rans.position() % kNumStates == 0 &&
       rans.words_left() >= width) {
     escaped = DecodeRow(kernel_, rans, entries_.data(), table_of, offsets,
                         step_, width, kEscapeSymbol, symbols, row);

@@ -90,7 +90,7 @@ class ResidualDecoder {
 
   GroupShape shape_;
   bool all_zero_ = false;
-  DecodeKernel kernel_ = DecodeKernel::kPortable;
+  VectorKernel kernel_ = VectorKernel::kPortable;
   float step_ = 0;
   std::vector<int32_t> offsets_;      // per channel
   std::vector<uint32_t> table_of_;    // per channel: start in entries_

@@ -110,10 +110,10 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(info.param.name);
     });
 
-// Every decoding kernel the CPU runs (AVX-512, AVX2, the portable loop)
-// must decode every payload to the same bits.
-TEST(PredictiveCodecTest, DecodingKernelsAgree) {
-  using predictive::DecodeKernel;
+// Every kernel the CPU runs (AVX-512, AVX2, the portable loops) must encode
+// every chunk to the same payload and decode it to the same bits.
+TEST(PredictiveCodecTest, KernelsAgree) {
+  using predictive::VectorKernel;
   for (uint32_t head_dim : {64u, 128u, 256u}) {
     for (RopeStyle style : {RopeStyle::kRotateHalf, RopeStyle::kInterleaved}) {
       ModelContext model{
@@ -127,13 +127,18 @@ TEST(PredictiveCodecTest, DecodingKernelsAgree) {
         ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
         std::vector<std::byte> best(data.size());
         ASSERT_TRUE(codec->Decode(chunk, encoded, best).ok());
-        for (DecodeKernel kernel :
-             {DecodeKernel::kPortable, DecodeKernel::kAvx2}) {
-          predictive::LimitDecodeKernel(kernel);
+        for (VectorKernel kernel :
+             {VectorKernel::kPortable, VectorKernel::kAvx2}) {
+          predictive::LimitVectorKernel(kernel);
+          std::string other_encoded;
+          const absl::Status encoded_ok =
+              codec->Encode(chunk, data, other_encoded);
           std::vector<std::byte> other(data.size());
           const absl::Status status = codec->Decode(chunk, encoded, other);
-          predictive::LimitDecodeKernel(DecodeKernel::kAvx512);
+          predictive::LimitVectorKernel(VectorKernel::kAvx512);
+          ASSERT_TRUE(encoded_ok.ok()) << encoded_ok;
           ASSERT_TRUE(status.ok()) << status;
+          EXPECT_EQ(other_encoded, encoded) << head_dim << " " << spec;
           EXPECT_TRUE(best == other) << head_dim << " " << spec;
         }
       }

@@ -98,11 +98,11 @@ TEST(RansTest, TruncatedStreamIsNotClean) {
 
 // The vector kernels must decode exactly what the portable loop does: the
 // same symbols, the same dequantized floats, the same states and words.
-class VectorKernelTest : public ::testing::TestWithParam<DecodeKernel> {};
+class VectorKernelTest : public ::testing::TestWithParam<VectorKernel> {};
 
 TEST_P(VectorKernelTest, MatchesPortableLoop) {
-  const DecodeKernel kernel = GetParam();
-  if (BestDecodeKernel() < kernel) GTEST_SKIP() << "not on this CPU";
+  const VectorKernel kernel = GetParam();
+  if (BestVectorKernel() < kernel) GTEST_SKIP() << "not on this CPU";
   for (uint32_t width : {64u, 128u, 256u}) {
     const Stream s = MakeStream(width, 50, 4, 100 + width);
     std::vector<float> offsets(width);
@@ -150,8 +150,29 @@ TEST_P(VectorKernelTest, MatchesPortableLoop) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, VectorKernelTest,
-                         ::testing::Values(DecodeKernel::kAvx2,
-                                           DecodeKernel::kAvx512));
+                         ::testing::Values(VectorKernel::kAvx2,
+                                           VectorKernel::kAvx512));
+
+// The AVX-512 encoder must write exactly the stream RansEncoder::Put does.
+TEST(RansTest, VectorEncoderMatchesPut) {
+  if (BestVectorKernel() < VectorKernel::kAvx512)
+    GTEST_SKIP() << "not on this CPU";
+  for (uint32_t width : {64u, 128u, 256u}) {
+    const Stream s = MakeStream(width, 50, 4, 300 + width);
+    std::vector<uint32_t> tables;
+    for (const auto& freqs : s.freqs) AddVectorEncodeTable(freqs, tables);
+    std::vector<uint32_t> table_of(width);
+    for (uint32_t d = 0; d < width; ++d)
+      table_of[d] = s.table_of[d] / kProbScale * kAlphabetSize;
+    RansEncoder encoder(s.symbols.size());
+    for (uint32_t r = s.rows; r-- > 0;)
+      EncodeRowAvx512(encoder, &s.symbols[size_t{r} * width], table_of.data(),
+                      tables.data(), width);
+    std::string bytes;
+    encoder.Finish(bytes);
+    EXPECT_EQ(bytes, s.bytes) << width;
+  }
+}
 
 // x / freq by the 43-bit reciprocal, against real division, at the edges.
 TEST(RansTest, ReciprocalDivisionIsExact) {
