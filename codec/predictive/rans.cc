@@ -111,30 +111,42 @@ RansDecoder::RansDecoder(std::span<const std::byte> bytes)
 
 void RansDecoder::GetSymbols(const uint32_t* entries, const uint32_t* table_of,
                              uint32_t n, uint8_t* out) {
-  const size_t position = position_;
+  size_t position = position_;
   position_ += n;
   // Each symbol reads at most one word, so with n words left no read can
-  // pass the end and the checks (and branches) go away.
-  const bool fast = words_left() >= n;
-  const std::byte* p = next_;
-  for (uint32_t d = 0; d < n; ++d) {
-    uint32_t& x = states_[(position + d) & (kNumStates - 1)];
+  // pass the end and the checks (and branches) go away. Whole rounds of the
+  // states go in two passes: every state steps (independent work the CPU
+  // overlaps), then the refills, in state order as the stream has them.
+  uint32_t d = 0;
+  if (words_left() >= n && position % kNumStates == 0) {
+    // Local copies: stores through `out` could alias the members.
+    std::array<uint32_t, kNumStates> x = states_;
+    const std::byte* p = next_;
+    for (; d + kNumStates <= n; d += kNumStates) {
+      for (int i = 0; i < kNumStates; ++i) {
+        const uint32_t e = entries[table_of[d + i] + (x[i] & (kProbScale - 1))];
+        x[i] = ((e >> 12) & 0xFFF) * (x[i] >> kProbBits) + (e & 0xFFF);
+        out[d + i] = static_cast<uint8_t>(e >> 24);
+      }
+      for (int i = 0; i < kNumStates; ++i) {
+        uint16_t word;
+        std::memcpy(&word, p, sizeof(word));
+        const bool refill = x[i] < kRansLow;
+        x[i] = refill ? (x[i] << 16) | word : x[i];
+        p += refill ? sizeof(word) : 0;
+      }
+    }
+    states_ = x;
+    next_ = p;
+    position += d;
+  }
+  for (; d < n; ++d, ++position) {
+    uint32_t& x = states_[position & (kNumStates - 1)];
     const uint32_t e = entries[table_of[d] + (x & (kProbScale - 1))];
     x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
     out[d] = static_cast<uint8_t>(e >> 24);
-    if (fast) {
-      uint16_t word;
-      std::memcpy(&word, p, sizeof(word));
-      const bool refill = x < kRansLow;
-      x = refill ? (x << 16) | word : x;
-      p += refill ? sizeof(word) : 0;
-    } else if (x < kRansLow) {
-      next_ = p;
-      x = (x << 16) | ReadWord();
-      p = next_;
-    }
+    if (x < kRansLow) x = (x << 16) | ReadWord();
   }
-  next_ = p;
 }
 
 }  // namespace seqkv::predictive
