@@ -7,9 +7,11 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SEQKV_HAVE_VECTOR_KERNELS 1
+#if !defined(__clang__)
 // GCC 12 warns about the deliberately undefined vectors inside its own
 // AVX-512 intrinsics (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 namespace seqkv::predictive {
