@@ -2,16 +2,32 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <bit>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
 #include "proto/layout_convert.h"
 #include "seqkv/v1/kvcache.grpc.pb.h"
 
 namespace seqkv {
 namespace {
+
+// Token ids as the requests' packed_tokens: little-endian int32s.
+std::string PackTokens(std::span<const int32_t> tokens) {
+  std::string packed(tokens.size() * sizeof(int32_t), '\0');
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(packed.data(), tokens.data(), packed.size());
+  } else {
+    for (size_t i = 0; i < tokens.size(); ++i)
+      absl::little_endian::Store32(packed.data() + i * sizeof(int32_t),
+                                   static_cast<uint32_t>(tokens[i]));
+  }
+  return packed;
+}
 
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
@@ -93,7 +109,7 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
                                             const std::string& name_space) {
   v1::LookupRequest request;
   request.set_model(model);
-  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_packed_tokens(PackTokens(tokens));
   request.set_alignment(alignment);
   request.set_namespace_(name_space);
   v1::LookupResponse response;
@@ -117,7 +133,7 @@ absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
   v1::PutHeader* header = request.mutable_header();
   header->set_model(options.model);
   *header->mutable_layout() = LayoutToProto(cache.layout);
-  header->mutable_tokens()->Add(cache.tokens.begin(), cache.tokens.end());
+  header->set_packed_tokens(PackTokens(cache.tokens));
   header->set_codec(options.codec);
   header->set_namespace_(options.name_space);
   bool open = writer->Write(request);
@@ -162,7 +178,7 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
                                     std::span<const int32_t> tokens) {
   v1::GetRequest request;
   request.set_model(options.model);
-  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_packed_tokens(PackTokens(tokens));
   request.set_namespace_(options.name_space);
   request.set_begin_token(options.begin_token);
   request.set_end_token(options.end_token);
@@ -232,7 +248,7 @@ absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,
                                             const std::string& name_space) {
   v1::DeleteRequest request;
   request.set_model(model);
-  request.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.set_packed_tokens(PackTokens(tokens));
   request.set_namespace_(name_space);
   v1::DeleteResponse response;
   grpc::ClientContext context;

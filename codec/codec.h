@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,6 +41,10 @@ class Codec {
   virtual std::string spec() const = 0;
   // True when Decode(Encode(x)) == x bit for bit.
   virtual bool lossless() const = 0;
+  // True when the encoding of a chunk is the chunk itself, byte for byte
+  // (`raw`): the server then stores and serves chunk buffers as they are,
+  // without the copies of Encode and Decode.
+  virtual bool stores_chunk_verbatim() const { return false; }
 
   // Appends the encoding of `data` (chunk layout, chunk.num_bytes() bytes)
   // to `out`. Fails with INVALID_ARGUMENT on data this codec cannot take.
@@ -62,6 +67,11 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateCodec(std::string_view spec,
 
 // Names of the registered codec families, for help texts.
 std::string ListCodecNames();
+
+// Splits a comma-separated list of codec specs. A part of the form
+// `key=value` with no ':' continues the spec before it, so
+// "turbo:3,predictive:rel_mse=0.01,prerope=0" is two specs.
+std::vector<std::string> SplitCodecSpecs(std::string_view list);
 
 }  // namespace seqkv
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "codec/codec.h"
 #include "codec/kivi/kivi_codec.h"
 #include "codec/lossless_codec.h"
@@ -47,14 +48,34 @@ absl::StatusOr<std::unique_ptr<Codec>> CreateCodec(std::string_view spec,
   for (const Family& family : Families()) {
     if (family.name == name) return family.create(params, model);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown codec '", std::string(spec), "' (known: ", ListCodecNames(), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown codec '", std::string(spec),
+                   "' (known: ", ListCodecNames(), ")"));
 }
 
 std::string ListCodecNames() {
   std::vector<std::string_view> names;
   for (const Family& family : Families()) names.push_back(family.name);
-  return absl::StrJoin(names, ", ", [](std::string* out, std::string_view name) { out->append(name); });
+  return absl::StrJoin(
+      names, ", ",
+      [](std::string* out, std::string_view name) { out->append(name); });
+}
+
+std::vector<std::string> SplitCodecSpecs(std::string_view list) {
+  std::vector<std::string> specs;
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(list.data(), list.size()), ',',
+                      absl::SkipEmpty())) {
+    const bool continues = !specs.empty() &&
+                           part.find('=') != absl::string_view::npos &&
+                           part.find(':') == absl::string_view::npos;
+    if (continues) {
+      absl::StrAppend(&specs.back(), ",", part);
+    } else {
+      specs.emplace_back(part);
+    }
+  }
+  return specs;
 }
 
 }  // namespace seqkv

@@ -11,6 +11,7 @@ class RawCodec final : public Codec {
  public:
   std::string spec() const override { return "raw"; }
   bool lossless() const override { return true; }
+  bool stores_chunk_verbatim() const override { return true; }
 
   absl::Status Encode(const ChunkInfo& chunk, std::span<const std::byte> data,
                       std::string& out) const override {

@@ -171,6 +171,7 @@ void AdminServer::Routes() {
       SendError(res, 404, absl::StrCat("unknown tenant '", tenant, "'"));
       return;
     }
+    engine_->FlushVisits();  // count the lookups made so far
     auto report = FindTopPrefixes(*engine_->trie().store(), tenant, top);
     if (!report.ok()) {
       SendError(res, 500, std::string(report.status().ToString()));

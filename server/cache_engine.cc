@@ -1,7 +1,9 @@
 #include "server/cache_engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
+#include <cstring>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
@@ -18,24 +20,85 @@ int64_t NowMicros() {
       .count();
 }
 
-absl::Status CheckTokens(std::span<const int32_t> tokens, uint32_t max_tokens,
-                         bool allow_empty = false) {
+// The token ids of a request, from `tokens` or `packed_tokens` (copied
+// into `storage`), checked: not both set, a whole number of ids, none
+// negative, at most `max_tokens`, and not empty unless `allow_empty`.
+template <typename Request>
+absl::StatusOr<std::span<const int32_t>> TokensOf(
+    const Request& request, uint32_t max_tokens, bool allow_empty,
+    std::vector<int32_t>& storage) {
+  const std::string& packed = request.packed_tokens();
+  std::span<const int32_t> tokens(request.tokens().data(),
+                                  static_cast<size_t>(request.tokens_size()));
+  if (!packed.empty()) {
+    if (!tokens.empty())
+      return absl::InvalidArgumentError(
+          "tokens and packed_tokens are both set; send one");
+    if (packed.size() % sizeof(int32_t) != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed_tokens has ", packed.size(),
+                       " bytes, not a whole number of int32 ids"));
+    if (packed.size() / sizeof(int32_t) > max_tokens)
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed_tokens has ", packed.size() / sizeof(int32_t),
+                       " ids, more than the limit of ", max_tokens));
+    storage.resize(packed.size() / sizeof(int32_t));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(storage.data(), packed.data(), packed.size());
+    } else {
+      for (size_t i = 0; i < storage.size(); ++i)
+        storage[i] = static_cast<int32_t>(
+            absl::little_endian::Load32(packed.data() + i * sizeof(int32_t)));
+    }
+    tokens = storage;
+  }
   if (tokens.empty() && !allow_empty)
     return absl::InvalidArgumentError("tokens is empty");
   if (tokens.size() > max_tokens)
     return absl::InvalidArgumentError(
         absl::StrCat("tokens has ", tokens.size(),
                      " ids, more than the limit of ", max_tokens));
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokens[", i, "] is negative (", tokens[i], ")"));
-  return absl::OkStatus();
+  // A branch-free scan first (it vectorizes); the position only on error.
+  int32_t smallest = 0;
+  for (const int32_t token : tokens) smallest = std::min(smallest, token);
+  if (smallest < 0) {
+    const size_t i = std::find_if(tokens.begin(), tokens.end(),
+                                  [](int32_t token) { return token < 0; }) -
+                     tokens.begin();
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens[", i, "] is negative (", tokens[i], ")"));
+  }
+  return tokens;
 }
 
 std::span<const int32_t> Span(
     const google::protobuf::RepeatedField<int32_t>& r) {
   return {r.data(), static_cast<size_t>(r.size())};
+}
+
+// Decodes `payload` and appends tokens [from, to) of the chunk to
+// `messages` in wire order, `tokens_per_message` tokens per message.
+absl::Status DecodeToMessages(const Codec& codec, const ChunkInfo& info,
+                              std::string_view payload, uint32_t from,
+                              uint32_t to, uint32_t tokens_per_message,
+                              std::vector<std::string>& messages) {
+  std::span<const std::byte> chunk = std::as_bytes(std::span(payload));
+  std::unique_ptr<std::byte[]> decoded;
+  if (!codec.stores_chunk_verbatim()) {
+    decoded = std::make_unique_for_overwrite<std::byte[]>(info.num_bytes());
+    const std::span<std::byte> out(decoded.get(), info.num_bytes());
+    if (auto status = codec.Decode(info, payload, out); !status.ok())
+      return status;
+    chunk = out;
+  } else if (payload.size() != info.num_bytes()) {
+    return absl::DataLossError(absl::StrCat(
+        "payload has ", payload.size(), " bytes, expected ", info.num_bytes()));
+  }
+  for (uint32_t begin = from; begin < to; begin += tokens_per_message)
+    ChunkToTokenMajor(*info.layout, info.num_tokens, chunk, begin,
+                      std::min(to, begin + tokens_per_message),
+                      messages.emplace_back());
+  return absl::OkStatus();
 }
 
 // Dimensions and dtype must agree; RoPE only when the caller states one.
@@ -56,11 +119,29 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
       next_put_id_(static_cast<uint64_t>(NowMicros())),
       pool_(options_.codec_threads) {}
 
-CacheEngine::~CacheEngine() { stats_.Save().IgnoreError(); }
+CacheEngine::~CacheEngine() {
+  stop_flushing_.Notify();
+  if (visit_flusher_.joinable()) visit_flusher_.join();
+  FlushVisits();
+  stats_.Save().IgnoreError();
+}
 
 absl::Status CacheEngine::Start() {
   if (auto status = stats_.Load(); !status.ok()) return status;
-  return eviction_.Load(trie_);
+  if (auto status = index_.Load(trie_); !status.ok()) return status;
+  visit_flusher_ = std::thread([this] {
+    while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1)))
+      FlushVisits();
+  });
+  return absl::OkStatus();
+}
+
+void CacheEngine::FlushVisits() {
+  const std::vector<NodeVisits> visits = index_.TakeVisits();
+  // Visits are statistics: losing some to an error is acceptable.
+  if (auto status = trie_.RecordVisits(visits); !status.ok())
+    spdlog::warn("recording {} node visits failed: {}", visits.size(),
+                 status.ToString());
 }
 
 void CacheEngine::SetLimits(std::map<std::string, NamespaceLimit> limits,
@@ -114,11 +195,11 @@ absl::Status CacheEngine::EnforceLimitsLocked() {
   };
   // Evicts the least recently used leaf of `ns`; false when it has none.
   auto evict_one = [&](const std::string& ns) -> absl::StatusOr<bool> {
-    auto victim = eviction_.OldestLeaf(ns);
+    auto victim = index_.OldestLeaf(ns);
     if (!victim) return false;
     auto record = trie_.ReadNode(*victim);
     if (!record.ok()) return record.status();
-    eviction_.Remove(*victim);
+    index_.Remove(*victim);
     if (!record->has_value()) return true;  // already gone
     trie_.RemoveLeaf(*victim, **record, batch);
     Usage& delta = deltas[ns];
@@ -193,6 +274,23 @@ absl::StatusOr<std::shared_ptr<const Codec>> CacheEngine::CodecFor(
   return shared;
 }
 
+absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>>
+CacheEngine::MatchKeys(const NodeKey& root, const Model& model,
+                       std::span<const int32_t> tokens) const {
+  std::vector<NodeKey> keys =
+      index_.MatchWholeChunks(root, tokens, model.chunk_tokens);
+  uint32_t matched = static_cast<uint32_t>(keys.size()) * model.chunk_tokens;
+  if (matched < tokens.size()) {
+    // A partial chunk at the end, or one the index does not hold yet.
+    auto rest = trie_.Match(keys.empty() ? root : keys.back(),
+                            tokens.subspan(matched), model.chunk_tokens);
+    if (!rest.ok()) return rest.status();
+    for (const TrieNode& node : rest->nodes) keys.push_back(node.key);
+    matched += rest->matched_tokens;
+  }
+  return std::make_pair(std::move(keys), matched);
+}
+
 absl::StatusOr<std::pair<TrieMatch, std::string>> CacheEngine::MatchInScope(
     const ReadScope& scope, const Model& model,
     std::span<const int32_t> tokens) {
@@ -213,30 +311,41 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
     const ReadScope& scope, const v1::LookupRequest& request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, false, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
-  auto match = MatchInScope(scope, **model, tokens);
-  if (!match.ok()) return match.status();
-  uint32_t matched = match->first.matched_tokens;
-  if (request.alignment() > 1) matched -= matched % request.alignment();
-  const int64_t now = NowMicros();
-  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
-  eviction_.Touch(match->first.nodes, now);
-  stats_.CountLookup(scope.namespaces.front(), tokens.size(), matched);
-  return LookupOutcome{matched, matched > 0 ? match->second : ""};
+  std::vector<NodeKey> best_keys;
+  LookupOutcome outcome;
+  for (const std::string& ns : scope.namespaces) {
+    auto match = MatchKeys(RootKey(ns, (*model)->fingerprint), **model, tokens);
+    if (!match.ok()) return match.status();
+    if (match->second > outcome.matched_tokens) {
+      best_keys = std::move(match->first);
+      outcome = {match->second, ns};
+    }
+  }
+  index_.Visit(best_keys, NowMicros());
+  if (request.alignment() > 1)
+    outcome.matched_tokens -= outcome.matched_tokens % request.alignment();
+  if (outcome.matched_tokens == 0) outcome.name_space.clear();
+  stats_.CountLookup(scope.namespaces.front(), tokens.size(),
+                     outcome.matched_tokens);
+  return outcome;
 }
 
 absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
     const std::string& name_space, const v1::PutHeader& header) {
   if (header.model().empty())
     return absl::InvalidArgumentError("header.model is empty");
-  const auto tokens = Span(header.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(header, options_.max_tokens, false, unpacked);
+  if (!checked.ok())
     return absl::InvalidArgumentError(
-        absl::StrCat("header.", status.message()));
+        absl::StrCat("header.", checked.status().message()));
+  const std::span<const int32_t> tokens = *checked;
   std::shared_ptr<const Model> model;
   bool new_model = false;
   auto found = models_.Find(header.model());
@@ -292,9 +401,10 @@ absl::Status CacheEngine::Get(
     const std::function<bool(std::string&)>& on_data) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens); !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, false, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto found = models_.Find(request.model());
   if (!found.ok()) return found.status();
   const Model& model = **found;
@@ -340,35 +450,38 @@ absl::Status CacheEngine::Get(
     }
     node_start += node.matched_tokens;
   }
-  // Decode on the worker pool, one chunk ahead of the one being sent.
+  // Decode on the worker pool, one chunk ahead of the one being sent, into
+  // the messages' own buffers: whole tokens per message where a token fits
+  // one, so nothing is copied again to split them.
+  const size_t token_bytes = layout.bytes_per_token();
+  const uint32_t tokens_per_message =
+      static_cast<uint32_t>(std::max<size_t>(1, message_bytes / token_bytes));
   struct DecodeJob {
-    std::string out;
+    std::vector<std::string> messages;
     absl::Status status;
     absl::Notification done;
   };
   auto start_decode = [&](const Segment& segment) {
     auto job = std::make_unique<DecodeJob>();
-    pool_.Submit([this, &layout, &segment, raw = job.get()] {
-      const NodeRecord& record = segment.node->record;
-      ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
-                     record.first_position(), Span(record.tokens())};
-      auto payload = trie_.ReadPayload(record);
-      if (!payload.ok()) {
-        raw->status = payload.status();
-      } else {
-        std::vector<std::byte> chunk(info.num_bytes());
-        raw->status = segment.codec->Decode(info, *payload, chunk);
-        if (raw->status.ok()) {
-          ChunkToTokenMajor(layout, info.num_tokens, chunk, segment.from,
-                            segment.to, raw->out);
-        } else {
-          raw->status = absl::DataLossError(
-              absl::StrCat("stored chunk ", segment.node->key.Hex(),
-                           " does not decode: ", raw->status.message()));
-        }
-      }
-      raw->done.Notify();
-    });
+    pool_.Submit(
+        [this, &layout, &segment, tokens_per_message, raw = job.get()] {
+          const NodeRecord& record = segment.node->record;
+          ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                         record.first_position(), Span(record.tokens())};
+          auto payload = trie_.ReadPayload(record);
+          if (!payload.ok()) {
+            raw->status = payload.status();
+          } else {
+            raw->status =
+                DecodeToMessages(*segment.codec, info, *payload, segment.from,
+                                 segment.to, tokens_per_message, raw->messages);
+            if (!raw->status.ok())
+              raw->status = absl::DataLossError(
+                  absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                               " does not decode: ", raw->status.message()));
+          }
+          raw->done.Notify();
+        });
     return job;
   };
   std::unique_ptr<DecodeJob> next =
@@ -378,19 +491,25 @@ absl::Status CacheEngine::Get(
     if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
     current->done.WaitForNotification();
     absl::Status status = current->status;
-    for (size_t offset = 0; status.ok() && offset < current->out.size();
-         offset += message_bytes) {
-      std::string piece = current->out.substr(offset, message_bytes);
-      if (!on_data(piece)) status = absl::CancelledError("client went away");
+    for (std::string& message : current->messages) {
+      if (!status.ok()) break;
+      // A token larger than a message is sent in slices.
+      for (size_t offset = 0; status.ok() && offset < message.size();
+           offset += message_bytes) {
+        std::string piece = message.size() <= message_bytes
+                                ? std::move(message)
+                                : message.substr(offset, message_bytes);
+        if (!on_data(piece)) status = absl::CancelledError("client went away");
+      }
     }
     if (!status.ok()) {
       if (next) next->done.WaitForNotification();  // it points at segments
       return status;
     }
   }
-  const int64_t now = NowMicros();
-  trie_.RecordVisits(match->first.nodes, now).IgnoreError();
-  eviction_.Touch(match->first.nodes, now);
+  std::vector<NodeKey> keys;
+  for (const TrieNode& node : match->first.nodes) keys.push_back(node.key);
+  index_.Visit(keys, NowMicros());
   stats_.CountGet(scope.namespaces.front(), end - begin);
   return absl::OkStatus();
 }
@@ -399,10 +518,10 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
     const std::string& name_space, const v1::DeleteRequest& request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
-  const auto tokens = Span(request.tokens());
-  if (auto status = CheckTokens(tokens, options_.max_tokens, true);
-      !status.ok())
-    return status;
+  std::vector<int32_t> unpacked;
+  auto checked = TokensOf(request, options_.max_tokens, true, unpacked);
+  if (!checked.ok()) return checked.status();
+  const std::span<const int32_t> tokens = *checked;
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
   std::lock_guard<std::mutex> lock(trie_.write_mutex());
@@ -417,7 +536,7 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
   stats_.ApplyUsage(name_space, delta);
-  for (const NodeKey& key : removal->keys) eviction_.Remove(key);
+  for (const NodeKey& key : removal->keys) index_.Remove(key);
   v1::DeleteResponse response;
   response.set_chunks_deleted(removal->chunks);
   response.set_bytes_freed(removal->bytes_stored);
@@ -515,29 +634,57 @@ absl::Status PutSession::Collect(size_t keep) {
 
 absl::Status PutSession::Append(std::string_view bytes) {
   const KvLayout& layout = model_->context.layout;
-  const uint64_t expected = uint64_t{tokens_.size()} * layout.bytes_per_token();
+  const size_t token_bytes = layout.bytes_per_token();
+  const uint64_t expected = uint64_t{tokens_.size()} * token_bytes;
   if (bytes_received_ + bytes.size() > expected)
     return absl::InvalidArgumentError(absl::StrCat(
         "data exceeds the ", expected, " bytes that ", tokens_.size(),
         " tokens of layout ", layout.DebugString(), " need"));
   bytes_received_ += bytes.size();
-  const size_t chunk_bytes =
-      size_t{model_->chunk_tokens} * layout.bytes_per_token();
+  // Tokens go straight from the message into their places in the chunk;
+  // only a token split across messages is copied twice.
   while (!bytes.empty()) {
-    const size_t take = std::min(bytes.size(), chunk_bytes - pending_.size());
-    pending_.append(bytes.substr(0, take));
-    bytes.remove_prefix(take);
-    if (pending_.size() == chunk_bytes) {
+    if (!chunk_) {
+      chunk_size_ = std::min<uint32_t>(model_->chunk_tokens,
+                                       tokens_.size() - next_token_);
+      chunk_ = std::make_unique_for_overwrite<std::byte[]>(chunk_size_ *
+                                                           token_bytes);
+      chunk_filled_ = 0;
+    }
+    if (!partial_token_.empty() || bytes.size() < token_bytes) {
+      const size_t take =
+          std::min(bytes.size(), token_bytes - partial_token_.size());
+      partial_token_.append(bytes.substr(0, take));
+      bytes.remove_prefix(take);
+      if (partial_token_.size() < token_bytes) break;
+      PlaceTokens(std::as_bytes(std::span(partial_token_)), 1);
+      partial_token_.clear();
+    } else {
+      const uint32_t count = static_cast<uint32_t>(std::min<size_t>(
+          bytes.size() / token_bytes, chunk_size_ - chunk_filled_));
+      PlaceTokens(std::as_bytes(std::span(bytes.data(), count * token_bytes)),
+                  count);
+      bytes.remove_prefix(count * token_bytes);
+    }
+    if (chunk_filled_ == chunk_size_) {
       if (auto status = FlushChunk(); !status.ok()) return status;
     }
   }
   return absl::OkStatus();
 }
 
+void PutSession::PlaceTokens(std::span<const std::byte> token_major,
+                             uint32_t count) {
+  const KvLayout& layout = model_->context.layout;
+  ScatterTokens(
+      layout, chunk_size_, chunk_filled_, count, token_major,
+      std::span(chunk_.get(), chunk_size_ * layout.bytes_per_token()));
+  chunk_filled_ += count;
+}
+
 absl::Status PutSession::FlushChunk() {
   const KvLayout& layout = model_->context.layout;
-  const uint32_t count =
-      static_cast<uint32_t>(pending_.size() / layout.bytes_per_token());
+  const uint32_t count = chunk_size_;
   const std::span<const int32_t> chunk_tokens(tokens_.data() + next_token_,
                                               count);
   const NodeKey key = ChildKey(parent_, chunk_tokens);
@@ -550,7 +697,8 @@ absl::Status PutSession::FlushChunk() {
       return absl::InternalError(
           absl::StrCat("hash collision on trie node ", key.Hex()));
     ++deduped_;
-    path_.push_back({key, std::move(**existing), count});
+    path_.push_back(key);
+    chunk_.reset();
   } else {
     auto job = std::make_unique<EncodeJob>();
     job->node.key = key;
@@ -569,32 +717,34 @@ absl::Status PutSession::FlushChunk() {
     record.set_created_unix_micros(NowMicros());
     record.set_namespace_(name_space_);
     record.set_model(model_->record.name());
-    job->token_major.swap(pending_);
+    job->chunk = std::move(chunk_);
     EncodeJob* raw = job.get();
-    engine_->pool_.Submit(
-        [this, raw,
-         info = ChunkInfo{&layout, count, next_token_, chunk_tokens}] {
-          std::vector<std::byte> chunk(info.num_bytes());
-          TokenMajorToChunk(*info.layout, info.num_tokens,
-                            std::as_bytes(std::span(raw->token_major.data(),
-                                                    raw->token_major.size())),
-                            chunk);
-          raw->token_major = std::string();  // release the input early
-          std::string payload;
-          raw->status = codec_->Encode(info, chunk, payload);
-          if (raw->status.ok()) {
-            raw->node.record.set_bytes_stored(payload.size());
-            raw->status = engine_->trie_.StagePayload(
-                raw->node.record.payload_key(), payload);
-          }
-          raw->done.Notify();
-        });
+    engine_->pool_.Submit([this, raw,
+                           info = ChunkInfo{&layout, count, next_token_,
+                                            chunk_tokens}] {
+      const std::span<const std::byte> chunk(raw->chunk.get(),
+                                             info.num_bytes());
+      std::string payload;
+      std::string_view stored;
+      if (codec_->stores_chunk_verbatim()) {
+        stored = {reinterpret_cast<const char*>(chunk.data()), chunk.size()};
+      } else {
+        raw->status = codec_->Encode(info, chunk, payload);
+        stored = payload;
+      }
+      if (raw->status.ok()) {
+        raw->node.record.set_bytes_stored(stored.size());
+        raw->status =
+            engine_->trie_.StagePayload(raw->node.record.payload_key(), stored);
+      }
+      raw->chunk.reset();
+      raw->done.Notify();
+    });
     in_flight_.push_back(std::move(job));
     if (auto status = Collect(kMaxChunksInFlight); !status.ok()) return status;
   }
   parent_ = key;
   next_token_ += count;
-  pending_.clear();
   return absl::OkStatus();
 }
 
@@ -605,9 +755,7 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
     return absl::InvalidArgumentError(absl::StrCat(
         "stream ended after ", bytes_received_, " of the ", expected,
         " data bytes that ", tokens_.size(), " tokens need"));
-  if (!pending_.empty()) {
-    if (auto status = FlushChunk(); !status.ok()) return status;
-  }
+  // Every chunk was handed off when its last token arrived.
   if (auto status = Collect(0); !status.ok()) return status;
   std::lock_guard<std::mutex> lock(engine_->trie_.write_mutex());
   if (new_model_) {
@@ -644,8 +792,8 @@ absl::StatusOr<v1::PutResponse> PutSession::Finish() {
   const int64_t now = NowMicros();
   for (const PendingNode& node : staged_)
     if (!committed->raced_keys.contains(node.key))
-      engine_->eviction_.Add(node.key, node.record, now);
-  engine_->eviction_.Touch(path_, now);
+      engine_->index_.Add(node.key, node.record, now);
+  engine_->index_.Touch(path_, now);
   if (auto status = engine_->EnforceLimitsLocked(); !status.ok())
     spdlog::warn("eviction after a Put failed: {}", status.ToString());
   const uint32_t deduped = deduped_ + committed->raced;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -16,7 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "codec/codec.h"
 #include "seqkv/v1/kvcache.pb.h"
-#include "server/eviction_index.h"
+#include "server/node_index.h"
 #include "server/stats.h"
 #include "server/worker_pool.h"
 #include "storage/kv_store.h"
@@ -59,7 +60,12 @@ class CacheEngine {
   CacheEngine(KvStore* store, EngineOptions options);
   ~CacheEngine();
 
-  absl::Status Start();  // loads counters
+  // Loads counters and the node index; starts writing visits back.
+  absl::Status Start();
+
+  // Writes the visits counted since the last flush to the store (done every
+  // second on a background thread, and at destruction).
+  void FlushVisits();
 
   absl::StatusOr<LookupOutcome> Lookup(const ReadScope& scope,
                                        const v1::LookupRequest& request);
@@ -103,7 +109,13 @@ class CacheEngine {
  private:
   friend class PutSession;
 
-  // Longest match over the namespaces of `scope`.
+  // Longest match over the namespaces of `scope`: the keys of the nodes
+  // matched, from the node index and the trie, without reading records
+  // where the index knows the chunks.
+  absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>> MatchKeys(
+      const NodeKey& root, const Model& model,
+      std::span<const int32_t> tokens) const;
+  // Longest match over the namespaces of `scope`, with node records.
   absl::StatusOr<std::pair<TrieMatch, std::string>> MatchInScope(
       const ReadScope& scope, const Model& model,
       std::span<const int32_t> tokens);
@@ -117,7 +129,7 @@ class CacheEngine {
 
   KvStore* store_;
   EngineOptions options_;
-  EvictionIndex eviction_;
+  NodeIndex index_;
   mutable absl::Mutex limits_mutex_;
   std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(limits_mutex_);
   uint64_t capacity_bytes_ ABSL_GUARDED_BY(limits_mutex_) = 0;
@@ -128,6 +140,8 @@ class CacheEngine {
   absl::Mutex codecs_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
       ABSL_GUARDED_BY(codecs_mutex_);
+  absl::Notification stop_flushing_;
+  std::thread visit_flusher_;
   // Last: destroyed first, finishing its tasks while the rest still exists.
   WorkerPool pool_;
 };
@@ -152,11 +166,14 @@ class PutSession {
   static constexpr size_t kMaxChunksInFlight = 2;
   struct EncodeJob {
     PendingNode node;
-    std::string token_major;
+    std::unique_ptr<std::byte[]> chunk;  // chunk layout
     absl::Status status;
     absl::Notification done;
   };
 
+  // Places whole tokens (token-major bytes) into the chunk being filled.
+  void PlaceTokens(std::span<const std::byte> token_major, uint32_t count);
+  // Hands the full chunk to the worker pool (or notes it as stored).
   absl::Status FlushChunk();
   // Waits until at most `keep` encodes are in flight; stages their results.
   absl::Status Collect(size_t keep);
@@ -170,10 +187,16 @@ class PutSession {
   uint64_t put_id_;
   NodeKey parent_;
   uint32_t next_token_ = 0;  // first token of the chunk being filled
-  std::string pending_;      // token-major bytes of that chunk
+  // That chunk, in chunk layout, filled as tokens arrive: its size in
+  // tokens and how many have arrived. A token split across messages waits
+  // in partial_token_.
+  std::unique_ptr<std::byte[]> chunk_;
+  uint32_t chunk_size_ = 0;
+  uint32_t chunk_filled_ = 0;
+  std::string partial_token_;
   std::deque<std::unique_ptr<EncodeJob>> in_flight_;
   std::vector<PendingNode> staged_;
-  std::vector<TrieNode> path_;  // chunks that were stored already
+  std::vector<NodeKey> path_;  // chunks that were stored already
   uint32_t deduped_ = 0;
   uint64_t bytes_received_ = 0;
   bool finished_ = false;

@@ -14,15 +14,15 @@ size_t RowsPerToken(const KvLayout& layout) {
 
 }  // namespace
 
-void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
-                       std::span<const std::byte> token_major,
-                       std::span<std::byte> chunk) {
+void ScatterTokens(const KvLayout& layout, uint32_t num_tokens, uint32_t first,
+                   uint32_t count, std::span<const std::byte> token_major,
+                   std::span<std::byte> chunk) {
   const size_t rows = RowsPerToken(layout);
   const size_t vector = size_t{layout.head_dim} * DTypeSize(layout.dtype);
-  for (size_t t = 0; t < num_tokens; ++t)
-    for (size_t r = 0; r < rows; ++r)
-      std::memcpy(chunk.data() + (r * num_tokens + t) * vector,
-                  token_major.data() + (t * rows + r) * vector, vector);
+  const std::byte* from = token_major.data();
+  for (size_t t = first; t < size_t{first} + count; ++t)
+    for (size_t r = 0; r < rows; ++r, from += vector)
+      std::memcpy(chunk.data() + (r * num_tokens + t) * vector, from, vector);
 }
 
 void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,

@@ -11,10 +11,19 @@
 
 namespace seqkv {
 
+// Writes tokens [first, first + count) of a chunk of `num_tokens` tokens
+// from `token_major` (exactly those tokens, in wire order) into `chunk`, so
+// that a chunk can be filled as its bytes arrive.
+void ScatterTokens(const KvLayout& layout, uint32_t num_tokens, uint32_t first,
+                   uint32_t count, std::span<const std::byte> token_major,
+                   std::span<std::byte> chunk);
+
 // `token_major` holds `num_tokens` tokens; `chunk` receives them.
-void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
-                       std::span<const std::byte> token_major,
-                       std::span<std::byte> chunk);
+inline void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
+                              std::span<const std::byte> token_major,
+                              std::span<std::byte> chunk) {
+  ScatterTokens(layout, num_tokens, 0, num_tokens, token_major, chunk);
+}
 
 // Appends tokens [begin, end) of a chunk of `num_tokens` tokens to `out` in
 // token-major order.

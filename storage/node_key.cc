@@ -1,5 +1,6 @@
 #include "storage/node_key.h"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include "absl/base/internal/endian.h"
@@ -41,11 +42,23 @@ NodeKey RootKey(std::string_view name_space,
 }
 
 NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens) {
-  std::string input = parent.Bytes();
-  input.append(reinterpret_cast<const char*>(tokens.data()),
-               tokens.size() * sizeof(int32_t));
-  XXH128_hash_t hash = XXH3_128bits(input.data(), input.size());
+  // The hash of the parent's bytes followed by the tokens, streamed so that
+  // nothing is copied.
+  char parent_bytes[NodeKey::kSize];
+  absl::big_endian::Store64(parent_bytes, parent.high);
+  absl::big_endian::Store64(parent_bytes + 8, parent.low);
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  XXH3_128bits_update(&state, parent_bytes, sizeof(parent_bytes));
+  XXH3_128bits_update(&state, tokens.data(), tokens.size() * sizeof(int32_t));
+  XXH128_hash_t hash = XXH3_128bits_digest(&state);
   return {hash.high64, hash.low64};
+}
+
+uint64_t TokensHash(std::span<const int32_t> tokens) {
+  constexpr uint64_t kSeed = 0x73657170746f6b73;  // distinct from ChildKey's
+  return XXH3_64bits_withSeed(tokens.data(), tokens.size() * sizeof(int32_t),
+                              kSeed);
 }
 
 }  // namespace seqkv

@@ -135,14 +135,12 @@ absl::StatusOr<std::string> Trie::ReadPayload(const NodeRecord& node) const {
   return std::move(**value);
 }
 
-absl::Status Trie::RecordVisits(std::span<const TrieNode> nodes,
-                                int64_t now_micros) {
-  if (nodes.empty()) return absl::OkStatus();
+absl::Status Trie::RecordVisits(std::span<const NodeVisits> visits) {
+  if (visits.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  const std::string one_visit = EncodeNodeStats(1, now_micros);
-  for (const TrieNode& node : nodes)
+  for (const NodeVisits& node : visits)
     batch.Merge(store_->handle(Column::kNodeStats), node.key.Bytes(),
-                one_visit);
+                EncodeNodeStats(node.visits, node.last_used_micros));
   return store_->WriteUnlogged(batch);
 }
 

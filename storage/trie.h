@@ -29,6 +29,13 @@ struct TrieNode {
   uint32_t matched_tokens = 0;
 };
 
+// Visits to one node since they were last recorded.
+struct NodeVisits {
+  NodeKey key;
+  uint64_t visits = 0;
+  int64_t last_used_micros = 0;
+};
+
 struct TrieMatch {
   std::vector<TrieNode> nodes;
   uint32_t matched_tokens = 0;
@@ -71,9 +78,8 @@ class Trie {
   // DATA_LOSS if the payload a node points at is gone.
   absl::StatusOr<std::string> ReadPayload(const NodeRecord& node) const;
 
-  // Counts a visit to each node (best effort: not logged, merged).
-  absl::Status RecordVisits(std::span<const TrieNode> nodes,
-                            int64_t now_micros);
+  // Adds visits to the nodes' stats (best effort: not logged, merged).
+  absl::Status RecordVisits(std::span<const NodeVisits> visits);
   // Visits and last use of a node.
   absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
                           int64_t& last_used_micros) const;

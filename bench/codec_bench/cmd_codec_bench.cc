@@ -7,10 +7,10 @@
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/strings/str_split.h"
 #include "bench/codec_bench/bench_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "codec/codec.h"
 #include "codec/model_state.h"
 #include "codec/model_state_builder.h"
 #include "nlohmann/json.hpp"
@@ -53,8 +53,7 @@ nlohmann::json ToJson(const bench::CodecReport& r) {
 
 int RunCodecBench(std::span<char* const> args) {
   bench::BenchOptions options;
-  options.codecs =
-      absl::StrSplit(absl::GetFlag(FLAGS_codecs), ',', absl::SkipEmpty());
+  options.codecs = SplitCodecSpecs(absl::GetFlag(FLAGS_codecs));
   options.threads = absl::GetFlag(FLAGS_threads);
   const uint32_t chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   options.chunk_tokens = chunk_tokens == 0 ? 256 : chunk_tokens;

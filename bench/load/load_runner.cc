@@ -71,6 +71,7 @@ class ClientThread {
     client_ = std::move(*client);
     for (uint32_t i = 0; i < prefill; ++i) {
       absl::Status status;
+      PrepareOp(OpKind::kPut);
       if (!DoPut(status))
         return absl::Status(status.code(),
                             absl::StrCat("prefill Put: ", status.message()));
@@ -84,7 +85,8 @@ class ClientThread {
       if (options_.ops > 0 && shared_.claimed.fetch_add(
                                   1, std::memory_order_relaxed) >= options_.ops)
         break;
-      const OpKind kind = Choose();
+      // Untimed: a worker has its prompt's token ids at hand already.
+      const OpKind kind = PrepareOp(Choose());
       const int index = static_cast<int>(kind);
       absl::Status status;
       const auto start = Clock::now();
@@ -148,9 +150,19 @@ class ClientThread {
     return true;
   }
 
+  // Picks the sequence the operation works on and fills its tokens; a Get
+  // or Lookup before anything is stored becomes a Put.
+  OpKind PrepareOp(OpKind kind) {
+    if (kind != OpKind::kPut && PickStored(sequence_)) {
+      workload_.FillTokens(sequence_, tokens_);
+      return kind;
+    }
+    sequence_ = shared_.next_sequence.fetch_add(1);
+    workload_.FillTokens(sequence_, cache_.tokens);
+    return OpKind::kPut;
+  }
+
   bool DoPut(absl::Status& status) {
-    const uint64_t sequence = shared_.next_sequence.fetch_add(1);
-    workload_.FillTokens(sequence, cache_.tokens);
     PutOptions put;
     put.model = options_.model;
     put.codec = options_.codec;
@@ -163,14 +175,11 @@ class ClientThread {
     result_.chunks_new += result->chunks_new;
     result_.chunks_deduped += result->chunks_deduped;
     std::lock_guard<std::mutex> lock(shared_.pool_mutex);
-    shared_.pool.push_back(sequence);
+    shared_.pool.push_back(sequence_);
     return true;
   }
 
   bool DoGet(absl::Status& status) {
-    uint64_t sequence;
-    if (!PickStored(sequence)) return DoPut(status);
-    workload_.FillTokens(sequence, tokens_);
     GetOptions get;
     get.model = options_.model;
     auto result = client_->Get(get, tokens_);
@@ -192,9 +201,6 @@ class ClientThread {
   }
 
   bool DoLookup(absl::Status& status) {
-    uint64_t sequence;
-    if (!PickStored(sequence)) return DoPut(status);
-    workload_.FillTokens(sequence, tokens_);
     auto result = client_->Lookup(options_.model, tokens_);
     if (!result.ok()) {
       status = result.status();
@@ -216,8 +222,9 @@ class ClientThread {
   std::mt19937_64 rng_;
   std::array<double, kNumOpKinds> cumulative_{};
   std::unique_ptr<Client> client_;
-  KvCache cache_;  // the KV values; tokens replaced per Put
-  std::vector<int32_t> tokens_;
+  KvCache cache_;                // the KV values; tokens replaced per Put
+  uint64_t sequence_ = 0;        // of the operation prepared last
+  std::vector<int32_t> tokens_;  // of a Get or Lookup
 };
 
 std::string ProgressLine(double elapsed, const Shared& shared,

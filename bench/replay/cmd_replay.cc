@@ -22,8 +22,6 @@ ABSL_FLAG(uint64_t, capacity_blocks, 0,
           "(0: unlimited)");
 ABSL_FLAG(uint64_t, capacity_bytes, 0,
           "replay: capacity of the server it starts, in bytes (0: unlimited)");
-ABSL_FLAG(std::string, admin, "",
-          "replay: admin address host:port of a --server, for its usage");
 ABSL_FLAG(std::string, server_binary, "",
           "replay: seqkv-server to start (default: the one next to seqkv)");
 ABSL_FLAG(int, windows, 10, "replay: hit rate over time in this many slices");

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -20,9 +19,6 @@
 #include "client/cli/common_flags.h"
 #include "nlohmann/json.hpp"
 
-// --admin (the admin address, host:port) is defined by `seqkv replay`
-// (bench/replay/cmd_replay.cc); empty means the default admin port.
-ABSL_DECLARE_FLAG(std::string, admin);
 ABSL_FLAG(std::string, tenant, "", "stats: one tenant only");
 ABSL_FLAG(
     std::string, admin_token, "",

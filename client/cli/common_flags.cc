@@ -18,6 +18,10 @@ ABSL_FLAG(std::string, codec, "",
 ABSL_FLAG(std::string, namespace, "",
           "namespace to use (default: the caller's own)");
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
+ABSL_FLAG(std::string, admin, "",
+          "admin endpoint host:port: for seqkv stats (empty: "
+          "127.0.0.1:50552) and for seqkv replay against a --server (to read "
+          "its usage)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificate; turns TLS on");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key for mutual TLS");

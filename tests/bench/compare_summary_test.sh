@@ -41,4 +41,5 @@ plan="$("$COMPARE" --dry-run)"
 for tool in "seqkv bench" seqkv-redis-bench seqkv-null-grpc seqkv-memcpy-bench; do
   echo "$plan" | grep -q "$tool" || fail "dry run does not plan $tool"
 done
+echo "$plan" | grep -q "appendonly yes" || fail "dry run does not plan Redis with AOF"
 echo "PASS ($checked rows)"

@@ -42,7 +42,16 @@ std::string MakeSeed(uint64_t seed) {
   *header.mutable_layout() =
       seqkv::LayoutToProto({1, 1, 2, seqkv::DType::kBF16});
   const int tokens = 1 + rng() % 9;
-  for (int i = 0; i < tokens; ++i) header.add_tokens(rng() % 4);
+  const bool packed = rng() % 2;  // both encodings of the token ids
+  for (int i = 0; i < tokens; ++i) {
+    const int32_t token = static_cast<int32_t>(rng() % 4);
+    if (packed) {
+      header.mutable_packed_tokens()->append(
+          reinterpret_cast<const char*>(&token), sizeof(token));
+    } else {
+      header.add_tokens(token);
+    }
+  }
   header.set_codec(rng() % 2 ? "raw" : "lossless");
   const std::string bytes = header.SerializeAsString();
   std::string out(2, '\0');
@@ -79,6 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   seqkv::v1::GetRequest get;
   get.set_model(header.model());
   *get.mutable_tokens() = header.tokens();
+  get.set_packed_tokens(header.packed_tokens());
   std::string back;
   auto read = Engine().Get(
       {{"ns"}}, get, 1 << 20, [](const seqkv::v1::GetHeader&) { return true; },

@@ -334,6 +334,45 @@ TEST_F(BadInputTest, EmptyTokensAndNegativeIds) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(BadInputTest, PackedTokensThatDoNotParse) {
+  // The repeated ids of HeaderFor and packed ones at once.
+  v1::PutHeader header = HeaderFor(probe_, kModel);
+  header.set_packed_tokens(std::string(4 * probe_.tokens.size(), '\1'));
+  auto status = RawPut(header, probe_.tokens.size() * 6144);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("header.tokens and packed_tokens"),
+            std::string::npos)
+      << status.error_message();
+  header.clear_tokens();
+  header.set_packed_tokens(std::string(4 * probe_.tokens.size() - 1, '\1'));
+  status = RawPut(header, probe_.tokens.size() * 6144);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("whole number"), std::string::npos)
+      << status.error_message();
+  grpc::ClientContext context;
+  v1::LookupRequest lookup;
+  lookup.set_model(kModel);
+  lookup.set_packed_tokens(std::string("\x01\x00\x00\x80", 4));  // < 0
+  v1::LookupResponse response;
+  status = stub_->Lookup(&context, lookup, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("tokens[0] is negative"),
+            std::string::npos)
+      << status.error_message();
+}
+
+TEST_F(BadInputTest, RepeatedAndPackedTokensFindTheSamePrefix) {
+  // The client sends packed ids; a worker may send repeated ones.
+  grpc::ClientContext context;
+  v1::LookupRequest lookup;
+  lookup.set_model(kModel);
+  lookup.mutable_tokens()->Add(probe_.tokens.begin(), probe_.tokens.end());
+  v1::LookupResponse response;
+  ASSERT_TRUE(stub_->Lookup(&context, lookup, &response).ok());
+  EXPECT_EQ(response.matched_tokens(), probe_.tokens.size());
+  EXPECT_EQ(Lookup(probe_.tokens), probe_.tokens.size());
+}
+
 TEST_F(BadInputTest, UnknownCodecAndModel) {
   v1::PutHeader header = HeaderFor(probe_, kModel);
   header.set_codec("zip:9");

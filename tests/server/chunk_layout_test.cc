@@ -59,5 +59,24 @@ TEST(CodecRegistryTest, RawRoundTripAndErrors) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(ChunkLayoutTest, ScatteringTokensInPiecesFillsTheSameChunk) {
+  KvLayout layout{2, 2, 4, DType::kBF16};
+  const uint32_t tokens = 7;
+  std::vector<std::byte> token_major(layout.bytes_per_token() * tokens);
+  std::mt19937 rng(2);
+  for (auto& b : token_major) b = static_cast<std::byte>(rng());
+  std::vector<std::byte> whole(token_major.size()), pieces(token_major.size());
+  TokenMajorToChunk(layout, tokens, token_major, whole);
+  for (uint32_t first : {0u, 1u, 4u}) {
+    const uint32_t end = first == 0 ? 1 : first == 1 ? 4 : tokens;
+    ScatterTokens(layout, tokens, first, end - first,
+                  std::span(token_major)
+                      .subspan(first * layout.bytes_per_token(),
+                               (end - first) * layout.bytes_per_token()),
+                  pieces);
+  }
+  EXPECT_EQ(pieces, whole);
+}
+
 }  // namespace
 }  // namespace seqkv

@@ -121,7 +121,8 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       std::string got;
       ASSERT_TRUE(engine_
                       ->Get(
-                          {{"ns"}}, get, 64,
+                          // Messages of less than a token, one, and more.
+                          {{"ns"}}, get, 24 + 40 * (q % 3),
                           [](const v1::GetHeader&) { return true; },
                           [&](std::string& piece) {
                             got += piece;

@@ -1,6 +1,8 @@
 // The trie on a real RocksDB in a temporary directory.
 #include "storage/trie.h"
 
+#include <xxhash.h>
+
 #include <filesystem>
 #include <numeric>
 
@@ -85,6 +87,13 @@ TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
   EXPECT_NE(RootKey("ab", "c"), RootKey("a", "bc"));
   const std::vector<int32_t> chunk = {1, 2, 3};
   EXPECT_EQ(ChildKey(root_a, chunk), ChildKey(root_a, chunk));
+  // The definition stored keys depend on: XXH3-128 of the parent's bytes
+  // followed by the tokens.
+  std::string input = root_a.Bytes();
+  input.append(reinterpret_cast<const char*>(chunk.data()),
+               chunk.size() * sizeof(int32_t));
+  const XXH128_hash_t hash = XXH3_128bits(input.data(), input.size());
+  EXPECT_EQ(ChildKey(root_a, chunk), (NodeKey{hash.high64, hash.low64}));
   EXPECT_NE(ChildKey(root_a, chunk), ChildKey(RootKey("b", "m"), chunk));
   EXPECT_NE(ChildKey(root_a, chunk),
             ChildKey(root_a, std::vector<int32_t>{1, 2}));
@@ -151,8 +160,12 @@ TEST_F(TrieTest, VisitsAreCountedAndEverythingSurvivesReopen) {
   Insert(Iota(8), 4);
   auto match = trie_->Match(root_, Iota(8), 4);
   ASSERT_TRUE(match.ok());
-  ASSERT_TRUE(trie_->RecordVisits(match->nodes, 1000).ok());
-  ASSERT_TRUE(trie_->RecordVisits(match->nodes, 2000).ok());
+  for (int64_t now : {1000, 2000}) {
+    std::vector<NodeVisits> visits;
+    for (const TrieNode& node : match->nodes)
+      visits.push_back({node.key, 1, now});
+    ASSERT_TRUE(trie_->RecordVisits(visits).ok());
+  }
   trie_.reset();
   store_.reset();
   Open();

@@ -11,12 +11,12 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
 #include "client/client.h"
 #include "client/kv_cache.h"
 #include "client/safetensors.h"
+#include "codec/codec.h"
 #include "nlohmann/json.hpp"
 #include "tools/lm/fidelity.h"
 #include "tools/lm/llama_model.h"
@@ -174,10 +174,9 @@ int RunEval(std::span<char* const> args) {
   }
 
   std::vector<CodecRun> runs;
-  for (absl::string_view spec :
-       absl::StrSplit(absl::GetFlag(FLAGS_codec), ',', absl::SkipEmpty())) {
+  for (const std::string& spec : SplitCodecSpecs(absl::GetFlag(FLAGS_codec))) {
     CodecRun run;
-    run.spec = std::string(spec);
+    run.spec = spec;
     if (!via_server) {
       auto codec = CreateCodec(run.spec, *context);
       if (!codec.ok()) return cli::ReportError(codec.status());

@@ -1,0 +1,181 @@
+#include "server/node_index.h"
+
+namespace seqkv {
+namespace {
+
+uint64_t TokensHashOf(const NodeRecord& record) {
+  return TokensHash(
+      {record.tokens().data(), static_cast<size_t>(record.tokens_size())});
+}
+
+}  // namespace
+
+absl::Status NodeIndex::Load(const Trie& trie) {
+  KvStore* store = trie.store();
+  // Both columns are keyed by node key: walk them side by side rather than
+  // reading each node's stats with a point lookup.
+  auto it = store->NewIterator(Column::kNodes);
+  auto stats = store->NewIterator(Column::kNodeStats);
+  stats->SeekToFirst();
+  absl::MutexLock lock(&mutex_);
+  nodes_.clear();
+  leaves_.clear();
+  visits_.clear();
+  NodeRecord record;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != NodeKey::kSize ||
+        !record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size())))
+      return absl::DataLossError("a trie node record is corrupt");
+    while (stats->Valid() && stats->key().compare(it->key()) < 0) stats->Next();
+    uint64_t visits = 0;
+    int64_t last_used = 0;
+    if (stats->Valid() && stats->key() == it->key())
+      DecodeNodeStats(
+          std::string_view(stats->value().data(), stats->value().size()),
+          visits, last_used);
+    const NodeKey key = NodeKey::FromBytes(
+        std::string_view(it->key().data(), it->key().size()));
+    AddLocked(key, {.parent = NodeKey::FromBytes(record.parent_key()),
+                    .name_space = record.namespace_(),
+                    .last_used = last_used,
+                    .tokens_hash = TokensHashOf(record)});
+  }
+  if (!stats->status().ok())
+    return FromRocks(stats->status(), "load node stats");
+  return FromRocks(it->status(), "load the node index");
+}
+
+void NodeIndex::AddLocked(const NodeKey& key, Entry entry) {
+  auto [it, inserted] = nodes_.try_emplace(key, entry);
+  if (!inserted) {
+    // Known already (children counted before it arrived during Load).
+    entry.children = it->second.children;
+    it->second = entry;
+  }
+  if (it->second.children == 0)
+    leaves_[entry.name_space].insert(LeafOf(key, it->second));
+  if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
+    if (parent->second.children++ == 0 && !parent->second.placeholder)
+      leaves_[parent->second.name_space].erase(
+          LeafOf(parent->first, parent->second));
+  } else {
+    // The parent is a root, or not loaded yet: remember the child count.
+    nodes_.try_emplace(entry.parent, Placeholder(1));
+  }
+}
+
+void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
+                    int64_t now_micros) {
+  absl::MutexLock lock(&mutex_);
+  AddLocked(key, {.parent = NodeKey::FromBytes(record.parent_key()),
+                  .name_space = record.namespace_(),
+                  .last_used = now_micros,
+                  .tokens_hash = TokensHashOf(record)});
+}
+
+std::vector<NodeKey> NodeIndex::MatchWholeChunks(
+    const NodeKey& root, std::span<const int32_t> tokens,
+    uint32_t chunk_tokens) const {
+  std::vector<NodeKey> path;
+  if (chunk_tokens == 0) return path;
+  path.reserve(tokens.size() / chunk_tokens);
+  NodeKey parent = root;
+  absl::ReaderMutexLock lock(&mutex_);
+  for (size_t begin = 0; begin + chunk_tokens <= tokens.size();
+       begin += chunk_tokens) {
+    const auto chunk = tokens.subspan(begin, chunk_tokens);
+    const NodeKey key = ChildKey(parent, chunk);
+    auto it = nodes_.find(key);
+    if (it == nodes_.end() || it->second.placeholder ||
+        it->second.parent != parent ||
+        it->second.tokens_hash != TokensHash(chunk))
+      break;
+    path.push_back(key);
+    parent = key;
+  }
+  return path;
+}
+
+void NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return;
+  Entry& entry = it->second;
+  if (entry.children == 0) {
+    auto& leaves = leaves_[entry.name_space];
+    leaves.erase(LeafOf(it->first, entry));
+    entry.last_used = now_micros;
+    leaves.insert(LeafOf(it->first, entry));
+  } else {
+    entry.last_used = now_micros;
+  }
+}
+
+void NodeIndex::Touch(std::span<const NodeKey> keys, int64_t now_micros) {
+  absl::MutexLock lock(&mutex_);
+  for (const NodeKey& key : keys) TouchLocked(key, now_micros);
+}
+
+void NodeIndex::Visit(std::span<const NodeKey> keys, int64_t now_micros) {
+  absl::MutexLock lock(&mutex_);
+  for (const NodeKey& key : keys) {
+    TouchLocked(key, now_micros);
+    NodeVisits& visits = visits_[key];
+    visits.key = key;
+    ++visits.visits;
+    visits.last_used_micros = now_micros;
+  }
+}
+
+std::vector<NodeVisits> NodeIndex::TakeVisits() {
+  absl::flat_hash_map<NodeKey, NodeVisits> taken;
+  {
+    absl::MutexLock lock(&mutex_);
+    taken.swap(visits_);
+  }
+  std::vector<NodeVisits> result;
+  result.reserve(taken.size());
+  for (auto& [key, visits] : taken) result.push_back(visits);
+  return result;
+}
+
+void NodeIndex::Remove(const NodeKey& key) {
+  absl::MutexLock lock(&mutex_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return;
+  const Entry entry = it->second;
+  leaves_[entry.name_space].erase(LeafOf(key, entry));
+  visits_.erase(key);
+  if (entry.children > 0) {
+    // Its children still name it as their parent.
+    it->second = Placeholder(entry.children);
+  } else {
+    nodes_.erase(it);
+  }
+  if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
+    if (--parent->second.children == 0) {
+      if (parent->second.placeholder) {
+        nodes_.erase(parent);
+      } else {
+        leaves_[parent->second.name_space].insert(
+            LeafOf(parent->first, parent->second));
+      }
+    }
+  }
+}
+
+std::optional<NodeKey> NodeIndex::OldestLeaf(
+    const std::string& name_space) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = leaves_.find(name_space);
+  if (it == leaves_.end() || it->second.empty()) return std::nullopt;
+  const auto& [time, key] = *it->second.begin();
+  return NodeKey{key.first, key.second};
+}
+
+size_t NodeIndex::size() const {
+  absl::MutexLock lock(&mutex_);
+  return nodes_.size();
+}
+
+}  // namespace seqkv

@@ -1,0 +1,156 @@
+// The in-memory node index, loaded from a real trie on RocksDB.
+#include "server/node_index.h"
+
+#include <filesystem>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "storage/kv_store.h"
+#include "storage/node_key.h"
+
+namespace seqkv {
+namespace {
+
+std::vector<int32_t> Iota(int n, int32_t first = 1) {
+  std::vector<int32_t> tokens(n);
+  std::iota(tokens.begin(), tokens.end(), first);
+  return tokens;
+}
+
+class NodeIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("seqkv-node-index-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    auto store = KvStore::Open({dir_.string(), false});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    trie_ = std::make_unique<Trie>(store_.get());
+  }
+  void TearDown() override {
+    trie_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Commits `tokens` in chunks of `chunk` below root; returns the keys.
+  std::vector<NodeKey> Insert(const std::vector<int32_t>& tokens,
+                              uint32_t chunk, const std::string& ns = "a") {
+    std::vector<PendingNode> nodes;
+    NodeKey parent = root_;
+    for (size_t start = 0; start < tokens.size(); start += chunk) {
+      const size_t end = std::min(tokens.size(), start + chunk);
+      std::span<const int32_t> part(tokens.data() + start, end - start);
+      PendingNode node;
+      node.key = ChildKey(parent, part);
+      node.record.set_parent_key(parent.Bytes());
+      node.record.set_namespace_(ns);
+      node.record.mutable_tokens()->Add(part.begin(), part.end());
+      node.record.set_payload_key(node.key.Bytes() + "p");
+      nodes.push_back(std::move(node));
+      parent = nodes.back().key;
+    }
+    std::lock_guard<std::mutex> lock(trie_->write_mutex());
+    EXPECT_TRUE(trie_->Commit(nodes, nullptr).ok());
+    std::vector<NodeKey> keys;
+    for (const PendingNode& node : nodes) keys.push_back(node.key);
+    return keys;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<Trie> trie_;
+  NodeKey root_ = RootKey("a", "model");
+};
+
+TEST_F(NodeIndexTest, MatchesWholeChunksItWasLoadedWith) {
+  const auto keys = Insert(Iota(10), 4);  // chunks of 4, 4 and 2 tokens
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  EXPECT_EQ(index.MatchWholeChunks(root_, Iota(10), 4),
+            (std::vector<NodeKey>{keys[0], keys[1]}));
+  // The partial chunk is the trie's business; so is a prompt shorter than
+  // a chunk.
+  EXPECT_TRUE(index.MatchWholeChunks(root_, Iota(3), 4).empty());
+  auto other = Iota(12);
+  other[5] = 99;
+  EXPECT_EQ(index.MatchWholeChunks(root_, other, 4),
+            (std::vector<NodeKey>{keys[0]}));
+  EXPECT_TRUE(
+      index.MatchWholeChunks(RootKey("b", "model"), Iota(8), 4).empty());
+  EXPECT_TRUE(index.MatchWholeChunks(root_, Iota(8), 0).empty());
+}
+
+TEST_F(NodeIndexTest, AddAndRemoveKeepMatchesAndLeavesRight) {
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const auto keys = Insert(Iota(12), 4);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto record = trie_->ReadNode(keys[i]);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    index.Add(keys[i], **record, 100 + static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(index.MatchWholeChunks(root_, Iota(12), 4).size(), 3u);
+  EXPECT_EQ(index.OldestLeaf("a"), keys[2]);
+  // Removing an inner node (as a subtree removal does, top first) cuts the
+  // match there, and its children still find their way out.
+  index.Remove(keys[1]);
+  EXPECT_EQ(index.MatchWholeChunks(root_, Iota(12), 4),
+            (std::vector<NodeKey>{keys[0]}));
+  EXPECT_EQ(index.OldestLeaf("a"), keys[0]);  // a leaf again, and older
+  index.Remove(keys[2]);
+  EXPECT_EQ(index.OldestLeaf("a"), keys[0]);
+  index.Remove(keys[0]);
+  EXPECT_FALSE(index.OldestLeaf("a").has_value());
+  EXPECT_EQ(index.size(), 0u);
+}
+
+TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {
+  const auto keys = Insert(Iota(8), 4);
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  index.Visit(keys, 1000);
+  index.Visit(std::span(keys).first(1), 2000);
+  auto visits = index.TakeVisits();
+  ASSERT_EQ(visits.size(), 2u);
+  std::sort(visits.begin(), visits.end(),
+            [&](const auto& a, const auto& b) { return a.visits > b.visits; });
+  EXPECT_EQ(visits[0].key, keys[0]);
+  EXPECT_EQ(visits[0].visits, 2u);
+  EXPECT_EQ(visits[0].last_used_micros, 2000);
+  EXPECT_EQ(visits[1].visits, 1u);
+  EXPECT_TRUE(index.TakeVisits().empty());
+}
+
+TEST_F(NodeIndexTest, LoadTakesLastUseFromTheStoredStats) {
+  const auto first = Insert(Iota(4), 4);
+  const auto second = Insert(Iota(4, 50), 4);
+  const auto third = Insert(Iota(4, 90), 4);
+  const std::vector<NodeVisits> visits = {{first[0], 1, 5000},
+                                          {third[0], 2, 7000}};
+  ASSERT_TRUE(trie_->RecordVisits(visits).ok());
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  EXPECT_EQ(index.OldestLeaf("a"), second[0]);
+  index.Remove(second[0]);
+  EXPECT_EQ(index.OldestLeaf("a"), first[0]);
+  index.Remove(first[0]);
+  EXPECT_EQ(index.OldestLeaf("a"), third[0]);
+}
+
+TEST_F(NodeIndexTest, TouchOrdersEvictionWithoutCountingVisits) {
+  const auto first = Insert(Iota(4), 4);
+  const auto second = Insert(Iota(4, 50), 4);
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  index.Touch(first, 3000);
+  EXPECT_TRUE(index.TakeVisits().empty());
+  EXPECT_EQ(index.OldestLeaf("a"), second[0]);
+  index.Touch(second, 4000);
+  EXPECT_EQ(index.OldestLeaf("a"), first[0]);
+}
+
+}  // namespace
+}  // namespace seqkv
