@@ -14,6 +14,7 @@
 #include "codec/predictive/byte_io.h"
 #include "codec/predictive/residual_coder.h"
 #include "codec/predictive/rope.h"
+#include "codec/predictive/row_ops.h"
 #include "xxhash.h"
 
 namespace seqkv {
@@ -22,17 +23,20 @@ namespace {
 using predictive::ByteReader;
 using predictive::GroupShape;
 using predictive::PutVarint;
+using predictive::RansDecoder;
 using predictive::ResidualDecoder;
 using predictive::RopeTable;
 
 // Chunk payload: u8 'P' | u8 version | varint num_groups | per group, in
-// (layer, tensor) order: varint size | u8 flags | residual group (see
-// residual_coder.h) | u32 checksum (XXH32 of everything before it). Groups
-// are length-prefixed so a reader can skip them. The checksum makes every
-// corruption detectable, including ones that would decode to valid numbers
-// (a flipped step or offset).
+// (layer, tensor) order: varint size | u8 flags | residual group header (see
+// residual_coder.h) | one rANS stream with the symbols of every coded group,
+// in group order | u32 checksum (XXH32 of everything before it). Groups are
+// length-prefixed, which is how the decoder finds the stream. One stream
+// per chunk, rather than one per group, pays the 64 states' final words
+// once. The checksum makes every corruption detectable, including ones that
+// would decode to valid numbers (a flipped step or offset).
 constexpr uint8_t kMagic = 'P';
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;
 constexpr uint8_t kFlagPreRope = 1;
 constexpr uint8_t kFlagLayer0 = 2;
 
@@ -65,78 +69,12 @@ double RoundingFloor(DType dtype) {
   return 0;
 }
 
-void LoadRow(DType dtype, const std::byte* src, uint32_t n, float* dst) {
-  switch (dtype) {
-    case DType::kBF16:
-      for (uint32_t i = 0; i < n; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * i, 2);
-        dst[i] = std::bit_cast<float>(uint32_t{bits} << 16);
-      }
-      return;
-    case DType::kFP16:
-      for (uint32_t i = 0; i < n; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * i, 2);
-        dst[i] = Fp16ToFloat(bits);
-      }
-      return;
-    case DType::kFP32:
-      std::memcpy(dst, src, size_t{n} * 4);
-      return;
-  }
-}
-
-void StoreRow(DType dtype, const float* src, uint32_t n, std::byte* dst) {
-  switch (dtype) {
-    case DType::kBF16:
-      for (uint32_t i = 0; i < n; ++i) {
-        // Round to nearest even. Decoded values are never NaN unless the
-        // payload is garbage, so the NaN case of FloatToBf16 is not needed.
-        const uint32_t bits = std::bit_cast<uint32_t>(src[i]);
-        const uint16_t rounded =
-            static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-        std::memcpy(dst + 2 * i, &rounded, 2);
-      }
-      return;
-    case DType::kFP16:
-      for (uint32_t i = 0; i < n; ++i) {
-        const uint16_t bits = FloatToFp16(src[i]);
-        std::memcpy(dst + 2 * i, &bits, 2);
-      }
-      return;
-    case DType::kFP32:
-      std::memcpy(dst, src, size_t{n} * 4);
-      return;
-  }
-}
-
-// Sum of squares in independent double lanes (vectorizes; a single
-// accumulator would serialize on the adder's latency).
-double SquareSum(const float* x, uint32_t n) {
-  constexpr int kLanes = 8;
-  double lanes[kLanes] = {};
-  uint32_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] += double{x[i + j]} * x[i + j];
-  double sum = 0;
-  for (; i < n; ++i) sum += double{x[i]} * x[i];
-  for (double lane : lanes) sum += lane;
-  return sum;
-}
-
 void AppendChecksum(size_t payload_start, std::string& out) {
   const uint32_t checksum =
       XXH32(out.data() + payload_start, out.size() - payload_start, 0);
   char bytes[sizeof(checksum)];
   std::memcpy(bytes, &checksum, sizeof(checksum));
   out.append(bytes, sizeof(bytes));
-}
-
-inline void AddBf16Row(const uint16_t* bits, uint32_t n, float sign,
-                       float* row) {
-  for (uint32_t i = 0; i < n; ++i)
-    row[i] += sign * std::bit_cast<float>(uint32_t{bits[i]} << 16);
 }
 
 class PredictiveCodec final : public Codec {
@@ -236,6 +174,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
 
   std::vector<float> values(shape.num_elements());
   std::string group_bytes;
+  std::vector<predictive::GroupSymbols> symbols(num_groups);
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
       const uint32_t group = layer * tensors + tensor;
@@ -243,24 +182,24 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       const bool predict = PredictsGroup(chunk, layer, tensor);
       const std::byte* src =
           data.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      predictive::RowTransform transform{layout_.dtype, width};
+      if (rotate) transform.rope = &*rope;
       double energy = 0;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
           const size_t row = size_t{h} * chunk.num_tokens + t;
-          float* x = &values[row * width];
-          LoadRow(layout_.dtype, src + row * width * dsize, width, x);
+          transform.token = t;
+          if (predict)
+            transform.prediction = layer0_->Row(tensor, chunk.tokens[t], h);
           // A NaN or infinity makes the row's energy non-finite, so one
-          // check per row finds it; squares of finite floats fit a double.
-          const double row_energy = SquareSum(x, width);
+          // check per row finds it.
+          const double row_energy = predictive::StartRow(
+              transform, src + row * width * dsize, &values[row * width]);
           if (!std::isfinite(row_energy))
             return absl::InvalidArgumentError(
                 absl::StrCat("predictive: non-finite value at layer ", layer,
                              " tensor ", tensor, " head ", h, " token ", t));
           energy += row_energy;
-          if (rotate) rope->Undo(t, x);
-          if (predict)
-            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, -1.0f,
-                       x);
         }
       }
 
@@ -277,8 +216,8 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       group_bytes.clear();
       group_bytes.push_back(static_cast<char>((rotate ? kFlagPreRope : 0) |
                                               (predict ? kFlagLayer0 : 0)));
-      const double error =
-          predictive::EncodeResidual(shape, values, budget, group_bytes);
+      const double error = predictive::EncodeResidual(
+          shape, values, budget, group_bytes, symbols[group]);
       PutVarint(group_bytes.size(), out);
       out += group_bytes;
 
@@ -291,6 +230,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       }
     }
   }
+  predictive::EncodeSymbolStream(symbols, out);
   AppendChecksum(payload_start, out);
   return absl::OkStatus();
 }
@@ -329,6 +269,20 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
     return absl::OkStatus();
   }
 
+  // The groups come first; the rANS stream is what follows them.
+  std::vector<std::string_view> group_bytes(num_groups);
+  for (uint32_t group = 0; group < num_groups; ++group) {
+    uint64_t size;
+    if (!reader.GetVarint(size) || !reader.GetBytes(size, group_bytes[group]) ||
+        group_bytes[group].empty())
+      return absl::DataLossError(
+          absl::StrCat("predictive: group ", group, " is truncated"));
+  }
+  std::string_view stream;
+  reader.GetBytes(reader.remaining(), stream);
+  RansDecoder rans(std::as_bytes(std::span(stream)));
+  bool any_coded = false;
+
   const GroupShape shape{layout_.num_kv_heads, chunk.num_tokens,
                          layout_.head_dim};
   const size_t dsize = DTypeSize(layout_.dtype);
@@ -338,15 +292,8 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   ResidualDecoder decoder;
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
-      uint64_t size;
-      std::string_view bytes;
-      uint8_t flags;
-      if (!reader.GetVarint(size) || !reader.GetBytes(size, bytes) ||
-          bytes.empty())
-        return absl::DataLossError(absl::StrCat("predictive: group (layer ",
-                                                layer, ", tensor ", tensor,
-                                                ") is truncated"));
-      flags = static_cast<uint8_t>(bytes[0]);
+      std::string_view bytes = group_bytes[layer * tensors + tensor];
+      const uint8_t flags = static_cast<uint8_t>(bytes[0]);
       bytes.remove_prefix(1);
       const bool rotate = flags & kFlagPreRope;
       const bool predict = flags & kFlagLayer0;
@@ -370,25 +317,29 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
         rope.emplace(layout_.rope, width, chunk.first_position,
                      chunk.num_tokens);
       if (absl::Status s = decoder.Open(shape, bytes); !s.ok()) return s;
+      any_coded |= decoder.coded();
       std::byte* dst =
           out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      predictive::RowTransform transform{layout_.dtype, width};
+      if (rotate) transform.rope = &*rope;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
-          if (!decoder.NextRow(row.data()))
+          if (!decoder.NextRow(rans, row.data()))
             return absl::DataLossError("predictive: corrupt escapes");
+          transform.token = t;
           if (predict)
-            AddBf16Row(layer0_->Row(tensor, chunk.tokens[t], h), width, 1.0f,
-                       row.data());
-          if (rotate) rope->Apply(t, row.data());
-          StoreRow(layout_.dtype, row.data(), width,
-                   dst + (size_t{h} * chunk.num_tokens + t) * width * dsize);
+            transform.prediction = layer0_->Row(tensor, chunk.tokens[t], h);
+          predictive::FinishRow(
+              transform, row.data(),
+              dst + (size_t{h} * chunk.num_tokens + t) * width * dsize);
         }
       }
       if (absl::Status s = decoder.Finish(); !s.ok()) return s;
     }
   }
-  if (reader.remaining() != 0)
-    return absl::DataLossError("predictive: trailing bytes after the groups");
+  // Without coded groups there is no stream at all.
+  if (any_coded ? !rans.FinishedCleanly() : !stream.empty())
+    return absl::DataLossError("predictive: corrupt entropy stream");
   return absl::OkStatus();
 }
 

@@ -59,34 +59,94 @@ void NormalizeFrequencies(std::span<const uint32_t> counts,
   }
 }
 
-void EncodeModel::Build(std::span<const uint16_t> freqs) {
-  uint32_t start_so_far = 0;
+void BuildEncodeTable(std::span<const uint16_t> freqs, EncodeTable& table) {
+  uint32_t start = 0;
   for (int s = 0; s < kAlphabetSize; ++s) {
-    freq[s] = freqs[s];
-    start[s] = static_cast<uint16_t>(start_so_far);
-    start_so_far += freqs[s];
+    const uint32_t freq = freqs[s];
+    EncodeSymbol& e = table[s];
+    e.bias = start;
+    start += freq;
+    if (freq == 0) {
+      e = EncodeSymbol();  // never coded
+      continue;
+    }
+    e.reciprocal = ((uint64_t{1} << 43) + freq - 1) / freq;
+    e.x_max = ((kRansLow >> kProbBits) << 16) * freq;
+    e.complement = kProbScale - freq;
   }
 }
 
-bool DecodeModel::Build(std::span<const uint16_t> freqs) {
+bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries) {
   uint32_t slot = 0;
   for (int s = 0; s < kAlphabetSize; ++s) {
     const uint32_t f = freqs[s];
     if (f >= kProbScale || slot + f > kProbScale) return false;
-    for (uint32_t i = 0; i < f; ++i)
-      entry[slot + i] = uint32_t(s) << 24 | f << 12 | i;
+    const uint32_t base = uint32_t(s) << 24 | f << 12;
+    for (uint32_t i = 0; i < f; ++i) entries[slot + i] = base | i;
     slot += f;
   }
   return slot == kProbScale;
 }
 
-std::vector<uint16_t> RansEncoder::Finish() {
-  for (int i = kNumStates - 1; i >= 0; --i) {
-    words_.push_back(static_cast<uint16_t>(states_[i]));
-    words_.push_back(static_cast<uint16_t>(states_[i] >> 16));
+void RansEncoder::Finish(std::string& out) {
+  std::reverse(&words_[kHead], &words_[tail_]);
+  // The decoder reads state 0 first, each as high word then low word.
+  for (int i = 0; i < kNumStates; ++i) {
+    words_[2 * i] = static_cast<uint16_t>(states_[i] >> 16);
+    words_[2 * i + 1] = static_cast<uint16_t>(states_[i]);
   }
-  std::reverse(words_.begin(), words_.end());
-  return std::move(words_);
+  out.append(reinterpret_cast<const char*>(words_.get()),
+             tail_ * sizeof(uint16_t));
+}
+
+RansDecoder::RansDecoder(std::span<const std::byte> bytes)
+    : next_(bytes.data()),
+      end_(bytes.data() + (bytes.size() & ~size_t{1})),
+      odd_(bytes.size() & 1) {
+  for (uint32_t& x : states_) {
+    x = uint32_t{ReadWord()} << 16;
+    x |= ReadWord();
+  }
+}
+
+void RansDecoder::GetSymbols(const uint32_t* entries, const uint32_t* table_of,
+                             uint32_t n, uint8_t* out) {
+  size_t position = position_;
+  position_ += n;
+  // Each symbol reads at most one word, so with n words left no read can
+  // pass the end and the checks (and branches) go away. Whole rounds of the
+  // states go in two passes: every state steps (independent work the CPU
+  // overlaps), then the refills, in state order as the stream has them.
+  uint32_t d = 0;
+  if (words_left() >= n && position % kNumStates == 0) {
+    // Local copies: stores through `out` could alias the members.
+    std::array<uint32_t, kNumStates> x = states_;
+    const std::byte* p = next_;
+    for (; d + kNumStates <= n; d += kNumStates) {
+      for (int i = 0; i < kNumStates; ++i) {
+        const uint32_t e = entries[table_of[d + i] + (x[i] & (kProbScale - 1))];
+        x[i] = ((e >> 12) & 0xFFF) * (x[i] >> kProbBits) + (e & 0xFFF);
+        out[d + i] = static_cast<uint8_t>(e >> 24);
+      }
+      for (int i = 0; i < kNumStates; ++i) {
+        uint16_t word;
+        std::memcpy(&word, p, sizeof(word));
+        const bool refill = x[i] < kRansLow;
+        x[i] = refill ? (x[i] << 16) | word : x[i];
+        p += refill ? sizeof(word) : 0;
+      }
+    }
+    states_ = x;
+    next_ = p;
+    position += d;
+  }
+  for (; d < n; ++d, ++position) {
+    uint32_t& x = states_[position & (kNumStates - 1)];
+    const uint32_t e = entries[table_of[d] + (x & (kProbScale - 1))];
+    x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
+    out[d] = static_cast<uint8_t>(e >> 24);
+    if (x < kRansLow) x = (x << 16) | ReadWord();
+  }
 }
 
 }  // namespace seqkv::predictive

@@ -1,9 +1,12 @@
-// Static-model rANS with four interleaved states over one 16-bit word stream.
+// Static-model rANS with 64 interleaved states over one 16-bit word stream.
 //
-// Frequencies are fixed per chunk (the encoder counts, normalizes and sends
+// Frequencies are fixed per group (the encoder counts, normalizes and sends
 // them), so decoding a symbol is one table load and a multiply: fast enough
 // to decode KV caches at memory speed, which adaptive arithmetic coding is
-// not. Four states break the dependency chain so the CPU overlaps them.
+// not. Symbol i of the stream uses state i mod 64, and words are read in
+// symbol order, so the decoder can run 16 states at once in one vector
+// register and four registers side by side (their table loads overlap). A
+// plain loop over the states decodes the same stream on any CPU.
 #ifndef SEQKV_CODEC_PREDICTIVE_RANS_H_
 #define SEQKV_CODEC_PREDICTIVE_RANS_H_
 
@@ -12,7 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace seqkv::predictive {
@@ -25,7 +30,7 @@ inline constexpr uint32_t kProbScale = uint32_t{1} << kProbBits;
 inline constexpr int kAlphabetSize = 256;
 // Every state stays in [kRansLow, 2^32); renormalization moves 16 bits.
 inline constexpr uint32_t kRansLow = uint32_t{1} << 16;
-inline constexpr int kNumStates = 4;
+inline constexpr int kNumStates = 64;
 
 // Scales `counts` (kAlphabetSize of them, not all zero) to frequencies that
 // sum to kProbScale, each nonzero count getting at least 1 and no symbol
@@ -33,46 +38,65 @@ inline constexpr int kNumStates = 4;
 void NormalizeFrequencies(std::span<const uint32_t> counts,
                           std::span<uint16_t> freqs);
 
-// Encoder side of one context: frequency and cumulative start per symbol.
-struct EncodeModel {
-  std::array<uint16_t, kAlphabetSize> freq{};
-  std::array<uint16_t, kAlphabetSize> start{};
-  void Build(std::span<const uint16_t> freqs);
+// Encoder side of one symbol of one table. The division x / freq of rANS is
+// a multiply by a 43-bit reciprocal: exact for every x < 2^32 because
+// freq < 2^11 (the rounding error stays below 1 / freq).
+struct EncodeSymbol {
+  uint64_t reciprocal = 0;  // ceil(2^43 / freq)
+  uint32_t x_max = 0;       // renormalize while x >= x_max
+  uint32_t bias = 0;        // start
+  uint32_t complement = 0;  // kProbScale - freq
 };
+using EncodeTable = std::array<EncodeSymbol, kAlphabetSize>;
+void BuildEncodeTable(std::span<const uint16_t> freqs, EncodeTable& table);
 
-// Decoder side of one context: for each of the kProbScale slots, the packed
-// entry sym << 24 | freq << 12 | (slot - start).
-struct DecodeModel {
-  std::array<uint32_t, kProbScale> entry{};
-  // Returns false unless the frequencies sum to exactly kProbScale.
-  bool Build(std::span<const uint16_t> freqs);
-};
+// Decoder side of one table: for each of the kProbScale slots the packed
+// entry sym << 24 | freq << 12 | (slot - start). Writes kProbScale entries
+// to `entries`; returns false unless the frequencies sum to kProbScale.
+bool BuildDecodeTable(std::span<const uint16_t> freqs, uint32_t* entries);
 
 // Encodes symbols last to first (rANS is LIFO) into 16-bit words; Finish
-// returns the stream in decoding order.
+// reverses them into decoding order behind the final states.
 class RansEncoder {
  public:
-  RansEncoder() { states_.fill(kRansLow); }
-  // `index` is the symbol's position in decoding order; it picks the state.
-  void Put(size_t index, const EncodeModel& model, uint8_t symbol) {
-    uint32_t& x = states_[index & (kNumStates - 1)];
-    const uint32_t freq = model.freq[symbol];
-    // x_max = ((kRansLow >> kProbBits) << 16) * freq, computed in 64 bits
-    // because freq may be close to kProbScale.
-    const uint64_t x_max =
-        (uint64_t{kRansLow >> kProbBits} << 16) * uint64_t{freq};
-    if (x >= x_max) {
-      words_.push_back(static_cast<uint16_t>(x));
-      x >>= 16;
-    }
-    x = ((x / freq) << kProbBits) + (x % freq) + model.start[symbol];
+  // Room for `num_symbols` symbols: each writes at most one word.
+  explicit RansEncoder(size_t num_symbols)
+      : words_(std::make_unique_for_overwrite<uint16_t[]>(kHead + num_symbols +
+                                                          kSlack)),
+        tail_(kHead) {
+    states_.fill(kRansLow);
   }
-  // Appends the final states and reverses: the result is read front to back.
-  std::vector<uint16_t> Finish();
+  // `position` is the symbol's index in decoding order; it picks the state.
+  void Put(size_t position, const EncodeSymbol& symbol) {
+    uint32_t& x = states_[position & (kNumStates - 1)];
+    // Branch-free renormalization: the word is always written and kept
+    // only when needed (about one symbol in eight needs it, unpredictably).
+    const bool renormalize = x >= symbol.x_max;
+    words_[tail_] = static_cast<uint16_t>(x);
+    tail_ += renormalize;
+    x = renormalize ? x >> 16 : x;
+    const uint32_t q = static_cast<uint32_t>(
+        (static_cast<unsigned __int128>(x) * symbol.reciprocal) >> 43);
+    // x' = (q << kProbBits) + (x - q * freq) + start.
+    x += symbol.bias + q * symbol.complement;
+  }
+  // Appends the final states and the words, in decoding order, to `out`.
+  void Finish(std::string& out);
+
+  // For the vector kernel, which codes whole rows and may store up to
+  // kSlack words past the tail (later words overwrite them).
+  static constexpr size_t kSlack = 16;
+  uint32_t* states() { return states_.data(); }
+  uint16_t* tail() { return &words_[tail_]; }
+  void SetTail(const uint16_t* tail) {
+    tail_ = static_cast<size_t>(tail - words_.get());
+  }
 
  private:
+  static constexpr size_t kHead = 2 * kNumStates;  // for the final states
+  std::unique_ptr<uint16_t[]> words_;
+  size_t tail_;  // words_[kHead, tail_) are the words so far
   std::array<uint32_t, kNumStates> states_;
-  std::vector<uint16_t> words_;
 };
 
 // Decodes a stream made by RansEncoder. Reading past the end yields zero
@@ -81,43 +105,26 @@ class RansDecoder {
  public:
   // `bytes` holds the words little-endian; an odd trailing byte is ignored
   // (and makes FinishedCleanly false).
-  explicit RansDecoder(std::span<const std::byte> bytes)
-      : next_(bytes.data()),
-        end_(bytes.data() + (bytes.size() & ~size_t{1})),
-        odd_(bytes.size() & 1) {
-    for (uint32_t& x : states_) {
-      x = uint32_t{ReadWord()} << 16;
-      x |= ReadWord();
-    }
-  }
-  uint8_t Get(size_t index, const DecodeModel& model) {
-    uint32_t& x = states_[index & (kNumStates - 1)];
-    const uint32_t e = model.entry[x & (kProbScale - 1)];
-    x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
-    if (x < kRansLow) x = (x << 16) | ReadWord();
-    return static_cast<uint8_t>(e >> 24);
-  }
-  // Decodes the symbols of positions [index, index + n), symbol d with
-  // *models[d], into out[0..n).
-  void GetRow(size_t index, const DecodeModel* const* models, uint32_t n,
-              uint8_t* out) {
-    // Fast path: each symbol reads at most one word, so with n words left no
-    // read can pass the end and the checks (and branches) go away.
-    if ((index & (kNumStates - 1)) != 0 || n % kNumStates != 0 ||
-        static_cast<size_t>(end_ - next_) < size_t{n} * 2) {
-      for (uint32_t d = 0; d < n; ++d) out[d] = Get(index + d, *models[d]);
-      return;
-    }
-    uint32_t x0 = states_[0], x1 = states_[1], x2 = states_[2], x3 = states_[3];
-    const std::byte* p = next_;
-    for (uint32_t d = 0; d < n; d += kNumStates) {
-      out[d] = Step(x0, *models[d], p);
-      out[d + 1] = Step(x1, *models[d + 1], p);
-      out[d + 2] = Step(x2, *models[d + 2], p);
-      out[d + 3] = Step(x3, *models[d + 3], p);
-    }
-    states_ = {x0, x1, x2, x3};
-    next_ = p;
+  explicit RansDecoder(std::span<const std::byte> bytes);
+
+  // Decodes the next n symbols, symbol d with the table at
+  // entries + table_of[d], into out[0..n).
+  void GetSymbols(const uint32_t* entries, const uint32_t* table_of, uint32_t n,
+                  uint8_t* out);
+
+  // Index of the next symbol in the stream; it picks the state.
+  size_t position() const { return position_; }
+  // Words not yet read.
+  size_t words_left() const { return static_cast<size_t>(end_ - next_) / 2; }
+
+  // For the vector kernel, which decodes `n` symbols (a multiple of
+  // kNumStates, starting at a multiple of it) with at least n words left,
+  // and then calls Advance.
+  uint32_t* states() { return states_.data(); }
+  const std::byte* next() const { return next_; }
+  void Advance(uint32_t n, const std::byte* next) {
+    position_ += n;
+    next_ = next;
   }
 
   // True when every word was consumed and each state is back at the value
@@ -130,18 +137,6 @@ class RansDecoder {
   }
 
  private:
-  static uint8_t Step(uint32_t& x, const DecodeModel& model,
-                      const std::byte*& p) {
-    const uint32_t e = model.entry[x & (kProbScale - 1)];
-    x = ((e >> 12) & 0xFFF) * (x >> kProbBits) + (e & 0xFFF);
-    uint16_t word;
-    std::memcpy(&word, p, sizeof(word));
-    const bool refill = x < kRansLow;
-    x = refill ? (x << 16) | word : x;
-    p += refill ? sizeof(word) : 0;
-    return static_cast<uint8_t>(e >> 24);
-  }
-
   uint16_t ReadWord() {
     if (next_ == end_) {
       overrun_ = true;
@@ -153,6 +148,7 @@ class RansDecoder {
     return word;
   }
   std::array<uint32_t, kNumStates> states_;
+  size_t position_ = 0;
   const std::byte* next_;
   const std::byte* end_;
   bool odd_;

@@ -1,10 +1,12 @@
 #include "codec/predictive/residual_coder.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "codec/predictive/row_ops.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -18,10 +20,12 @@ inline float RoundToInt(float x) {
 
 inline float ClampIndex(float x) {
   constexpr float kLimit = static_cast<float>(kMaxIndex);
-  return std::min(std::max(x, -kLimit), kLimit);
+  x = x < -kLimit ? -kLimit : x;
+  return x > kLimit ? kLimit : x;
 }
 
 // Squared error of quantizing `values` with `step`.
+SEQKV_ROW_CLONES
 double QuantizationError(std::span<const float> values, float step) {
   const float inverse = 1.0f / step;
   constexpr int kLanes = 16;
@@ -54,6 +58,69 @@ double QuantizationError(std::span<const float> values, float step) {
   return total;
 }
 
+// Sum of squares and largest magnitude. The squares go to independent
+// lanes so the loop vectorizes instead of waiting on one accumulator; the
+// magnitudes are compared as integers (the same order for finite floats),
+// which vectorizes without fast-math.
+SEQKV_ROW_CLONES
+void EnergyAndMax(const float* __restrict x, size_t n, double& energy,
+                  float& max_abs) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j)
+      lanes[j] += double{x[i + j]} * double{x[i + j]};
+  energy = 0;
+  for (; i < n; ++i) energy += double{x[i]} * double{x[i]};
+  for (double lane : lanes) energy += lane;
+  uint32_t largest = 0;
+  for (size_t k = 0; k < n; ++k)
+    largest = std::max(largest, std::bit_cast<uint32_t>(x[k]) & 0x7FFFFFFFu);
+  max_abs = std::bit_cast<float>(largest);
+}
+
+// index = round(residual / step) for every value, row by row, and the sum
+// of each channel's indices.
+SEQKV_ROW_CLONES
+void QuantizeRows(const GroupShape& shape, const float* __restrict residual,
+                  float step, int32_t* __restrict index,
+                  int64_t* __restrict sums) {
+  const float inverse = 1.0f / step;
+  const uint32_t width = shape.head_dim;
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    int64_t* __restrict sum = sums + size_t{h} * width;
+    for (uint32_t t = 0; t < shape.num_tokens; ++t) {
+      const size_t base = (size_t{h} * shape.num_tokens + t) * width;
+      for (uint32_t d = 0; d < width; ++d) {
+        const int32_t q = static_cast<int32_t>(
+            RoundToInt(ClampIndex(residual[base + d] * inverse)));
+        index[base + d] = q;
+        sum[d] += q;
+      }
+    }
+  }
+}
+
+// Symbols of one row (index - offset + bias, or the escape symbol) and the
+// channels' sums of |index - offset|. Returns false when a symbol is the
+// escape symbol.
+SEQKV_ROW_CLONES
+bool SymbolRow(uint32_t width, const int32_t* __restrict index,
+               const int32_t* __restrict offsets, uint8_t* __restrict symbols,
+               int64_t* __restrict abs_sums) {
+  uint32_t escaped = 0;
+  for (uint32_t d = 0; d < width; ++d) {
+    const int32_t delta = index[d] - offsets[d];
+    abs_sums[d] += delta < 0 ? -delta : delta;
+    const uint32_t biased = static_cast<uint32_t>(delta + kSymbolBias);
+    const bool escape = biased > 2 * kSymbolBias;
+    escaped |= escape;
+    symbols[d] = static_cast<uint8_t>(escape ? kEscapeSymbol : biased);
+  }
+  return escaped == 0;
+}
+
 // Spread class of a channel from its mean |index - offset|: classes are
 // half-octaves, so neighbouring classes differ little and a few suffice.
 int SpreadClass(double mean_abs) {
@@ -75,31 +142,16 @@ absl::Status Corrupt(std::string_view what) {
 }  // namespace
 
 double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out) {
+                      double error_budget, std::string& out,
+                      GroupSymbols& symbols_out) {
+  symbols_out.shape = shape;
+  symbols_out.symbols.clear();
+  symbols_out.table_of.clear();
+  symbols_out.freqs.clear();
   const size_t n = residual.size();
-  // Independent lanes so the loop vectorizes instead of waiting on one
-  // accumulator.
-  constexpr int kLanes = 8;
-  double lane_energy[kLanes] = {};
-  float lane_max[kLanes] = {};
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const float x = residual[i + j];
-      lane_energy[j] += double{x} * x;
-      lane_max[j] = std::max(lane_max[j], std::fabs(x));
-    }
-  }
-  double energy = 0;
-  float max_abs = 0;
-  for (; i < n; ++i) {
-    energy += double{residual[i]} * residual[i];
-    max_abs = std::max(max_abs, std::fabs(residual[i]));
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    energy += lane_energy[j];
-    max_abs = std::max(max_abs, lane_max[j]);
-  }
+  double energy;
+  float max_abs;
+  EnergyAndMax(residual.data(), n, energy, max_abs);
   if (energy <= error_budget || max_abs == 0) {
     out.push_back(1);  // every index is 0: the prediction alone is enough
     return energy;
@@ -153,52 +205,57 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   const uint32_t tokens = shape.num_tokens;
   const uint32_t width = shape.head_dim;
   std::vector<int32_t> index(n);
-  const float inverse = 1.0f / step;
-  for (size_t i = 0; i < n; ++i)
-    index[i] =
-        static_cast<int32_t>(RoundToInt(ClampIndex(residual[i] * inverse)));
-
   std::vector<int64_t> sums(channels, 0);
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
-    for (uint32_t t = 0; t < tokens; ++t) {
-      const int32_t* row = &index[(size_t{h} * tokens + t) * width];
-      int64_t* sum = &sums[size_t{h} * width];
-      for (uint32_t d = 0; d < width; ++d) sum[d] += row[d];
-    }
+  QuantizeRows(shape, residual.data(), step, index.data(), sums.data());
   std::vector<int32_t> offsets(channels);
   for (size_t c = 0; c < channels; ++c)
     offsets[c] = static_cast<int32_t>(
         std::llround(static_cast<double>(sums[c]) / tokens));
 
   std::vector<uint8_t> symbols(n);
-  std::vector<double> abs_sums(channels, 0);
+  std::vector<int64_t> abs_sums(channels, 0);
   std::string escapes;
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    const size_t channel_base = size_t{h} * width;
     for (uint32_t t = 0; t < tokens; ++t) {
       const size_t base = (size_t{h} * tokens + t) * width;
-      const size_t channel_base = size_t{h} * width;
-      for (uint32_t d = 0; d < width; ++d) {
-        const int32_t delta = index[base + d] - offsets[channel_base + d];
-        abs_sums[channel_base + d] += std::abs(delta);
-        if (delta >= -kSymbolBias && delta <= kSymbolBias) {
-          symbols[base + d] = static_cast<uint8_t>(delta + kSymbolBias);
-        } else {
-          symbols[base + d] = kEscapeSymbol;
-          PutVarint(ZigZag(delta), escapes);
-        }
+      if (!SymbolRow(width, &index[base], &offsets[channel_base],
+                     &symbols[base], &abs_sums[channel_base])) {
+        // Rare: residuals beyond the alphabet go to the escape bytes, in
+        // the order the decoder meets them.
+        for (uint32_t d = 0; d < width; ++d)
+          if (symbols[base + d] == kEscapeSymbol)
+            PutVarint(ZigZag(index[base + d] - offsets[channel_base + d]),
+                      escapes);
       }
     }
+  }
   std::vector<uint8_t> class_of(channels);
   for (size_t c = 0; c < channels; ++c)
-    class_of[c] = static_cast<uint8_t>(SpreadClass(abs_sums[c] / tokens));
+    class_of[c] = static_cast<uint8_t>(
+        SpreadClass(static_cast<double>(abs_sums[c]) / tokens));
 
-  std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
-  for (auto& c : counts) c.fill(0);
-  for (uint32_t h = 0; h < shape.num_heads; ++h)
+  // Symbol counts per class, in four interleaved copies so that runs of the
+  // same symbol (most are the class's mode) do not wait on each other's
+  // increments.
+  constexpr int kCopies = 4;
+  std::vector<std::array<uint32_t, kAlphabetSize>> copies(kCopies *
+                                                          kNumClasses);
+  for (auto& c : copies) c.fill(0);
+  for (uint32_t h = 0; h < shape.num_heads; ++h) {
+    const uint8_t* cls = &class_of[size_t{h} * width];
     for (uint32_t t = 0; t < tokens; ++t) {
-      const size_t base = (size_t{h} * tokens + t) * width;
-      const uint8_t* cls = &class_of[size_t{h} * width];
-      for (uint32_t d = 0; d < width; ++d) ++counts[cls[d]][symbols[base + d]];
+      const uint8_t* row = &symbols[(size_t{h} * tokens + t) * width];
+      for (uint32_t d = 0; d < width; ++d)
+        ++copies[cls[d] * kCopies + d % kCopies][row[d]];
+    }
+  }
+  std::vector<std::array<uint32_t, kAlphabetSize>> counts(kNumClasses);
+  for (int k = 0; k < kNumClasses; ++k)
+    for (int v = 0; v < kAlphabetSize; ++v) {
+      uint32_t count = 0;
+      for (int c = 0; c < kCopies; ++c) count += copies[k * kCopies + c][v];
+      counts[k][v] = count;
     }
 
   out.push_back(0);
@@ -209,18 +266,19 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
     out.push_back(static_cast<char>(class_of[c] | high << 4));
   }
   uint32_t present = 0;
-  std::vector<EncodeModel> models(kNumClasses);
-  std::array<uint16_t, kAlphabetSize> freqs;
   for (int k = 0; k < kNumClasses; ++k) {
     bool used = false;
     for (uint32_t count : counts[k]) used |= count > 0;
     if (used) present |= 1u << k;
   }
   PutU16(present, out);
+  std::array<uint8_t, kNumClasses> table_of_class{};
   for (int k = 0; k < kNumClasses; ++k) {
     if (!(present >> k & 1)) continue;
+    table_of_class[k] = static_cast<uint8_t>(symbols_out.freqs.size());
+    std::array<uint16_t, kAlphabetSize>& freqs =
+        symbols_out.freqs.emplace_back();
     NormalizeFrequencies(counts[k], freqs);
-    models[k].Build(freqs);
     int lo = 0;
     int hi = kAlphabetSize - 1;
     while (freqs[lo] == 0) ++lo;
@@ -232,26 +290,74 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   PutVarint(escapes.size(), out);
   out += escapes;
 
-  RansEncoder encoder;
-  for (uint32_t h = shape.num_heads; h-- > 0;) {
-    const uint8_t* cls = &class_of[size_t{h} * width];
-    for (uint32_t t = tokens; t-- > 0;) {
-      const size_t base = (size_t{h} * tokens + t) * width;
-      for (uint32_t d = width; d-- > 0;)
-        encoder.Put(base + d, models[cls[d]], symbols[base + d]);
+  symbols_out.table_of.resize(channels);
+  for (size_t c = 0; c < channels; ++c)
+    symbols_out.table_of[c] = table_of_class[class_of[c]];
+  symbols_out.symbols = std::move(symbols);
+  return best_error;
+}
+
+void EncodeSymbolStream(std::span<const GroupSymbols> groups,
+                        std::string& out) {
+  size_t position = 0;
+  for (const GroupSymbols& group : groups) position += group.symbols.size();
+  if (position == 0) return;
+  RansEncoder encoder(position);
+  std::vector<EncodeTable> tables;
+  std::vector<const EncodeSymbol*> table_of;
+  std::vector<uint32_t> vector_tables;
+  std::vector<uint32_t> vector_table_of;
+  const bool vector_kernel = BestVectorKernel() == VectorKernel::kAvx512;
+  for (size_t g = groups.size(); g-- > 0;) {
+    const GroupSymbols& group = groups[g];
+    if (group.symbols.empty()) continue;
+    const GroupShape& shape = group.shape;
+    const uint32_t width = shape.head_dim;
+    const uint8_t* symbol = group.symbols.data() + group.symbols.size();
+    // Every group holds a multiple of head_dim symbols, so with head_dim a
+    // multiple of the states every row starts at state 0.
+    if (vector_kernel && width % kNumStates == 0) {
+      vector_tables.clear();
+      for (const auto& freqs : group.freqs)
+        AddVectorEncodeTable(freqs, vector_tables);
+      vector_table_of.resize(group.table_of.size());
+      for (size_t c = 0; c < vector_table_of.size(); ++c)
+        vector_table_of[c] = uint32_t{group.table_of[c]} * kAlphabetSize;
+      for (uint32_t h = shape.num_heads; h-- > 0;) {
+        for (uint32_t t = shape.num_tokens; t-- > 0;) {
+          symbol -= width;
+          EncodeRowAvx512(encoder, symbol, &vector_table_of[size_t{h} * width],
+                          vector_tables.data(), width);
+        }
+      }
+      position -= group.symbols.size();
+      continue;
+    }
+    tables.resize(group.freqs.size());
+    for (size_t k = 0; k < tables.size(); ++k)
+      BuildEncodeTable(group.freqs[k], tables[k]);
+    table_of.resize(group.table_of.size());
+    for (size_t c = 0; c < table_of.size(); ++c)
+      table_of[c] = tables[group.table_of[c]].data();
+    for (uint32_t h = shape.num_heads; h-- > 0;) {
+      const EncodeSymbol* const* row_tables = &table_of[size_t{h} * width];
+      for (uint32_t t = shape.num_tokens; t-- > 0;) {
+        for (uint32_t d = width; d-- > 0;) {
+          --symbol;
+          --position;
+          encoder.Put(position, row_tables[d][*symbol]);
+        }
+      }
     }
   }
-  const std::vector<uint16_t> words = encoder.Finish();
-  out.append(reinterpret_cast<const char*>(words.data()),
-             words.size() * sizeof(uint16_t));
-  return best_error;
+  encoder.Finish(out);
 }
 
 absl::Status ResidualDecoder::Open(const GroupShape& shape,
                                    std::string_view bytes) {
   shape_ = shape;
-  next_index_ = 0;
   next_row_ = 0;
+  escapes_ = ByteReader(std::string_view());
   ByteReader reader(bytes);
   uint8_t mode;
   if (!reader.GetByte(mode)) return Corrupt("missing mode");
@@ -285,9 +391,12 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   if (!reader.GetByte(present_lo) || !reader.GetByte(present_hi))
     return Corrupt("class mask");
   const uint32_t present = present_lo | uint32_t{present_hi} << 8;
-  models_.clear();
-  std::array<const DecodeModel*, kNumClasses> model_of_class{};
+  std::array<int, kNumClasses> table_of_class;
+  table_of_class.fill(-1);
+  const int num_tables = std::popcount(present);
+  entries_.resize(size_t{kProbScale} * num_tables);
   std::array<uint16_t, kAlphabetSize> freqs;
+  int table = 0;
   for (int k = 0; k < kNumClasses; ++k) {
     if (!(present >> k & 1)) continue;
     uint8_t lo, hi;
@@ -300,36 +409,36 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
         return Corrupt("frequency table");
       freqs[s] = static_cast<uint16_t>(f);
     }
-    auto model = std::make_unique<DecodeModel>();
-    if (!model->Build(freqs)) return Corrupt("frequencies do not sum up");
-    model_of_class[k] = model.get();
-    models_.push_back(std::move(model));
+    if (!BuildDecodeTable(freqs, &entries_[size_t{kProbScale} * table]))
+      return Corrupt("frequencies do not sum up");
+    table_of_class[k] = table++;
   }
-  model_of_.resize(channels);
+  table_of_.resize(channels);
   for (size_t c = 0; c < channels; ++c) {
-    model_of_[c] = model_of_class[class_of[c]];
-    if (model_of_[c] == nullptr) return Corrupt("channel class without table");
+    if (table_of_class[class_of[c]] < 0)
+      return Corrupt("channel class without table");
+    table_of_[c] =
+        kProbScale * static_cast<uint32_t>(table_of_class[class_of[c]]);
   }
   uint64_t escape_size;
   std::string_view escape_bytes;
   if (!reader.GetVarint(escape_size) ||
       !reader.GetBytes(escape_size, escape_bytes))
     return Corrupt("escapes");
+  if (reader.remaining() != 0) return Corrupt("bytes after the escapes");
   escapes_ = ByteReader(escape_bytes);
-  std::string_view stream;
-  reader.GetBytes(reader.remaining(), stream);
-  rans_ = std::make_unique<RansDecoder>(std::as_bytes(std::span(stream)));
   symbols_.resize(shape.head_dim);
   float_offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c)
     float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
+  kernel_ = shape.head_dim % kNumStates == 0 ? BestVectorKernel()
+                                             : VectorKernel::kPortable;
   return absl::OkStatus();
 }
 
-bool ResidualDecoder::DecodeEscapes(float* row, const uint8_t* symbols,
-                                    size_t channel_base) {
+bool ResidualDecoder::DecodeEscapes(float* row, size_t channel_base) {
   for (uint32_t d = 0; d < shape_.head_dim; ++d) {
-    if (symbols[d] != kEscapeSymbol) continue;
+    if (symbols_[d] != kEscapeSymbol) continue;
     uint64_t raw;
     if (!escapes_.GetVarint(raw)) return false;
     const int64_t delta = UnZigZag(raw);
@@ -339,7 +448,7 @@ bool ResidualDecoder::DecodeEscapes(float* row, const uint8_t* symbols,
   return true;
 }
 
-bool ResidualDecoder::NextRow(float* row) {
+bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
   const uint32_t width = shape_.head_dim;
   if (all_zero_) {
     std::fill(row, row + width, 0.0f);
@@ -347,28 +456,30 @@ bool ResidualDecoder::NextRow(float* row) {
   }
   const size_t channel_base = (next_row_ / shape_.num_tokens) * width;
   ++next_row_;
-  const DecodeModel* const* models = &model_of_[channel_base];
-  uint8_t* symbols = symbols_.data();
-  rans_->GetRow(next_index_, models, width, symbols);
-  next_index_ += width;
-
-  // One vectorizable pass: (symbol + offset - bias) * step, exact in float
-  // as indices stay below 2^23. Escaped symbols are patched afterwards.
+  const uint32_t* table_of = &table_of_[channel_base];
   const float* offsets = &float_offsets_[channel_base];
-  const float step = step_;
-  uint8_t largest = 0;
-  for (uint32_t d = 0; d < width; ++d) {
-    row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
-    largest = std::max(largest, symbols[d]);
+  uint8_t* symbols = symbols_.data();
+  bool escaped;
+  if (kernel_ != VectorKernel::kPortable && rans.position() % kNumStates == 0 &&
+      rans.words_left() >= width) {
+    escaped = DecodeRow(kernel_, rans, entries_.data(), table_of, offsets,
+                        step_, width, kEscapeSymbol, symbols, row);
+  } else {
+    rans.GetSymbols(entries_.data(), table_of, width, symbols);
+    // (symbol + offset - bias) * step, exact in float as indices stay below
+    // 2^23; the vector kernel computes the same.
+    const float step = step_;
+    uint8_t largest = 0;
+    for (uint32_t d = 0; d < width; ++d) {
+      row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
+      largest = std::max(largest, symbols[d]);
+    }
+    escaped = largest == kEscapeSymbol;
   }
-  if (largest == kEscapeSymbol && !DecodeEscapes(row, symbols, channel_base))
-    return false;
-  return true;
+  return !escaped || DecodeEscapes(row, channel_base);
 }
 
 absl::Status ResidualDecoder::Finish() const {
-  if (all_zero_) return absl::OkStatus();
-  if (!rans_->FinishedCleanly()) return Corrupt("entropy stream");
   if (escapes_.remaining() != 0) return Corrupt("unused escapes");
   return absl::OkStatus();
 }

@@ -3,7 +3,7 @@
 // and static-rANS entropy coding of the indices with one model per class of
 // channels of similar spread.
 //
-// Group payload:
+// Group header (the symbols themselves go to the chunk's one rANS stream):
 //   u8 mode            0 = coded, 1 = every index is 0 (nothing follows)
 //   f32 step
 //   num_channels x zigzag varint   offset of each channel, in steps
@@ -11,7 +11,6 @@
 //   u16 classes present, then per present class: u8 lo, u8 hi,
 //                                 (hi - lo + 1) x varint frequency
 //   varint n, n bytes  escapes: zigzag varints of |index - offset| > 127
-//   the rest           rANS stream (16-bit words, 4 interleaved states)
 #ifndef SEQKV_CODEC_PREDICTIVE_RESIDUAL_CODER_H_
 #define SEQKV_CODEC_PREDICTIVE_RESIDUAL_CODER_H_
 
@@ -27,6 +26,7 @@
 #include "absl/status/status.h"
 #include "codec/predictive/byte_io.h"
 #include "codec/predictive/rans.h"
+#include "codec/predictive/rans_vector.h"
 
 namespace seqkv::predictive {
 
@@ -46,39 +46,58 @@ inline constexpr int kEscapeSymbol = 255;
 // Indices are kept well inside int32 and exactly representable in float.
 inline constexpr int64_t kMaxIndex = int64_t{1} << 22;
 
-// Appends the coded group and returns the squared error of the dequantized
-// residual, which is at most `error_budget` unless the budget is below what
-// a step of max|residual| / 2^20 achieves.
-double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out);
+// A coded group's symbols, waiting for the chunk's rANS stream (coded last
+// to first, so every group's symbols are kept until the chunk is done).
+struct GroupSymbols {
+  GroupShape shape;
+  std::vector<uint8_t> symbols;   // [head][token][head_dim], decoding order
+  std::vector<uint8_t> table_of;  // per channel: index into freqs
+  std::vector<std::array<uint16_t, kAlphabetSize>> freqs;  // per table
+};
 
-// Decodes a group row by row, in the order EncodeResidual stored them.
+// Appends the group header and returns the squared error of the
+// dequantized residual, which is at most `error_budget` unless the budget
+// is below what a step of max|residual| / 2^20 achieves. When the group is
+// coded (mode 0), its symbols are left in `symbols`; otherwise `symbols`
+// holds no symbols.
+double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
+                      double error_budget, std::string& out,
+                      GroupSymbols& symbols);
+
+// rANS-codes the symbols of a chunk's groups, in order, and appends the
+// stream; nothing when no group has symbols.
+void EncodeSymbolStream(std::span<const GroupSymbols> groups, std::string& out);
+
+// Decodes a group row by row, in the order EncodeResidual stored them, from
+// the chunk's rANS stream.
 class ResidualDecoder {
  public:
   // Parses header and tables; DATA_LOSS on anything malformed.
   absl::Status Open(const GroupShape& shape, std::string_view bytes);
 
+  // True when the group has symbols in the stream (mode 0).
+  bool coded() const { return !all_zero_; }
+
   // Writes the next row's dequantized residual (head_dim values). Returns
   // false if the data is corrupt.
-  bool NextRow(float* row);
+  bool NextRow(RansDecoder& rans, float* row);
 
-  // After the last row: DATA_LOSS unless the stream ended exactly.
+  // After the last row: DATA_LOSS unless every escape was used.
   absl::Status Finish() const;
 
  private:
-  bool DecodeEscapes(float* row, const uint8_t* symbols, size_t channel_base);
+  bool DecodeEscapes(float* row, size_t channel_base);
 
   GroupShape shape_;
   bool all_zero_ = false;
+  VectorKernel kernel_ = VectorKernel::kPortable;
   float step_ = 0;
-  std::vector<int32_t> offsets_;              // per channel
-  std::vector<const DecodeModel*> model_of_;  // per channel
-  std::vector<std::unique_ptr<DecodeModel>> models_;
+  std::vector<int32_t> offsets_;      // per channel
+  std::vector<uint32_t> table_of_;    // per channel: start in entries_
+  std::vector<uint32_t> entries_;     // kProbScale per table
   std::vector<uint8_t> symbols_;      // one row
   std::vector<float> float_offsets_;  // per channel: offset - kSymbolBias
   ByteReader escapes_{std::string_view()};
-  std::unique_ptr<RansDecoder> rans_;
-  size_t next_index_ = 0;
   size_t next_row_ = 0;
 };
 

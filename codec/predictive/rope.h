@@ -25,6 +25,15 @@ class RopeTable {
   void Apply(uint32_t token, float* row) const { Rotate(token, row, 1.0f); }
   void Undo(uint32_t token, float* row) const { Rotate(token, row, -1.0f); }
 
+  RopeStyle style() const { return style_; }
+  uint32_t half() const { return half_; }
+  const float* cos(uint32_t token) const {
+    return cos_.data() + size_t{token} * half_;
+  }
+  const float* sin(uint32_t token) const {
+    return sin_.data() + size_t{token} * half_;
+  }
+
  private:
   void Rotate(uint32_t token, float* row, float direction) const;
 

@@ -7,6 +7,7 @@
 
 #include "codec/codec.h"
 #include "codec/model_state.h"
+#include "codec/predictive/rans_vector.h"
 #include "tests/codec_predictive/test_util.h"
 
 namespace seqkv {
@@ -108,6 +109,42 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<LayoutCase>& info) {
       return std::string(info.param.name);
     });
+
+// Every kernel the CPU runs (AVX-512, AVX2, the portable loops) must encode
+// every chunk to the same payload and decode it to the same bits.
+TEST(PredictiveCodecTest, KernelsAgree) {
+  using predictive::VectorKernel;
+  for (uint32_t head_dim : {64u, 128u, 256u}) {
+    for (RopeStyle style : {RopeStyle::kRotateHalf, RopeStyle::kInterleaved}) {
+      ModelContext model{
+          "m", MakeLayout(2, 2, head_dim, DType::kBF16, style), {}};
+      const ChunkInfo chunk{&model.layout, 40, 1000, {}};
+      const std::vector<std::byte> data = MakeChunkData(chunk, head_dim);
+      for (const char* spec :
+           {"predictive:rel_mse=0.0001", "predictive:rel_mse=0.05"}) {
+        std::unique_ptr<Codec> codec = MakeCodec(spec, model);
+        std::string encoded;
+        ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
+        std::vector<std::byte> best(data.size());
+        ASSERT_TRUE(codec->Decode(chunk, encoded, best).ok());
+        for (VectorKernel kernel :
+             {VectorKernel::kPortable, VectorKernel::kAvx2}) {
+          predictive::LimitVectorKernel(kernel);
+          std::string other_encoded;
+          const absl::Status encoded_ok =
+              codec->Encode(chunk, data, other_encoded);
+          std::vector<std::byte> other(data.size());
+          const absl::Status status = codec->Decode(chunk, encoded, other);
+          predictive::LimitVectorKernel(VectorKernel::kAvx512);
+          ASSERT_TRUE(encoded_ok.ok()) << encoded_ok;
+          ASSERT_TRUE(status.ok()) << status;
+          EXPECT_EQ(other_encoded, encoded) << head_dim << " " << spec;
+          EXPECT_TRUE(best == other) << head_dim << " " << spec;
+        }
+      }
+    }
+  }
+}
 
 TEST(PredictiveCodecTest, LatentLayout) {
   KvLayout layout = MakeLayout(2, 1, 96, DType::kBF16, RopeStyle::kNone);

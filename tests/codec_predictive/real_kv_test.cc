@@ -13,6 +13,7 @@
 #include "codec/codec.h"
 #include "codec/model_state.h"
 #include "codec/model_state_builder.h"
+#include "codec/predictive/rans_vector.h"
 #include "codec/predictive/rope.h"
 #include "tests/codec_predictive/test_util.h"
 
@@ -123,6 +124,20 @@ FileResult CodeFile(const Codec& codec, const ModelContext& model,
     std::vector<std::byte> decoded(data.size());
     status = codec.Decode(chunk, encoded, decoded);
     EXPECT_TRUE(status.ok()) << status;
+    // Every kernel this CPU runs must give the same payload and bits.
+    for (predictive::VectorKernel kernel : {predictive::VectorKernel::kPortable,
+                                            predictive::VectorKernel::kAvx2}) {
+      predictive::LimitVectorKernel(kernel);
+      std::string other_encoded;
+      const absl::Status encoded_ok = codec.Encode(chunk, data, other_encoded);
+      std::vector<std::byte> other(data.size());
+      status = codec.Decode(chunk, encoded, other);
+      predictive::LimitVectorKernel(predictive::VectorKernel::kAvx512);
+      EXPECT_TRUE(encoded_ok.ok()) << encoded_ok;
+      EXPECT_TRUE(status.ok()) << status;
+      EXPECT_TRUE(other_encoded == encoded) << "tokens " << begin;
+      EXPECT_TRUE(other == decoded) << "tokens " << begin;
+    }
     for (uint32_t l = 0; l < model.layout.num_layers; ++l) {
       testing::GroupError k = testing::MeasureGroup(chunk, l, 0, data, decoded);
       testing::GroupError v = testing::MeasureGroup(chunk, l, 1, data, decoded);
