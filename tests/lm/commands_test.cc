@@ -150,11 +150,21 @@ TEST(CalibrateCommandTest, ProfileIsStableAcrossFilePairs) {
   const std::vector<std::string> b = Ranking(second);
   SCOPED_TRACE(absl::StrCat("first: ", absl::StrJoin(a, " "),
                             "\nsecond: ", absl::StrJoin(b, " ")));
-  // The most sensitive group is the same, and each pair's least sensitive
-  // group is among the other pair's three least sensitive.
+  // The most sensitive group is the same, the rankings agree overall
+  // (Spearman's rho), and each pair's least sensitive group is among the
+  // other pair's four least sensitive. (The small slopes at the bottom are
+  // differences of two noisy KLs; their exact order is not stable.)
   EXPECT_EQ(a.front(), b.front());
-  EXPECT_NE(std::find(b.end() - 3, b.end(), a.back()), b.end());
-  EXPECT_NE(std::find(a.end() - 3, a.end(), b.back()), a.end());
+  double squared_rank_gaps = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double gap =
+        double(std::find(b.begin(), b.end(), a[i]) - b.begin()) - double(i);
+    squared_rank_gaps += gap * gap;
+  }
+  const double n = double(a.size());
+  EXPECT_GE(1 - 6 * squared_rank_gaps / (n * (n * n - 1)), 0.5);
+  EXPECT_NE(std::find(b.end() - 4, b.end(), a.back()), b.end());
+  EXPECT_NE(std::find(a.end() - 4, a.end(), b.back()), a.end());
 }
 
 class ServerCommandTest : public ::testing::Test {

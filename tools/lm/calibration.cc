@@ -1,5 +1,6 @@
 #include "tools/lm/calibration.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -49,6 +50,12 @@ double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
 
 }  // namespace
 
+double GroupSensitivity::sensitivity() const {
+  const double excess_mse = rel_mse - floor_rel_mse;
+  if (excess_mse <= 0) return kMinSensitivity;
+  return std::max(kMinSensitivity, (kl - floor_kl) / excess_mse);
+}
+
 Calibrator::Calibrator(const LlamaModel& model, CalibrationOptions options)
     : model_(model), options_(options) {
   for (uint32_t l = 0; l < model.config().num_layers; ++l)
@@ -73,21 +80,38 @@ absl::Status Calibrator::AddCache(
   auto exact = model_.Forward(rest, exact_cache);
   if (!exact.ok()) return exact.status();
   const uint32_t rows = exact->rows - 1;  // the last row has no target
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    GroupSensitivity& group = groups_[g];
+  // KL and relative MSE of noise at `level` on group g.
+  auto measure =
+      [&](size_t g, double level,
+          uint64_t stream) -> absl::StatusOr<std::pair<double, double>> {
+    const GroupSensitivity& group = groups_[g];
     KvCache noisy = prefix;
-    const double rel_mse =
-        PerturbGroup(noisy, group.layer, group.values, options_.noise_rel_mse,
-                     options_.seed * 1000003 + caches_seen_ * 1009 + g);
+    const double rel_mse = PerturbGroup(
+        noisy, group.layer, group.values, level,
+        options_.seed * 1000003 + caches_seen_ * 1009 + g + stream * 7919);
     auto perturbed = model_.Forward(rest, noisy);
     if (!perturbed.ok()) return perturbed.status();
-    const double kl = MeanKl(*exact, *perturbed, rows);
-    group.kl += kl;
-    group.rel_mse += rel_mse;
+    return std::make_pair(MeanKl(*exact, *perturbed, rows), rel_mse);
+  };
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    GroupSensitivity& group = groups_[g];
+    auto at_noise = measure(g, options_.noise_rel_mse, 0);
+    if (!at_noise.ok()) return at_noise.status();
+    group.kl += at_noise->first;
+    group.rel_mse += at_noise->second;
+    std::string floor_text;
+    if (options_.floor_rel_mse > 0) {
+      auto at_floor = measure(g, options_.floor_rel_mse, 1);
+      if (!at_floor.ok()) return at_floor.status();
+      group.floor_kl += at_floor->first;
+      group.floor_rel_mse += at_floor->second;
+      floor_text = absl::StrFormat(" (floor: rel_mse %.3g kl %.4g)",
+                                   at_floor->second, at_floor->first);
+    }
     if (progress)
-      progress(absl::StrFormat("layer %u %s: rel_mse %.4g kl %.4g -> %.4g",
-                               group.layer, group.values ? "v" : "k", rel_mse,
-                               kl, rel_mse > 0 ? kl / rel_mse : 0));
+      progress(absl::StrFormat("layer %u %s: rel_mse %.4g kl %.4g%s",
+                               group.layer, group.values ? "v" : "k",
+                               at_noise->second, at_noise->first, floor_text));
   }
   ++caches_seen_;
   return absl::OkStatus();

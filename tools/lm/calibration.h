@@ -4,6 +4,13 @@
 // sequence and the KL divergence of its predictions from the exact run is
 // measured. A group's sensitivity is KL per unit of relative MSE: the
 // profile a fidelity-targeting codec reads.
+//
+// The KL is not proportional to the error near zero: any perturbation moves
+// some of the model's bf16 roundings, which costs a floor of KL whatever the
+// error. So each group is measured twice, at the noise level and at a tiny
+// one, and its sensitivity is the slope between the two; dividing the KL
+// at one level by that level would count the floor in every group and
+// flatten the profile.
 #ifndef SEQKV_TOOLS_LM_CALIBRATION_H_
 #define SEQKV_TOOLS_LM_CALIBRATION_H_
 
@@ -24,14 +31,22 @@ struct GroupSensitivity {
   bool values = false;  // false: K, true: V
   double kl = 0;        // summed over files
   double rel_mse = 0;   // summed over files
+  // The same at the floor's noise level (both 0 when it is not measured).
+  double floor_kl = 0;
+  double floor_rel_mse = 0;
 
-  double sensitivity() const { return rel_mse > 0 ? kl / rel_mse : 0; }
+  // KL per unit of relative MSE above the floor; at least kMinSensitivity,
+  // as a slope that noise makes zero or negative is too small to measure.
+  double sensitivity() const;
+  static constexpr double kMinSensitivity = 1e-6;
 };
 
 struct CalibrationOptions {
-  // Relative MSE of the noise put on a group; small enough to stay in the
-  // regime where KL grows linearly with it (about turbo:4's error).
-  double noise_rel_mse = 0.01;
+  // Relative MSE of the noise put on a group: in the range codecs work at
+  // (turbo:4's error is 0.009, turbo:3's 0.034), where KL grows linearly.
+  double noise_rel_mse = 0.05;
+  // The tiny noise level whose KL is the floor (0: do not measure it).
+  double floor_rel_mse = 1e-4;
   // Tokens of each file that form the perturbed prefix (0: 3/4 of it).
   uint32_t prefix_tokens = 0;
   uint64_t seed = 1;

@@ -14,8 +14,11 @@
 #include "tools/lm/lm_flags.h"
 #include "tools/lm/model_context.h"
 
-ABSL_FLAG(double, noise_rel_mse, 0.01,
+ABSL_FLAG(double, noise_rel_mse, 0.05,
           "relative MSE of the noise put on one group at a time");
+ABSL_FLAG(double, floor_rel_mse, 1e-4,
+          "tiny noise level whose KL is the floor every perturbation costs; "
+          "sensitivities are slopes above it (0: KL / noise, floor included)");
 ABSL_FLAG(uint64_t, calibrate_seed, 1, "seed of the calibration noise");
 
 namespace seqkv::lm {
@@ -26,17 +29,24 @@ int RunCalibrate(std::span<char* const> args) {
   const std::string out_path = absl::GetFlag(FLAGS_out);
   if (model_dir.empty() || out_path.empty() || args.empty()) {
     std::cerr << "usage: seqkv calibrate --model_dir DIR --out PROFILE.json "
-                 "[--noise_rel_mse R] [--prefix_tokens N] [--max_tokens N] "
+                 "[--noise_rel_mse R] [--floor_rel_mse F] [--prefix_tokens N] "
+                 "[--max_tokens N] "
                  "FILE.safetensors...\n";
     return 2;
   }
   if (!(absl::GetFlag(FLAGS_noise_rel_mse) > 0))
     return cli::ReportError(
         absl::InvalidArgumentError("--noise_rel_mse must be positive"));
+  const double floor_rel_mse = absl::GetFlag(FLAGS_floor_rel_mse);
+  if (!(floor_rel_mse >= 0 &&
+        floor_rel_mse < absl::GetFlag(FLAGS_noise_rel_mse)))
+    return cli::ReportError(absl::InvalidArgumentError(
+        "--floor_rel_mse must be in [0, --noise_rel_mse)"));
   auto model = LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::ReportError(model.status());
   CalibrationOptions options;
   options.noise_rel_mse = absl::GetFlag(FLAGS_noise_rel_mse);
+  options.floor_rel_mse = floor_rel_mse;
   options.prefix_tokens =
       uint32_t(std::max(0, absl::GetFlag(FLAGS_prefix_tokens)));
   options.seed = absl::GetFlag(FLAGS_calibrate_seed);
