@@ -58,10 +58,11 @@ absl::StatusOr<std::span<const int32_t>> TokensOf(
     return absl::InvalidArgumentError(
         absl::StrCat("tokens has ", tokens.size(),
                      " ids, more than the limit of ", max_tokens));
-  // A branch-free scan first (it vectorizes); the position only on error.
-  int32_t smallest = 0;
-  for (const int32_t token : tokens) smallest = std::min(smallest, token);
-  if (smallest < 0) {
+  // A branch-free scan of the sign bits first (an OR vectorizes with any
+  // instruction set); the position only on error.
+  uint32_t signs = 0;
+  for (const int32_t token : tokens) signs |= static_cast<uint32_t>(token);
+  if (signs >> 31 != 0) {
     const size_t i = std::find_if(tokens.begin(), tokens.end(),
                                   [](int32_t token) { return token < 0; }) -
                      tokens.begin();
