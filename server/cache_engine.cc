@@ -735,8 +735,7 @@ absl::Status PutSession::FlushChunk() {
       }
       if (raw->status.ok()) {
         raw->node.record.set_bytes_stored(stored.size());
-        raw->status =
-            engine_->trie_.StagePayload(raw->node.record.payload_key(), stored);
+        raw->status = engine_->trie_.StagePayload(stored, raw->node.record);
       }
       raw->chunk.reset();
       raw->done.Notify();

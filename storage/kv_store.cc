@@ -123,11 +123,12 @@ rocksdb::ColumnFamilyHandle* KvStore::handle(Column column) const {
 }
 
 absl::StatusOr<std::optional<std::string>> KvStore::Get(
-    Column column, std::string_view key) const {
+    Column column, std::string_view key, bool verify_checksums) const {
   std::string value;
-  rocksdb::Status status =
-      db_->Get(rocksdb::ReadOptions(), handle(column),
-               rocksdb::Slice(key.data(), key.size()), &value);
+  rocksdb::ReadOptions read;
+  read.verify_checksums = verify_checksums;
+  rocksdb::Status status = db_->Get(
+      read, handle(column), rocksdb::Slice(key.data(), key.size()), &value);
   if (status.IsNotFound()) return std::optional<std::string>();
   if (!status.ok()) return FromRocks(status, "read");
   return std::optional<std::string>(std::move(value));

@@ -39,9 +39,10 @@ class KvStore {
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
 
-  // NOT_FOUND is not an error here: it is std::nullopt.
-  absl::StatusOr<std::optional<std::string>> Get(Column column,
-                                                 std::string_view key) const;
+  // NOT_FOUND is not an error here: it is std::nullopt. Without
+  // `verify_checksums` the caller checks the value itself.
+  absl::StatusOr<std::optional<std::string>> Get(
+      Column column, std::string_view key, bool verify_checksums = true) const;
   absl::Status Put(Column column, std::string_view key, std::string_view value);
   // Applies `batch` atomically; `durable` syncs the WAL first.
   absl::Status Write(rocksdb::WriteBatch& batch, bool durable);

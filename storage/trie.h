@@ -75,7 +75,8 @@ class Trie {
                                   uint32_t chunk_tokens) const;
 
   absl::StatusOr<std::optional<NodeRecord>> ReadNode(const NodeKey& key) const;
-  // DATA_LOSS if the payload a node points at is gone.
+  // DATA_LOSS if the payload a node points at is gone or fails its
+  // checksum.
   absl::StatusOr<std::string> ReadPayload(const NodeRecord& node) const;
 
   // Adds visits to the nodes' stats (best effort: not logged, merged).
@@ -84,9 +85,9 @@ class Trie {
   absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
                           int64_t& last_used_micros) const;
 
-  // Writes a payload that no node references yet: invisible until Commit.
-  absl::Status StagePayload(std::string_view payload_key,
-                            std::string_view bytes);
+  // Writes a payload under `node.payload_key()` that no node references
+  // yet (invisible until Commit) and records its checksum in `node`.
+  absl::Status StagePayload(std::string_view bytes, NodeRecord& node);
   // Drops staged payloads of a Put that failed.
   void DiscardPayloads(std::span<const PendingNode> nodes);
 
