@@ -20,6 +20,42 @@ inline uint16_t FloatToBf16Bits(float value) {
   return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 
+// Turns the pair (a, b) by the angle with cosine c and sine s, or back
+// (kUndo). Written out per direction, so each rounds exactly as before.
+template <bool kUndo>
+[[gnu::always_inline]] inline void TurnPair(float& a, float& b, float c,
+                                            float s) {
+  const float x = a;
+  const float y = b;
+  if constexpr (kUndo) {
+    a = x * c + y * s;
+    b = y * c - x * s;
+  } else {
+    a = x * c - y * s;
+    b = y * c + x * s;
+  }
+}
+
+// Applies RoPE to a row at its token's position (or undoes it), in the
+// layout's pairing: (2i, 2i + 1) interleaved, (i, i + half) rotate_half.
+template <bool kUndo>
+[[gnu::always_inline]] inline void RotateRow(const RowTransform& transform,
+                                             float* __restrict row) {
+  const RopeTable& rope = *transform.rope;
+  const float* __restrict c = rope.cos(transform.token);
+  const float* __restrict s = rope.sin(transform.token);
+  const uint32_t half = rope.half();
+  if (rope.style() == RopeStyle::kInterleaved) {
+    for (uint32_t i = 0; i < half; ++i)
+      TurnPair<kUndo>(row[2 * i], row[2 * i + 1], c[i], s[i]);
+  } else {
+    float* __restrict lo = row;
+    float* __restrict hi = row + half;
+    for (uint32_t i = 0; i < half; ++i)
+      TurnPair<kUndo>(lo[i], hi[i], c[i], s[i]);
+  }
+}
+
 }  // namespace
 
 SEQKV_ROW_CLONES
@@ -30,29 +66,7 @@ void FinishRow(const RowTransform& transform, float* __restrict row,
     const uint16_t* __restrict prediction = transform.prediction;
     for (uint32_t i = 0; i < width; ++i) row[i] += Bf16ToFloat(prediction[i]);
   }
-  if (transform.rope != nullptr) {
-    const RopeTable& rope = *transform.rope;
-    const float* __restrict c = rope.cos(transform.token);
-    const float* __restrict s = rope.sin(transform.token);
-    const uint32_t half = rope.half();
-    if (rope.style() == RopeStyle::kInterleaved) {
-      for (uint32_t i = 0; i < half; ++i) {
-        const float a = row[2 * i];
-        const float b = row[2 * i + 1];
-        row[2 * i] = a * c[i] - b * s[i];
-        row[2 * i + 1] = b * c[i] + a * s[i];
-      }
-    } else {  // rotate_half: pairs (i, i + half)
-      float* __restrict lo = row;
-      float* __restrict hi = row + half;
-      for (uint32_t i = 0; i < half; ++i) {
-        const float a = lo[i];
-        const float b = hi[i];
-        lo[i] = a * c[i] - b * s[i];
-        hi[i] = b * c[i] + a * s[i];
-      }
-    }
-  }
+  if (transform.rope != nullptr) RotateRow</*kUndo=*/false>(transform, row);
   // Stores go through memcpy: the output has no alignment.
   switch (transform.dtype) {
     case DType::kBF16:
@@ -108,29 +122,7 @@ double StartRow(const RowTransform& transform, const std::byte* __restrict src,
   for (; i < width; ++i) energy += double{row[i]} * double{row[i]};
   for (double lane : lanes) energy += lane;
 
-  if (transform.rope != nullptr) {
-    const RopeTable& rope = *transform.rope;
-    const float* __restrict c = rope.cos(transform.token);
-    const float* __restrict s = rope.sin(transform.token);
-    const uint32_t half = rope.half();
-    if (rope.style() == RopeStyle::kInterleaved) {
-      for (uint32_t i = 0; i < half; ++i) {
-        const float a = row[2 * i];
-        const float b = row[2 * i + 1];
-        row[2 * i] = a * c[i] + b * s[i];
-        row[2 * i + 1] = b * c[i] - a * s[i];
-      }
-    } else {
-      float* __restrict lo = row;
-      float* __restrict hi = row + half;
-      for (uint32_t i = 0; i < half; ++i) {
-        const float a = lo[i];
-        const float b = hi[i];
-        lo[i] = a * c[i] + b * s[i];
-        hi[i] = b * c[i] - a * s[i];
-      }
-    }
-  }
+  if (transform.rope != nullptr) RotateRow</*kUndo=*/true>(transform, row);
   if (transform.prediction != nullptr) {
     const uint16_t* __restrict prediction = transform.prediction;
     for (uint32_t i = 0; i < width; ++i) row[i] -= Bf16ToFloat(prediction[i]);
