@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
+#include "tests/storage/chunk_chain.h"
 
 namespace seqkv {
 namespace {
@@ -38,20 +39,8 @@ class NodeIndexTest : public ::testing::Test {
   // Commits `tokens` in chunks of `chunk` below root; returns the keys.
   std::vector<NodeKey> Insert(const std::vector<int32_t>& tokens,
                               uint32_t chunk, const std::string& ns = "a") {
-    std::vector<PendingNode> nodes;
-    NodeKey parent = root_;
-    for (size_t start = 0; start < tokens.size(); start += chunk) {
-      const size_t end = std::min(tokens.size(), start + chunk);
-      std::span<const int32_t> part(tokens.data() + start, end - start);
-      PendingNode node;
-      node.key = ChildKey(parent, part);
-      node.record.set_parent_key(parent.Bytes());
-      node.record.set_namespace_(ns);
-      node.record.mutable_tokens()->Add(part.begin(), part.end());
-      node.record.set_payload_key(node.key.Bytes() + "p");
-      nodes.push_back(std::move(node));
-      parent = nodes.back().key;
-    }
+    std::vector<PendingNode> nodes = ChunkChain(root_, tokens, chunk);
+    for (PendingNode& node : nodes) node.record.set_namespace_(ns);
     std::lock_guard<std::mutex> lock(trie_->write_mutex());
     EXPECT_TRUE(trie_->Commit(nodes, nullptr).ok());
     std::vector<NodeKey> keys;

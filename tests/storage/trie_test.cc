@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
+#include "tests/storage/chunk_chain.h"
 
 namespace seqkv {
 namespace {
@@ -36,22 +37,11 @@ class TrieTest : public ::testing::Test {
 
   // Inserts `tokens` in chunks of `chunk` below root, as a Put would.
   CommitResult Insert(const std::vector<int32_t>& tokens, uint32_t chunk) {
-    std::vector<PendingNode> nodes;
-    NodeKey parent = root_;
-    for (size_t start = 0; start < tokens.size(); start += chunk) {
-      const size_t end = std::min(tokens.size(), start + chunk);
-      std::span<const int32_t> part(tokens.data() + start, end - start);
-      PendingNode node;
-      node.key = ChildKey(parent, part);
-      node.record.set_parent_key(parent.Bytes());
-      node.record.mutable_tokens()->Add(part.begin(), part.end());
-      node.record.set_first_position(start);
-      node.record.set_payload_key(node.key.Bytes() + "p");
+    std::vector<PendingNode> nodes = ChunkChain(root_, tokens, chunk);
+    for (PendingNode& node : nodes) {
       node.record.set_bytes_stored(10);
       node.record.set_bytes_logical(100);
       EXPECT_TRUE(trie_->StagePayload("payload", node.record).ok());
-      nodes.push_back(std::move(node));
-      parent = nodes.back().key;
     }
     std::lock_guard<std::mutex> lock(trie_->write_mutex());
     auto result = trie_->Commit(nodes, nullptr);
