@@ -35,6 +35,18 @@ std::string RunCommand(const std::string& command, int& exit_code) {
   return output;
 }
 
+// Runs `seqkv ARGS` and parses its JSON report. A failed run or output that
+// is not JSON fails the test and gives null.
+nlohmann::json RunSeqkvJson(const std::string& args) {
+  int exit_code = 0;
+  const std::string output =
+      RunCommand(absl::StrCat(kBin, "/seqkv ", args), exit_code);
+  EXPECT_EQ(exit_code, 0) << output;
+  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
+  EXPECT_FALSE(report.is_discarded()) << output;
+  return exit_code == 0 && !report.is_discarded() ? report : nlohmann::json();
+}
+
 std::unique_ptr<LocalServer> StartServer() {
   LocalServerOptions options;
   options.binary = kBin + "/seqkv-server";
@@ -47,22 +59,17 @@ std::unique_ptr<LocalServer> StartServer() {
 TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  int exit_code = 0;
-  const std::string output = RunCommand(
-      absl::StrCat(
-          kBin, "/seqkv bench --server ", server->address(),
-          " --clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
-          " --chunk_tokens 32 --tokens_per_request 80 --codec raw"
-          " --ops 90 --verify --progress=false --json"),
-      exit_code);
-  ASSERT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  ASSERT_FALSE(report.is_discarded()) << output;
+  nlohmann::json report = RunSeqkvJson(absl::StrCat(
+      "bench --server ", server->address(),
+      " --clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
+      " --chunk_tokens 32 --tokens_per_request 80 --codec raw"
+      " --ops 90 --verify --progress=false --json"));
+  ASSERT_TRUE(report.is_object());
   uint64_t total = 0;
   for (const char* op : {"put", "get", "lookup"}) {
-    ASSERT_TRUE(report["ops"].contains(op)) << output;
+    ASSERT_TRUE(report["ops"].contains(op)) << report.dump();
     const auto& entry = report["ops"][op];
-    EXPECT_EQ(entry["errors"].get<uint64_t>(), 0u) << output;
+    EXPECT_EQ(entry["errors"].get<uint64_t>(), 0u) << report.dump();
     total += entry["count"].get<uint64_t>();
     if (entry["count"].get<uint64_t>() > 0) {
       EXPECT_GT(entry["ops_per_s"].get<double>(), 0);
@@ -81,17 +88,12 @@ TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
 TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
-  int exit_code = 0;
-  const std::string output = RunCommand(
-      absl::StrCat(
-          kBin, "/seqkv bench --server ", server->address(),
-          " --clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
-          " --tokens_per_request 64 --shared_prefix_ratio 0.5"
-          " --duration_s 1 --progress=false --json"),
-      exit_code);
-  ASSERT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  ASSERT_FALSE(report.is_discarded()) << output;
+  nlohmann::json report = RunSeqkvJson(absl::StrCat(
+      "bench --server ", server->address(),
+      " --clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
+      " --tokens_per_request 64 --shared_prefix_ratio 0.5"
+      " --duration_s 1 --progress=false --json"));
+  ASSERT_TRUE(report.is_object());
   const uint64_t puts = report["ops"]["put"]["count"];
   ASSERT_GT(puts, 2u);
   // The shared half (2 chunks) is new once; every other Put dedups it.
@@ -106,17 +108,13 @@ TEST(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
   ASSERT_NE(server, nullptr);
   // 700 tokens of 6144 bytes are 4.3 MB: several 2 MiB messages, and 2 MiB is
   // not a whole number of tokens, so tokens straddle messages.
-  int exit_code = 0;
-  const std::string output = RunCommand(
-      absl::StrCat(kBin, "/seqkv bench --server ", server->address(),
+  nlohmann::json report = RunSeqkvJson(
+      absl::StrCat("bench --server ", server->address(),
                    " --clients 2 --op get --layout tiny --chunk_tokens 256"
                    " --tokens_per_request 700 --codec raw --ops 6 --verify"
-                   " --source " SEQKV_DATA_DIR "/kv --progress=false --json"),
-      exit_code);
-  ASSERT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  ASSERT_FALSE(report.is_discarded()) << output;
-  EXPECT_EQ(report["ops"]["get"]["count"].get<uint64_t>(), 6u) << output;
+                   " --source " SEQKV_DATA_DIR "/kv --progress=false --json"));
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["ops"]["get"]["count"].get<uint64_t>(), 6u) << report.dump();
   EXPECT_EQ(report["ops"]["get"]["bytes"].get<uint64_t>(), 6u * 700 * 6144);
 }
 
@@ -162,14 +160,9 @@ OwnCount CountFromTrace(size_t max_requests) {
 TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
   const OwnCount expected = CountFromTrace(200);
   ASSERT_GT(expected.blocks_hit, 0u);
-  int exit_code = 0;
-  const std::string output =
-      RunCommand(absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
-                              " --requests 200 --json"),
-                 exit_code);
-  ASSERT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  ASSERT_FALSE(report.is_discarded()) << output;
+  nlohmann::json report = RunSeqkvJson(
+      absl::StrCat("replay --trace ", kTrace, " --requests 200 --json"));
+  ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["hits"]["requests"].get<uint64_t>(), 200u);
   EXPECT_EQ(report["hits"]["blocks"].get<uint64_t>(), expected.blocks);
   EXPECT_EQ(report["hits"]["blocks_hit"].get<uint64_t>(), expected.blocks_hit);
@@ -185,18 +178,14 @@ TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
 
 TEST(ReplaySmokeTest, CapacityEvictsAndNeverBeatsUnlimited) {
   const OwnCount unlimited = CountFromTrace(200);
-  int exit_code = 0;
-  const std::string output =
-      RunCommand(absl::StrCat(kBin, "/seqkv replay --trace ", kTrace,
-                              " --requests 200 --capacity_blocks 400 --json"),
-                 exit_code);
-  ASSERT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  ASSERT_FALSE(report.is_discarded()) << output;
+  nlohmann::json report = RunSeqkvJson(
+      absl::StrCat("replay --trace ", kTrace,
+                   " --requests 200 --capacity_blocks 400 --json"));
+  ASSERT_TRUE(report.is_object());
   const uint64_t capacity = report["config"]["capacity_bytes"];
   EXPECT_EQ(capacity,
             400u * report["config"]["bytes_per_block"].get<uint64_t>());
-  EXPECT_GT(report["evictions"].get<int64_t>(), 0) << output;
+  EXPECT_GT(report["evictions"].get<int64_t>(), 0) << report.dump();
   EXPECT_LE(report["bytes_stored"].get<uint64_t>(), capacity);
   EXPECT_LE(report["hits"]["blocks_hit"].get<uint64_t>(), unlimited.blocks_hit);
 }
