@@ -1,7 +1,6 @@
 #include "tests/admin/admin_test_util.h"
 
 #include <httplib.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <random>
@@ -54,19 +53,6 @@ KvCache SyntheticCache(std::vector<int32_t> tokens, uint32_t seed) {
   for (auto* tensor : {&cache.k, &cache.v})
     for (std::byte& b : *tensor) b = static_cast<std::byte>(rng());
   return cache;
-}
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    result.out.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
 }
 
 }  // namespace seqkv::testing

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "client/kv_cache.h"
+#include "tests/run_command.h"
 
 namespace seqkv::testing {
 
@@ -31,13 +32,6 @@ int PortOf(const std::string& address);
 KvCache SyntheticCache(std::vector<int32_t> tokens, uint32_t seed);
 // `count` token ids from a seeded generator.
 std::vector<int32_t> RandomTokens(size_t count, uint32_t seed);
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;  // stdout only
-};
-// Runs `command` through /bin/sh.
-CommandResult RunCommand(const std::string& command);
 
 }  // namespace seqkv::testing
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/load/local_server.h"
 #include "nlohmann/json.hpp"
+#include "tests/run_command.h"
 
 namespace seqkv::bench {
 namespace {
@@ -18,33 +19,18 @@ namespace {
 const std::string kBin = SEQKV_BIN_DIR;
 const std::string kTrace = SEQKV_DATA_DIR "/traces/mooncake_conversation.jsonl";
 
-// Runs a command; returns its stdout and sets `exit_code`.
-std::string RunCommand(const std::string& command, int& exit_code) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    exit_code = -1;
-    return output;
-  }
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    output.append(buffer, n);
-  const int status = pclose(pipe);
-  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return output;
-}
+using testing::RunCommand;
 
 // Runs `seqkv ARGS` and parses its JSON report. A failed run or output that
 // is not JSON fails the test and gives null.
 nlohmann::json RunSeqkvJson(const std::string& args) {
-  int exit_code = 0;
-  const std::string output =
-      RunCommand(absl::StrCat(kBin, "/seqkv ", args), exit_code);
-  EXPECT_EQ(exit_code, 0) << output;
-  nlohmann::json report = nlohmann::json::parse(output, nullptr, false);
-  EXPECT_FALSE(report.is_discarded()) << output;
-  return exit_code == 0 && !report.is_discarded() ? report : nlohmann::json();
+  const testing::CommandResult run =
+      RunCommand(absl::StrCat(kBin, "/seqkv ", args));
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  nlohmann::json report = nlohmann::json::parse(run.out, nullptr, false);
+  EXPECT_FALSE(report.is_discarded()) << run.out;
+  return run.exit_code == 0 && !report.is_discarded() ? report
+                                                      : nlohmann::json();
 }
 
 std::unique_ptr<LocalServer> StartServer() {
@@ -119,15 +105,13 @@ TEST(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
 }
 
 TEST(BenchSmokeTest, BadFlagsAreRejected) {
-  int exit_code = 0;
-  std::string output = RunCommand(
-      kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1",
-      exit_code);
-  EXPECT_NE(exit_code, 0);
-  EXPECT_NE(output.find("nosuch"), std::string::npos) << output;
-  output = RunCommand(kBin + "/seqkv bench --op scan 2>&1", exit_code);
-  EXPECT_NE(exit_code, 0);
-  EXPECT_NE(output.find("--op"), std::string::npos) << output;
+  testing::CommandResult run = RunCommand(
+      kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.out.find("nosuch"), std::string::npos) << run.out;
+  run = RunCommand(kBin + "/seqkv bench --op scan 2>&1");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.out.find("--op"), std::string::npos) << run.out;
 }
 
 // The test's own count: a block hits when its id was seen before and every

@@ -6,33 +6,21 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/run_command.h"
 
 namespace seqkv {
 namespace {
 
-std::string RunCommand(const std::string& command, int& exit_code) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    exit_code = -1;
-    return output;
-  }
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    output.append(buffer, n);
-  exit_code = pclose(pipe);
-  return output;
-}
+using testing::RunCommand;
 
 TEST(CodecBench, JsonOnARealFile) {
   const std::string command =
       std::string(SEQKV_BIN_DIR) +
       "/seqkv codec-bench --codecs raw,zstd:3,turbo:3 --json " +
       SEQKV_DATA_DIR + "/kv/a_dev_03.safetensors";
-  int exit_code = 0;
-  const std::string output = RunCommand(command, exit_code);
-  ASSERT_EQ(exit_code, 0) << command << "\n" << output;
+  const testing::CommandResult run = RunCommand(command);
+  ASSERT_EQ(run.exit_code, 0) << command << "\n" << run.out;
+  const std::string& output = run.out;
 
   std::map<std::string, nlohmann::json> by_codec;
   size_t start = 0;

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/server_process.h"
+#include "tests/run_command.h"
 
 namespace seqkv {
 namespace {
@@ -22,24 +23,8 @@ namespace {
 const std::string kDataDir = SEQKV_DATA_DIR;
 const std::string kSeqkv = std::string(SEQKV_BIN_DIR) + "/seqkv";
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-// Runs a shell command line; stdout is captured, stderr goes to the log.
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0)
-    result.out.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using testing::CommandResult;
+using testing::RunCommand;
 
 std::string KvFile(const std::string& name) {
   return kDataDir + "/kv/" + name + ".safetensors";
