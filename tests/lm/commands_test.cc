@@ -89,6 +89,20 @@ TEST(EvalCommandTest, RejectsBadArguments) {
       0);
 }
 
+TEST(CalibrateCommandTest, RejectsNoiseLevelsThatGiveNoSlope) {
+  // The floor's noise level must lie below the measured one.
+  for (const char* levels :
+       {"--noise_rel_mse 0.01 --floor_rel_mse 0.01",
+        "--noise_rel_mse 0 --floor_rel_mse 0", "--floor_rel_mse -0.001"}) {
+    const CommandResult result = RunCommand(absl::StrCat(
+        kSeqkv, " calibrate --model_dir ", kDataDir, "/lm --out /dev/null ",
+        levels, " ", KvFile("a_dev_00"), " 2>&1"));
+    EXPECT_NE(result.exit_code, 0) << levels;
+    EXPECT_NE(result.out.find("rel_mse must"), std::string::npos)
+        << levels << ": " << result.out;
+  }
+}
+
 nlohmann::json Calibrate(const std::string& a, const std::string& b) {
   const std::string out =
       (std::filesystem::temp_directory_path() /
