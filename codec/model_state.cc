@@ -1,5 +1,6 @@
 #include "codec/model_state.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -72,12 +73,18 @@ absl::StatusOr<Layer0Table> Layer0Table::Parse(std::string_view blob,
   return table;
 }
 
+const FidelityProfile::Group* FidelityProfile::Find(uint32_t layer,
+                                                    uint32_t tensor) const {
+  for (const Group& group : groups)
+    if (group.layer == layer && group.tensor == tensor) return &group;
+  return nullptr;
+}
+
 std::optional<double> FidelityProfile::Sensitivity(uint32_t layer,
                                                    uint32_t tensor) const {
-  for (const Group& group : groups)
-    if (group.layer == layer && group.tensor == tensor)
-      return group.sensitivity;
-  return std::nullopt;
+  const Group* group = Find(layer, tensor);
+  if (group == nullptr) return std::nullopt;
+  return group->sensitivity;
 }
 
 absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
@@ -136,6 +143,25 @@ absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
       return absl::InvalidArgumentError(absl::StrCat(
           where, " names layer ", group.layer, " tensor ", name,
           ", which the layout (", layout->DebugString(), ") lacks"));
+    if (auto weights = g.find("channel_weights"); weights != g.end()) {
+      if (!weights->is_array())
+        return absl::InvalidArgumentError(where +
+                                          ".channel_weights must be an array");
+      for (const nlohmann::json& weight : *weights) {
+        const double value = weight.is_number() ? weight.get<double>() : -1;
+        if (!std::isfinite(value) || !(value > 0))
+          return absl::InvalidArgumentError(
+              where + ".channel_weights must be finite positive numbers");
+        group.channel_weights.push_back(value);
+      }
+      const size_t width =
+          layout == nullptr ? group.channel_weights.size()
+                            : size_t{layout->num_kv_heads} * layout->head_dim;
+      if (group.channel_weights.size() != width || width == 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".channel_weights has ", group.channel_weights.size(),
+            " entries, expected one per channel (", width, ")"));
+    }
     if (profile.Sensitivity(group.layer, group.tensor).has_value())
       return absl::InvalidArgumentError(where + " repeats a group");
     profile.groups.push_back(group);

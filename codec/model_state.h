@@ -55,18 +55,24 @@ class Layer0Table {
 // divergence each group adds per unit of its relative MSE.
 //
 // JSON: {"model": "...", "metric": "kl_per_rel_mse",
-//        "groups": [{"layer": 0, "tensor": "k", "sensitivity": 0.0123}, ...]}
-// "tensor" is "k", "v", or "latent" for latent layouts.
+//        "groups": [{"layer": 0, "tensor": "k", "sensitivity": 0.0123,
+//                    "channel_weights": [...]}, ...]}
+// "tensor" is "k", "v", or "latent" for latent layouts. The optional
+// channel_weights ([kv_head][head_dim], positive) say how much an error in
+// each channel matters relative to the others of its group.
 struct FidelityProfile {
   struct Group {
     uint32_t layer = 0;
     uint32_t tensor = 0;  // 0 = K (or latent), 1 = V
     double sensitivity = 0;
+    std::vector<double> channel_weights;  // empty when not measured
   };
   std::string model;
   std::string metric;
   std::vector<Group> groups;
 
+  // The group, or null when the profile lacks it.
+  const Group* Find(uint32_t layer, uint32_t tensor) const;
   std::optional<double> Sensitivity(uint32_t layer, uint32_t tensor) const;
 };
 

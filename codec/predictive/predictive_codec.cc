@@ -12,6 +12,7 @@
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
 #include "codec/predictive/byte_io.h"
+#include "codec/predictive/error_weights.h"
 #include "codec/predictive/residual_coder.h"
 #include "codec/predictive/rope.h"
 #include "codec/predictive/row_ops.h"
@@ -39,6 +40,10 @@ constexpr uint8_t kMagic = 'P';
 constexpr uint8_t kVersion = 2;
 constexpr uint8_t kFlagPreRope = 1;
 constexpr uint8_t kFlagLayer0 = 2;
+// The group's values were scaled per channel before quantizing (see
+// error_weights.h); ceil(C / 2) bytes of 4-bit scale codes follow the flags.
+constexpr uint8_t kFlagChannelScales = 4;
+constexpr uint8_t kKnownFlags = kFlagPreRope | kFlagLayer0 | kFlagChannelScales;
 
 // Relative-MSE targets below this are not honoured: bf16 output rounding
 // alone costs about 5e-6.
@@ -53,7 +58,19 @@ struct Options {
   std::optional<double> kl;
   bool prerope = true;
   bool layer0 = true;
+  bool channel_weights = true;
 };
+
+// Each channel's scale (1 without codes), or its inverse.
+std::vector<float> ChannelFactors(std::span<const uint8_t> codes,
+                                  bool inverse) {
+  std::vector<float> factors;
+  for (uint8_t code : codes) {
+    const float scale = predictive::ScaleOfCode(code);
+    factors.push_back(inverse ? 1.0f / scale : scale);
+  }
+  return factors;
+}
 
 // Expected squared error of rounding a value of unit square to the output
 // dtype (half an ulp, uniform), an upper estimate.
@@ -81,11 +98,13 @@ class PredictiveCodec final : public Codec {
  public:
   PredictiveCodec(Options options, const KvLayout& layout,
                   std::optional<Layer0Table> layer0,
-                  std::vector<double> sensitivities)
+                  std::vector<double> sensitivities,
+                  std::vector<std::vector<uint8_t>> channel_codes)
       : options_(options),
         layout_(layout),
         layer0_(std::move(layer0)),
-        sensitivities_(std::move(sensitivities)) {}
+        sensitivities_(std::move(sensitivities)),
+        channel_codes_(std::move(channel_codes)) {}
 
   std::string spec() const override {
     std::string spec =
@@ -93,6 +112,7 @@ class PredictiveCodec final : public Codec {
                     : absl::StrCat("predictive:rel_mse=", options_.rel_mse);
     if (!options_.prerope) spec += ",prerope=0";
     if (!options_.layer0) spec += ",layer0=0";
+    if (!options_.channel_weights) spec += ",channel_weights=0";
     return spec;
   }
   bool lossless() const override { return false; }
@@ -135,6 +155,9 @@ class PredictiveCodec final : public Codec {
   KvLayout layout_;
   std::optional<Layer0Table> layer0_;
   std::vector<double> sensitivities_;  // per group, for kl=
+  // Per group, with kl= and a profile that weighs channels: the channel
+  // scale codes (empty: none).
+  std::vector<std::vector<uint8_t>> channel_codes_;
 };
 
 absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
@@ -203,6 +226,19 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
         }
       }
 
+      // Channels weighted by the profile are scaled so that the budget
+      // below bounds the weighted error.
+      const std::span<const uint8_t> channel_codes =
+          channel_codes_.empty() ? std::span<const uint8_t>()
+                                 : channel_codes_[group];
+      if (!channel_codes.empty()) {
+        const std::vector<float> factors =
+            ChannelFactors(channel_codes, /*inverse=*/false);
+        for (size_t i = 0; i < values.size(); ++i)
+          values[i] *= factors[i / (size_t{chunk.num_tokens} * width) * width +
+                               i % width];
+      }
+
       double target = options_.rel_mse;
       if (options_.kl) {
         const double sensitivity = sensitivities_[group];
@@ -214,8 +250,10 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
           0.0,
           energy * (target * kBudgetMargin - RoundingFloor(layout_.dtype)));
       group_bytes.clear();
-      group_bytes.push_back(static_cast<char>((rotate ? kFlagPreRope : 0) |
-                                              (predict ? kFlagLayer0 : 0)));
+      group_bytes.push_back(static_cast<char>(
+          (rotate ? kFlagPreRope : 0) | (predict ? kFlagLayer0 : 0) |
+          (channel_codes.empty() ? 0 : kFlagChannelScales)));
+      predictive::AppendScaleCodes(channel_codes, group_bytes);
       const double error = predictive::EncodeResidual(
           shape, values, budget, group_bytes, symbols[group]);
       PutVarint(group_bytes.size(), out);
@@ -289,6 +327,7 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   const uint32_t width = layout_.head_dim;
   std::optional<RopeTable> rope;
   std::vector<float> row(width);
+  std::vector<uint8_t> channel_codes;
   ResidualDecoder decoder;
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
@@ -297,7 +336,7 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
       bytes.remove_prefix(1);
       const bool rotate = flags & kFlagPreRope;
       const bool predict = flags & kFlagLayer0;
-      if ((flags & ~(kFlagPreRope | kFlagLayer0)) != 0 ||
+      if ((flags & ~kKnownFlags) != 0 ||
           (rotate && (tensor != 0 || layout_.latent ||
                       layout_.rope.style == RopeStyle::kNone)))
         return absl::DataLossError("predictive: bad group flags");
@@ -313,10 +352,18 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
               "predictive: chunk token ids are missing or outside the layer-0 "
               "table");
       }
+      channel_codes.clear();
+      if ((flags & kFlagChannelScales) &&
+          !predictive::ReadScaleCodes(bytes, shape.num_channels(),
+                                      channel_codes))
+        return absl::DataLossError("predictive: truncated channel scales");
       if (rotate && !rope)
         rope.emplace(layout_.rope, width, chunk.first_position,
                      chunk.num_tokens);
-      if (absl::Status s = decoder.Open(shape, bytes); !s.ok()) return s;
+      if (absl::Status s = decoder.Open(
+              shape, bytes, ChannelFactors(channel_codes, /*inverse=*/true));
+          !s.ok())
+        return s;
       any_coded |= decoder.coded();
       std::byte* dst =
           out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
@@ -373,15 +420,19 @@ absl::StatusOr<Options> ParseOptions(std::string_view params) {
         return absl::InvalidArgumentError(
             absl::StrCat("predictive: kl must be positive, got ", value));
       options.kl = number;
-    } else if (key == "prerope" || key == "layer0") {
+    } else if (key == "prerope" || key == "layer0" ||
+               key == "channel_weights") {
       if (number != 0 && number != 1)
         return absl::InvalidArgumentError(
             absl::StrCat("predictive: ", key, " must be 0 or 1, got ", value));
-      (key == "prerope" ? options.prerope : options.layer0) = number == 1;
+      bool& flag = key == "prerope"  ? options.prerope
+                   : key == "layer0" ? options.layer0
+                                     : options.channel_weights;
+      flag = number == 1;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("predictive: unknown parameter '", key,
-                       "' (known: rel_mse, kl, prerope, layer0)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "predictive: unknown parameter '", key,
+          "' (known: rel_mse, kl, prerope, layer0, channel_weights)"));
     }
   }
   if (has_rel_mse && options.kl)
@@ -407,6 +458,7 @@ absl::StatusOr<std::unique_ptr<Codec>> CreatePredictiveCodec(
   }
 
   std::vector<double> sensitivities;
+  std::vector<std::vector<uint8_t>> channel_codes;
   if (options->kl) {
     const std::string* blob = model.FindState(kProfileKey);
     if (blob == nullptr)
@@ -419,18 +471,23 @@ absl::StatusOr<std::unique_ptr<Codec>> CreatePredictiveCodec(
     const uint32_t tensors = model.layout.tensors_per_layer();
     for (uint32_t layer = 0; layer < model.layout.num_layers; ++layer) {
       for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
-        std::optional<double> s = profile->Sensitivity(layer, tensor);
-        if (!s)
+        const FidelityProfile::Group* group = profile->Find(layer, tensor);
+        if (group == nullptr)
           return absl::FailedPreconditionError(
               absl::StrCat("predictive:kl: the profile of model '", model.name,
                            "' has no sensitivity for layer ", layer, " tensor ",
                            tensor == 0 ? "k" : "v"));
-        sensitivities.push_back(*s);
+        sensitivities.push_back(group->sensitivity);
+        std::vector<uint8_t>& codes = channel_codes.emplace_back();
+        if (options->channel_weights)
+          for (double weight : group->channel_weights)
+            codes.push_back(predictive::ScaleCodeForWeight(weight));
       }
     }
   }
   return std::make_unique<PredictiveCodec>(
-      *options, model.layout, std::move(layer0), std::move(sensitivities));
+      *options, model.layout, std::move(layer0), std::move(sensitivities),
+      std::move(channel_codes));
 }
 
 }  // namespace seqkv

@@ -49,7 +49,6 @@ struct Constants {
   __m512i low12;
   __m512i rans_low;
   __m512i escape;
-  __m512 step;
 };
 
 // One rANS step for 16 states (lanes) at once, then dequantization. Lanes
@@ -57,8 +56,8 @@ struct Constants {
 // order, which is the order the portable loop reads them in.
 __attribute__((target("avx512f"))) inline __m512i Step(
     __m512i x, const uint32_t* entries, const uint32_t* table_of,
-    const float* offsets, const Constants& k, const std::byte*& p,
-    __mmask16& escapes, uint8_t* symbols, float* row) {
+    const float* offsets, const float* steps, const Constants& k,
+    const std::byte*& p, __mmask16& escapes, uint8_t* symbols, float* row) {
   const __m512i index = _mm512_add_epi32(_mm512_loadu_si512(table_of),
                                          _mm512_and_si512(x, k.slot_mask));
   const __m512i e = _mm512_i32gather_epi32(index, entries, 4);
@@ -79,19 +78,18 @@ __attribute__((target("avx512f"))) inline __m512i Step(
                    _mm512_cvtepi32_epi8(symbol));
   const __m512 value = _mm512_mul_ps(
       _mm512_add_ps(_mm512_cvtepi32_ps(symbol), _mm512_loadu_ps(offsets)),
-      k.step);
+      _mm512_loadu_ps(steps));
   _mm512_storeu_ps(row, value);
   return x;
 }
 
 __attribute__((target("avx512f"))) bool DecodeRowAvx512(
     RansDecoder& rans, const uint32_t* entries, const uint32_t* table_of,
-    const float* offsets, float step, uint32_t width, uint8_t escape,
+    const float* offsets, const float* steps, uint32_t width, uint8_t escape,
     uint8_t* symbols, float* row) {
   static_assert(kNumStates == 64, "four registers of 16 states");
   const Constants k{_mm512_set1_epi32(kProbScale - 1), _mm512_set1_epi32(0xFFF),
-                    _mm512_set1_epi32(kRansLow), _mm512_set1_epi32(escape),
-                    _mm512_set1_ps(step)};
+                    _mm512_set1_epi32(kRansLow), _mm512_set1_epi32(escape)};
   uint32_t* states = rans.states();
   __m512i x0 = _mm512_loadu_si512(states);
   __m512i x1 = _mm512_loadu_si512(states + 16);
@@ -102,14 +100,14 @@ __attribute__((target("avx512f"))) bool DecodeRowAvx512(
   // Every step reads at most 16 words and loads exactly 16: with `width`
   // words left no load passes the end of the stream.
   for (uint32_t d = 0; d < width; d += kNumStates) {
-    x0 = Step(x0, entries, table_of + d, offsets + d, k, p, escapes,
+    x0 = Step(x0, entries, table_of + d, offsets + d, steps + d, k, p, escapes,
               symbols + d, row + d);
-    x1 = Step(x1, entries, table_of + d + 16, offsets + d + 16, k, p, escapes,
-              symbols + d + 16, row + d + 16);
-    x2 = Step(x2, entries, table_of + d + 32, offsets + d + 32, k, p, escapes,
-              symbols + d + 32, row + d + 32);
-    x3 = Step(x3, entries, table_of + d + 48, offsets + d + 48, k, p, escapes,
-              symbols + d + 48, row + d + 48);
+    x1 = Step(x1, entries, table_of + d + 16, offsets + d + 16, steps + d + 16,
+              k, p, escapes, symbols + d + 16, row + d + 16);
+    x2 = Step(x2, entries, table_of + d + 32, offsets + d + 32, steps + d + 32,
+              k, p, escapes, symbols + d + 32, row + d + 32);
+    x3 = Step(x3, entries, table_of + d + 48, offsets + d + 48, steps + d + 48,
+              k, p, escapes, symbols + d + 48, row + d + 48);
   }
   _mm512_storeu_si512(states, x0);
   _mm512_storeu_si512(states + 16, x1);
@@ -137,13 +135,12 @@ struct Avx2Constants {
   __m256i slot_mask;
   __m256i low12;
   __m256i escape;
-  __m256 step;
 };
 
 __attribute__((target("avx2"))) inline __m256i Avx2Step(
     __m256i x, const uint32_t* entries, const uint32_t* table_of,
-    const float* offsets, const Avx2Constants& k, const std::byte*& p,
-    int& escapes, uint8_t* symbols, float* row) {
+    const float* offsets, const float* steps, const Avx2Constants& k,
+    const std::byte*& p, int& escapes, uint8_t* symbols, float* row) {
   const __m256i index = _mm256_add_epi32(
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table_of)),
       _mm256_and_si256(x, k.slot_mask));
@@ -175,19 +172,18 @@ __attribute__((target("avx2"))) inline __m256i Avx2Step(
                    _mm_packus_epi16(halves, halves));
   const __m256 value = _mm256_mul_ps(
       _mm256_add_ps(_mm256_cvtepi32_ps(symbol), _mm256_loadu_ps(offsets)),
-      k.step);
+      _mm256_loadu_ps(steps));
   _mm256_storeu_ps(row, value);
   return x;
 }
 
 __attribute__((target("avx2"))) bool DecodeRowAvx2(
     RansDecoder& rans, const uint32_t* entries, const uint32_t* table_of,
-    const float* offsets, float step, uint32_t width, uint8_t escape,
+    const float* offsets, const float* steps, uint32_t width, uint8_t escape,
     uint8_t* symbols, float* row) {
   static_assert(kNumStates == 64, "eight registers of 8 states");
   const Avx2Constants k{_mm256_set1_epi32(kProbScale - 1),
-                        _mm256_set1_epi32(0xFFF), _mm256_set1_epi32(escape),
-                        _mm256_set1_ps(step)};
+                        _mm256_set1_epi32(0xFFF), _mm256_set1_epi32(escape)};
   uint32_t* states = rans.states();
   __m256i x[8];
   for (int r = 0; r < 8; ++r)
@@ -199,8 +195,8 @@ __attribute__((target("avx2"))) bool DecodeRowAvx2(
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       const uint32_t i = d + 8 * r;
-      x[r] = Avx2Step(x[r], entries, table_of + i, offsets + i, k, p, escapes,
-                      symbols + i, row + i);
+      x[r] = Avx2Step(x[r], entries, table_of + i, offsets + i, steps + i, k, p,
+                      escapes, symbols + i, row + i);
     }
   }
   for (int r = 0; r < 8; ++r)
@@ -288,12 +284,13 @@ __attribute__((target("avx512f"))) void EncodeRowAvx512(
 }
 
 bool DecodeRow(VectorKernel kernel, RansDecoder& rans, const uint32_t* entries,
-               const uint32_t* table_of, const float* offsets, float step,
-               uint32_t width, uint8_t escape, uint8_t* symbols, float* row) {
+               const uint32_t* table_of, const float* offsets,
+               const float* steps, uint32_t width, uint8_t escape,
+               uint8_t* symbols, float* row) {
   return kernel == VectorKernel::kAvx512
-             ? DecodeRowAvx512(rans, entries, table_of, offsets, step, width,
+             ? DecodeRowAvx512(rans, entries, table_of, offsets, steps, width,
                                escape, symbols, row)
-             : DecodeRowAvx2(rans, entries, table_of, offsets, step, width,
+             : DecodeRowAvx2(rans, entries, table_of, offsets, steps, width,
                              escape, symbols, row);
 }
 
@@ -301,7 +298,8 @@ bool DecodeRow(VectorKernel kernel, RansDecoder& rans, const uint32_t* entries,
 
 VectorKernel BestVectorKernel() { return VectorKernel::kPortable; }
 bool DecodeRow(VectorKernel, RansDecoder&, const uint32_t*, const uint32_t*,
-               const float*, float, uint32_t, uint8_t, uint8_t*, float*) {
+               const float*, const float*, uint32_t, uint8_t, uint8_t*,
+               float*) {
   return false;
 }
 void EncodeRowAvx512(RansEncoder&, const uint8_t*, const uint32_t*,

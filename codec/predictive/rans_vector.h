@@ -26,13 +26,14 @@ void LimitVectorKernel(VectorKernel limit);
 
 // Decodes the next `width` symbols of `rans`, symbol d with the table at
 // entries + table_of[d], into symbols[d], and writes
-// row[d] = (symbol + offsets[d]) * step. Needs a kernel other than
+// row[d] = (symbol + offsets[d]) * steps[d]. Needs a kernel other than
 // kPortable that the CPU runs, width % kNumStates == 0,
 // rans.position() % kNumStates == 0 and rans.words_left() >= width.
 // Returns true when any symbol is `escape`.
 bool DecodeRow(VectorKernel kernel, RansDecoder& rans, const uint32_t* entries,
-               const uint32_t* table_of, const float* offsets, float step,
-               uint32_t width, uint8_t escape, uint8_t* symbols, float* row);
+               const uint32_t* table_of, const float* offsets,
+               const float* steps, uint32_t width, uint8_t escape,
+               uint8_t* symbols, float* row);
 
 // Appends one table (kAlphabetSize symbols) for EncodeRowAvx512 to
 // `tables`: freq | start << 16 per symbol.

@@ -354,7 +354,8 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
 }
 
 absl::Status ResidualDecoder::Open(const GroupShape& shape,
-                                   std::string_view bytes) {
+                                   std::string_view bytes,
+                                   std::span<const float> channel_factors) {
   shape_ = shape;
   next_row_ = 0;
   escapes_ = ByteReader(std::string_view());
@@ -431,6 +432,10 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
   float_offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c)
     float_offsets_[c] = static_cast<float>(offsets_[c] - kSymbolBias);
+  steps_.assign(channels, step_);
+  if (!channel_factors.empty())
+    for (size_t c = 0; c < channels; ++c)
+      steps_[c] = step_ * channel_factors[c];
   kernel_ = shape.head_dim % kNumStates == 0 ? BestVectorKernel()
                                              : VectorKernel::kPortable;
   return absl::OkStatus();
@@ -443,7 +448,8 @@ bool ResidualDecoder::DecodeEscapes(float* row, size_t channel_base) {
     if (!escapes_.GetVarint(raw)) return false;
     const int64_t delta = UnZigZag(raw);
     if (delta < -kMaxIndex || delta > kMaxIndex) return false;
-    row[d] = static_cast<float>(delta + offsets_[channel_base + d]) * step_;
+    row[d] = static_cast<float>(delta + offsets_[channel_base + d]) *
+             steps_[channel_base + d];
   }
   return true;
 }
@@ -458,20 +464,20 @@ bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
   ++next_row_;
   const uint32_t* table_of = &table_of_[channel_base];
   const float* offsets = &float_offsets_[channel_base];
+  const float* steps = &steps_[channel_base];
   uint8_t* symbols = symbols_.data();
   bool escaped;
   if (kernel_ != VectorKernel::kPortable && rans.position() % kNumStates == 0 &&
       rans.words_left() >= width) {
     escaped = DecodeRow(kernel_, rans, entries_.data(), table_of, offsets,
-                        step_, width, kEscapeSymbol, symbols, row);
+                        steps, width, kEscapeSymbol, symbols, row);
   } else {
     rans.GetSymbols(entries_.data(), table_of, width, symbols);
-    // (symbol + offset - bias) * step, exact in float as indices stay below
-    // 2^23; the vector kernel computes the same.
-    const float step = step_;
+    // (symbol + offset - bias) * step, the sum exact in float as indices
+    // stay below 2^23; the vector kernels compute the same.
     uint8_t largest = 0;
     for (uint32_t d = 0; d < width; ++d) {
-      row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * step;
+      row[d] = (static_cast<float>(symbols[d]) + offsets[d]) * steps[d];
       largest = std::max(largest, symbols[d]);
     }
     escaped = largest == kEscapeSymbol;

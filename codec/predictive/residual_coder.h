@@ -72,8 +72,11 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups, std::string& out);
 // the chunk's rANS stream.
 class ResidualDecoder {
  public:
-  // Parses header and tables; DATA_LOSS on anything malformed.
-  absl::Status Open(const GroupShape& shape, std::string_view bytes);
+  // Parses header and tables; DATA_LOSS on anything malformed. Channel c's
+  // values come out multiplied by channel_factors[c] when given (one per
+  // channel), at no extra cost: the factor folds into its step.
+  absl::Status Open(const GroupShape& shape, std::string_view bytes,
+                    std::span<const float> channel_factors = {});
 
   // True when the group has symbols in the stream (mode 0).
   bool coded() const { return !all_zero_; }
@@ -97,6 +100,7 @@ class ResidualDecoder {
   std::vector<uint32_t> entries_;     // kProbScale per table
   std::vector<uint8_t> symbols_;      // one row
   std::vector<float> float_offsets_;  // per channel: offset - kSymbolBias
+  std::vector<float> steps_;          // per channel: step * factor
   ByteReader escapes_{std::string_view()};
   size_t next_row_ = 0;
 };

@@ -2,12 +2,14 @@
 // targets met per group, layouts of other shapes, KL budgets, bad specs.
 #include <gtest/gtest.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
 #include "codec/codec.h"
 #include "codec/model_state.h"
 #include "codec/predictive/rans_vector.h"
+#include "nlohmann/json.hpp"
 #include "tests/codec_predictive/test_util.h"
 
 namespace seqkv {
@@ -257,6 +259,85 @@ TEST(PredictiveCodecTest, KlBudgetSplitBySensitivity) {
   // Targets go as 1 / sensitivity: the most sensitive group is coded finest.
   EXPECT_LT(errors[4].rel(), errors[6].rel() / 5);
   EXPECT_LT(errors[4].rel(), errors[0].rel() / 5);
+}
+
+// Squared error of channels [begin, end) of every head of one group.
+double ChannelError(const ChunkInfo& chunk, uint32_t layer, uint32_t tensor,
+                    uint32_t begin, uint32_t end,
+                    std::span<const std::byte> original,
+                    std::span<const std::byte> decoded) {
+  const KvLayout& layout = *chunk.layout;
+  const size_t size = DTypeSize(layout.dtype);
+  double error = 0;
+  for (uint32_t h = 0; h < layout.num_kv_heads; ++h)
+    for (uint32_t t = 0; t < chunk.num_tokens; ++t)
+      for (uint32_t d = begin; d < end; ++d) {
+        const size_t i = chunk.RowOffset(layer, tensor, h, t) + d;
+        const double diff =
+            double(testing::LoadValue(layout.dtype, &original[i * size])) -
+            testing::LoadValue(layout.dtype, &decoded[i * size]);
+        error += diff * diff;
+      }
+  return error;
+}
+
+// Channel weights from the profile move the error to the channels that
+// matter less; channel_weights=0 ignores them.
+TEST(PredictiveCodecTest, KlBudgetWeighsChannels) {
+  KvLayout layout = MakeLayout(2, 2, 64, DType::kFP32, RopeStyle::kNone);
+  // Channels 0..31 of every head weigh 16, the others 1/16.
+  std::vector<double> weights;
+  for (uint32_t h = 0; h < 2; ++h)
+    for (uint32_t d = 0; d < 64; ++d) weights.push_back(d < 32 ? 16 : 1.0 / 16);
+  const nlohmann::json weights_json = weights;
+  std::string profile =
+      R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
+  for (int l = 0; l < 2; ++l)
+    for (int t = 0; t < 2; ++t)
+      absl::StrAppend(&profile, l + t ? "," : "", R"({"layer": )", l,
+                      R"(, "tensor": ")", t ? "v" : "k",
+                      R"(", "sensitivity": 0.01, "channel_weights": )",
+                      weights_json.dump(), "}");
+  profile += "]}";
+  ModelContext model{"m", layout, {{std::string(kProfileKey), profile}}};
+  std::vector<int32_t> tokens(128);
+  ChunkInfo chunk{&model.layout, 128, 0, tokens};
+  const std::vector<std::byte> data = MakeChunkData(chunk, 5);
+  for (const bool weighted : {true, false}) {
+    SCOPED_TRACE(weighted ? "weighted" : "unweighted");
+    auto codec = MakeCodec(weighted ? "predictive:kl=0.001"
+                                    : "predictive:kl=0.001,channel_weights=0",
+                           model);
+    EXPECT_EQ(codec->spec(), weighted
+                                 ? "predictive:kl=0.001"
+                                 : "predictive:kl=0.001,channel_weights=0");
+    std::string encoded;
+    ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
+    std::vector<std::byte> decoded(data.size());
+    ASSERT_TRUE(codec->Decode(chunk, encoded, decoded).ok());
+    for (uint32_t l = 0; l < 2; ++l) {
+      for (uint32_t t = 0; t < 2; ++t) {
+        const double heavy = ChannelError(chunk, l, t, 0, 32, data, decoded);
+        const double light = ChannelError(chunk, l, t, 32, 64, data, decoded);
+        // Steps go as 1 / sqrt(weight): 16x finer on the heavy channels,
+        // 256x less error per element, where the unweighted coder gives
+        // every channel the same step.
+        if (weighted) {
+          EXPECT_LT(heavy * 64, light) << l << " " << t;
+        } else {
+          EXPECT_GT(heavy * 4, light) << l << " " << t;
+          EXPECT_LT(heavy, light * 4) << l << " " << t;
+        }
+      }
+    }
+    // Truncated scale codes are refused, never read past the payload.
+    if (weighted) {
+      std::string cut = encoded;
+      cut.resize(10);
+      EXPECT_EQ(codec->Decode(chunk, cut, decoded).code(),
+                absl::StatusCode::kDataLoss);
+    }
+  }
 }
 
 }  // namespace

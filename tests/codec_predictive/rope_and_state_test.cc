@@ -3,8 +3,11 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "codec/model_state.h"
 #include "codec/predictive/rope.h"
 
@@ -104,6 +107,7 @@ TEST(FidelityProfileTest, ParsesAndRejects) {
   EXPECT_DOUBLE_EQ(*profile->Sensitivity(0, 0), 0.0123);
   EXPECT_DOUBLE_EQ(*profile->Sensitivity(1, 1), 0.5);
   EXPECT_FALSE(profile->Sensitivity(1, 0).has_value());
+  EXPECT_TRUE(profile->Find(0, 0)->channel_weights.empty());
   for (
       const char* bad :
       {"not json", R"({"groups": []})",
@@ -115,6 +119,33 @@ TEST(FidelityProfileTest, ParsesAndRejects) {
        R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": 1},
                           {"layer": 0, "tensor": "k", "sensitivity": 2}]})"}) {
     EXPECT_EQ(ParseFidelityProfile(bad, &layout).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+// Channel weights: one positive number per channel of the layout's group.
+TEST(FidelityProfileTest, ChannelWeights) {
+  const KvLayout layout = SmallLayout();
+  const size_t channels = size_t{layout.num_kv_heads} * layout.head_dim;
+  auto profile_with = [](const std::string& weights) {
+    return absl::StrCat(
+        R"({"groups": [{"layer": 0, "tensor": "v", "sensitivity": 1, )",
+        R"("channel_weights": )", weights, "}]}");
+  };
+  auto list = [](size_t n, const std::string& value) {
+    std::vector<std::string> items(n, value);
+    return absl::StrCat("[", absl::StrJoin(items, ","), "]");
+  };
+  absl::StatusOr<FidelityProfile> profile =
+      ParseFidelityProfile(profile_with(list(channels, "0.5")), &layout);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  ASSERT_EQ(profile->Find(0, 1)->channel_weights.size(), channels);
+  EXPECT_EQ(profile->Find(0, 1)->channel_weights[3], 0.5);
+  for (const std::string& bad :
+       {list(channels - 1, "1"), list(channels + 1, "1"), list(channels, "0"),
+        list(channels, "-1"), list(channels, "\"x\""), std::string("3")}) {
+    EXPECT_EQ(ParseFidelityProfile(profile_with(bad), &layout).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
   }

@@ -14,36 +14,91 @@
 namespace seqkv::lm {
 namespace {
 
+// Rotates rows between the pre-RoPE frame, where the codec quantizes keys
+// and channel weights are measured, and the cache's post-RoPE frame, with
+// the model's RoPE (in double precision: the noise needs no bf16 match).
+class RopeRotation {
+ public:
+  explicit RopeRotation(const LmConfig& config)
+      : style_(config.rope_style), dim_(config.head_dim) {
+    for (uint32_t i = 0; i < dim_ / 2; ++i)
+      inv_freq_.push_back(1.0 / std::pow(config.rope_theta, 2.0 * i / dim_));
+  }
+
+  // Forward (pre- to post-RoPE) at `position`, or back with `undo`.
+  void Rotate(uint32_t position, std::span<double> row, bool undo) const {
+    const uint32_t half = dim_ / 2;
+    for (uint32_t i = 0; i < half; ++i) {
+      const double angle = inv_freq_[i] * position * (undo ? -1.0 : 1.0);
+      const double c = std::cos(angle), s = std::sin(angle);
+      const uint32_t x = style_ == RopeStyle::kInterleaved ? 2 * i : i;
+      const uint32_t y =
+          style_ == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
+      const double a = row[x], b = row[y];
+      row[x] = a * c - b * s;
+      row[y] = b * c + a * s;
+    }
+  }
+
+ private:
+  RopeStyle style_;
+  uint32_t dim_;
+  std::vector<double> inv_freq_;
+};
+
 // Adds Gaussian noise to every vector (one token of one head) of one
-// (layer, K/V) group, scaled to the vector's own RMS so that each vector gets
-// relative MSE `target`, and rounds back to bf16. Scaling per vector, as
-// codecs' errors scale, matters: attention-sink tokens have small vectors
-// that take most of the attention, and noise of the group's average size
-// would swamp them. Returns the group's relative MSE after rounding.
+// (layer, K/V) group and rounds back to bf16. Each vector gets noise of
+// relative MSE `target` against its own energy, as codecs' errors scale:
+// attention-sink tokens have small vectors that take most of the attention,
+// and noise of the group's average size would swamp them.
+//
+// With channel weights ([kv_head][head_dim], mean 1) the noise is shaped as
+// the predictive codec shapes its error: channel c gets variance / weight,
+// keys in the pre-RoPE frame (`rope`), and the returned error is weighted
+// likewise. Returns the group's (weighted) relative MSE after rounding.
 double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
+                    std::span<const double> weights, const RopeRotation& rope,
                     uint64_t seed) {
   const KvLayout& layout = cache.layout;
   const size_t dim = layout.head_dim;
-  const size_t count = size_t{layout.num_kv_heads} * cache.num_tokens() * dim;
+  const size_t tokens = cache.num_tokens();
+  const size_t count = size_t{layout.num_kv_heads} * tokens * dim;
   std::vector<std::byte>& bytes = values ? cache.v : cache.k;
   std::byte* data = bytes.data() + size_t{layer} * count * 2;
   std::vector<float> x(count);
   Bf16BytesToFloats(data, x);
   const std::vector<float> original = x;
+  const bool shaped = !weights.empty();
+  const bool rotate =
+      shaped && !values && layout.rope.style != RopeStyle::kNone;
   std::mt19937_64 rng(seed);
-  std::normal_distribution<float> noise(0.0f, 1.0f);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  // Channel weights of the head that element `row` belongs to.
+  auto head_weights = [&](size_t row) {
+    return shaped ? weights.subspan(row / (tokens * dim) * dim, dim) : weights;
+  };
+  std::vector<double> delta(dim);
   for (size_t row = 0; row < count; row += dim) {
+    const std::span<const double> row_weights = head_weights(row);
     double energy = 0;
     for (size_t d = 0; d < dim; ++d) energy += double(x[row + d]) * x[row + d];
-    const float sigma = static_cast<float>(std::sqrt(target * energy / dim));
-    for (size_t d = 0; d < dim; ++d) x[row + d] += sigma * noise(rng);
+    const double sigma = std::sqrt(target * energy / dim);
+    for (size_t d = 0; d < dim; ++d)
+      delta[d] = sigma * noise(rng) / (shaped ? std::sqrt(row_weights[d]) : 1);
+    if (rotate) rope.Rotate(row / dim % tokens, delta, /*undo=*/false);
+    for (size_t d = 0; d < dim; ++d) x[row + d] += float(delta[d]);
   }
   FloatsToBf16Bytes(x, data);
   double error = 0, energy = 0;
-  for (size_t i = 0; i < count; ++i) {
-    const double diff = double(RoundBf16(x[i])) - original[i];
-    error += diff * diff;
-    energy += double(original[i]) * original[i];
+  for (size_t row = 0; row < count; row += dim) {
+    for (size_t d = 0; d < dim; ++d) {
+      delta[d] = double(RoundBf16(x[row + d])) - original[row + d];
+      energy += double(original[row + d]) * original[row + d];
+    }
+    if (rotate) rope.Rotate(row / dim % tokens, delta, /*undo=*/true);
+    const std::span<const double> row_weights = head_weights(row);
+    for (size_t d = 0; d < dim; ++d)
+      error += delta[d] * delta[d] * (shaped ? row_weights[d] : 1);
   }
   return energy > 0 ? error / energy : 0;
 }
@@ -60,12 +115,10 @@ Calibrator::Calibrator(const LlamaModel& model, CalibrationOptions options)
     : model_(model), options_(options) {
   for (uint32_t l = 0; l < model.config().num_layers; ++l)
     for (bool values : {false, true})
-      groups_.push_back({.layer = l, .values = values});
+      groups_.push_back({.layer = l, .values = values, .channel_weights = {}});
 }
 
-absl::Status Calibrator::AddCache(
-    const KvCache& cache,
-    const std::function<void(const std::string&)>& progress) {
+absl::StatusOr<uint32_t> Calibrator::PrefixTokens(const KvCache& cache) const {
   const uint32_t total = cache.num_tokens();
   const uint32_t prefix_tokens =
       options_.prefix_tokens > 0 ? options_.prefix_tokens : total * 3 / 4;
@@ -73,13 +126,34 @@ absl::Status Calibrator::AddCache(
     return absl::InvalidArgumentError(absl::StrCat(
         "calibration prefix of ", prefix_tokens, " tokens must leave at least ",
         "2 of ", total, " tokens to run"));
-  const KvCache prefix = PrefixCache(cache, prefix_tokens);
+  return prefix_tokens;
+}
+
+absl::Status Calibrator::AddAttention(const KvCache& cache) {
+  absl::StatusOr<uint32_t> prefix_tokens = PrefixTokens(cache);
+  if (!prefix_tokens.ok()) return prefix_tokens.status();
+  KvCache exact_cache = PrefixCache(cache, *prefix_tokens);
+  auto exact = model_.Forward(
+      std::span<const int32_t>(cache.tokens).subspan(*prefix_tokens),
+      exact_cache, /*last_only=*/false, &attention_);
+  if (!exact.ok()) return exact.status();
+  UpdateChannelWeights();
+  return absl::OkStatus();
+}
+
+absl::Status Calibrator::AddCache(
+    const KvCache& cache,
+    const std::function<void(const std::string&)>& progress) {
+  absl::StatusOr<uint32_t> prefix_tokens = PrefixTokens(cache);
+  if (!prefix_tokens.ok()) return prefix_tokens.status();
+  const KvCache prefix = PrefixCache(cache, *prefix_tokens);
   const std::span<const int32_t> rest =
-      std::span<const int32_t>(cache.tokens).subspan(prefix_tokens);
+      std::span<const int32_t>(cache.tokens).subspan(*prefix_tokens);
   KvCache exact_cache = prefix;
   auto exact = model_.Forward(rest, exact_cache);
   if (!exact.ok()) return exact.status();
   const uint32_t rows = exact->rows - 1;  // the last row has no target
+  const RopeRotation rope(model_.config());
   // KL and relative MSE of noise at `level` on group g.
   auto measure =
       [&](size_t g, double level,
@@ -87,7 +161,7 @@ absl::Status Calibrator::AddCache(
     const GroupSensitivity& group = groups_[g];
     KvCache noisy = prefix;
     const double rel_mse = PerturbGroup(
-        noisy, group.layer, group.values, level,
+        noisy, group.layer, group.values, level, group.channel_weights, rope,
         options_.seed * 1000003 + caches_seen_ * 1009 + g + stream * 7919);
     auto perturbed = model_.Forward(rest, noisy);
     if (!perturbed.ok()) return perturbed.status();
@@ -117,16 +191,36 @@ absl::Status Calibrator::AddCache(
   return absl::OkStatus();
 }
 
+void Calibrator::UpdateChannelWeights() {
+  const LmConfig& config = model_.config();
+  const size_t width = size_t{config.num_kv_heads} * config.head_dim;
+  for (GroupSensitivity& group : groups_) {
+    const std::vector<double>& sums =
+        group.values ? attention_.value : attention_.key;
+    const auto first = sums.begin() + group.layer * width;
+    double total = 0;
+    for (auto it = first; it != first + width; ++it) total += *it;
+    group.channel_weights.clear();
+    if (!(total > 0)) continue;  // nothing attended to the cache
+    for (auto it = first; it != first + width; ++it)
+      group.channel_weights.push_back(*it * width / total);
+  }
+}
+
 std::string ProfileJson(const std::string& model_name,
                         std::span<const GroupSensitivity> groups) {
   nlohmann::json profile;
   profile["model"] = model_name;
   profile["metric"] = "kl_per_rel_mse";
   profile["groups"] = nlohmann::json::array();
-  for (const GroupSensitivity& group : groups)
-    profile["groups"].push_back({{"layer", group.layer},
-                                 {"tensor", group.values ? "v" : "k"},
-                                 {"sensitivity", group.sensitivity()}});
+  for (const GroupSensitivity& group : groups) {
+    nlohmann::json entry = {{"layer", group.layer},
+                            {"tensor", group.values ? "v" : "k"},
+                            {"sensitivity", group.sensitivity()}};
+    if (!group.channel_weights.empty())
+      entry["channel_weights"] = group.channel_weights;
+    profile["groups"].push_back(std::move(entry));
+  }
   return profile.dump(2) + "\n";
 }
 

@@ -2,6 +2,7 @@
 // real model and writes the profile that fidelity-targeting codecs read.
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -14,7 +15,7 @@
 #include "tools/lm/lm_flags.h"
 #include "tools/lm/model_context.h"
 
-ABSL_FLAG(double, noise_rel_mse, 0.05,
+ABSL_FLAG(double, noise_rel_mse, 0.01,
           "relative MSE of the noise put on one group at a time");
 ABSL_FLAG(double, floor_rel_mse, 1e-4,
           "tiny noise level whose KL is the floor every perturbation costs; "
@@ -52,6 +53,7 @@ int RunCalibrate(std::span<char* const> args) {
   options.seed = absl::GetFlag(FLAGS_calibrate_seed);
   Calibrator calibrator(**model, options);
   const KvLayout layout = (*model)->kv_layout();
+  std::vector<KvCache> caches;
   for (char* const arg : args) {
     const std::string path = arg;
     auto cache = ReadKvCacheFile(path);
@@ -67,8 +69,17 @@ int RunCalibrate(std::span<char* const> args) {
     const int32_t max_tokens = absl::GetFlag(FLAGS_max_tokens);
     if (max_tokens > 0 && cache->num_tokens() > uint32_t(max_tokens))
       *cache = PrefixCache(*cache, max_tokens);
-    std::cerr << "calibrate: " << path << "\n";
-    auto status = calibrator.AddCache(*cache, [](const std::string& line) {
+    // First pass: channel weights from every cache, so that the noise of
+    // the second pass is shaped by all of them.
+    std::cerr << "calibrate: attention of " << path << "\n";
+    if (auto status = calibrator.AddAttention(*cache); !status.ok())
+      return cli::ReportError(absl::Status(
+          status.code(), absl::StrCat(path, ": ", status.message())));
+    caches.push_back(*std::move(cache));
+  }
+  for (size_t i = 0; i < caches.size(); ++i) {
+    std::cerr << "calibrate: sensitivities on " << args[i] << "\n";
+    auto status = calibrator.AddCache(caches[i], [](const std::string& line) {
       std::cerr << "  " << line << "\n";
     });
     if (!status.ok()) return cli::ReportError(status);

@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tools/lm/bf16_ops.h"
@@ -93,6 +96,75 @@ float Softmax(float* scores, int visible, int total, float scale) {
   return sum;
 }
 
+// Indices of the two channels RoPE rotates together by pair i.
+std::pair<int, int> RopePair(RopeStyle style, int i, int dim) {
+  if (style == RopeStyle::kInterleaved) return {2 * i, 2 * i + 1};
+  return {i, i + dim / 2};
+}
+
+// Adds one query head's share to `sensitivity` (see AttentionSensitivity):
+// `probs` holds its n rows of unnormalized attention over `total` positions
+// (normalizers in row_sum), `out` its unnormalized outputs, `values` the
+// values of every position, `query` its post-RoPE queries (row stride
+// `query_stride`). Keys of the cache are the first `past` positions.
+struct HeadSensitivityInput {
+  const float* probs;
+  const float* row_sum;
+  const float* out;
+  const float* values;
+  const float* query;
+  int query_stride;
+  int rows, past, total, dim;
+};
+void AddHeadSensitivity(const HeadSensitivityInput& in, RopeStyle style,
+                        std::span<const float> inv_freq,
+                        std::span<const double> out_column_norms,
+                        double* key_sum, double* value_sum) {
+  const int dim = in.dim, half = dim / 2;
+  // cos and sin of every cache position's rotation, per pair.
+  std::vector<double> cos(size_t(in.past) * half), sin(cos.size());
+  for (int j = 0; j < in.past; ++j)
+    for (int i = 0; i < half; ++i) {
+      const double angle = double(inv_freq[i]) * j;
+      cos[size_t(j) * half + i] = std::cos(angle);
+      sin[size_t(j) * half + i] = std::sin(angle);
+    }
+  double head_norm = 0;
+  for (double norm : out_column_norms) head_norm += norm;
+  std::vector<double> output(dim);
+  for (int m = 0; m < in.rows; ++m) {
+    const double norm = 1.0 / in.row_sum[m];
+    for (int d = 0; d < dim; ++d)
+      output[d] = in.out[size_t(m) * dim + d] * norm;
+    const float* q = in.query + size_t(m) * in.query_stride;
+    double squared_probs = 0;
+    for (int j = 0; j < in.past; ++j) {
+      const double a = in.probs[size_t(m) * in.total + j] * norm;
+      const double a2 = a * a;
+      squared_probs += a2;
+      if (a2 == 0) continue;
+      const float* v = in.values + size_t(j) * dim;
+      double spread = 0;
+      for (int d = 0; d < dim; ++d) {
+        const double diff = v[d] - output[d];
+        spread += diff * diff;
+      }
+      const double weight = a2 * spread * head_norm / dim;
+      for (int i = 0; i < half; ++i) {
+        const auto [x, y] = RopePair(style, i, dim);
+        const double c = cos[size_t(j) * half + i],
+                     s = sin[size_t(j) * half + i];
+        // R(j)^T q: the query in the key's pre-RoPE frame.
+        const double qx = q[x] * c + q[y] * s, qy = q[y] * c - q[x] * s;
+        key_sum[x] += weight * qx * qx;
+        key_sum[y] += weight * qy * qy;
+      }
+    }
+    for (int d = 0; d < dim; ++d)
+      value_sum[d] += squared_probs * out_column_norms[d];
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
@@ -121,7 +193,8 @@ KvCache LlamaModel::EmptyCache() const {
 }
 
 absl::StatusOr<ForwardResult> LlamaModel::Forward(
-    std::span<const int32_t> tokens, KvCache& cache, bool last_only) const {
+    std::span<const int32_t> tokens, KvCache& cache, bool last_only,
+    AttentionSensitivity* sensitivity) const {
   const KvLayout layout = kv_layout();
   if (cache.layout.num_layers != layout.num_layers ||
       cache.layout.num_kv_heads != layout.num_kv_heads ||
@@ -176,9 +249,26 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
   std::vector<float> layer_k(size_t(total) * dim), layer_v(size_t(total) * dim);
   std::vector<float> scores(size_t(n) * total), head_out(size_t(n) * dim);
   std::vector<float> row_sum(n);
+  std::vector<double> out_column_norms;  // [q_width], for `sensitivity`
+  if (sensitivity != nullptr) {
+    const size_t size = size_t(config_.num_layers) * kv_heads * dim;
+    if (sensitivity->key.empty()) sensitivity->key.assign(size, 0.0);
+    if (sensitivity->value.empty()) sensitivity->value.assign(size, 0.0);
+    if (sensitivity->key.size() != size || sensitivity->value.size() != size)
+      return absl::InvalidArgumentError(
+          "forward: attention sensitivity of another model's shape");
+  }
 
   for (uint32_t l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
+    if (sensitivity != nullptr) {
+      out_column_norms.assign(q_width, 0.0);
+      for (int r = 0; r < hidden; ++r)
+        for (int c = 0; c < q_width; ++c) {
+          const double weight = w.o_proj[size_t(r) * q_width + c];
+          out_column_norms[c] += weight * weight;
+        }
+    }
     RmsNorm(x.data(), n, hidden, w.input_norm, eps, xn.data());
     Linear(xn.data(), n, hidden, w.q_proj, q_width, q.data());
     Linear(xn.data(), n, hidden, w.k_proj, kv_width, k.data());
@@ -225,6 +315,23 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
           for (int d = 0; d < dim; ++d)
             attn[size_t(i) * q_width + h * dim + d] =
                 RoundBf16(head_out[size_t(i) * dim + d] / row_sum[i]);
+        if (sensitivity != nullptr && past > 0) {
+          const size_t base = (size_t(l) * kv_heads + g) * dim;
+          AddHeadSensitivity(
+              {.probs = scores.data(),
+               .row_sum = row_sum.data(),
+               .out = head_out.data(),
+               .values = layer_v.data(),
+               .query = &q[h * dim],
+               .query_stride = q_width,
+               .rows = n,
+               .past = past,
+               .total = total,
+               .dim = dim},
+              config_.rope_style, inv_freq_,
+              std::span<const double>(out_column_norms).subspan(h * dim, dim),
+              &sensitivity->key[base], &sensitivity->value[base]);
+        }
       }
     }
     Linear(attn.data(), n, q_width, w.o_proj, hidden, proj.data());

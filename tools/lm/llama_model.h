@@ -32,6 +32,21 @@ struct ForwardResult {
   }
 };
 
+// First-order sensitivity of the attention outputs to errors in each channel
+// of the cached keys and values, summed over the queries of a forward run.
+// For a query at position m and a cached key at position n with attention
+// probability a:
+//   value channel c: a^2 * |o_proj column of c|^2 (an error in v_n reaches
+//     the residual stream scaled by a and by the output projection);
+//   key channel c (before RoPE): a^2 * |v_n - o_m|^2 * |o_proj of the head|^2
+//     / head_dim * (R(n)^T q_m)_c^2 (an error in a key moves its logit by
+//     the query rotated into the key's pre-RoPE frame).
+// Only keys of the cache the run attends to (positions before the run) count.
+struct AttentionSensitivity {
+  std::vector<double> key;    // [layer][kv_head][head_dim]
+  std::vector<double> value;  // [layer][kv_head][head_dim]
+};
+
 class LlamaModel {
  public:
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
@@ -48,9 +63,11 @@ class LlamaModel {
   // cache, and appends their K/V (and ids) to `cache`. Returns the logits of
   // every new token, or only of the last when `last_only`. A cache whose
   // layout does not match the model gives INVALID_ARGUMENT.
-  absl::StatusOr<ForwardResult> Forward(std::span<const int32_t> tokens,
-                                        KvCache& cache,
-                                        bool last_only = false) const;
+  // With `sensitivity`, also adds this run's attention sensitivities to it
+  // (sized on first use).
+  absl::StatusOr<ForwardResult> Forward(
+      std::span<const int32_t> tokens, KvCache& cache, bool last_only = false,
+      AttentionSensitivity* sensitivity = nullptr) const;
 
   // Runs a prompt (at least one token) after `cache` and returns the logits
   // of its last token. The last token is run on its own, as decoding runs
