@@ -1,5 +1,6 @@
 // `seqkv eval`: what a codec's reconstruction of a KV cache does to the
 // model's next-token predictions, on real caches (see fidelity.h).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -26,6 +27,13 @@
 ABSL_FLAG(bool, via_server, false,
           "code the caches through the server at --server even when it is "
           "the default address");
+ABSL_FLAG(std::string, documents, "",
+          "safetensors token stream (`tokens` int32, `doc_offsets` int64, as "
+          "shared/data/kv/dev_eval_tokens) to evaluate on instead of cache "
+          "files: the model computes each context's exact cache");
+ABSL_FLAG(int32_t, num_documents, 32,
+          "with --documents: how many documents of at least --max_tokens "
+          "(default 1024) tokens, first window of each");
 
 namespace seqkv::lm {
 namespace {
@@ -97,6 +105,37 @@ absl::StatusOr<KvCache> ThroughServer(Client& client, const std::string& model,
   return back;
 }
 
+// The first `window` tokens of up to `count` documents of the stream at
+// `path` that have that many.
+absl::StatusOr<std::vector<std::vector<int32_t>>> DocumentWindows(
+    const std::string& path, uint32_t window, uint32_t count) {
+  const std::vector<std::string> names = {"tokens", "doc_offsets"};
+  auto file = ReadSafetensorsTensors(path, names);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<const Tensor*> tokens = file->Find("tokens");
+  absl::StatusOr<const Tensor*> offsets = file->Find("doc_offsets");
+  if (!tokens.ok() || !offsets.ok() || (*tokens)->dtype != "I32" ||
+      (*offsets)->dtype != "I64")
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": a token stream needs tokens (I32) and doc_offsets (I64)"));
+  const std::span<const int32_t> ids = (*tokens)->as<int32_t>();
+  const std::span<const int64_t> starts = (*offsets)->as<int64_t>();
+  std::vector<std::vector<int32_t>> windows;
+  for (size_t i = 0; i + 1 < starts.size() && windows.size() < count; ++i) {
+    // Each document is followed by one separator token.
+    const int64_t begin = starts[i], end = starts[i + 1] - 1;
+    if (begin < 0 || end > int64_t(ids.size()) || begin > end)
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": doc_offsets[", i, "] is out of range"));
+    if (end - begin < int64_t{window}) continue;
+    windows.emplace_back(ids.begin() + begin, ids.begin() + begin + window);
+  }
+  if (windows.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no document has ", window, " tokens"));
+  return windows;
+}
+
 void PrintResults(const std::vector<CodecRun>& runs) {
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json out = nlohmann::json::array();
@@ -139,10 +178,13 @@ void PrintResults(const std::vector<CodecRun>& runs) {
 
 int RunEval(std::span<char* const> args) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (model_dir.empty() || args.empty() || absl::GetFlag(FLAGS_codec).empty()) {
+  if (model_dir.empty() ||
+      (args.empty() && absl::GetFlag(FLAGS_documents).empty()) ||
+      absl::GetFlag(FLAGS_codec).empty()) {
     std::cerr << "usage: seqkv eval --model_dir DIR --codec C[,C...] "
                  "[--profile P] [--prefix_tokens N] [--server ADDR] "
-                 "FILE.safetensors...\n";
+                 "[--documents TOKENS.safetensors [--num_documents N]] "
+                 "[FILE.safetensors...]\n";
     return 2;
   }
   auto model = LlamaModel::Load(model_dir);
@@ -185,39 +227,37 @@ int RunEval(std::span<char* const> args) {
     runs.push_back(std::move(run));
   }
 
-  for (char* const arg : args) {
-    const std::string path = arg;
-    auto cache = LoadCache(path, **model, absl::GetFlag(FLAGS_max_tokens));
-    if (!cache.ok()) return cli::ReportError(cache.status());
-    const uint32_t total = cache->num_tokens();
+  // Codes the first 3/4 of `cache` (or --prefix_tokens) with every codec
+  // and runs the rest on the exact and on each coded prefix.
+  auto evaluate = [&](const std::string& label, const KvCache& cache,
+                      std::span<const float> logprobs) -> absl::Status {
+    const uint32_t total = cache.num_tokens();
     uint32_t prefix_tokens = absl::GetFlag(FLAGS_prefix_tokens) > 0
                                  ? uint32_t(absl::GetFlag(FLAGS_prefix_tokens))
                                  : total * 3 / 4;
     if (prefix_tokens < 1 || prefix_tokens + 2 > total)
-      return cli::ReportError(absl::InvalidArgumentError(
-          absl::StrCat(path, ": --prefix_tokens ", prefix_tokens,
-                       " must leave at least 2 of ", total, " tokens to run")));
-    const KvCache prefix = PrefixCache(*cache, prefix_tokens);
+      return absl::InvalidArgumentError(
+          absl::StrCat(label, ": --prefix_tokens ", prefix_tokens,
+                       " must leave at least 2 of ", total, " tokens to run"));
+    const KvCache prefix = PrefixCache(cache, prefix_tokens);
     const std::span<const int32_t> rest =
-        std::span<const int32_t>(cache->tokens).subspan(prefix_tokens);
+        std::span<const int32_t>(cache.tokens).subspan(prefix_tokens);
     const std::span<const int32_t> targets = rest.subspan(1);
-    std::vector<float> logprobs = FileLogprobs(path);
     std::span<const float> file_logprobs;
     if (logprobs.size() + 1 >= total)
-      file_logprobs = std::span<const float>(logprobs).subspan(prefix_tokens,
-                                                               targets.size());
+      file_logprobs = logprobs.subspan(prefix_tokens, targets.size());
 
     KvCache exact_cache = prefix;
     auto exact = (*model)->Forward(rest, exact_cache);
-    if (!exact.ok()) return cli::ReportError(exact.status());
+    if (!exact.ok()) return exact.status();
     for (CodecRun& run : runs) {
-      std::cerr << "eval: " << path << " " << run.spec << "\n";
+      std::cerr << "eval: " << label << " " << run.spec << "\n";
       absl::StatusOr<KvCache> approx_cache =
           via_server ? ThroughServer(*client, name, run.spec, prefix,
                                      &run.encoded_bytes)
                      : RoundTripCache(*run.codec, prefix, ChunkTokensFlag(),
                                       &run.encoded_bytes);
-      if (!approx_cache.ok()) return cli::ReportError(approx_cache.status());
+      if (!approx_cache.ok()) return approx_cache.status();
       run.elements +=
           size_t{prefix_tokens} * prefix.layout.elements_per_token();
       const ErrorEnergy k = CompareTensor(prefix, *approx_cache, false);
@@ -227,9 +267,38 @@ int RunEval(std::span<char* const> args) {
       run.v.error += v.error;
       run.v.energy += v.energy;
       auto approx = (*model)->Forward(rest, *approx_cache);
-      if (!approx.ok()) return cli::ReportError(approx.status());
+      if (!approx.ok()) return approx.status();
       run.totals.Add(*exact, *approx, targets, file_logprobs);
     }
+    return absl::OkStatus();
+  };
+
+  if (const std::string documents = absl::GetFlag(FLAGS_documents);
+      !documents.empty()) {
+    const int32_t max_tokens = absl::GetFlag(FLAGS_max_tokens);
+    auto windows = DocumentWindows(
+        documents, max_tokens > 0 ? uint32_t(max_tokens) : 1024,
+        uint32_t(std::max(1, absl::GetFlag(FLAGS_num_documents))));
+    if (!windows.ok()) return cli::ReportError(windows.status());
+    for (size_t i = 0; i < windows->size(); ++i) {
+      const std::vector<int32_t>& tokens = (*windows)[i];
+      KvCache cache = (*model)->EmptyCache();
+      // The exact cache of the window's first 3/4 comes from the model;
+      // evaluate() then runs the rest as it does for dumps.
+      auto prefill = (*model)->Forward(tokens, cache, /*last_only=*/true);
+      if (!prefill.ok()) return cli::ReportError(prefill.status());
+      const std::string label = absl::StrCat(documents, " #", i);
+      if (auto s = evaluate(label, cache, {}); !s.ok())
+        return cli::ReportError(s);
+    }
+  }
+  for (char* const arg : args) {
+    const std::string path = arg;
+    auto cache = LoadCache(path, **model, absl::GetFlag(FLAGS_max_tokens));
+    if (!cache.ok()) return cli::ReportError(cache.status());
+    const std::vector<float> logprobs = FileLogprobs(path);
+    if (auto s = evaluate(path, *cache, logprobs); !s.ok())
+      return cli::ReportError(s);
   }
   PrintResults(runs);
   return 0;
