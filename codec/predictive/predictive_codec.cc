@@ -234,9 +234,13 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       if (!channel_codes.empty()) {
         const std::vector<float> factors =
             ChannelFactors(channel_codes, /*inverse=*/false);
-        for (size_t i = 0; i < values.size(); ++i)
-          values[i] *= factors[i / (size_t{chunk.num_tokens} * width) * width +
-                               i % width];
+        for (uint32_t h = 0; h < shape.num_heads; ++h) {
+          const float* factor = &factors[size_t{h} * width];
+          for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
+            float* row = &values[(size_t{h} * chunk.num_tokens + t) * width];
+            for (uint32_t d = 0; d < width; ++d) row[d] *= factor[d];
+          }
+        }
       }
 
       double target = options_.rel_mse;
