@@ -3,48 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "codec/predictive/rope.h"
 #include "nlohmann/json.hpp"
 #include "tools/lm/bf16_ops.h"
 #include "tools/lm/fidelity.h"
 
 namespace seqkv::lm {
 namespace {
-
-// Rotates rows between the pre-RoPE frame, where the codec quantizes keys
-// and channel weights are measured, and the cache's post-RoPE frame, with
-// the model's RoPE (in double precision: the noise needs no bf16 match).
-class RopeRotation {
- public:
-  explicit RopeRotation(const LmConfig& config)
-      : style_(config.rope_style), dim_(config.head_dim) {
-    for (uint32_t i = 0; i < dim_ / 2; ++i)
-      inv_freq_.push_back(1.0 / std::pow(config.rope_theta, 2.0 * i / dim_));
-  }
-
-  // Forward (pre- to post-RoPE) at `position`, or back with `undo`.
-  void Rotate(uint32_t position, std::span<double> row, bool undo) const {
-    const uint32_t half = dim_ / 2;
-    for (uint32_t i = 0; i < half; ++i) {
-      const double angle = inv_freq_[i] * position * (undo ? -1.0 : 1.0);
-      const double c = std::cos(angle), s = std::sin(angle);
-      const uint32_t x = style_ == RopeStyle::kInterleaved ? 2 * i : i;
-      const uint32_t y =
-          style_ == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
-      const double a = row[x], b = row[y];
-      row[x] = a * c - b * s;
-      row[y] = b * c + a * s;
-    }
-  }
-
- private:
-  RopeStyle style_;
-  uint32_t dim_;
-  std::vector<double> inv_freq_;
-};
 
 // Adds Gaussian noise to every vector (one token of one head) of one
 // (layer, K/V) group and rounds back to bf16. Each vector gets noise of
@@ -54,11 +24,10 @@ class RopeRotation {
 //
 // With channel weights ([kv_head][head_dim], mean 1) the noise is shaped as
 // the predictive codec shapes its error: channel c gets variance / weight,
-// keys in the pre-RoPE frame (`rope`), and the returned error is weighted
+// keys in the codec's pre-RoPE frame, and the returned error is weighted
 // likewise. Returns the group's (weighted) relative MSE after rounding.
 double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
-                    std::span<const double> weights, const RopeRotation& rope,
-                    uint64_t seed) {
+                    std::span<const double> weights, uint64_t seed) {
   const KvLayout& layout = cache.layout;
   const size_t dim = layout.head_dim;
   const size_t tokens = cache.num_tokens();
@@ -69,36 +38,38 @@ double PerturbGroup(KvCache& cache, uint32_t layer, bool values, double target,
   Bf16BytesToFloats(data, x);
   const std::vector<float> original = x;
   const bool shaped = !weights.empty();
-  const bool rotate =
-      shaped && !values && layout.rope.style != RopeStyle::kNone;
+  std::optional<predictive::RopeTable> rope;
+  if (shaped && !values && layout.rope.style != RopeStyle::kNone)
+    rope.emplace(layout.rope, layout.head_dim, 0, tokens);
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0.0, 1.0);
   // Channel weights of the head that element `row` belongs to.
   auto head_weights = [&](size_t row) {
     return shaped ? weights.subspan(row / (tokens * dim) * dim, dim) : weights;
   };
-  std::vector<double> delta(dim);
+  std::vector<float> delta(dim);
   for (size_t row = 0; row < count; row += dim) {
     const std::span<const double> row_weights = head_weights(row);
     double energy = 0;
     for (size_t d = 0; d < dim; ++d) energy += double(x[row + d]) * x[row + d];
     const double sigma = std::sqrt(target * energy / dim);
     for (size_t d = 0; d < dim; ++d)
-      delta[d] = sigma * noise(rng) / (shaped ? std::sqrt(row_weights[d]) : 1);
-    if (rotate) rope.Rotate(row / dim % tokens, delta, /*undo=*/false);
-    for (size_t d = 0; d < dim; ++d) x[row + d] += float(delta[d]);
+      delta[d] = static_cast<float>(sigma * noise(rng) /
+                                    (shaped ? std::sqrt(row_weights[d]) : 1));
+    if (rope) rope->Apply(row / dim % tokens, delta.data());
+    for (size_t d = 0; d < dim; ++d) x[row + d] += delta[d];
   }
   FloatsToBf16Bytes(x, data);
   double error = 0, energy = 0;
   for (size_t row = 0; row < count; row += dim) {
     for (size_t d = 0; d < dim; ++d) {
-      delta[d] = double(RoundBf16(x[row + d])) - original[row + d];
+      delta[d] = RoundBf16(x[row + d]) - original[row + d];
       energy += double(original[row + d]) * original[row + d];
     }
-    if (rotate) rope.Rotate(row / dim % tokens, delta, /*undo=*/true);
+    if (rope) rope->Undo(row / dim % tokens, delta.data());
     const std::span<const double> row_weights = head_weights(row);
     for (size_t d = 0; d < dim; ++d)
-      error += delta[d] * delta[d] * (shaped ? row_weights[d] : 1);
+      error += double(delta[d]) * delta[d] * (shaped ? row_weights[d] : 1);
   }
   return energy > 0 ? error / energy : 0;
 }
@@ -153,7 +124,6 @@ absl::Status Calibrator::AddCache(
   auto exact = model_.Forward(rest, exact_cache);
   if (!exact.ok()) return exact.status();
   const uint32_t rows = exact->rows - 1;  // the last row has no target
-  const RopeRotation rope(model_.config());
   // KL and relative MSE of noise at `level` on group g.
   auto measure =
       [&](size_t g, double level,
@@ -161,7 +131,7 @@ absl::Status Calibrator::AddCache(
     const GroupSensitivity& group = groups_[g];
     KvCache noisy = prefix;
     const double rel_mse = PerturbGroup(
-        noisy, group.layer, group.values, level, group.channel_weights, rope,
+        noisy, group.layer, group.values, level, group.channel_weights,
         options_.seed * 1000003 + caches_seen_ * 1009 + g + stream * 7919);
     auto perturbed = model_.Forward(rest, noisy);
     if (!perturbed.ok()) return perturbed.status();
