@@ -227,10 +227,11 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       }
 
       // Channels weighted by the profile are scaled so that the budget
-      // below bounds the weighted error.
+      // below bounds the weighted error. Layer 0 rebuilt from the token ids
+      // leaves only rounding noise, not worth the codes.
       const std::span<const uint8_t> channel_codes =
-          channel_codes_.empty() ? std::span<const uint8_t>()
-                                 : channel_codes_[group];
+          channel_codes_.empty() || predict ? std::span<const uint8_t>()
+                                            : channel_codes_[group];
       if (!channel_codes.empty()) {
         const std::vector<float> factors =
             ChannelFactors(channel_codes, /*inverse=*/false);
