@@ -10,6 +10,7 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
+#include "proto/grpc_transport.h"
 #include "proto/layout_convert.h"
 #include "seqkv/v1/kvcache.grpc.pb.h"
 
@@ -66,6 +67,9 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
+static_assert(ClientOptions{}.message_bytes == kStreamMessageBytes,
+              "the client's default message size is the transport's");
+
 }  // namespace
 
 class Client::Impl {
@@ -93,9 +97,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
     return absl::InvalidArgumentError("server address is empty");
   auto credentials = MakeCredentials(options);
   if (!credentials.ok()) return credentials.status();
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(options.server, *credentials, args);
+  auto channel = grpc::CreateCustomChannel(options.server, *credentials,
+                                           TransportChannelArguments());
   return std::unique_ptr<Client>(
       new Client(std::make_unique<Impl>(options, std::move(channel))));
 }

@@ -21,7 +21,8 @@ struct ClientOptions {
   std::string tls_root_cert_file;
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Bytes of KV data per streamed message (under gRPC's 4 MiB default).
+  // Bytes of KV data per streamed message (kStreamMessageBytes of
+  // proto/grpc_transport.h).
   size_t message_bytes = 2 << 20;
   // Per-call deadline; 0 means none.
   double timeout_s = 0;

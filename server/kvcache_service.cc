@@ -1,12 +1,10 @@
 #include "server/kvcache_service.h"
 
+#include "proto/grpc_transport.h"
 #include "spdlog/spdlog.h"
 
 namespace seqkv {
 namespace {
-
-// Bytes of KV data per Get message, well under gRPC's 4 MiB default.
-constexpr size_t kGetMessageBytes = 1 << 20;
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -75,7 +73,7 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
   if (!scope.ok()) return ToGrpc(scope.status());
   v1::GetResponse message;
   auto status = engine_->Get(
-      *scope, *request, kGetMessageBytes,
+      *scope, *request, kStreamMessageBytes,
       [&](const v1::GetHeader& header) {
         *message.mutable_header() = header;
         return writer->Write(message);

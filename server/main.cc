@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proto/grpc_transport.h"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
 #include "server/config.h"
@@ -159,9 +160,7 @@ int Serve() {
   int grpc_port = 0;
   builder.AddListeningPort(listen, *credentials, &grpc_port);
   builder.RegisterService(&service);
-  // KV data streams in messages under 4 MiB, but RegisterModel carries the
-  // model's codec state (a layer-0 table is vocab x kv width x 2 values).
-  builder.SetMaxReceiveMessageSize(256 << 20);
+  ApplyTransportArguments(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
     spdlog::error("cannot listen on {}", listen);
@@ -171,7 +170,8 @@ int Serve() {
   AdminServer admin(&engine);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   if (!admin_listen.empty()) {
-    if (auto status = admin.Start(admin_listen, config.admin_token_sha256); !status.ok()) {
+    if (auto status = admin.Start(admin_listen, config.admin_token_sha256);
+        !status.ok()) {
       spdlog::error("{}", status.ToString());
       server->Shutdown();
       return 1;

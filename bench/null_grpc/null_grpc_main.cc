@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/load/timed_loop.h"
 #include "null_stream.grpc.pb.h"
+#include "proto/grpc_transport.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
           "serve: address (port 0 picks one)");
@@ -24,9 +25,9 @@ ABSL_FLAG(std::string, op, "sink",
           "bench: sink (like Put) or source (like Get)");
 ABSL_FLAG(int, clients, 4, "bench: concurrent clients");
 ABSL_FLAG(uint64_t, bytes, 32 << 20, "bench: bytes per call");
-ABSL_FLAG(
-    uint32_t, message_bytes, 2 << 20,
-    "bench: bytes per streamed message (seqkv's client and server use 2 MiB)");
+ABSL_FLAG(uint32_t, message_bytes, seqkv::kStreamMessageBytes,
+          "bench: bytes per streamed message (default: what seqkv's client "
+          "and server use)");
 ABSL_FLAG(double, duration_s, 5, "bench: seconds to run");
 ABSL_FLAG(bool, own_connection, false,
           "bench: give every client its own TCP connection (by default gRPC "
@@ -56,7 +57,7 @@ class NullService final : public NullStream::Service {
                       grpc::ServerWriter<Blob>* writer) override {
     const uint32_t piece =
         request->message_bytes() == 0
-            ? (2u << 20)
+            ? uint32_t{kStreamMessageBytes}
             : std::min<uint32_t>(request->message_bytes(), 16u << 20);
     Blob blob;
     for (uint64_t sent = 0; sent < request->bytes(); sent += piece) {
@@ -81,7 +82,7 @@ int Serve() {
   int port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen),
                            grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  ApplyTransportArguments(builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
@@ -101,8 +102,7 @@ int Serve() {
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(int index) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
+  grpc::ChannelArguments args = TransportChannelArguments();
   if (absl::GetFlag(FLAGS_own_connection))
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
