@@ -31,7 +31,7 @@ struct ClientOptions {
 struct PutOptions {
   std::string model;
   std::string codec;       // empty: the model's or server's default
-  std::string name_space;  // empty: the caller's own namespace
+  std::string name_space = {};  // empty: the caller's own namespace
 };
 
 struct PutResult {
@@ -45,12 +45,12 @@ struct PutResult {
 
 struct LookupResult {
   uint32_t matched_tokens = 0;
-  std::string name_space;
+  std::string name_space = {};
 };
 
 struct GetOptions {
   std::string model;
-  std::string name_space;
+  std::string name_space = {};
   uint32_t begin_token = 0;
   uint32_t end_token = 0;  // 0: the end of the match
   uint32_t alignment = 0;

@@ -36,7 +36,7 @@ struct KvLayout {
   uint32_t head_dim = 0;
   DType dtype = DType::kBF16;
   bool latent = false;
-  RopeConfig rope;
+  RopeConfig rope = {};
 
   uint32_t tensors_per_layer() const { return latent ? 1 : 2; }
   // Elements of one token across all layers, tensors and heads.

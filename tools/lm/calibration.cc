@@ -86,7 +86,7 @@ Calibrator::Calibrator(const LlamaModel& model, CalibrationOptions options)
     : model_(model), options_(options) {
   for (uint32_t l = 0; l < model.config().num_layers; ++l)
     for (bool values : {false, true})
-      groups_.push_back({.layer = l, .values = values, .channel_weights = {}});
+      groups_.push_back({.layer = l, .values = values});
 }
 
 absl::StatusOr<uint32_t> Calibrator::PrefixTokens(const KvCache& cache) const {

@@ -48,7 +48,7 @@ struct GroupSensitivity {
   // AttentionSensitivity); empty until AddAttention. With them, kl and
   // rel_mse are measured with noise shaped by them and the relative MSE
   // weighted by them, as the predictive codec shapes and counts its error.
-  std::vector<double> channel_weights;
+  std::vector<double> channel_weights = {};
 
   // KL per unit of relative MSE above the floor; at least kMinSensitivity,
   // as a slope that noise makes zero or negative is too small to measure.
