@@ -221,6 +221,35 @@ TEST_F(ServerCommandTest, EvalThroughServerIsLosslessForLosslessCodecs) {
   ExpectLosslessResults(ParseOrFail(result.out));
 }
 
+// A KL budget through a live server: the model registered with its layer-0
+// table and the shipped profile (channel weights included), the cache Put
+// with predictive:kl and fetched back, decodes to what the local codec gives.
+TEST_F(ServerCommandTest, EvalThroughServerWithAKlBudget) {
+  const std::string profile = std::string(SEQKV_SOURCE_DIR) +
+                              "/tools/lm/profiles/kvlm-23m.profile.json";
+  const CommandResult registered = RunCommand(absl::StrCat(
+      kSeqkv, " model register --server ", server_->address(),
+      " --model kvlm-23m --model_dir ", kDataDir, "/lm --profile ", profile));
+  ASSERT_EQ(registered.exit_code, 0) << registered.out;
+  const std::string args = absl::StrCat(
+      " --model_dir ", kDataDir, "/lm --model kvlm-23m --profile ", profile,
+      " --codec predictive:kl=0.0035 --max_tokens 384 --json ",
+      KvFile("a_dev_05"));
+  const CommandResult remote = RunCommand(absl::StrCat(
+      kSeqkv, " eval --server ", server_->address(), " --via_server", args));
+  const CommandResult local = RunCommand(absl::StrCat(kSeqkv, " eval", args));
+  ASSERT_EQ(remote.exit_code, 0) << remote.out;
+  ASSERT_EQ(local.exit_code, 0) << local.out;
+  const nlohmann::json a = ParseOrFail(remote.out)[0];
+  const nlohmann::json b = ParseOrFail(local.out)[0];
+  EXPECT_GT(a["kl"].get<double>(), 0.0);
+  EXPECT_LT(a["kl"].get<double>(), 0.01);
+  EXPECT_LT(a["bits_per_element"].get<double>(), 3.0);
+  // The same bytes decoded the same way: identical predictions.
+  EXPECT_EQ(a["kl"].get<double>(), b["kl"].get<double>());
+  EXPECT_EQ(a["rel_mse_k"].get<double>(), b["rel_mse_k"].get<double>());
+}
+
 constexpr char kPrompt[] =
     "The following is a short description of the ls command.\n\n"
     "NAME\n       ls - list directory contents\n\nSYNOPSIS\n"
