@@ -2,6 +2,7 @@
 // targets met per group, layouts of other shapes, KL budgets, bad specs.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -230,19 +231,32 @@ TEST(PredictiveCodecTest, KlNeedsProfile) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// A profile of `layers` layers with a K and a V group each, every group with
+// `channel_weights` when given.
+std::string MakeProfile(int layers,
+                        const std::function<double(int, int)>& sensitivity,
+                        const std::vector<double>& channel_weights = {}) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (int l = 0; l < layers; ++l)
+    for (int t = 0; t < 2; ++t) {
+      nlohmann::json group = {{"layer", l},
+                              {"tensor", t ? "v" : "k"},
+                              {"sensitivity", sensitivity(l, t)}};
+      if (!channel_weights.empty()) group["channel_weights"] = channel_weights;
+      groups.push_back(std::move(group));
+    }
+  return nlohmann::json{
+      {"model", "m"}, {"metric", "kl_per_rel_mse"}, {"groups", groups}}
+      .dump();
+}
+
 TEST(PredictiveCodecTest, KlBudgetSplitBySensitivity) {
   const KvLayout layout =
       MakeLayout(4, 2, 64, DType::kBF16, RopeStyle::kRotateHalf);
   const double sensitivity[4][2] = {
       {0.004, 0.002}, {0.01, 0.005}, {0.074, 0.02}, {0.003, 0.001}};
-  std::string profile =
-      R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
-  for (int l = 0; l < 4; ++l)
-    for (int t = 0; t < 2; ++t)
-      absl::StrAppend(&profile, l + t ? "," : "", R"({"layer": )", l,
-                      R"(, "tensor": ")", t ? "v" : "k",
-                      R"(", "sensitivity": )", sensitivity[l][t], "}");
-  profile += "]}";
+  const std::string profile =
+      MakeProfile(4, [&](int l, int t) { return sensitivity[l][t]; });
   ModelContext model{"m", layout, {{std::string(kProfileKey), profile}}};
   std::vector<int32_t> tokens(128);
   ChunkInfo chunk{&model.layout, 128, 0, tokens};
@@ -289,16 +303,8 @@ TEST(PredictiveCodecTest, KlBudgetWeighsChannels) {
   std::vector<double> weights;
   for (uint32_t h = 0; h < 2; ++h)
     for (uint32_t d = 0; d < 64; ++d) weights.push_back(d < 32 ? 16 : 1.0 / 16);
-  const nlohmann::json weights_json = weights;
-  std::string profile =
-      R"({"model": "m", "metric": "kl_per_rel_mse", "groups": [)";
-  for (int l = 0; l < 2; ++l)
-    for (int t = 0; t < 2; ++t)
-      absl::StrAppend(&profile, l + t ? "," : "", R"({"layer": )", l,
-                      R"(, "tensor": ")", t ? "v" : "k",
-                      R"(", "sensitivity": 0.01, "channel_weights": )",
-                      weights_json.dump(), "}");
-  profile += "]}";
+  const std::string profile = MakeProfile(
+      2, [](int, int) { return 0.01; }, weights);
   ModelContext model{"m", layout, {{std::string(kProfileKey), profile}}};
   std::vector<int32_t> tokens(128);
   ChunkInfo chunk{&model.layout, 128, 0, tokens};
