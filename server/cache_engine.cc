@@ -130,6 +130,12 @@ CacheEngine::~CacheEngine() {
 absl::Status CacheEngine::Start() {
   if (auto status = stats_.Load(); !status.ok()) return status;
   if (auto status = index_.Load(trie_); !status.ok()) return status;
+  auto orphans = trie_.SweepOrphanPayloadFiles();
+  if (!orphans.ok()) return orphans.status();
+  if (*orphans > 0)
+    spdlog::info("deleted {} payload files no chunk refers to (left by a "
+                 "crash or a failed removal)",
+                 *orphans);
   visit_flusher_ = std::thread([this] {
     while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1)))
       FlushVisits();
@@ -185,7 +191,7 @@ absl::Status CacheEngine::CheckQuotaLocked(const std::string& name_space,
 
 absl::Status CacheEngine::EnforceLimitsLocked() {
   const uint64_t capacity = capacity_bytes();
-  rocksdb::WriteBatch batch;
+  NodeRemovals removals;
   std::map<std::string, Usage> deltas;
   std::vector<NodeKey> victims;
   auto usage_of = [&](const std::string& ns) {
@@ -202,7 +208,7 @@ absl::Status CacheEngine::EnforceLimitsLocked() {
     if (!record.ok()) return record.status();
     index_.Remove(*victim);
     if (!record->has_value()) return true;  // already gone
-    trie_.RemoveLeaf(*victim, **record, batch);
+    trie_.RemoveLeaf(*victim, **record, removals);
     Usage& delta = deltas[ns];
     delta.chunks_stored -= 1;
     delta.bytes_logical -= static_cast<int64_t>((*record)->bytes_logical());
@@ -241,8 +247,9 @@ absl::Status CacheEngine::EnforceLimitsLocked() {
     }
   }
   if (victims.empty()) return absl::OkStatus();
-  for (const auto& [ns, delta] : deltas) stats_.StageUsage(ns, delta, batch);
-  if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+  for (const auto& [ns, delta] : deltas)
+    stats_.StageUsage(ns, delta, removals.batch);
+  if (auto status = trie_.CommitRemovals(removals); !status.ok())
     return status;
   for (const auto& [ns, delta] : deltas) {
     stats_.ApplyUsage(ns, delta);
@@ -526,15 +533,15 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
   std::lock_guard<std::mutex> lock(trie_.write_mutex());
-  rocksdb::WriteBatch batch;
+  NodeRemovals removals;
   auto removal = trie_.RemoveSubtree(RootKey(name_space, (*model)->fingerprint),
-                                     tokens, (*model)->chunk_tokens, batch);
+                                     tokens, (*model)->chunk_tokens, removals);
   if (!removal.ok()) return removal.status();
   const Usage delta{-static_cast<int64_t>(removal->chunks),
                     -static_cast<int64_t>(removal->bytes_logical),
                     -static_cast<int64_t>(removal->bytes_stored)};
-  stats_.StageUsage(name_space, delta, batch);
-  if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+  stats_.StageUsage(name_space, delta, removals.batch);
+  if (auto status = trie_.CommitRemovals(removals); !status.ok())
     return status;
   stats_.ApplyUsage(name_space, delta);
   for (const NodeKey& key : removal->keys) index_.Remove(key);

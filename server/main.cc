@@ -43,6 +43,10 @@ ABSL_FLAG(uint64_t, capacity_bytes, 0,
           "this many stored bytes (0: unlimited; overrides the config's)");
 ABSL_FLAG(uint32_t, codec_threads, 0,
           "threads that encode and decode chunks (0: one per hardware thread)");
+ABSL_FLAG(uint64_t, payload_file_min_bytes, 256 << 10,
+          "store chunk payloads of at least this many bytes as files of "
+          "their own under --data_dir/payloads rather than in RocksDB "
+          "(0: never)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
 
 namespace seqkv {
@@ -94,6 +98,8 @@ int Serve() {
   KvStoreOptions store_options;
   store_options.path = data_dir;
   store_options.sync_commits = absl::GetFlag(FLAGS_sync_writes);
+  store_options.payload_file_min_bytes =
+      absl::GetFlag(FLAGS_payload_file_min_bytes);
   auto store = KvStore::Open(store_options);
   if (!store.ok()) {
     spdlog::error("{}", store.status().ToString());

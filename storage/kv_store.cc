@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "rocksdb/merge_operator.h"
@@ -99,15 +100,29 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
                                              descriptors, &handles, &raw_db);
   if (!status.ok())
     return FromRocks(status, absl::StrCat("open RocksDB at ", options.path));
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  std::unique_ptr<PayloadFiles> payload_files;
+  if (options.payload_file_min_bytes > 0) {
+    auto files = PayloadFiles::Open(
+        std::filesystem::path(options.path) / "payloads", options.sync_commits);
+    if (!files.ok()) {
+      for (rocksdb::ColumnFamilyHandle* handle : handles)
+        db->DestroyColumnFamilyHandle(handle);
+      return files.status();
+    }
+    payload_files = std::move(*files);
+  }
   return std::unique_ptr<KvStore>(new KvStore(
-      options, std::unique_ptr<rocksdb::DB>(raw_db), std::move(handles)));
+      options, std::move(db), std::move(handles), std::move(payload_files)));
 }
 
 KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
-                 std::vector<rocksdb::ColumnFamilyHandle*> handles)
+                 std::vector<rocksdb::ColumnFamilyHandle*> handles,
+                 std::unique_ptr<PayloadFiles> payload_files)
     : options_(std::move(options)),
       db_(std::move(db)),
-      handles_(std::move(handles)) {}
+      handles_(std::move(handles)),
+      payload_files_(std::move(payload_files)) {}
 
 KvStore::~KvStore() {
   // Persist memtables so a restart does not replay the whole WAL.
@@ -158,14 +173,6 @@ absl::Status KvStore::WriteUnlogged(rocksdb::WriteBatch& batch) {
 std::unique_ptr<rocksdb::Iterator> KvStore::NewIterator(Column column) const {
   return std::unique_ptr<rocksdb::Iterator>(
       db_->NewIterator(rocksdb::ReadOptions(), handle(column)));
-}
-
-uint64_t KvStore::ApproximateBytes(Column column) const {
-  uint64_t bytes = 0;
-  db_->GetIntProperty(handle(column), "rocksdb.total-sst-files-size", &bytes);
-  uint64_t blobs = 0;
-  db_->GetIntProperty(handle(column), "rocksdb.total-blob-file-size", &blobs);
-  return bytes + blobs;
 }
 
 }  // namespace seqkv

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "storage/payload_files.h"
 
 namespace seqkv {
 
@@ -29,6 +30,9 @@ struct KvStoreOptions {
   // fsync the WAL on commits, so an acknowledged Put survives power loss.
   bool sync_commits = true;
   size_t block_cache_bytes = 256 << 20;
+  // Payloads of at least this many bytes go to files of their own under
+  // `path`/payloads rather than into RocksDB (0: none do).
+  uint64_t payload_file_min_bytes = 256 << 10;
 };
 
 class KvStore {
@@ -52,16 +56,21 @@ class KvStore {
 
   rocksdb::ColumnFamilyHandle* handle(Column column) const;
   bool sync_commits() const { return options_.sync_commits; }
-  // Approximate on-disk bytes of a column (SST and blob files).
-  uint64_t ApproximateBytes(Column column) const;
+  // Large payloads; null when `payload_file_min_bytes` is 0.
+  const PayloadFiles* payload_files() const { return payload_files_.get(); }
+  uint64_t payload_file_min_bytes() const {
+    return options_.payload_file_min_bytes;
+  }
 
  private:
   KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
-          std::vector<rocksdb::ColumnFamilyHandle*> handles);
+          std::vector<rocksdb::ColumnFamilyHandle*> handles,
+          std::unique_ptr<PayloadFiles> payload_files);
 
   KvStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<PayloadFiles> payload_files_;
 };
 
 // Node stats values: visits (u64) and last use in unix micros (u64), merged

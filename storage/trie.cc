@@ -130,16 +130,31 @@ absl::StatusOr<TrieMatch> Trie::Match(const NodeKey& root,
 }
 
 absl::StatusOr<std::string> Trie::ReadPayload(const NodeRecord& node) const {
-  // With a checksum of its own, the payload skips RocksDB's CRC32C, which
-  // Debian's portable build computes in software at about 1 GB/s.
-  const bool own_checksum = node.has_payload_checksum();
-  auto value = store_->Get(Column::kPayloads, node.payload_key(),
-                           /*verify_checksums=*/!own_checksum);
+  absl::StatusOr<std::optional<std::string>> value;
+  if (node.payload_in_file()) {
+    const PayloadFiles* files = store_->payload_files();
+    if (files == nullptr)
+      return absl::FailedPreconditionError(
+          "a trie node's payload is a file, but payload files are off");
+    auto bytes = files->Read(node.payload_key());
+    if (absl::IsNotFound(bytes.status()))
+      value = std::optional<std::string>();
+    else if (bytes.ok())
+      value = std::optional<std::string>(std::move(*bytes));
+    else
+      value = bytes.status();
+  } else {
+    // With a checksum of its own, the payload skips RocksDB's CRC32C, which
+    // Debian's portable build computes in software at about 1 GB/s.
+    value = store_->Get(Column::kPayloads, node.payload_key(),
+                        /*verify_checksums=*/!node.has_payload_checksum());
+  }
   if (!value.ok()) return value.status();
   if (!value->has_value())
     return absl::DataLossError("a trie node's payload is missing");
-  if (own_checksum && XXH3_64bits((*value)->data(), (*value)->size()) !=
-                          node.payload_checksum())
+  if (node.has_payload_checksum() &&
+      XXH3_64bits((*value)->data(), (*value)->size()) !=
+          node.payload_checksum())
     return absl::DataLossError("a trie node's payload fails its checksum");
   return std::move(**value);
 }
@@ -163,15 +178,25 @@ absl::Status Trie::ReadVisits(const NodeKey& key, uint64_t& visits,
 
 absl::Status Trie::StagePayload(std::string_view bytes, NodeRecord& node) {
   node.set_payload_checksum(XXH3_64bits(bytes.data(), bytes.size()));
+  const PayloadFiles* files = store_->payload_files();
+  node.set_payload_in_file(files != nullptr &&
+                           bytes.size() >= store_->payload_file_min_bytes());
+  if (node.payload_in_file()) return files->Write(node.payload_key(), bytes);
   return store_->Put(Column::kPayloads, node.payload_key(), bytes);
 }
 
 void Trie::DiscardPayloads(std::span<const PendingNode> nodes) {
+  // Best effort: an orphan payload is invisible and costs only space (the
+  // next start sweeps orphan files).
   rocksdb::WriteBatch batch;
-  for (const PendingNode& node : nodes)
-    batch.Delete(store_->handle(Column::kPayloads), node.record.payload_key());
-  // Best effort: an orphan payload is invisible and costs only space.
-  store_->Write(batch, /*durable=*/false).IgnoreError();
+  for (const PendingNode& node : nodes) {
+    if (node.record.payload_in_file())
+      store_->payload_files()->Remove(node.record.payload_key()).IgnoreError();
+    else
+      batch.Delete(store_->handle(Column::kPayloads),
+                   node.record.payload_key());
+  }
+  if (batch.Count() > 0) store_->Write(batch, /*durable=*/false).IgnoreError();
 }
 
 absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
@@ -213,11 +238,15 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
 }
 
 void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
-                      rocksdb::WriteBatch& batch) const {
+                      NodeRemovals& removals) const {
+  rocksdb::WriteBatch& batch = removals.batch;
   const std::string key_bytes = key.Bytes();
   batch.Delete(store_->handle(Column::kNodes), key_bytes);
   batch.Delete(store_->handle(Column::kNodeStats), key_bytes);
-  batch.Delete(store_->handle(Column::kPayloads), record.payload_key());
+  if (record.payload_in_file())
+    removals.payload_files.push_back(record.payload_key());
+  else
+    batch.Delete(store_->handle(Column::kPayloads), record.payload_key());
   batch.Delete(
       store_->handle(Column::kChildren),
       ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
@@ -226,7 +255,7 @@ void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
 
 absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     const NodeKey& root, std::span<const int32_t> tokens, uint32_t chunk_tokens,
-    rocksdb::WriteBatch& batch) {
+    NodeRemovals& removals) {
   SubtreeRemoval removal;
   std::deque<NodeKey> frontier;
   if (tokens.empty()) {
@@ -241,7 +270,7 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
       return removal;
     frontier.push_back(match->nodes.back().key);
     const TrieNode& top = match->nodes.back();
-    RemoveNode(top.key, top.record, batch);
+    RemoveNode(top.key, top.record, removals);
     removal.keys.push_back(top.key);
     ++removal.chunks;
     removal.bytes_stored += top.record.bytes_stored();
@@ -261,10 +290,10 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
       auto record = ReadNode(child);
       if (!record.ok()) return record.status();
       if (!record->has_value()) {
-        batch.Delete(store_->handle(Column::kChildren), it->key());
+        removals.batch.Delete(store_->handle(Column::kChildren), it->key());
         continue;
       }
-      RemoveNode(child, **record, batch);
+      RemoveNode(child, **record, removals);
       removal.keys.push_back(child);
       ++removal.chunks;
       removal.bytes_stored += (*record)->bytes_stored();
@@ -274,6 +303,42 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     if (!it->status().ok()) return FromRocks(it->status(), "scan children");
   }
   return removal;
+}
+
+absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
+  if (auto status = store_->Write(removals.batch, /*durable=*/true);
+      !status.ok())
+    return status;
+  // A file that fails to go is an orphan the next start deletes.
+  for (const std::string& key : removals.payload_files)
+    store_->payload_files()->Remove(key).IgnoreError();
+  removals.batch.Clear();
+  removals.payload_files.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
+  const PayloadFiles* files = store_->payload_files();
+  if (files == nullptr) return 0;
+  std::vector<std::string> keys;
+  if (auto status =
+          files->ForEach([&](std::string_view key) { keys.emplace_back(key); });
+      !status.ok())
+    return status;
+  uint64_t removed = 0;
+  for (const std::string& key : keys) {
+    // A payload key starts with the key of the node it was written for.
+    if (key.size() >= NodeKey::kSize) {
+      auto record = ReadNode(NodeKey::FromBytes(key));
+      if (!record.ok()) return record.status();
+      if (record->has_value() && (*record)->payload_in_file() &&
+          (*record)->payload_key() == key)
+        continue;
+    }
+    if (auto status = files->Remove(key); !status.ok()) return status;
+    ++removed;
+  }
+  return removed;
 }
 
 }  // namespace seqkv

@@ -56,6 +56,14 @@ struct CommitResult {
   uint64_t bytes_logical_added = 0;
 };
 
+// Removals of nodes to commit together: the records, index entries and
+// RocksDB payloads in `batch`, and the payload files to delete once `batch`
+// has committed (Trie::CommitRemovals does both).
+struct NodeRemovals {
+  rocksdb::WriteBatch batch;
+  std::vector<std::string> payload_files;
+};
+
 struct SubtreeRemoval {
   uint32_t chunks = 0;
   std::vector<NodeKey> keys;
@@ -86,7 +94,8 @@ class Trie {
                           int64_t& last_used_micros) const;
 
   // Writes a payload under `node.payload_key()` that no node references
-  // yet (invisible until Commit) and records its checksum in `node`.
+  // yet (invisible until Commit) and records its checksum and place in
+  // `node`: a file of its own when it is large, else a RocksDB value.
   absl::Status StagePayload(std::string_view bytes, NodeRecord& node);
   // Drops staged payloads of a Put that failed.
   void DiscardPayloads(std::span<const PendingNode> nodes);
@@ -106,14 +115,24 @@ class Trie {
   absl::StatusOr<SubtreeRemoval> RemoveSubtree(const NodeKey& root,
                                                std::span<const int32_t> tokens,
                                                uint32_t chunk_tokens,
-                                               rocksdb::WriteBatch& batch);
+                                               NodeRemovals& removals);
 
   // Adds the removal of a leaf node (record, stats, payload, index entry)
-  // to `batch`. The caller makes sure it has no children.
+  // to `removals`. The caller makes sure it has no children.
   void RemoveLeaf(const NodeKey& key, const NodeRecord& record,
-                  rocksdb::WriteBatch& batch) const {
-    RemoveNode(key, record, batch);
+                  NodeRemovals& removals) const {
+    RemoveNode(key, record, removals);
   }
+
+  // Writes `removals.batch` durably, then deletes its payload files (an
+  // error there only leaves orphans for the next sweep).
+  absl::Status CommitRemovals(NodeRemovals& removals);
+
+  // Deletes payload files no node names: left by a crash between writing a
+  // file and committing its node, or between removing a node and deleting
+  // its file. Returns how many it deleted. Call before serving: a Put in
+  // flight has files no node names yet.
+  absl::StatusOr<uint64_t> SweepOrphanPayloadFiles();
 
   // Serializes writers that check-then-write (Commit, removals, eviction).
   std::mutex& write_mutex() { return write_mutex_; }
@@ -124,7 +143,7 @@ class Trie {
   absl::StatusOr<std::optional<TrieNode>> BestChild(
       const NodeKey& parent, std::span<const int32_t> tokens) const;
   void RemoveNode(const NodeKey& key, const NodeRecord& record,
-                  rocksdb::WriteBatch& batch) const;
+                  NodeRemovals& removals) const;
 
   KvStore* store_;
   std::mutex write_mutex_;

@@ -3,6 +3,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -71,11 +73,21 @@ class KvCacheTest : public ::testing::Test {
     return nlohmann::json::parse(body.value_or("{}"));
   }
 
+  // Chunk payloads stored as files of their own.
+  std::vector<std::filesystem::path> PayloadFiles() const {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(
+             std::filesystem::path(server_->data_dir()) / "db" / "payloads"))
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    return files;
+  }
+
   // What a failed request must leave unchanged.
   std::string StoreFingerprint(const KvCache& probe) {
     auto stats = Stats()["global"];
     return nlohmann::json({stats["chunks_stored"], stats["bytes_stored"],
-                           stats["bytes_logical"], Lookup(probe.tokens)})
+                           stats["bytes_logical"], Lookup(probe.tokens),
+                           PayloadFiles().size()})
         .dump();
   }
 
@@ -240,6 +252,64 @@ TEST_F(KvCacheTest, DeleteRemovesASubtree) {
   EXPECT_EQ(Lookup(rag2.tokens), 0u);
   EXPECT_EQ(Stats()["global"]["chunks_stored"], 0);
   EXPECT_EQ(Stats()["global"]["bytes_stored"], 0);
+}
+
+TEST_F(KvCacheTest, LargePayloadsAreFilesThatLeaveWithTheirChunks) {
+  // 1.5 MiB raw chunks: above the 256 KiB default, so each is a file.
+  const KvCache cache = Load("c_chat_turn4");
+  const PutResult put = Put(cache, "raw");
+  ASSERT_GT(put.chunks_new, 1u);
+  const size_t tail_bytes = (cache.tokens.size() % 256) * 6144;
+  EXPECT_EQ(PayloadFiles().size(),
+            put.chunks_new - (tail_bytes > 0 && tail_bytes < (256 << 10)));
+  // A file no chunk names (a crash between writing and committing) is
+  // deleted at the next start; the others survive it.
+  const std::filesystem::path orphan =
+      PayloadFiles()[0].parent_path() /
+      (PayloadFiles()[0].parent_path().filename().string() + "00ff");
+  std::ofstream(orphan) << "left by a crash";
+  ASSERT_TRUE(server_->Restart().ok());
+  client_ = std::move(*server_->Connect());
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  auto got = client_->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->k == cache.k && got->v == cache.v);
+  ASSERT_TRUE(client_->Delete(kModel, {}).ok());
+  EXPECT_TRUE(PayloadFiles().empty());
+}
+
+TEST_F(KvCacheTest, DamagedPayloadFileIsDataLoss) {
+  const KvCache cache = Load("c_chat_turn4");
+  Put(cache, "raw");
+  const std::filesystem::path file = PayloadFiles()[0];
+  {
+    std::fstream damaged(file, std::ios::in | std::ios::out | std::ios::binary);
+    damaged.seekg(1000);
+    const char byte = static_cast<char>(damaged.get());
+    damaged.seekp(1000);
+    damaged.put(static_cast<char>(~byte));
+  }
+  auto got = client_->Get({kModel}, cache.tokens);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(got.status().message().find("checksum"), std::string::npos)
+      << got.status();
+  std::filesystem::remove(file);
+  got = client_->Get({kModel}, cache.tokens);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(PayloadPlacementTest, WithFilesOffPayloadsStayInRocksDb) {
+  auto server = ServerProcess::Start({"--payload_file_min_bytes=0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = (*server)->Connect();
+  ASSERT_TRUE(client.ok());
+  const KvCache cache = Load("c_chat_turn4");
+  ASSERT_TRUE((*client)->Put({kModel, "raw", ""}, cache).ok());
+  auto got = (*client)->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(got->k == cache.k && got->v == cache.v);
+  EXPECT_FALSE(std::filesystem::exists(
+      std::filesystem::path((*server)->data_dir()) / "db" / "payloads"));
 }
 
 // --- Bad input: a precise status, and the store exactly as before. ---

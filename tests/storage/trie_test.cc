@@ -28,8 +28,12 @@ class TrieTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Open() {
-    auto store = KvStore::Open({dir_.string(), false});
+  // Payloads of at least `payload_file_min_bytes` go to files.
+  void Open(uint64_t payload_file_min_bytes = 0) {
+    auto store =
+        KvStore::Open({.path = dir_.string(),
+                       .sync_commits = false,
+                       .payload_file_min_bytes = payload_file_min_bytes});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
     trie_ = std::make_unique<Trie>(store_.get());
@@ -195,17 +199,108 @@ TEST_F(TrieTest, RemoveSubtree) {
   auto other = Iota(12);
   other[9] = 77;
   Insert(other, 4);
-  rocksdb::WriteBatch batch;
-  auto removal = trie_->RemoveSubtree(root_, Iota(8), 4, batch);
+  NodeRemovals removals;
+  auto removal = trie_->RemoveSubtree(root_, Iota(8), 4, removals);
   ASSERT_TRUE(removal.ok()) << removal.status();
-  EXPECT_EQ(removal->chunks, 3u);  // [4..7] and both third chunks
-  ASSERT_TRUE(store_->Write(batch, true).ok());
+  EXPECT_EQ(removal->chunks, 3u);      // [4..7] and both third chunks
+  EXPECT_EQ(Match(Iota(12), 4), 12u);  // nothing changes before the commit
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
   EXPECT_EQ(Match(Iota(12), 4), 4u);
   // A prefix that ends inside a chunk names no subtree.
-  rocksdb::WriteBatch none;
+  NodeRemovals none;
   removal = trie_->RemoveSubtree(root_, Iota(2), 4, none);
   ASSERT_TRUE(removal.ok());
   EXPECT_EQ(removal->chunks, 0u);
+}
+
+class TrieFilesTest : public TrieTest {
+ protected:
+  void SetUp() override {
+    TrieTest::SetUp();
+    trie_.reset();
+    store_.reset();
+    Open(/*payload_file_min_bytes=*/4);
+  }
+  // The files under the payload directory.
+  std::vector<std::filesystem::path> Files() const {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry :
+         std::filesystem::recursive_directory_iterator(dir_ / "payloads"))
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    return files;
+  }
+  NodeRecord RecordOf(const std::vector<int32_t>& tokens) {
+    auto match = trie_->Match(root_, tokens, 4);
+    EXPECT_TRUE(match.ok());
+    EXPECT_FALSE(match->nodes.empty());
+    return match->nodes.back().record;
+  }
+};
+
+TEST_F(TrieFilesTest, LargePayloadsAreFilesCheckedAndRemovedWithTheirNodes) {
+  Insert(Iota(8), 4);
+  ASSERT_EQ(Files().size(), 2u);
+  const NodeRecord record = RecordOf(Iota(8));
+  EXPECT_TRUE(record.payload_in_file());
+  auto value = store_->Get(Column::kPayloads, record.payload_key());
+  ASSERT_TRUE(value.ok());
+  EXPECT_FALSE(value->has_value());  // not in RocksDB as well
+  auto payload = trie_->ReadPayload(record);
+  ASSERT_TRUE(payload.ok()) << payload.status();
+  EXPECT_EQ(*payload, "payload");
+  // Smaller payloads stay in RocksDB.
+  PendingNode small;
+  small.record.set_payload_key("small");
+  ASSERT_TRUE(trie_->StagePayload("abc", small.record).ok());
+  EXPECT_FALSE(small.record.payload_in_file());
+  EXPECT_EQ(Files().size(), 2u);
+
+  NodeRemovals removals;
+  auto removal = trie_->RemoveSubtree(root_, Iota(4), 4, removals);
+  ASSERT_TRUE(removal.ok()) << removal.status();
+  EXPECT_EQ(removal->chunks, 2u);
+  EXPECT_EQ(removals.payload_files.size(), 2u);
+  EXPECT_EQ(Files().size(), 2u);  // files go only once the batch commits
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  EXPECT_TRUE(Files().empty());
+}
+
+TEST_F(TrieFilesTest, DamagedOrMissingPayloadFilesAreDataLoss) {
+  Insert(Iota(4), 4);
+  const NodeRecord record = RecordOf(Iota(4));
+  ASSERT_EQ(Files().size(), 1u);
+  const std::filesystem::path file = Files()[0];
+  std::filesystem::resize_file(file, 3);  // a torn write
+  EXPECT_EQ(trie_->ReadPayload(record).status().code(),
+            absl::StatusCode::kDataLoss);
+  std::filesystem::remove(file);
+  auto missing = trie_->ReadPayload(record);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(missing.status().message().find("missing"), std::string::npos);
+}
+
+TEST_F(TrieFilesTest, TheSweepDeletesOnlyFilesNoNodeNames) {
+  Insert(Iota(8), 4);
+  // A Put that crashed after writing its payload, before its commit.
+  PendingNode staged;
+  staged.key = ChildKey(root_, Iota(4, 100));
+  staged.record.set_payload_key(staged.key.Bytes() + "put-id-1");
+  ASSERT_TRUE(trie_->StagePayload("orphaned", staged.record).ok());
+  // A file whose node is gone, and one with a key too short to name one.
+  const NodeKey gone = ChildKey(root_, Iota(4, 200));
+  ASSERT_TRUE(store_->payload_files()->Write(gone.Bytes() + "x", "bytes").ok());
+  ASSERT_TRUE(store_->payload_files()->Write("short", "bytes").ok());
+  ASSERT_EQ(Files().size(), 5u);
+  trie_.reset();
+  store_.reset();
+  Open(4);
+  auto swept = trie_->SweepOrphanPayloadFiles();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(*swept, 3u);
+  EXPECT_EQ(Files().size(), 2u);
+  auto payload = trie_->ReadPayload(RecordOf(Iota(8)));
+  ASSERT_TRUE(payload.ok()) << payload.status();
+  EXPECT_EQ(*payload, "payload");
 }
 
 TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {

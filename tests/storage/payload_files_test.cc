@@ -1,0 +1,86 @@
+// Payload files on a real file system in a temporary directory.
+#include "storage/payload_files.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace seqkv {
+namespace {
+
+class PayloadFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("seqkv-payload-files-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    auto files = PayloadFiles::Open(dir_, /*sync=*/true);
+    ASSERT_TRUE(files.ok()) << files.status();
+    files_ = std::move(*files);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::vector<std::string> Keys() const {
+    std::vector<std::string> keys;
+    EXPECT_TRUE(
+        files_->ForEach([&](std::string_view key) { keys.emplace_back(key); })
+            .ok());
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<PayloadFiles> files_;
+};
+
+TEST_F(PayloadFilesTest, WriteReadReplaceRemove) {
+  const std::string key("\x00\xffkey\x01", 6);  // any bytes name a payload
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131);
+  ASSERT_TRUE(files_->Write(key, big).ok());
+  auto read = files_->Read(key);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, big);
+  ASSERT_TRUE(files_->Write(key, "short").ok());  // replaces, not appends
+  EXPECT_EQ(*files_->Read(key), "short");
+  ASSERT_TRUE(files_->Write("e", "").ok());
+  EXPECT_EQ(*files_->Read("e"), "");
+  EXPECT_EQ(files_->Write("", "x").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Keys(), (std::vector<std::string>{key, "e"}));
+  ASSERT_TRUE(files_->Remove(key).ok());
+  EXPECT_EQ(files_->Read(key).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(files_->Remove(key).ok());  // already gone is fine
+}
+
+TEST_F(PayloadFilesTest, ForEachSkipsFilesThatAreNotPayloads) {
+  ASSERT_TRUE(files_->Write("ab", "x").ok());
+  const std::filesystem::path shard = dir_ / "61";  // 'a' is 0x61
+  ASSERT_TRUE(std::filesystem::exists(shard / "6162"));
+  std::ofstream(shard / "6162.tmp") << "x";
+  std::ofstream(shard / "ffff") << "x";  // in the wrong shard
+  std::ofstream(dir_ / "README") << "x";
+  EXPECT_EQ(Keys(), (std::vector<std::string>{"ab"}));
+}
+
+TEST_F(PayloadFilesTest, ReopeningKeepsThePayloads) {
+  ASSERT_TRUE(files_->Write("kept", "bytes").ok());
+  files_.reset();
+  auto files = PayloadFiles::Open(dir_, /*sync=*/false);
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(*(*files)->Read("kept"), "bytes");
+}
+
+TEST_F(PayloadFilesTest, UnwritableDirectoryIsAnError) {
+  const std::filesystem::path blocker = dir_ / "blocker";
+  std::ofstream(blocker) << "a file where a directory should be";
+  auto files = PayloadFiles::Open(blocker, false);
+  EXPECT_FALSE(files.ok());
+}
+
+}  // namespace
+}  // namespace seqkv
