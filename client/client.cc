@@ -10,6 +10,7 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
+#include "proto/chunk_digest.h"
 #include "proto/grpc_transport.h"
 #include "proto/layout_convert.h"
 #include "seqkv/v1/kvcache.grpc.pb.h"
@@ -115,6 +116,26 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
   request.set_packed_tokens(PackTokens(tokens));
   request.set_alignment(alignment);
   request.set_namespace_(name_space);
+  return SendLookup(request);
+}
+
+absl::StatusOr<LookupResult> Client::LookupByChunks(
+    const std::string& model, std::span<const int32_t> tokens,
+    uint32_t chunk_tokens, uint32_t alignment, const std::string& name_space) {
+  if (chunk_tokens == 0)
+    return absl::InvalidArgumentError("chunk_tokens must be positive");
+  v1::LookupRequest request;
+  request.set_model(model);
+  request.set_chunk_digests(PackChunkDigests(tokens, chunk_tokens));
+  request.set_packed_tokens(
+      PackTokens(tokens.subspan(tokens.size() / chunk_tokens * chunk_tokens)));
+  request.set_alignment(alignment);
+  request.set_namespace_(name_space);
+  return SendLookup(request);
+}
+
+absl::StatusOr<LookupResult> Client::SendLookup(
+    const v1::LookupRequest& request) {
   v1::LookupResponse response;
   grpc::ClientContext context;
   impl_->Prepare(context);

@@ -10,6 +10,10 @@
 #include "absl/status/statusor.h"
 #include "client/kv_cache.h"
 
+namespace seqkv::v1 {
+class LookupRequest;
+}
+
 namespace seqkv {
 
 struct ClientOptions {
@@ -30,7 +34,7 @@ struct ClientOptions {
 
 struct PutOptions {
   std::string model;
-  std::string codec;       // empty: the model's or server's default
+  std::string codec;            // empty: the model's or server's default
   std::string name_space = {};  // empty: the caller's own namespace
 };
 
@@ -81,6 +85,15 @@ class Client {
                                       std::span<const int32_t> tokens,
                                       uint32_t alignment = 0,
                                       const std::string& name_space = "");
+  // The same, sending each whole `chunk_tokens`-token chunk (the model's
+  // chunk size, GetModel) as an 8-byte digest: for long prompts, where
+  // sending and hashing 4 bytes per token is most of a Lookup's time.
+  // Unlike Lookup, a whole chunk matches fully or not at all; the tokens
+  // after the last whole chunk match token-granular.
+  absl::StatusOr<LookupResult> LookupByChunks(
+      const std::string& model, std::span<const int32_t> tokens,
+      uint32_t chunk_tokens, uint32_t alignment = 0,
+      const std::string& name_space = "");
 
   // Streams `cache` (all its tokens) to the server.
   absl::StatusOr<PutResult> Put(const PutOptions& options,
@@ -101,6 +114,7 @@ class Client {
  private:
   class Impl;
   explicit Client(std::unique_ptr<Impl> impl);
+  absl::StatusOr<LookupResult> SendLookup(const v1::LookupRequest& request);
   std::unique_ptr<Impl> impl_;
 };
 

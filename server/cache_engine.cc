@@ -133,9 +133,10 @@ absl::Status CacheEngine::Start() {
   auto orphans = trie_.SweepOrphanPayloadFiles();
   if (!orphans.ok()) return orphans.status();
   if (*orphans > 0)
-    spdlog::info("deleted {} payload files no chunk refers to (left by a "
-                 "crash or a failed removal)",
-                 *orphans);
+    spdlog::info(
+        "deleted {} payload files no chunk refers to (left by a "
+        "crash or a failed removal)",
+        *orphans);
   visit_flusher_ = std::thread([this] {
     while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1)))
       FlushVisits();
@@ -249,8 +250,7 @@ absl::Status CacheEngine::EnforceLimitsLocked() {
   if (victims.empty()) return absl::OkStatus();
   for (const auto& [ns, delta] : deltas)
     stats_.StageUsage(ns, delta, removals.batch);
-  if (auto status = trie_.CommitRemovals(removals); !status.ok())
-    return status;
+  if (auto status = trie_.CommitRemovals(removals); !status.ok()) return status;
   for (const auto& [ns, delta] : deltas) {
     stats_.ApplyUsage(ns, delta);
     if (delta.chunks_stored < 0)
@@ -319,27 +319,51 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
     const ReadScope& scope, const v1::LookupRequest& request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
+  const std::string& packed_digests = request.chunk_digests();
+  if (packed_digests.size() % sizeof(uint64_t) != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_digests has ", packed_digests.size(),
+                     " bytes, not a whole number of 8-byte digests"));
+  std::vector<uint64_t> digests(packed_digests.size() / sizeof(uint64_t));
+  for (size_t i = 0; i < digests.size(); ++i)
+    digests[i] = absl::little_endian::Load64(packed_digests.data() +
+                                             i * sizeof(uint64_t));
   std::vector<int32_t> unpacked;
-  auto checked = TokensOf(request, options_.max_tokens, false, unpacked);
+  auto checked = TokensOf(request, options_.max_tokens,
+                          /*allow_empty=*/!digests.empty(), unpacked);
   if (!checked.ok()) return checked.status();
   const std::span<const int32_t> tokens = *checked;
   auto model = models_.Find(request.model());
   if (!model.ok()) return model.status();
+  const uint64_t digested_tokens =
+      uint64_t{digests.size()} * (*model)->chunk_tokens;
+  if (digested_tokens + tokens.size() > options_.max_tokens)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk_digests and tokens stand for ", digested_tokens + tokens.size(),
+        " ids, more than the limit of ", options_.max_tokens));
   std::vector<NodeKey> best_keys;
   LookupOutcome outcome;
   for (const std::string& ns : scope.namespaces) {
-    auto match = MatchKeys(RootKey(ns, (*model)->fingerprint), **model, tokens);
-    if (!match.ok()) return match.status();
-    if (match->second > outcome.matched_tokens) {
-      best_keys = std::move(match->first);
-      outcome = {match->second, ns};
+    const NodeKey root = RootKey(ns, (*model)->fingerprint);
+    std::vector<NodeKey> keys = index_.MatchChunkDigests(root, digests);
+    uint32_t matched =
+        static_cast<uint32_t>(keys.size()) * (*model)->chunk_tokens;
+    if (keys.size() == digests.size() && !tokens.empty()) {
+      auto rest = MatchKeys(keys.empty() ? root : keys.back(), **model, tokens);
+      if (!rest.ok()) return rest.status();
+      keys.insert(keys.end(), rest->first.begin(), rest->first.end());
+      matched += rest->second;
+    }
+    if (matched > outcome.matched_tokens) {
+      best_keys = std::move(keys);
+      outcome = {matched, ns};
     }
   }
   index_.Visit(best_keys, NowMicros());
   if (request.alignment() > 1)
     outcome.matched_tokens -= outcome.matched_tokens % request.alignment();
   if (outcome.matched_tokens == 0) outcome.name_space.clear();
-  stats_.CountLookup(scope.namespaces.front(), tokens.size(),
+  stats_.CountLookup(scope.namespaces.front(), digested_tokens + tokens.size(),
                      outcome.matched_tokens);
   return outcome;
 }
@@ -541,8 +565,7 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
                     -static_cast<int64_t>(removal->bytes_logical),
                     -static_cast<int64_t>(removal->bytes_stored)};
   stats_.StageUsage(name_space, delta, removals.batch);
-  if (auto status = trie_.CommitRemovals(removals); !status.ok())
-    return status;
+  if (auto status = trie_.CommitRemovals(removals); !status.ok()) return status;
   stats_.ApplyUsage(name_space, delta);
   for (const NodeKey& key : removal->keys) index_.Remove(key);
   v1::DeleteResponse response;

@@ -19,6 +19,7 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   stats->SeekToFirst();
   absl::MutexLock lock(&mutex_);
   nodes_.clear();
+  children_.clear();
   leaves_.clear();
   visits_.clear();
   NodeRecord record;
@@ -47,6 +48,7 @@ absl::Status NodeIndex::Load(const Trie& trie) {
 }
 
 void NodeIndex::AddLocked(const NodeKey& key, Entry entry) {
+  children_[{entry.parent, entry.tokens_hash}] = key;
   auto [it, inserted] = nodes_.try_emplace(key, entry);
   if (!inserted) {
     // Known already (children counted before it arrived during Load).
@@ -93,6 +95,21 @@ std::vector<NodeKey> NodeIndex::MatchWholeChunks(
       break;
     path.push_back(key);
     parent = key;
+  }
+  return path;
+}
+
+std::vector<NodeKey> NodeIndex::MatchChunkDigests(
+    const NodeKey& root, std::span<const uint64_t> digests) const {
+  std::vector<NodeKey> path;
+  path.reserve(digests.size());
+  NodeKey parent = root;
+  absl::ReaderMutexLock lock(&mutex_);
+  for (const uint64_t digest : digests) {
+    auto it = children_.find({parent, digest});
+    if (it == children_.end()) break;
+    path.push_back(it->second);
+    parent = it->second;
   }
   return path;
 }
@@ -144,6 +161,9 @@ void NodeIndex::Remove(const NodeKey& key) {
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return;
   const Entry entry = it->second;
+  if (auto child = children_.find({entry.parent, entry.tokens_hash});
+      child != children_.end() && child->second == key)
+    children_.erase(child);
   leaves_[entry.name_space].erase(LeafOf(key, entry));
   visits_.erase(key);
   if (entry.children > 0) {

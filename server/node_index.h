@@ -39,6 +39,10 @@ class NodeIndex {
   std::vector<NodeKey> MatchWholeChunks(const NodeKey& root,
                                         std::span<const int32_t> tokens,
                                         uint32_t chunk_tokens) const;
+  // The same for chunks the caller sent as digests (ChunkDigest of each
+  // whole chunk's tokens) rather than tokens: no hashing here at all.
+  std::vector<NodeKey> MatchChunkDigests(
+      const NodeKey& root, std::span<const uint64_t> digests) const;
 
   // Marks nodes used at `now_micros` (eviction order only).
   void Touch(std::span<const NodeKey> keys, int64_t now_micros);
@@ -78,6 +82,9 @@ class NodeIndex {
 
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<NodeKey, Entry> nodes_ ABSL_GUARDED_BY(mutex_);
+  // (parent, tokens hash) -> child, for lookups by chunk digest.
+  absl::flat_hash_map<std::pair<NodeKey, uint64_t>, NodeKey> children_
+      ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, NodeVisits> visits_ ABSL_GUARDED_BY(mutex_);
 };

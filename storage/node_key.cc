@@ -5,6 +5,7 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/escaping.h"
+#include "proto/chunk_digest.h"
 
 namespace seqkv {
 
@@ -56,9 +57,7 @@ NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens) {
 }
 
 uint64_t TokensHash(std::span<const int32_t> tokens) {
-  constexpr uint64_t kSeed = 0x73657170746f6b73;  // distinct from ChildKey's
-  return XXH3_64bits_withSeed(tokens.data(), tokens.size() * sizeof(int32_t),
-                              kSeed);
+  return ChunkDigest(tokens);
 }
 
 }  // namespace seqkv

@@ -39,7 +39,8 @@ NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens);
 
 // A 64-bit hash of a chunk's tokens, independent of ChildKey: checking it
 // besides the key guards in-memory matches against a key collision the way
-// comparing the stored tokens does.
+// comparing the stored tokens does. It is the wire API's ChunkDigest, so
+// lookups can also find chunks by the digests clients send.
 uint64_t TokensHash(std::span<const int32_t> tokens);
 
 }  // namespace seqkv

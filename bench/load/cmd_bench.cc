@@ -40,6 +40,9 @@ ABSL_FLAG(uint32_t, prefill, 0,
 ABSL_FLAG(bool, verify, false,
           "bench: compare every Get's bytes with what was put (lossless "
           "codecs only)");
+ABSL_FLAG(bool, lookup_by_chunks, false,
+          "bench: Lookups send each whole chunk as an 8-byte digest rather "
+          "than its token ids (LookupRequest.chunk_digests)");
 ABSL_FLAG(bool, progress, true, "bench: print a progress line on stderr");
 
 namespace seqkv::cli {
@@ -76,6 +79,7 @@ int RunBench(std::span<char* const> args) {
   if (options.duration_s == 0 && options.ops == 0) options.duration_s = 10;
   options.prefill = absl::GetFlag(FLAGS_prefill);
   options.verify = absl::GetFlag(FLAGS_verify);
+  options.lookup_by_chunks = absl::GetFlag(FLAGS_lookup_by_chunks);
 
   bench::WorkloadOptions& workload = options.workload;
   workload.layout = *layout;

@@ -201,7 +201,10 @@ class ClientThread {
   }
 
   bool DoLookup(absl::Status& status) {
-    auto result = client_->Lookup(options_.model, tokens_);
+    auto result = options_.lookup_by_chunks
+                      ? client_->LookupByChunks(options_.model, tokens_,
+                                                options_.chunk_tokens)
+                      : client_->Lookup(options_.model, tokens_);
     if (!result.ok()) {
       status = result.status();
       return false;

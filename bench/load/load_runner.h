@@ -40,6 +40,8 @@ struct LoadOptions {
   uint32_t prefill = 0;
   // Compare each Get's bytes with what was put.
   bool verify = false;
+  // Lookups send whole chunks as digests (Client::LookupByChunks).
+  bool lookup_by_chunks = false;
   // Called about once a second with a one-line progress report.
   std::function<void(const std::string&)> progress;
 };

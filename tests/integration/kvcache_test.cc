@@ -158,6 +158,62 @@ TEST_F(KvCacheTest, LookupCountsAreTokenGranular) {
   EXPECT_TRUE(got->v == turn1.v);
 }
 
+TEST_F(KvCacheTest, LookupByChunkDigestsMatchesWholeChunks) {
+  const KvCache rag0 = Load("b_rag_00_D1_D2");
+  const KvCache rag1 = Load("b_rag_01_D2_D1");
+  const KvCache turn1 = Load("c_chat_turn1");
+  const KvCache turn3 = Load("c_chat_turn3");
+  Put(rag0);
+  Put(turn3);
+  auto by_chunks = [&](const std::vector<int32_t>& tokens,
+                       uint32_t alignment = 0) {
+    auto result = client_->LookupByChunks(kModel, tokens, 256, alignment);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->matched_tokens : 0;
+  };
+  // Everything stored: the same answer as with token ids.
+  EXPECT_EQ(by_chunks(rag0.tokens), rag0.tokens.size());
+  ASSERT_GT(turn3.tokens.size(), 256u);
+  ASSERT_LT(turn3.tokens.size(), 512u);
+  EXPECT_EQ(by_chunks(turn3.tokens), turn3.tokens.size());
+  // The tokens after the last whole chunk still match token-granular, and
+  // a prompt shorter than a chunk sends no digests at all.
+  const std::vector<int32_t> head(turn3.tokens.begin(),
+                                  turn3.tokens.begin() + 300);
+  EXPECT_EQ(by_chunks(head), 300u);
+  EXPECT_EQ(by_chunks(turn1.tokens), turn1.tokens.size());
+  // Inside a whole chunk a mismatch costs the whole chunk.
+  const uint32_t common = CommonPrefix(rag0.tokens, rag1.tokens);
+  ASSERT_GT(common % 256, 0u);
+  ASSERT_LT(common + 256, rag1.tokens.size());
+  EXPECT_EQ(Lookup(rag1.tokens), common);
+  EXPECT_EQ(by_chunks(rag1.tokens), common / 256 * 256);
+  EXPECT_EQ(by_chunks(rag0.tokens, 100), rag0.tokens.size() / 100 * 100);
+  std::vector<int32_t> unknown(600, 5);
+  EXPECT_EQ(by_chunks(unknown), 0u);
+  const auto stats = Stats()["tenants"]["default"];
+  EXPECT_GT(stats["hit_tokens"].get<uint64_t>(), 0u);
+
+  // Digests that are not whole 8-byte words, and too many of them.
+  auto channel = grpc::CreateChannel(server_->address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::KvCacheService::NewStub(channel);
+  v1::LookupRequest request;
+  request.set_model(kModel);
+  request.set_chunk_digests(std::string(12, '\1'));
+  v1::LookupResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = stub->Lookup(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("chunk_digests"), std::string::npos);
+  request.set_chunk_digests(std::string(8 * 100000, '\1'));
+  grpc::ClientContext too_many;
+  status = stub->Lookup(&too_many, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("limit"), std::string::npos)
+      << status.error_message();
+}
+
 TEST_F(KvCacheTest, GetOfATokenRange) {
   const KvCache turn2 = Load("c_chat_turn2");
   Put(turn2, "raw");

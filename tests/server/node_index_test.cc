@@ -1,10 +1,13 @@
 // The in-memory node index, loaded from a real trie on RocksDB.
 #include "server/node_index.h"
 
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 
 #include "gtest/gtest.h"
+#include "proto/chunk_digest.h"
+#include "proto/chunk_digest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
 #include "tests/storage/chunk_chain.h"
@@ -70,6 +73,37 @@ TEST_F(NodeIndexTest, MatchesWholeChunksItWasLoadedWith) {
   EXPECT_TRUE(
       index.MatchWholeChunks(RootKey("b", "model"), Iota(8), 4).empty());
   EXPECT_TRUE(index.MatchWholeChunks(root_, Iota(8), 0).empty());
+}
+
+// The digests a client sends (PackChunkDigests) find the same nodes.
+std::vector<uint64_t> Digests(const std::vector<int32_t>& tokens,
+                              uint32_t chunk_tokens) {
+  const std::string packed = PackChunkDigests(tokens, chunk_tokens);
+  std::vector<uint64_t> digests(packed.size() / 8);
+  std::memcpy(digests.data(), packed.data(), packed.size());
+  return digests;
+}
+
+TEST_F(NodeIndexTest, ChunkDigestsMatchWholeChunksAndFollowRemovals) {
+  const auto keys = Insert(Iota(10), 4);
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  EXPECT_EQ(Digests(Iota(10), 4).size(), 2u);  // the tail is not digested
+  EXPECT_EQ(index.MatchChunkDigests(root_, Digests(Iota(10), 4)),
+            (std::vector<NodeKey>{keys[0], keys[1]}));
+  auto other = Iota(12);
+  other[5] = 99;
+  EXPECT_EQ(index.MatchChunkDigests(root_, Digests(other, 4)),
+            (std::vector<NodeKey>{keys[0]}));
+  EXPECT_TRUE(
+      index.MatchChunkDigests(RootKey("b", "model"), Digests(Iota(8), 4))
+          .empty());
+  // Chunk size matters: digests of 2-token chunks name no stored chunk.
+  EXPECT_TRUE(index.MatchChunkDigests(root_, Digests(Iota(8), 2)).empty());
+  index.Remove(keys[2]);
+  index.Remove(keys[1]);
+  EXPECT_EQ(index.MatchChunkDigests(root_, Digests(Iota(8), 4)),
+            (std::vector<NodeKey>{keys[0]}));
 }
 
 TEST_F(NodeIndexTest, AddAndRemoveKeepMatchesAndLeavesRight) {

@@ -3,10 +3,12 @@
 
 #include <xxhash.h>
 
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 
 #include "gtest/gtest.h"
+#include "proto/chunk_digest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
 #include "tests/storage/chunk_chain.h"
@@ -90,6 +92,16 @@ TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
   EXPECT_NE(ChildKey(root_a, chunk), ChildKey(RootKey("b", "m"), chunk));
   EXPECT_NE(ChildKey(root_a, chunk),
             ChildKey(root_a, std::vector<int32_t>{1, 2}));
+  // The token hash is the wire API's chunk digest, defined exactly.
+  EXPECT_EQ(TokensHash(chunk), ChunkDigest(chunk));
+  EXPECT_EQ(ChunkDigest(chunk),
+            XXH3_64bits_withSeed(chunk.data(), 12, 0x73657170746f6b73));
+  const std::vector<int32_t> ten = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const std::string packed = PackChunkDigests(ten, 4);
+  ASSERT_EQ(packed.size(), 16u);  // two whole chunks; the tail is not sent
+  uint64_t second = 0;
+  std::memcpy(&second, packed.data() + 8, 8);
+  EXPECT_EQ(second, ChunkDigest(std::span(ten).subspan(4, 4)));
   const NodeKey key = ChildKey(root_a, chunk);
   EXPECT_EQ(NodeKey::FromBytes(key.Bytes()), key);
   EXPECT_EQ(key.Bytes().size(), NodeKey::kSize);
