@@ -1,11 +1,25 @@
 #include "server/node_index.h"
 
+#include <xxhash.h>
+
+#include <algorithm>
+
 namespace seqkv {
 namespace {
 
 uint64_t TokensHashOf(const NodeRecord& record) {
   return TokensHash(
       {record.tokens().data(), static_cast<size_t>(record.tokens_size())});
+}
+
+// In memory only, so free to change: the chain hash of a root, and of a
+// child from its parent's chain hash and its tokens hash.
+uint64_t RootChain(const NodeKey& root) {
+  const uint64_t words[2] = {root.high, root.low};
+  return XXH3_64bits(words, sizeof(words));
+}
+uint64_t ChainHash(uint64_t parent_chain, uint64_t tokens_hash) {
+  return XXH3_64bits_withSeed(&tokens_hash, sizeof(tokens_hash), parent_chain);
 }
 
 }  // namespace
@@ -19,7 +33,7 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   stats->SeekToFirst();
   absl::MutexLock lock(&mutex_);
   nodes_.clear();
-  children_.clear();
+  chains_.clear();
   leaves_.clear();
   visits_.clear();
   NodeRecord record;
@@ -37,18 +51,52 @@ absl::Status NodeIndex::Load(const Trie& trie) {
           visits, last_used);
     const NodeKey key = NodeKey::FromBytes(
         std::string_view(it->key().data(), it->key().size()));
-    AddLocked(key, {.parent = NodeKey::FromBytes(record.parent_key()),
-                    .name_space = record.namespace_(),
-                    .last_used = last_used,
-                    .tokens_hash = TokensHashOf(record)});
+    AddLocked(key,
+              {.parent = NodeKey::FromBytes(record.parent_key()),
+               .name_space = record.namespace_(),
+               .last_used = last_used,
+               .tokens_hash = TokensHashOf(record)},
+              /*chain=*/false);
   }
+  // Parents arrive in key order, not before their children: chain now.
+  std::vector<NodeKey> keys;
+  keys.reserve(nodes_.size());
+  for (const auto& [key, entry] : nodes_)
+    if (!entry.placeholder) keys.push_back(key);
+  for (const NodeKey& key : keys) ChainLocked(key);
   if (!stats->status().ok())
     return FromRocks(stats->status(), "load node stats");
   return FromRocks(it->status(), "load the node index");
 }
 
-void NodeIndex::AddLocked(const NodeKey& key, Entry entry) {
-  children_[{entry.parent, entry.tokens_hash}] = key;
+void NodeIndex::ChainLocked(const NodeKey& key) {
+  // Walk up to a chained node or a root, then chain on the way down.
+  std::vector<NodeKey> path;
+  NodeKey at = key;
+  uint64_t chain = 0;
+  while (true) {
+    auto it = nodes_.find(at);
+    if (it == nodes_.end() || it->second.placeholder) {
+      chain = RootChain(at);
+      break;
+    }
+    if (it->second.chained) {
+      chain = it->second.chain_hash;
+      break;
+    }
+    path.push_back(at);
+    at = it->second.parent;
+  }
+  for (auto step = path.rbegin(); step != path.rend(); ++step) {
+    Entry& entry = nodes_.find(*step)->second;
+    chain = ChainHash(chain, entry.tokens_hash);
+    entry.chain_hash = chain;
+    entry.chained = true;
+    chains_[chain] = {*step, entry.parent};
+  }
+}
+
+void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
   auto [it, inserted] = nodes_.try_emplace(key, entry);
   if (!inserted) {
     // Known already (children counted before it arrived during Load).
@@ -65,15 +113,18 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry) {
     // The parent is a root, or not loaded yet: remember the child count.
     nodes_.try_emplace(entry.parent, Placeholder(1));
   }
+  if (chain) ChainLocked(key);
 }
 
 void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
                     int64_t now_micros) {
   absl::MutexLock lock(&mutex_);
-  AddLocked(key, {.parent = NodeKey::FromBytes(record.parent_key()),
-                  .name_space = record.namespace_(),
-                  .last_used = now_micros,
-                  .tokens_hash = TokensHashOf(record)});
+  AddLocked(key,
+            {.parent = NodeKey::FromBytes(record.parent_key()),
+             .name_space = record.namespace_(),
+             .last_used = now_micros,
+             .tokens_hash = TokensHashOf(record)},
+            /*chain=*/true);
 }
 
 std::vector<NodeKey> NodeIndex::MatchWholeChunks(
@@ -101,23 +152,31 @@ std::vector<NodeKey> NodeIndex::MatchWholeChunks(
 
 std::vector<NodeKey> NodeIndex::MatchChunkDigests(
     const NodeKey& root, std::span<const uint64_t> digests) const {
+  std::vector<uint64_t> chain(digests.size());
+  uint64_t hash = RootChain(root);
+  for (size_t i = 0; i < digests.size(); ++i)
+    chain[i] = hash = ChainHash(hash, digests[i]);
   std::vector<NodeKey> path;
   path.reserve(digests.size());
-  NodeKey parent = root;
   absl::ReaderMutexLock lock(&mutex_);
-  for (const uint64_t digest : digests) {
-    auto it = children_.find({parent, digest});
-    if (it == children_.end()) break;
-    path.push_back(it->second);
-    parent = it->second;
+  for (const uint64_t link : chain) chains_.prefetch(link);
+  NodeKey parent = root;
+  for (const uint64_t link : chain) {
+    auto it = chains_.find(link);
+    // The parent check makes a chain-hash collision a miss, not a wrong hit.
+    if (it == chains_.end() || it->second.parent != parent) break;
+    path.push_back(it->second.key);
+    parent = it->second.key;
   }
   return path;
 }
 
-void NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
+bool NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
   auto it = nodes_.find(key);
-  if (it == nodes_.end() || it->second.placeholder) return;
+  if (it == nodes_.end() || it->second.placeholder) return false;
   Entry& entry = it->second;
+  // Queued visits arrive late: a use never moves a node back in time.
+  if (now_micros <= entry.last_used) return true;
   if (entry.children == 0) {
     auto& leaves = leaves_[entry.name_space];
     leaves.erase(LeafOf(it->first, entry));
@@ -126,6 +185,7 @@ void NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
   } else {
     entry.last_used = now_micros;
   }
+  return true;
 }
 
 void NodeIndex::Touch(std::span<const NodeKey> keys, int64_t now_micros) {
@@ -134,13 +194,27 @@ void NodeIndex::Touch(std::span<const NodeKey> keys, int64_t now_micros) {
 }
 
 void NodeIndex::Visit(std::span<const NodeKey> keys, int64_t now_micros) {
-  absl::MutexLock lock(&mutex_);
-  for (const NodeKey& key : keys) {
-    TouchLocked(key, now_micros);
-    NodeVisits& visits = visits_[key];
-    visits.key = key;
-    ++visits.visits;
-    visits.last_used_micros = now_micros;
+  if (keys.empty()) return;
+  QueuedVisit visit{{keys.begin(), keys.end()}, now_micros};
+  absl::MutexLock lock(&queue_mutex_);
+  queued_visits_.push_back(std::move(visit));
+}
+
+void NodeIndex::ApplyQueuedVisitsLocked() {
+  std::vector<QueuedVisit> queued;
+  {
+    absl::MutexLock lock(&queue_mutex_);
+    queued.swap(queued_visits_);
+  }
+  for (const QueuedVisit& visit : queued) {
+    for (const NodeKey& key : visit.keys) {
+      if (!TouchLocked(key, visit.now_micros)) continue;  // removed since
+      NodeVisits& visits = visits_[key];
+      visits.key = key;
+      ++visits.visits;
+      visits.last_used_micros =
+          std::max(visits.last_used_micros, visit.now_micros);
+    }
   }
 }
 
@@ -148,6 +222,7 @@ std::vector<NodeVisits> NodeIndex::TakeVisits() {
   absl::flat_hash_map<NodeKey, NodeVisits> taken;
   {
     absl::MutexLock lock(&mutex_);
+    ApplyQueuedVisitsLocked();
     taken.swap(visits_);
   }
   std::vector<NodeVisits> result;
@@ -158,12 +233,13 @@ std::vector<NodeVisits> NodeIndex::TakeVisits() {
 
 void NodeIndex::Remove(const NodeKey& key) {
   absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();  // none may count for it after it is gone
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return;
   const Entry entry = it->second;
-  if (auto child = children_.find({entry.parent, entry.tokens_hash});
-      child != children_.end() && child->second == key)
-    children_.erase(child);
+  if (auto link = chains_.find(entry.chain_hash);
+      entry.chained && link != chains_.end() && link->second.key == key)
+    chains_.erase(link);
   leaves_[entry.name_space].erase(LeafOf(key, entry));
   visits_.erase(key);
   if (entry.children > 0) {
@@ -184,9 +260,9 @@ void NodeIndex::Remove(const NodeKey& key) {
   }
 }
 
-std::optional<NodeKey> NodeIndex::OldestLeaf(
-    const std::string& name_space) const {
+std::optional<NodeKey> NodeIndex::OldestLeaf(const std::string& name_space) {
   absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
   auto it = leaves_.find(name_space);
   if (it == leaves_.end() || it->second.empty()) return std::nullopt;
   const auto& [time, key] = *it->second.begin();

@@ -40,19 +40,23 @@ class NodeIndex {
                                         std::span<const int32_t> tokens,
                                         uint32_t chunk_tokens) const;
   // The same for chunks the caller sent as digests (ChunkDigest of each
-  // whole chunk's tokens) rather than tokens: no hashing here at all.
+  // whole chunk's tokens) rather than tokens. Every node is also indexed by
+  // the chain hash of the digests from its root to it, so the probes do not
+  // wait on each other: all are issued at once, then checked in order.
   std::vector<NodeKey> MatchChunkDigests(
       const NodeKey& root, std::span<const uint64_t> digests) const;
 
   // Marks nodes used at `now_micros` (eviction order only).
   void Touch(std::span<const NodeKey> keys, int64_t now_micros);
-  // Touch, and counts a visit to each node until the next TakeVisits.
+  // Touch, and counts a visit to each node until the next TakeVisits. Only
+  // queued here (a lookup's hot path takes no index-wide lock); everything
+  // that reads the order or the counts applies the queue first.
   void Visit(std::span<const NodeKey> keys, int64_t now_micros);
   // The visits counted since the last call, for the store to persist.
   std::vector<NodeVisits> TakeVisits();
 
   // The least recently used leaf of `name_space`, if any.
-  std::optional<NodeKey> OldestLeaf(const std::string& name_space) const;
+  std::optional<NodeKey> OldestLeaf(const std::string& name_space);
   size_t size() const;
 
  private:
@@ -61,7 +65,10 @@ class NodeIndex {
     std::string name_space;
     int64_t last_used = 0;
     uint64_t tokens_hash = 0;
+    // ChainHash from the root down to this node; valid when `chained`.
+    uint64_t chain_hash = 0;
     uint32_t children = 0;
+    bool chained = false;
     // Stands for a parent not loaded yet, or a root: not a node.
     bool placeholder = false;
   };
@@ -75,18 +82,35 @@ class NodeIndex {
   static LeafKey LeafOf(const NodeKey& key, const Entry& entry) {
     return {entry.last_used, {key.high, key.low}};
   }
-  void AddLocked(const NodeKey& key, Entry entry)
+  // With `chain`, also indexes the node by its chain hash (its parent must
+  // be chained or a root); Load chains everything once all is loaded.
+  void AddLocked(const NodeKey& key, Entry entry, bool chain)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void TouchLocked(const NodeKey& key, int64_t now_micros)
+  // False when the index does not hold `key`.
+  bool TouchLocked(const NodeKey& key, int64_t now_micros)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void ApplyQueuedVisitsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Computes the chain hash of `key` (and of its ancestors that lack one).
+  void ChainLocked(const NodeKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  struct QueuedVisit {
+    std::vector<NodeKey> keys;
+    int64_t now_micros = 0;
+  };
 
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<NodeKey, Entry> nodes_ ABSL_GUARDED_BY(mutex_);
-  // (parent, tokens hash) -> child, for lookups by chunk digest.
-  absl::flat_hash_map<std::pair<NodeKey, uint64_t>, NodeKey> children_
-      ABSL_GUARDED_BY(mutex_);
+  // Chain hash -> node, for lookups by chunk digest.
+  struct ChainLink {
+    NodeKey key;
+    NodeKey parent;
+  };
+  absl::flat_hash_map<uint64_t, ChainLink> chains_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, NodeVisits> visits_ ABSL_GUARDED_BY(mutex_);
+  // Taken after mutex_ when both are held.
+  absl::Mutex queue_mutex_;
+  std::vector<QueuedVisit> queued_visits_ ABSL_GUARDED_BY(queue_mutex_);
 };
 
 }  // namespace seqkv

@@ -7,7 +7,6 @@
 
 #include "gtest/gtest.h"
 #include "proto/chunk_digest.h"
-#include "proto/chunk_digest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
 #include "tests/storage/chunk_chain.h"
@@ -104,6 +103,22 @@ TEST_F(NodeIndexTest, ChunkDigestsMatchWholeChunksAndFollowRemovals) {
   index.Remove(keys[1]);
   EXPECT_EQ(index.MatchChunkDigests(root_, Digests(Iota(8), 4)),
             (std::vector<NodeKey>{keys[0]}));
+}
+
+TEST_F(NodeIndexTest, ChunkDigestsFindLongChainsLoadedInAnyOrder) {
+  // Load sees nodes in key (hash) order, so children before parents.
+  const auto keys = Insert(Iota(160), 4);
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  EXPECT_EQ(index.MatchChunkDigests(root_, Digests(Iota(160), 4)), keys);
+  // Nodes added later extend the loaded chains.
+  const auto more = Insert(Iota(168), 4);
+  for (size_t i = keys.size(); i < more.size(); ++i) {
+    auto record = trie_->ReadNode(more[i]);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    index.Add(more[i], **record, 1);
+  }
+  EXPECT_EQ(index.MatchChunkDigests(root_, Digests(Iota(168), 4)), more);
 }
 
 TEST_F(NodeIndexTest, AddAndRemoveKeepMatchesAndLeavesRight) {
