@@ -92,7 +92,7 @@ void NodeIndex::ChainLocked(const NodeKey& key) {
     chain = ChainHash(chain, entry.tokens_hash);
     entry.chain_hash = chain;
     entry.chained = true;
-    chains_[chain] = {*step, entry.parent};
+    chains_[chain] = {*step, entry.parent, entry.tokens_hash};
   }
 }
 
@@ -130,24 +130,11 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
 std::vector<NodeKey> NodeIndex::MatchWholeChunks(
     const NodeKey& root, std::span<const int32_t> tokens,
     uint32_t chunk_tokens) const {
-  std::vector<NodeKey> path;
-  if (chunk_tokens == 0) return path;
-  path.reserve(tokens.size() / chunk_tokens);
-  NodeKey parent = root;
-  absl::ReaderMutexLock lock(&mutex_);
-  for (size_t begin = 0; begin + chunk_tokens <= tokens.size();
-       begin += chunk_tokens) {
-    const auto chunk = tokens.subspan(begin, chunk_tokens);
-    const NodeKey key = ChildKey(parent, chunk);
-    auto it = nodes_.find(key);
-    if (it == nodes_.end() || it->second.placeholder ||
-        it->second.parent != parent ||
-        it->second.tokens_hash != TokensHash(chunk))
-      break;
-    path.push_back(key);
-    parent = key;
-  }
-  return path;
+  if (chunk_tokens == 0) return {};
+  std::vector<uint64_t> digests(tokens.size() / chunk_tokens);
+  for (size_t i = 0; i < digests.size(); ++i)
+    digests[i] = TokensHash(tokens.subspan(i * chunk_tokens, chunk_tokens));
+  return MatchChunkDigests(root, digests);
 }
 
 std::vector<NodeKey> NodeIndex::MatchChunkDigests(
@@ -161,10 +148,12 @@ std::vector<NodeKey> NodeIndex::MatchChunkDigests(
   absl::ReaderMutexLock lock(&mutex_);
   for (const uint64_t link : chain) chains_.prefetch(link);
   NodeKey parent = root;
-  for (const uint64_t link : chain) {
-    auto it = chains_.find(link);
-    // The parent check makes a chain-hash collision a miss, not a wrong hit.
-    if (it == chains_.end() || it->second.parent != parent) break;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    auto it = chains_.find(chain[i]);
+    // The checks make a chain-hash collision a miss, not a wrong hit.
+    if (it == chains_.end() || it->second.parent != parent ||
+        it->second.tokens_hash != digests[i])
+      break;
     path.push_back(it->second.key);
     parent = it->second.key;
   }

@@ -34,8 +34,8 @@ class NodeIndex {
   void Remove(const NodeKey& key);
 
   // The keys of the whole chunks of `tokens` stored below `root`, in order,
-  // up to the first chunk the index does not hold. Partial chunks are left
-  // to the trie.
+  // up to the first chunk the index does not hold (by the chunks' parent
+  // links and token hashes). Partial chunks are left to the trie.
   std::vector<NodeKey> MatchWholeChunks(const NodeKey& root,
                                         std::span<const int32_t> tokens,
                                         uint32_t chunk_tokens) const;
@@ -104,6 +104,7 @@ class NodeIndex {
   struct ChainLink {
     NodeKey key;
     NodeKey parent;
+    uint64_t tokens_hash = 0;
   };
   absl::flat_hash_map<uint64_t, ChainLink> chains_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);
