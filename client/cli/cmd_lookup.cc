@@ -1,4 +1,4 @@
-// seqkv lookup --model NAME [--alignment N] FILE.safetensors
+// seqkv lookup --model NAME [--alignment N] [--by_chunks] FILE.safetensors
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -9,22 +9,35 @@
 
 ABSL_FLAG(uint32_t, alignment, 0,
           "round matches down to a multiple of this many tokens");
+ABSL_FLAG(bool, by_chunks, false,
+          "lookup: send each whole chunk of the model as an 8-byte digest "
+          "(whole chunks then match fully or not at all)");
 
 namespace seqkv::cli {
 namespace {
 
 int RunLookup(std::span<char* const> args) {
   if (args.size() != 1 || absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "usage: seqkv lookup --model NAME FILE.safetensors\n";
+    std::cerr << "usage: seqkv lookup --model NAME [--by_chunks] "
+                 "FILE.safetensors\n";
     return 2;
   }
   auto tokens = ReadTokens(args[0]);
   if (!tokens.ok()) return ReportError(tokens.status());
   auto client = ConnectOrDie();
   if (!client) return 1;
-  auto result = client->Lookup(absl::GetFlag(FLAGS_model), *tokens,
-                               absl::GetFlag(FLAGS_alignment),
-                               absl::GetFlag(FLAGS_namespace));
+  const std::string model = absl::GetFlag(FLAGS_model);
+  absl::StatusOr<LookupResult> result;
+  if (absl::GetFlag(FLAGS_by_chunks)) {
+    auto registration = client->GetModel(model);
+    if (!registration.ok()) return ReportError(registration.status());
+    result = client->LookupByChunks(model, *tokens, registration->chunk_tokens,
+                                    absl::GetFlag(FLAGS_alignment),
+                                    absl::GetFlag(FLAGS_namespace));
+  } else {
+    result = client->Lookup(model, *tokens, absl::GetFlag(FLAGS_alignment),
+                            absl::GetFlag(FLAGS_namespace));
+  }
   if (!result.ok()) return ReportError(result.status());
   nlohmann::json line = {{"tokens", tokens->size()},
                          {"matched_tokens", result->matched_tokens},

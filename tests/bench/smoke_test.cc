@@ -71,6 +71,39 @@ TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
   EXPECT_EQ(report["ops"]["put"]["bytes"].get<uint64_t>(), puts * 80 * 6144);
 }
 
+TEST(BenchSmokeTest, LookupsByChunkDigestsMatchWholeSequences) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  // 80 tokens in chunks of 32: two digests and 16 tokens sent as ids; the
+  // bench counts a Lookup that matches less than the stored 80 as an error.
+  nlohmann::json report = RunSeqkvJson(absl::StrCat(
+      "bench --server ", server->address(),
+      " --clients 2 --op lookup --lookup_by_chunks --layout tiny"
+      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 40"
+      " --progress=false --json"));
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["ops"]["lookup"]["count"].get<uint64_t>(), 40u);
+  EXPECT_EQ(report["ops"]["lookup"]["errors"].get<uint64_t>(), 0u);
+}
+
+TEST(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  const std::string file = SEQKV_DATA_DIR "/kv/c_chat_turn3.safetensors";
+  const std::string flags =
+      absl::StrCat(" --server ", server->address(), " --model kvlm-23m ");
+  ASSERT_EQ(RunCommand(absl::StrCat(kBin, "/seqkv put", flags, file)).exit_code,
+            0);
+  nlohmann::json tokens_report =
+      RunSeqkvJson(absl::StrCat("lookup", flags, file));
+  nlohmann::json chunks_report =
+      RunSeqkvJson(absl::StrCat("lookup --by_chunks", flags, file));
+  ASSERT_TRUE(chunks_report.is_object());
+  EXPECT_GT(chunks_report["tokens"].get<uint64_t>(), 256u);  // a digest sent
+  EXPECT_EQ(chunks_report["matched_tokens"], chunks_report["tokens"]);
+  EXPECT_EQ(chunks_report["matched_tokens"], tokens_report["matched_tokens"]);
+}
+
 TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
