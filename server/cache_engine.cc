@@ -495,25 +495,25 @@ absl::Status CacheEngine::Get(
   };
   auto start_decode = [&](const Segment& segment) {
     auto job = std::make_unique<DecodeJob>();
-    pool_.Submit(
-        [this, &layout, &segment, tokens_per_message, raw = job.get()] {
-          const NodeRecord& record = segment.node->record;
-          ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
-                         record.first_position(), Span(record.tokens())};
-          auto payload = trie_.ReadPayload(record);
-          if (!payload.ok()) {
-            raw->status = payload.status();
-          } else {
-            raw->status =
-                DecodeToMessages(*segment.codec, info, *payload, segment.from,
-                                 segment.to, tokens_per_message, raw->messages);
-            if (!raw->status.ok())
-              raw->status = absl::DataLossError(
-                  absl::StrCat("stored chunk ", segment.node->key.Hex(),
-                               " does not decode: ", raw->status.message()));
-          }
-          raw->done.Notify();
-        });
+    pool_.Submit([this, &layout, &segment, tokens_per_message,
+                  raw = job.get()] {
+      const NodeRecord& record = segment.node->record;
+      ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                     record.first_position(), Span(record.tokens())};
+      auto payload = trie_.ReadPayload(record);
+      if (!payload.ok()) {
+        raw->status = payload.status();
+      } else {
+        raw->status = DecodeToMessages(*segment.codec, info, payload->view(),
+                                       segment.from, segment.to,
+                                       tokens_per_message, raw->messages);
+        if (!raw->status.ok())
+          raw->status = absl::DataLossError(
+              absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                           " does not decode: ", raw->status.message()));
+      }
+      raw->done.Notify();
+    });
     return job;
   };
   std::unique_ptr<DecodeJob> next =

@@ -104,25 +104,25 @@ absl::Status PayloadFiles::Write(std::string_view key,
   return status;
 }
 
-absl::StatusOr<std::string> PayloadFiles::Read(std::string_view key) const {
+absl::StatusOr<PayloadBytes> PayloadFiles::Read(std::string_view key) const {
   const std::filesystem::path path = PathOf(key);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoError(errno, "open payload file", path);
   struct stat info;
   if (::fstat(fd.get(), &info) != 0)
     return ErrnoError(errno, "stat payload file", path);
-  std::string bytes(static_cast<size_t>(info.st_size), '\0');
+  const size_t size = static_cast<size_t>(info.st_size);
+  auto bytes = std::make_unique_for_overwrite<char[]>(size);
   size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t got = ::pread(fd.get(), bytes.data() + done,
-                                bytes.size() - done, static_cast<off_t>(done));
+  while (done < size) {
+    const ssize_t got = ::pread(fd.get(), bytes.get() + done, size - done,
+                                static_cast<off_t>(done));
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return ErrnoError(errno, "read payload file", path);
     if (got == 0) break;  // shrank meanwhile: the checksum will tell
     done += static_cast<size_t>(got);
   }
-  bytes.resize(done);
-  return bytes;
+  return PayloadBytes(std::move(bytes), done);
 }
 
 absl::Status PayloadFiles::Remove(std::string_view key) const {

@@ -22,6 +22,25 @@
 
 namespace seqkv {
 
+// The bytes of one payload as read: a RocksDB value, or a file's contents
+// read into memory that was not zero-filled first (for a 32 MiB chunk that
+// fill costs as much as a tenth of the whole Get).
+class PayloadBytes {
+ public:
+  PayloadBytes() = default;
+  explicit PayloadBytes(std::string value) : value_(std::move(value)) {}
+  PayloadBytes(std::unique_ptr<char[]> data, size_t size)
+      : data_(std::move(data)), size_(size) {}
+  std::string_view view() const {
+    return data_ ? std::string_view(data_.get(), size_) : value_;
+  }
+
+ private:
+  std::string value_;
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+};
+
 class PayloadFiles {
  public:
   // Creates `dir` and its shard directories when missing. With `sync`,
@@ -33,7 +52,7 @@ class PayloadFiles {
   // a file of that name. On error no file of that name is left behind.
   absl::Status Write(std::string_view key, std::string_view bytes) const;
   // NOT_FOUND when there is no such payload.
-  absl::StatusOr<std::string> Read(std::string_view key) const;
+  absl::StatusOr<PayloadBytes> Read(std::string_view key) const;
   // Missing files are not an error.
   absl::Status Remove(std::string_view key) const;
   // Calls `visit` with the key of every payload file; files whose names are

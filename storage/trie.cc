@@ -129,34 +129,33 @@ absl::StatusOr<TrieMatch> Trie::Match(const NodeKey& root,
   return match;
 }
 
-absl::StatusOr<std::string> Trie::ReadPayload(const NodeRecord& node) const {
-  absl::StatusOr<std::optional<std::string>> value;
+absl::StatusOr<PayloadBytes> Trie::ReadPayload(const NodeRecord& node) const {
+  PayloadBytes bytes;
   if (node.payload_in_file()) {
     const PayloadFiles* files = store_->payload_files();
     if (files == nullptr)
       return absl::FailedPreconditionError(
           "a trie node's payload is a file, but payload files are off");
-    auto bytes = files->Read(node.payload_key());
-    if (absl::IsNotFound(bytes.status()))
-      value = std::optional<std::string>();
-    else if (bytes.ok())
-      value = std::optional<std::string>(std::move(*bytes));
-    else
-      value = bytes.status();
+    auto read = files->Read(node.payload_key());
+    if (absl::IsNotFound(read.status()))
+      return absl::DataLossError("a trie node's payload is missing");
+    if (!read.ok()) return read.status();
+    bytes = std::move(*read);
   } else {
     // With a checksum of its own, the payload skips RocksDB's CRC32C, which
     // Debian's portable build computes in software at about 1 GB/s.
-    value = store_->Get(Column::kPayloads, node.payload_key(),
-                        /*verify_checksums=*/!node.has_payload_checksum());
+    auto value = store_->Get(Column::kPayloads, node.payload_key(),
+                             /*verify_checksums=*/!node.has_payload_checksum());
+    if (!value.ok()) return value.status();
+    if (!value->has_value())
+      return absl::DataLossError("a trie node's payload is missing");
+    bytes = PayloadBytes(std::move(**value));
   }
-  if (!value.ok()) return value.status();
-  if (!value->has_value())
-    return absl::DataLossError("a trie node's payload is missing");
+  const std::string_view view = bytes.view();
   if (node.has_payload_checksum() &&
-      XXH3_64bits((*value)->data(), (*value)->size()) !=
-          node.payload_checksum())
+      XXH3_64bits(view.data(), view.size()) != node.payload_checksum())
     return absl::DataLossError("a trie node's payload fails its checksum");
-  return std::move(**value);
+  return bytes;
 }
 
 absl::Status Trie::RecordVisits(std::span<const NodeVisits> visits) {

@@ -85,7 +85,7 @@ class Trie {
   absl::StatusOr<std::optional<NodeRecord>> ReadNode(const NodeKey& key) const;
   // DATA_LOSS if the payload a node points at is gone or fails its
   // checksum.
-  absl::StatusOr<std::string> ReadPayload(const NodeRecord& node) const;
+  absl::StatusOr<PayloadBytes> ReadPayload(const NodeRecord& node) const;
 
   // Adds visits to the nodes' stats (best effort: not logged, merged).
   absl::Status RecordVisits(std::span<const NodeVisits> visits);

@@ -45,11 +45,11 @@ TEST_F(PayloadFilesTest, WriteReadReplaceRemove) {
   ASSERT_TRUE(files_->Write(key, big).ok());
   auto read = files_->Read(key);
   ASSERT_TRUE(read.ok()) << read.status();
-  EXPECT_EQ(*read, big);
+  EXPECT_EQ(read->view(), big);
   ASSERT_TRUE(files_->Write(key, "short").ok());  // replaces, not appends
-  EXPECT_EQ(*files_->Read(key), "short");
+  EXPECT_EQ(files_->Read(key)->view(), "short");
   ASSERT_TRUE(files_->Write("e", "").ok());
-  EXPECT_EQ(*files_->Read("e"), "");
+  EXPECT_EQ(files_->Read("e")->view(), "");
   EXPECT_EQ(files_->Write("", "x").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Keys(), (std::vector<std::string>{key, "e"}));
   ASSERT_TRUE(files_->Remove(key).ok());
@@ -72,7 +72,7 @@ TEST_F(PayloadFilesTest, ReopeningKeepsThePayloads) {
   files_.reset();
   auto files = PayloadFiles::Open(dir_, /*sync=*/false);
   ASSERT_TRUE(files.ok());
-  EXPECT_EQ(*(*files)->Read("kept"), "bytes");
+  EXPECT_EQ((*files)->Read("kept")->view(), "bytes");
 }
 
 TEST_F(PayloadFilesTest, UnwritableDirectoryIsAnError) {

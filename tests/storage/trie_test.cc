@@ -154,7 +154,7 @@ TEST_F(TrieTest, PayloadsAreCheckedAgainstTheirChecksum) {
   ASSERT_TRUE(record.has_payload_checksum());
   auto payload = trie_->ReadPayload(record);
   ASSERT_TRUE(payload.ok()) << payload.status();
-  EXPECT_EQ(*payload, "payload");
+  EXPECT_EQ(payload->view(), "payload");
   // Bytes that changed under the node (as a bad disk would change them)
   // fail the check; RocksDB's own checksums are not read for them.
   ASSERT_TRUE(
@@ -166,7 +166,7 @@ TEST_F(TrieTest, PayloadsAreCheckedAgainstTheirChecksum) {
   legacy.clear_payload_checksum();
   payload = trie_->ReadPayload(legacy);
   ASSERT_TRUE(payload.ok()) << payload.status();
-  EXPECT_EQ(*payload, "pAyload");
+  EXPECT_EQ(payload->view(), "pAyload");
 }
 
 TEST_F(TrieTest, AFailedCommitHookWritesNothing) {
@@ -259,7 +259,7 @@ TEST_F(TrieFilesTest, LargePayloadsAreFilesCheckedAndRemovedWithTheirNodes) {
   EXPECT_FALSE(value->has_value());  // not in RocksDB as well
   auto payload = trie_->ReadPayload(record);
   ASSERT_TRUE(payload.ok()) << payload.status();
-  EXPECT_EQ(*payload, "payload");
+  EXPECT_EQ(payload->view(), "payload");
   // Smaller payloads stay in RocksDB.
   PendingNode small;
   small.record.set_payload_key("small");
@@ -312,7 +312,7 @@ TEST_F(TrieFilesTest, TheSweepDeletesOnlyFilesNoNodeNames) {
   EXPECT_EQ(Files().size(), 2u);
   auto payload = trie_->ReadPayload(RecordOf(Iota(8)));
   ASSERT_TRUE(payload.ok()) << payload.status();
-  EXPECT_EQ(*payload, "payload");
+  EXPECT_EQ(payload->view(), "payload");
 }
 
 TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {
