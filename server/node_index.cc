@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <deque>
 
 namespace seqkv {
 namespace {
@@ -189,25 +190,46 @@ void NodeIndex::Visit(std::span<const NodeKey> keys, int64_t now_micros) {
   queued_visits_.push_back(std::move(visit));
 }
 
+void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
+  for (const NodeKey& key : visit.keys) {
+    if (!TouchLocked(key, visit.now_micros)) continue;  // removed since
+    NodeVisits& visits = visits_[key];
+    visits.key = key;
+    ++visits.visits;
+    visits.last_used_micros =
+        std::max(visits.last_used_micros, visit.now_micros);
+  }
+}
+
 void NodeIndex::ApplyQueuedVisitsLocked() {
-  std::vector<QueuedVisit> queued;
+  std::deque<QueuedVisit> queued;
   {
     absl::MutexLock lock(&queue_mutex_);
     queued.swap(queued_visits_);
   }
-  for (const QueuedVisit& visit : queued) {
-    for (const NodeKey& key : visit.keys) {
-      if (!TouchLocked(key, visit.now_micros)) continue;  // removed since
-      NodeVisits& visits = visits_[key];
-      visits.key = key;
-      ++visits.visits;
-      visits.last_used_micros =
-          std::max(visits.last_used_micros, visit.now_micros);
-    }
-  }
+  for (const QueuedVisit& visit : queued) ApplyVisitLocked(visit);
 }
 
 std::vector<NodeVisits> NodeIndex::TakeVisits() {
+  // One queued lookup per hold of the lock, so that lookups never wait for
+  // a whole second's worth; a visit leaves the queue only under the lock,
+  // so whoever holds it sees every visit either applied or queued.
+  size_t queued = 0;
+  {
+    absl::MutexLock lock(&queue_mutex_);
+    queued = queued_visits_.size();
+  }
+  for (; queued > 0; --queued) {
+    absl::MutexLock lock(&mutex_);
+    QueuedVisit visit;
+    {
+      absl::MutexLock queue_lock(&queue_mutex_);
+      if (queued_visits_.empty()) break;
+      visit = std::move(queued_visits_.front());
+      queued_visits_.pop_front();
+    }
+    ApplyVisitLocked(visit);
+  }
   absl::flat_hash_map<NodeKey, NodeVisits> taken;
   {
     absl::MutexLock lock(&mutex_);

@@ -11,6 +11,7 @@
 #define SEQKV_SERVER_NODE_INDEX_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -97,6 +98,8 @@ class NodeIndex {
     std::vector<NodeKey> keys;
     int64_t now_micros = 0;
   };
+  void ApplyVisitLocked(const QueuedVisit& visit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<NodeKey, Entry> nodes_ ABSL_GUARDED_BY(mutex_);
@@ -111,7 +114,7 @@ class NodeIndex {
   absl::flat_hash_map<NodeKey, NodeVisits> visits_ ABSL_GUARDED_BY(mutex_);
   // Taken after mutex_ when both are held.
   absl::Mutex queue_mutex_;
-  std::vector<QueuedVisit> queued_visits_ ABSL_GUARDED_BY(queue_mutex_);
+  std::deque<QueuedVisit> queued_visits_ ABSL_GUARDED_BY(queue_mutex_);
 };
 
 }  // namespace seqkv
