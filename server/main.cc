@@ -46,7 +46,7 @@ ABSL_FLAG(uint32_t, codec_threads, 0,
 ABSL_FLAG(uint64_t, payload_file_min_bytes, 256 << 10,
           "store chunk payloads of at least this many bytes as files of "
           "their own under --data_dir/payloads rather than in RocksDB "
-          "(0: never)");
+          "(0: never; files written before stay readable)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
 
 namespace seqkv {

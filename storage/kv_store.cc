@@ -101,19 +101,15 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   if (!status.ok())
     return FromRocks(status, absl::StrCat("open RocksDB at ", options.path));
   std::unique_ptr<rocksdb::DB> db(raw_db);
-  std::unique_ptr<PayloadFiles> payload_files;
-  if (options.payload_file_min_bytes > 0) {
-    auto files = PayloadFiles::Open(
-        std::filesystem::path(options.path) / "payloads", options.sync_commits);
-    if (!files.ok()) {
-      for (rocksdb::ColumnFamilyHandle* handle : handles)
-        db->DestroyColumnFamilyHandle(handle);
-      return files.status();
-    }
-    payload_files = std::move(*files);
+  auto files = PayloadFiles::Open(
+      std::filesystem::path(options.path) / "payloads", options.sync_commits);
+  if (!files.ok()) {
+    for (rocksdb::ColumnFamilyHandle* handle : handles)
+      db->DestroyColumnFamilyHandle(handle);
+    return files.status();
   }
   return std::unique_ptr<KvStore>(new KvStore(
-      options, std::move(db), std::move(handles), std::move(payload_files)));
+      options, std::move(db), std::move(handles), std::move(*files)));
 }
 
 KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,

@@ -30,8 +30,9 @@ struct KvStoreOptions {
   // fsync the WAL on commits, so an acknowledged Put survives power loss.
   bool sync_commits = true;
   size_t block_cache_bytes = 256 << 20;
-  // Payloads of at least this many bytes go to files of their own under
-  // `path`/payloads rather than into RocksDB (0: none do).
+  // Payloads of at least this many bytes are written to files of their own
+  // under `path`/payloads rather than into RocksDB (0: none are; files
+  // written before stay readable).
   uint64_t payload_file_min_bytes = 256 << 10;
 };
 
@@ -56,8 +57,7 @@ class KvStore {
 
   rocksdb::ColumnFamilyHandle* handle(Column column) const;
   bool sync_commits() const { return options_.sync_commits; }
-  // Large payloads; null when `payload_file_min_bytes` is 0.
-  const PayloadFiles* payload_files() const { return payload_files_.get(); }
+  const PayloadFiles& payload_files() const { return *payload_files_; }
   uint64_t payload_file_min_bytes() const {
     return options_.payload_file_min_bytes;
   }

@@ -132,11 +132,7 @@ absl::StatusOr<TrieMatch> Trie::Match(const NodeKey& root,
 absl::StatusOr<PayloadBytes> Trie::ReadPayload(const NodeRecord& node) const {
   PayloadBytes bytes;
   if (node.payload_in_file()) {
-    const PayloadFiles* files = store_->payload_files();
-    if (files == nullptr)
-      return absl::FailedPreconditionError(
-          "a trie node's payload is a file, but payload files are off");
-    auto read = files->Read(node.payload_key());
+    auto read = store_->payload_files().Read(node.payload_key());
     if (absl::IsNotFound(read.status()))
       return absl::DataLossError("a trie node's payload is missing");
     if (!read.ok()) return read.status();
@@ -177,10 +173,11 @@ absl::Status Trie::ReadVisits(const NodeKey& key, uint64_t& visits,
 
 absl::Status Trie::StagePayload(std::string_view bytes, NodeRecord& node) {
   node.set_payload_checksum(XXH3_64bits(bytes.data(), bytes.size()));
-  const PayloadFiles* files = store_->payload_files();
-  node.set_payload_in_file(files != nullptr &&
-                           bytes.size() >= store_->payload_file_min_bytes());
-  if (node.payload_in_file()) return files->Write(node.payload_key(), bytes);
+  const uint64_t file_min_bytes = store_->payload_file_min_bytes();
+  node.set_payload_in_file(file_min_bytes > 0 &&
+                           bytes.size() >= file_min_bytes);
+  if (node.payload_in_file())
+    return store_->payload_files().Write(node.payload_key(), bytes);
   return store_->Put(Column::kPayloads, node.payload_key(), bytes);
 }
 
@@ -190,7 +187,7 @@ void Trie::DiscardPayloads(std::span<const PendingNode> nodes) {
   rocksdb::WriteBatch batch;
   for (const PendingNode& node : nodes) {
     if (node.record.payload_in_file())
-      store_->payload_files()->Remove(node.record.payload_key()).IgnoreError();
+      store_->payload_files().Remove(node.record.payload_key()).IgnoreError();
     else
       batch.Delete(store_->handle(Column::kPayloads),
                    node.record.payload_key());
@@ -310,18 +307,17 @@ absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
     return status;
   // A file that fails to go is an orphan the next start deletes.
   for (const std::string& key : removals.payload_files)
-    store_->payload_files()->Remove(key).IgnoreError();
+    store_->payload_files().Remove(key).IgnoreError();
   removals.batch.Clear();
   removals.payload_files.clear();
   return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
-  const PayloadFiles* files = store_->payload_files();
-  if (files == nullptr) return 0;
+  const PayloadFiles& files = store_->payload_files();
   std::vector<std::string> keys;
   if (auto status =
-          files->ForEach([&](std::string_view key) { keys.emplace_back(key); });
+          files.ForEach([&](std::string_view key) { keys.emplace_back(key); });
       !status.ok())
     return status;
   uint64_t removed = 0;
@@ -334,7 +330,7 @@ absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
           (*record)->payload_key() == key)
         continue;
     }
-    if (auto status = files->Remove(key); !status.ok()) return status;
+    if (auto status = files.Remove(key); !status.ok()) return status;
     ++removed;
   }
   return removed;

@@ -354,18 +354,26 @@ TEST_F(KvCacheTest, DamagedPayloadFileIsDataLoss) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
 }
 
-TEST(PayloadPlacementTest, WithFilesOffPayloadsStayInRocksDb) {
-  auto server = ServerProcess::Start({"--payload_file_min_bytes=0"});
+TEST_F(KvCacheTest, WithFilesOffNewPayloadsGoToRocksDbAndOldFilesStay) {
+  const KvCache turn4 = Load("c_chat_turn4");
+  Put(turn4, "raw");
+  const size_t files = PayloadFiles().size();
+  ASSERT_GT(files, 0u);
+  server_->Stop();
+  auto server =
+      ServerProcess::Start({"--payload_file_min_bytes=0"}, server_->data_dir());
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = (*server)->Connect();
   ASSERT_TRUE(client.ok());
-  const KvCache cache = Load("c_chat_turn4");
-  ASSERT_TRUE((*client)->Put({kModel, "raw", ""}, cache).ok());
-  auto got = (*client)->Get({kModel}, cache.tokens);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_TRUE(got->k == cache.k && got->v == cache.v);
-  EXPECT_FALSE(std::filesystem::exists(
-      std::filesystem::path((*server)->data_dir()) / "db" / "payloads"));
+  const KvCache rag = Load("b_rag_00_D1_D2");
+  ASSERT_TRUE((*client)->Put({kModel, "raw", ""}, rag).ok());
+  EXPECT_EQ(PayloadFiles().size(), files);  // nothing new became a file
+  for (const KvCache* cache : {&turn4, &rag}) {
+    auto got = (*client)->Get({kModel}, cache->tokens);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(got->k == cache->k && got->v == cache->v);
+  }
+  (*server)->Stop();
 }
 
 // --- Bad input: a precise status, and the store exactly as before. ---

@@ -300,8 +300,8 @@ TEST_F(TrieFilesTest, TheSweepDeletesOnlyFilesNoNodeNames) {
   ASSERT_TRUE(trie_->StagePayload("orphaned", staged.record).ok());
   // A file whose node is gone, and one with a key too short to name one.
   const NodeKey gone = ChildKey(root_, Iota(4, 200));
-  ASSERT_TRUE(store_->payload_files()->Write(gone.Bytes() + "x", "bytes").ok());
-  ASSERT_TRUE(store_->payload_files()->Write("short", "bytes").ok());
+  ASSERT_TRUE(store_->payload_files().Write(gone.Bytes() + "x", "bytes").ok());
+  ASSERT_TRUE(store_->payload_files().Write("short", "bytes").ok());
   ASSERT_EQ(Files().size(), 5u);
   trie_.reset();
   store_.reset();
