@@ -502,7 +502,12 @@ absl::Status CacheEngine::Get(
                      record.first_position(), Span(record.tokens())};
       auto payload = trie_.ReadPayload(record);
       if (!payload.ok()) {
-        raw->status = payload.status();
+        raw->status = RemovedUnderRead(segment.node->key, record)
+                          ? absl::AbortedError(absl::StrCat(
+                                "stored chunk ", segment.node->key.Hex(),
+                                " was deleted or evicted while this Get "
+                                "read it; retry the Get"))
+                          : payload.status();
       } else {
         raw->status = DecodeToMessages(*segment.codec, info, payload->view(),
                                        segment.from, segment.to,
@@ -544,6 +549,14 @@ absl::Status CacheEngine::Get(
   index_.Visit(keys, NowMicros());
   stats_.CountGet(scope.namespaces.front(), end - begin);
   return absl::OkStatus();
+}
+
+bool CacheEngine::RemovedUnderRead(const NodeKey& key,
+                                   const NodeRecord& record) const {
+  auto now = trie_.ReadNode(key);
+  // Gone, or stored again by a later Put under another payload key.
+  return now.ok() &&
+         (!now->has_value() || (*now)->payload_key() != record.payload_key());
 }
 
 absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(

@@ -120,6 +120,10 @@ class CacheEngine {
       const ReadScope& scope, const Model& model,
       std::span<const int32_t> tokens);
 
+  // Whether the node a Get matched (`record`) was removed or replaced since,
+  // so that its payload failing to read is a race, not damage.
+  bool RemovedUnderRead(const NodeKey& key, const NodeRecord& record) const;
+
   // Evicts least recently used leaves until every namespace is within its
   // quota and the store within its capacity. Caller holds the write mutex.
   absl::Status EnforceLimitsLocked();

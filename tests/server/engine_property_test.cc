@@ -2,9 +2,11 @@
 // through CacheEngine on a real RocksDB; every lookup must equal the longest
 // common prefix with what was stored, and every Get must return exactly the
 // bytes that were put.
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "proto/layout_convert.h"
@@ -33,7 +35,11 @@ class EngineProperty
            ("seqkv-prop-" + std::to_string(::getpid()) + "-" +
             std::to_string(std::get<0>(GetParam())) + std::get<1>(GetParam()));
     std::filesystem::remove_all(dir_);
-    auto store = KvStore::Open({dir_.string(), false});
+    // 16-token chunks (1 KiB raw) are stored as payload files.
+    auto store = KvStore::Open(
+        {.path = dir_.string(),
+         .sync_commits = false,
+         .payload_file_min_bytes = std::get<0>(GetParam()) == 16 ? 256u : 0u});
     ASSERT_TRUE(store.ok());
     store_ = std::move(*store);
     engine_ = std::make_unique<CacheEngine>(store_.get(), EngineOptions{});
@@ -140,6 +146,80 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   lookup.set_model("m");
   lookup.mutable_tokens()->Add(stored[0].begin(), stored[0].end());
   EXPECT_EQ(engine_->Lookup({{"other"}}, lookup)->matched_tokens, 0u);
+}
+
+// Gets racing Deletes of what they read: a chunk removed under a Get is a
+// retryable ABORTED, never DATA_LOSS, whether its payload is a RocksDB
+// value or a file.
+TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
+  for (const uint64_t file_min_bytes : {uint64_t{0}, uint64_t{1}}) {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() /
+        ("seqkv-race-" + std::to_string(::getpid()) + "-" +
+         std::to_string(file_min_bytes));
+    std::filesystem::remove_all(dir);
+    auto store = KvStore::Open({.path = dir.string(),
+                                .sync_commits = false,
+                                .payload_file_min_bytes = file_min_bytes});
+    ASSERT_TRUE(store.ok());
+    {
+      EngineOptions options;
+      options.default_chunk_tokens = 2;
+      CacheEngine engine(store->get(), options);
+      ASSERT_TRUE(engine.Start().ok());
+      const KvLayout layout{2, 1, 64, DType::kBF16};
+      std::vector<int32_t> tokens(64);
+      for (int i = 0; i < 64; ++i) tokens[i] = i;
+      std::atomic<bool> stop = false;
+      std::atomic<int> rounds = 0;
+      std::thread writer([&] {
+        while (!stop) {
+          v1::PutHeader header;
+          header.set_model("m");
+          *header.mutable_layout() = LayoutToProto(layout);
+          header.mutable_tokens()->Add(tokens.begin(), tokens.end());
+          header.set_codec("raw");
+          auto session = engine.BeginPut("ns", header);
+          ASSERT_TRUE(session.ok()) << session.status();
+          ASSERT_TRUE((*session)
+                          ->Append(std::string(
+                              tokens.size() * layout.bytes_per_token(), '\7'))
+                          .ok());
+          ASSERT_TRUE((*session)->Finish().ok());
+          v1::DeleteRequest remove;
+          remove.set_model("m");
+          ASSERT_TRUE(engine.Delete("ns", remove).ok());
+          ++rounds;
+        }
+      });
+      while (rounds == 0) std::this_thread::yield();
+      int aborted = 0, nonempty = 0;
+      // Until enough Gets found something to read (or the writer is done).
+      for (int i = 0; i < 20000 && nonempty < 300; ++i) {
+        v1::GetRequest get;
+        get.set_model("m");
+        get.mutable_tokens()->Add(tokens.begin(), tokens.end());
+        const absl::Status status = engine.Get(
+            {{"ns"}}, get, 1 << 20,
+            [&](const v1::GetHeader& h) {
+              if (h.matched_tokens() > 0) ++nonempty;
+              return true;
+            },
+            [](std::string&) { return true; });
+        if (status.code() == absl::StatusCode::kAborted) {
+          ++aborted;
+          continue;
+        }
+        ASSERT_TRUE(status.ok()) << status;
+      }
+      stop = true;
+      writer.join();
+      RecordProperty("aborted", aborted);
+      RecordProperty("nonempty", nonempty);
+    }
+    store->reset();
+    std::filesystem::remove_all(dir);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(ChunkSizesAndCodecs, EngineProperty,
