@@ -85,7 +85,13 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   rocksdb::ColumnFamilyOptions payloads = small_records;
   payloads.enable_blob_files = true;
   payloads.min_blob_size = 4096;
+  // Under eviction every blob file collects garbage, not only the oldest
+  // quarter (the default): a blob file half garbage forces the compaction
+  // that rewrites it. Replaying a trace at 10% capacity, blob files held 2.9x
+  // the live bytes with the defaults and 1.4x with these.
   payloads.enable_blob_garbage_collection = true;
+  payloads.blob_garbage_collection_age_cutoff = 1.0;
+  payloads.blob_garbage_collection_force_threshold = 0.5;
   rocksdb::ColumnFamilyOptions node_stats = small_records;
   node_stats.merge_operator = std::make_shared<NodeStatsMergeOperator>();
 
