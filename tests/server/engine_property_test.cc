@@ -170,29 +170,37 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
       const KvLayout layout{2, 1, 64, DType::kBF16};
       std::vector<int32_t> tokens(64);
       for (int i = 0; i < 64; ++i) tokens[i] = i;
-      std::atomic<bool> stop = false;
+      // Stores the sequence and deletes it again.
+      auto put_and_delete = [&]() -> absl::Status {
+        v1::PutHeader header;
+        header.set_model("m");
+        *header.mutable_layout() = LayoutToProto(layout);
+        header.mutable_tokens()->Add(tokens.begin(), tokens.end());
+        header.set_codec("raw");
+        auto session = engine.BeginPut("ns", header);
+        if (!session.ok()) return session.status();
+        if (auto status = (*session)->Append(
+                std::string(tokens.size() * layout.bytes_per_token(), '\7'));
+            !status.ok())
+          return status;
+        if (auto put = (*session)->Finish(); !put.ok()) return put.status();
+        v1::DeleteRequest remove;
+        remove.set_model("m");
+        return engine.Delete("ns", remove).status();
+      };
+      std::atomic<bool> stop = false, writer_failed = false;
       std::atomic<int> rounds = 0;
       std::thread writer([&] {
         while (!stop) {
-          v1::PutHeader header;
-          header.set_model("m");
-          *header.mutable_layout() = LayoutToProto(layout);
-          header.mutable_tokens()->Add(tokens.begin(), tokens.end());
-          header.set_codec("raw");
-          auto session = engine.BeginPut("ns", header);
-          ASSERT_TRUE(session.ok()) << session.status();
-          ASSERT_TRUE((*session)
-                          ->Append(std::string(
-                              tokens.size() * layout.bytes_per_token(), '\7'))
-                          .ok());
-          ASSERT_TRUE((*session)->Finish().ok());
-          v1::DeleteRequest remove;
-          remove.set_model("m");
-          ASSERT_TRUE(engine.Delete("ns", remove).ok());
+          if (auto status = put_and_delete(); !status.ok()) {
+            ADD_FAILURE() << status;
+            writer_failed = true;
+            return;
+          }
           ++rounds;
         }
       });
-      while (rounds == 0) std::this_thread::yield();
+      while (rounds == 0 && !writer_failed) std::this_thread::yield();
       int aborted = 0, nonempty = 0;
       // Until enough Gets found something to read (or the writer is done).
       for (int i = 0; i < 20000 && nonempty < 300; ++i) {
