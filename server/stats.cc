@@ -36,7 +36,8 @@ double NamespaceStats::compression_ratio() const {
 }
 
 double NamespaceStats::dedup_ratio() const {
-  // Bytes Puts sent over the bytes they had to store: eviction does not move it.
+  // Bytes Puts sent over the bytes they had to store: eviction does not move
+  // it.
   return counters.put_bytes_new() == 0
              ? 0.0
              : static_cast<double>(counters.put_bytes_logical()) /

@@ -162,7 +162,8 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
   family("hit_rate", "gauge",
          "Hit tokens over lookup tokens since the counters began.",
          [](S s) { return s.hit_rate(); });
-  family("dedup_ratio", "gauge", "Logical bytes put over logical bytes stored anew.",
+  family("dedup_ratio", "gauge",
+         "Logical bytes put over logical bytes stored anew.",
          [](S s) { return s.dedup_ratio(); });
   family("compression_ratio", "gauge",
          "Logical bytes over encoded bytes of the stored chunks.",

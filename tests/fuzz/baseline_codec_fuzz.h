@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "codec/codec.h"
-#include "codec/turbo/payload_header.h"
 #include "codec/turbo/element_io.h"
+#include "codec/turbo/payload_header.h"
 
 namespace seqkv::fuzz {
 

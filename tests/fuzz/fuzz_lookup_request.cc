@@ -98,8 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   if (data[0] % 2 == 0) {
     seqkv::v1::LookupRequest request;
-    if (!request.ParseFromArray(data + 1, static_cast<int>(size - 1)))
-      return 0;
+    if (!request.ParseFromArray(data + 1, static_cast<int>(size - 1))) return 0;
     auto outcome = Engine().Lookup({{"ns"}}, request);
     if (!outcome.ok()) return 0;
     const uint64_t stands_for =
@@ -113,8 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(tokens.data(), data + 1, tokens.size() * sizeof(int32_t));
   for (int32_t& token : tokens) token &= 0x7fffffff;  // ids are never negative
   if (tokens.empty()) return 0;
-  const size_t digested =
-      std::min<size_t>(data[0] / 2, tokens.size() / kChunk);
+  const size_t digested = std::min<size_t>(data[0] / 2, tokens.size() / kChunk);
   seqkv::v1::LookupRequest by_tokens;
   by_tokens.set_model("fuzz");
   by_tokens.mutable_tokens()->Add(tokens.begin(), tokens.end());
