@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <deque>
 
+#include "proto/chunk_digest.h"
+
 namespace seqkv {
 namespace {
 
 uint64_t TokensHashOf(const NodeRecord& record) {
-  return TokensHash(
+  return ChunkDigest(
       {record.tokens().data(), static_cast<size_t>(record.tokens_size())});
 }
 
@@ -134,7 +136,7 @@ std::vector<NodeKey> NodeIndex::MatchWholeChunks(
   if (chunk_tokens == 0) return {};
   std::vector<uint64_t> digests(tokens.size() / chunk_tokens);
   for (size_t i = 0; i < digests.size(); ++i)
-    digests[i] = TokensHash(tokens.subspan(i * chunk_tokens, chunk_tokens));
+    digests[i] = ChunkDigest(tokens.subspan(i * chunk_tokens, chunk_tokens));
   return MatchChunkDigests(root, digests);
 }
 

@@ -65,6 +65,8 @@ class NodeIndex {
     NodeKey parent;
     std::string name_space;
     int64_t last_used = 0;
+    // ChunkDigest of the node's tokens: what digest lookups name a chunk by,
+    // and independent of the node key, so a match checks both.
     uint64_t tokens_hash = 0;
     // ChainHash from the root down to this node; valid when `chained`.
     uint64_t chain_hash = 0;

@@ -5,7 +5,6 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/escaping.h"
-#include "proto/chunk_digest.h"
 
 namespace seqkv {
 
@@ -54,10 +53,6 @@ NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens) {
   XXH3_128bits_update(&state, tokens.data(), tokens.size() * sizeof(int32_t));
   XXH128_hash_t hash = XXH3_128bits_digest(&state);
   return {hash.high64, hash.low64};
-}
-
-uint64_t TokensHash(std::span<const int32_t> tokens) {
-  return ChunkDigest(tokens);
 }
 
 }  // namespace seqkv

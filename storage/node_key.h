@@ -37,12 +37,6 @@ NodeKey RootKey(std::string_view name_space,
 // The key of the child of `parent` holding `tokens`.
 NodeKey ChildKey(const NodeKey& parent, std::span<const int32_t> tokens);
 
-// A 64-bit hash of a chunk's tokens, independent of ChildKey: checking it
-// besides the key guards in-memory matches against a key collision the way
-// comparing the stored tokens does. It is the wire API's ChunkDigest, so
-// lookups can also find chunks by the digests clients send.
-uint64_t TokensHash(std::span<const int32_t> tokens);
-
 }  // namespace seqkv
 
 #endif  // SEQKV_STORAGE_NODE_KEY_H_

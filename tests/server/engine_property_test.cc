@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/scoped_temp_dir.h"
 #include "xxhash.h"
 
 namespace seqkv {
@@ -31,10 +32,6 @@ class EngineProperty
     : public ::testing::TestWithParam<std::tuple<int, const char*>> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("seqkv-prop-" + std::to_string(::getpid()) + "-" +
-            std::to_string(std::get<0>(GetParam())) + std::get<1>(GetParam()));
-    std::filesystem::remove_all(dir_);
     // 16-token chunks (1 KiB raw) are stored as payload files.
     auto store = KvStore::Open(
         {.path = dir_.string(),
@@ -48,10 +45,10 @@ class EngineProperty
   void TearDown() override {
     engine_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
-  std::filesystem::path dir_;
+  testing::ScopedTempDir temp_dir_;
+  const std::filesystem::path dir_ = temp_dir_.path();
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<CacheEngine> engine_;
 };
@@ -153,11 +150,7 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
 // value or a file.
 TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
   for (const uint64_t file_min_bytes : {uint64_t{0}, uint64_t{1}}) {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() /
-        ("seqkv-race-" + std::to_string(::getpid()) + "-" +
-         std::to_string(file_min_bytes));
-    std::filesystem::remove_all(dir);
+    const testing::ScopedTempDir dir("seqkv-race");
     auto store = KvStore::Open({.path = dir.string(),
                                 .sync_commits = false,
                                 .payload_file_min_bytes = file_min_bytes});
@@ -226,7 +219,6 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
       RecordProperty("nonempty", nonempty);
     }
     store->reset();
-    std::filesystem::remove_all(dir);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "proto/chunk_digest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
+#include "tests/scoped_temp_dir.h"
 #include "tests/storage/chunk_chain.h"
 
 namespace seqkv {
@@ -23,10 +24,6 @@ std::vector<int32_t> Iota(int n, int32_t first = 1) {
 class NodeIndexTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("seqkv-node-index-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
     auto store = KvStore::Open({dir_.string(), false});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
@@ -35,7 +32,6 @@ class NodeIndexTest : public ::testing::Test {
   void TearDown() override {
     trie_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   // Commits `tokens` in chunks of `chunk` below root; returns the keys.
@@ -50,7 +46,8 @@ class NodeIndexTest : public ::testing::Test {
     return keys;
   }
 
-  std::filesystem::path dir_;
+  testing::ScopedTempDir temp_dir_;
+  const std::filesystem::path dir_ = temp_dir_.path();
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<Trie> trie_;
   NodeKey root_ = RootKey("a", "model");

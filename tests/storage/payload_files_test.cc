@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/scoped_temp_dir.h"
 
 namespace seqkv {
 namespace {
@@ -15,15 +16,10 @@ namespace {
 class PayloadFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("seqkv-payload-files-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
     auto files = PayloadFiles::Open(dir_, /*sync=*/true);
     ASSERT_TRUE(files.ok()) << files.status();
     files_ = std::move(*files);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::vector<std::string> Keys() const {
     std::vector<std::string> keys;
@@ -34,7 +30,8 @@ class PayloadFilesTest : public ::testing::Test {
     return keys;
   }
 
-  std::filesystem::path dir_;
+  testing::ScopedTempDir temp_dir_;
+  const std::filesystem::path dir_ = temp_dir_.path();
   std::unique_ptr<PayloadFiles> files_;
 };
 
