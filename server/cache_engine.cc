@@ -114,6 +114,7 @@ bool SameStoredLayout(const KvLayout& registered, const KvLayout& given) {
 CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
     : store_(store),
       options_(std::move(options)),
+      chunk_buffers_(options_.chunk_buffer_pool_bytes),
       trie_(store),
       models_(store),
       stats_(store),
@@ -691,8 +692,7 @@ absl::Status PutSession::Append(std::string_view bytes) {
     if (!chunk_) {
       chunk_size_ = std::min<uint32_t>(model_->chunk_tokens,
                                        tokens_.size() - next_token_);
-      chunk_ = std::make_unique_for_overwrite<std::byte[]>(chunk_size_ *
-                                                           token_bytes);
+      chunk_ = engine_->chunk_buffers_.Acquire(chunk_size_ * token_bytes);
       chunk_filled_ = 0;
     }
     if (!partial_token_.empty() || bytes.size() < token_bytes) {
@@ -720,9 +720,8 @@ absl::Status PutSession::Append(std::string_view bytes) {
 void PutSession::PlaceTokens(std::span<const std::byte> token_major,
                              uint32_t count) {
   const KvLayout& layout = model_->context.layout;
-  ScatterTokens(
-      layout, chunk_size_, chunk_filled_, count, token_major,
-      std::span(chunk_.get(), chunk_size_ * layout.bytes_per_token()));
+  ScatterTokens(layout, chunk_size_, chunk_filled_, count, token_major,
+                chunk_.bytes());
   chunk_filled_ += count;
 }
 
@@ -766,8 +765,7 @@ absl::Status PutSession::FlushChunk() {
     engine_->pool_.Submit([this, raw,
                            info = ChunkInfo{&layout, count, next_token_,
                                             chunk_tokens}] {
-      const std::span<const std::byte> chunk(raw->chunk.get(),
-                                             info.num_bytes());
+      const std::span<const std::byte> chunk = raw->chunk.bytes();
       std::string payload;
       std::string_view stored;
       if (codec_->stores_chunk_verbatim()) {

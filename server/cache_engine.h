@@ -17,6 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "codec/codec.h"
 #include "seqkv/v1/kvcache.pb.h"
+#include "server/chunk_buffer_pool.h"
 #include "server/node_index.h"
 #include "server/stats.h"
 #include "server/worker_pool.h"
@@ -33,6 +34,8 @@ struct EngineOptions {
   uint32_t max_tokens = 1 << 21;
   // Threads that encode and decode chunks (0: one per hardware thread).
   size_t codec_threads = 0;
+  // Idle chunk buffers kept for the next Puts (ChunkBufferPool).
+  size_t chunk_buffer_pool_bytes = size_t{256} << 20;
 };
 
 // Where a request reads: its own namespace first, then shared ones.
@@ -133,6 +136,8 @@ class CacheEngine {
 
   KvStore* store_;
   EngineOptions options_;
+  // Before everything that may hold its buffers, so that it is destroyed last.
+  ChunkBufferPool chunk_buffers_;
   NodeIndex index_;
   mutable absl::Mutex limits_mutex_;
   std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(limits_mutex_);
@@ -170,7 +175,7 @@ class PutSession {
   static constexpr size_t kMaxChunksInFlight = 2;
   struct EncodeJob {
     PendingNode node;
-    std::unique_ptr<std::byte[]> chunk;  // chunk layout
+    ChunkBuffer chunk;  // chunk layout
     absl::Status status;
     absl::Notification done;
   };
@@ -194,7 +199,7 @@ class PutSession {
   // That chunk, in chunk layout, filled as tokens arrive: its size in
   // tokens and how many have arrived. A token split across messages waits
   // in partial_token_.
-  std::unique_ptr<std::byte[]> chunk_;
+  ChunkBuffer chunk_;
   uint32_t chunk_size_ = 0;
   uint32_t chunk_filled_ = 0;
   std::string partial_token_;

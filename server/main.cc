@@ -43,6 +43,9 @@ ABSL_FLAG(uint64_t, capacity_bytes, 0,
           "this many stored bytes (0: unlimited; overrides the config's)");
 ABSL_FLAG(uint32_t, codec_threads, 0,
           "threads that encode and decode chunks (0: one per hardware thread)");
+ABSL_FLAG(uint64_t, chunk_buffer_pool_bytes, uint64_t{256} << 20,
+          "keep up to this many bytes of idle chunk buffers for the next "
+          "Puts instead of freeing them (0: keep none)");
 ABSL_FLAG(uint64_t, payload_file_min_bytes, 256 << 10,
           "store chunk payloads of at least this many bytes as files of "
           "their own under --data_dir/payloads rather than in RocksDB "
@@ -109,6 +112,8 @@ int Serve() {
   engine_options.default_codec = absl::GetFlag(FLAGS_default_codec);
   engine_options.default_chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   engine_options.codec_threads = absl::GetFlag(FLAGS_codec_threads);
+  engine_options.chunk_buffer_pool_bytes =
+      absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
   if (engine_options.default_chunk_tokens == 0 ||
       engine_options.default_chunk_tokens > 65536) {
     spdlog::error("--chunk_tokens must be in [1, 65536]");

@@ -20,7 +20,9 @@ ABSL_FLAG(std::string, op, "set", "set or get");
 ABSL_FLAG(int, clients, 4, "concurrent clients");
 ABSL_FLAG(uint64_t, bytes, 1 << 20, "bytes per value");
 ABSL_FLAG(int, keys_per_client, 4,
-          "distinct keys each client cycles through (bounds Redis's memory)");
+          "distinct keys each client cycles through (bounds Redis's memory); "
+          "0: every SET writes a key never written before, as every seqkv "
+          "bench Put stores a chunk never stored before (set only)");
 ABSL_FLAG(double, duration_s, 5, "seconds to run");
 ABSL_FLAG(bool, json, false, "print JSON");
 
@@ -53,7 +55,14 @@ int Run() {
     return 2;
   }
   const uint64_t bytes = absl::GetFlag(FLAGS_bytes);
-  const int keys = std::max(1, absl::GetFlag(FLAGS_keys_per_client));
+  const int keys_per_client = absl::GetFlag(FLAGS_keys_per_client);
+  if (keys_per_client < 0 || (keys_per_client == 0 && op != "set")) {
+    std::cerr << "--keys_per_client must be positive (0 only with --op set)\n";
+    return 2;
+  }
+  // New keys make Redis allocate memory for every SET, where cycling
+  // through a few keys lets it reuse the memory of the value it replaces.
+  const bool new_keys = keys_per_client == 0;
   std::string value(bytes, '\0');
   std::mt19937_64 rng(1);
   for (char& c : value) c = static_cast<char>(rng());
@@ -69,8 +78,19 @@ int Run() {
                 << (context ? context->errstr : "out of memory") << "\n";
       return nullptr;
     }
+    auto next = std::make_shared<int>(0);
+    if (new_keys) {
+      return [context, next, index, bytes, &value]() -> absl::Status {
+        const std::string key =
+            absl::StrCat("seqkv-bench:new:", bytes, ":", index, ":", (*next)++);
+        ReplyPtr reply(static_cast<redisReply*>(
+            redisCommand(context.get(), "SET %b %b", key.data(), key.size(),
+                         value.data(), value.size())));
+        return Check(context.get(), reply.get());
+      };
+    }
     auto names = std::make_shared<std::vector<std::string>>();
-    for (int k = 0; k < keys; ++k)
+    for (int k = 0; k < keys_per_client; ++k)
       names->push_back(absl::StrCat("seqkv-bench:", bytes, ":", index, ":", k));
     // GET needs the values in place first; not timed.
     for (const std::string& key : *names) {
@@ -79,7 +99,6 @@ int Run() {
                        value.data(), value.size())));
       if (!Check(context.get(), reply.get()).ok()) return nullptr;
     }
-    auto next = std::make_shared<int>(0);
     if (op == "set") {
       return [context, names, next, &value]() -> absl::Status {
         const std::string& key = (*names)[(*next)++ % names->size()];
@@ -107,6 +126,7 @@ int Run() {
                          {"config",
                           {{"op", op},
                            {"clients", absl::GetFlag(FLAGS_clients)},
+                           {"keys_per_client", keys_per_client},
                            {"bytes", bytes}}},
                          {"ops", {{op, TimedLoopJson(result)}}}};
   std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2))

@@ -1,6 +1,7 @@
 # summarize DIR: the table and ratios of a bench/compare run from its JSON
 # files (seqkv_{put,get}_M.json, redis_{set,get}_M.json, redis_aof_...,
-# null_{sink,source}_M.json, memcpy_{1,all}.json). Sourced by bench/compare.
+# redis_new_set_M.json, null_{sink,source}_M.json, memcpy_{1,all}.json,
+# memcpy_fresh_M.json). Sourced by bench/compare.
 
 # field FILE OP KEY: .ops[OP][KEY] of FILE, or "nan" when absent.
 field() {
@@ -28,9 +29,9 @@ summarize() {
   local memcpy1 memcpyall
   memcpy1=$(field "$dir/memcpy_1.json" memcpy gbps)
   memcpyall=$(field "$dir/memcpy_all.json" memcpy gbps)
-  echo "| value | op | seqkv GB/s | seqkv p50 / p99 ms | Redis GB/s | Redis p50 / p99 ms | Redis AOF GB/s | null gRPC GB/s | seqkv/Redis AOF | seqkv/Redis | seqkv/null gRPC | seqkv/memcpy (1 thread) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-  local mib op redis_op null_op s r a n
+  echo "| value | op | seqkv GB/s | seqkv p50 / p99 ms | Redis GB/s | Redis p50 / p99 ms | Redis AOF GB/s | Redis new keys GB/s | null gRPC GB/s | memcpy to fresh pages GB/s | seqkv/Redis new keys | seqkv/Redis AOF | seqkv/Redis | seqkv/null gRPC | seqkv/memcpy (1 thread) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  local mib op redis_op null_op s r a w f n
   for mib in $sizes; do
     for op in put get; do
       if [ "$op" = put ]; then redis_op=set; null_op=sink; else redis_op=get; null_op=source; fi
@@ -38,11 +39,19 @@ summarize() {
       r=$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" gbps)
       a=$(field "$dir/redis_aof_${redis_op}_${mib}.json" "$redis_op" gbps)
       n=$(field "$dir/null_${null_op}_${mib}.json" "$null_op" gbps)
+      # New keys and fresh pages concern storing; Gets store nothing.
+      w=nan
+      f=nan
+      if [ "$op" = put ]; then
+        w=$(field "$dir/redis_new_set_${mib}.json" set gbps)
+        f=$(field "$dir/memcpy_fresh_${mib}.json" memcpy gbps)
+      fi
       echo "| ${mib} MiB | ${op} / ${redis_op^^} | $(fmt "$s") |" \
         "$(fmt "$(field "$dir/seqkv_${op}_${mib}.json" "$op" p50_ms)" 2) / $(fmt "$(field "$dir/seqkv_${op}_${mib}.json" "$op" p99_ms)" 2) |" \
         "$(fmt "$r") |" \
         "$(fmt "$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" p50_ms)" 2) / $(fmt "$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" p99_ms)" 2) |" \
-        "$(fmt "$a") | $(fmt "$n") | $(ratio "$s" "$a") | $(ratio "$s" "$r") |" \
+        "$(fmt "$a") | $(fmt "$w") | $(fmt "$n") | $(fmt "$f") |" \
+        "$(ratio "$s" "$w") | $(ratio "$s" "$a") | $(ratio "$s" "$r") |" \
         "$(ratio "$s" "$n") | $(ratio "$s" "$memcpy1") |"
     done
   done

@@ -18,9 +18,17 @@ for file in "$RUN"/seqkv_put_*.json; do
     s=$(gbps "$RUN/seqkv_$1_$mib.json" "$1")
     r=$(gbps "$RUN/redis_$2_$mib.json" "$2")
     n=$(gbps "$RUN/null_$3_$mib.json" "$3")
+    a=$(gbps "$RUN/redis_aof_$2_$mib.json" "$2")
     m=$(jq -r '.ops.memcpy.gbps' "$RUN/memcpy_1.json")
-    want=$(awk -v s="$s" -v r="$r" -v n="$n" -v m="$m" \
-      'BEGIN { printf "%.2f | %.2f | %.2f |", s / r, s / n, s / m }')
+    want=$(awk -v s="$s" -v r="$r" -v a="$a" -v n="$n" -v m="$m" \
+      'BEGIN { printf "%.2f | %.2f | %.2f | %.2f |", s / a, s / r, s / n, s / m }')
+    if [ "$1" = put ]; then
+      # Puts are also set against Redis SETs of new keys.
+      w=$(gbps "$RUN/redis_new_set_$mib.json" set)
+      want="$(awk -v s="$s" -v w="$w" 'BEGIN { printf "%.2f", s / w }') | $want"
+    else
+      want="n/a | $want"
+    fi
     row=$(echo "$table" | grep "^| $mib MiB | $1 /") || fail "no row for $mib MiB $1"
     [[ "$row" == *"$want" ]] || fail "row '$row' does not end with '$want'"
     checked=$((checked + 1))
@@ -42,4 +50,6 @@ for tool in "seqkv bench" seqkv-redis-bench seqkv-null-grpc seqkv-memcpy-bench; 
   echo "$plan" | grep -q "$tool" || fail "dry run does not plan $tool"
 done
 echo "$plan" | grep -q "appendonly yes" || fail "dry run does not plan Redis with AOF"
+echo "$plan" | grep -q "keys_per_client 0" || fail "dry run does not plan Redis SETs of new keys"
+echo "$plan" | grep -q "fresh_pages" || fail "dry run does not plan memcpy to fresh pages"
 echo "PASS ($checked rows)"

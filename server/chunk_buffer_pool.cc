@@ -1,0 +1,85 @@
+#include "server/chunk_buffer_pool.h"
+
+#include <utility>
+
+namespace seqkv {
+
+ChunkBuffer::ChunkBuffer(ChunkBufferPool* pool,
+                         std::unique_ptr<std::byte[]> data, size_t size)
+    : pool_(pool), data_(std::move(data)), size_(size) {}
+
+ChunkBuffer::ChunkBuffer(ChunkBuffer&& other) noexcept
+    : pool_(other.pool_),
+      data_(std::move(other.data_)),
+      size_(std::exchange(other.size_, 0)) {}
+
+ChunkBuffer& ChunkBuffer::operator=(ChunkBuffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    pool_ = other.pool_;
+    data_ = std::move(other.data_);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+ChunkBuffer::~ChunkBuffer() { reset(); }
+
+void ChunkBuffer::reset() {
+  if (data_ != nullptr) pool_->Return(std::move(data_), size_);
+  size_ = 0;
+}
+
+ChunkBufferPool::ChunkBufferPool(size_t max_idle_bytes)
+    : max_idle_bytes_(max_idle_bytes) {}
+
+ChunkBuffer ChunkBufferPool::Acquire(size_t bytes) {
+  {
+    absl::MutexLock lock(&mutex_);
+    auto it = idle_.find(bytes);
+    if (it != idle_.end() && !it->second.empty()) {
+      std::unique_ptr<std::byte[]> data = std::move(it->second.back());
+      it->second.pop_back();
+      idle_bytes_ -= bytes;
+      return ChunkBuffer(this, std::move(data), bytes);
+    }
+  }
+  return ChunkBuffer(this, std::make_unique_for_overwrite<std::byte[]>(bytes),
+                     bytes);
+}
+
+size_t ChunkBufferPool::idle_bytes() const {
+  absl::MutexLock lock(&mutex_);
+  return idle_bytes_;
+}
+
+void ChunkBufferPool::Return(std::unique_ptr<std::byte[]> data, size_t size) {
+  // Freed outside the lock: unmapping large blocks is slow.
+  std::vector<std::unique_ptr<std::byte[]>> dropped;
+  {
+    absl::MutexLock lock(&mutex_);
+    for (auto it = idle_.begin();
+         it != idle_.end() && idle_bytes_ + size > max_idle_bytes_;) {
+      if (it->first == size) {
+        ++it;
+        continue;
+      }
+      while (!it->second.empty() && idle_bytes_ + size > max_idle_bytes_) {
+        dropped.push_back(std::move(it->second.back()));
+        it->second.pop_back();
+        idle_bytes_ -= it->first;
+      }
+      if (it->second.empty()) {
+        idle_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    if (idle_bytes_ + size <= max_idle_bytes_) {
+      idle_[size].push_back(std::move(data));
+      idle_bytes_ += size;
+    }
+  }
+}
+
+}  // namespace seqkv

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The peers bench/compare measures seqkv against: seqkv-redis-bench against a
+# real redis-server (SETs of new keys must each store a key of their own;
+# cycling SETs must not), and seqkv-memcpy-bench in both modes.
+set -euo pipefail
+BIN="$1"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+for fresh in false true; do
+  out=$("$BIN/seqkv-memcpy-bench" --bytes 65536 --duration_s 0.2 --fresh_pages="$fresh" --json)
+  [ "$(echo "$out" | jq -r .config.fresh_pages)" = "$fresh" ] || fail "memcpy config: $out"
+  jq -e '.ops.memcpy.count > 0 and .ops.memcpy.gbps > 0' <<< "$out" > /dev/null \
+    || fail "memcpy measured nothing: $out"
+done
+
+[ -x "$BIN/seqkv-redis-bench" ] || { echo "SKIP: seqkv-redis-bench not built (no hiredis)"; exit 0; }
+command -v redis-server > /dev/null || fail "redis-server is missing (scripts/setup installs it)"
+work=$(mktemp -d)
+port=""
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 20); do
+  port=$(( 20000 + RANDOM % 30000 ))
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$work" --save "" \
+    --appendonly no --logfile "$work/redis.log" --daemonize no &
+  pid=$!
+  for _ in $(seq 1 50); do
+    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break 2
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$pid" 2>/dev/null || true
+  pid=""
+done
+[ -n "$pid" ] || fail "no redis-server started"
+
+keys() { redis-cli -p "$port" dbsize; }
+run() { "$BIN/seqkv-redis-bench" --port "$port" --bytes 4096 --clients 2 --duration_s 0.3 --json "$@"; }
+
+out=$(run --op set --keys_per_client 0)
+count=$(jq -r .ops.set.count <<< "$out")
+[ "$count" -gt 0 ] || fail "no SETs: $out"
+[ "$(keys)" = "$count" ] || fail "$count SETs of new keys left $(keys) keys"
+redis-cli -p "$port" flushall > /dev/null
+
+out=$(run --op set --keys_per_client 3)
+[ "$(jq -r .ops.set.count <<< "$out")" -gt 6 ] || fail "too few SETs to cycle: $out"
+[ "$(keys)" = 6 ] || fail "cycling SETs left $(keys) keys, want 6"
+out=$(run --op get --keys_per_client 3)
+jq -e '.ops.get.count > 0 and .ops.get.errors == 0' <<< "$out" > /dev/null || fail "GET: $out"
+
+if run --op get --keys_per_client 0 2> /dev/null; then fail "GET of new keys accepted"; fi
+echo PASS
