@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/base/internal/endian.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "proto/layout_convert.h"
 #include "server/chunk_layout.h"
@@ -138,11 +139,28 @@ absl::Status CacheEngine::Start() {
         "deleted {} payload files no chunk refers to (left by a "
         "crash or a failed removal)",
         *orphans);
+  MarkBusy();  // the idle time counts from the start
   visit_flusher_ = std::thread([this] {
-    while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1)))
+    while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
       FlushVisits();
+      ReportIdleOnce();
+    }
   });
   return absl::OkStatus();
+}
+
+void CacheEngine::MarkBusy() {
+  last_busy_micros_.store(NowMicros(), std::memory_order_relaxed);
+}
+
+void CacheEngine::ReportIdleOnce() {
+  const int64_t last_busy = last_busy_micros_.load(std::memory_order_relaxed);
+  if (last_busy == reported_idle_after_micros_ ||
+      NowMicros() - last_busy < absl::ToInt64Microseconds(options_.idle_after))
+    return;
+  reported_idle_after_micros_ = last_busy;
+  chunk_buffers_.ReleaseIdle();
+  if (options_.on_idle) options_.on_idle();
 }
 
 void CacheEngine::FlushVisits() {
@@ -371,6 +389,7 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(
 
 absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
     const std::string& name_space, const v1::PutHeader& header) {
+  MarkBusy();
   if (header.model().empty())
     return absl::InvalidArgumentError("header.model is empty");
   std::vector<int32_t> unpacked;
@@ -432,6 +451,8 @@ absl::Status CacheEngine::Get(
     const ReadScope& scope, const v1::GetRequest& request, size_t message_bytes,
     const std::function<bool(const v1::GetHeader&)>& on_header,
     const std::function<bool(std::string&)>& on_data) {
+  MarkBusy();
+  absl::Cleanup busy_until_done = [this] { MarkBusy(); };
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
   std::vector<int32_t> unpacked;
@@ -562,6 +583,7 @@ bool CacheEngine::RemovedUnderRead(const NodeKey& key,
 
 absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
     const std::string& name_space, const v1::DeleteRequest& request) {
+  MarkBusy();
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
   std::vector<int32_t> unpacked;
@@ -656,6 +678,7 @@ PutSession::PutSession(CacheEngine* engine, std::string name_space,
       parent_(RootKey(name_space_, model_->fingerprint)) {}
 
 PutSession::~PutSession() {
+  engine_->MarkBusy();
   Collect(0).IgnoreError();  // tasks point into this session
   if (!finished_) engine_->trie_.DiscardPayloads(staged_);
 }

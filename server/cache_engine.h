@@ -3,6 +3,7 @@
 #ifndef SEQKV_SERVER_CACHE_ENGINE_H_
 #define SEQKV_SERVER_CACHE_ENGINE_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "codec/codec.h"
 #include "seqkv/v1/kvcache.pb.h"
 #include "server/chunk_buffer_pool.h"
@@ -36,6 +38,12 @@ struct EngineOptions {
   size_t codec_threads = 0;
   // Idle chunk buffers kept for the next Puts (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
+  // Once no Put, Get or Delete has run for `idle_after` (and again only
+  // after the next one), the engine frees its idle chunk buffers and calls
+  // `on_idle` on a background thread. The server hands the allocator's
+  // freed memory back to the kernel there.
+  std::function<void()> on_idle;
+  absl::Duration idle_after = absl::Seconds(10);
 };
 
 // Where a request reads: its own namespace first, then shared ones.
@@ -149,6 +157,14 @@ class CacheEngine {
   absl::Mutex codecs_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
       ABSL_GUARDED_BY(codecs_mutex_);
+  // Notes that a Put, Get or Delete is running (for `on_idle`).
+  void MarkBusy();
+  // Frees idle buffers and calls `on_idle` when the engine went idle long
+  // enough ago and has not been reported idle since. Background thread only.
+  void ReportIdleOnce();
+
+  std::atomic<int64_t> last_busy_micros_{0};
+  int64_t reported_idle_after_micros_ = -1;  // background thread only
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
   // Last: destroyed first, finishing its tasks while the rest still exists.

@@ -53,6 +53,15 @@ size_t ChunkBufferPool::idle_bytes() const {
   return idle_bytes_;
 }
 
+void ChunkBufferPool::ReleaseIdle() {
+  absl::flat_hash_map<size_t, std::vector<std::unique_ptr<std::byte[]>>> idle;
+  {
+    absl::MutexLock lock(&mutex_);
+    idle.swap(idle_);
+    idle_bytes_ = 0;
+  }
+}
+
 void ChunkBufferPool::Return(std::unique_ptr<std::byte[]> data, size_t size) {
   // Freed outside the lock: unmapping large blocks is slow.
   std::vector<std::unique_ptr<std::byte[]>> dropped;

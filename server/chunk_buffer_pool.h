@@ -56,6 +56,8 @@ class ChunkBufferPool {
   ChunkBuffer Acquire(size_t bytes);
 
   size_t idle_bytes() const;
+  // Frees every idle buffer (buffers in use come back as usual).
+  void ReleaseIdle();
 
  private:
   friend class ChunkBuffer;

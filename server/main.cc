@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_transport.h"
 #include "server/admin_server.h"
+#include "server/allocator.h"
 #include "server/cache_engine.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
@@ -114,6 +115,10 @@ int Serve() {
   engine_options.codec_threads = absl::GetFlag(FLAGS_codec_threads);
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
+  engine_options.on_idle = [] {
+    if (auto status = ReleaseFreedMemory(); !status.ok())
+      spdlog::warn("releasing freed memory: {}", status.ToString());
+  };
   if (engine_options.default_chunk_tokens == 0 ||
       engine_options.default_chunk_tokens > 65536) {
     spdlog::error("--chunk_tokens must be in [1, 65536]");

@@ -55,6 +55,18 @@ TEST(ChunkBufferPool, DropsOtherSizesToKeepTheSizeInDemand) {
   EXPECT_EQ(pool.Acquire(2048).bytes().data(), memory);
 }
 
+TEST(ChunkBufferPool, ReleaseIdleFreesOnlyIdleBuffers) {
+  ChunkBufferPool pool(1 << 20);
+  ChunkBuffer in_use = pool.Acquire(512);
+  pool.Acquire(1024).reset();
+  pool.Acquire(2048).reset();
+  EXPECT_EQ(pool.idle_bytes(), 3072u);
+  pool.ReleaseIdle();
+  EXPECT_EQ(pool.idle_bytes(), 0u);
+  in_use.reset();
+  EXPECT_EQ(pool.idle_bytes(), 512u);
+}
+
 TEST(ChunkBufferPool, MovesCarryOwnership) {
   ChunkBufferPool pool(1 << 20);
   ChunkBuffer a = pool.Acquire(100);
