@@ -52,4 +52,8 @@ done
 echo "$plan" | grep -q "appendonly yes" || fail "dry run does not plan Redis with AOF"
 echo "$plan" | grep -q "keys_per_client 0" || fail "dry run does not plan Redis SETs of new keys"
 echo "$plan" | grep -q "fresh_pages" || fail "dry run does not plan memcpy to fresh pages"
+help="$("$COMPARE" --help)"
+for word in "usage:" "--dry-run" "new keys" "fresh"; do
+  echo "$help" | grep -q -- "$word" || fail "--help does not mention $word"
+done
 echo "PASS ($checked rows)"
