@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   // A WAL file is kept until every column family it covers is flushed, and
   // the small ones (nodes, children, stats) rarely fill a memtable: without
   // a cap, WAL files full of long-evicted payloads pile up on disk.
-  db_options.max_total_wal_size = 256 << 20;
+  db_options.max_total_wal_size = options.max_total_wal_bytes;
 
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   // Payloads are large and written once: keep them in blob files so
   // compaction does not rewrite them.
   rocksdb::ColumnFamilyOptions payloads = small_records;
+  payloads.write_buffer_size = options.payload_memtable_bytes;
   payloads.enable_blob_files = true;
   payloads.min_blob_size = 4096;
   // Under eviction every blob file collects garbage, not only the oldest

@@ -34,6 +34,12 @@ struct KvStoreOptions {
   // under `path`/payloads rather than into RocksDB (0: none are; files
   // written before stay readable).
   uint64_t payload_file_min_bytes = 256 << 10;
+  // Closed write-ahead logs on disk beyond which RocksDB flushes the
+  // memtables that keep the oldest one alive, so that it can be deleted. The
+  // log being written is not counted: it ends when a memtable fills.
+  uint64_t max_total_wal_bytes = 256 << 20;
+  // Memtable of the payloads column family (RocksDB's default size).
+  size_t payload_memtable_bytes = 64 << 20;
 };
 
 class KvStore {
