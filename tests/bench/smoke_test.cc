@@ -33,23 +33,32 @@ nlohmann::json RunSeqkvJson(const std::string& args) {
                                                       : nlohmann::json();
 }
 
-std::unique_ptr<LocalServer> StartServer() {
-  LocalServerOptions options;
-  options.binary = kBin + "/seqkv-server";
-  options.flags = {"--sync_writes=false"};
-  auto server = LocalServer::Start(options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  return server.ok() ? std::move(*server) : nullptr;
-}
+// Tests that run the CLI against a seqkv-server of their own.
+class BenchSmokeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LocalServerOptions options;
+    options.binary = kBin + "/seqkv-server";
+    options.flags = {"--sync_writes=false"};
+    auto server = LocalServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
 
-TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
-  nlohmann::json report = RunSeqkvJson(absl::StrCat(
-      "bench --server ", server->address(),
-      " --clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
-      " --chunk_tokens 32 --tokens_per_request 80 --codec raw"
-      " --ops 90 --verify --progress=false --json"));
+  // `seqkv bench` against this test's server with `flags`: its JSON report.
+  nlohmann::json Bench(const std::string& flags) {
+    return RunSeqkvJson(absl::StrCat("bench --server ", server_->address(),
+                                     " --progress=false --json ", flags));
+  }
+
+  std::unique_ptr<LocalServer> server_;
+};
+
+TEST_F(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
+  nlohmann::json report = Bench(
+      "--clients 3 --op mix --mix put:1,get:1,lookup:1 --layout tiny"
+      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 90"
+      " --verify");
   ASSERT_TRUE(report.is_object());
   uint64_t total = 0;
   for (const char* op : {"put", "get", "lookup"}) {
@@ -71,27 +80,21 @@ TEST(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
   EXPECT_EQ(report["ops"]["put"]["bytes"].get<uint64_t>(), puts * 80 * 6144);
 }
 
-TEST(BenchSmokeTest, LookupsByChunkDigestsMatchWholeSequences) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
+TEST_F(BenchSmokeTest, LookupsByChunkDigestsMatchWholeSequences) {
   // 80 tokens in chunks of 32: two digests and 16 tokens sent as ids; the
   // bench counts a Lookup that matches less than the stored 80 as an error.
-  nlohmann::json report = RunSeqkvJson(absl::StrCat(
-      "bench --server ", server->address(),
-      " --clients 2 --op lookup --lookup_by_chunks --layout tiny"
-      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 40"
-      " --progress=false --json"));
+  nlohmann::json report = Bench(
+      "--clients 2 --op lookup --lookup_by_chunks --layout tiny"
+      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 40");
   ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["ops"]["lookup"]["count"].get<uint64_t>(), 40u);
   EXPECT_EQ(report["ops"]["lookup"]["errors"].get<uint64_t>(), 0u);
 }
 
-TEST(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
+TEST_F(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
   const std::string file = SEQKV_DATA_DIR "/kv/c_chat_turn3.safetensors";
   const std::string flags =
-      absl::StrCat(" --server ", server->address(), " --model kvlm-23m ");
+      absl::StrCat(" --server ", server_->address(), " --model kvlm-23m ");
   ASSERT_EQ(RunCommand(absl::StrCat(kBin, "/seqkv put", flags, file)).exit_code,
             0);
   nlohmann::json tokens_report =
@@ -104,14 +107,10 @@ TEST(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
   EXPECT_EQ(chunks_report["matched_tokens"], tokens_report["matched_tokens"]);
 }
 
-TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
-  nlohmann::json report = RunSeqkvJson(absl::StrCat(
-      "bench --server ", server->address(),
-      " --clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
-      " --tokens_per_request 64 --shared_prefix_ratio 0.5"
-      " --duration_s 1 --progress=false --json"));
+TEST_F(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
+  nlohmann::json report = Bench(
+      "--clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
+      " --tokens_per_request 64 --shared_prefix_ratio 0.5 --duration_s 1");
   ASSERT_TRUE(report.is_object());
   const uint64_t puts = report["ops"]["put"]["count"];
   ASSERT_GT(puts, 2u);
@@ -122,22 +121,19 @@ TEST(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   EXPECT_LT(report["elapsed_s"].get<double>(), 30);
 }
 
-TEST(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
-  auto server = StartServer();
-  ASSERT_NE(server, nullptr);
+TEST_F(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
   // 700 tokens of 6144 bytes are 4.3 MB: several 2 MiB messages, and 2 MiB is
   // not a whole number of tokens, so tokens straddle messages.
-  nlohmann::json report = RunSeqkvJson(
-      absl::StrCat("bench --server ", server->address(),
-                   " --clients 2 --op get --layout tiny --chunk_tokens 256"
-                   " --tokens_per_request 700 --codec raw --ops 6 --verify"
-                   " --source " SEQKV_DATA_DIR "/kv --progress=false --json"));
+  nlohmann::json report = Bench(
+      "--clients 2 --op get --layout tiny --chunk_tokens 256"
+      " --tokens_per_request 700 --codec raw --ops 6 --verify"
+      " --source " SEQKV_DATA_DIR "/kv");
   ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["ops"]["get"]["count"].get<uint64_t>(), 6u) << report.dump();
   EXPECT_EQ(report["ops"]["get"]["bytes"].get<uint64_t>(), 6u * 700 * 6144);
 }
 
-TEST(BenchSmokeTest, BadFlagsAreRejected) {
+TEST(BenchFlagsTest, BadFlagsAreRejected) {
   testing::CommandResult run = RunCommand(
       kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1");
   EXPECT_NE(run.exit_code, 0);
