@@ -161,6 +161,7 @@ void CacheEngine::ReportIdleOnce() {
   reported_idle_after_micros_ = last_busy;
   chunk_buffers_.ReleaseIdle();
   if (options_.on_idle) options_.on_idle();
+  idle_releases_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void CacheEngine::FlushVisits() {

@@ -108,6 +108,14 @@ class CacheEngine {
   uint64_t QuotaFor(const std::string& name_space) const;
   uint64_t capacity_bytes() const;
 
+  // Memory the engine holds for reuse, and how often it gave it back.
+  size_t chunk_buffers_idle_bytes() const {
+    return chunk_buffers_.idle_bytes();
+  }
+  uint64_t idle_releases() const {
+    return idle_releases_.load(std::memory_order_relaxed);
+  }
+
   StatsRegistry& stats() { return stats_; }
   Trie& trie() { return trie_; }
   ModelRegistry& models() { return models_; }
@@ -165,6 +173,7 @@ class CacheEngine {
 
   std::atomic<int64_t> last_busy_micros_{0};
   int64_t reported_idle_after_micros_ = -1;  // background thread only
+  std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
   // Last: destroyed first, finishing its tasks while the rest still exists.

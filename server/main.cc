@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "proto/grpc_transport.h"
 #include "server/admin_server.h"
 #include "server/allocator.h"
@@ -47,6 +48,9 @@ ABSL_FLAG(uint32_t, codec_threads, 0,
 ABSL_FLAG(uint64_t, chunk_buffer_pool_bytes, uint64_t{256} << 20,
           "keep up to this many bytes of idle chunk buffers for the next "
           "Puts instead of freeing them (0: keep none)");
+ABSL_FLAG(absl::Duration, idle_release_after, absl::Seconds(10),
+          "after this long without a Put, Get or Delete, free the idle chunk "
+          "buffers and hand the allocator's freed memory back to the kernel");
 ABSL_FLAG(uint64_t, payload_file_min_bytes, 256 << 10,
           "store chunk payloads of at least this many bytes as files of "
           "their own under --data_dir/payloads rather than in RocksDB "
@@ -115,6 +119,11 @@ int Serve() {
   engine_options.codec_threads = absl::GetFlag(FLAGS_codec_threads);
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
+  engine_options.idle_after = absl::GetFlag(FLAGS_idle_release_after);
+  if (engine_options.idle_after <= absl::ZeroDuration()) {
+    spdlog::error("--idle_release_after must be positive");
+    return 1;
+  }
   engine_options.on_idle = [] {
     if (auto status = ReleaseFreedMemory(); !status.ok())
       spdlog::warn("releasing freed memory: {}", status.ToString());

@@ -1,5 +1,8 @@
 #include "server/dashboard/stats_report.h"
 
+#include <unistd.h>
+
+#include <fstream>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,14 @@ std::string LabelValue(const std::string& value) {
     out.push_back(c);
   }
   return out;
+}
+
+// The process's resident set, from /proc/self/statm (0 where unreadable).
+uint64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t total_pages = 0, resident_pages = 0;
+  if (!(statm >> total_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace
@@ -86,6 +97,11 @@ std::string StatsJson(CacheEngine& engine) {
   nlohmann::json doc;
   doc["global"] = StatsObject(SumStats(all), std::nullopt);
   doc["global"]["capacity_bytes"] = engine.capacity_bytes();
+  doc["memory"] = {
+      {"resident_bytes", ResidentBytes()},
+      {"chunk_buffers_idle_bytes", engine.chunk_buffers_idle_bytes()},
+      {"idle_releases", engine.idle_releases()},
+  };
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
     doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
@@ -119,6 +135,19 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
                   "(0: unlimited).\n# TYPE seqkv_capacity_bytes gauge\n"
                   "seqkv_capacity_bytes ",
                   engine.capacity_bytes(), "\n");
+  absl::StrAppend(
+      &out,
+      "# HELP seqkv_resident_bytes Resident memory of the server process.\n"
+      "# TYPE seqkv_resident_bytes gauge\nseqkv_resident_bytes ",
+      ResidentBytes(), "\n",
+      "# HELP seqkv_chunk_buffers_idle_bytes Idle chunk buffers kept for "
+      "the next Puts.\n# TYPE seqkv_chunk_buffers_idle_bytes gauge\n"
+      "seqkv_chunk_buffers_idle_bytes ",
+      engine.chunk_buffers_idle_bytes(), "\n",
+      "# HELP seqkv_idle_releases_total Times the server went idle and gave "
+      "its freed memory back.\n# TYPE seqkv_idle_releases_total counter\n"
+      "seqkv_idle_releases_total ",
+      engine.idle_releases(), "\n");
   auto family = [&](absl::string_view name, absl::string_view type,
                     absl::string_view help, auto value_of) {
     absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",

@@ -1,6 +1,7 @@
 // The admin endpoint of a real seqkv-server: its counters must equal exactly
 // what the test's client calls did.
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -318,6 +319,41 @@ TEST_F(AdminApiTest, HistoryHitRatePerInterval) {
   EXPECT_DOUBLE_EQ(samples.back()["global"]["hit_rate"].get<double>(),
                    300.0 / 350.0);
   EXPECT_EQ(samples.back()["tenants"]["default"]["puts"], 1);
+}
+
+TEST_F(AdminApiTest, MemoryIsReportedAndGivenBackWhenIdle) {
+  StartServer({"--idle_release_after=2s"});
+  // Idle since the start: released once, nothing held.
+  std::vector<int32_t> tokens(300);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 7000 + i;
+  auto memory = [&] { return GetJson("/v1/stats")["memory"]; };
+  auto wait_for_release = [&](uint64_t count) {
+    for (int i = 0; i < 100 && memory()["idle_releases"] < count; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return memory();
+  };
+  nlohmann::json before = wait_for_release(1);
+  EXPECT_GT(before["resident_bytes"].get<uint64_t>(), 1u << 20);
+  ASSERT_GE(before["idle_releases"].get<uint64_t>(), 1u) << before.dump();
+  EXPECT_EQ(before["chunk_buffers_idle_bytes"], 0);
+
+  // A Put keeps its chunk buffers (a 256-token chunk and the 44-token rest)
+  // for the next one, until the server has been idle for two seconds.
+  Put(tokens, 50);
+  const nlohmann::json busy = memory();
+  const uint64_t releases = busy["idle_releases"].get<uint64_t>();
+  EXPECT_EQ(busy["chunk_buffers_idle_bytes"].get<uint64_t>(),
+            tokens.size() * kBytesPerToken)
+      << busy.dump();
+  const nlohmann::json after = wait_for_release(releases + 1);
+  EXPECT_EQ(after["idle_releases"].get<uint64_t>(), releases + 1);
+  EXPECT_EQ(after["chunk_buffers_idle_bytes"], 0);
+
+  const HttpReply metrics = HttpGet(port_, "/metrics");
+  for (const char* name :
+       {"seqkv_resident_bytes ", "seqkv_chunk_buffers_idle_bytes 0\n",
+        "seqkv_idle_releases_total "})
+    EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
 }
 
 TEST_F(AdminApiTest, HealthAndReadiness) {
