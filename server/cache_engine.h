@@ -150,6 +150,12 @@ class CacheEngine {
                                 uint64_t added_bytes);
   NamespaceLimit LimitFor(const std::string& name_space) const;
 
+  // Notes that a Put, Get or Delete is running (for `on_idle`).
+  void MarkBusy();
+  // Frees idle buffers and calls `on_idle` when the engine went idle long
+  // enough ago and has not been reported idle since. Background thread only.
+  void ReportIdleOnce();
+
   KvStore* store_;
   EngineOptions options_;
   // Before everything that may hold its buffers, so that it is destroyed last.
@@ -165,12 +171,6 @@ class CacheEngine {
   absl::Mutex codecs_mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
       ABSL_GUARDED_BY(codecs_mutex_);
-  // Notes that a Put, Get or Delete is running (for `on_idle`).
-  void MarkBusy();
-  // Frees idle buffers and calls `on_idle` when the engine went idle long
-  // enough ago and has not been reported idle since. Background thread only.
-  void ReportIdleOnce();
-
   std::atomic<int64_t> last_busy_micros_{0};
   int64_t reported_idle_after_micros_ = -1;  // background thread only
   std::atomic<uint64_t> idle_releases_{0};
