@@ -6,12 +6,9 @@
 //    int32 token ids; the digest lookup must match exactly what the token
 //    lookup of the same ids matches, cut to whole chunks where the digests
 //    stop matching.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +16,7 @@
 #include "proto/chunk_digest.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/fuzz/fuzz_engine.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
 namespace {
@@ -34,17 +32,9 @@ std::vector<int32_t> Stored(int which) {
 }
 
 seqkv::CacheEngine& Engine() {
-  static auto* dir = new std::filesystem::path(
-      std::filesystem::temp_directory_path() /
-      ("seqkv-fuzz-lookup-" + std::to_string(::getpid())));
-  static auto* engine = [] {
-    std::filesystem::remove_all(*dir);
-    auto* store = seqkv::KvStore::Open({dir->string(), false})->release();
-    seqkv::EngineOptions options;
-    options.default_chunk_tokens = kChunk;
-    options.codec_threads = 1;
-    auto* created = new seqkv::CacheEngine(store, options);
-    if (!created->Start().ok()) std::abort();
+  static seqkv::CacheEngine* engine = [] {
+    seqkv::CacheEngine* started =
+        &seqkv::fuzz::StartFuzzEngine("lookup", kChunk);
     for (int which : {0, 1}) {
       const std::vector<int32_t> tokens = Stored(which);
       seqkv::v1::PutHeader header;
@@ -53,14 +43,13 @@ seqkv::CacheEngine& Engine() {
           seqkv::LayoutToProto({1, 1, 2, seqkv::DType::kBF16});
       header.mutable_tokens()->Add(tokens.begin(), tokens.end());
       header.set_codec("raw");
-      auto session = created->BeginPut("ns", header);
+      auto session = started->BeginPut("ns", header);
       if (!session.ok() ||
           !(*session)->Append(std::string(tokens.size() * 8, '\1')).ok() ||
           !(*session)->Finish().ok())
         std::abort();
     }
-    std::atexit([] { std::filesystem::remove_all(*dir); });
-    return created;
+    return started;
   }();
   return *engine;
 }

@@ -1,37 +1,21 @@
 // Fuzzes the Put request parser end to end on a real RocksDB: the input is a
 // serialized PutHeader and a data stream in arbitrary splits. Whatever the
 // bytes, the engine answers with a status; a Put it accepts must read back.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <random>
 #include <string>
 
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/fuzz/fuzz_engine.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
 namespace {
 
 seqkv::CacheEngine& Engine() {
-  static auto* dir = new std::filesystem::path(
-      std::filesystem::temp_directory_path() /
-      ("seqkv-fuzz-put-" + std::to_string(::getpid())));
-  static auto* store = [] {
-    std::filesystem::remove_all(*dir);
-    return seqkv::KvStore::Open({dir->string(), false})->release();
-  }();
-  static auto* engine = [] {
-    seqkv::EngineOptions options;
-    options.default_chunk_tokens = 4;
-    options.codec_threads = 1;
-    auto* created = new seqkv::CacheEngine(store, options);
-    std::atexit([] { std::filesystem::remove_all(*dir); });
-    return created;
-  }();
-  return *engine;
+  static seqkv::CacheEngine& engine = seqkv::fuzz::StartFuzzEngine("put", 4);
+  return engine;
 }
 
 // [u16 header size][header][u8 split][data...]
