@@ -78,28 +78,50 @@ std::span<const int32_t> Span(
   return {r.data(), static_cast<size_t>(r.size())};
 }
 
-// Decodes `payload` and appends tokens [from, to) of the chunk to
-// `messages` in wire order, `tokens_per_message` tokens per message.
-absl::Status DecodeToMessages(const Codec& codec, const ChunkInfo& info,
-                              std::string_view payload, uint32_t from,
-                              uint32_t to, uint32_t tokens_per_message,
-                              std::vector<std::string>& messages) {
-  std::span<const std::byte> chunk = std::as_bytes(std::span(payload));
-  std::unique_ptr<std::byte[]> decoded;
-  if (!codec.stores_chunk_verbatim()) {
-    decoded = std::make_unique_for_overwrite<std::byte[]>(info.num_bytes());
-    const std::span<std::byte> out(decoded.get(), info.num_bytes());
-    if (auto status = codec.Decode(info, payload, out); !status.ok())
-      return status;
-    chunk = out;
-  } else if (payload.size() != info.num_bytes()) {
-    return absl::DataLossError(absl::StrCat(
-        "payload has ", payload.size(), " bytes, expected ", info.num_bytes()));
+// Fills `messages`, which hold tokens [from, to) of the chunk `record`
+// names in wire order, one after another. A chunk stored verbatim in wire
+// order is read straight into them; other payloads are decoded into a
+// chunk, then moved into wire order.
+absl::Status ReadToMessages(const Trie& trie, ChunkBufferPool& buffers,
+                            const Codec& codec, const KvLayout& layout,
+                            const NodeRecord& record, uint32_t from,
+                            uint32_t to, std::span<ChunkBuffer> messages) {
+  const ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                       record.first_position(), Span(record.tokens())};
+  const size_t token_bytes = layout.bytes_per_token();
+  if (record.payload_token_major()) {
+    // The tokens outside the range are read too: the checksum covers them.
+    ChunkBuffer before = buffers.Acquire(size_t{from} * token_bytes);
+    ChunkBuffer after =
+        buffers.Acquire(size_t{info.num_tokens - to} * token_bytes);
+    std::vector<std::span<char>> pieces;
+    pieces.emplace_back(before.str());
+    for (ChunkBuffer& message : messages) pieces.emplace_back(message.str());
+    pieces.emplace_back(after.str());
+    return trie.ReadPayloadInto(record, pieces);
   }
-  for (uint32_t begin = from; begin < to; begin += tokens_per_message)
-    ChunkToTokenMajor(*info.layout, info.num_tokens, chunk, begin,
-                      std::min(to, begin + tokens_per_message),
-                      messages.emplace_back());
+  auto payload = trie.ReadPayload(record);
+  if (!payload.ok()) return payload.status();
+  std::span<const std::byte> chunk = std::as_bytes(std::span(payload->view()));
+  ChunkBuffer decoded;
+  if (!codec.stores_chunk_verbatim()) {
+    decoded = buffers.Acquire(info.num_bytes());
+    if (auto status = codec.Decode(info, payload->view(), decoded.bytes());
+        !status.ok())
+      return absl::DataLossError(
+          absl::StrCat("its payload does not decode: ", status.message()));
+    chunk = decoded.bytes();
+  } else if (chunk.size() != info.num_bytes()) {
+    return absl::DataLossError(absl::StrCat(
+        "payload has ", chunk.size(), " bytes, expected ", info.num_bytes()));
+  }
+  for (ChunkBuffer& message : messages) {
+    const uint32_t count =
+        static_cast<uint32_t>(message.bytes().size() / token_bytes);
+    ChunkToTokenMajor(layout, info.num_tokens, chunk, from, from + count,
+                      message.bytes());
+    from += count;
+  }
   return absl::OkStatus();
 }
 
@@ -512,34 +534,31 @@ absl::Status CacheEngine::Get(
   const uint32_t tokens_per_message =
       static_cast<uint32_t>(std::max<size_t>(1, message_bytes / token_bytes));
   struct DecodeJob {
-    std::vector<std::string> messages;
+    std::vector<ChunkBuffer> messages;
     absl::Status status;
     absl::Notification done;
   };
   auto start_decode = [&](const Segment& segment) {
     auto job = std::make_unique<DecodeJob>();
-    pool_.Submit([this, &layout, &segment, tokens_per_message,
-                  raw = job.get()] {
+    for (uint32_t first = segment.from; first < segment.to;
+         first += tokens_per_message)
+      job->messages.push_back(chunk_buffers_.Acquire(
+          std::min(segment.to - first, tokens_per_message) * token_bytes));
+    pool_.Submit([this, &layout, &segment, raw = job.get()] {
       const NodeRecord& record = segment.node->record;
-      ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
-                     record.first_position(), Span(record.tokens())};
-      auto payload = trie_.ReadPayload(record);
-      if (!payload.ok()) {
-        raw->status = RemovedUnderRead(segment.node->key, record)
-                          ? absl::AbortedError(absl::StrCat(
-                                "stored chunk ", segment.node->key.Hex(),
-                                " was deleted or evicted while this Get "
-                                "read it; retry the Get"))
-                          : payload.status();
-      } else {
-        raw->status = DecodeToMessages(*segment.codec, info, payload->view(),
-                                       segment.from, segment.to,
-                                       tokens_per_message, raw->messages);
-        if (!raw->status.ok())
-          raw->status = absl::DataLossError(
-              absl::StrCat("stored chunk ", segment.node->key.Hex(),
-                           " does not decode: ", raw->status.message()));
-      }
+      raw->status =
+          ReadToMessages(trie_, chunk_buffers_, *segment.codec, layout, record,
+                         segment.from, segment.to, raw->messages);
+      if (!raw->status.ok() && RemovedUnderRead(segment.node->key, record))
+        raw->status = absl::AbortedError(
+            absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                         " was deleted or evicted while this Get read it; "
+                         "retry the Get"));
+      else if (!raw->status.ok())
+        raw->status =
+            absl::Status(raw->status.code(),
+                         absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                                      ": ", raw->status.message()));
       raw->done.Notify();
     });
     return job;
@@ -551,14 +570,18 @@ absl::Status CacheEngine::Get(
     if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
     current->done.WaitForNotification();
     absl::Status status = current->status;
-    for (std::string& message : current->messages) {
+    for (ChunkBuffer& buffer : current->messages) {
       if (!status.ok()) break;
+      std::string& message = buffer.str();
+      if (message.size() <= message_bytes) {
+        if (!on_data(message))
+          status = absl::CancelledError("client went away");
+        continue;
+      }
       // A token larger than a message is sent in slices.
       for (size_t offset = 0; status.ok() && offset < message.size();
            offset += message_bytes) {
-        std::string piece = message.size() <= message_bytes
-                                ? std::move(message)
-                                : message.substr(offset, message_bytes);
+        std::string piece = message.substr(offset, message_bytes);
         if (!on_data(piece)) status = absl::CancelledError("client went away");
       }
     }
@@ -744,8 +767,15 @@ absl::Status PutSession::Append(std::string_view bytes) {
 void PutSession::PlaceTokens(std::span<const std::byte> token_major,
                              uint32_t count) {
   const KvLayout& layout = model_->context.layout;
-  ScatterTokens(layout, chunk_size_, chunk_filled_, count, token_major,
-                chunk_.bytes());
+  if (codec_->stores_chunk_verbatim()) {
+    // Kept in wire order, so that a Get reads it straight into messages.
+    std::memcpy(
+        chunk_.bytes().data() + chunk_filled_ * layout.bytes_per_token(),
+        token_major.data(), token_major.size());
+  } else {
+    ScatterTokens(layout, chunk_size_, chunk_filled_, count, token_major,
+                  chunk_.bytes());
+  }
   chunk_filled_ += count;
 }
 
@@ -780,6 +810,7 @@ absl::Status PutSession::FlushChunk() {
     record.set_first_position(next_token_);
     record.set_payload_key(payload_key);
     record.set_codec(codec_->spec());
+    record.set_payload_token_major(codec_->stores_chunk_verbatim());
     record.set_bytes_logical(uint64_t{count} * layout.bytes_per_token());
     record.set_created_unix_micros(NowMicros());
     record.set_namespace_(name_space_);

@@ -87,7 +87,9 @@ class CacheEngine {
 
   // Streams the cache: `on_header` once, then `on_data` with token-major
   // bytes of at most `message_bytes`. A false return stops the stream
-  // (client gone) with CANCELLED.
+  // (client gone) with CANCELLED. `on_data` may use the string's buffer
+  // while it sends (swap it into a message) but must leave the string as it
+  // found it: the buffer is reused for later messages.
   absl::Status Get(const ReadScope& scope, const v1::GetRequest& request,
                    size_t message_bytes,
                    const std::function<bool(const v1::GetHeader&)>& on_header,

@@ -4,21 +4,18 @@
 
 namespace seqkv {
 
-ChunkBuffer::ChunkBuffer(ChunkBufferPool* pool,
-                         std::unique_ptr<std::byte[]> data, size_t size)
-    : pool_(pool), data_(std::move(data)), size_(size) {}
+ChunkBuffer::ChunkBuffer(ChunkBufferPool* pool, std::string data)
+    : pool_(pool), data_(std::move(data)) {}
 
 ChunkBuffer::ChunkBuffer(ChunkBuffer&& other) noexcept
-    : pool_(other.pool_),
-      data_(std::move(other.data_)),
-      size_(std::exchange(other.size_, 0)) {}
+    : pool_(std::exchange(other.pool_, nullptr)),
+      data_(std::move(other.data_)) {}
 
 ChunkBuffer& ChunkBuffer::operator=(ChunkBuffer&& other) noexcept {
   if (this != &other) {
     reset();
-    pool_ = other.pool_;
+    pool_ = std::exchange(other.pool_, nullptr);
     data_ = std::move(other.data_);
-    size_ = std::exchange(other.size_, 0);
   }
   return *this;
 }
@@ -26,8 +23,8 @@ ChunkBuffer& ChunkBuffer::operator=(ChunkBuffer&& other) noexcept {
 ChunkBuffer::~ChunkBuffer() { reset(); }
 
 void ChunkBuffer::reset() {
-  if (data_ != nullptr) pool_->Return(std::move(data_), size_);
-  size_ = 0;
+  if (pool_ != nullptr) std::exchange(pool_, nullptr)->Return(std::move(data_));
+  data_ = std::string();
 }
 
 ChunkBufferPool::ChunkBufferPool(size_t max_idle_bytes)
@@ -38,14 +35,13 @@ ChunkBuffer ChunkBufferPool::Acquire(size_t bytes) {
     absl::MutexLock lock(&mutex_);
     auto it = idle_.find(bytes);
     if (it != idle_.end() && !it->second.empty()) {
-      std::unique_ptr<std::byte[]> data = std::move(it->second.back());
+      std::string data = std::move(it->second.back());
       it->second.pop_back();
       idle_bytes_ -= bytes;
-      return ChunkBuffer(this, std::move(data), bytes);
+      return ChunkBuffer(this, std::move(data));
     }
   }
-  return ChunkBuffer(this, std::make_unique_for_overwrite<std::byte[]>(bytes),
-                     bytes);
+  return ChunkBuffer(this, std::string(bytes, '\0'));
 }
 
 size_t ChunkBufferPool::idle_bytes() const {
@@ -54,7 +50,7 @@ size_t ChunkBufferPool::idle_bytes() const {
 }
 
 void ChunkBufferPool::ReleaseIdle() {
-  absl::flat_hash_map<size_t, std::vector<std::unique_ptr<std::byte[]>>> idle;
+  absl::flat_hash_map<size_t, std::vector<std::string>> idle;
   {
     absl::MutexLock lock(&mutex_);
     idle.swap(idle_);
@@ -62,9 +58,11 @@ void ChunkBufferPool::ReleaseIdle() {
   }
 }
 
-void ChunkBufferPool::Return(std::unique_ptr<std::byte[]> data, size_t size) {
+void ChunkBufferPool::Return(std::string data) {
+  const size_t size = data.size();
+  if (size == 0) return;
   // Freed outside the lock: unmapping large blocks is slow.
-  std::vector<std::unique_ptr<std::byte[]>> dropped;
+  std::vector<std::string> dropped;
   {
     absl::MutexLock lock(&mutex_);
     for (auto it = idle_.begin();

@@ -2,8 +2,8 @@
 #define SEQKV_SERVER_CHUNK_BUFFER_POOL_H_
 
 #include <cstddef>
-#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -14,8 +14,9 @@ namespace seqkv {
 
 class ChunkBufferPool;
 
-// A buffer that one chunk of a Put is assembled in. Destroying or resetting
-// it hands the memory back to its pool.
+// A buffer that one chunk of a Put is assembled in, or one message of a Get
+// is filled in. Destroying or resetting it hands the memory back to its
+// pool.
 class ChunkBuffer {
  public:
   ChunkBuffer() = default;
@@ -23,19 +24,23 @@ class ChunkBuffer {
   ChunkBuffer& operator=(ChunkBuffer&& other) noexcept;
   ~ChunkBuffer();
 
-  std::span<std::byte> bytes() const { return {data_.get(), size_}; }
-  explicit operator bool() const { return data_ != nullptr; }
+  std::span<std::byte> bytes() {
+    return std::as_writable_bytes(std::span(data_));
+  }
+  // The same bytes as a string, for APIs that take one (a message's bytes
+  // field, which can swap it in and back out). Its size must not change.
+  std::string& str() { return data_; }
+  explicit operator bool() const { return pool_ != nullptr; }
   // Returns the memory to the pool; the buffer is empty afterwards.
   void reset();
 
  private:
   friend class ChunkBufferPool;
-  ChunkBuffer(ChunkBufferPool* pool, std::unique_ptr<std::byte[]> data,
-              size_t size);
+  ChunkBuffer(ChunkBufferPool* pool, std::string data);
 
   ChunkBufferPool* pool_ = nullptr;
-  std::unique_ptr<std::byte[]> data_;
-  size_t size_ = 0;
+  // A string, so that it can become a message's bytes field without a copy.
+  std::string data_;
 };
 
 // Keeps the buffers of finished chunks for the next ones. Allocators give
@@ -63,11 +68,11 @@ class ChunkBufferPool {
   friend class ChunkBuffer;
   // Keeps `data` for reuse if the budget allows, first dropping idle
   // buffers of other sizes (the sizes in demand change with the models).
-  void Return(std::unique_ptr<std::byte[]> data, size_t size);
+  void Return(std::string data);
 
   const size_t max_idle_bytes_;
   mutable absl::Mutex mutex_;
-  absl::flat_hash_map<size_t, std::vector<std::unique_ptr<std::byte[]>>> idle_
+  absl::flat_hash_map<size_t, std::vector<std::string>> idle_
       ABSL_GUARDED_BY(mutex_);
   size_t idle_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
 };

@@ -27,15 +27,13 @@ void ScatterTokens(const KvLayout& layout, uint32_t num_tokens, uint32_t first,
 
 void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
                        std::span<const std::byte> chunk, uint32_t begin,
-                       uint32_t end, std::string& out) {
+                       uint32_t end, std::span<std::byte> out) {
   const size_t rows = RowsPerToken(layout);
   const size_t vector = size_t{layout.head_dim} * DTypeSize(layout.dtype);
-  size_t offset = out.size();
-  out.resize(offset + size_t{end - begin} * rows * vector);
+  std::byte* to = out.data();
   for (size_t t = begin; t < end; ++t)
-    for (size_t r = 0; r < rows; ++r, offset += vector)
-      std::memcpy(out.data() + offset,
-                  chunk.data() + (r * num_tokens + t) * vector, vector);
+    for (size_t r = 0; r < rows; ++r, to += vector)
+      std::memcpy(to, chunk.data() + (r * num_tokens + t) * vector, vector);
 }
 
 }  // namespace seqkv

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <span>
-#include <string>
 
 #include "codec/kv_layout.h"
 
@@ -25,11 +24,11 @@ inline void TokenMajorToChunk(const KvLayout& layout, uint32_t num_tokens,
   ScatterTokens(layout, num_tokens, 0, num_tokens, token_major, chunk);
 }
 
-// Appends tokens [begin, end) of a chunk of `num_tokens` tokens to `out` in
-// token-major order.
+// Writes tokens [begin, end) of a chunk of `num_tokens` tokens to `out`
+// (exactly their size) in token-major order.
 void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
                        std::span<const std::byte> chunk, uint32_t begin,
-                       uint32_t end, std::string& out);
+                       uint32_t end, std::span<std::byte> out);
 
 }  // namespace seqkv
 

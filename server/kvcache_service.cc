@@ -79,8 +79,11 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
         return writer->Write(message);
       },
       [&](std::string& data) {
-        message.set_data(std::move(data));
-        return writer->Write(message);
+        // Lent to the message, not copied, and handed back for reuse.
+        message.mutable_data()->swap(data);
+        const bool sent = writer->Write(message);
+        message.mutable_data()->swap(data);
+        return sent;
       });
   return ToGrpc(status);
 }

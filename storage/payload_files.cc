@@ -125,6 +125,41 @@ absl::StatusOr<PayloadBytes> PayloadFiles::Read(std::string_view key) const {
   return PayloadBytes(std::move(bytes), done);
 }
 
+absl::Status PayloadFiles::ReadInto(
+    std::string_view key, std::span<const std::span<char>> pieces,
+    const std::function<void(std::span<const char>)>& on_read) const {
+  const std::filesystem::path path = PathOf(key);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError(errno, "open payload file", path);
+  struct stat info;
+  if (::fstat(fd.get(), &info) != 0)
+    return ErrnoError(errno, "stat payload file", path);
+  size_t expected = 0;
+  for (std::span<char> piece : pieces) expected += piece.size();
+  if (static_cast<size_t>(info.st_size) != expected)
+    return absl::DataLossError(absl::StrCat("payload file ", path.string(),
+                                            " has ", info.st_size,
+                                            " bytes, expected ", expected));
+  off_t offset = 0;
+  for (std::span<char> piece : pieces) {
+    size_t done = 0;
+    while (done < piece.size()) {
+      const ssize_t got =
+          ::pread(fd.get(), piece.data() + done, piece.size() - done, offset);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return ErrnoError(errno, "read payload file", path);
+      if (got == 0)
+        return absl::DataLossError(absl::StrCat("payload file ", path.string(),
+                                                " ended at ", offset,
+                                                " bytes, expected ", expected));
+      done += static_cast<size_t>(got);
+      offset += got;
+    }
+    on_read(piece);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PayloadFiles::Remove(std::string_view key) const {
   const std::filesystem::path path = PathOf(key);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)

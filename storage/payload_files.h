@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,14 @@ class PayloadFiles {
   absl::Status Write(std::string_view key, std::string_view bytes) const;
   // NOT_FOUND when there is no such payload.
   absl::StatusOr<PayloadBytes> Read(std::string_view key) const;
+  // Reads the payload named `key` into `pieces`, one after another, and
+  // calls `on_read` with each piece once it is filled, so that a caller can
+  // check each while it is still in cache. The pieces' sizes must add up to
+  // the file's size: DATA_LOSS otherwise, NOT_FOUND when there is no such
+  // payload.
+  absl::Status ReadInto(
+      std::string_view key, std::span<const std::span<char>> pieces,
+      const std::function<void(std::span<const char>)>& on_read) const;
   // Missing files are not an error.
   absl::Status Remove(std::string_view key) const;
   // Calls `visit` with the key of every payload file; files whose names are

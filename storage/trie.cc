@@ -154,6 +154,46 @@ absl::StatusOr<PayloadBytes> Trie::ReadPayload(const NodeRecord& node) const {
   return bytes;
 }
 
+absl::Status Trie::ReadPayloadInto(
+    const NodeRecord& node, std::span<const std::span<char>> pieces) const {
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(
+      XXH3_createState(), &XXH3_freeState);
+  if (!hash) return absl::ResourceExhaustedError("out of memory");
+  XXH3_64bits_reset(hash.get());
+  auto check = [&](std::span<const char> piece) {
+    XXH3_64bits_update(hash.get(), piece.data(), piece.size());
+  };
+  if (node.payload_in_file()) {
+    auto status =
+        store_->payload_files().ReadInto(node.payload_key(), pieces, check);
+    if (absl::IsNotFound(status))
+      return absl::DataLossError("a trie node's payload is missing");
+    if (!status.ok()) return status;
+  } else {
+    auto value = store_->Get(Column::kPayloads, node.payload_key(),
+                             /*verify_checksums=*/!node.has_payload_checksum());
+    if (!value.ok()) return value.status();
+    if (!value->has_value())
+      return absl::DataLossError("a trie node's payload is missing");
+    std::string_view rest = **value;
+    size_t expected = 0;
+    for (std::span<char> piece : pieces) expected += piece.size();
+    if (rest.size() != expected)
+      return absl::DataLossError(absl::StrCat("a trie node's payload has ",
+                                              rest.size(), " bytes, expected ",
+                                              expected));
+    for (std::span<char> piece : pieces) {
+      std::memcpy(piece.data(), rest.data(), piece.size());
+      rest.remove_prefix(piece.size());
+      check(piece);
+    }
+  }
+  if (node.has_payload_checksum() &&
+      XXH3_64bits_digest(hash.get()) != node.payload_checksum())
+    return absl::DataLossError("a trie node's payload fails its checksum");
+  return absl::OkStatus();
+}
+
 absl::Status Trie::RecordVisits(std::span<const NodeVisits> visits) {
   if (visits.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;

@@ -86,6 +86,11 @@ class Trie {
   // DATA_LOSS if the payload a node points at is gone or fails its
   // checksum.
   absl::StatusOr<PayloadBytes> ReadPayload(const NodeRecord& node) const;
+  // The same, read straight into `pieces` (filled in order; their sizes
+  // must add up to the payload's), so that a payload can land in the
+  // buffers it is sent from. On error the pieces hold unchecked bytes.
+  absl::Status ReadPayloadInto(const NodeRecord& node,
+                               std::span<const std::span<char>> pieces) const;
 
   // Adds visits to the nodes' stats (best effort: not logged, merged).
   absl::Status RecordVisits(std::span<const NodeVisits> visits);

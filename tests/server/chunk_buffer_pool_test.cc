@@ -1,5 +1,6 @@
 #include "server/chunk_buffer_pool.h"
 
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -26,6 +27,25 @@ TEST(ChunkBufferPool, ReusesAReturnedBufferOfTheSameSize) {
   ChunkBuffer again = pool.Acquire(4096);
   EXPECT_EQ(again.bytes().data(), memory);
   EXPECT_EQ(pool.idle_bytes(), 0u);
+}
+
+TEST(ChunkBufferPool, AStringLentAndGivenBackIsReused) {
+  ChunkBufferPool pool(1 << 20);
+  ChunkBuffer buffer = pool.Acquire(4096);
+  std::string& text = buffer.str();
+  EXPECT_EQ(text.size(), 4096u);
+  EXPECT_EQ(static_cast<void*>(text.data()),
+            static_cast<void*>(buffer.bytes().data()));
+  const void* memory = text.data();
+  std::string message;  // as a message's bytes field borrows it
+  message.swap(text);
+  EXPECT_EQ(static_cast<const void*>(message.data()), memory);
+  message.swap(text);
+  buffer.reset();
+  EXPECT_EQ(static_cast<void*>(pool.Acquire(4096).bytes().data()), memory);
+  // Empty buffers are not kept: there is nothing to reuse.
+  pool.Acquire(0).reset();
+  EXPECT_EQ(pool.idle_bytes(), 4096u);
 }
 
 TEST(ChunkBufferPool, KeepsNoMoreThanItsBudget) {

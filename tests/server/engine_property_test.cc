@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "server/chunk_layout.h"
 #include "tests/scoped_temp_dir.h"
 #include "xxhash.h"
 
@@ -136,6 +137,26 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       for (size_t i = 0; i < expected; ++i)
         want += TokenBytes(query, i, per_token);
       ASSERT_TRUE(got == want) << "round " << round;
+
+      // A random range of the match: chunks are cut at both ends. An end of
+      // 0 means the end of the match.
+      const uint32_t begin = rng() % (expected + 1);
+      uint32_t end = begin + rng() % (expected - begin + 1);
+      if (end == 0) end = expected;
+      get.set_begin_token(begin);
+      get.set_end_token(end);
+      got.clear();
+      const absl::Status ranged = engine_->Get(
+          {{"ns"}}, get, 64 + 40 * (q % 3),
+          [](const v1::GetHeader&) { return true; },
+          [&](std::string& piece) {
+            got += piece;
+            return true;
+          });
+      ASSERT_TRUE(ranged.ok()) << ranged;
+      ASSERT_TRUE(got ==
+                  want.substr(begin * per_token, (end - begin) * per_token))
+          << "round " << round << " range [" << begin << ", " << end << ")";
     }
   }
   // Another namespace sees none of it.
@@ -143,6 +164,97 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   lookup.set_model("m");
   lookup.mutable_tokens()->Add(stored[0].begin(), stored[0].end());
   EXPECT_EQ(engine_->Lookup({{"other"}}, lookup)->matched_tokens, 0u);
+}
+
+// Chunks of codecs that store them verbatim are kept in wire order, so Gets
+// read them straight into messages; chunks stored before that, in the
+// codecs' chunk layout, must still read back the same.
+TEST(EngineStorageOrderTest, VerbatimChunksOfEitherOrderReadBackTheSame) {
+  for (const uint64_t file_min_bytes : {uint64_t{0}, uint64_t{1}}) {
+    const testing::ScopedTempDir dir("seqkv-order");
+    auto store = KvStore::Open({.path = dir.string(),
+                                .sync_commits = false,
+                                .payload_file_min_bytes = file_min_bytes});
+    ASSERT_TRUE(store.ok());
+    const KvLayout layout{2, 2, 8, DType::kBF16};
+    const size_t per_token = layout.bytes_per_token();
+    std::vector<int32_t> tokens(10);
+    for (int i = 0; i < 10; ++i) tokens[i] = 100 + i;
+    std::string data;
+    for (size_t i = 0; i < tokens.size(); ++i)
+      data += TokenBytes(tokens, i, per_token);
+    auto get_all = [&](CacheEngine& engine) {
+      v1::GetRequest get;
+      get.set_model("m");
+      get.mutable_tokens()->Add(tokens.begin(), tokens.end());
+      get.set_begin_token(1);  // cut the first chunk
+      std::string got;
+      EXPECT_TRUE(engine
+                      .Get(
+                          {{"ns"}}, get, 1 << 20,
+                          [](const v1::GetHeader&) { return true; },
+                          [&](std::string& piece) {
+                            got += piece;
+                            return true;
+                          })
+                      .ok());
+      return got;
+    };
+    {
+      EngineOptions options;
+      options.default_chunk_tokens = 4;
+      CacheEngine engine(store->get(), options);
+      ASSERT_TRUE(engine.Start().ok());
+      for (const char* codec : {"raw", "lossless"}) {
+        v1::PutHeader header;
+        header.set_model("m");
+        *header.mutable_layout() = LayoutToProto(layout);
+        header.mutable_tokens()->Add(tokens.begin(), tokens.end());
+        header.set_codec(codec);
+        auto session = engine.BeginPut(
+            std::string(codec) == "raw" ? "ns" : "other", header);
+        ASSERT_TRUE(session.ok()) << session.status();
+        ASSERT_TRUE((*session)->Append(data).ok());
+        ASSERT_TRUE((*session)->Finish().ok());
+      }
+      EXPECT_EQ(get_all(engine), data.substr(per_token));
+    }
+    // Rewrite every chunk the way an older server stored it.
+    Trie trie(store->get());
+    int raw_chunks = 0, other_chunks = 0;
+    auto it = (*store)->NewIterator(Column::kNodes);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      NodeRecord record;
+      ASSERT_TRUE(record.ParseFromString(it->value().ToString()));
+      if (record.codec() != "raw") {
+        EXPECT_FALSE(record.payload_token_major());
+        ++other_chunks;
+        continue;
+      }
+      ++raw_chunks;
+      ASSERT_TRUE(record.payload_token_major());
+      auto payload = trie.ReadPayload(record);
+      ASSERT_TRUE(payload.ok()) << payload.status();
+      const std::string_view wire = payload->view();
+      std::string chunk(wire.size(), '\0');
+      TokenMajorToChunk(layout, record.tokens_size(),
+                        std::as_bytes(std::span(wire)),
+                        std::as_writable_bytes(std::span(chunk)));
+      ASSERT_NE(chunk, wire);
+      ASSERT_TRUE(trie.StagePayload(chunk, record).ok());
+      record.clear_payload_token_major();
+      ASSERT_TRUE((*store)
+                      ->Put(Column::kNodes, it->key().ToString(),
+                            record.SerializeAsString())
+                      .ok());
+    }
+    EXPECT_EQ(raw_chunks, 3);
+    EXPECT_EQ(other_chunks, 3);
+    EngineOptions options;
+    CacheEngine engine(store->get(), options);
+    ASSERT_TRUE(engine.Start().ok());
+    EXPECT_EQ(get_all(engine), data.substr(per_token));
+  }
 }
 
 // Gets racing Deletes of what they read: a chunk removed under a Get is a

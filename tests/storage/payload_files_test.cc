@@ -54,6 +54,37 @@ TEST_F(PayloadFilesTest, WriteReadReplaceRemove) {
   EXPECT_TRUE(files_->Remove(key).ok());  // already gone is fine
 }
 
+TEST_F(PayloadFilesTest, ReadIntoFillsPiecesInOrder) {
+  ASSERT_TRUE(files_->Write("k", "0123456789").ok());
+  std::string a(3, '.'), b(0, '.'), c(7, '.');
+  const std::vector<std::span<char>> pieces{a, b, c};
+  std::string seen;
+  ASSERT_TRUE(files_
+                  ->ReadInto("k", pieces,
+                             [&](std::span<const char> piece) {
+                               seen.append(piece.data(), piece.size());
+                             })
+                  .ok());
+  EXPECT_EQ(a, "012");
+  EXPECT_EQ(c, "3456789");
+  EXPECT_EQ(seen, "0123456789");  // every piece, once, in order
+
+  auto ignore = [](std::span<const char>) {};
+  std::string too_short(9, '.'), too_long(11, '.');
+  const absl::Status shorter =
+      files_->ReadInto("k", std::vector<std::span<char>>{too_short}, ignore);
+  EXPECT_EQ(shorter.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(shorter.message().find("has 10 bytes, expected 9"),
+            std::string::npos)
+      << shorter;
+  EXPECT_EQ(
+      files_->ReadInto("k", std::vector<std::span<char>>{too_long}, ignore)
+          .code(),
+      absl::StatusCode::kDataLoss);
+  EXPECT_EQ(files_->ReadInto("gone", pieces, ignore).code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(PayloadFilesTest, ForEachSkipsFilesThatAreNotPayloads) {
   ASSERT_TRUE(files_->Write("ab", "x").ok());
   const std::filesystem::path shard = dir_ / "61";  // 'a' is 0x61

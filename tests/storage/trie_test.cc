@@ -5,7 +5,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
+#include <span>
 
 #include "gtest/gtest.h"
 #include "proto/chunk_digest.h"
@@ -283,6 +285,46 @@ TEST_F(TrieFilesTest, DamagedOrMissingPayloadFilesAreDataLoss) {
   auto missing = trie_->ReadPayload(record);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(missing.status().message().find("missing"), std::string::npos);
+}
+
+TEST_F(TrieFilesTest, ReadPayloadIntoChecksFilesAndRocksDbValues) {
+  Insert(Iota(4), 4);
+  const NodeRecord in_file = RecordOf(Iota(4));
+  ASSERT_TRUE(in_file.payload_in_file());
+  PendingNode small;
+  small.record.set_payload_key("small");
+  ASSERT_TRUE(trie_->StagePayload("abc", small.record).ok());
+  ASSERT_FALSE(small.record.payload_in_file());
+  for (const NodeRecord& record : {in_file, small.record}) {
+    const std::string want(trie_->ReadPayload(record)->view());
+    std::string head(1, '.'), tail(want.size() - 1, '.');
+    ASSERT_TRUE(
+        trie_->ReadPayloadInto(record, std::vector<std::span<char>>{head, tail})
+            .ok());
+    EXPECT_EQ(head + tail, want);
+    std::string wrong_size(want.size() + 1, '.');
+    EXPECT_EQ(
+        trie_->ReadPayloadInto(record, std::vector<std::span<char>>{wrong_size})
+            .code(),
+        absl::StatusCode::kDataLoss);
+  }
+  // Same size, other bytes: only the checksum can tell.
+  std::string all(trie_->ReadPayload(in_file)->view().size(), '.');
+  ASSERT_EQ(Files().size(), 1u);
+  {
+    std::fstream file(Files()[0], std::ios::in | std::ios::out);
+    file.seekp(0);
+    file.put('#');
+  }
+  const absl::Status damaged =
+      trie_->ReadPayloadInto(in_file, std::vector<std::span<char>>{all});
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(damaged.message().find("checksum"), std::string::npos) << damaged;
+  std::filesystem::remove(Files()[0]);
+  const absl::Status missing =
+      trie_->ReadPayloadInto(in_file, std::vector<std::span<char>>{all});
+  EXPECT_EQ(missing.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(missing.message().find("missing"), std::string::npos) << missing;
 }
 
 TEST_F(TrieFilesTest, TheSweepDeletesOnlyFilesNoNodeNames) {
