@@ -200,6 +200,14 @@ absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
 
 absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
                                     std::span<const int32_t> tokens) {
+  KvCache cache;
+  if (auto status = GetInto(options, tokens, cache); !status.ok())
+    return status;
+  return cache;
+}
+
+absl::Status Client::GetInto(const GetOptions& options,
+                             std::span<const int32_t> tokens, KvCache& cache) {
   v1::GetRequest request;
   request.set_model(options.model);
   request.set_packed_tokens(PackTokens(tokens));
@@ -211,7 +219,7 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
   impl_->Prepare(context);
   auto reader = impl_->stub_->Get(&context, request);
   v1::GetResponse response;
-  KvCache cache;
+  cache.tokens.clear();
   bool have_header = false;
   uint64_t received = 0;
   std::string pending;  // bytes of a token split across messages
@@ -229,7 +237,7 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
       if (header.data_bytes() !=
           cache.layout.bytes_per_token() * cache.tokens.size())
         return absl::DataLossError("server announced a bad data size");
-      cache.AllocateTensors();
+      cache.ResizeTensors();
       have_header = true;
       continue;
     }
@@ -264,7 +272,7 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
   if (!have_header) return absl::DataLossError("no header in Get response");
   if (received != cache.layout.bytes_per_token() * cache.tokens.size())
     return absl::DataLossError("Get stream ended early");
-  return cache;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,

@@ -103,6 +103,11 @@ class Client {
   // requested range of it). An empty match returns a cache with no tokens.
   absl::StatusOr<KvCache> Get(const GetOptions& options,
                               std::span<const int32_t> tokens);
+  // The same into `cache`, reusing its memory: a worker that fetches into
+  // one staging cache again and again allocates nothing. On error `cache`
+  // holds unspecified contents.
+  absl::Status GetInto(const GetOptions& options,
+                       std::span<const int32_t> tokens, KvCache& cache);
 
   absl::StatusOr<DeleteResult> Delete(const std::string& model,
                                       std::span<const int32_t> tokens,

@@ -46,6 +46,11 @@ void KvCache::AllocateTensors() {
            std::byte{0});
 }
 
+void KvCache::ResizeTensors() {
+  k.resize(TensorBytes(layout, tokens.size()));
+  v.resize(layout.latent ? 0 : TensorBytes(layout, tokens.size()));
+}
+
 void KvCache::AppendTokenMajor(uint32_t begin, uint32_t end,
                                std::string& out) const {
   const size_t row = size_t{layout.head_dim} * DTypeSize(layout.dtype);

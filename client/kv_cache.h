@@ -31,8 +31,11 @@ struct KvCache {
   // Scatters token-major bytes of tokens [begin, begin + n) into k and v,
   // which must already be sized for num_tokens().
   void ScatterTokenMajor(uint32_t begin, std::span<const std::byte> bytes);
-  // Resizes k and v for num_tokens() tokens.
+  // Resizes k and v for num_tokens() tokens, zero-filled.
   void AllocateTensors();
+  // The same without the fill: bytes they held stay, new ones are zero. For
+  // callers that overwrite every byte; reuses the memory when it fits.
+  void ResizeTensors();
 };
 
 // Reads a dump in the format of shared/data/kv: `tokens` int32 [T] and `k`,

@@ -130,6 +130,25 @@ TEST_F(KvCacheTest, GetReturnsBitIdenticalCaches) {
   }
 }
 
+TEST_F(KvCacheTest, GetIntoReusesOneCacheForCachesOfAnySize) {
+  const KvCache longer = Load("c_chat_turn3");
+  const KvCache shorter = Load("c_chat_turn1");
+  Put(longer, "raw");
+  KvCache staging;
+  for (const KvCache* want : {&longer, &shorter, &longer}) {
+    ASSERT_TRUE(client_->GetInto({kModel}, want->tokens, staging).ok());
+    EXPECT_EQ(staging.tokens, want->tokens);
+    EXPECT_TRUE(staging.k == want->k);
+    EXPECT_TRUE(staging.v == want->v);
+  }
+  // A miss leaves an empty cache, not the last one's bytes.
+  const std::vector<int32_t> unknown{8000, 8001};
+  ASSERT_TRUE(client_->GetInto({kModel}, unknown, staging).ok());
+  EXPECT_EQ(staging.num_tokens(), 0u);
+  EXPECT_TRUE(staging.k.empty());
+  EXPECT_TRUE(staging.v.empty());
+}
+
 TEST_F(KvCacheTest, LookupCountsAreTokenGranular) {
   const KvCache turn1 = Load("c_chat_turn1");
   const KvCache turn3 = Load("c_chat_turn3");
