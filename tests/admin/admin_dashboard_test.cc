@@ -195,6 +195,13 @@ TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
         dom, absl::StrCat("global-", absl::StrReplaceAll(field, {{"_", "-"}})),
         g[field]);
 
+  // A live gauge: it moved between the two reads, but it is there.
+  const Element resident = FindElement(dom, "memory-resident-bytes");
+  double resident_bytes = 0;
+  EXPECT_TRUE(absl::SimpleAtod(resident.value, &resident_bytes))
+      << resident.value;
+  EXPECT_GT(resident_bytes, 0) << resident.text;
+
   const nlohmann::json& t = stats["tenants"]["default"];
   ExpectPercent(dom, "tenant-default-hit-rate", t["hit_rate"]);
   for (const char* field :

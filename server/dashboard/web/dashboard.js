@@ -100,6 +100,14 @@ function renderGlobal(g) {
   show('global-evictions', fmtCount(g.evictions), g.evictions);
 }
 
+// Resident size stays near its peak while requests run (freed memory is
+// kept for reuse) and drops once the server has been idle a while.
+function renderMemory(m) {
+  if (!m) return;
+  show('memory-resident-bytes', fmtBytes(m.resident_bytes), m.resident_bytes);
+  show('memory-detail', fmtBytes(m.chunk_buffers_idle_bytes) + ' in idle buffers');
+}
+
 function quotaCell(row, name, t) {
   const td = cell(row, '');
   const usage = document.createElement('span');
@@ -370,6 +378,7 @@ async function refresh() {
   try {
     const stats = await api('/v1/stats');
     renderGlobal(stats.global);
+    renderMemory(stats.memory);
     renderTenants(stats.tenants);
     await refreshHistory();
     // The prefix scan reads every node's stats: every third poll is plenty.
