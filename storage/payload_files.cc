@@ -56,6 +56,32 @@ absl::Status SyncDirectory(const std::filesystem::path& dir) {
   return absl::OkStatus();
 }
 
+// The size of the file `fd` was opened on, or why it could not be opened.
+absl::StatusOr<size_t> SizeOfOpened(const ScopedFd& fd,
+                                    const std::filesystem::path& path) {
+  if (fd.get() < 0) return ErrnoError(errno, "open payload file", path);
+  struct stat info;
+  if (::fstat(fd.get(), &info) != 0)
+    return ErrnoError(errno, "stat payload file", path);
+  return static_cast<size_t>(info.st_size);
+}
+
+// Fills `out` from `offset` on; fewer bytes only at the end of the file.
+absl::StatusOr<size_t> ReadAt(const ScopedFd& fd,
+                              const std::filesystem::path& path,
+                              std::span<char> out, off_t offset) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t got = ::pread(fd.get(), out.data() + done, out.size() - done,
+                                offset + static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return ErrnoError(errno, "read payload file", path);
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  return done;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PayloadFiles>> PayloadFiles::Open(
@@ -107,22 +133,13 @@ absl::Status PayloadFiles::Write(std::string_view key,
 absl::StatusOr<PayloadBytes> PayloadFiles::Read(std::string_view key) const {
   const std::filesystem::path path = PathOf(key);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError(errno, "open payload file", path);
-  struct stat info;
-  if (::fstat(fd.get(), &info) != 0)
-    return ErrnoError(errno, "stat payload file", path);
-  const size_t size = static_cast<size_t>(info.st_size);
-  auto bytes = std::make_unique_for_overwrite<char[]>(size);
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t got = ::pread(fd.get(), bytes.get() + done, size - done,
-                                static_cast<off_t>(done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return ErrnoError(errno, "read payload file", path);
-    if (got == 0) break;  // shrank meanwhile: the checksum will tell
-    done += static_cast<size_t>(got);
-  }
-  return PayloadBytes(std::move(bytes), done);
+  auto size = SizeOfOpened(fd, path);
+  if (!size.ok()) return size.status();
+  auto bytes = std::make_unique_for_overwrite<char[]>(*size);
+  // A file that shrank meanwhile reads short: the checksum will tell.
+  auto got = ReadAt(fd, path, {bytes.get(), *size}, 0);
+  if (!got.ok()) return got.status();
+  return PayloadBytes(std::move(bytes), *got);
 }
 
 absl::Status PayloadFiles::ReadInto(
@@ -130,32 +147,24 @@ absl::Status PayloadFiles::ReadInto(
     const std::function<void(std::span<const char>)>& on_read) const {
   const std::filesystem::path path = PathOf(key);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError(errno, "open payload file", path);
-  struct stat info;
-  if (::fstat(fd.get(), &info) != 0)
-    return ErrnoError(errno, "stat payload file", path);
+  auto size = SizeOfOpened(fd, path);
+  if (!size.ok()) return size.status();
   size_t expected = 0;
   for (std::span<char> piece : pieces) expected += piece.size();
-  if (static_cast<size_t>(info.st_size) != expected)
+  if (*size != expected)
     return absl::DataLossError(absl::StrCat("payload file ", path.string(),
-                                            " has ", info.st_size,
-                                            " bytes, expected ", expected));
+                                            " has ", *size, " bytes, expected ",
+                                            expected));
   off_t offset = 0;
   for (std::span<char> piece : pieces) {
-    size_t done = 0;
-    while (done < piece.size()) {
-      const ssize_t got =
-          ::pread(fd.get(), piece.data() + done, piece.size() - done, offset);
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) return ErrnoError(errno, "read payload file", path);
-      if (got == 0)
-        return absl::DataLossError(absl::StrCat("payload file ", path.string(),
-                                                " ended at ", offset,
-                                                " bytes, expected ", expected));
-      done += static_cast<size_t>(got);
-      offset += got;
-    }
+    auto got = ReadAt(fd, path, piece, offset);
+    if (!got.ok()) return got.status();
+    if (*got < piece.size())
+      return absl::DataLossError(absl::StrCat("payload file ", path.string(),
+                                              " ended at ", offset + *got,
+                                              " bytes, expected ", expected));
     on_read(piece);
+    offset += static_cast<off_t>(piece.size());
   }
   return absl::OkStatus();
 }
