@@ -4,6 +4,7 @@
 #include <bit>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "absl/base/internal/endian.h"
 #include "absl/cleanup/cleanup.h"
@@ -566,7 +567,7 @@ absl::Status CacheEngine::Get(
   std::unique_ptr<DecodeJob> next =
       segments.empty() ? nullptr : start_decode(segments[0]);
   for (size_t i = 0; i < segments.size(); ++i) {
-    std::unique_ptr<DecodeJob> current = std::move(next);
+    std::unique_ptr<DecodeJob> current = std::exchange(next, nullptr);
     if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
     current->done.WaitForNotification();
     absl::Status status = current->status;
