@@ -10,6 +10,7 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
+#include "client/get_stream.h"
 #include "proto/chunk_digest.h"
 #include "proto/grpc_transport.h"
 #include "proto/layout_convert.h"
@@ -218,61 +219,13 @@ absl::Status Client::GetInto(const GetOptions& options,
   grpc::ClientContext context;
   impl_->Prepare(context);
   auto reader = impl_->stub_->Get(&context, request);
-  v1::GetResponse response;
-  cache.tokens.clear();
-  bool have_header = false;
-  uint64_t received = 0;
-  std::string pending;  // bytes of a token split across messages
-  while (reader->Read(&response)) {
-    if (response.has_header()) {
-      const v1::GetHeader& header = response.header();
-      auto layout = LayoutFromProto(header.layout());
-      if (!layout.ok()) return layout.status();
-      cache.layout = *layout;
-      if (header.end_token() < header.begin_token() ||
-          header.end_token() > tokens.size())
-        return absl::DataLossError("server sent a bad token range");
-      cache.tokens.assign(tokens.begin() + header.begin_token(),
-                          tokens.begin() + header.end_token());
-      if (header.data_bytes() !=
-          cache.layout.bytes_per_token() * cache.tokens.size())
-        return absl::DataLossError("server announced a bad data size");
-      cache.ResizeTensors();
-      have_header = true;
-      continue;
-    }
-    if (!have_header) return absl::DataLossError("data before the header");
-    std::string_view data = response.data();
-    const size_t per_token = cache.layout.bytes_per_token();
-    if (received + pending.size() + data.size() >
-        per_token * cache.tokens.size())
-      return absl::DataLossError("server sent more data than announced");
-    // Complete a token split across messages first, then scatter whole
-    // tokens straight from the message (no copy through `pending`).
-    if (!pending.empty()) {
-      const size_t take = std::min(data.size(), per_token - pending.size());
-      pending.append(data.substr(0, take));
-      data.remove_prefix(take);
-      if (pending.size() < per_token) continue;
-      cache.ScatterTokenMajor(
-          static_cast<uint32_t>(received / per_token),
-          std::span(reinterpret_cast<const std::byte*>(pending.data()),
-                    per_token));
-      received += per_token;
-      pending.clear();
-    }
-    const size_t whole = data.size() / per_token * per_token;
-    cache.ScatterTokenMajor(
-        static_cast<uint32_t>(received / per_token),
-        std::span(reinterpret_cast<const std::byte*>(data.data()), whole));
-    received += whole;
-    pending.assign(data.substr(whole));
+  GetStreamAssembler assembler(tokens, cache);
+  v1::GetResponse message;
+  while (reader->Read(&message)) {
+    if (auto status = assembler.Add(message); !status.ok()) return status;
   }
   if (auto status = FromGrpc(reader->Finish()); !status.ok()) return status;
-  if (!have_header) return absl::DataLossError("no header in Get response");
-  if (received != cache.layout.bytes_per_token() * cache.tokens.size())
-    return absl::DataLossError("Get stream ended early");
-  return absl::OkStatus();
+  return assembler.Finish();
 }
 
 absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,

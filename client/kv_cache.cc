@@ -1,5 +1,6 @@
 #include "client/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -75,26 +76,37 @@ void KvCache::AppendTokenMajor(uint32_t begin, uint32_t end,
   }
 }
 
-void KvCache::ScatterTokenMajor(uint32_t begin,
+void KvCache::ScatterTokenMajor(uint64_t offset,
                                 std::span<const std::byte> bytes) {
+  // The wire order is rows of head_dim values: for each token, for each
+  // layer, for each tensor, for each head. Each run of bytes up to the end
+  // of its row goes to that row's place in k or v.
   const size_t row = size_t{layout.head_dim} * DTypeSize(layout.dtype);
+  const size_t heads = layout.num_kv_heads;
+  const size_t tensors = layout.tensors_per_layer();
   const size_t total_tokens = tokens.size();
-  const size_t count = bytes.size() / layout.bytes_per_token();
-  const std::byte* src = bytes.data();
-  for (size_t t = begin; t < begin + count; ++t) {
-    for (uint32_t layer = 0; layer < layout.num_layers; ++layer) {
-      for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {
-        std::vector<std::byte>& target = tensor == 0 ? k : v;
-        for (uint32_t head = 0; head < layout.num_kv_heads; ++head) {
-          size_t offset =
-              ((size_t{layer} * layout.num_kv_heads + head) * total_tokens +
-               t) *
-              row;
-          std::memcpy(target.data() + offset, src, row);
-          src += row;
-        }
-      }
-    }
+  const uint64_t first_row = offset / row;
+  size_t in_row = offset % row;
+  size_t head = first_row % heads;
+  size_t tensor = first_row / heads % tensors;
+  size_t layer = first_row / (heads * tensors) % layout.num_layers;
+  uint64_t token = first_row / (heads * tensors * layout.num_layers);
+  while (!bytes.empty()) {
+    const size_t take = std::min(bytes.size(), row - in_row);
+    std::vector<std::byte>& target = tensor == 0 ? k : v;
+    std::memcpy(target.data() +
+                    ((layer * heads + head) * total_tokens + token) * row +
+                    in_row,
+                bytes.data(), take);
+    bytes = bytes.subspan(take);
+    in_row = 0;
+    if (++head < heads) continue;
+    head = 0;
+    if (++tensor < tensors) continue;
+    tensor = 0;
+    if (++layer < layout.num_layers) continue;
+    layer = 0;
+    ++token;
   }
 }
 

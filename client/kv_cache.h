@@ -28,9 +28,10 @@ struct KvCache {
   // Copies tokens [begin, end) of every tensor in token-major wire order
   // ([token][layer][tensor][head][dim]) into `out` (appended).
   void AppendTokenMajor(uint32_t begin, uint32_t end, std::string& out) const;
-  // Scatters token-major bytes of tokens [begin, begin + n) into k and v,
-  // which must already be sized for num_tokens().
-  void ScatterTokenMajor(uint32_t begin, std::span<const std::byte> bytes);
+  // Scatters `bytes` of the token-major wire form, starting `offset` bytes
+  // into it, into k and v, which must already be sized for num_tokens().
+  // Any split works, down to part of a head's row.
+  void ScatterTokenMajor(uint64_t offset, std::span<const std::byte> bytes);
   // Resizes k and v for num_tokens() tokens, zero-filled.
   void AllocateTensors();
   // The same without the fill: bytes they held stay, new ones are zero. For
