@@ -27,7 +27,9 @@ absl::Status GetStreamAssembler::Add(const v1::GetResponse& message) {
 absl::Status GetStreamAssembler::AddHeader(const v1::GetHeader& header) {
   if (have_header_) return absl::DataLossError("server sent a second header");
   auto layout = LayoutFromProto(header.layout());
-  if (!layout.ok()) return layout.status();
+  if (!layout.ok())
+    return absl::DataLossError(
+        absl::StrCat("server sent a bad layout: ", layout.status().message()));
   if (header.end_token() < header.begin_token() ||
       header.end_token() > tokens_.size())
     return absl::DataLossError("server sent a bad token range");

@@ -104,6 +104,9 @@ TEST(GetStreamAssembler, BrokenStreamsAreDataLoss) {
   bad.ParseFromString(header);
   bad.mutable_header()->set_data_bytes(1);
   EXPECT_EQ(code({bad.SerializeAsString()}), absl::StatusCode::kDataLoss);
+  bad.ParseFromString(header);
+  bad.mutable_header()->mutable_layout()->set_head_dim(0);
+  EXPECT_EQ(code({bad.SerializeAsString()}), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
