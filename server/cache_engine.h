@@ -36,7 +36,7 @@ struct EngineOptions {
   uint32_t max_tokens = 1 << 21;
   // Threads that encode and decode chunks (0: one per hardware thread).
   size_t codec_threads = 0;
-  // Idle chunk buffers kept for the next Puts (ChunkBufferPool).
+  // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
   // Once no Put, Get or Delete has run for `idle_after` (and again only
   // after the next one), the engine frees its idle chunk buffers and calls

@@ -46,8 +46,9 @@ ABSL_FLAG(uint64_t, capacity_bytes, 0,
 ABSL_FLAG(uint32_t, codec_threads, 0,
           "threads that encode and decode chunks (0: one per hardware thread)");
 ABSL_FLAG(uint64_t, chunk_buffer_pool_bytes, uint64_t{256} << 20,
-          "keep up to this many bytes of idle chunk buffers for the next "
-          "Puts instead of freeing them (0: keep none)");
+          "keep up to this many bytes of idle chunk buffers (Put chunks, "
+          "Get messages) for the next requests instead of freeing them "
+          "(0: keep none)");
 ABSL_FLAG(absl::Duration, idle_release_after, absl::Seconds(10),
           "after this long without a Put, Get or Delete, free the idle chunk "
           "buffers and hand the allocator's freed memory back to the kernel");
