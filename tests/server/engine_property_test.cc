@@ -29,6 +29,36 @@ std::string TokenBytes(const std::vector<int32_t>& tokens, size_t i,
   return out;
 }
 
+// Stores `tokens` through one Put of their token-major bytes `data`.
+absl::Status PutAll(CacheEngine& engine, const std::string& name_space,
+                    const KvLayout& layout, std::span<const int32_t> tokens,
+                    const std::string& codec, std::string_view data) {
+  v1::PutHeader header;
+  header.set_model("m");
+  *header.mutable_layout() = LayoutToProto(layout);
+  header.mutable_tokens()->Add(tokens.begin(), tokens.end());
+  header.set_codec(codec);
+  auto session = engine.BeginPut(name_space, header);
+  if (!session.ok()) return session.status();
+  if (auto status = (*session)->Append(data); !status.ok()) return status;
+  return (*session)->Finish().status();
+}
+
+// The bytes a Get in namespace "ns" streams, in `message_bytes` messages.
+absl::StatusOr<std::string> GetAll(CacheEngine& engine,
+                                   const v1::GetRequest& get,
+                                   size_t message_bytes) {
+  std::string got;
+  const absl::Status status = engine.Get(
+      {{"ns"}}, get, message_bytes, [](const v1::GetHeader&) { return true; },
+      [&](std::string& piece) {
+        got += piece;
+        return true;
+      });
+  if (!status.ok()) return status;
+  return got;
+}
+
 class EngineProperty
     : public ::testing::TestWithParam<std::tuple<int, const char*>> {
  protected:
@@ -122,21 +152,13 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       v1::GetRequest get;
       get.set_model("m");
       get.mutable_tokens()->Add(query.begin(), query.end());
-      std::string got;
-      ASSERT_TRUE(engine_
-                      ->Get(
-                          // Messages of less than a token, one, and more.
-                          {{"ns"}}, get, 24 + 40 * (q % 3),
-                          [](const v1::GetHeader&) { return true; },
-                          [&](std::string& piece) {
-                            got += piece;
-                            return true;
-                          })
-                      .ok());
+      // Messages of less than a token, one, and more.
+      auto got = GetAll(*engine_, get, 24 + 40 * (q % 3));
+      ASSERT_TRUE(got.ok()) << got.status();
       std::string want;
       for (size_t i = 0; i < expected; ++i)
         want += TokenBytes(query, i, per_token);
-      ASSERT_TRUE(got == want) << "round " << round;
+      ASSERT_TRUE(*got == want) << "round " << round;
 
       // A random range of the match: chunks are cut at both ends. An end of
       // 0 means the end of the match.
@@ -145,16 +167,9 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       if (end == 0) end = expected;
       get.set_begin_token(begin);
       get.set_end_token(end);
-      got.clear();
-      const absl::Status ranged = engine_->Get(
-          {{"ns"}}, get, 64 + 40 * (q % 3),
-          [](const v1::GetHeader&) { return true; },
-          [&](std::string& piece) {
-            got += piece;
-            return true;
-          });
-      ASSERT_TRUE(ranged.ok()) << ranged;
-      ASSERT_TRUE(got ==
+      auto ranged = GetAll(*engine_, get, 64 + 40 * (q % 3));
+      ASSERT_TRUE(ranged.ok()) << ranged.status();
+      ASSERT_TRUE(*ranged ==
                   want.substr(begin * per_token, (end - begin) * per_token))
           << "round " << round << " range [" << begin << ", " << end << ")";
     }
@@ -188,35 +203,16 @@ TEST(EngineStorageOrderTest, VerbatimChunksOfEitherOrderReadBackTheSame) {
       get.set_model("m");
       get.mutable_tokens()->Add(tokens.begin(), tokens.end());
       get.set_begin_token(1);  // cut the first chunk
-      std::string got;
-      EXPECT_TRUE(engine
-                      .Get(
-                          {{"ns"}}, get, 1 << 20,
-                          [](const v1::GetHeader&) { return true; },
-                          [&](std::string& piece) {
-                            got += piece;
-                            return true;
-                          })
-                      .ok());
-      return got;
+      return GetAll(engine, get, 1 << 20).value_or("Get failed");
     };
     {
       EngineOptions options;
       options.default_chunk_tokens = 4;
       CacheEngine engine(store->get(), options);
       ASSERT_TRUE(engine.Start().ok());
-      for (const char* codec : {"raw", "lossless"}) {
-        v1::PutHeader header;
-        header.set_model("m");
-        *header.mutable_layout() = LayoutToProto(layout);
-        header.mutable_tokens()->Add(tokens.begin(), tokens.end());
-        header.set_codec(codec);
-        auto session = engine.BeginPut(
-            std::string(codec) == "raw" ? "ns" : "other", header);
-        ASSERT_TRUE(session.ok()) << session.status();
-        ASSERT_TRUE((*session)->Append(data).ok());
-        ASSERT_TRUE((*session)->Finish().ok());
-      }
+      ASSERT_TRUE(PutAll(engine, "ns", layout, tokens, "raw", data).ok());
+      ASSERT_TRUE(
+          PutAll(engine, "other", layout, tokens, "lossless", data).ok());
       EXPECT_EQ(get_all(engine), data.substr(per_token));
     }
     // Rewrite every chunk the way an older server stored it.
@@ -277,18 +273,11 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
       for (int i = 0; i < 64; ++i) tokens[i] = i;
       // Stores the sequence and deletes it again.
       auto put_and_delete = [&]() -> absl::Status {
-        v1::PutHeader header;
-        header.set_model("m");
-        *header.mutable_layout() = LayoutToProto(layout);
-        header.mutable_tokens()->Add(tokens.begin(), tokens.end());
-        header.set_codec("raw");
-        auto session = engine.BeginPut("ns", header);
-        if (!session.ok()) return session.status();
-        if (auto status = (*session)->Append(
+        if (auto status = PutAll(
+                engine, "ns", layout, tokens, "raw",
                 std::string(tokens.size() * layout.bytes_per_token(), '\7'));
             !status.ok())
           return status;
-        if (auto put = (*session)->Finish(); !put.ok()) return put.status();
         v1::DeleteRequest remove;
         remove.set_model("m");
         return engine.Delete("ns", remove).status();
