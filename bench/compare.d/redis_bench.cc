@@ -24,6 +24,8 @@ ABSL_FLAG(int, keys_per_client, 4,
           "0: every SET writes a key never written before, as every seqkv "
           "bench Put stores a chunk never stored before (set only)");
 ABSL_FLAG(double, duration_s, 5, "seconds to run");
+ABSL_FLAG(uint32_t, warmup_ops, 1,
+          "untimed commands per client before timing starts");
 ABSL_FLAG(bool, json, false, "print JSON");
 
 namespace seqkv::bench {
@@ -119,13 +121,17 @@ int Run() {
       return absl::OkStatus();
     };
   };
-  TimedLoopResult result =
-      RunTimedLoop(absl::GetFlag(FLAGS_clients),
-                   absl::GetFlag(FLAGS_duration_s), bytes, make_op);
+  TimedLoopOptions loop;
+  loop.clients = absl::GetFlag(FLAGS_clients);
+  loop.duration_s = absl::GetFlag(FLAGS_duration_s);
+  loop.warmup_ops = absl::GetFlag(FLAGS_warmup_ops);
+  loop.bytes_per_op = bytes;
+  TimedLoopResult result = RunTimedLoop(loop, make_op);
   nlohmann::json json = {{"command", "redis"},
                          {"config",
                           {{"op", op},
                            {"clients", absl::GetFlag(FLAGS_clients)},
+                           {"warmup_ops", absl::GetFlag(FLAGS_warmup_ops)},
                            {"keys_per_client", keys_per_client},
                            {"bytes", bytes}}},
                          {"ops", {{op, TimedLoopJson(result)}}}};

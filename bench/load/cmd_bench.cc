@@ -37,6 +37,10 @@ ABSL_FLAG(std::string, source, "synthetic",
 ABSL_FLAG(uint32_t, prefill, 0,
           "bench: sequences stored before timing (default: 2 per client when "
           "the mix reads)");
+ABSL_FLAG(uint32_t, warmup_ops, 1,
+          "bench: how often each client runs every operation of the mix "
+          "before timing starts, untimed (the first calls fault in fresh "
+          "buffers on both ends)");
 ABSL_FLAG(bool, verify, false,
           "bench: compare every Get's bytes with what was put (lossless "
           "codecs only)");
@@ -78,6 +82,7 @@ int RunBench(std::span<char* const> args) {
   options.duration_s = absl::GetFlag(FLAGS_duration_s);
   if (options.duration_s == 0 && options.ops == 0) options.duration_s = 10;
   options.prefill = absl::GetFlag(FLAGS_prefill);
+  options.warmup_ops = absl::GetFlag(FLAGS_warmup_ops);
   options.verify = absl::GetFlag(FLAGS_verify);
   options.lookup_by_chunks = absl::GetFlag(FLAGS_lookup_by_chunks);
 

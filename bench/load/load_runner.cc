@@ -23,6 +23,11 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+double MillisecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
+}
+
 // State the client threads share.
 struct Shared {
   std::atomic<bool> stop{false};
@@ -38,6 +43,7 @@ struct Shared {
 
 struct ThreadResult {
   std::array<LatencyRecorder, kNumOpKinds> latency;
+  std::array<LatencyRecorder, kNumOpKinds> warmup;
   std::array<OpReport, kNumOpKinds> ops;
   uint64_t bytes_stored = 0;
   uint64_t chunks_new = 0;
@@ -64,17 +70,31 @@ class ClientThread {
     }
   }
 
-  // Connects and stores `prefill` sequences.
-  absl::Status Prepare(uint32_t prefill) {
+  // Connects, stores `prefill` sequences, and runs every operation of the mix
+  // `warmup_ops` times, timing those apart.
+  absl::Status Prepare(uint32_t prefill, uint32_t warmup_ops) {
     auto client = Client::Connect(options_.client);
     if (!client.ok()) return client.status();
     client_ = std::move(*client);
     for (uint32_t i = 0; i < prefill; ++i) {
       absl::Status status;
       PrepareOp(OpKind::kPut);
-      if (!DoPut(status))
+      if (!DoOp(OpKind::kPut, status))
         return absl::Status(status.code(),
                             absl::StrCat("prefill Put: ", status.message()));
+    }
+    for (uint32_t i = 0; i < warmup_ops; ++i) {
+      for (int index = 0; index < kNumOpKinds; ++index) {
+        if (options_.weights[index] <= 0) continue;
+        const OpKind kind = PrepareOp(static_cast<OpKind>(index));
+        absl::Status status;
+        const auto start = Clock::now();
+        if (!DoOp(kind, status))
+          return absl::Status(
+              status.code(),
+              absl::StrCat("warm-up ", OpName(kind), ": ", status.message()));
+        result_.warmup[static_cast<int>(kind)].Add(MillisecondsSince(start));
+      }
     }
     return absl::OkStatus();
   }
@@ -90,21 +110,8 @@ class ClientThread {
       const int index = static_cast<int>(kind);
       absl::Status status;
       const auto start = Clock::now();
-      bool ok = false;
-      switch (kind) {
-        case OpKind::kPut:
-          ok = DoPut(status);
-          break;
-        case OpKind::kGet:
-          ok = DoGet(status);
-          break;
-        case OpKind::kLookup:
-          ok = DoLookup(status);
-          break;
-      }
-      const double ms =
-          std::chrono::duration<double, std::milli>(Clock::now() - start)
-              .count();
+      const bool ok = DoOp(kind, status);
+      const double ms = MillisecondsSince(start);
       OpReport& op = result_.ops[index];
       if (ok) {
         consecutive_errors = 0;
@@ -160,6 +167,18 @@ class ClientThread {
     sequence_ = shared_.next_sequence.fetch_add(1);
     workload_.FillTokens(sequence_, cache_.tokens);
     return OpKind::kPut;
+  }
+
+  bool DoOp(OpKind kind, absl::Status& status) {
+    switch (kind) {
+      case OpKind::kPut:
+        return DoPut(status);
+      case OpKind::kGet:
+        return DoGet(status);
+      case OpKind::kLookup:
+        return DoLookup(status);
+    }
+    return false;
   }
 
   bool DoPut(absl::Status& status) {
@@ -340,7 +359,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
         prefill / options.clients +
         (static_cast<uint32_t>(i) < prefill % options.clients);
     threads.emplace_back([&, i, share] {
-      results[i].fatal = clients[i]->Prepare(share);
+      results[i].fatal = clients[i]->Prepare(share, options.warmup_ops);
       prepared.count_down();
       go.wait();
       if (results[i].fatal.ok() && !shared.stop) clients[i]->Loop();
@@ -349,11 +368,13 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   prepared.wait();
   for (const ThreadResult& result : results)
     if (!result.fatal.ok()) shared.stop = true;
-  // Prefill Puts are not part of the measurement.
+  // Prefill Puts are not part of the measurement; warm-up times are
+  // reported apart.
   for (ThreadResult& result : results) {
-    absl::Status fatal = result.fatal;
-    result = ThreadResult();
-    result.fatal = fatal;
+    ThreadResult measured;
+    measured.fatal = result.fatal;
+    measured.warmup = std::move(result.warmup);
+    result = std::move(measured);
   }
   for (auto& counter : shared.done) counter = 0;
   for (auto& counter : shared.bytes) counter = 0;
@@ -390,16 +411,18 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& options) {
   for (const ThreadResult& result : results)
     if (!result.fatal.ok()) return result.fatal;
   for (int i = 0; i < kNumOpKinds; ++i) {
-    LatencyRecorder latency;
+    LatencyRecorder latency, warmup;
     OpReport& op = report.ops[i];
     for (const ThreadResult& result : results) {
       latency.Merge(result.latency[i]);
+      warmup.Merge(result.warmup[i]);
       op.count += result.ops[i].count;
       op.errors += result.ops[i].errors;
       op.bytes += result.ops[i].bytes;
       if (op.first_error.empty()) op.first_error = result.ops[i].first_error;
     }
     op.latency = latency.Summarize();
+    op.warmup = warmup.Summarize();
     op.ops_per_s = op.count / report.elapsed_s;
     op.gbps = op.bytes / report.elapsed_s / 1e9;
   }
@@ -428,7 +451,9 @@ nlohmann::json ReportToJson(const LoadOptions& options,
                             {"p90_ms", op.latency.p90_ms},
                             {"p99_ms", op.latency.p99_ms},
                             {"p999_ms", op.latency.p999_ms},
-                            {"max_ms", op.latency.max_ms}};
+                            {"max_ms", op.latency.max_ms},
+                            {"warmup_count", op.warmup.count},
+                            {"warmup_max_ms", op.warmup.max_ms}};
     if (!op.first_error.empty()) entry["first_error"] = op.first_error;
     ops[OpName(static_cast<OpKind>(i))] = entry;
   }
@@ -451,6 +476,7 @@ nlohmann::json ReportToJson(const LoadOptions& options,
             {"model", options.model},
             {"duration_s", options.duration_s},
             {"ops", options.ops},
+            {"warmup_ops", options.warmup_ops},
             {"seed", w.seed},
             {"shared_prefix_ratio", w.shared_prefix_ratio},
             {"source", w.source}}},
@@ -489,6 +515,12 @@ std::string ReportToText(const LoadOptions& options, const LoadReport& report) {
             op.latency.p999_ms, static_cast<unsigned long long>(op.errors)));
     if (!op.first_error.empty())
       absl::StrAppend(&text, "  first error: ", op.first_error, "\n");
+    if (op.warmup.count > 0)
+      absl::StrAppend(
+          &text,
+          absl::StrFormat("  warm-up (untimed): %llu, slowest %.3f ms\n",
+                          static_cast<unsigned long long>(op.warmup.count),
+                          op.warmup.max_ms));
   }
   absl::StrAppend(
       &text,

@@ -38,6 +38,10 @@ struct LoadOptions {
   // Sequences stored before timing starts so that Get and Lookup have
   // something to read; 0 picks 2 per client when reads are in the mix.
   uint32_t prefill = 0;
+  // How often each client runs every operation of the mix, untimed, after
+  // the prefill: the first calls fault in fresh buffers on both ends and
+  // would otherwise make up the tail of a short run. Reported apart.
+  uint32_t warmup_ops = 1;
   // Compare each Get's bytes with what was put.
   bool verify = false;
   // Lookups send whole chunks as digests (Client::LookupByChunks).
@@ -53,6 +57,7 @@ struct OpReport {
   double ops_per_s = 0;
   double gbps = 0;  // 1e9 bytes per second
   LatencySummary latency;
+  LatencySummary warmup;  // of the untimed warm-up operations
   std::string first_error;
 };
 

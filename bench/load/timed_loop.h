@@ -13,26 +13,37 @@
 
 namespace seqkv::bench {
 
+struct TimedLoopOptions {
+  int clients = 4;
+  double duration_s = 5;
+  // Untimed operations each client runs first: the first calls fault in
+  // fresh buffers on both ends and would otherwise make up the tail.
+  uint32_t warmup_ops = 1;
+  uint64_t bytes_per_op = 0;  // counted for every successful operation
+};
+
 struct TimedLoopResult {
   uint64_t count = 0;
   uint64_t errors = 0;
   uint64_t bytes = 0;
   double elapsed_s = 0;
   LatencySummary latency;
+  LatencySummary warmup;  // of the untimed operations
   std::string first_error;
 };
 
 using Operation = std::function<absl::Status()>;
 
-// Each of `clients` threads calls make_op(index) once (to connect; not
-// timed), then repeats the operation for `duration_s` seconds. Every
-// successful operation counts `bytes_per_op` bytes.
-TimedLoopResult RunTimedLoop(int clients, double duration_s,
-                             uint64_t bytes_per_op,
+// Each of `options.clients` threads calls make_op(index) once (to connect)
+// and runs the operation `warmup_ops` times, all untimed; then every thread
+// repeats it for `duration_s` seconds. A failed warm-up operation counts as
+// an error.
+TimedLoopResult RunTimedLoop(const TimedLoopOptions& options,
                              const std::function<Operation(int)>& make_op);
 
-// {"count", "errors", "ops_per_s", "gbps", "p50_ms", ...}: the same fields
-// as one operation of `seqkv bench --json`.
+// {"count", "errors", "ops_per_s", "gbps", "p50_ms", ..., "warmup_count",
+// "warmup_max_ms"}: the same fields as one operation of `seqkv bench
+// --json`.
 nlohmann::json TimedLoopJson(const TimedLoopResult& result);
 
 }  // namespace seqkv::bench

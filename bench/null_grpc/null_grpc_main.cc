@@ -29,6 +29,8 @@ ABSL_FLAG(uint32_t, message_bytes, seqkv::kStreamMessageBytes,
           "bench: bytes per streamed message (default: what seqkv's client "
           "and server use)");
 ABSL_FLAG(double, duration_s, 5, "bench: seconds to run");
+ABSL_FLAG(uint32_t, warmup_ops, 1,
+          "bench: untimed calls per client before timing starts");
 ABSL_FLAG(bool, own_connection, false,
           "bench: give every client its own TCP connection (by default gRPC "
           "shares one between channels with equal arguments, as seqkv's "
@@ -158,14 +160,18 @@ int Bench() {
       return absl::OkStatus();
     };
   };
-  TimedLoopResult result =
-      RunTimedLoop(absl::GetFlag(FLAGS_clients),
-                   absl::GetFlag(FLAGS_duration_s), bytes, make_op);
+  TimedLoopOptions loop;
+  loop.clients = absl::GetFlag(FLAGS_clients);
+  loop.duration_s = absl::GetFlag(FLAGS_duration_s);
+  loop.warmup_ops = absl::GetFlag(FLAGS_warmup_ops);
+  loop.bytes_per_op = bytes;
+  TimedLoopResult result = RunTimedLoop(loop, make_op);
   nlohmann::json json = {
       {"command", "null-grpc"},
       {"config",
        {{"op", op},
         {"clients", absl::GetFlag(FLAGS_clients)},
+        {"warmup_ops", absl::GetFlag(FLAGS_warmup_ops)},
         {"bytes", bytes},
         {"message_bytes", message_bytes},
         {"own_connection", absl::GetFlag(FLAGS_own_connection)}}},
@@ -188,6 +194,7 @@ int main(int argc, char** argv) {
   if (mode == "bench") return seqkv::bench::Bench();
   std::cerr << "usage: seqkv-null-grpc serve [--listen ADDR] [--ready_file F]\n"
                "       seqkv-null-grpc bench --server ADDR [--op sink|source] "
-               "[--clients N] [--bytes B] [--duration_s S] [--json]\n";
+               "[--clients N] [--bytes B] [--duration_s S] [--warmup_ops N] "
+               "[--json]\n";
   return 2;
 }

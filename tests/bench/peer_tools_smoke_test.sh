@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The peers bench/compare measures seqkv against: seqkv-redis-bench against a
-# real redis-server (SETs of new keys must each store a key of their own;
-# cycling SETs must not), and seqkv-memcpy-bench in both modes.
+# The peers bench/compare measures seqkv against: seqkv-memcpy-bench in both
+# modes, seqkv-null-grpc in both directions, and seqkv-redis-bench against a
+# real redis-server (SETs of new keys must each store a key of their own,
+# untimed warm-up SETs included; cycling SETs must not).
 set -euo pipefail
 BIN="$1"
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -13,7 +14,27 @@ for fresh in false true; do
     || fail "memcpy measured nothing: $out"
 done
 
-[ -x "$BIN/seqkv-redis-bench" ] || { echo "SKIP: seqkv-redis-bench not built (no hiredis)"; exit 0; }
+# The null gRPC stream: both directions move every byte, warm-up apart.
+work=$(mktemp -d)
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+"$BIN/seqkv-null-grpc" serve --listen 127.0.0.1:0 --ready_file "$work/ready" &
+pid=$!
+for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.1; done
+[ -s "$work/ready" ] || fail "seqkv-null-grpc did not start"
+null_addr="127.0.0.1:$(jq -r .grpc_port "$work/ready")"
+for op in sink source; do
+  out=$("$BIN/seqkv-null-grpc" bench --server "$null_addr" --op "$op" --bytes 300000 \
+    --message_bytes 65536 --clients 2 --duration_s 0.3 --warmup_ops 2 --json)
+  jq -e --arg op "$op" '.ops[$op] | .count > 0 and .errors == 0
+    and .bytes == .count * 300000 and .warmup_count == 4' <<< "$out" > /dev/null \
+    || fail "null gRPC $op: $out"
+done
+kill "$pid"; wait "$pid" 2>/dev/null || true
+pid=""
+rm -rf "$work"
+
+ { echo "SKIP: seqkv-redis-bench not built (no hiredis)"; exit 0; }
 command -v redis-server > /dev/null || fail "redis-server is missing (scripts/setup installs it)"
 work=$(mktemp -d)
 port=""
@@ -37,10 +58,12 @@ done
 keys() { redis-cli -p "$port" dbsize; }
 run() { "$BIN/seqkv-redis-bench" --port "$port" --bytes 4096 --clients 2 --duration_s 0.3 --json "$@"; }
 
-out=$(run --op set --keys_per_client 0)
+out=$(run --op set --keys_per_client 0 --warmup_ops 3)
 count=$(jq -r .ops.set.count <<< "$out")
+warmup=$(jq -r .ops.set.warmup_count <<< "$out")
 [ "$count" -gt 0 ] || fail "no SETs: $out"
-[ "$(keys)" = "$count" ] || fail "$count SETs of new keys left $(keys) keys"
+[ "$warmup" = 6 ] || fail "2 clients warming up 3 times ran $warmup SETs: $out"
+[ "$(keys)" = $((count + warmup)) ] || fail "$count + $warmup SETs of new keys left $(keys) keys"
 redis-cli -p "$port" flushall > /dev/null
 
 out=$(run --op set --keys_per_client 3)

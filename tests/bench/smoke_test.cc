@@ -71,6 +71,9 @@ TEST_F(BenchSmokeTest, MixOfPutGetLookupWithVerifiedBytes) {
       EXPECT_GT(entry["p99_ms"].get<double>(), 0);
       EXPECT_GE(entry["p99_ms"].get<double>(), entry["p50_ms"].get<double>());
     }
+    // One untimed run of each operation per client (--warmup_ops 1).
+    EXPECT_EQ(entry["warmup_count"].get<uint64_t>(), 3u) << report.dump();
+    EXPECT_GT(entry["warmup_max_ms"].get<double>(), 0);
   }
   EXPECT_EQ(total, 90u);
   // 80 tokens in chunks of 32: 3 chunks per distinct Put, none deduplicated.
@@ -85,9 +88,11 @@ TEST_F(BenchSmokeTest, LookupsByChunkDigestsMatchWholeSequences) {
   // bench counts a Lookup that matches less than the stored 80 as an error.
   nlohmann::json report = Bench(
       "--clients 2 --op lookup --lookup_by_chunks --layout tiny"
-      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 40");
+      " --chunk_tokens 32 --tokens_per_request 80 --codec raw --ops 40"
+      " --warmup_ops 2");
   ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report["ops"]["lookup"]["count"].get<uint64_t>(), 40u);
+  EXPECT_EQ(report["ops"]["lookup"]["warmup_count"].get<uint64_t>(), 4u);
   EXPECT_EQ(report["ops"]["lookup"]["errors"].get<uint64_t>(), 0u);
 }
 
@@ -110,8 +115,10 @@ TEST_F(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
 TEST_F(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
   nlohmann::json report = Bench(
       "--clients 2 --op put --layout 2x1x64:bf16 --chunk_tokens 16"
-      " --tokens_per_request 64 --shared_prefix_ratio 0.5 --duration_s 1");
+      " --tokens_per_request 64 --shared_prefix_ratio 0.5 --duration_s 1"
+      " --warmup_ops 0");
   ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["ops"]["put"]["warmup_count"].get<uint64_t>(), 0u);
   const uint64_t puts = report["ops"]["put"]["count"];
   ASSERT_GT(puts, 2u);
   // The shared half (2 chunks) is new once; every other Put dedups it.
