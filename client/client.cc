@@ -69,7 +69,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
   return grpc::SslCredentials(ssl);
 }
 
-static_assert(ClientOptions{}.message_bytes == kStreamMessageBytes,
+static_assert(kDefaultMessageBytes == kStreamMessageBytes,
               "the client's default message size is the transport's");
 
 }  // namespace

@@ -16,6 +16,10 @@ class LookupRequest;
 
 namespace seqkv {
 
+// KV bytes per streamed message, as the server sends them: the transport's
+// kStreamMessageBytes (proto/grpc_transport.h, kept out of this header).
+inline constexpr size_t kDefaultMessageBytes = 2 << 20;
+
 struct ClientOptions {
   // "host:port" or "unix:/path".
   std::string server = "127.0.0.1:50551";
@@ -25,9 +29,8 @@ struct ClientOptions {
   std::string tls_root_cert_file;
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Bytes of KV data per streamed message (kStreamMessageBytes of
-  // proto/grpc_transport.h).
-  size_t message_bytes = 2 << 20;
+  // KV bytes per message of a Put stream.
+  size_t message_bytes = kDefaultMessageBytes;
   // Per-call deadline; 0 means none.
   double timeout_s = 0;
 };
