@@ -252,16 +252,42 @@ absl::StatusOr<bool> Client::RegisterModel(
   *request.mutable_layout() = LayoutToProto(registration.layout);
   request.set_chunk_tokens(registration.chunk_tokens);
   request.set_default_codec(registration.default_codec);
+  size_t state_bytes = 0;
   for (const auto& [key, blob] : registration.codec_state)
-    (*request.mutable_codec_state())[key] = blob;
-  v1::RegisterModelResponse response;
+    state_bytes += blob.size();
+  const size_t budget = std::max<size_t>(1, impl_->options_.message_bytes);
   grpc::ClientContext context;
   impl_->Prepare(context);
-  if (auto status =
-          FromGrpc(impl_->stub_->RegisterModel(&context, request, &response));
-      !status.ok())
-    return status;
-  return response.created();
+  if (state_bytes <= budget) {
+    for (const auto& [key, blob] : registration.codec_state)
+      (*request.mutable_codec_state())[key] = blob;
+    v1::RegisterModelResponse response;
+    if (auto status =
+            FromGrpc(impl_->stub_->RegisterModel(&context, request, &response));
+        !status.ok())
+      return status;
+    return response.created();
+  }
+  // Too large for one message (a server takes at most 256 MiB): the state
+  // follows the registration in pieces of the message budget.
+  v1::RegisterModelStreamResponse response;
+  auto writer = impl_->stub_->RegisterModelStream(&context, &response);
+  v1::RegisterModelStreamRequest message;
+  *message.mutable_registration() = std::move(request);
+  bool open = writer->Write(message);
+  for (const auto& [key, blob] : registration.codec_state) {
+    size_t offset = 0;
+    do {  // an empty entry still sends its key
+      v1::CodecStatePiece* piece = message.mutable_codec_state_piece();
+      piece->set_key(key);
+      piece->set_data(blob.substr(offset, budget));
+      open = open && writer->Write(message);
+      offset += budget;
+    } while (open && offset < blob.size());
+  }
+  writer->WritesDone();
+  if (auto status = FromGrpc(writer->Finish()); !status.ok()) return status;
+  return response.registration().created();
 }
 
 absl::StatusOr<ModelRegistration> Client::GetModel(const std::string& model) {

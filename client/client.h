@@ -29,7 +29,8 @@ struct ClientOptions {
   std::string tls_root_cert_file;
   std::string tls_cert_file;
   std::string tls_key_file;
-  // KV bytes per message of a Put stream.
+  // Bytes per message of a Put stream (and of codec state too large for
+  // one RegisterModel message).
   size_t message_bytes = kDefaultMessageBytes;
   // Per-call deadline; 0 means none.
   double timeout_s = 0;
@@ -116,6 +117,8 @@ class Client {
                                       std::span<const int32_t> tokens,
                                       const std::string& name_space = "");
 
+  // True when the model was created, false when it existed. Codec state
+  // larger than one message goes through RegisterModelStream.
   absl::StatusOr<bool> RegisterModel(const ModelRegistration& registration);
   absl::StatusOr<ModelRegistration> GetModel(const std::string& model);
 

@@ -1,5 +1,6 @@
 #include "server/kvcache_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "proto/grpc_transport.h"
 #include "spdlog/spdlog.h"
 
@@ -10,6 +11,12 @@ grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
+}
+
+uint64_t CodecStateBytes(const v1::RegisterModelRequest& request) {
+  uint64_t bytes = 0;
+  for (const auto& [key, blob] : request.codec_state()) bytes += blob.size();
+  return bytes;
 }
 
 }  // namespace
@@ -108,12 +115,70 @@ grpc::Status KvCacheService::RegisterModel(
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  auto result = engine_->RegisterModel(*request);
+  return Register(*request, *response);
+}
+
+grpc::Status KvCacheService::RegisterModelStream(
+    grpc::ServerContext* context,
+    grpc::ServerReader<v1::RegisterModelStreamRequest>* reader,
+    v1::RegisterModelStreamResponse* response) {
+  const auto tenants = tenants_->get();
+  auto caller = tenants->Authenticate(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  v1::RegisterModelStreamRequest message;
+  if (!reader->Read(&message))
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "RegisterModelStream carried no registration");
+  if (!message.has_registration())
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "the first RegisterModelStream message must be the registration");
+  v1::RegisterModelRequest request = std::move(*message.mutable_registration());
+  uint64_t state_bytes = CodecStateBytes(request);
+  while (reader->Read(&message)) {
+    if (!message.has_codec_state_piece())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "after the registration, every RegisterModelStream "
+                          "message must be a codec_state_piece");
+    v1::CodecStatePiece& piece = *message.mutable_codec_state_piece();
+    if (piece.key().empty())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a codec_state_piece needs a key");
+    state_bytes += piece.data().size();
+    if (state_bytes > max_codec_state_bytes_)
+      return CodecStateTooLarge(request.model());
+    std::string& entry = (*request.mutable_codec_state())[piece.key()];
+    if (entry.empty())
+      entry.swap(*piece.mutable_data());
+    else
+      entry.append(piece.data());
+  }
+  if (context->IsCancelled())
+    return grpc::Status(
+        grpc::StatusCode::CANCELLED,
+        "client cancelled RegisterModelStream; nothing was registered");
+  return Register(request, *response->mutable_registration());
+}
+
+grpc::Status KvCacheService::CodecStateTooLarge(
+    const std::string& model) const {
+  return grpc::Status(
+      grpc::StatusCode::RESOURCE_EXHAUSTED,
+      absl::StrCat("the codec state of model '", model,
+                   "' is over --max_codec_state_bytes (",
+                   max_codec_state_bytes_, "); nothing was registered"));
+}
+
+grpc::Status KvCacheService::Register(const v1::RegisterModelRequest& request,
+                                      v1::RegisterModelResponse& response) {
+  if (CodecStateBytes(request) > max_codec_state_bytes_)
+    return CodecStateTooLarge(request.model());
+  auto result = engine_->RegisterModel(request);
   if (!result.ok()) return ToGrpc(result.status());
-  spdlog::info("model '{}' {} (chunk_tokens {})", request->model(),
+  spdlog::info("model '{}' {} (chunk_tokens {})", request.model(),
                result->created() ? "registered" : "updated",
                result->chunk_tokens());
-  *response = std::move(*result);
+  response = std::move(*result);
   return grpc::Status::OK;
 }
 

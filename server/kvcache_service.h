@@ -4,16 +4,26 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+
 #include "seqkv/v1/kvcache.grpc.pb.h"
 #include "server/cache_engine.h"
 #include "server/tenants.h"
 
 namespace seqkv {
 
+// The most codec state one model may register: a model record is one
+// protobuf message, which cannot exceed 2 GiB. The 256 MiB message limit
+// holds for RegisterModel; RegisterModelStream takes up to this much.
+inline constexpr uint64_t kMaxCodecStateBytes = uint64_t{1536} << 20;
+
 class KvCacheService final : public v1::KvCacheService::Service {
  public:
-  KvCacheService(CacheEngine* engine, const TenantDirectoryHolder* tenants)
-      : engine_(engine), tenants_(tenants) {}
+  KvCacheService(CacheEngine* engine, const TenantDirectoryHolder* tenants,
+                 uint64_t max_codec_state_bytes = kMaxCodecStateBytes)
+      : engine_(engine),
+        tenants_(tenants),
+        max_codec_state_bytes_(max_codec_state_bytes) {}
 
   grpc::Status Lookup(grpc::ServerContext* context,
                       const v1::LookupRequest* request,
@@ -29,6 +39,10 @@ class KvCacheService final : public v1::KvCacheService::Service {
   grpc::Status RegisterModel(grpc::ServerContext* context,
                              const v1::RegisterModelRequest* request,
                              v1::RegisterModelResponse* response) override;
+  grpc::Status RegisterModelStream(
+      grpc::ServerContext* context,
+      grpc::ServerReader<v1::RegisterModelStreamRequest>* reader,
+      v1::RegisterModelStreamResponse* response) override;
   grpc::Status GetModel(grpc::ServerContext* context,
                         const v1::GetModelRequest* request,
                         v1::GetModelResponse* response) override;
@@ -37,8 +51,14 @@ class KvCacheService final : public v1::KvCacheService::Service {
                      v1::StatsResponse* response) override;
 
  private:
+  // Registers `request` (from either RPC) and logs it.
+  grpc::Status Register(const v1::RegisterModelRequest& request,
+                        v1::RegisterModelResponse& response);
+  grpc::Status CodecStateTooLarge(const std::string& model) const;
+
   CacheEngine* engine_;
   const TenantDirectoryHolder* tenants_;
+  const uint64_t max_codec_state_bytes_;
 };
 
 }  // namespace seqkv

@@ -49,6 +49,9 @@ ABSL_FLAG(uint64_t, chunk_buffer_pool_bytes, uint64_t{256} << 20,
           "keep up to this many bytes of idle chunk buffers (Put chunks, "
           "Get messages) for the next requests instead of freeing them "
           "(0: keep none)");
+ABSL_FLAG(uint64_t, max_codec_state_bytes, seqkv::kMaxCodecStateBytes,
+          "the most codec state (calibration profile, layer-0 table...) one "
+          "model may register, in bytes; at most 1536 MiB");
 ABSL_FLAG(absl::Duration, idle_release_after, absl::Seconds(10),
           "after this long without a Put, Get or Delete, free the idle chunk "
           "buffers and hand the allocator's freed memory back to the kernel");
@@ -179,7 +182,15 @@ int Serve() {
     return 1;
   }
 
-  KvCacheService service(&engine, &tenants);
+  const uint64_t max_codec_state_bytes =
+      absl::GetFlag(FLAGS_max_codec_state_bytes);
+  if (max_codec_state_bytes == 0 ||
+      max_codec_state_bytes > kMaxCodecStateBytes) {
+    spdlog::error("--max_codec_state_bytes must be in [1, {}]",
+                  kMaxCodecStateBytes);
+    return 1;
+  }
+  KvCacheService service(&engine, &tenants, max_codec_state_bytes);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -7,6 +7,9 @@
 #include <fstream>
 #include <random>
 
+#include "absl/strings/str_cat.h"
+#include "codec/model_state.h"
+#include "codec/model_state_builder.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proto/layout_convert.h"
@@ -353,6 +356,45 @@ TEST_F(KvCacheTest, LargePayloadsAreFilesThatLeaveWithTheirChunks) {
   EXPECT_TRUE(PayloadFiles().empty());
 }
 
+// kvlm-23m's layer-0 table (8 MiB) is more than one message of 1 MiB, so
+// that client sends it through RegisterModelStream in pieces. The state must
+// arrive the same as in one message: a lossy codec predicting from it then
+// stores a cache as the same bytes under either model.
+TEST_F(KvCacheTest, CodecStateLargerThanAMessageArrivesWhole) {
+  const KvCache cache = Load("c_chat_turn2");
+  auto state = BuildCodecStateFromModelDir(DataPath("lm"), cache.layout);
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_GT((*state)[std::string(kLayer0TableKey)].size(), size_t{4} << 20);
+  std::vector<uint64_t> stored;
+  std::vector<KvCache> fetched;
+  for (const size_t message_bytes : {size_t{64} << 20, size_t{1} << 20}) {
+    ClientOptions options;
+    options.server = server_->address();
+    options.message_bytes = message_bytes;
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    ModelRegistration registration;
+    registration.model = absl::StrCat("state-in-", message_bytes);
+    registration.layout = cache.layout;
+    registration.codec_state = *state;
+    auto created = (*client)->RegisterModel(registration);
+    ASSERT_TRUE(created.ok()) << created.status();
+    EXPECT_TRUE(*created);
+    auto model = (*client)->GetModel(registration.model);
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_EQ(model->codec_state.size(), state->size());
+    auto put = (*client)->Put(
+        {registration.model, "predictive:rel_mse=0.01", ""}, cache);
+    ASSERT_TRUE(put.ok()) << put.status();
+    stored.push_back(put->bytes_stored);
+    auto got = (*client)->Get({registration.model}, cache.tokens);
+    ASSERT_TRUE(got.ok()) << got.status();
+    fetched.push_back(*std::move(got));
+  }
+  EXPECT_EQ(stored[0], stored[1]);
+  EXPECT_TRUE(fetched[0].k == fetched[1].k && fetched[0].v == fetched[1].v);
+}
+
 TEST_F(KvCacheTest, DamagedPayloadFileIsDataLoss) {
   const KvCache cache = Load("c_chat_turn4");
   Put(cache, "raw");
@@ -558,6 +600,102 @@ TEST_F(BadInputTest, BadLayoutAndMissingHeader) {
   writer->Write(data_first);
   writer->WritesDone();
   EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Sends `messages` on RegisterModelStream (cancelling instead of closing
+// when asked) and returns the status.
+grpc::Status RawRegisterStream(
+    v1::KvCacheService::Stub& stub,
+    const std::vector<v1::RegisterModelStreamRequest>& messages,
+    bool cancel = false) {
+  grpc::ClientContext context;
+  v1::RegisterModelStreamResponse response;
+  auto writer = stub.RegisterModelStream(&context, &response);
+  for (const auto& message : messages) writer->Write(message);
+  if (cancel) {
+    context.TryCancel();
+  } else {
+    writer->WritesDone();
+  }
+  return writer->Finish();
+}
+
+TEST_F(BadInputTest, MalformedRegisterModelStreamsRegisterNothing) {
+  v1::RegisterModelStreamRequest registration;
+  registration.mutable_registration()->set_model("streamed");
+  *registration.mutable_registration()->mutable_layout() =
+      LayoutToProto(probe_.layout);
+  v1::RegisterModelStreamRequest piece;
+  piece.mutable_codec_state_piece()->set_key("notes");
+  piece.mutable_codec_state_piece()->set_data(std::string(1000, 'x'));
+  v1::RegisterModelStreamRequest keyless = piece;
+  keyless.mutable_codec_state_piece()->clear_key();
+  const v1::RegisterModelStreamRequest empty;
+
+  struct Case {
+    std::vector<v1::RegisterModelStreamRequest> messages;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{}, grpc::StatusCode::INVALID_ARGUMENT, "carried no registration"},
+      {{piece, registration},
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "first RegisterModelStream message must be the registration"},
+      {{registration, piece, registration},
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "must be a codec_state_piece"},
+      {{registration, empty},
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "must be a codec_state_piece"},
+      {{registration, keyless},
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "needs a key"},
+  };
+  for (const Case& c : cases) {
+    const grpc::Status status = RawRegisterStream(*stub_, c.messages);
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_NE(status.error_message().find(c.message), std::string::npos)
+        << status.error_message();
+  }
+  const grpc::Status cancelled =
+      RawRegisterStream(*stub_, {registration, piece}, /*cancel=*/true);
+  EXPECT_EQ(cancelled.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(client_->GetModel("streamed").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // The same pieces in order register the model with their state joined.
+  ASSERT_TRUE(RawRegisterStream(*stub_, {registration, piece, piece}).ok());
+  auto model = client_->GetModel("streamed");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->codec_state.count("notes"), 1u);
+}
+
+// A server that takes at most 64 KiB of codec state refuses more, in one
+// message or in pieces.
+TEST(RegisterModelLimitTest, CodecStateOverTheLimitIsResourceExhausted) {
+  auto server = ServerProcess::Start({"--max_codec_state_bytes=65536"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  for (const size_t message_bytes : {size_t{1} << 20, size_t{16} << 10}) {
+    ClientOptions options;
+    options.server = (*server)->address();
+    options.message_bytes = message_bytes;
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    ModelRegistration registration;
+    registration.model = absl::StrCat("limited-", message_bytes);
+    registration.layout = Load("c_chat_turn2").layout;
+    registration.codec_state["notes"] = std::string(65537, 'x');
+    auto created = (*client)->RegisterModel(registration);
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kResourceExhausted)
+        << created.status();
+    EXPECT_NE(created.status().message().find("--max_codec_state_bytes"),
+              std::string::npos);
+    EXPECT_EQ((*client)->GetModel(registration.model).status().code(),
+              absl::StatusCode::kNotFound);
+    registration.codec_state["notes"].resize(65536);
+    EXPECT_TRUE((*client)->RegisterModel(registration).ok());
+  }
 }
 
 }  // namespace
