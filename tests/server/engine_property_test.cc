@@ -60,7 +60,7 @@ absl::StatusOr<std::string> GetAll(CacheEngine& engine,
 }
 
 class EngineProperty
-    : public ::testing::TestWithParam<std::tuple<int, const char*>> {
+    : public ::testing::TestWithParam<std::tuple<int, std::string>> {
  protected:
   void SetUp() override {
     // 16-token chunks (1 KiB raw) are stored as payload files.
@@ -323,10 +323,16 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ChunkSizesAndCodecs, EngineProperty,
-                         ::testing::Combine(::testing::Values(1, 3, 16),
-                                            ::testing::Values("raw",
-                                                              "lossless")));
+// Named "chunk3_lossless" and so on, the same in every build.
+INSTANTIATE_TEST_SUITE_P(
+    ChunkSizesAndCodecs, EngineProperty,
+    ::testing::Combine(::testing::Values(1, 3, 16),
+                       ::testing::Values(std::string("raw"),
+                                         std::string("lossless"))),
+    [](const ::testing::TestParamInfo<EngineProperty::ParamType>& info) {
+      return "chunk" + std::to_string(std::get<0>(info.param)) + "_" +
+             std::get<1>(info.param);
+    });
 
 }  // namespace
 }  // namespace seqkv
