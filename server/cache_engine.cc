@@ -636,7 +636,7 @@ absl::StatusOr<v1::DeleteResponse> CacheEngine::Delete(
 }
 
 absl::StatusOr<v1::RegisterModelResponse> CacheEngine::RegisterModel(
-    const v1::RegisterModelRequest& request) {
+    v1::RegisterModelRequest request) {
   if (request.model().empty())
     return absl::InvalidArgumentError("model is empty");
   if (!request.has_layout())
@@ -651,24 +651,25 @@ absl::StatusOr<v1::RegisterModelResponse> CacheEngine::RegisterModel(
                               ? options_.default_chunk_tokens
                               : request.chunk_tokens());
   record.set_default_codec(request.default_codec());
-  for (const auto& [key, blob] : request.codec_state())
-    (*record.mutable_codec_state())[key] = blob;
+  record.mutable_codec_state()->swap(*request.mutable_codec_state());
   record.set_created_unix_micros(NowMicros());
-  auto built = ModelRegistry::FromRecord(record);
-  if (!built.ok()) return built.status();
-  if (!request.default_codec().empty()) {
-    auto codec = CreateCodec(request.default_codec(), (*built)->context);
-    if (!codec.ok())
-      return absl::Status(
-          codec.status().code(),
-          absl::StrCat("default_codec: ", codec.status().message()));
-  }
+  const uint32_t chunk_tokens = record.chunk_tokens();
+  // The default codec must work with the model's state as it will be.
+  auto check = [](const Model& model) -> absl::Status {
+    const std::string& spec = model.record.default_codec();
+    if (spec.empty()) return absl::OkStatus();
+    auto codec = CreateCodec(spec, model.context);
+    if (codec.ok()) return absl::OkStatus();
+    return absl::Status(
+        codec.status().code(),
+        absl::StrCat("default_codec: ", codec.status().message()));
+  };
   std::lock_guard<std::mutex> lock(trie_.write_mutex());
-  auto created = models_.Register(record);
+  auto created = models_.Register(std::move(record), check);
   if (!created.ok()) return created.status();
   v1::RegisterModelResponse response;
   response.set_model(request.model());
-  response.set_chunk_tokens(record.chunk_tokens());
+  response.set_chunk_tokens(chunk_tokens);
   response.set_created(*created);
   return response;
 }
@@ -682,7 +683,7 @@ absl::StatusOr<v1::GetModelResponse> CacheEngine::GetModel(
   *response.mutable_layout() = (*model)->record.layout();
   response.set_chunk_tokens((*model)->chunk_tokens);
   response.set_default_codec((*model)->record.default_codec());
-  for (const auto& [key, blob] : (*model)->record.codec_state())
+  for (const auto& [key, blob] : (*model)->context.codec_state)
     response.add_codec_state_keys(key);
   return response;
 }

@@ -98,8 +98,9 @@ class CacheEngine {
   absl::StatusOr<v1::DeleteResponse> Delete(const std::string& name_space,
                                             const v1::DeleteRequest& request);
 
+  // Takes the request by value: its codec state moves into the model.
   absl::StatusOr<v1::RegisterModelResponse> RegisterModel(
-      const v1::RegisterModelRequest& request);
+      v1::RegisterModelRequest request);
   absl::StatusOr<v1::GetModelResponse> GetModel(const std::string& name);
 
   // Quotas per namespace and the global capacity (0: unlimited). Takes

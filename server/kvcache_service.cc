@@ -1,5 +1,9 @@
 #include "server/kvcache_service.h"
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_transport.h"
 #include "spdlog/spdlog.h"
@@ -115,7 +119,7 @@ grpc::Status KvCacheService::RegisterModel(
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  return Register(*request, *response);
+  return Register(*request, *response);  // a copy: at most 256 MiB
 }
 
 grpc::Status KvCacheService::RegisterModelStream(
@@ -135,6 +139,7 @@ grpc::Status KvCacheService::RegisterModelStream(
         "the first RegisterModelStream message must be the registration");
   v1::RegisterModelRequest request = std::move(*message.mutable_registration());
   uint64_t state_bytes = CodecStateBytes(request);
+  std::map<std::string, std::vector<std::string>> pieces;
   while (reader->Read(&message)) {
     if (!message.has_codec_state_piece())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -147,17 +152,25 @@ grpc::Status KvCacheService::RegisterModelStream(
     state_bytes += piece.data().size();
     if (state_bytes > max_codec_state_bytes_)
       return CodecStateTooLarge(request.model());
-    std::string& entry = (*request.mutable_codec_state())[piece.key()];
-    if (entry.empty())
-      entry.swap(*piece.mutable_data());
-    else
-      entry.append(piece.data());
+    // Kept apart and joined once at the end: appending as they come would
+    // copy a large entry about twice over while it grows.
+    pieces[piece.key()].push_back(std::move(*piece.mutable_data()));
   }
   if (context->IsCancelled())
     return grpc::Status(
         grpc::StatusCode::CANCELLED,
         "client cancelled RegisterModelStream; nothing was registered");
-  return Register(request, *response->mutable_registration());
+  for (auto& [key, parts] : pieces) {
+    std::string& entry = (*request.mutable_codec_state())[key];
+    size_t size = entry.size();
+    for (const std::string& part : parts) size += part.size();
+    entry.reserve(size);
+    for (std::string& part : parts) {
+      entry.append(part);
+      std::string().swap(part);  // free each piece once copied
+    }
+  }
+  return Register(std::move(request), *response->mutable_registration());
 }
 
 grpc::Status KvCacheService::CodecStateTooLarge(
@@ -169,13 +182,13 @@ grpc::Status KvCacheService::CodecStateTooLarge(
                    max_codec_state_bytes_, "); nothing was registered"));
 }
 
-grpc::Status KvCacheService::Register(const v1::RegisterModelRequest& request,
+grpc::Status KvCacheService::Register(v1::RegisterModelRequest request,
                                       v1::RegisterModelResponse& response) {
   if (CodecStateBytes(request) > max_codec_state_bytes_)
     return CodecStateTooLarge(request.model());
-  auto result = engine_->RegisterModel(request);
+  auto result = engine_->RegisterModel(std::move(request));
   if (!result.ok()) return ToGrpc(result.status());
-  spdlog::info("model '{}' {} (chunk_tokens {})", request.model(),
+  spdlog::info("model '{}' {} (chunk_tokens {})", result->model(),
                result->created() ? "registered" : "updated",
                result->chunk_tokens());
   response = std::move(*result);

@@ -93,11 +93,17 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   payloads.enable_blob_garbage_collection = true;
   payloads.blob_garbage_collection_age_cutoff = 1.0;
   payloads.blob_garbage_collection_force_threshold = 0.5;
+  // Model records are small, but the codec state they carry can reach
+  // hundreds of MB (a layer-0 table): such values go to a blob file, written
+  // once, rather than into an SST block that compaction would rewrite.
+  rocksdb::ColumnFamilyOptions meta = small_records;
+  meta.enable_blob_files = true;
+  meta.min_blob_size = 1 << 20;
   rocksdb::ColumnFamilyOptions node_stats = small_records;
   node_stats.merge_operator = std::make_shared<NodeStatsMergeOperator>();
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
-      {kColumnNames[0], small_records}, {kColumnNames[1], small_records},
+      {kColumnNames[0], meta},          {kColumnNames[1], small_records},
       {kColumnNames[2], small_records}, {kColumnNames[3], payloads},
       {kColumnNames[4], node_stats},
   };

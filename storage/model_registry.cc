@@ -16,8 +16,9 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::FromRecord(
   auto model = std::make_shared<Model>();
   model->context.name = record.name();
   model->context.layout = *layout;
-  for (const auto& [key, blob] : record.codec_state())
-    model->context.codec_state[key] = blob;
+  for (auto& [key, blob] : *record.mutable_codec_state())
+    model->context.codec_state[key] = std::move(blob);
+  record.clear_codec_state();
   model->chunk_tokens = record.chunk_tokens();
   model->fingerprint = absl::StrCat(record.name(), "|", layout->DebugString(),
                                     "|", record.chunk_tokens());
@@ -56,43 +57,47 @@ void ModelRegistry::AddToBatch(const ModelRecord& record,
             record.SerializeAsString());
 }
 
-absl::StatusOr<bool> ModelRegistry::Register(const ModelRecord& record) {
-  auto fresh = FromRecord(record);
-  if (!fresh.ok()) return fresh.status();
+absl::StatusOr<bool> ModelRegistry::Register(
+    ModelRecord record,
+    const std::function<absl::Status(const Model&)>& check) {
   auto existing = Find(record.name());
-  if (existing.ok()) {
+  if (!existing.ok() && existing.status().code() != absl::StatusCode::kNotFound)
+    return existing.status();
+  const bool created = !existing.ok();
+  if (!created) {
     const Model& old = **existing;
-    if (!(old.context.layout == (*fresh)->context.layout) ||
+    auto layout = LayoutFromProto(record.layout());
+    if (!layout.ok()) return layout.status();
+    if (!(old.context.layout == *layout) ||
         old.chunk_tokens != record.chunk_tokens())
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model '", record.name(), "' is registered with layout ",
-          old.context.layout.DebugString(), " and chunk_tokens ",
-          old.chunk_tokens, "; got ", (*fresh)->context.layout.DebugString(),
-          " and chunk_tokens ", record.chunk_tokens()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", record.name(), "' is registered with layout ",
+                       old.context.layout.DebugString(), " and chunk_tokens ",
+                       old.chunk_tokens, "; got ", layout->DebugString(),
+                       " and chunk_tokens ", record.chunk_tokens()));
     if (record.codec_state().empty() && record.default_codec().empty())
       return false;
+    // The old state's other entries stay; entries given replace theirs.
     ModelRecord merged = old.record;
-    for (const auto& [key, blob] : record.codec_state())
-      (*merged.mutable_codec_state())[key] = blob;
+    auto& state = *merged.mutable_codec_state();
+    for (const auto& [key, blob] : old.context.codec_state)
+      if (!record.codec_state().contains(key)) state[key] = blob;
+    for (auto& [key, blob] : *record.mutable_codec_state())
+      state[key] = std::move(blob);
     if (!record.default_codec().empty())
       merged.set_default_codec(record.default_codec());
-    auto updated = FromRecord(merged);
-    if (!updated.ok()) return updated.status();
-    if (auto status = store_->Put(Column::kMeta, ModelMetaKey(record.name()),
-                                  merged.SerializeAsString());
-        !status.ok())
-      return status;
-    Remember(*updated);
-    return false;
+    record = std::move(merged);
   }
-  if (existing.status().code() != absl::StatusCode::kNotFound)
-    return existing.status();
-  if (auto status = store_->Put(Column::kMeta, ModelMetaKey(record.name()),
-                                record.SerializeAsString());
+  const std::string value = record.SerializeAsString();
+  auto model = FromRecord(std::move(record));
+  if (!model.ok()) return model.status();
+  if (auto status = check(**model); !status.ok()) return status;
+  if (auto status = store_->Put(Column::kMeta,
+                                ModelMetaKey((*model)->context.name), value);
       !status.ok())
     return status;
-  Remember(*fresh);
-  return true;
+  Remember(*model);
+  return created;
 }
 
 }  // namespace seqkv

@@ -3,6 +3,7 @@
 #ifndef SEQKV_STORAGE_MODEL_REGISTRY_H_
 #define SEQKV_STORAGE_MODEL_REGISTRY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,8 @@ using storage::v1::ModelRecord;
 
 // A registered model as the server uses it.
 struct Model {
+  // The stored record less its codec state, which is in `context` alone:
+  // a layer-0 table can be hundreds of MB.
   ModelRecord record;
   ModelContext context;  // layout and codec state, for codecs
   uint32_t chunk_tokens = 0;
@@ -33,15 +36,20 @@ class ModelRegistry {
   // The model or NOT_FOUND.
   absl::StatusOr<std::shared_ptr<const Model>> Find(const std::string& name);
 
-  // Builds a Model from a record; INVALID_ARGUMENT if the record is bad.
+  // Builds a Model from a record, moving its codec state into the context;
+  // INVALID_ARGUMENT if the record is bad.
   static absl::StatusOr<std::shared_ptr<const Model>> FromRecord(
       ModelRecord record);
 
   // Stores `record` unless the model exists. An existing model with the same
   // layout and chunk size is kept (its codec state and default codec are
   // updated when given); a different layout gives FAILED_PRECONDITION.
+  // `check` sees the model as it would be stored and can refuse it (a
+  // default codec its state does not support); nothing is stored then.
   // Returns true when the model was created.
-  absl::StatusOr<bool> Register(const ModelRecord& record);
+  absl::StatusOr<bool> Register(
+      ModelRecord record,
+      const std::function<absl::Status(const Model&)>& check);
 
   // Adds the record of a new model to `batch`; call Remember() after the
   // batch is written.

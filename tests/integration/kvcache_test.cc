@@ -358,41 +358,82 @@ TEST_F(KvCacheTest, LargePayloadsAreFilesThatLeaveWithTheirChunks) {
 
 // kvlm-23m's layer-0 table (8 MiB) is more than one message of 1 MiB, so
 // that client sends it through RegisterModelStream in pieces. The state must
-// arrive the same as in one message: a lossy codec predicting from it then
-// stores a cache as the same bytes under either model.
+// arrive, and come back from disk after a restart, as it was sent: a lossy
+// codec predicting from it then stores a cache as the same bytes as under a
+// model whose state came in one message and is still in memory.
 TEST_F(KvCacheTest, CodecStateLargerThanAMessageArrivesWhole) {
   const KvCache cache = Load("c_chat_turn2");
   auto state = BuildCodecStateFromModelDir(DataPath("lm"), cache.layout);
   ASSERT_TRUE(state.ok()) << state.status();
   ASSERT_GT((*state)[std::string(kLayer0TableKey)].size(), size_t{4} << 20);
-  std::vector<uint64_t> stored;
-  std::vector<KvCache> fetched;
-  for (const size_t message_bytes : {size_t{64} << 20, size_t{1} << 20}) {
+  auto connect = [&](size_t message_bytes) {
     ClientOptions options;
     options.server = server_->address();
     options.message_bytes = message_bytes;
     auto client = Client::Connect(options);
-    ASSERT_TRUE(client.ok()) << client.status();
+    EXPECT_TRUE(client.ok()) << client.status();
+    return std::move(*client);
+  };
+  const std::string models[] = {"state-in-one-message", "state-in-pieces"};
+  for (const size_t message_bytes : {size_t{64} << 20, size_t{1} << 20}) {
     ModelRegistration registration;
-    registration.model = absl::StrCat("state-in-", message_bytes);
+    registration.model = models[message_bytes == (size_t{1} << 20)];
     registration.layout = cache.layout;
     registration.codec_state = *state;
-    auto created = (*client)->RegisterModel(registration);
+    auto created = connect(message_bytes)->RegisterModel(registration);
     ASSERT_TRUE(created.ok()) << created.status();
     EXPECT_TRUE(*created);
-    auto model = (*client)->GetModel(registration.model);
-    ASSERT_TRUE(model.ok()) << model.status();
-    EXPECT_EQ(model->codec_state.size(), state->size());
-    auto put = (*client)->Put(
-        {registration.model, "predictive:rel_mse=0.01", ""}, cache);
+  }
+  std::vector<uint64_t> stored;
+  std::vector<KvCache> fetched;
+  for (const std::string& model : models) {
+    if (model == models[1]) {
+      ASSERT_TRUE(server_->Restart().ok());
+    }
+    std::unique_ptr<Client> client = connect(size_t{2} << 20);
+    auto registered = client->GetModel(model);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    EXPECT_EQ(registered->codec_state.size(), state->size());
+    auto put = client->Put({model, "predictive:rel_mse=0.01", ""}, cache);
     ASSERT_TRUE(put.ok()) << put.status();
     stored.push_back(put->bytes_stored);
-    auto got = (*client)->Get({registration.model}, cache.tokens);
+    auto got = client->Get({model}, cache.tokens);
     ASSERT_TRUE(got.ok()) << got.status();
     fetched.push_back(*std::move(got));
   }
   EXPECT_EQ(stored[0], stored[1]);
   EXPECT_TRUE(fetched[0].k == fetched[1].k && fetched[0].v == fetched[1].v);
+}
+
+// Registering again adds codec state entries and replaces those named; a
+// large entry (a RocksDB blob) survives a restart like a small one.
+TEST_F(KvCacheTest, RegisteringAgainMergesCodecStateThatSurvivesRestart) {
+  ModelRegistration registration;
+  registration.model = "merged";
+  registration.layout = Load("c_chat_turn2").layout;
+  registration.codec_state = {{"small", "1"},
+                              {"large", std::string(3 << 20, 'L')}};
+  auto created = client_->RegisterModel(registration);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(*created);
+  registration.codec_state = {{"small", "2"}, {"other", "3"}};
+  created = client_->RegisterModel(registration);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_FALSE(*created);
+  registration.codec_state = {{"large", ""}};
+  registration.default_codec = "zip:9";  // refused: nothing changes
+  EXPECT_EQ(client_->RegisterModel(registration).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(server_->Restart().ok());
+  auto client = server_->Connect();
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto model = (*client)->GetModel("merged");
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<std::string> keys;
+  for (const auto& [key, blob] : model->codec_state) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"large", "other", "small"}));
+  EXPECT_EQ(model->default_codec, "");
 }
 
 TEST_F(KvCacheTest, DamagedPayloadFileIsDataLoss) {
