@@ -67,4 +67,48 @@ std::string KvLayout::DebugString() const {
                       head_dim, " ", DTypeName(dtype), latent ? " latent" : "");
 }
 
+const char* RopeStyleName(RopeStyle style) {
+  switch (style) {
+    case RopeStyle::kNone:
+      return "none";
+    case RopeStyle::kRotateHalf:
+      return "rotate_half";
+    case RopeStyle::kInterleaved:
+      return "interleaved";
+  }
+  return "unknown";
+}
+
+std::string DescribeLayoutDifference(const KvLayout& expected,
+                                     const KvLayout& got) {
+  std::string out;
+  auto add = [&out](const char* field, const auto& got_value,
+                    const auto& expected_value) {
+    if (!out.empty()) out += ", ";
+    out +=
+        absl::StrCat(field, " ", got_value, " (expected ", expected_value, ")");
+  };
+  if (got.num_layers != expected.num_layers)
+    add("layers", got.num_layers, expected.num_layers);
+  if (got.num_kv_heads != expected.num_kv_heads)
+    add("kv heads", got.num_kv_heads, expected.num_kv_heads);
+  if (got.head_dim != expected.head_dim)
+    add("head_dim", got.head_dim, expected.head_dim);
+  if (got.dtype != expected.dtype)
+    add("dtype", DTypeName(got.dtype), DTypeName(expected.dtype));
+  if (got.latent != expected.latent)
+    add("latent", got.latent ? "true" : "false",
+        expected.latent ? "true" : "false");
+  if (got.rope.style == RopeStyle::kNone) return out;
+  if (got.rope.style != expected.rope.style)
+    add("rope style", RopeStyleName(got.rope.style),
+        RopeStyleName(expected.rope.style));
+  if (expected.rope.style == RopeStyle::kNone) return out;
+  if (got.rope.theta != expected.rope.theta)
+    add("rope theta", got.rope.theta, expected.rope.theta);
+  if (got.rope.rotary_dim != expected.rope.rotary_dim)
+    add("rope rotary_dim", got.rope.rotary_dim, expected.rope.rotary_dim);
+  return out;
+}
+
 }  // namespace seqkv

@@ -21,6 +21,8 @@ absl::StatusOr<DType> ParseDType(std::string_view name);
 
 enum class RopeStyle : uint8_t { kNone = 0, kRotateHalf = 1, kInterleaved = 2 };
 
+const char* RopeStyleName(RopeStyle style);  // "none", "rotate_half", ...
+
 struct RopeConfig {
   RopeStyle style = RopeStyle::kNone;
   double theta = 10000.0;
@@ -52,6 +54,14 @@ struct KvLayout {
 
   friend bool operator==(const KvLayout&, const KvLayout&) = default;
 };
+
+// Names every field in which `got` differs from `expected`, each with both
+// values, e.g. "rope theta 10000 (expected 500000), head_dim 128 (expected
+// 64)"; empty when they agree. As on the wire, a RoPE style of none in `got`
+// means the caller did not say, so its RoPE fields are not compared; theta
+// and rotary_dim are compared only where both rotate.
+std::string DescribeLayoutDifference(const KvLayout& expected,
+                                     const KvLayout& got);
 
 // Describes one chunk of a sequence. Chunk data is laid out as
 // [layer][tensor (K, V)][kv_head][token][head_dim] in the layout's dtype.

@@ -432,9 +432,9 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
       if (!layout.ok()) return layout.status();
       if (!SameStoredLayout(model->context.layout, *layout))
         return absl::FailedPreconditionError(absl::StrCat(
-            "header.layout (", layout->DebugString(),
-            ") differs from the layout registered for model '", header.model(),
-            "' (", model->context.layout.DebugString(), ")"));
+            "header.layout differs from the layout registered for model '",
+            header.model(), "': ",
+            DescribeLayoutDifference(model->context.layout, *layout)));
     }
   } else if (found.status().code() == absl::StatusCode::kNotFound) {
     if (!header.has_layout())
