@@ -1,0 +1,362 @@
+"""A synchronous client of seqkv.v1.KvCacheService.
+
+Thread-safety: a Client may be shared by threads; each call is independent
+(grpc channels are thread-safe).
+"""
+
+import dataclasses
+
+import grpc
+import numpy as np
+
+from . import arrays
+from . import errors
+from .layout import Layout, Rope
+
+# Bytes of KV data per Put message (and per codec state piece), as the C++
+# client sends them: under gRPC's 4 MiB default message limit.
+DEFAULT_MESSAGE_BYTES = 2 << 20
+
+
+def _stubs():
+    try:
+        from seqkv.v1 import kvcache_pb2, kvcache_pb2_grpc
+    except ImportError as error:
+        raise ImportError(
+            "seqkv: the generated gRPC stubs (seqkv.v1.kvcache_pb2) are "
+            "missing: build the seqkv_python target and put <build>/python on "
+            "PYTHONPATH next to client/python, or pip install client/python "
+            f"({error})") from error
+    return kvcache_pb2, kvcache_pb2_grpc
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """TLS settings: PEM contents (bytes) or file paths (str). root_cert
+    None uses the system's roots; cert and key together give mTLS."""
+
+    root_cert: object = None
+    cert: object = None
+    key: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PutResult:
+    tokens: int
+    chunks_new: int
+    chunks_deduped: int
+    bytes_logical: int
+    bytes_stored: int
+    codec: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupResult:
+    matched_tokens: int
+    namespace: str
+
+
+@dataclasses.dataclass
+class GetResult:
+    """The cache of the matched prefix (or the requested range of it):
+    k, v [layers, kv_heads, tokens, head_dim] (v None for latent layouts).
+    Unpacks as `k, v = client.get(...)`."""
+
+    k: object
+    v: object
+    tokens: np.ndarray
+    layout: Layout
+    matched_tokens: int
+    begin_token: int
+    end_token: int
+    namespace: str
+
+    @property
+    def num_tokens(self):
+        return self.end_token - self.begin_token
+
+    def __iter__(self):
+        return iter((self.k, self.v))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteResult:
+    chunks_deleted: int
+    bytes_freed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    layout: Layout
+    chunk_tokens: int
+    default_codec: str
+    codec_state_keys: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    tenant: str
+    lookups: int
+    lookup_tokens: int
+    hit_tokens: int
+    hit_rate: float
+    puts: int
+    put_tokens: int
+    chunks_stored: int
+    chunks_deduped: int
+    bytes_logical: int
+    bytes_stored: int
+    evictions: int
+    quota_bytes: int
+    usage_bytes: int
+
+
+def _read_pem(value, what):
+    if value is None or isinstance(value, bytes):
+        return value
+    try:
+        with open(value, "rb") as f:
+            return f.read()
+    except OSError as error:
+        raise errors.InvalidArgumentError(
+            f"cannot read the TLS {what} {value!r}: {error.strerror}") from None
+
+
+def _check_name(value, what, required=True):
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise errors.InvalidArgumentError(
+            f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+class Client:
+    """Connects to a seqkv server.
+
+    target: "host:port" or "unix:/path" (passed to grpc as is).
+    api_key: sent as "authorization: Bearer <key>" on every call.
+    tls: a Tls, or None for plaintext.
+    timeout: per-call deadline in seconds, None for none.
+    """
+
+    def __init__(self, target="127.0.0.1:50551", api_key=None, tls=None,
+                 timeout=None, message_bytes=DEFAULT_MESSAGE_BYTES):
+        self._pb, pb_grpc = _stubs()
+        _check_name(target, "target")
+        if tls is not None and not isinstance(tls, Tls):
+            raise errors.InvalidArgumentError("tls must be a seqkv.Tls")
+        if message_bytes <= 0:
+            raise errors.InvalidArgumentError("message_bytes must be positive")
+        self._metadata = ((("authorization", f"Bearer {api_key}"),)
+                          if api_key else None)
+        self._timeout = timeout
+        self._message_bytes = int(message_bytes)
+        # Room for a full message plus the header; the server sends 2 MiB.
+        options = [("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.max_send_message_length", 64 << 20)]
+        if tls is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            if (tls.cert is None) != (tls.key is None):
+                raise errors.InvalidArgumentError(
+                    "mTLS needs both a client certificate and its key")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem(tls.root_cert, "root certificate"),
+                private_key=_read_pem(tls.key, "client key"),
+                certificate_chain=_read_pem(tls.cert, "client certificate"))
+            self._channel = grpc.secure_channel(target, credentials,
+                                                options=options)
+        self._stub = pb_grpc.KvCacheServiceStub(self._channel)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self._timeout,
+                          metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise errors.from_rpc_error(error) from None
+
+    def register_model(self, model, layout, chunk_tokens=0, default_codec="",
+                       codec_state=None):
+        """Registers `model` with a Layout; True when created, False when an
+        identical registration existed. codec_state: dict name -> bytes;
+        state larger than one message goes through RegisterModelStream."""
+        pb = self._pb
+        _check_name(model, "model")
+        if not isinstance(layout, Layout):
+            raise errors.InvalidArgumentError("layout must be a seqkv.Layout")
+        if not isinstance(chunk_tokens, int) or chunk_tokens < 0:
+            raise errors.InvalidArgumentError(
+                f"chunk_tokens must be a non-negative int, got {chunk_tokens!r}")
+        state = {str(k): bytes(v) for k, v in (codec_state or {}).items()}
+        request = pb.RegisterModelRequest(
+            model=model, layout=layout.to_proto(pb), chunk_tokens=chunk_tokens,
+            default_codec=default_codec or "")
+        budget = self._message_bytes
+        if sum(len(v) for v in state.values()) <= budget:
+            for key, blob in state.items():
+                request.codec_state[key] = blob
+            return self._call(self._stub.RegisterModel, request).created
+
+        def messages():
+            yield pb.RegisterModelStreamRequest(registration=request)
+            for key, blob in state.items():
+                offset = 0
+                while True:  # an empty entry still sends its key
+                    yield pb.RegisterModelStreamRequest(
+                        codec_state_piece=pb.CodecStatePiece(
+                            key=key, data=blob[offset:offset + budget]))
+                    offset += budget
+                    if offset >= len(blob):
+                        break
+
+        return self._call(self._stub.RegisterModelStream,
+                          messages()).registration.created
+
+    def get_model(self, model):
+        """The registration of `model` (NotFoundError if none)."""
+        _check_name(model, "model")
+        response = self._call(self._stub.GetModel,
+                              self._pb.GetModelRequest(model=model))
+        return ModelInfo(response.model, Layout.from_proto(response.layout),
+                         response.chunk_tokens, response.default_codec,
+                         tuple(response.codec_state_keys))
+
+    def put(self, model, tokens, k, v, codec=None, namespace=None, rope=None):
+        """Stores the cache of `tokens`: k and v [layers, kv_heads, tokens,
+        head_dim] as numpy (bf16 as uint16 bits, float16, float32) or torch
+        (bfloat16, float16, float32); v None for a latent (MLA) layout.
+        codec: e.g. "raw", "lossless", "turbo:4"; None uses the model's or
+        server's default. rope: a Rope (or "rotate_half:10000") sent with
+        the layout; None leaves it to the registration."""
+        pb = self._pb
+        _check_name(model, "model")
+        _check_name(codec, "codec", required=False)
+        _check_name(namespace, "namespace", required=False)
+        ids = arrays.tokens_to_numpy(tokens)
+        if ids.size == 0:
+            raise errors.InvalidArgumentError("tokens is empty")
+        wire, dtype = arrays.to_token_major(k, v, ids.size)
+        if isinstance(rope, str):
+            rope = Rope.parse(rope)
+        _, layers, tensors, heads, head_dim = wire.shape
+        layout = Layout(layers, heads, head_dim, dtype, latent=tensors == 1,
+                        rope=rope or Rope())
+        header = pb.PutHeader(model=model, layout=layout.to_proto(pb),
+                              packed_tokens=ids.tobytes(), codec=codec or "",
+                              namespace=namespace or "")
+        data = memoryview(wire.reshape(-1).view(np.uint8))
+        budget = self._message_bytes
+
+        def messages():
+            yield pb.PutRequest(header=header)
+            for offset in range(0, len(data), budget):
+                yield pb.PutRequest(data=data[offset:offset + budget].tobytes())
+
+        response = self._call(self._stub.Put, messages())
+        return PutResult(response.tokens, response.chunks_new,
+                         response.chunks_deduped, response.bytes_logical,
+                         response.bytes_stored, response.codec)
+
+    def lookup(self, model, tokens, alignment=0, namespace=None):
+        """Length of the longest stored prefix of `tokens`, in tokens
+        (rounded down to `alignment`), and the namespace it was found in."""
+        _check_name(model, "model")
+        _check_name(namespace, "namespace", required=False)
+        ids = arrays.tokens_to_numpy(tokens)
+        response = self._call(self._stub.Lookup, self._pb.LookupRequest(
+            model=model, packed_tokens=ids.tobytes(), alignment=alignment,
+            namespace=namespace or ""))
+        return LookupResult(response.matched_tokens, response.namespace)
+
+    def get(self, model, tokens, namespace=None, begin_token=0, end_token=0,
+            alignment=0, as_torch=False):
+        """The cache of the longest stored prefix of `tokens` (or tokens
+        [begin_token, end_token) of it) as a GetResult: k, v [layers,
+        kv_heads, tokens, head_dim], numpy (bf16 as uint16) or, with
+        as_torch, CPU torch tensors (bf16 as torch.bfloat16). No match gives
+        zero tokens. A Get whose chunks go away while streaming raises
+        AbortedError (retry)."""
+        pb = self._pb
+        _check_name(model, "model")
+        _check_name(namespace, "namespace", required=False)
+        ids = arrays.tokens_to_numpy(tokens)
+        if begin_token < 0 or end_token < 0 or (end_token and
+                                                end_token < begin_token):
+            raise errors.InvalidArgumentError(
+                f"bad token range [{begin_token}, {end_token})")
+        request = pb.GetRequest(model=model, packed_tokens=ids.tobytes(),
+                                namespace=namespace or "",
+                                begin_token=begin_token, end_token=end_token,
+                                alignment=alignment)
+        header, buffer, received = None, None, 0
+        try:
+            for message in self._stub.Get(request, timeout=self._timeout,
+                                          metadata=self._metadata):
+                kind = message.WhichOneof("message")
+                if kind == "header":
+                    if header is not None:
+                        raise errors.DataLossError(
+                            "server sent a second Get header")
+                    header = message.header
+                    layout = Layout.from_proto(header.layout)
+                    if not (header.begin_token <= header.end_token <= ids.size):
+                        raise errors.DataLossError(
+                            "server sent a bad token range")
+                    expected = layout.bytes_per_token * (header.end_token -
+                                                         header.begin_token)
+                    if header.data_bytes != expected:
+                        raise errors.DataLossError(
+                            "server announced a bad data size")
+                    buffer = bytearray(expected)
+                elif kind == "data":
+                    if header is None:
+                        raise errors.DataLossError("data before the header")
+                    piece = message.data
+                    if received + len(piece) > len(buffer):
+                        raise errors.DataLossError(
+                            "server sent more data than announced")
+                    buffer[received:received + len(piece)] = piece
+                    received += len(piece)
+                else:
+                    raise errors.DataLossError(
+                        "server sent an empty Get message")
+        except grpc.RpcError as error:
+            raise errors.from_rpc_error(error) from None
+        if header is None:
+            raise errors.DataLossError("no header in Get response")
+        if received != len(buffer):
+            raise errors.DataLossError("Get stream ended early")
+        count = header.end_token - header.begin_token
+        k, v = arrays.from_token_major(buffer, layout, count, as_torch)
+        return GetResult(k, v, ids[header.begin_token:header.end_token].copy(),
+                         layout, header.matched_tokens, header.begin_token,
+                         header.end_token, header.namespace)
+
+    def delete(self, model, tokens=None, namespace=None):
+        """Removes the chunk the prefix `tokens` ends in and everything
+        below it; tokens None (or empty) removes the model's whole tree in
+        the namespace."""
+        _check_name(model, "model")
+        _check_name(namespace, "namespace", required=False)
+        ids = arrays.tokens_to_numpy([] if tokens is None else tokens)
+        response = self._call(self._stub.Delete, self._pb.DeleteRequest(
+            model=model, packed_tokens=ids.tobytes(),
+            namespace=namespace or ""))
+        return DeleteResult(response.chunks_deleted, response.bytes_freed)
+
+    def stats(self):
+        """The calling tenant's own counters."""
+        response = self._call(self._stub.Stats, self._pb.StatsRequest())
+        return Stats(**{field.name: getattr(response, field.name)
+                        for field in dataclasses.fields(Stats)})
