@@ -70,6 +70,20 @@ class ClientTest(unittest.TestCase):
                                        alignment=64).matched_tokens,
                     shared // 64 * 64)
 
+                # The same with whole 256-token chunks as digests: the
+                # second prompt's second chunk differs, so only the first
+                # matches.
+                by_chunks = self.client.lookup_by_chunks
+                self.assertEqual(by_chunks(model, first.tokens).matched_tokens,
+                                 len(first.tokens))
+                self.assertEqual(by_chunks(model, second.tokens).matched_tokens,
+                                 256)
+                self.assertEqual(
+                    by_chunks(model, second.tokens[:shared]).matched_tokens,
+                    shared)
+                self.assertEqual(by_chunks(model, second.tokens, chunk_tokens=256,
+                                           alignment=100).matched_tokens, 200)
+
                 k, v = self.client.get(model, first.tokens)
                 self.assertEqual(k.dtype, np.uint16)
                 np.testing.assert_array_equal(k, first.k)

@@ -139,6 +139,29 @@ def _as_torch(array, dtype):
     return torch.from_numpy(array)
 
 
+# Seed of the chunk digests of LookupRequest.chunk_digests ("seqptoks");
+# part of the wire API (proto/chunk_digest.h).
+CHUNK_DIGEST_SEED = 0x73657170746f6b73
+
+
+def chunk_digests(ids, chunk_tokens):
+    """The bytes of LookupRequest.chunk_digests for int32 `ids`, a whole
+    number of chunks: XXH3-64 (seeded) of each chunk's little-endian ids,
+    packed as little-endian u64s."""
+    try:
+        import xxhash  # Debian's python3-xxhash; only this call needs it
+    except ImportError:
+        raise errors.FailedPreconditionError(
+            "chunk digests need the xxhash module (apt-get install "
+            "python3-xxhash)") from None
+    data = np.ascontiguousarray(ids, dtype="<i4").tobytes()
+    step = chunk_tokens * 4
+    digests = [xxhash.xxh3_64_intdigest(data[i:i + step],
+                                        seed=CHUNK_DIGEST_SEED)
+               for i in range(0, len(data), step)]
+    return np.asarray(digests, dtype="<u8").tobytes()
+
+
 def bf16_to_float32(bits):
     """float32 values of bf16 bits (uint16 array): exact."""
     bits = np.asarray(bits, dtype=np.uint16)
