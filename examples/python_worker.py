@@ -90,9 +90,12 @@ class Llama:
         with open(os.path.join(model_dir, "config.json")) as f:
             self.config = json.load(f)
         c = self.config
-        if c.get("model_type") not in (None, "llama", "mistral", "qwen2"):
-            print(f"warning: model_type {c.get('model_type')!r} is treated as "
+        if c.get("model_type", "llama") != "llama":
+            print(f"warning: model_type {c.get('model_type')!r} is run as "
                   "Llama", file=sys.stderr)
+        if c.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"hidden_act {c['hidden_act']!r}: only silu "
+                             "(SwiGLU) is implemented")
         if (c.get("rope_scaling") or {}).get("rope_type", "default") != \
                 "default" or (c.get("rope_parameters") or {}).get(
                     "rope_type", "default") != "default":
@@ -442,7 +445,15 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    llama = Llama(args.model_dir, args.compute)
+    prompts = [parse_tokens(t) for t in args.tokens]
+    if any(not p for p in prompts):
+        parser.error("--tokens: a prompt has no tokens")
+    try:
+        llama = Llama(args.model_dir, args.compute)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"cannot load the model in {args.model_dir}: {error}",
+              file=sys.stderr)
+        return 2
     tokenizer = None
     tokenizer_path = os.path.join(args.model_dir, "tokenizer.json")
     if os.path.exists(tokenizer_path):
@@ -450,7 +461,6 @@ def main(argv=None):
             tokenizer = ByteLevelBpe(tokenizer_path)
         except (ValueError, KeyError) as error:
             print(f"tokenizer not used: {error}", file=sys.stderr)
-    prompts = [parse_tokens(t) for t in args.tokens]
     for text in args.prompt:
         if tokenizer is None:
             parser.error("--prompt needs a byte-level BPE tokenizer.json")

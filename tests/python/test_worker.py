@@ -167,6 +167,13 @@ class ReuseTest(unittest.TestCase):
              "1,x"], capture_output=True, text=True, timeout=120)
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("not a list of integers", done.stderr)
+        done = subprocess.run(
+            [sys.executable, WORKER, "--model_dir", self.server.file("none"),
+             "--model", "m", "--tokens", "1"], capture_output=True,
+            text=True, timeout=120)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("cannot load the model", done.stderr)
+        self.assertIn("config.json", done.stderr)
 
 
 if __name__ == "__main__":
