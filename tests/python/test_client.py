@@ -169,6 +169,15 @@ class ClientTest(unittest.TestCase):
                 np.testing.assert_array_equal(got.k, k)
                 np.testing.assert_array_equal(got.v, v)
 
+    def test_latent_layout_has_one_tensor(self):
+        rng = np.random.default_rng(3)
+        latent = rng.standard_normal((2, 1, 20, 96)).astype(np.float32)
+        self.client.put("latent", np.arange(20), latent, None, codec="raw")
+        self.assertTrue(self.client.get_model("latent").layout.latent)
+        got = self.client.get("latent", np.arange(20))
+        self.assertIsNone(got.v)
+        np.testing.assert_array_equal(got.k, latent)
+
     def test_register_and_describe_model(self):
         layout = seqkv.Layout(4, 2, 64, "bf16",
                               rope=seqkv.Rope("rotate_half", 500000.0))
