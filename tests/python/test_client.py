@@ -264,6 +264,8 @@ class BadInputTest(unittest.TestCase):
         self.assertRefused(lambda: c.lookup(None, t), "model")
         self.assertRefused(lambda: c.get("m", t, begin_token=5, end_token=2),
                            "range")
+        self.assertRefused(lambda: c.lookup("m", t, alignment=-1), "alignment")
+        self.assertRefused(lambda: c.get("m", t, begin_token=-1), "begin_token")
         self.assertRefused(lambda: seqkv.Layout(0, 2, 128), "num_layers")
         self.assertRefused(lambda: seqkv.Layout(1, 2, 128, "int8"), "dtype")
 

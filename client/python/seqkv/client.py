@@ -132,6 +132,14 @@ def _check_name(value, what, required=True):
     return value
 
 
+def _check_count(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= value < 2**32:
+        raise errors.InvalidArgumentError(
+            f"{what} must be an int in [0, 2^32), got {value!r}")
+    return int(value)
+
+
 class Client:
     """Connects to a seqkv server.
 
@@ -196,9 +204,7 @@ class Client:
         _check_name(model, "model")
         if not isinstance(layout, Layout):
             raise errors.InvalidArgumentError("layout must be a seqkv.Layout")
-        if not isinstance(chunk_tokens, int) or chunk_tokens < 0:
-            raise errors.InvalidArgumentError(
-                f"chunk_tokens must be a non-negative int, got {chunk_tokens!r}")
+        chunk_tokens = _check_count(chunk_tokens, "chunk_tokens")
         state = {str(k): bytes(v) for k, v in (codec_state or {}).items()}
         request = pb.RegisterModelRequest(
             model=model, layout=layout.to_proto(pb), chunk_tokens=chunk_tokens,
@@ -275,6 +281,7 @@ class Client:
         _check_name(model, "model")
         _check_name(namespace, "namespace", required=False)
         ids = arrays.tokens_to_numpy(tokens)
+        alignment = _check_count(alignment, "alignment")
         response = self._call(self._stub.Lookup, self._pb.LookupRequest(
             model=model, packed_tokens=ids.tobytes(), alignment=alignment,
             namespace=namespace or ""))
@@ -290,6 +297,7 @@ class Client:
         _check_name(model, "model")
         _check_name(namespace, "namespace", required=False)
         ids = arrays.tokens_to_numpy(tokens)
+        alignment = _check_count(alignment, "alignment")
         if chunk_tokens is None:
             chunk_tokens = self._chunk_tokens.get(model)
             if chunk_tokens is None:
@@ -318,8 +326,10 @@ class Client:
         _check_name(model, "model")
         _check_name(namespace, "namespace", required=False)
         ids = arrays.tokens_to_numpy(tokens)
-        if begin_token < 0 or end_token < 0 or (end_token and
-                                                end_token < begin_token):
+        alignment = _check_count(alignment, "alignment")
+        begin_token = _check_count(begin_token, "begin_token")
+        end_token = _check_count(end_token, "end_token")
+        if end_token and end_token < begin_token:
             raise errors.InvalidArgumentError(
                 f"bad token range [{begin_token}, {end_token})")
         request = pb.GetRequest(model=model, packed_tokens=ids.tobytes(),
