@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 
 namespace seqkv::v1 {
 class LookupRequest;

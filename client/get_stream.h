@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 #include "seqkv/v1/kvcache.pb.h"
 
 namespace seqkv {

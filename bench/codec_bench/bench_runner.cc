@@ -12,9 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "bench/codec_bench/chunking.h"
 #include "bench/codec_bench/peer_codec.h"
-#include "client/kv_cache.h"
 #include "codec/codec.h"
 #include "codec/turbo/element_io.h"
+#include "model/kv_cache.h"
 
 namespace seqkv::bench {
 namespace {

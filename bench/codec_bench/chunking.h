@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
-#include "client/kv_cache.h"
 #include "codec/kv_layout.h"
+#include "model/kv_cache.h"
 
 namespace seqkv::bench {
 

@@ -12,7 +12,7 @@
 #include "client/cli/common_flags.h"
 #include "codec/codec.h"
 #include "codec/model_state.h"
-#include "codec/model_state_builder.h"
+#include "model/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, codecs,
@@ -57,10 +57,12 @@ int RunCodecBench(std::span<char* const> args) {
   options.threads = absl::GetFlag(FLAGS_threads);
   const uint32_t chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   options.chunk_tokens = chunk_tokens == 0 ? 256 : chunk_tokens;
-  if (absl::Status s = ParseRopeFlag(absl::GetFlag(FLAGS_rope), options.rope);
-      !s.ok())
-    return ReportError(s);
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  // The dumps do not say how their keys are rotated: config.json does, or
+  // --rope.
+  absl::StatusOr<RopeConfig> rope = RopeFromFlags(model_dir);
+  if (!rope.ok()) return ReportError(rope.status());
+  options.rope = *rope;
   const std::string profile = absl::GetFlag(FLAGS_profile);
   if (!model_dir.empty() || !profile.empty()) {
     // Built from the model's weights and a calibration profile, never from

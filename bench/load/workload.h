@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/kv_cache.h"
 #include "codec/kv_layout.h"
+#include "model/kv_cache.h"
 
 namespace seqkv::bench {
 

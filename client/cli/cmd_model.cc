@@ -9,7 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
-#include "codec/model_state_builder.h"
+#include "model/hf_config.h"
+#include "model/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(
@@ -41,41 +42,6 @@ absl::Status ParseLayoutFlag(const std::string& text, KvLayout& layout) {
   }
   return layout.Validate();
 }
-
-}  // namespace
-
-// Reads the KV layout of a Hugging Face config.json.
-absl::Status LayoutFromModelDir(const std::string& dir, KvLayout& layout) {
-  std::ifstream in(dir + "/config.json");
-  if (!in)
-    return absl::NotFoundError(
-        absl::StrCat("cannot read ", dir, "/config.json"));
-  nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
-  if (config.is_discarded() || !config.is_object())
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, "/config.json is not JSON"));
-  const uint32_t heads = config.value("num_attention_heads", 0u);
-  layout.num_layers = config.value("num_hidden_layers", 0u);
-  layout.num_kv_heads = config.value("num_key_value_heads", heads);
-  layout.head_dim = config.value(
-      "head_dim", heads == 0 ? 0u : config.value("hidden_size", 0u) / heads);
-  auto dtype = ParseDType(
-      config.value("dtype", config.value("torch_dtype", "bf16")) == "float16"
-          ? "fp16"
-      : config.value("dtype", config.value("torch_dtype", "")) == "float32"
-          ? "fp32"
-          : "bf16");
-  layout.dtype = *dtype;
-  double theta = config.value("rope_theta", 10000.0);
-  if (config.contains("rope_parameters") &&
-      config["rope_parameters"].is_object())
-    theta = config["rope_parameters"].value("rope_theta", theta);
-  layout.rope.style = RopeStyle::kRotateHalf;
-  layout.rope.theta = theta;
-  return layout.Validate();
-}
-
-namespace {
 
 // Codec state from the model's files: the layer-0 table (when the model
 // type supports one) and the calibration profile given with --profile.
@@ -129,8 +95,14 @@ int RunModel(std::span<char* const> args) {
   registration.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   registration.default_codec = absl::GetFlag(FLAGS_default_codec);
   if (const std::string dir = absl::GetFlag(FLAGS_model_dir); !dir.empty()) {
-    if (auto status = LayoutFromModelDir(dir, registration.layout);
-        !status.ok())
+    // Layout and RoPE as config.json states them; --rope overrides the RoPE.
+    absl::StatusOr<HfConfig> config = ReadHfConfig(dir);
+    if (!config.ok()) return ReportError(config.status());
+    registration.layout = config->KvCacheLayout();
+    absl::StatusOr<RopeConfig> rope = RopeFromFlags(dir);
+    if (!rope.ok()) return ReportError(rope.status());
+    registration.layout.rope = *rope;
+    if (auto status = registration.layout.Validate(); !status.ok())
       return ReportError(status);
   } else {
     if (auto status =

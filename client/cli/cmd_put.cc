@@ -15,12 +15,22 @@ int RunPut(std::span<char* const> args) {
         << "usage: seqkv put --model NAME [--codec C] FILE.safetensors...\n";
     return 2;
   }
-  RopeConfig rope;
-  if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope), rope);
-      !status.ok())
-    return ReportError(status);
   auto client = ConnectOrDie();
   if (!client) return 1;
+  // Without --rope, the keys are taken to be rotated as the registered model
+  // says (registered from its config.json, say); a model not registered yet
+  // gets DefaultRope().
+  RopeConfig rope = DefaultRope();
+  if (absl::GetFlag(FLAGS_rope).empty()) {
+    auto registered = client->GetModel(absl::GetFlag(FLAGS_model));
+    if (registered.ok())
+      rope = registered->layout.rope;
+    else if (!absl::IsNotFound(registered.status()))
+      return ReportError(registered.status());
+  } else if (auto status = ParseRopeFlag(absl::GetFlag(FLAGS_rope), rope);
+             !status.ok()) {
+    return ReportError(status);
+  }
   PutOptions options;
   options.model = absl::GetFlag(FLAGS_model);
   options.codec = absl::GetFlag(FLAGS_codec);

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "model/hf_config.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50551",
           "seqkv server address: host:port or unix:/path");
@@ -25,9 +26,11 @@ ABSL_FLAG(std::string, admin, "",
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificate; turns TLS on");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key for mutual TLS");
-ABSL_FLAG(std::string, rope, "rotate_half:10000",
-          "RoPE convention of the keys: none, rotate_half:THETA or "
-          "interleaved:THETA (used when the model is first registered)");
+ABSL_FLAG(std::string, rope, "",
+          "RoPE convention of the keys: none, rotate_half[:THETA] or "
+          "interleaved[:THETA] (a style without THETA keeps the theta it "
+          "overrides). Empty: what --model_dir's config.json says; for "
+          "put, the registered model's; else rotate_half:10000");
 
 ABSL_FLAG(std::string, profile, "",
           "fidelity profile JSON (from `seqkv calibrate`) given to codecs as "
@@ -63,7 +66,11 @@ int ReportError(const absl::Status& status) {
 }
 
 absl::Status ParseRopeFlag(const std::string& text, RopeConfig& rope) {
-  if (text == "none" || text.empty()) {
+  if (text.empty()) {
+    rope = DefaultRope();
+    return absl::OkStatus();
+  }
+  if (text == "none") {
     rope = RopeConfig{};
     return absl::OkStatus();
   }
@@ -80,6 +87,22 @@ absl::Status ParseRopeFlag(const std::string& text, RopeConfig& rope) {
     return absl::InvalidArgumentError(
         absl::StrCat("--rope: bad theta '", parts[1], "'"));
   return absl::OkStatus();
+}
+
+RopeConfig DefaultRope() {
+  return RopeConfig{RopeStyle::kRotateHalf, 10000.0, 0};
+}
+
+absl::StatusOr<RopeConfig> RopeFromFlags(const std::string& model_dir) {
+  RopeConfig rope = DefaultRope();
+  if (!model_dir.empty()) {
+    absl::StatusOr<HfConfig> config = ReadHfConfig(model_dir);
+    if (!config.ok()) return config.status();
+    rope = config->rope;
+  }
+  if (const std::string text = absl::GetFlag(FLAGS_rope); !text.empty())
+    if (absl::Status s = ParseRopeFlag(text, rope); !s.ok()) return s;
+  return rope;
 }
 
 }  // namespace seqkv::cli

@@ -33,8 +33,18 @@ std::unique_ptr<Client> ConnectOrDie();
 int ReportError(const absl::Status& status);
 
 // Parses --rope ("none", "rotate_half:10000", "interleaved:500000") into
-// `rope`.
+// `rope`. A style without a theta keeps rope.theta; "" gives DefaultRope().
 absl::Status ParseRopeFlag(const std::string& text, RopeConfig& rope);
+
+// The RoPE of commands that have neither --rope nor a config.json to read:
+// rotate_half with theta 10000 (HF Llama's defaults).
+RopeConfig DefaultRope();
+
+// The RoPE of the keys for a command with --model_dir: the RoPE that
+// `model_dir`'s config.json states (model/hf_config.h), overridden by --rope
+// where given; DefaultRope() under --rope when `model_dir` is empty. Errors
+// name the unreadable config.json or the bad --rope.
+absl::StatusOr<RopeConfig> RopeFromFlags(const std::string& model_dir);
 
 }  // namespace seqkv::cli
 

@@ -1,7 +1,7 @@
 #include "client/cli/token_input.h"
 
 #include "absl/strings/str_cat.h"
-#include "client/safetensors.h"
+#include "model/safetensors.h"
 
 namespace seqkv::cli {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 #include "tests/run_command.h"
 
 namespace seqkv::testing {

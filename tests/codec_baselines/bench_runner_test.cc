@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/codec_bench/peer_codec.h"
-#include "client/kv_cache.h"
 #include "codec/turbo/element_io.h"
 #include "gtest/gtest.h"
+#include "model/kv_cache.h"
 
 namespace seqkv::bench {
 namespace {

@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/codec_bench/chunking.h"
-#include "client/kv_cache.h"
 #include "codec/codec.h"
 #include "gtest/gtest.h"
+#include "model/kv_cache.h"
 #include "tests/codec_baselines/test_chunks.h"
 
 namespace seqkv {

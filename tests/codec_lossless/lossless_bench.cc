@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "client/safetensors.h"
 #include "codec/codec.h"
+#include "model/safetensors.h"
 
 namespace seqkv {
 namespace {

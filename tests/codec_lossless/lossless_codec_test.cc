@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "client/safetensors.h"
 #include "codec/codec.h"
 #include "codec/float_bits.h"
 #include "codec/lossless_codec_stream.h"
+#include "model/safetensors.h"
 #include "tests/codec_lossless/lossless_test_util.h"
 
 namespace seqkv {

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "client/safetensors.h"
 #include "codec/codec.h"
 #include "codec/model_state.h"
-#include "codec/model_state_builder.h"
 #include "codec/predictive/rans_vector.h"
 #include "codec/predictive/rope.h"
+#include "model/model_state_builder.h"
+#include "model/safetensors.h"
 #include "tests/codec_predictive/test_util.h"
 
 namespace seqkv {

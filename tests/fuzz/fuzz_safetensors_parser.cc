@@ -5,7 +5,7 @@
 #include <random>
 #include <string>
 
-#include "client/safetensors.h"
+#include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/fuzz/fuzz_seeds.h"
 

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/model_state.h"
-#include "codec/model_state_builder.h"
 #include "gtest/gtest.h"
+#include "model/model_state_builder.h"
 #include "nlohmann/json.hpp"
 #include "proto/layout_convert.h"
 #include "seqkv/v1/kvcache.grpc.pb.h"

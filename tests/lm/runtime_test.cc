@@ -4,10 +4,10 @@
 #include <cstring>
 #include <string>
 
-#include "client/kv_cache.h"
-#include "client/safetensors.h"
 #include "codec/float_bits.h"
 #include "gtest/gtest.h"
+#include "model/kv_cache.h"
+#include "model/safetensors.h"
 #include "tools/lm/fidelity.h"
 #include "tools/lm/llama_model.h"
 #include "tools/lm/lm_config.h"
@@ -172,7 +172,7 @@ TEST(LmConfigTest, ReadsTheShapeFromConfig) {
       "intermediate_size": 512, "vocab_size": 100, "rope_theta": 500000.0})");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->head_dim, 64u);
-  EXPECT_EQ(parsed->rope_theta, 500000.0);
+  EXPECT_EQ(parsed->rope.theta, 500000.0);
 }
 
 TEST(LmConfigTest, NamesWhatItCannotRun) {

@@ -2,8 +2,8 @@
 #include <sstream>
 #include <string>
 
-#include "client/kv_cache.h"
 #include "gtest/gtest.h"
+#include "model/kv_cache.h"
 #include "nlohmann/json.hpp"
 #include "tools/lm/bpe_tokenizer.h"
 

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "codec/predictive/rope.h"
+#include "model/bf16_ops.h"
 #include "nlohmann/json.hpp"
-#include "tools/lm/bf16_ops.h"
 #include "tools/lm/fidelity.h"
 
 namespace seqkv::lm {

@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 #include "tools/lm/llama_model.h"
 
 namespace seqkv::lm {

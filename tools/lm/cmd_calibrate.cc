@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 #include "tools/lm/calibration.h"
 #include "tools/lm/fidelity.h"
 #include "tools/lm/llama_model.h"

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "tools/lm/bf16_ops.h"
+#include "model/bf16_ops.h"
 
 namespace seqkv::lm {
 namespace {

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/kv_cache.h"
 #include "codec/codec.h"
+#include "model/kv_cache.h"
 #include "tools/lm/llama_model.h"
 
 namespace seqkv::lm {

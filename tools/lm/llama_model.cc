@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "tools/lm/bf16_ops.h"
+#include "model/bf16_ops.h"
 
 namespace seqkv::lm {
 namespace {
@@ -25,19 +25,12 @@ void Linear(const float* x, int rows, int in, const std::vector<float>& w,
   RoundBf16InPlace({y, size_t(rows) * out});
 }
 
-// HF LlamaRMSNorm: normalize in fp32, round to bf16, then multiply by the
-// bf16 weight (one more rounding).
+// HF LlamaRMSNorm of each row (model/bf16_ops.h).
 void RmsNorm(const float* x, int rows, int dim,
              const std::vector<float>& weight, float eps, float* out) {
-  for (int r = 0; r < rows; ++r) {
-    const float* row = x + size_t(r) * dim;
-    float sum = 0;
-    for (int i = 0; i < dim; ++i) sum += row[i] * row[i];
-    const float scale = 1.0f / std::sqrt(sum / float(dim) + eps);
-    float* dst = out + size_t(r) * dim;
-    for (int i = 0; i < dim; ++i)
-      dst[i] = RoundBf16(weight[i] * RoundBf16(row[i] * scale));
-  }
+  for (int r = 0; r < rows; ++r)
+    RmsNormBf16({x + size_t(r) * dim, size_t(dim)}, weight, eps,
+                {out + size_t(r) * dim, size_t(dim)});
 }
 
 struct RopeTable {
@@ -180,7 +173,7 @@ LlamaModel::LlamaModel(LmConfig config, LmWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)) {
   const uint32_t half = config_.head_dim / 2;
   inv_freq_.resize(half);
-  const float base = static_cast<float>(config_.rope_theta);
+  const float base = static_cast<float>(config_.rope.theta);
   for (uint32_t i = 0; i < half; ++i)
     inv_freq_[i] =
         1.0f / std::pow(base, float(2 * i) / float(config_.head_dim));
@@ -275,10 +268,10 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
     Linear(xn.data(), n, hidden, w.v_proj, kv_width, v.data());
     for (int i = 0; i < n; ++i) {
       for (int h = 0; h < heads; ++h)
-        ApplyRope(config_.rope_style, rope[i],
+        ApplyRope(config_.rope.style, rope[i],
                   &q[size_t(i) * q_width + h * dim], dim);
       for (int h = 0; h < kv_heads; ++h)
-        ApplyRope(config_.rope_style, rope[i],
+        ApplyRope(config_.rope.style, rope[i],
                   &k[size_t(i) * kv_width + h * dim], dim);
     }
 
@@ -328,7 +321,7 @@ absl::StatusOr<ForwardResult> LlamaModel::Forward(
                .past = past,
                .total = total,
                .dim = dim},
-              config_.rope_style, inv_freq_,
+              config_.rope.style, inv_freq_,
               std::span<const double>(out_column_norms).subspan(h * dim, dim),
               &sensitivity->key[base], &sensitivity->value[base]);
         }

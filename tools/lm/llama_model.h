@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/kv_cache.h"
+#include "model/kv_cache.h"
 #include "tools/lm/lm_config.h"
 #include "tools/lm/lm_weights.h"
 

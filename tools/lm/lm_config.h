@@ -1,43 +1,31 @@
-// The shape of a Llama-style decoder, read from a Hugging Face config.json.
-// Every number the runtime uses comes from here, never from constants.
+// The runtime's view of a Hugging Face config.json: the one reader's fields
+// (model/hf_config.h), checked for what this runtime implements. Every number
+// the runtime uses comes from there, never from constants.
 #ifndef SEQKV_TOOLS_LM_LM_CONFIG_H_
 #define SEQKV_TOOLS_LM_LM_CONFIG_H_
 
-#include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "codec/kv_layout.h"
+#include "model/hf_config.h"
 
 namespace seqkv::lm {
 
-struct LmConfig {
-  std::string model_type;  // "llama", "mistral", ...
-  uint32_t hidden_size = 0;
-  uint32_t num_layers = 0;
-  uint32_t num_heads = 0;
-  uint32_t num_kv_heads = 0;
-  uint32_t head_dim = 0;
-  uint32_t intermediate_size = 0;
-  uint32_t vocab_size = 0;
-  uint32_t max_position_embeddings = 0;
-  double rope_theta = 10000.0;
-  // HF Llama rotates (x[i], x[i + d/2]); GPT-J style models rotate
-  // (x[2i], x[2i + 1]). The KV dumps and seqkv's layouts name it.
-  RopeStyle rope_style = RopeStyle::kRotateHalf;
-  double rms_norm_eps = 1e-6;
-  bool tie_word_embeddings = false;
-  int32_t bos_token_id = -1;
-  int32_t eos_token_id = -1;
+// The runtime computes in bf16, so the KV cache it produces is bf16 whatever
+// the checkpoint's dtype: ParseLmConfig and LoadLmConfig set dtype to bf16,
+// and KvCacheLayout() is then the layout of the runtime's caches.
+using LmConfig = HfConfig;
 
-  // The KV-cache layout this model produces: bf16, RoPE from the config.
-  KvLayout KvCacheLayout() const;
-};
+// OK, or UNIMPLEMENTED naming the field the runtime cannot honour (biases,
+// other activations, scaled or partial RoPE, no RoPE), or INVALID_ARGUMENT
+// for a field the runtime needs that the config leaves out
+// (intermediate_size).
+absl::Status CheckRuntimeSupport(const HfConfig& config);
 
-// Parses config.json text. Fields the runtime cannot honour (biases, other
-// activations, RoPE scaling) give UNIMPLEMENTED naming the field.
+// ParseHfConfig, then CheckRuntimeSupport.
 absl::StatusOr<LmConfig> ParseLmConfig(const std::string& json_text);
-// Reads <model_dir>/config.json.
+// Reads <model_dir>/config.json as ParseLmConfig does.
 absl::StatusOr<LmConfig> LoadLmConfig(const std::string& model_dir);
 
 }  // namespace seqkv::lm

@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/safetensors.h"
 #include "codec/float_bits.h"
+#include "model/bf16_ops.h"
+#include "model/safetensors.h"
 #include "nlohmann/json.hpp"
-#include "tools/lm/bf16_ops.h"
 
 namespace seqkv::lm {
 namespace {

@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "codec/model_state_builder.h"
+#include "model/model_state_builder.h"
 
 namespace seqkv::lm {
 

@@ -12,7 +12,7 @@
 
 namespace seqkv::lm {
 
-// The codec state holds what codec/model_state_builder.h derives from the
+// The codec state holds what model/model_state_builder.h derives from the
 // model directory (the layer-0 table) and, when `profile_path` is not empty,
 // the calibration profile under "profile".
 absl::StatusOr<ModelContext> BuildModelContext(const std::string& name,

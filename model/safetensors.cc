@@ -1,4 +1,4 @@
-#include "client/safetensors.h"
+#include "model/safetensors.h"
 
 #include <cstring>
 #include <fstream>

@@ -1,31 +1,23 @@
-#include "codec/model_state_builder.h"
+#include "model/model_state_builder.h"
 
 #include <cmath>
 #include <fstream>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/safetensors.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
+#include "model/bf16_ops.h"
+#include "model/hf_config.h"
+#include "model/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace seqkv {
 namespace {
-
-struct ModelConfig {
-  std::string model_type;
-  uint32_t num_layers = 0;
-  uint32_t num_kv_heads = 0;
-  uint32_t head_dim = 0;
-  uint32_t hidden_size = 0;
-  uint32_t vocab_size = 0;
-  double rms_norm_eps = 1e-6;
-  double rope_theta = 10000.0;
-};
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -35,73 +27,23 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
   return text.str();
 }
 
-absl::StatusOr<uint32_t> GetCount(const nlohmann::json& config,
-                                  const char* key) {
-  auto it = config.find(key);
-  if (it == config.end() || !it->is_number_unsigned() ||
-      it->get<uint64_t>() == 0 || it->get<uint64_t>() > (1u << 24))
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.json: '", key, "' must be a positive integer"));
-  return it->get<uint32_t>();
-}
-
-absl::StatusOr<ModelConfig> ReadConfig(const std::string& model_dir) {
-  absl::StatusOr<std::string> text = ReadText(model_dir + "/config.json");
-  if (!text.ok()) return text.status();
-  nlohmann::json config = nlohmann::json::parse(*text, nullptr, false);
-  if (config.is_discarded() || !config.is_object())
-    return absl::InvalidArgumentError("config.json is not a JSON object");
-  ModelConfig out;
-  out.model_type = config.value("model_type", "");
+// The config as far as the layer-0 table needs it: a Llama-family model
+// whose layer 0 is RMSNorm then K and V projections (with optional biases and
+// a K norm).
+absl::StatusOr<HfConfig> ReadTableConfig(const std::string& model_dir) {
+  absl::StatusOr<HfConfig> config = ReadHfConfig(model_dir);
+  if (!config.ok()) return config.status();
   static const std::set<std::string> kSupported = {"llama", "mistral", "qwen2",
                                                    "qwen3"};
-  if (!kSupported.contains(out.model_type))
+  if (!kSupported.contains(config->model_type))
     return absl::InvalidArgumentError(absl::StrCat(
-        "config.json: model_type '", out.model_type,
+        "config.json: model_type '", config->model_type,
         "' is not supported for the layer-0 table (llama, mistral, qwen2, "
         "qwen3 are)"));
-  absl::StatusOr<uint32_t> layers = GetCount(config, "num_hidden_layers");
-  absl::StatusOr<uint32_t> hidden = GetCount(config, "hidden_size");
-  absl::StatusOr<uint32_t> heads = GetCount(config, "num_attention_heads");
-  absl::StatusOr<uint32_t> vocab = GetCount(config, "vocab_size");
-  for (const auto* s : {&layers, &hidden, &heads, &vocab})
-    if (!s->ok()) return s->status();
-  out.num_layers = *layers;
-  out.hidden_size = *hidden;
-  out.vocab_size = *vocab;
-  out.num_kv_heads = *heads;
-  if (config.contains("num_key_value_heads")) {
-    absl::StatusOr<uint32_t> kv_heads = GetCount(config, "num_key_value_heads");
-    if (!kv_heads.ok()) return kv_heads.status();
-    out.num_kv_heads = *kv_heads;
-  }
-  out.head_dim = *hidden / *heads;
-  if (config.contains("head_dim") && !config["head_dim"].is_null()) {
-    absl::StatusOr<uint32_t> head_dim = GetCount(config, "head_dim");
-    if (!head_dim.ok()) return head_dim.status();
-    out.head_dim = *head_dim;
-  }
-  if (auto it = config.find("rms_norm_eps"); it != config.end()) {
-    if (!it->is_number() || !(it->get<double>() >= 0))
-      return absl::InvalidArgumentError("config.json: bad 'rms_norm_eps'");
-    out.rms_norm_eps = it->get<double>();
-  }
-  // transformers 5 keeps theta in rope_parameters, older versions at the top.
-  const nlohmann::json* theta = nullptr;
-  if (auto it = config.find("rope_parameters");
-      it != config.end() && it->is_object() && it->contains("rope_theta"))
-    theta = &(*it)["rope_theta"];
-  else if (auto top = config.find("rope_theta"); top != config.end())
-    theta = &*top;
-  if (theta != nullptr) {
-    if (!theta->is_number() || !(theta->get<double>() > 0))
-      return absl::InvalidArgumentError("config.json: bad 'rope_theta'");
-    out.rope_theta = theta->get<double>();
-  }
-  return out;
+  return config;
 }
 
-absl::Status CheckAgainstLayout(const ModelConfig& config,
+absl::Status CheckAgainstLayout(const HfConfig& config,
                                 const KvLayout& layout) {
   auto mismatch = [](const char* field, double want, double got) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -118,9 +60,9 @@ absl::Status CheckAgainstLayout(const ModelConfig& config,
   if (config.head_dim != layout.head_dim)
     return mismatch("head_dim", layout.head_dim, config.head_dim);
   if (layout.rope.style != RopeStyle::kNone &&
-      std::fabs(config.rope_theta - layout.rope.theta) >
+      std::fabs(config.rope.theta - layout.rope.theta) >
           1e-9 * layout.rope.theta)
-    return mismatch("rope_theta", layout.rope.theta, config.rope_theta);
+    return mismatch("rope_theta", layout.rope.theta, config.rope.theta);
   return absl::OkStatus();
 }
 
@@ -214,8 +156,6 @@ absl::Status CheckShape(const FloatTensor& tensor, const std::string& name,
       "weight ", name, " has shape [ ", got, "], expected [ ", expected, "]"));
 }
 
-inline float RoundBf16(float x) { return Bf16ToFloat(FloatToBf16(x)); }
-
 float Dot(const float* a, const float* b, size_t n) {
   // Eight partial sums: vectorizes without reassociation flags.
   float partial[8] = {};
@@ -228,24 +168,12 @@ float Dot(const float* a, const float* b, size_t n) {
   return sum;
 }
 
-// HF RMSNorm in a bf16 model: normalize in float, round to the activation
-// dtype, then scale by the weight (another rounding).
-void RmsNorm(const float* x, const float* weight, size_t n, double eps,
-             float* out) {
-  float square_sum = 0;
-  for (size_t i = 0; i < n; ++i) square_sum += x[i] * x[i];
-  const float scale = 1.0f / std::sqrt(square_sum / static_cast<float>(n) +
-                                       static_cast<float>(eps));
-  for (size_t i = 0; i < n; ++i)
-    out[i] = RoundBf16(weight[i] * RoundBf16(x[i] * scale));
-}
-
 }  // namespace
 
 absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
     const std::string& model_dir, const KvLayout& layout) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
-  absl::StatusOr<ModelConfig> config = ReadConfig(model_dir);
+  absl::StatusOr<HfConfig> config = ReadTableConfig(model_dir);
   if (!config.ok()) return config.status();
   if (absl::Status s = CheckAgainstLayout(*config, layout); !s.ok()) return s;
   absl::StatusOr<std::map<std::string, std::string>> files =
@@ -304,11 +232,12 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
     }
   }
 
+  const float eps = static_cast<float>(config->rms_norm_eps);
   std::vector<uint16_t> table_k(vocab * kv_width), table_v(vocab * kv_width);
   std::vector<float> normed(hidden), k_row(kv_width);
   for (int64_t token = 0; token < vocab; ++token) {
-    RmsNorm(&embedding->values[token * hidden], norm->values.data(), hidden,
-            config->rms_norm_eps, normed.data());
+    RmsNormBf16({&embedding->values[token * hidden], size_t(hidden)},
+                norm->values, eps, normed);
     for (int64_t o = 0; o < kv_width; ++o) {
       k_row[o] = RoundBf16(
           Dot(&w_k->values[o * hidden], normed.data(), hidden) + bias_k[o]);
@@ -317,9 +246,9 @@ absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
     }
     if (k_norm) {
       for (uint32_t h = 0; h < layout.num_kv_heads; ++h) {
-        float* head = &k_row[size_t{h} * layout.head_dim];
-        RmsNorm(head, k_norm->data(), layout.head_dim, config->rms_norm_eps,
-                head);
+        std::span<float> head(&k_row[size_t{h} * layout.head_dim],
+                              layout.head_dim);
+        RmsNormBf16(head, *k_norm, eps, head);
       }
     }
     for (int64_t o = 0; o < kv_width; ++o)

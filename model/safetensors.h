@@ -1,8 +1,8 @@
 // Reading and writing the safetensors format: an 8-byte little-endian header
 // length, a JSON header naming each tensor's dtype, shape and byte range, then
 // the raw little-endian data.
-#ifndef SEQKV_CLIENT_SAFETENSORS_H_
-#define SEQKV_CLIENT_SAFETENSORS_H_
+#ifndef SEQKV_MODEL_SAFETENSORS_H_
+#define SEQKV_MODEL_SAFETENSORS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -55,4 +55,4 @@ absl::Status WriteSafetensors(const std::string& path,
 
 }  // namespace seqkv
 
-#endif  // SEQKV_CLIENT_SAFETENSORS_H_
+#endif  // SEQKV_MODEL_SAFETENSORS_H_

@@ -1,7 +1,7 @@
 // Builds a model's codec state (codec/model_state.h) from its files: a
 // Hugging Face model directory and a calibration profile.
-#ifndef SEQKV_CODEC_MODEL_STATE_BUILDER_H_
-#define SEQKV_CODEC_MODEL_STATE_BUILDER_H_
+#ifndef SEQKV_MODEL_MODEL_STATE_BUILDER_H_
+#define SEQKV_MODEL_MODEL_STATE_BUILDER_H_
 
 #include <map>
 #include <string>
@@ -11,10 +11,11 @@
 
 namespace seqkv {
 
-// Reads config.json and the safetensors weights (one file or sharded with
-// model.safetensors.index.json) of a Llama-style model and returns the
-// codec-state blobs derived from them: "layer0", the layer-0 K (pre-RoPE) and
-// V of every vocabulary token. The config must agree with `layout` (layers,
+// Reads config.json (model/hf_config.h) and the safetensors weights (one file
+// or sharded with model.safetensors.index.json) of a Llama-style model and
+// returns the codec-state blobs derived from them: "layer0", the layer-0 K
+// (pre-RoPE) and V of every vocabulary token, rounded as a bf16 forward pass
+// rounds them (model/bf16_ops.h). The config must agree with `layout` (layers,
 // KV heads, head_dim, RoPE theta); a mismatch is INVALID_ARGUMENT naming the
 // field.
 absl::StatusOr<std::map<std::string, std::string>> BuildCodecStateFromModelDir(
@@ -27,4 +28,4 @@ absl::StatusOr<std::string> LoadProfile(const std::string& path,
 
 }  // namespace seqkv
 
-#endif  // SEQKV_CODEC_MODEL_STATE_BUILDER_H_
+#endif  // SEQKV_MODEL_MODEL_STATE_BUILDER_H_

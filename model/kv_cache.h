@@ -1,7 +1,7 @@
 // A KV cache in the layout inference engines hand out: for each of K and V
 // (or the single latent tensor), [layer][kv_head][token][head_dim].
-#ifndef SEQKV_CLIENT_KV_CACHE_H_
-#define SEQKV_CLIENT_KV_CACHE_H_
+#ifndef SEQKV_MODEL_KV_CACHE_H_
+#define SEQKV_MODEL_KV_CACHE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/safetensors.h"
 #include "codec/kv_layout.h"
+#include "model/safetensors.h"
 
 namespace seqkv {
 
@@ -48,4 +48,4 @@ absl::Status WriteKvCacheFile(const std::string& path, const KvCache& cache);
 
 }  // namespace seqkv
 
-#endif  // SEQKV_CLIENT_KV_CACHE_H_
+#endif  // SEQKV_MODEL_KV_CACHE_H_
