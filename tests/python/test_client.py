@@ -169,6 +169,21 @@ class ClientTest(unittest.TestCase):
                 np.testing.assert_array_equal(got.k, k)
                 np.testing.assert_array_equal(got.v, v)
 
+    def test_any_message_size(self):
+        # 3 x 2 x 4 x 64 fp32 = 6144 bytes per token: a token split over
+        # messages, and several tokens per message.
+        rng = np.random.default_rng(5)
+        k = rng.standard_normal((3, 4, 50, 64)).astype(np.float32)
+        v = rng.standard_normal((3, 4, 50, 64)).astype(np.float32)
+        for message_bytes in (1000, 20000):
+            with self.subTest(message_bytes=message_bytes), seqkv.Client(
+                    self.server.address, message_bytes=message_bytes) as small:
+                model = f"split-{message_bytes}"
+                small.put(model, np.arange(50), k, v, codec="raw")
+                got = small.get(model, np.arange(50))
+                np.testing.assert_array_equal(got.k, k)
+                np.testing.assert_array_equal(got.v, v)
+
     def test_latent_layout_has_one_tensor(self):
         rng = np.random.default_rng(3)
         latent = rng.standard_normal((2, 1, 20, 96)).astype(np.float32)

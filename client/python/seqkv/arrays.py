@@ -80,10 +80,10 @@ def tokens_to_numpy(tokens, name="tokens"):
     return np.ascontiguousarray(array, dtype="<i4")
 
 
-def to_token_major(k, v, num_tokens):
-    """Checks k (and v) of shape [layers, kv_heads, tokens, head_dim] and
-    returns (wire array [tokens, layers, K|V, heads, head_dim], dtype name).
-    v None means a latent layout (one tensor per layer)."""
+def check_kv(k, v, num_tokens):
+    """Checks k (and v) of shape [layers, kv_heads, tokens, head_dim] against
+    `num_tokens` token ids; returns (list of numpy tensors, dtype name). v
+    None means a latent layout (one tensor per layer)."""
     k, dtype = to_numpy(k, "k")
     tensors = [k]
     if v is not None:
@@ -108,11 +108,25 @@ def to_token_major(k, v, num_tokens):
     if min(layers, heads, head_dim) == 0:
         raise errors.InvalidArgumentError(
             f"k has an empty dimension: shape {tuple(k.shape)}")
-    wire = np.empty((tokens, layers, len(tensors), heads, head_dim),
-                    dtype=DTYPES[dtype][2])
+    return tensors, dtype
+
+
+def token_major(tensors, begin, end):
+    """Tokens [begin, end) of checked tensors in wire order: an array
+    [tokens, layers, K|V, heads, head_dim], one vectorised copy per tensor."""
+    layers, heads, _, head_dim = tensors[0].shape
+    wire = np.empty((end - begin, layers, len(tensors), heads, head_dim),
+                    dtype=tensors[0].dtype.newbyteorder("<"))
     for index, tensor in enumerate(tensors):
-        wire[:, :, index] = tensor.transpose(2, 0, 1, 3)
-    return wire, dtype
+        wire[:, :, index] = tensor[:, :, begin:end].transpose(2, 0, 1, 3)
+    return wire
+
+
+def to_token_major(k, v, num_tokens):
+    """(wire array [tokens, layers, K|V, heads, head_dim], dtype name) of
+    the whole cache; see check_kv."""
+    tensors, dtype = check_kv(k, v, num_tokens)
+    return token_major(tensors, 0, num_tokens), dtype
 
 
 def from_token_major(data, layout, num_tokens, as_torch=False):

@@ -253,22 +253,31 @@ class Client:
         ids = arrays.tokens_to_numpy(tokens)
         if ids.size == 0:
             raise errors.InvalidArgumentError("tokens is empty")
-        wire, dtype = arrays.to_token_major(k, v, ids.size)
+        tensors, dtype = arrays.check_kv(k, v, ids.size)
         if isinstance(rope, str):
             rope = Rope.parse(rope)
-        _, layers, tensors, heads, head_dim = wire.shape
-        layout = Layout(layers, heads, head_dim, dtype, latent=tensors == 1,
-                        rope=rope or Rope())
+        layers, heads, _, head_dim = tensors[0].shape
+        layout = Layout(layers, heads, head_dim, dtype,
+                        latent=len(tensors) == 1, rope=rope or Rope())
         header = pb.PutHeader(model=model, layout=layout.to_proto(pb),
                               packed_tokens=ids.tobytes(), codec=codec or "",
                               namespace=namespace or "")
-        data = memoryview(wire.reshape(-1).view(np.uint8))
         budget = self._message_bytes
+        # A batch of tokens at a time, each transposed once straight into
+        # its message: memory stays at one message whatever the length.
+        per_batch = max(1, budget // layout.bytes_per_token)
 
         def messages():
             yield pb.PutRequest(header=header)
-            for offset in range(0, len(data), budget):
-                yield pb.PutRequest(data=data[offset:offset + budget].tobytes())
+            for begin in range(0, ids.size, per_batch):
+                end = min(ids.size, begin + per_batch)
+                data = arrays.token_major(tensors, begin, end).tobytes()
+                if len(data) <= budget:
+                    yield pb.PutRequest(data=data)
+                    continue
+                # One token larger than a message (very large layouts).
+                for offset in range(0, len(data), budget):
+                    yield pb.PutRequest(data=data[offset:offset + budget])
 
         response = self._call(self._stub.Put, messages())
         return PutResult(response.tokens, response.chunks_new,
