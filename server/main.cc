@@ -7,17 +7,20 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/allocator.h"
 #include "proto/grpc_transport.h"
 #include "server/admin_server.h"
-#include "server/allocator.h"
 #include "server/cache_engine.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
@@ -276,6 +279,20 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "seqkv-server --data_dir DIR --listen ADDR --admin_listen ADDR "
       "[--config FILE]");
+  // absl's --help lists only the flags of a file named after the program
+  // (there is none) and exits 1: list the server's flags and exit 0.
+  for (int i = 1; i < argc && absl::string_view(argv[i]) != "--"; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "--helpshort" ||
+        arg == "-helpshort" || arg == "-h") {
+      absl::flags_internal::SetProgramInvocationName(argv[0]);
+      absl::flags_internal::FlagsHelp(
+          std::cout, "/server/",
+          absl::flags_internal::HelpFormat::kHumanReadable,
+          absl::ProgramUsageMessage());
+      return 0;
+    }
+  }
   absl::ParseCommandLine(argc, argv);
   return seqkv::Serve();
 }

@@ -10,6 +10,7 @@
 #include "bench/codec_bench/bench_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/shared_flags.h"
 #include "codec/codec.h"
 #include "codec/model_state.h"
 #include "model/model_state_builder.h"
@@ -21,12 +22,9 @@ ABSL_FLAG(std::string, codecs,
           "comma-separated codec specs: seqkv codecs (see `seqkv help`) and "
           "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
 ABSL_FLAG(int, threads, 1, "files coded at once; speeds are always per thread");
-// Shared with `seqkv model register`; 0 means the server's default, 256.
-ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
-// Shared with `seqkv model register` and `seqkv eval`: where codecs that
-// need model state (the predictive codec) get it from.
-ABSL_DECLARE_FLAG(std::string, model_dir);
-ABSL_DECLARE_FLAG(std::string, profile);
+// --chunk_tokens (0: 256), and --model_dir and --profile: where codecs that
+// need model state (the predictive codec) get it from, as for `seqkv model
+// register` and `seqkv eval`.
 
 namespace seqkv::cli {
 namespace {
@@ -85,11 +83,7 @@ int RunCodecBench(std::span<char* const> args) {
   }
   std::vector<std::string> files(args.begin(), args.end());
   if (files.empty()) {
-    std::cerr
-        << "usage: seqkv codec-bench [--codecs LIST] [--threads N] "
-           "[--chunk_tokens N] [--model_dir DIR] [--profile FILE] [--json] "
-           "FILE.safetensors...\n";
-    return 2;
+    return kShowUsage;
   }
   auto reports = bench::RunCodecBench(options, files);
   if (!reports.ok()) return ReportError(reports.status());
@@ -104,11 +98,7 @@ int RunCodecBench(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar({
-    "codec-bench",
-    "measure codecs and peer compressors on KV cache dumps (offline)",
-    RunCodecBench,
-});
+const CommandRegistrar registrar({"codec-bench", RunCodecBench});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -12,18 +12,18 @@
 #include "bench/load/load_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
-
-// Shared with `seqkv model register` (client/cli/cmd_model.cc).
-ABSL_DECLARE_FLAG(std::string, layout);
-ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
+#include "client/cli/shared_flags.h"
 
 ABSL_FLAG(int, clients, 4, "bench: concurrent clients, one connection each");
 ABSL_FLAG(std::string, op, "put", "bench: put, get, lookup or mix (see --mix)");
 ABSL_FLAG(std::string, mix, "put:1,get:1,lookup:1",
           "bench: relative weights of the operations for --op mix");
+// A run writes into the server, so it starts only when told how long.
 ABSL_FLAG(double, duration_s, 0,
-          "bench: seconds to run (default 10 unless --ops is given)");
-ABSL_FLAG(uint64_t, ops, 0, "bench: stop after this many operations");
+          "bench: seconds to run (this or --ops is required)");
+ABSL_FLAG(uint64_t, ops, 0,
+          "bench: stop after this many operations (this or --duration_s is "
+          "required)");
 ABSL_FLAG(uint32_t, tokens_per_request, 0,
           "bench: tokens per Put/Get/Lookup (default: --chunk_tokens)");
 ABSL_FLAG(uint64_t, data_seed, 1,
@@ -53,12 +53,7 @@ namespace seqkv::cli {
 namespace {
 
 int RunBench(std::span<char* const> args) {
-  if (!args.empty()) {
-    std::cerr << "usage: seqkv bench [--server ADDR] [--clients N] "
-                 "[--op put|get|lookup|mix] [--layout NAME] [--chunk_tokens T] "
-                 "[--codec C] [--duration_s S | --ops N] [--json]\n";
-    return 2;
-  }
+  if (!args.empty()) return kShowUsage;
   bench::LoadOptions options;
   options.client = ClientOptionsFromFlags();
   options.clients = absl::GetFlag(FLAGS_clients);
@@ -80,7 +75,11 @@ int RunBench(std::span<char* const> args) {
                      options.chunk_tokens);
   options.ops = absl::GetFlag(FLAGS_ops);
   options.duration_s = absl::GetFlag(FLAGS_duration_s);
-  if (options.duration_s == 0 && options.ops == 0) options.duration_s = 10;
+  if (options.duration_s == 0 && options.ops == 0) {
+    std::cerr << "seqkv bench: say how long to run: --duration_s S or "
+                 "--ops N\n\n";
+    return kShowUsage;
+  }
   options.prefill = absl::GetFlag(FLAGS_prefill);
   options.warmup_ops = absl::GetFlag(FLAGS_warmup_ops);
   options.verify = absl::GetFlag(FLAGS_verify);
@@ -119,10 +118,7 @@ int RunBench(std::span<char* const> args) {
   return errors == 0 ? 0 : 1;
 }
 
-const CommandRegistrar registrar(
-    {"bench",
-     "load generator: concurrent Put/Get/Lookup with latency percentiles",
-     RunBench});
+const CommandRegistrar registrar({"bench", RunBench});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -11,9 +11,7 @@
 #include "bench/replay/replay_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
-
-// Shared with `seqkv model register` (client/cli/cmd_model.cc).
-ABSL_DECLARE_FLAG(std::string, layout);
+#include "client/cli/shared_flags.h"
 
 ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace");
 ABSL_FLAG(uint64_t, requests, 0, "replay: first N requests only (0: all)");
@@ -33,10 +31,7 @@ namespace {
 // disk) and starts a server of its own unless --server names one.
 int RunReplay(std::span<char* const> args) {
   if (!args.empty() || absl::GetFlag(FLAGS_trace).empty()) {
-    std::cerr << "usage: seqkv replay --trace FILE [--requests N] "
-                 "[--capacity_blocks N | --capacity_bytes N] [--server ADDR] "
-                 "[--layout 1x1x8:bf16] [--json]\n";
-    return 2;
+    return kShowUsage;
   }
   bench::ReplayOptions options;
   options.trace = absl::GetFlag(FLAGS_trace);
@@ -81,9 +76,7 @@ int RunReplay(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"replay", "replay a Mooncake request trace and measure the hit rate",
-     RunReplay});
+const CommandRegistrar registrar({"replay", RunReplay});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -5,20 +5,16 @@
 #include "absl/flags/flag.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/shared_flags.h"
 #include "client/cli/token_input.h"
 #include "nlohmann/json.hpp"
-
-ABSL_DECLARE_FLAG(std::string, tokens);
 
 namespace seqkv::cli {
 namespace {
 
 int RunDelete(std::span<char* const> args) {
   if (absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr
-        << "usage: seqkv delete --model NAME [--tokens FILE.safetensors]\n"
-           "  without --tokens, deletes every cached prefix of the model\n";
-    return 2;
+    return kShowUsage;
   }
   std::vector<int32_t> tokens;
   if (const std::string path = absl::GetFlag(FLAGS_tokens); !path.empty()) {
@@ -38,9 +34,7 @@ int RunDelete(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"delete", "remove a cached prefix and everything stored below it",
-     RunDelete});
+const CommandRegistrar registrar({"delete", RunDelete});
 
 }  // namespace
 }  // namespace seqkv::cli

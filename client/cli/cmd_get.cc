@@ -5,11 +5,10 @@
 #include "absl/flags/flag.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/shared_flags.h"
 #include "client/cli/token_input.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(std::string, tokens, "", "safetensors file whose `tokens` to fetch");
-ABSL_FLAG(std::string, out, "", "output safetensors file (tokens, k, v)");
 ABSL_FLAG(uint32_t, begin_token, 0, "first token of the range to fetch");
 ABSL_FLAG(uint32_t, end_token, 0, "end of the range (0: end of the match)");
 ABSL_DECLARE_FLAG(uint32_t, alignment);
@@ -22,9 +21,7 @@ int RunGet(std::span<char* const> args) {
   const std::string out = absl::GetFlag(FLAGS_out);
   if (tokens_path.empty() || out.empty() ||
       absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "usage: seqkv get --model NAME --tokens FILE.safetensors "
-                 "--out OUT.safetensors\n";
-    return 2;
+    return kShowUsage;
   }
   auto tokens = ReadTokens(tokens_path);
   if (!tokens.ok()) return ReportError(tokens.status());
@@ -54,9 +51,7 @@ int RunGet(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"get", "fetch the cache of the longest stored prefix into a file",
-     RunGet});
+const CommandRegistrar registrar({"get", RunGet});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -18,9 +18,7 @@ namespace {
 
 int RunLookup(std::span<char* const> args) {
   if (args.size() != 1 || absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr << "usage: seqkv lookup --model NAME [--by_chunks] "
-                 "FILE.safetensors\n";
-    return 2;
+    return kShowUsage;
   }
   auto tokens = ReadTokens(args[0]);
   if (!tokens.ok()) return ReportError(tokens.status());
@@ -46,9 +44,7 @@ int RunLookup(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"lookup", "length of the longest stored prefix of a file's tokens",
-     RunLookup});
+const CommandRegistrar registrar({"lookup", RunLookup});
 
 }  // namespace
 }  // namespace seqkv::cli

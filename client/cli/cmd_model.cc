@@ -9,17 +9,11 @@
 #include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/shared_flags.h"
 #include "model/hf_config.h"
 #include "model/model_state_builder.h"
 #include "nlohmann/json.hpp"
 
-ABSL_FLAG(
-    std::string, layout, "",
-    "LAYERSxKV_HEADSxHEAD_DIM:DTYPE, e.g. 32x8x128:bf16 (or use --model_dir)");
-ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face model directory; its config.json gives the layout");
-ABSL_FLAG(uint32_t, chunk_tokens, 0,
-          "tokens per trie chunk (0: server default)");
 ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
 // Defined with `seqkv eval` (tools/lm): a calibration profile JSON.
 
@@ -67,12 +61,7 @@ int RunModel(std::span<char* const> args) {
   const std::string verb = args.empty() ? "" : args[0];
   const std::string name = absl::GetFlag(FLAGS_model);
   if ((verb != "register" && verb != "show") || name.empty()) {
-    std::cerr << "usage: seqkv model register --model NAME "
-                 "(--layout 32x8x128:bf16 [--rope rotate_half:500000] | "
-                 "--model_dir DIR) [--profile FILE] [--chunk_tokens N] "
-                 "[--default_codec C]\n"
-                 "       seqkv model show --model NAME\n";
-    return 2;
+    return kShowUsage;
   }
   auto client = ConnectOrDie();
   if (!client) return 1;
@@ -126,9 +115,7 @@ int RunModel(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"model", "register a model (layout, chunk size, codec state) or show it",
-     RunModel});
+const CommandRegistrar registrar({"model", RunModel});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -11,9 +11,7 @@ namespace {
 
 int RunPut(std::span<char* const> args) {
   if (args.empty() || absl::GetFlag(FLAGS_model).empty()) {
-    std::cerr
-        << "usage: seqkv put --model NAME [--codec C] FILE.safetensors...\n";
-    return 2;
+    return kShowUsage;
   }
   auto client = ConnectOrDie();
   if (!client) return 1;
@@ -60,9 +58,7 @@ int RunPut(std::span<char* const> args) {
   return exit_code;
 }
 
-const CommandRegistrar registrar({"put",
-                                  "store KV caches from safetensors files",
-                                  RunPut});
+const CommandRegistrar registrar({"put", RunPut});
 
 }  // namespace
 }  // namespace seqkv::cli

@@ -156,9 +156,7 @@ const std::vector<std::string> kHeader = {
 
 int RunStats(std::span<char* const> args) {
   if (!args.empty()) {
-    std::cerr << "usage: seqkv stats [--admin HOST:PORT] [--tenant T] "
-                 "[--json] [--admin_token TOKEN]\n";
-    return 2;
+    return kShowUsage;
   }
   const std::string tenant = absl::GetFlag(FLAGS_tenant);
   auto doc = AdminGet(tenant.empty()
@@ -182,9 +180,7 @@ int RunStats(std::span<char* const> args) {
   return 0;
 }
 
-const CommandRegistrar registrar(
-    {"stats", "print the server's counters, per tenant, from its admin port",
-     RunStats});
+const CommandRegistrar registrar({"stats", RunStats});
 
 }  // namespace
 }  // namespace seqkv::cli

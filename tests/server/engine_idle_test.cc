@@ -5,9 +5,9 @@
 #include <chrono>
 #include <thread>
 
+#include "base/allocator.h"
 #include "gtest/gtest.h"
 #include "proto/layout_convert.h"
-#include "server/allocator.h"
 #include "server/cache_engine.h"
 #include "tests/scoped_temp_dir.h"
 

@@ -29,11 +29,7 @@ int RunCalibrate(std::span<char* const> args) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   const std::string out_path = absl::GetFlag(FLAGS_out);
   if (model_dir.empty() || out_path.empty() || args.empty()) {
-    std::cerr << "usage: seqkv calibrate --model_dir DIR --out PROFILE.json "
-                 "[--noise_rel_mse R] [--floor_rel_mse F] [--prefix_tokens N] "
-                 "[--max_tokens N] "
-                 "FILE.safetensors...\n";
-    return 2;
+    return cli::kShowUsage;
   }
   if (!(absl::GetFlag(FLAGS_noise_rel_mse) > 0))
     return cli::ReportError(
@@ -94,11 +90,7 @@ int RunCalibrate(std::span<char* const> args) {
   return 0;
 }
 
-const cli::CommandRegistrar kRegistrar({
-    "calibrate",
-    "measure per-(layer, K/V) sensitivity on a real model; write a profile",
-    RunCalibrate,
-});
+const cli::CommandRegistrar kRegistrar({"calibrate", RunCalibrate});
 
 }  // namespace
 }  // namespace seqkv::lm

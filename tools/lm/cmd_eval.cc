@@ -181,11 +181,7 @@ int RunEval(std::span<char* const> args) {
   if (model_dir.empty() ||
       (args.empty() && absl::GetFlag(FLAGS_documents).empty()) ||
       absl::GetFlag(FLAGS_codec).empty()) {
-    std::cerr << "usage: seqkv eval --model_dir DIR --codec C[,C...] "
-                 "[--profile P] [--prefix_tokens N] [--server ADDR] "
-                 "[--documents TOKENS.safetensors [--num_documents N]] "
-                 "[FILE.safetensors...]\n";
-    return 2;
+    return cli::kShowUsage;
   }
   auto model = LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::ReportError(model.status());
@@ -304,11 +300,7 @@ int RunEval(std::span<char* const> args) {
   return 0;
 }
 
-const cli::CommandRegistrar kRegistrar({
-    "eval",
-    "measure a codec's effect on a real model's predictions (dNLL, KL)",
-    RunEval,
-});
+const cli::CommandRegistrar kRegistrar({"eval", RunEval});
 
 }  // namespace
 }  // namespace seqkv::lm

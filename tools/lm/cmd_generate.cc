@@ -73,11 +73,7 @@ int RunGenerate(std::span<char* const> args) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (model_dir.empty() || (absl::GetFlag(FLAGS_prompt).empty() ==
                             absl::GetFlag(FLAGS_tokens).empty())) {
-    std::cerr << "usage: seqkv generate --model_dir DIR --server ADDR "
-                 "(--prompt TEXT | --tokens 0,12,34 | --tokens FILE) "
-                 "[--max_new_tokens N] [--codec C] [--model NAME] "
-                 "[--chunk_tokens N] [--compare]\n";
-    return 2;
+    return cli::kShowUsage;
   }
   auto model = LlamaModel::Load(model_dir);
   if (!model.ok()) return cli::ReportError(model.status());
@@ -207,11 +203,7 @@ int RunGenerate(std::span<char* const> args) {
   return 0;
 }
 
-const cli::CommandRegistrar kRegistrar({
-    "generate",
-    "greedy generation that reuses and stores KV caches in seqkv",
-    RunGenerate,
-});
+const cli::CommandRegistrar kRegistrar({"generate", RunGenerate});
 
 }  // namespace
 }  // namespace seqkv::lm

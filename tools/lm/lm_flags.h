@@ -1,6 +1,6 @@
 // Flags shared by the model-driven commands (eval, calibrate, generate).
-// --model_dir, --chunk_tokens, --out and --tokens are defined by the core
-// commands (model, get) and mean the same here.
+// --model_dir, --chunk_tokens, --out and --tokens are shared with commands
+// of the other binaries (client/cli/shared_flags.cc).
 #ifndef SEQKV_TOOLS_LM_LM_FLAGS_H_
 #define SEQKV_TOOLS_LM_LM_FLAGS_H_
 

@@ -1,5 +1,5 @@
-#ifndef SEQKV_SERVER_ALLOCATOR_H_
-#define SEQKV_SERVER_ALLOCATOR_H_
+#ifndef SEQKV_BASE_ALLOCATOR_H_
+#define SEQKV_BASE_ALLOCATOR_H_
 
 #include "absl/status/status.h"
 
@@ -13,4 +13,4 @@ absl::Status ReleaseFreedMemory();
 
 }  // namespace seqkv
 
-#endif  // SEQKV_SERVER_ALLOCATOR_H_
+#endif  // SEQKV_BASE_ALLOCATOR_H_

@@ -14,7 +14,7 @@
 // that the next chunk faulted in again: 2,000-3,400 faults per 32 MiB Get,
 // and Gets ran at 55-60% of the speed they reach without purging. The server
 // returns the memory when it goes idle instead (ReleaseFreedMemory).
-#include "server/allocator.h"
+#include "base/allocator.h"
 
 #include <jemalloc/jemalloc.h>
 
