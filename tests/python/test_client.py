@@ -295,6 +295,48 @@ class BadInputTest(unittest.TestCase):
             self.client.lookup("m", self.tokens)
 
 
+class WireOrderTest(unittest.TestCase):
+    """The token-major conversions on their own, against a loop over the
+    wire order's definition."""
+
+    def test_put_order_is_token_layer_tensor_head(self):
+        rng = np.random.default_rng(2)
+        k = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+        v = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+        wire, dtype = seqkv.arrays.to_token_major(k, v, 5)
+        self.assertEqual(dtype, "fp32")
+        expected = [k[l, h, t] if i == 0 else v[l, h, t]
+                    for t in range(5) for l in range(3) for i in range(2)
+                    for h in range(2)]
+        np.testing.assert_array_equal(wire.reshape(-1, 4), np.stack(expected))
+
+    def test_reader_takes_any_split(self):
+        rng = np.random.default_rng(4)
+        for latent in (False, True):
+            layout = seqkv.Layout(3, 2, 8, "fp32", latent=latent)
+            k = rng.standard_normal((3, 2, 7, 8)).astype(np.float32)
+            v = None if latent else rng.standard_normal(k.shape).astype(
+                np.float32)
+            data = seqkv.arrays.to_token_major(k, v, 7)[0].tobytes()
+            for step in (1, 5, 191, 192, 193, len(data)):
+                with self.subTest(latent=latent, step=step):
+                    reader = seqkv.arrays.TokenMajorReader(layout, 7)
+                    for i in range(0, len(data), step):
+                        self.assertTrue(reader.add(data[i:i + step]))
+                    self.assertTrue(reader.complete)
+                    got_k, got_v = reader.finish()
+                    np.testing.assert_array_equal(got_k, k)
+                    if latent:
+                        self.assertIsNone(got_v)
+                    else:
+                        np.testing.assert_array_equal(got_v, v)
+            reader = seqkv.arrays.TokenMajorReader(layout, 7)
+            self.assertFalse(reader.add(data + bytes(4)))
+            reader = seqkv.arrays.TokenMajorReader(layout, 7)
+            self.assertTrue(reader.add(data[:-4]))
+            self.assertFalse(reader.complete)
+
+
 class AuthTest(unittest.TestCase):
 
     def setUp(self):

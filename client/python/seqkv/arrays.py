@@ -129,21 +129,82 @@ def to_token_major(k, v, num_tokens):
     return token_major(tensors, 0, num_tokens), dtype
 
 
+class TokenMajorReader:
+    """Scatters wire bytes, in pieces of any size, straight into k and v
+    [layers, kv_heads, tokens, head_dim]: whole tokens of each piece in one
+    vectorised copy per tensor, a token split across pieces through a
+    one-token buffer. Memory is the output and one token."""
+
+    def __init__(self, layout, num_tokens):
+        self._layout = layout
+        self._dtype = DTYPES[layout.dtype][2]
+        self._token_bytes = layout.bytes_per_token
+        self._num_tokens = num_tokens
+        shape = (layout.num_layers, layout.num_kv_heads, num_tokens,
+                 layout.head_dim)
+        self._out = [np.empty(shape, self._dtype)
+                     for _ in range(layout.tensors_per_layer)]
+        self._done = 0  # whole tokens written
+        self._partial = bytearray()
+
+    @property
+    def complete(self):
+        return self._done == self._num_tokens and not self._partial
+
+    def add(self, piece):
+        """Adds the next bytes; False if they go past num_tokens."""
+        piece = memoryview(piece)
+        if self._partial:
+            need = self._token_bytes - len(self._partial)
+            self._partial += piece[:need]
+            piece = piece[need:]
+            if len(self._partial) < self._token_bytes:
+                return True
+            if not self._write(self._partial, 1):
+                return False
+            self._partial = bytearray()
+        whole = len(piece) // self._token_bytes
+        if whole and not self._write(piece, whole):
+            return False
+        self._partial += piece[whole * self._token_bytes:]
+        return self._done < self._num_tokens or not self._partial
+
+    def _write(self, data, count):
+        if self._done + count > self._num_tokens:
+            return False
+        layout = self._layout
+        wire = np.frombuffer(data, self._dtype,
+                             count * self._token_bytes // self._dtype.itemsize
+                             ).reshape(count, layout.num_layers,
+                                       layout.tensors_per_layer,
+                                       layout.num_kv_heads, layout.head_dim)
+        for index, out in enumerate(self._out):
+            out[:, :, self._done:self._done + count] = \
+                wire[:, :, index].transpose(1, 2, 0, 3)
+        self._done += count
+        return True
+
+    def finish(self, as_torch=False):
+        """(k, v), v None for latent layouts; bf16 is uint16 in numpy,
+        bfloat16 in torch."""
+        out = []
+        for tensor in self._out:
+            tensor = tensor.astype(tensor.dtype.newbyteorder("="), copy=False)
+            out.append(_as_torch(tensor, self._layout.dtype) if as_torch
+                       else tensor)
+        if len(out) == 1:
+            out.append(None)
+        return out[0], out[1]
+
+
 def from_token_major(data, layout, num_tokens, as_torch=False):
-    """(k, v) of shape [layers, kv_heads, tokens, head_dim] from wire bytes;
-    v is None for latent layouts. bf16 is uint16 in numpy, bfloat16 in
-    torch."""
-    wire = np.frombuffer(data, dtype=DTYPES[layout.dtype][2]).reshape(
-        num_tokens, layout.num_layers, layout.tensors_per_layer,
-        layout.num_kv_heads, layout.head_dim)
-    out = []
-    for index in range(layout.tensors_per_layer):
-        tensor = np.ascontiguousarray(wire[:, :, index].transpose(1, 2, 0, 3))
-        tensor = tensor.astype(tensor.dtype.newbyteorder("="), copy=False)
-        out.append(_as_torch(tensor, layout.dtype) if as_torch else tensor)
-    if len(out) == 1:
-        out.append(None)
-    return out[0], out[1]
+    """(k, v) of shape [layers, kv_heads, tokens, head_dim] from the wire
+    bytes of num_tokens tokens; v is None for latent layouts."""
+    reader = TokenMajorReader(layout, num_tokens)
+    if not reader.add(data) or not reader.complete:
+        raise errors.InvalidArgumentError(
+            f"{len(data)} bytes are not {num_tokens} tokens of {layout}")
+    return reader.finish(as_torch)
 
 
 def _as_torch(array, dtype):

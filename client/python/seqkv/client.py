@@ -345,7 +345,7 @@ class Client:
                                 namespace=namespace or "",
                                 begin_token=begin_token, end_token=end_token,
                                 alignment=alignment)
-        header, buffer, received = None, None, 0
+        header, reader = None, None
         try:
             for message in self._stub.Get(request, timeout=self._timeout,
                                           metadata=self._metadata):
@@ -359,21 +359,17 @@ class Client:
                     if not (header.begin_token <= header.end_token <= ids.size):
                         raise errors.DataLossError(
                             "server sent a bad token range")
-                    expected = layout.bytes_per_token * (header.end_token -
-                                                         header.begin_token)
-                    if header.data_bytes != expected:
+                    count = header.end_token - header.begin_token
+                    if header.data_bytes != layout.bytes_per_token * count:
                         raise errors.DataLossError(
                             "server announced a bad data size")
-                    buffer = bytearray(expected)
+                    reader = arrays.TokenMajorReader(layout, count)
                 elif kind == "data":
                     if header is None:
                         raise errors.DataLossError("data before the header")
-                    piece = message.data
-                    if received + len(piece) > len(buffer):
+                    if not reader.add(message.data):
                         raise errors.DataLossError(
                             "server sent more data than announced")
-                    buffer[received:received + len(piece)] = piece
-                    received += len(piece)
                 else:
                     raise errors.DataLossError(
                         "server sent an empty Get message")
@@ -381,10 +377,9 @@ class Client:
             raise errors.from_rpc_error(error) from None
         if header is None:
             raise errors.DataLossError("no header in Get response")
-        if received != len(buffer):
+        if not reader.complete:
             raise errors.DataLossError("Get stream ended early")
-        count = header.end_token - header.begin_token
-        k, v = arrays.from_token_major(buffer, layout, count, as_torch)
+        k, v = reader.finish(as_torch)
         return GetResult(k, v, ids[header.begin_token:header.end_token].copy(),
                          layout, header.matched_tokens, header.begin_token,
                          header.end_token, header.namespace)
