@@ -20,6 +20,7 @@
 #include "storage/kv_store.h"
 #include "tests/admin/admin_test_util.h"
 #include "tests/integration/server_process.h"
+#include "tests/test_data.h"
 
 namespace seqkv::testing {
 namespace {
@@ -164,6 +165,9 @@ void ExpectPercent(const std::string& dom, const std::string& id,
 }
 
 TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
+  SEQKV_NEEDS_TEST_DATA(
+      "kv/b_rag_00_D1_D2.safetensors", "kv/b_rag_02_D1_D3.safetensors",
+      "kv/c_chat_turn1.safetensors", "kv/c_chat_turn2.safetensors");
   Traffic();
   if (HasFatalFailure()) return;
   auto body = server_->AdminGet("/v1/stats");

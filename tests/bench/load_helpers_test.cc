@@ -5,6 +5,7 @@
 #include "bench/load/layout_presets.h"
 #include "bench/load/load_runner.h"
 #include "bench/load/workload.h"
+#include "tests/test_data.h"
 
 namespace seqkv::bench {
 namespace {
@@ -84,6 +85,7 @@ TEST(WorkloadTest, SequencesAreDistinctUnlessAPrefixIsShared) {
 }
 
 TEST(WorkloadTest, TilesRealCachesIntoTheLayout) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_00.safetensors");
   WorkloadOptions options;
   options.layout = *ResolveLayout("tiny");
   options.tokens_per_request = 64;

@@ -12,6 +12,7 @@
 #include "bench/load/local_server.h"
 #include "nlohmann/json.hpp"
 #include "tests/run_command.h"
+#include "tests/test_data.h"
 
 namespace seqkv::bench {
 namespace {
@@ -97,6 +98,7 @@ TEST_F(BenchSmokeTest, LookupsByChunkDigestsMatchWholeSequences) {
 }
 
 TEST_F(BenchSmokeTest, CliLookupByChunksMatchesAStoredFile) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn3.safetensors");
   const std::string file = SEQKV_DATA_DIR "/kv/c_chat_turn3.safetensors";
   const std::string flags =
       absl::StrCat(" --server ", server_->address(), " --model kvlm-23m ");
@@ -129,6 +131,7 @@ TEST_F(BenchSmokeTest, SharedPrefixIsDeduplicatedAndTimedRunsStop) {
 }
 
 TEST_F(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
+  SEQKV_NEEDS_TEST_DATA("kv");
   // 700 tokens of 6144 bytes are 4.3 MB: several 2 MiB messages, and 2 MiB is
   // not a whole number of tokens, so tokens straddle messages.
   nlohmann::json report = Bench(
@@ -178,6 +181,7 @@ OwnCount CountFromTrace(size_t max_requests) {
 }
 
 TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
+  SEQKV_NEEDS_TEST_DATA("traces/mooncake_conversation.jsonl");
   const OwnCount expected = CountFromTrace(200);
   ASSERT_GT(expected.blocks_hit, 0u);
   nlohmann::json report = RunSeqkvJson(
@@ -197,6 +201,7 @@ TEST(ReplaySmokeTest, HitCountMatchesTheTraceOnItsOwnServer) {
 }
 
 TEST(ReplaySmokeTest, CapacityEvictsAndNeverBeatsUnlimited) {
+  SEQKV_NEEDS_TEST_DATA("traces/mooncake_conversation.jsonl");
   const OwnCount unlimited = CountFromTrace(200);
   nlohmann::json report = RunSeqkvJson(
       absl::StrCat("replay --trace ", kTrace,

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/run_command.h"
+#include "tests/test_data.h"
 
 namespace seqkv {
 namespace {
@@ -14,6 +15,7 @@ namespace {
 using testing::RunCommand;
 
 TEST(CodecBench, JsonOnARealFile) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_03.safetensors");
   const std::string command =
       std::string(SEQKV_BIN_DIR) +
       "/seqkv codec-bench --codecs raw,zstd:3,turbo:3 --json " +

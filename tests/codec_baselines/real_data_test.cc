@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "model/kv_cache.h"
 #include "tests/codec_baselines/test_chunks.h"
+#include "tests/test_data.h"
 
 namespace seqkv {
 namespace {
@@ -56,6 +57,7 @@ class RealData : public ::testing::TestWithParam<DType> {};
 // Random rotation makes turbo's error independent of the data: close to the
 // Lloyd-Max distortion on K and V alike, whatever their outliers.
 TEST_P(RealData, TurboErrorMatchesItsTable) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_00.safetensors");
   const OwnedChunk chunk = RealChunk(GetParam());
   ASSERT_FALSE(chunk.data.empty());
   const std::vector<std::pair<std::string, double>> table = {
@@ -73,6 +75,7 @@ TEST_P(RealData, TurboErrorMatchesItsTable) {
 }
 
 TEST_P(RealData, KiviErrorShrinksWithBits) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_00.safetensors");
   const OwnedChunk chunk = RealChunk(GetParam());
   ASSERT_FALSE(chunk.data.empty());
   double previous[2] = {1, 1};

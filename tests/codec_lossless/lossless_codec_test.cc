@@ -12,6 +12,7 @@
 #include "codec/lossless_codec_stream.h"
 #include "model/safetensors.h"
 #include "tests/codec_lossless/lossless_test_util.h"
+#include "tests/test_data.h"
 
 namespace seqkv {
 namespace {
@@ -389,6 +390,7 @@ TEST(LosslessCodecTest, WrongInputSizeIsInvalidArgument) {
 class LosslessRealDataTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LosslessRealDataTest, RoundTripsBitExact) {
+  SEQKV_NEEDS_TEST_DATA("kv", "kv/" + GetParam() + ".safetensors");
   const std::string path =
       std::string(SEQKV_DATA_DIR) + "/kv/" + GetParam() + ".safetensors";
   auto file = ReadSafetensors(path);
@@ -437,6 +439,8 @@ std::vector<std::string> RealFiles() {
       names.push_back(name);
   }
   std::sort(names.begin(), names.end());
+  // Without the data, one case that skips (or fails where it is required).
+  if (names.empty()) names.push_back("no_kv_files");
   return names;
 }
 

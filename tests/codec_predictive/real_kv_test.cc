@@ -16,6 +16,7 @@
 #include "model/model_state_builder.h"
 #include "model/safetensors.h"
 #include "tests/codec_predictive/test_util.h"
+#include "tests/test_data.h"
 
 namespace seqkv {
 namespace {
@@ -162,6 +163,7 @@ struct Setting {
 class RealKvTest : public ::testing::TestWithParam<Setting> {};
 
 TEST_P(RealKvTest, MeetsTargetOnEveryFile) {
+  SEQKV_NEEDS_TEST_DATA("kv", "lm");
   const Setting& s = GetParam();
   ASSERT_GE(Dumps().size(), 18u) << "expected the dumps of " << kDataDir;
   const ModelContext model = MakeModel(s.with_state);
@@ -191,6 +193,7 @@ INSTANTIATE_TEST_SUITE_P(
 // for rare last-bit differences (the model's GPU matmul sums in another
 // order); pre-RoPE K matches to bf16 rounding.
 TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
+  SEQKV_NEEDS_TEST_DATA("kv", "lm");
   const KvLayout layout = DumpLayout();
   auto it = ModelState().find(std::string(kLayer0TableKey));
   ASSERT_NE(it, ModelState().end());
@@ -234,6 +237,7 @@ TEST(Layer0TableTest, ReproducesLayerZeroOfADump) {
 }
 
 TEST(Layer0TableTest, ConfigMustMatchLayout) {
+  SEQKV_NEEDS_TEST_DATA("lm");
   KvLayout layout = DumpLayout();
   layout.num_kv_heads = 4;
   EXPECT_EQ(
@@ -253,6 +257,7 @@ TEST(Layer0TableTest, ConfigMustMatchLayout) {
 
 // Predicted layer-0 payloads need the table on the decoding side too.
 TEST(Layer0TableTest, DecodingWithoutTableIsDataLoss) {
+  SEQKV_NEEDS_TEST_DATA("kv", "lm");
   const ModelContext with = MakeModel(true);
   const ModelContext without = MakeModel(false);
   auto encoder = CreateCodec("predictive:rel_mse=0.01", with);

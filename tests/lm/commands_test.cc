@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/integration/server_process.h"
 #include "tests/run_command.h"
+#include "tests/test_data.h"
 
 namespace seqkv {
 namespace {
@@ -56,6 +57,8 @@ void ExpectLosslessResults(const nlohmann::json& results) {
 }
 
 TEST(EvalCommandTest, LosslessCodecsChangeNothing) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors",
+                        "kv/b_rag_01_D2_D1.safetensors");
   const CommandResult result = RunCommand(
       absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
                    "/lm --codec raw,lossless --max_tokens 384 --json ",
@@ -72,6 +75,8 @@ TEST(EvalCommandTest, LosslessCodecsChangeNothing) {
 
 // Contexts cut from a token stream: the model computes their exact caches.
 TEST(EvalCommandTest, DocumentsFromATokenStream) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/dev_eval_tokens.safetensors",
+                        "kv/a_dev_00.safetensors");
   const CommandResult result = RunCommand(absl::StrCat(
       kSeqkv, " eval --model_dir ", kDataDir,
       "/lm --codec raw,turbo:4 --max_tokens 128 --num_documents 2 --json "
@@ -93,6 +98,7 @@ TEST(EvalCommandTest, DocumentsFromATokenStream) {
 }
 
 TEST(EvalCommandTest, RejectsBadArguments) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors");
   EXPECT_NE(
       RunCommand(absl::StrCat(kSeqkv, " eval --model_dir ", kDataDir,
                               "/lm --codec nosuchcodec ", KvFile("a_dev_00")))
@@ -112,6 +118,7 @@ TEST(EvalCommandTest, RejectsBadArguments) {
 }
 
 TEST(CalibrateCommandTest, RejectsNoiseLevelsThatGiveNoSlope) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors");
   // The floor's noise level must lie below the measured one.
   for (const char* levels :
        {"--noise_rel_mse 0.01 --floor_rel_mse 0.01",
@@ -158,6 +165,9 @@ std::vector<std::string> Ranking(const nlohmann::json& profile) {
 }
 
 TEST(CalibrateCommandTest, ProfileIsStableAcrossFilePairs) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors",
+                        "kv/a_dev_01.safetensors", "kv/a_dev_02.safetensors",
+                        "kv/a_dev_04.safetensors");
   const nlohmann::json first = Calibrate("a_dev_00", "a_dev_01");
   const nlohmann::json second = Calibrate("a_dev_02", "a_dev_04");
   for (const auto* profile : {&first, &second}) {
@@ -203,6 +213,7 @@ TEST(CalibrateCommandTest, ProfileIsStableAcrossFilePairs) {
 class ServerCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    SEQKV_NEEDS_TEST_DATA("lm");
     auto server = testing::ServerProcess::Start();
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);

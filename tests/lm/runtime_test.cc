@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "model/kv_cache.h"
 #include "model/safetensors.h"
+#include "tests/test_data.h"
 #include "tools/lm/fidelity.h"
 #include "tools/lm/llama_model.h"
 #include "tools/lm/lm_config.h"
@@ -50,6 +51,7 @@ double BitIdenticalFraction(const KvCache& a, const KvCache& b, uint32_t layer,
 class ReproduceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ReproduceTest, MatchesStoredCacheAndLogprobs) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/" + GetParam() + ".safetensors");
   const std::string path = kDataDir + "/kv/" + GetParam() + ".safetensors";
   auto file = ReadKvCacheFile(path);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -93,6 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Dumps, ReproduceTest,
                                            "b_rag_00_D1_D2"));
 
 TEST(LlamaModelTest, PrefillInPiecesMatchesOnePass) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_05.safetensors");
   auto file = ReadKvCacheFile(kDataDir + "/kv/a_dev_05.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   std::span<const int32_t> tokens(file->tokens.data(), 200);
@@ -118,6 +121,7 @@ TEST(LlamaModelTest, PrefillInPiecesMatchesOnePass) {
 // What `seqkv generate` relies on: given the cache of prompt[0, n-1) that an
 // earlier Prefill made, prefilling the rest gives the very same logits.
 TEST(LlamaModelTest, PrefillFromItsOwnCacheIsExact) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_02.safetensors");
   auto file = ReadKvCacheFile(kDataDir + "/kv/a_dev_02.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   std::span<const int32_t> prompt(file->tokens.data(), 150);
@@ -133,6 +137,7 @@ TEST(LlamaModelTest, PrefillFromItsOwnCacheIsExact) {
 }
 
 TEST(LlamaModelTest, GreedyDecodeExtendsTheCache) {
+  SEQKV_NEEDS_TEST_DATA("lm");
   const int32_t prompt[] = {0, 464, 1169, 318};
   KvCache cache = Model().EmptyCache();
   auto generated = Model().GenerateGreedy(prompt, cache, 5);
@@ -143,6 +148,7 @@ TEST(LlamaModelTest, GreedyDecodeExtendsTheCache) {
 }
 
 TEST(LlamaModelTest, RejectsBadInput) {
+  SEQKV_NEEDS_TEST_DATA("lm");
   KvCache cache = Model().EmptyCache();
   const int32_t out_of_vocab[] = {0, int32_t(Model().config().vocab_size)};
   EXPECT_EQ(Model().Forward(out_of_vocab, cache).status().code(),
@@ -161,6 +167,7 @@ TEST(LlamaModelTest, RejectsBadInput) {
 }
 
 TEST(LmConfigTest, ReadsTheShapeFromConfig) {
+  SEQKV_NEEDS_TEST_DATA("lm/config.json");
   auto config = LoadLmConfig(kDataDir + "/lm");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->num_kv_heads * 2, config->num_heads);

@@ -5,6 +5,7 @@
 #include "gtest/gtest.h"
 #include "model/kv_cache.h"
 #include "nlohmann/json.hpp"
+#include "tests/test_data.h"
 #include "tools/lm/bpe_tokenizer.h"
 
 namespace seqkv::lm {
@@ -32,6 +33,9 @@ std::vector<int32_t> FileTokens(const std::string& name, size_t begin,
 // Set a holds whole documents tokenized by the reference tokenizer: decoding
 // and encoding again must give the very same ids.
 TEST(BpeTokenizerTest, ReencodesDumpedDocuments) {
+  SEQKV_NEEDS_TEST_DATA("lm/tokenizer.json", "kv/a_dev_00.safetensors",
+                        "kv/a_dev_01.safetensors", "kv/a_dev_03.safetensors",
+                        "kv/a_dev_06.safetensors");
   for (const char* name : {"a_dev_00", "a_dev_01", "a_dev_03", "a_dev_06"}) {
     const std::vector<int32_t> ids = FileTokens(name, 1, 1 << 20);
     auto text = Tokenizer().Decode(ids);
@@ -44,6 +48,7 @@ TEST(BpeTokenizerTest, ReencodesDumpedDocuments) {
 
 // The RAG system prompt (tokens 1..90) and question were tokenized alone.
 TEST(BpeTokenizerTest, ReencodesRagSegments) {
+  SEQKV_NEEDS_TEST_DATA("lm/tokenizer.json", "kv/b_rag_00_D1_D2.safetensors");
   const std::vector<int32_t> system = FileTokens("b_rag_00_D1_D2", 1, 90);
   const std::vector<int32_t> question = FileTokens("b_rag_00_D1_D2", 480, 513);
   for (const auto& ids : {system, question}) {
@@ -54,6 +59,8 @@ TEST(BpeTokenizerTest, ReencodesRagSegments) {
 }
 
 TEST(BpeTokenizerTest, DecodesTheChatToItsText) {
+  SEQKV_NEEDS_TEST_DATA("lm/tokenizer.json", "kv/manifest.json",
+                        "kv/c_chat_turn4.safetensors");
   std::ifstream in(kDataDir + "/kv/manifest.json");
   std::stringstream text;
   text << in.rdbuf();
@@ -64,6 +71,7 @@ TEST(BpeTokenizerTest, DecodesTheChatToItsText) {
 }
 
 TEST(BpeTokenizerTest, RoundTripsUnicodeAndWhitespace) {
+  SEQKV_NEEDS_TEST_DATA("lm/tokenizer.json");
   for (std::string text :
        {std::string("Hello, world! It's 2024 -- don't   panic\n\n  x"),
         std::string("h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 "
@@ -78,6 +86,7 @@ TEST(BpeTokenizerTest, RoundTripsUnicodeAndWhitespace) {
 }
 
 TEST(BpeTokenizerTest, SpecialTokensAndErrors) {
+  SEQKV_NEEDS_TEST_DATA("lm/tokenizer.json");
   auto ids = Tokenizer().Encode("a<|endoftext|>b");
   ASSERT_TRUE(ids.ok());
   ASSERT_EQ(ids->size(), 3u);

@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "server/config.h"
 #include "tests/integration/server_process.h"
+#include "tests/test_data.h"
 
 namespace seqkv::testing {
 namespace {
@@ -89,6 +90,7 @@ class TenancyTest : public ::testing::Test {
 };
 
 TEST_F(TenancyTest, TenantsSeeOnlyTheirOwnData) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn2.safetensors");
   StartServer(TenantsYaml());
   const KvCache cache = Load("c_chat_turn2");
   auto acme = As("acme-key");
@@ -123,6 +125,7 @@ TEST_F(TenancyTest, TenantsSeeOnlyTheirOwnData) {
 }
 
 TEST_F(TenancyTest, SharedNamespaceServesItsReadersOnly) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn1.safetensors");
   StartServer(TenantsYaml());
   const KvCache prompt = Load("c_chat_turn1");
   auto acme = As("acme-key");
@@ -174,6 +177,9 @@ TEST_F(TenancyTest, WrongMissingAndRevokedKeys) {
 }
 
 TEST_F(TenancyTest, QuotaRejectLeavesTheStoreUnchanged) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn1.safetensors",
+                        "kv/c_chat_turn4.safetensors",
+                        "kv/a_dev_00.safetensors");
   StartServer(TenantsYaml());
   auto initech = As("initech-key");
   const KvCache small = Load("c_chat_turn1");  // 170 tokens, ~1 MB raw
@@ -189,6 +195,7 @@ TEST_F(TenancyTest, QuotaRejectLeavesTheStoreUnchanged) {
 }
 
 TEST_F(TenancyTest, QuotaEvictsTheLeastRecentlyUsed) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_01.safetensors", "kv/a_dev_02.safetensors");
   StartServer(TenantsYaml());
   auto hooli = As("hooli-key");
   // Three unrelated 1024-token documents, raw: 6.3 MB each, quota 2.5 MB:
@@ -210,6 +217,7 @@ TEST_F(TenancyTest, QuotaEvictsTheLeastRecentlyUsed) {
 }
 
 TEST_F(TenancyTest, CapacityEvictsFairlyAcrossTenants) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_03.safetensors", "kv/a_dev_04.safetensors");
   StartServer(TenantsYaml(), {"--capacity_bytes=8000000"});
   auto acme = As("acme-key");
   auto globex = As("globex-key");
@@ -291,6 +299,7 @@ void MakeCertificates(const TempDir& dir) {
 }
 
 TEST_F(TenancyTest, TlsAndMutualTls) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn1.safetensors");
   MakeCertificates(dir_);
   const std::string tls = "tls:\n  cert_file: " + dir_.file("server.pem") +
                           "\n  key_file: " + dir_.file("server.key") +
