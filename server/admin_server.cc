@@ -172,7 +172,7 @@ void AdminServer::Routes() {
       return;
     }
     engine_->FlushVisits();  // count the lookups made so far
-    auto report = FindTopPrefixes(*engine_->trie().store(), tenant, top);
+    auto report = FindTopPrefixes(engine_->trie(), tenant, top);
     if (!report.ok()) {
       SendError(res, 500, std::string(report.status().ToString()));
       return;

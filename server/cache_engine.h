@@ -1,26 +1,37 @@
 // The server's data path, independent of gRPC: Put → trie → codec → RocksDB
-// and back. The gRPC service is a thin adapter over this class.
+// and back. It speaks in domain types (token spans, layouts, codec specs);
+// server/kvcache_service converts the wire API to them. The jobs live in
+// their own files: PutSession (assembling and encoding a Put),
+// ChunkReader (the Get pipeline), Retention (limits and eviction),
+// CodecCache; the engine ties them to the trie and commits.
+//
+// Thread-safe: any number of calls run at once. Writes that check the trie
+// before changing it (a Put's commit, Delete, eviction, model registration)
+// are serialized by one writer lock.
 #ifndef SEQKV_SERVER_CACHE_ENGINE_H_
 #define SEQKV_SERVER_CACHE_ENGINE_H_
 
 #include <atomic>
-#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "codec/codec.h"
-#include "seqkv/v1/kvcache.pb.h"
+#include "codec/kv_layout.h"
 #include "server/chunk_buffer_pool.h"
+#include "server/codec_cache.h"
 #include "server/node_index.h"
+#include "server/put_session.h"
+#include "server/read_path.h"
+#include "server/retention.h"
 #include "server/stats.h"
 #include "server/worker_pool.h"
 #include "storage/kv_store.h"
@@ -51,65 +62,136 @@ struct ReadScope {
   std::vector<std::string> namespaces;
 };
 
-// Storage limit of one namespace (after dedup and compression).
-struct NamespaceLimit {
-  uint64_t quota_bytes = 0;  // 0: none
-  // Over quota: refuse the Put (true) or evict the namespace's least
-  // recently used chunks (false).
-  bool reject = false;
+struct LookupQuery {
+  std::string model;
+  // The prompt's leading whole chunks as ChunkDigests (may be empty), then
+  // the ids after them.
+  std::span<const uint64_t> chunk_digests;
+  std::span<const int32_t> tokens;
+  // Round the match down to a multiple of this (0 or 1: token-granular).
+  uint32_t alignment = 0;
 };
 
 struct LookupOutcome {
   uint32_t matched_tokens = 0;
-  std::string name_space;
+  std::string name_space;  // empty when nothing matched
 };
 
-class PutSession;
+struct PutSpec {
+  std::string model;
+  std::vector<int32_t> tokens;
+  // Registers the model with its first Put; must match it afterwards.
+  std::optional<KvLayout> layout;
+  std::string codec;  // empty: the model's default, then the server's
+};
+
+struct PutSummary {
+  uint32_t tokens = 0;
+  uint32_t chunks_new = 0;
+  uint32_t chunks_deduped = 0;
+  uint64_t bytes_logical = 0;
+  uint64_t bytes_stored = 0;
+  std::string codec;
+};
+
+struct GetQuery {
+  std::string model;
+  std::span<const int32_t> tokens;
+  uint32_t alignment = 0;
+  // Token range of the match to send; end 0 means all of it.
+  uint32_t begin_token = 0;
+  uint32_t end_token = 0;
+};
+
+// What a Get sends, announced before its data.
+struct GetPlan {
+  std::string model;
+  KvLayout layout;
+  uint32_t matched_tokens = 0;
+  uint32_t begin_token = 0;
+  uint32_t end_token = 0;
+  uint64_t data_bytes = 0;
+  std::string name_space;  // empty when nothing matched
+};
+
+struct DeleteSummary {
+  uint32_t chunks_deleted = 0;
+  uint64_t bytes_freed = 0;
+};
+
+struct RegisterOutcome {
+  uint32_t chunk_tokens = 0;
+  bool created = false;
+};
+
+struct ModelInfo {
+  std::string name;
+  KvLayout layout;
+  uint32_t chunk_tokens = 0;
+  std::string default_codec;
+  std::vector<std::string> codec_state_keys;
+};
 
 class CacheEngine {
  public:
+  // `store` must outlive the engine.
   CacheEngine(KvStore* store, EngineOptions options);
   ~CacheEngine();
+  CacheEngine(const CacheEngine&) = delete;
+  CacheEngine& operator=(const CacheEngine&) = delete;
 
-  // Loads counters and the node index; starts writing visits back.
+  // Loads usage, counters and the node index, deletes orphan payload
+  // files, and starts writing visits back. Call once, before serving.
   absl::Status Start();
 
   // Writes the visits counted since the last flush to the store (done every
   // second on a background thread, and at destruction).
   void FlushVisits();
 
+  // The longest stored prefix of the query over the namespaces of `scope`.
+  // Reads no payload; counts a visit to each matched node.
   absl::StatusOr<LookupOutcome> Lookup(const ReadScope& scope,
-                                       const v1::LookupRequest& request);
+                                       const LookupQuery& query);
 
-  // Validates the header and returns a session that takes the data.
+  // Checks the model (registering it from `spec.layout` when unknown),
+  // the codec and the namespace's quota, and returns a session that takes
+  // the data. FinishPut commits it.
   absl::StatusOr<std::unique_ptr<PutSession>> BeginPut(
-      const std::string& name_space, const v1::PutHeader& header);
+      const std::string& name_space, PutSpec spec);
+  // Commits every chunk `session` staged, with the namespace's usage and a
+  // new model, in one atomic durable write, then evicts what the limits
+  // require. Nothing is stored on error.
+  absl::StatusOr<PutSummary> FinishPut(PutSession& session);
 
-  // Streams the cache: `on_header` once, then `on_data` with token-major
-  // bytes of at most `message_bytes`. A false return stops the stream
-  // (client gone) with CANCELLED. `on_data` may use the string's buffer
-  // while it sends (swap it into a message) but must leave the string as it
-  // found it: the buffer is reused for later messages.
-  absl::Status Get(const ReadScope& scope, const v1::GetRequest& request,
+  // Streams the match: `on_plan` once, then `on_data` with token-major
+  // bytes of at most `message_bytes` (see ChunkReader::Read). A false
+  // return from either stops the stream with CANCELLED.
+  absl::Status Get(const ReadScope& scope, const GetQuery& query,
                    size_t message_bytes,
-                   const std::function<bool(const v1::GetHeader&)>& on_header,
+                   const std::function<bool(const GetPlan&)>& on_plan,
                    const std::function<bool(std::string&)>& on_data);
 
-  absl::StatusOr<v1::DeleteResponse> Delete(const std::string& name_space,
-                                            const v1::DeleteRequest& request);
+  // Removes the node `tokens` reaches (chunk-aligned, or ending at a stored
+  // partial chunk) and everything below it; empty `tokens`: the model's
+  // whole tree in the namespace.
+  absl::StatusOr<DeleteSummary> Delete(const std::string& name_space,
+                                       const std::string& model,
+                                       std::span<const int32_t> tokens);
 
-  // Takes the request by value: its codec state moves into the model.
-  absl::StatusOr<v1::RegisterModelResponse> RegisterModel(
-      v1::RegisterModelRequest request);
-  absl::StatusOr<v1::GetModelResponse> GetModel(const std::string& name);
+  // Registers or updates a model (see ModelRegistry::Register); its default
+  // codec must build with its state. chunk_tokens 0: the server's default.
+  absl::StatusOr<RegisterOutcome> RegisterModel(ModelSpec spec);
+  absl::StatusOr<ModelInfo> GetModel(const std::string& name);
 
-  // Quotas per namespace and the global capacity (0: unlimited). Takes
-  // effect at the next write; call again after a config reload.
+  // Quotas per namespace and the global capacity (0: unlimited), enforced
+  // at once and at every later write; call again after a config reload.
   void SetLimits(std::map<std::string, NamespaceLimit> limits,
                  uint64_t capacity_bytes);
   // The quota of `name_space` in bytes, 0 when it has none.
-  uint64_t QuotaFor(const std::string& name_space) const;
-  uint64_t capacity_bytes() const;
+  uint64_t QuotaFor(const std::string& name_space) const {
+    return retention_.LimitFor(name_space).quota_bytes;
+  }
+  uint64_t capacity_bytes() const { return retention_.capacity_bytes(); }
 
   // Memory the engine holds for reuse, and how often it gave it back.
   size_t chunk_buffers_idle_bytes() const {
@@ -120,38 +202,23 @@ class CacheEngine {
   }
 
   StatsRegistry& stats() { return stats_; }
-  Trie& trie() { return trie_; }
-  ModelRegistry& models() { return models_; }
+  const Trie& trie() const { return trie_; }
   const EngineOptions& options() const { return options_; }
 
-  // A codec for `spec` bound to `model`, cached.
-  absl::StatusOr<std::shared_ptr<const Codec>> CodecFor(
-      const std::shared_ptr<const Model>& model, const std::string& spec);
-
  private:
-  friend class PutSession;
-
-  // Longest match over the namespaces of `scope`: the keys of the nodes
-  // matched, from the node index and the trie, without reading records
-  // where the index knows the chunks.
+  // The keys of the nodes `tokens` matches below `root`, and how many
+  // tokens matched: from the node index while it knows the chunks, then
+  // from the trie.
   absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>> MatchKeys(
       const NodeKey& root, const Model& model,
       std::span<const int32_t> tokens) const;
   // Longest match over the namespaces of `scope`, with node records.
   absl::StatusOr<std::pair<TrieMatch, std::string>> MatchInScope(
       const ReadScope& scope, const Model& model,
-      std::span<const int32_t> tokens);
+      std::span<const int32_t> tokens) const;
 
-  // Whether the node a Get matched (`record`) was removed or replaced since,
-  // so that its payload failing to read is a race, not damage.
-  bool RemovedUnderRead(const NodeKey& key, const NodeRecord& record) const;
-
-  // Evicts least recently used leaves until every namespace is within its
-  // quota and the store within its capacity. Caller holds the write mutex.
-  absl::Status EnforceLimitsLocked();
-  absl::Status CheckQuotaLocked(const std::string& name_space,
-                                uint64_t added_bytes);
-  NamespaceLimit LimitFor(const std::string& name_space) const;
+  // Evicts what the limits require; logs a failure.
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
 
   // Notes that a Put, Get or Delete is running (for `on_idle`).
   void MarkBusy();
@@ -159,84 +226,26 @@ class CacheEngine {
   // enough ago and has not been reported idle since. Background thread only.
   void ReportIdleOnce();
 
-  KvStore* store_;
-  EngineOptions options_;
+  const EngineOptions options_;
   // Before everything that may hold its buffers, so that it is destroyed last.
   ChunkBufferPool chunk_buffers_;
   NodeIndex index_;
-  mutable absl::Mutex limits_mutex_;
-  std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(limits_mutex_);
-  uint64_t capacity_bytes_ ABSL_GUARDED_BY(limits_mutex_) = 0;
   Trie trie_;
   ModelRegistry models_;
   StatsRegistry stats_;
+  CodecCache codecs_;
+  Retention retention_;
+  // Serializes the writers that check the trie before changing it.
+  absl::Mutex write_mutex_;
   std::atomic<uint64_t> next_put_id_;
-  absl::Mutex codecs_mutex_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const Codec>> codecs_
-      ABSL_GUARDED_BY(codecs_mutex_);
   std::atomic<int64_t> last_busy_micros_{0};
   int64_t reported_idle_after_micros_ = -1;  // background thread only
   std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
+  ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_};
   // Last: destroyed first, finishing its tasks while the rest still exists.
   WorkerPool pool_;
-};
-
-// One Put in flight. Chunks are encoded on the engine's worker pool while the
-// next one arrives, with at most kMaxChunksInFlight chunks held at a time,
-// and staged as they are done; everything becomes visible at Finish in one
-// atomic commit. Destroying an unfinished session discards what it staged.
-class PutSession {
- public:
-  PutSession(CacheEngine* engine, std::string name_space,
-             std::shared_ptr<const Model> model, bool new_model,
-             std::shared_ptr<const Codec> codec, std::vector<int32_t> tokens);
-  ~PutSession();
-
-  // Takes the next bytes of token-major data.
-  absl::Status Append(std::string_view bytes);
-  // Commits; FAILED unless exactly all data arrived.
-  absl::StatusOr<v1::PutResponse> Finish();
-
- private:
-  static constexpr size_t kMaxChunksInFlight = 2;
-  struct EncodeJob {
-    PendingNode node;
-    ChunkBuffer chunk;  // chunk layout
-    absl::Status status;
-    absl::Notification done;
-  };
-
-  // Places whole tokens (token-major bytes) into the chunk being filled.
-  void PlaceTokens(std::span<const std::byte> token_major, uint32_t count);
-  // Hands the full chunk to the worker pool (or notes it as stored).
-  absl::Status FlushChunk();
-  // Waits until at most `keep` encodes are in flight; stages their results.
-  absl::Status Collect(size_t keep);
-
-  CacheEngine* engine_;
-  std::string name_space_;
-  std::shared_ptr<const Model> model_;
-  bool new_model_;
-  std::shared_ptr<const Codec> codec_;
-  std::vector<int32_t> tokens_;
-  uint64_t put_id_;
-  NodeKey parent_;
-  uint32_t next_token_ = 0;  // first token of the chunk being filled
-  // That chunk, in chunk layout, filled as tokens arrive: its size in
-  // tokens and how many have arrived. A token split across messages waits
-  // in partial_token_.
-  ChunkBuffer chunk_;
-  uint32_t chunk_size_ = 0;
-  uint32_t chunk_filled_ = 0;
-  std::string partial_token_;
-  std::deque<std::unique_ptr<EncodeJob>> in_flight_;
-  std::vector<PendingNode> staged_;
-  std::vector<NodeKey> path_;  // chunks that were stored already
-  uint32_t deduped_ = 0;
-  uint64_t bytes_received_ = 0;
-  bool finished_ = false;
 };
 
 }  // namespace seqkv

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_transport.h"
+#include "server/wire_convert.h"
 #include "spdlog/spdlog.h"
 
 namespace seqkv {
@@ -33,7 +34,10 @@ grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpc(caller.status());
   auto scope = tenants->ReadScopeFor(*caller, request->namespace_());
   if (!scope.ok()) return ToGrpc(scope.status());
-  auto outcome = engine_->Lookup(*scope, *request);
+  DecodedIds ids;
+  auto query = ToLookupQuery(*request, engine_->options().max_tokens, ids);
+  if (!query.ok()) return ToGrpc(query.status());
+  auto outcome = engine_->Lookup(*scope, *query);
   if (!outcome.ok()) return ToGrpc(outcome.status());
   response->set_matched_tokens(outcome->matched_tokens);
   response->set_namespace_(outcome->name_space);
@@ -56,7 +60,9 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   auto name_space =
       tenants->WriteNamespaceFor(*caller, request.header().namespace_());
   if (!name_space.ok()) return ToGrpc(name_space.status());
-  auto session = engine_->BeginPut(*name_space, request.header());
+  auto spec = ToPutSpec(request.header(), engine_->options().max_tokens);
+  if (!spec.ok()) return ToGrpc(spec.status());
+  auto session = engine_->BeginPut(*name_space, *std::move(spec));
   if (!session.ok()) return ToGrpc(session.status());
   while (reader->Read(&request)) {
     if (request.has_header())
@@ -68,9 +74,9 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   if (context->IsCancelled())
     return grpc::Status(grpc::StatusCode::CANCELLED,
                         "client cancelled the Put; nothing was stored");
-  auto result = (*session)->Finish();
+  auto result = engine_->FinishPut(**session);
   if (!result.ok()) return ToGrpc(result.status());
-  *response = std::move(*result);
+  *response = ToPutResponse(*result);
   return grpc::Status::OK;
 }
 
@@ -82,11 +88,14 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpc(caller.status());
   auto scope = tenants->ReadScopeFor(*caller, request->namespace_());
   if (!scope.ok()) return ToGrpc(scope.status());
+  DecodedIds ids;
+  auto query = ToGetQuery(*request, engine_->options().max_tokens, ids);
+  if (!query.ok()) return ToGrpc(query.status());
   v1::GetResponse message;
   auto status = engine_->Get(
-      *scope, *request, kStreamMessageBytes,
-      [&](const v1::GetHeader& header) {
-        *message.mutable_header() = header;
+      *scope, *query, kStreamMessageBytes,
+      [&](const GetPlan& plan) {
+        *message.mutable_header() = ToGetHeader(plan);
         return writer->Write(message);
       },
       [&](std::string& data) {
@@ -107,9 +116,13 @@ grpc::Status KvCacheService::Delete(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpc(caller.status());
   auto name_space = tenants->WriteNamespaceFor(*caller, request->namespace_());
   if (!name_space.ok()) return ToGrpc(name_space.status());
-  auto result = engine_->Delete(*name_space, *request);
+  DecodedIds ids;
+  auto tokens = ToDeleteTokens(*request, engine_->options().max_tokens, ids);
+  if (!tokens.ok()) return ToGrpc(tokens.status());
+  auto result = engine_->Delete(*name_space, request->model(), *tokens);
   if (!result.ok()) return ToGrpc(result.status());
-  *response = std::move(*result);
+  response->set_chunks_deleted(result->chunks_deleted);
+  response->set_bytes_freed(result->bytes_freed);
   return grpc::Status::OK;
 }
 
@@ -186,12 +199,16 @@ grpc::Status KvCacheService::Register(v1::RegisterModelRequest request,
                                       v1::RegisterModelResponse& response) {
   if (CodecStateBytes(request) > max_codec_state_bytes_)
     return CodecStateTooLarge(request.model());
-  auto result = engine_->RegisterModel(std::move(request));
+  auto spec = ToModelSpec(request);
+  if (!spec.ok()) return ToGrpc(spec.status());
+  auto result = engine_->RegisterModel(*std::move(spec));
   if (!result.ok()) return ToGrpc(result.status());
-  spdlog::info("model '{}' {} (chunk_tokens {})", result->model(),
-               result->created() ? "registered" : "updated",
-               result->chunk_tokens());
-  response = std::move(*result);
+  spdlog::info("model '{}' {} (chunk_tokens {})", request.model(),
+               result->created ? "registered" : "updated",
+               result->chunk_tokens);
+  response.set_model(request.model());
+  response.set_chunk_tokens(result->chunk_tokens);
+  response.set_created(result->created);
   return grpc::Status::OK;
 }
 
@@ -203,7 +220,7 @@ grpc::Status KvCacheService::GetModel(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpc(caller.status());
   auto result = engine_->GetModel(request->model());
   if (!result.ok()) return ToGrpc(result.status());
-  *response = std::move(*result);
+  *response = ToGetModelResponse(*result);
   return grpc::Status::OK;
 }
 

@@ -28,48 +28,31 @@ uint64_t ChainHash(uint64_t parent_chain, uint64_t tokens_hash) {
 }  // namespace
 
 absl::Status NodeIndex::Load(const Trie& trie) {
-  KvStore* store = trie.store();
-  // Both columns are keyed by node key: walk them side by side rather than
-  // reading each node's stats with a point lookup.
-  auto it = store->NewIterator(Column::kNodes);
-  auto stats = store->NewIterator(Column::kNodeStats);
-  stats->SeekToFirst();
   absl::MutexLock lock(&mutex_);
   nodes_.clear();
   chains_.clear();
   leaves_.clear();
   visits_.clear();
-  NodeRecord record;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (it->key().size() != NodeKey::kSize ||
-        !record.ParseFromArray(it->value().data(),
-                               static_cast<int>(it->value().size())))
-      return absl::DataLossError("a trie node record is corrupt");
-    while (stats->Valid() && stats->key().compare(it->key()) < 0) stats->Next();
-    uint64_t visits = 0;
-    int64_t last_used = 0;
-    if (stats->Valid() && stats->key() == it->key())
-      DecodeNodeStats(
-          std::string_view(stats->value().data(), stats->value().size()),
-          visits, last_used);
-    const NodeKey key = NodeKey::FromBytes(
-        std::string_view(it->key().data(), it->key().size()));
-    AddLocked(key,
-              {.parent = NodeKey::FromBytes(record.parent_key()),
-               .name_space = record.namespace_(),
-               .last_used = last_used,
-               .tokens_hash = TokensHashOf(record)},
-              /*chain=*/false);
-  }
+  auto status =
+      trie.ForEachNode([&](const NodeKey& key, const NodeRecord& record,
+                           uint64_t, int64_t last_used) {
+        // ForEachNode runs on this thread, under the lock taken above.
+        mutex_.AssertHeld();
+        AddLocked(key,
+                  {.parent = NodeKey::FromBytes(record.parent_key()),
+                   .name_space = record.namespace_(),
+                   .last_used = last_used,
+                   .tokens_hash = TokensHashOf(record)},
+                  /*chain=*/false);
+      });
+  if (!status.ok()) return status;
   // Parents arrive in key order, not before their children: chain now.
   std::vector<NodeKey> keys;
   keys.reserve(nodes_.size());
   for (const auto& [key, entry] : nodes_)
     if (!entry.placeholder) keys.push_back(key);
   for (const NodeKey& key : keys) ChainLocked(key);
-  if (!stats->status().ok())
-    return FromRocks(stats->status(), "load node stats");
-  return FromRocks(it->status(), "load the node index");
+  return absl::OkStatus();
 }
 
 void NodeIndex::ChainLocked(const NodeKey& key) {

@@ -1,5 +1,5 @@
-// Per-namespace counters: request counters in memory (saved periodically),
-// usage (chunks and bytes stored) persisted with every commit.
+// Per-namespace statistics: request counters, kept in memory and saved now
+// and then, beside the usage the trie keeps in step with its commits.
 #ifndef SEQKV_SERVER_STATS_H_
 #define SEQKV_SERVER_STATS_H_
 
@@ -11,19 +11,13 @@
 
 #include "absl/synchronization/mutex.h"
 #include "storage/kv_store.h"
-#include "storage/records.pb.h"
+#include "storage/namespace_records.h"
 
 namespace seqkv {
 
-struct Usage {
-  int64_t chunks_stored = 0;
-  int64_t bytes_logical = 0;
-  int64_t bytes_stored = 0;
-};
-
 struct NamespaceStats {
   std::string name;
-  storage::v1::CountersRecord counters;
+  CountersRecord counters;
   Usage usage;
 
   double hit_rate() const;
@@ -31,11 +25,14 @@ struct NamespaceStats {
   double dedup_ratio() const;  // logical bytes put / logical bytes stored new
 };
 
+// Thread-safe.
 class StatsRegistry {
  public:
-  explicit StatsRegistry(KvStore* store) : store_(store) {}
+  // `usage` is the trie's; both must outlive the registry.
+  StatsRegistry(KvStore* store, const NamespaceUsage* usage)
+      : store_(store), usage_(usage) {}
 
-  // Loads saved counters and usage of every namespace.
+  // Loads the saved counters of every namespace.
   absl::Status Load();
   // Saves request counters (usage is saved with each commit).
   absl::Status Save();
@@ -46,27 +43,14 @@ class StatsRegistry {
   void CountGet(const std::string& ns, uint64_t tokens);
   void CountEvictions(const std::string& ns, uint64_t chunks);
 
-  // Adds the new usage of `ns` after `delta` to `batch`; call ApplyUsage
-  // with the same delta once the batch is written.
-  void StageUsage(const std::string& ns, const Usage& delta,
-                  rocksdb::WriteBatch& batch);
-  void ApplyUsage(const std::string& ns, const Usage& delta);
-
-  Usage usage(const std::string& ns);
   NamespaceStats Snapshot(const std::string& ns);
   std::map<std::string, NamespaceStats> SnapshotAll();
 
  private:
-  struct Entry {
-    storage::v1::CountersRecord counters;
-    Usage usage;
-  };
-  Entry& EntryLocked(const std::string& ns)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-
   KvStore* store_;
+  const NamespaceUsage* usage_;
   absl::Mutex mutex_;
-  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, CountersRecord> counters_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace seqkv

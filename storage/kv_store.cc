@@ -167,16 +167,47 @@ absl::Status KvStore::Put(Column column, std::string_view key,
       "write");
 }
 
-absl::Status KvStore::Write(rocksdb::WriteBatch& batch, bool durable) {
-  rocksdb::WriteOptions write;
-  write.sync = durable && options_.sync_commits;
-  return FromRocks(db_->Write(write, &batch), "commit");
+void WriteBatch::Put(Column column, std::string_view key,
+                     std::string_view value) {
+  batch_.Put(store_->handle(column), rocksdb::Slice(key.data(), key.size()),
+             rocksdb::Slice(value.data(), value.size()));
 }
 
-absl::Status KvStore::WriteUnlogged(rocksdb::WriteBatch& batch) {
+void WriteBatch::Delete(Column column, std::string_view key) {
+  batch_.Delete(store_->handle(column), rocksdb::Slice(key.data(), key.size()));
+}
+
+void WriteBatch::Merge(Column column, std::string_view key,
+                       std::string_view value) {
+  batch_.Merge(store_->handle(column), rocksdb::Slice(key.data(), key.size()),
+               rocksdb::Slice(value.data(), value.size()));
+}
+
+absl::Status KvStore::Scan(
+    Column column, std::string_view prefix,
+    const std::function<bool(std::string_view key, std::string_view value)>&
+        visit) const {
+  auto it = NewIterator(column);
+  const rocksdb::Slice start(prefix.data(), prefix.size());
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start);
+       it->Next()) {
+    if (!visit(std::string_view(it->key().data(), it->key().size()),
+               std::string_view(it->value().data(), it->value().size())))
+      break;
+  }
+  return FromRocks(it->status(), "scan");
+}
+
+absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
+  rocksdb::WriteOptions write;
+  write.sync = durable && options_.sync_commits;
+  return FromRocks(db_->Write(write, &batch.batch_), "commit");
+}
+
+absl::Status KvStore::WriteUnlogged(WriteBatch& batch) {
   rocksdb::WriteOptions write;
   write.disableWAL = true;
-  return FromRocks(db_->Write(write, &batch), "write counters");
+  return FromRocks(db_->Write(write, &batch.batch_), "write counters");
 }
 
 std::unique_ptr<rocksdb::Iterator> KvStore::NewIterator(Column column) const {

@@ -1,8 +1,14 @@
 // The RocksDB database behind seqkv, with one column family per kind of
-// record. Everything seqkv persists goes through here.
+// record. Everything seqkv persists goes through here, and only storage/
+// uses it directly: the rest of the server goes through the trie, the model
+// registry and the namespace records, which own the keys and records.
+//
+// Thread-safe: RocksDB serializes writes itself. Callers that check, then
+// write (the trie's commits) serialize among themselves.
 #ifndef SEQKV_STORAGE_KV_STORE_H_
 #define SEQKV_STORAGE_KV_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +48,27 @@ struct KvStoreOptions {
   size_t payload_memtable_bytes = 64 << 20;
 };
 
+class KvStore;
+
+// Writes to any columns, applied atomically by KvStore::Write. Not
+// thread-safe; bound to the store it was made for.
+class WriteBatch {
+ public:
+  explicit WriteBatch(const KvStore& store) : store_(&store) {}
+
+  void Put(Column column, std::string_view key, std::string_view value);
+  void Delete(Column column, std::string_view key);
+  // Merged by the column's merge operator (node stats).
+  void Merge(Column column, std::string_view key, std::string_view value);
+  int Count() const { return batch_.Count(); }
+  void Clear() { batch_.Clear(); }
+
+ private:
+  friend class KvStore;
+  const KvStore* store_;
+  rocksdb::WriteBatch batch_;
+};
+
 class KvStore {
  public:
   static absl::StatusOr<std::unique_ptr<KvStore>> Open(
@@ -56,12 +83,18 @@ class KvStore {
       Column column, std::string_view key, bool verify_checksums = true) const;
   absl::Status Put(Column column, std::string_view key, std::string_view value);
   // Applies `batch` atomically; `durable` syncs the WAL first.
-  absl::Status Write(rocksdb::WriteBatch& batch, bool durable);
+  absl::Status Write(WriteBatch& batch, bool durable);
   // Applies `batch` without the WAL: for counters that may be lost on crash.
-  absl::Status WriteUnlogged(rocksdb::WriteBatch& batch);
+  absl::Status WriteUnlogged(WriteBatch& batch);
+  // Calls `visit` with every key of `column` that starts with `prefix`, in
+  // key order, until it returns false.
+  absl::Status Scan(
+      Column column, std::string_view prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>&
+          visit) const;
+  // A raw cursor, for scans that walk two columns side by side.
   std::unique_ptr<rocksdb::Iterator> NewIterator(Column column) const;
 
-  rocksdb::ColumnFamilyHandle* handle(Column column) const;
   bool sync_commits() const { return options_.sync_commits; }
   const PayloadFiles& payload_files() const { return *payload_files_; }
   uint64_t payload_file_min_bytes() const {
@@ -69,6 +102,9 @@ class KvStore {
   }
 
  private:
+  friend class WriteBatch;
+  rocksdb::ColumnFamilyHandle* handle(Column column) const;
+
   KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
           std::vector<rocksdb::ColumnFamilyHandle*> handles,
           std::unique_ptr<PayloadFiles> payload_files);

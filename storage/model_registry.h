@@ -1,9 +1,11 @@
 // Registered models: layout, chunk size, default codec and codec state,
-// persisted once per model and cached in memory.
+// persisted once per model (under `model/<name>` in the meta column family,
+// which this file owns) and cached in memory.
 #ifndef SEQKV_STORAGE_MODEL_REGISTRY_H_
 #define SEQKV_STORAGE_MODEL_REGISTRY_H_
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -18,6 +20,16 @@ namespace seqkv {
 
 using storage::v1::ModelRecord;
 
+// A model as a registration describes it.
+struct ModelSpec {
+  std::string name;
+  KvLayout layout;
+  uint32_t chunk_tokens = 0;
+  std::string default_codec;  // empty: the server's
+  // Blobs codecs read (a layer-0 table, a fidelity profile), by key.
+  std::map<std::string, std::string, std::less<>> codec_state;
+};
+
 // A registered model as the server uses it.
 struct Model {
   // The stored record less its codec state, which is in `context` alone:
@@ -29,6 +41,7 @@ struct Model {
   std::string fingerprint;
 };
 
+// Thread-safe.
 class ModelRegistry {
  public:
   explicit ModelRegistry(KvStore* store) : store_(store) {}
@@ -36,24 +49,23 @@ class ModelRegistry {
   // The model or NOT_FOUND.
   absl::StatusOr<std::shared_ptr<const Model>> Find(const std::string& name);
 
-  // Builds a Model from a record, moving its codec state into the context;
-  // INVALID_ARGUMENT if the record is bad.
-  static absl::StatusOr<std::shared_ptr<const Model>> FromRecord(
-      ModelRecord record);
+  // A model not stored yet, as `spec` describes it (codec state moved in);
+  // INVALID_ARGUMENT if the layout is bad.
+  static absl::StatusOr<std::shared_ptr<const Model>> FromSpec(
+      ModelSpec spec, int64_t created_unix_micros);
 
-  // Stores `record` unless the model exists. An existing model with the same
-  // layout and chunk size is kept (its codec state and default codec are
-  // updated when given); a different layout gives FAILED_PRECONDITION.
+  // Stores the model `spec` describes unless it exists. An existing model with
+  // the same layout and chunk size is kept (its codec state and default codec
+  // are updated when given); a different layout gives FAILED_PRECONDITION.
   // `check` sees the model as it would be stored and can refuse it (a
   // default codec its state does not support); nothing is stored then.
   // Returns true when the model was created.
   absl::StatusOr<bool> Register(
-      ModelRecord record,
-      const std::function<absl::Status(const Model&)>& check);
+      ModelSpec spec, const std::function<absl::Status(const Model&)>& check);
 
-  // Adds the record of a new model to `batch`; call Remember() after the
-  // batch is written.
-  void AddToBatch(const ModelRecord& record, rocksdb::WriteBatch& batch) const;
+  // Adds the record of a model made by FromSpec (whose codec state is
+  // empty) to `batch`; call Remember() after the batch is written.
+  static void AddToBatch(const Model& model, WriteBatch& batch);
   void Remember(std::shared_ptr<const Model> model);
 
  private:
@@ -62,8 +74,6 @@ class ModelRegistry {
   absl::flat_hash_map<std::string, std::shared_ptr<const Model>> cache_
       ABSL_GUARDED_BY(mutex_);
 };
-
-std::string ModelMetaKey(const std::string& name);
 
 }  // namespace seqkv
 

@@ -37,6 +37,28 @@ bool SameTokens(const NodeRecord& record, std::span<const int32_t> tokens) {
 
 }  // namespace
 
+PendingNode NewPendingNode(const NewChunk& chunk, int64_t now_micros) {
+  PendingNode node;
+  node.key = ChildKey(chunk.parent, chunk.tokens);
+  std::string payload_key = node.key.Bytes();
+  char id[8];
+  absl::big_endian::Store64(id, chunk.put_id);
+  payload_key.append(id, 8);
+  NodeRecord& record = node.record;
+  record.set_parent_key(chunk.parent.Bytes());
+  record.mutable_tokens()->Add(chunk.tokens.begin(), chunk.tokens.end());
+  record.set_depth(chunk.depth);
+  record.set_first_position(chunk.first_position);
+  record.set_payload_key(std::move(payload_key));
+  record.set_codec(std::string(chunk.codec));
+  record.set_payload_token_major(chunk.token_major);
+  record.set_bytes_logical(chunk.bytes_logical);
+  record.set_created_unix_micros(now_micros);
+  record.set_namespace_(std::string(chunk.name_space));
+  record.set_model(std::string(chunk.model));
+  return node;
+}
+
 std::string ChildIndexKey(const NodeKey& parent, int32_t first_token,
                           const NodeKey& child) {
   std::string key = ChildPrefix(parent, first_token);
@@ -59,27 +81,27 @@ absl::StatusOr<std::optional<NodeRecord>> Trie::ReadNode(
 absl::StatusOr<std::optional<TrieNode>> Trie::BestChild(
     const NodeKey& parent, std::span<const int32_t> tokens) const {
   const std::string prefix = ChildPrefix(parent, tokens[0]);
-  auto it = store_->NewIterator(Column::kChildren);
   uint32_t best_length = 0;
   std::string best_key;
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-       it->Next()) {
-    const rocksdb::Slice value = it->value();
-    const size_t count =
-        std::min(value.size() / sizeof(int32_t), tokens.size());
-    uint32_t length = 0;
-    while (length < count) {
-      int32_t token;
-      std::memcpy(&token, value.data() + length * sizeof(int32_t), 4);
-      if (token != tokens[length]) break;
-      ++length;
-    }
-    if (length > best_length) {
-      best_length = length;
-      best_key = it->key().ToString().substr(prefix.size());
-    }
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "scan children");
+  auto scanned = store_->Scan(
+      Column::kChildren, prefix,
+      [&](std::string_view key, std::string_view value) {
+        const size_t count =
+            std::min(value.size() / sizeof(int32_t), tokens.size());
+        uint32_t length = 0;
+        while (length < count) {
+          int32_t token;
+          std::memcpy(&token, value.data() + length * sizeof(int32_t), 4);
+          if (token != tokens[length]) break;
+          ++length;
+        }
+        if (length > best_length) {
+          best_length = length;
+          best_key = key.substr(prefix.size());
+        }
+        return true;
+      });
+  if (!scanned.ok()) return scanned;
   if (best_length == 0) return std::optional<TrieNode>();
   if (best_key.size() != NodeKey::kSize)
     return absl::DataLossError("children index entry is corrupt");
@@ -196,9 +218,9 @@ absl::Status Trie::ReadPayloadInto(
 
 absl::Status Trie::RecordVisits(std::span<const NodeVisits> visits) {
   if (visits.empty()) return absl::OkStatus();
-  rocksdb::WriteBatch batch;
+  WriteBatch batch(*store_);
   for (const NodeVisits& node : visits)
-    batch.Merge(store_->handle(Column::kNodeStats), node.key.Bytes(),
+    batch.Merge(Column::kNodeStats, node.key.Bytes(),
                 EncodeNodeStats(node.visits, node.last_used_micros));
   return store_->WriteUnlogged(batch);
 }
@@ -211,7 +233,53 @@ absl::Status Trie::ReadVisits(const NodeKey& key, uint64_t& visits,
   return absl::OkStatus();
 }
 
+absl::Status Trie::ForEachNode(
+    const std::function<void(const NodeKey& key, const NodeRecord& record,
+                             uint64_t visits, int64_t last_used_micros)>& visit)
+    const {
+  // Both columns are keyed by node key: walk them side by side rather than
+  // reading each node's stats with a point lookup.
+  auto it = store_->NewIterator(Column::kNodes);
+  auto stats = store_->NewIterator(Column::kNodeStats);
+  stats->SeekToFirst();
+  NodeRecord record;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != NodeKey::kSize ||
+        !record.ParseFromArray(it->value().data(),
+                               static_cast<int>(it->value().size())))
+      return absl::DataLossError("a trie node record is corrupt");
+    while (stats->Valid() && stats->key().compare(it->key()) < 0) stats->Next();
+    uint64_t visits = 0;
+    int64_t last_used = 0;
+    if (stats->Valid() && stats->key() == it->key())
+      DecodeNodeStats(
+          std::string_view(stats->value().data(), stats->value().size()),
+          visits, last_used);
+    visit(NodeKey::FromBytes(
+              std::string_view(it->key().data(), it->key().size())),
+          record, visits, last_used);
+  }
+  if (!stats->status().ok())
+    return FromRocks(stats->status(), "load node stats");
+  return FromRocks(it->status(), "read the trie's nodes");
+}
+
+absl::Status Trie::ForEachNodeStats(
+    const std::function<bool(const NodeKey& key, uint64_t visits,
+                             int64_t last_used_micros)>& visit) const {
+  return store_->Scan(Column::kNodeStats, "",
+                      [&](std::string_view key, std::string_view value) {
+                        if (key.size() != NodeKey::kSize) return true;
+                        uint64_t visits = 0;
+                        int64_t last_used = 0;
+                        DecodeNodeStats(value, visits, last_used);
+                        return visit(NodeKey::FromBytes(key), visits,
+                                     last_used);
+                      });
+}
+
 absl::Status Trie::StagePayload(std::string_view bytes, NodeRecord& node) {
+  node.set_bytes_stored(bytes.size());
   node.set_payload_checksum(XXH3_64bits(bytes.data(), bytes.size()));
   const uint64_t file_min_bytes = store_->payload_file_min_bytes();
   node.set_payload_in_file(file_min_bytes > 0 &&
@@ -224,21 +292,20 @@ absl::Status Trie::StagePayload(std::string_view bytes, NodeRecord& node) {
 void Trie::DiscardPayloads(std::span<const PendingNode> nodes) {
   // Best effort: an orphan payload is invisible and costs only space (the
   // next start sweeps orphan files).
-  rocksdb::WriteBatch batch;
+  WriteBatch batch(*store_);
   for (const PendingNode& node : nodes) {
     if (node.record.payload_in_file())
       store_->payload_files().Remove(node.record.payload_key()).IgnoreError();
     else
-      batch.Delete(store_->handle(Column::kPayloads),
-                   node.record.payload_key());
+      batch.Delete(Column::kPayloads, node.record.payload_key());
   }
   if (batch.Count() > 0) store_->Write(batch, /*durable=*/false).IgnoreError();
 }
 
 absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
-                                          const CommitHook& finalize) {
+                                          const CommitOptions& options) {
   CommitResult result;
-  rocksdb::WriteBatch batch;
+  WriteBatch batch(*store_);
   std::vector<PendingNode> raced;
   std::string value;
   for (const PendingNode& node : nodes) {
@@ -251,42 +318,57 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
     }
     const std::string key = node.key.Bytes();
     node.record.SerializeToString(&value);
-    batch.Put(store_->handle(Column::kNodes), key, value);
+    batch.Put(Column::kNodes, key, value);
     const auto tokens = node.record.tokens();
-    batch.Put(store_->handle(Column::kChildren),
+    batch.Put(Column::kChildren,
               ChildIndexKey(NodeKey::FromBytes(node.record.parent_key()),
                             tokens.empty() ? 0 : tokens[0], node.key),
               TokenBytes({tokens.data(), static_cast<size_t>(tokens.size())}));
-    batch.Merge(store_->handle(Column::kNodeStats), key,
+    batch.Merge(Column::kNodeStats, key,
                 EncodeNodeStats(0, node.record.created_unix_micros()));
     ++result.added;
     result.bytes_stored_added += node.record.bytes_stored();
     result.bytes_logical_added += node.record.bytes_logical();
   }
   result.raced = static_cast<uint32_t>(raced.size());
-  if (finalize) {
-    if (auto status = finalize(result, batch); !status.ok()) return status;
-  }
+  const Usage used = usage_.Get(options.name_space);
+  if (options.quota_bytes > 0 &&
+      static_cast<uint64_t>(std::max<int64_t>(0, used.bytes_stored)) +
+              result.bytes_stored_added >
+          options.quota_bytes)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "namespace '", options.name_space,
+        "' is over its quota: ", used.bytes_stored, " bytes stored + ",
+        result.bytes_stored_added, " new > ", options.quota_bytes));
+  const Usage delta{result.added,
+                    static_cast<int64_t>(result.bytes_logical_added),
+                    static_cast<int64_t>(result.bytes_stored_added)};
+  usage_.Stage(options.name_space, delta, batch);
+  if (options.new_model) ModelRegistry::AddToBatch(*options.new_model, batch);
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
+  usage_.Apply(options.name_space, delta);
   DiscardPayloads(raced);
   return result;
 }
 
 void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
                       NodeRemovals& removals) const {
-  rocksdb::WriteBatch& batch = removals.batch;
+  WriteBatch& batch = removals.batch_;
   const std::string key_bytes = key.Bytes();
-  batch.Delete(store_->handle(Column::kNodes), key_bytes);
-  batch.Delete(store_->handle(Column::kNodeStats), key_bytes);
+  batch.Delete(Column::kNodes, key_bytes);
+  batch.Delete(Column::kNodeStats, key_bytes);
   if (record.payload_in_file())
-    removals.payload_files.push_back(record.payload_key());
+    removals.payload_files_.push_back(record.payload_key());
   else
-    batch.Delete(store_->handle(Column::kPayloads), record.payload_key());
+    batch.Delete(Column::kPayloads, record.payload_key());
   batch.Delete(
-      store_->handle(Column::kChildren),
+      Column::kChildren,
       ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
                     record.tokens().empty() ? 0 : record.tokens(0), key));
+  removals.usage_deltas_[record.namespace_()] +=
+      Usage{-1, -static_cast<int64_t>(record.bytes_logical()),
+            -static_cast<int64_t>(record.bytes_stored())};
 }
 
 absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
@@ -315,41 +397,53 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
   while (!frontier.empty()) {
     const std::string prefix = frontier.front().Bytes();
     frontier.pop_front();
-    auto it = store_->NewIterator(Column::kChildren);
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
-         it->Next()) {
-      const std::string child_bytes =
-          it->key().ToString().substr(NodeKey::kSize + 4);
-      if (child_bytes.size() != NodeKey::kSize)
-        return absl::DataLossError("children index entry is corrupt");
-      const NodeKey child = NodeKey::FromBytes(child_bytes);
-      auto record = ReadNode(child);
-      if (!record.ok()) return record.status();
-      if (!record->has_value()) {
-        removals.batch.Delete(store_->handle(Column::kChildren), it->key());
-        continue;
-      }
-      RemoveNode(child, **record, removals);
-      removal.keys.push_back(child);
-      ++removal.chunks;
-      removal.bytes_stored += (*record)->bytes_stored();
-      removal.bytes_logical += (*record)->bytes_logical();
-      frontier.push_back(child);
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "scan children");
+    absl::Status failed;
+    auto scanned = store_->Scan(
+        Column::kChildren, prefix, [&](std::string_view key, std::string_view) {
+          const std::string_view child_bytes = key.substr(NodeKey::kSize + 4);
+          if (child_bytes.size() != NodeKey::kSize) {
+            failed = absl::DataLossError("children index entry is corrupt");
+            return false;
+          }
+          const NodeKey child = NodeKey::FromBytes(child_bytes);
+          auto record = ReadNode(child);
+          if (!record.ok()) {
+            failed = record.status();
+            return false;
+          }
+          if (!record->has_value()) {
+            removals.batch_.Delete(Column::kChildren, key);
+            return true;
+          }
+          RemoveNode(child, **record, removals);
+          removal.keys.push_back(child);
+          ++removal.chunks;
+          removal.bytes_stored += (*record)->bytes_stored();
+          removal.bytes_logical += (*record)->bytes_logical();
+          frontier.push_back(child);
+          return true;
+        });
+    if (!failed.ok()) return failed;
+    if (!scanned.ok()) return scanned;
   }
   return removal;
 }
 
 absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
-  if (auto status = store_->Write(removals.batch, /*durable=*/true);
+  if (removals.empty()) return absl::OkStatus();
+  for (const auto& [name_space, delta] : removals.usage_deltas_)
+    usage_.Stage(name_space, delta, removals.batch_);
+  if (auto status = store_->Write(removals.batch_, /*durable=*/true);
       !status.ok())
     return status;
+  for (const auto& [name_space, delta] : removals.usage_deltas_)
+    usage_.Apply(name_space, delta);
   // A file that fails to go is an orphan the next start deletes.
-  for (const std::string& key : removals.payload_files)
+  for (const std::string& key : removals.payload_files_)
     store_->payload_files().Remove(key).IgnoreError();
-  removals.batch.Clear();
-  removals.payload_files.clear();
+  removals.batch_.Clear();
+  removals.payload_files_.clear();
+  removals.usage_deltas_.clear();
   return absl::OkStatus();
 }
 

@@ -1,12 +1,20 @@
 // The prefix trie of chunks. A node holds one chunk of a sequence; its key is
 // the chained hash of everything before it, so identical prefixes map to the
-// same nodes and are stored once.
+// same nodes and are stored once. The trie owns the node records, the
+// children index, the payloads and the node stats, and keeps each
+// namespace's usage in step with them.
+//
+// Thread-safety: reads (Match, ReadNode, ReadPayload*, ForEach*) may run
+// concurrently with anything. Writers that check, then write (Commit,
+// RemoveSubtree with CommitRemovals, RemoveLeaf with CommitRemovals) must be
+// serialized by the caller; StagePayload, DiscardPayloads and RecordVisits
+// need not be.
 #ifndef SEQKV_STORAGE_TRIE_H_
 #define SEQKV_STORAGE_TRIE_H_
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,6 +23,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "storage/kv_store.h"
+#include "storage/model_registry.h"
+#include "storage/namespace_records.h"
 #include "storage/node_key.h"
 #include "storage/records.pb.h"
 
@@ -47,6 +57,38 @@ struct PendingNode {
   NodeRecord record;
 };
 
+// What a Put knows of a chunk it adds below `parent`.
+struct NewChunk {
+  NodeKey parent;
+  std::span<const int32_t> tokens;
+  uint32_t depth = 0;  // in chunks below the root
+  uint64_t first_position = 0;
+  std::string_view codec;
+  // The payload will be the chunk verbatim in wire (token-major) order.
+  bool token_major = false;
+  uint64_t bytes_logical = 0;
+  std::string_view name_space;
+  std::string_view model;
+  // Unique to the Put: its payload key cannot collide with another Put's
+  // payload for the same node.
+  uint64_t put_id = 0;
+};
+
+// The node record of `chunk`, its payload key assigned, ready for
+// Trie::StagePayload.
+PendingNode NewPendingNode(const NewChunk& chunk, int64_t now_micros);
+
+// What a Commit adds besides the nodes.
+struct CommitOptions {
+  // The namespace the nodes go to, whose usage they add to.
+  std::string name_space;
+  // Refuse the commit (RESOURCE_EXHAUSTED) if the namespace would then
+  // store more than this many bytes (0: no limit).
+  uint64_t quota_bytes = 0;
+  // A model made by ModelRegistry::FromSpec to store with the nodes.
+  const Model* new_model = nullptr;
+};
+
 struct CommitResult {
   uint32_t added = 0;
   absl::flat_hash_set<NodeKey> raced_keys;
@@ -56,12 +98,25 @@ struct CommitResult {
   uint64_t bytes_logical_added = 0;
 };
 
-// Removals of nodes to commit together: the records, index entries and
-// RocksDB payloads in `batch`, and the payload files to delete once `batch`
-// has committed (Trie::CommitRemovals does both).
-struct NodeRemovals {
-  rocksdb::WriteBatch batch;
-  std::vector<std::string> payload_files;
+// Removals of nodes to commit together (Trie::StartRemovals makes one,
+// Trie::CommitRemovals commits it): the records, index entries and
+// RocksDB payloads in one batch, the payload files to delete once it has
+// committed, and what the removals take from each namespace's usage.
+class NodeRemovals {
+ public:
+  // The usage change the removals make to each namespace (negative).
+  const std::map<std::string, Usage>& usage_deltas() const {
+    return usage_deltas_;
+  }
+  bool empty() const { return batch_.Count() == 0; }
+
+ private:
+  friend class Trie;
+  explicit NodeRemovals(const KvStore& store) : batch_(store) {}
+
+  WriteBatch batch_;
+  std::vector<std::string> payload_files_;
+  std::map<std::string, Usage> usage_deltas_;
 };
 
 struct SubtreeRemoval {
@@ -73,7 +128,12 @@ struct SubtreeRemoval {
 
 class Trie {
  public:
-  explicit Trie(KvStore* store) : store_(store) {}
+  explicit Trie(KvStore* store) : store_(store), usage_(store) {}
+
+  // Loads every namespace's usage. Call once, before serving.
+  absl::Status Load() { return usage_.Load(); }
+  // Usage of every namespace, in step with the committed nodes.
+  const NamespaceUsage& usage() const { return usage_; }
 
   // Longest stored prefix of `tokens` below `root`, token-granular: a stored
   // chunk whose first n tokens match counts n. Reads node records and the
@@ -98,21 +158,33 @@ class Trie {
   absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
                           int64_t& last_used_micros) const;
 
+  // Calls `visit` with every node, its visits and last use, in key order.
+  absl::Status ForEachNode(
+      const std::function<void(const NodeKey& key, const NodeRecord& record,
+                               uint64_t visits, int64_t last_used_micros)>&
+          visit) const;
+  // Calls `visit` with the stats of every node that has some, in key order,
+  // until it returns false. Stats may outlive their node by a moment (a
+  // visit counted during its removal): ReadNode tells.
+  absl::Status ForEachNodeStats(
+      const std::function<bool(const NodeKey& key, uint64_t visits,
+                               int64_t last_used_micros)>& visit) const;
+
   // Writes a payload under `node.payload_key()` that no node references
-  // yet (invisible until Commit) and records its checksum and place in
-  // `node`: a file of its own when it is large, else a RocksDB value.
+  // yet (invisible until Commit) and records its size, checksum and place
+  // in `node`: a file of its own when it is large, else a RocksDB value.
   absl::Status StagePayload(std::string_view bytes, NodeRecord& node);
   // Drops staged payloads of a Put that failed.
   void DiscardPayloads(std::span<const PendingNode> nodes);
 
-  // Adds every pending node not already present in one atomic durable
-  // batch. `finalize` sees what will be added and may add records of its own
-  // (usage, model) to the same batch; an error from it aborts the commit.
-  // The caller holds write_mutex().
-  using CommitHook =
-      std::function<absl::Status(const CommitResult&, rocksdb::WriteBatch&)>;
+  // Adds every pending node not already present, the namespace's new usage
+  // and the new model (if any) in one atomic durable batch; drops the
+  // payloads of nodes another Put committed first. Nothing is written when
+  // it fails (the quota, a write error).
   absl::StatusOr<CommitResult> Commit(std::span<const PendingNode> nodes,
-                                      const CommitHook& finalize);
+                                      const CommitOptions& options);
+
+  NodeRemovals StartRemovals() const { return NodeRemovals(*store_); }
 
   // Removes the node reached by `tokens` (chunk-aligned, or ending at a
   // stored partial chunk) and everything below it; empty `tokens` removes
@@ -129,8 +201,9 @@ class Trie {
     RemoveNode(key, record, removals);
   }
 
-  // Writes `removals.batch` durably, then deletes its payload files (an
-  // error there only leaves orphans for the next sweep).
+  // Writes the removals and the usage they change durably, then deletes
+  // their payload files (an error there only leaves orphans for the next
+  // sweep). `removals` is empty afterwards.
   absl::Status CommitRemovals(NodeRemovals& removals);
 
   // Deletes payload files no node names: left by a crash between writing a
@@ -138,10 +211,6 @@ class Trie {
   // its file. Returns how many it deleted. Call before serving: a Put in
   // flight has files no node names yet.
   absl::StatusOr<uint64_t> SweepOrphanPayloadFiles();
-
-  // Serializes writers that check-then-write (Commit, removals, eviction).
-  std::mutex& write_mutex() { return write_mutex_; }
-  KvStore* store() const { return store_; }
 
  private:
   // Best partial match among the children of `parent` for `tokens`.
@@ -151,7 +220,7 @@ class Trie {
                   NodeRemovals& removals) const;
 
   KvStore* store_;
-  std::mutex write_mutex_;
+  NamespaceUsage usage_;
 };
 
 // Key of a child in the children index: parent, first token, child.

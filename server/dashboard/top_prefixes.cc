@@ -16,7 +16,7 @@ bool Before(const PrefixVisits& a, const PrefixVisits& b) {
 
 }  // namespace
 
-absl::StatusOr<TopPrefixes> FindTopPrefixes(const KvStore& store,
+absl::StatusOr<TopPrefixes> FindTopPrefixes(const Trie& trie,
                                             const std::string& name_space,
                                             size_t top) {
   if (top == 0 || top > kMaxTopPrefixes)
@@ -26,35 +26,36 @@ absl::StatusOr<TopPrefixes> FindTopPrefixes(const KvStore& store,
   // A heap whose front is the weakest entry of the list so far.
   std::vector<PrefixVisits>& heap = result.prefixes;
   heap.reserve(top + 1);
-  auto it = store.NewIterator(Column::kNodeStats);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    ++result.nodes_scanned;
-    if (it->key().size() != NodeKey::kSize) continue;
-    PrefixVisits candidate;
-    DecodeNodeStats(std::string_view(it->value().data(), it->value().size()),
-                    candidate.visits, candidate.last_used_micros);
-    if (candidate.visits == 0) continue;
-    candidate.key = NodeKey::FromBytes(
-        std::string_view(it->key().data(), it->key().size()));
-    if (heap.size() == top && !Before(candidate, heap.front())) continue;
-    auto value = store.Get(
-        Column::kNodes, std::string_view(it->key().data(), it->key().size()));
-    if (!value.ok()) return value.status();
-    // A visit counted while the node was being removed leaves stats behind.
-    if (!value->has_value()) continue;
-    if (!candidate.record.ParseFromString(**value))
-      return absl::DataLossError(
-          absl::StrCat("trie node ", candidate.key.Hex(), " is corrupt"));
-    if (!name_space.empty() && candidate.record.namespace_() != name_space)
-      continue;
-    heap.push_back(std::move(candidate));
-    std::push_heap(heap.begin(), heap.end(), Before);
-    if (heap.size() > top) {
-      std::pop_heap(heap.begin(), heap.end(), Before);
-      heap.pop_back();
-    }
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "scan node stats");
+  absl::Status failed;
+  auto scanned = trie.ForEachNodeStats(
+      [&](const NodeKey& key, uint64_t visits, int64_t last_used_micros) {
+        ++result.nodes_scanned;
+        if (visits == 0) return true;
+        PrefixVisits candidate;
+        candidate.key = key;
+        candidate.visits = visits;
+        candidate.last_used_micros = last_used_micros;
+        if (heap.size() == top && !Before(candidate, heap.front())) return true;
+        auto record = trie.ReadNode(key);
+        if (!record.ok()) {
+          failed = record.status();
+          return false;
+        }
+        // A visit counted while the node was being removed leaves stats behind.
+        if (!record->has_value()) return true;
+        candidate.record = std::move(**record);
+        if (!name_space.empty() && candidate.record.namespace_() != name_space)
+          return true;
+        heap.push_back(std::move(candidate));
+        std::push_heap(heap.begin(), heap.end(), Before);
+        if (heap.size() > top) {
+          std::pop_heap(heap.begin(), heap.end(), Before);
+          heap.pop_back();
+        }
+        return true;
+      });
+  if (!failed.ok()) return failed;
+  if (!scanned.ok()) return scanned;
   std::sort(heap.begin(), heap.end(), Before);
   return result;
 }

@@ -7,9 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "storage/kv_store.h"
-#include "storage/node_key.h"
-#include "storage/records.pb.h"
+#include "storage/trie.h"
 
 namespace seqkv {
 
@@ -32,7 +30,7 @@ struct TopPrefixes {
 // most recently used first), reading the node records only of candidates
 // that would enter the list. `name_space` empty: every namespace. Nodes
 // never visited are not listed. `top` must be in [1, kMaxTopPrefixes].
-absl::StatusOr<TopPrefixes> FindTopPrefixes(const KvStore& store,
+absl::StatusOr<TopPrefixes> FindTopPrefixes(const Trie& trie,
                                             const std::string& name_space,
                                             size_t top);
 

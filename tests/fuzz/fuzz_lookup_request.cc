@@ -16,6 +16,7 @@
 #include "proto/chunk_digest.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/engine_wire.h"
 #include "tests/fuzz/fuzz_engine.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
@@ -43,10 +44,10 @@ seqkv::CacheEngine& Engine() {
           seqkv::LayoutToProto({1, 1, 2, seqkv::DType::kBF16});
       header.mutable_tokens()->Add(tokens.begin(), tokens.end());
       header.set_codec("raw");
-      auto session = started->BeginPut("ns", header);
+      auto session = seqkv::testing::WireBeginPut(*started, "ns", header);
       if (!session.ok() ||
           !(*session)->Append(std::string(tokens.size() * 8, '\1')).ok() ||
-          !(*session)->Finish().ok())
+          !seqkv::testing::WireFinishPut(*started, **session).ok())
         std::abort();
     }
     return started;
@@ -55,7 +56,7 @@ seqkv::CacheEngine& Engine() {
 }
 
 uint32_t MatchOrAbort(const seqkv::v1::LookupRequest& request) {
-  auto outcome = Engine().Lookup({{"ns"}}, request);
+  auto outcome = seqkv::testing::WireLookup(Engine(), {{"ns"}}, request);
   if (!outcome.ok()) std::abort();
   return outcome->matched_tokens;
 }
@@ -88,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (data[0] % 2 == 0) {
     seqkv::v1::LookupRequest request;
     if (!request.ParseFromArray(data + 1, static_cast<int>(size - 1))) return 0;
-    auto outcome = Engine().Lookup({{"ns"}}, request);
+    auto outcome = seqkv::testing::WireLookup(Engine(), {{"ns"}}, request);
     if (!outcome.ok()) return 0;
     const uint64_t stands_for =
         request.chunk_digests().size() / 8 * kChunk +

@@ -8,6 +8,7 @@
 
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/engine_wire.h"
 #include "tests/fuzz/fuzz_engine.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
@@ -60,22 +61,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t split = 1 + data[2 + header_size];
   std::string_view stream(reinterpret_cast<const char*>(data) + 3 + header_size,
                           size - 3 - header_size);
-  auto session = Engine().BeginPut("ns", header);
+  auto session = seqkv::testing::WireBeginPut(Engine(), "ns", header);
   if (!session.ok()) return 0;
   absl::Status status;
   for (size_t offset = 0; status.ok() && offset < stream.size();
        offset += split)
     status = (*session)->Append(stream.substr(offset, split));
   if (!status.ok()) return 0;
-  auto result = (*session)->Finish();
+  auto result = seqkv::testing::WireFinishPut(Engine(), **session);
   if (!result.ok()) return 0;
   seqkv::v1::GetRequest get;
   get.set_model(header.model());
   *get.mutable_tokens() = header.tokens();
   get.set_packed_tokens(header.packed_tokens());
   std::string back;
-  auto read = Engine().Get(
-      {{"ns"}}, get, 1 << 20, [](const seqkv::v1::GetHeader&) { return true; },
+  auto read = seqkv::testing::WireGet(
+      Engine(), {{"ns"}}, get, 1 << 20,
+      [](const seqkv::v1::GetHeader&) { return true; },
       [&](std::string& piece) {
         back += piece;
         return true;

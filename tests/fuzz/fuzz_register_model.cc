@@ -13,6 +13,7 @@
 #include "codec/model_state.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/engine_wire.h"
 #include "tests/fuzz/fuzz_engine.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
@@ -72,17 +73,17 @@ SEQKV_FUZZ_SEED_GENERATOR(MakeSeed);
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   seqkv::v1::RegisterModelRequest request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
-  auto registered = Engine().RegisterModel(request);
+  auto registered = seqkv::testing::WireRegisterModel(Engine(), request);
   if (!registered.ok()) return 0;
   auto model = Engine().GetModel(request.model());
-  if (!model.ok() || model->chunk_tokens() != registered->chunk_tokens() ||
-      model->layout().num_layers() != request.layout().num_layers() ||
-      model->layout().head_dim() != request.layout().head_dim())
+  if (!model.ok() || model->chunk_tokens != registered->chunk_tokens ||
+      model->layout.num_layers != request.layout().num_layers() ||
+      model->layout.head_dim != request.layout().head_dim())
     std::abort();
   for (const auto& [key, blob] : request.codec_state())
-    if (std::find(model->codec_state_keys().begin(),
-                  model->codec_state_keys().end(),
-                  key) == model->codec_state_keys().end())
+    if (std::find(model->codec_state_keys.begin(),
+                  model->codec_state_keys.end(),
+                  key) == model->codec_state_keys.end())
       std::abort();
   return 0;
 }

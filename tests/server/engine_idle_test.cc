@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
+#include "tests/engine_wire.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace seqkv {
@@ -48,11 +49,11 @@ TEST(EngineIdle, ReportsEachIdlePeriodOnce) {
   *header.mutable_layout() = LayoutToProto(layout);
   header.add_tokens(1);
   header.set_codec("raw");
-  auto session = engine.BeginPut("ns", header);
+  auto session = testing::WireBeginPut(engine, "ns", header);
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE(
       (*session)->Append(std::string(layout.bytes_per_token(), 'x')).ok());
-  ASSERT_TRUE((*session)->Finish().ok());
+  ASSERT_TRUE(testing::WireFinishPut(engine, **session).ok());
   session->reset();
   ASSERT_TRUE(WaitFor(reports, 2, std::chrono::seconds(10)));
 
@@ -60,11 +61,10 @@ TEST(EngineIdle, ReportsEachIdlePeriodOnce) {
   v1::GetRequest get;
   get.set_model("unknown");
   get.add_tokens(1);
-  EXPECT_FALSE(engine
-                   .Get(
-                       {{"ns"}}, get, 1 << 20,
-                       [](const v1::GetHeader&) { return true; },
-                       [](std::string&) { return true; })
+  EXPECT_FALSE(testing::WireGet(
+                   engine, {{"ns"}}, get, 1 << 20,
+                   [](const v1::GetHeader&) { return true; },
+                   [](std::string&) { return true; })
                    .ok());
   ASSERT_TRUE(WaitFor(reports, 3, std::chrono::seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));

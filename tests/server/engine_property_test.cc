@@ -12,6 +12,7 @@
 #include "proto/layout_convert.h"
 #include "server/cache_engine.h"
 #include "server/chunk_layout.h"
+#include "tests/engine_wire.h"
 #include "tests/scoped_temp_dir.h"
 #include "xxhash.h"
 
@@ -38,10 +39,10 @@ absl::Status PutAll(CacheEngine& engine, const std::string& name_space,
   *header.mutable_layout() = LayoutToProto(layout);
   header.mutable_tokens()->Add(tokens.begin(), tokens.end());
   header.set_codec(codec);
-  auto session = engine.BeginPut(name_space, header);
+  auto session = testing::WireBeginPut(engine, name_space, header);
   if (!session.ok()) return session.status();
   if (auto status = (*session)->Append(data); !status.ok()) return status;
-  return (*session)->Finish().status();
+  return testing::WireFinishPut(engine, **session).status();
 }
 
 // The bytes a Get in namespace "ns" streams, in `message_bytes` messages.
@@ -49,8 +50,9 @@ absl::StatusOr<std::string> GetAll(CacheEngine& engine,
                                    const v1::GetRequest& get,
                                    size_t message_bytes) {
   std::string got;
-  const absl::Status status = engine.Get(
-      {{"ns"}}, get, message_bytes, [](const v1::GetHeader&) { return true; },
+  const absl::Status status = testing::WireGet(
+      engine, {{"ns"}}, get, message_bytes,
+      [](const v1::GetHeader&) { return true; },
       [&](std::string& piece) {
         got += piece;
         return true;
@@ -91,7 +93,7 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   reg.set_model("m");
   *reg.mutable_layout() = LayoutToProto(layout);
   reg.set_chunk_tokens(chunk_tokens);
-  ASSERT_TRUE(engine_->RegisterModel(reg).ok());
+  ASSERT_TRUE(testing::WireRegisterModel(*engine_, reg).ok());
   const size_t per_token = layout.bytes_per_token();
 
   std::mt19937 rng(chunk_tokens * 7919);
@@ -123,7 +125,7 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
     header.set_model("m");
     header.mutable_tokens()->Add(seq.begin(), seq.end());
     header.set_codec(codec);
-    auto session = engine_->BeginPut("ns", header);
+    auto session = testing::WireBeginPut(*engine_, "ns", header);
     ASSERT_TRUE(session.ok()) << session.status();
     std::string data;
     for (size_t i = 0; i < seq.size(); ++i)
@@ -136,7 +138,7 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
           (*session)->Append(std::string_view(data).substr(offset, take)).ok());
       offset += take;
     }
-    ASSERT_TRUE((*session)->Finish().ok());
+    ASSERT_TRUE(testing::WireFinishPut(*engine_, **session).ok());
     stored.push_back(seq);
 
     for (int q = 0; q < 5; ++q) {
@@ -144,7 +146,7 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
       v1::LookupRequest lookup;
       lookup.set_model("m");
       lookup.mutable_tokens()->Add(query.begin(), query.end());
-      auto outcome = engine_->Lookup({{"ns"}}, lookup);
+      auto outcome = testing::WireLookup(*engine_, {{"ns"}}, lookup);
       ASSERT_TRUE(outcome.ok());
       const size_t expected = reference_match(query);
       ASSERT_EQ(outcome->matched_tokens, expected) << "round " << round;
@@ -178,7 +180,8 @@ TEST_P(EngineProperty, LookupAndGetMatchAReferenceModel) {
   v1::LookupRequest lookup;
   lookup.set_model("m");
   lookup.mutable_tokens()->Add(stored[0].begin(), stored[0].end());
-  EXPECT_EQ(engine_->Lookup({{"other"}}, lookup)->matched_tokens, 0u);
+  EXPECT_EQ(testing::WireLookup(*engine_, {{"other"}}, lookup)->matched_tokens,
+            0u);
 }
 
 // Chunks of codecs that store them verbatim are kept in wire order, so Gets
@@ -280,7 +283,7 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
           return status;
         v1::DeleteRequest remove;
         remove.set_model("m");
-        return engine.Delete("ns", remove).status();
+        return testing::WireDelete(engine, "ns", remove).status();
       };
       std::atomic<bool> stop = false, writer_failed = false;
       std::atomic<int> rounds = 0;
@@ -301,8 +304,8 @@ TEST(EngineRaceTest, ChunksRemovedUnderAGetAreAbortedNotDataLoss) {
         v1::GetRequest get;
         get.set_model("m");
         get.mutable_tokens()->Add(tokens.begin(), tokens.end());
-        const absl::Status status = engine.Get(
-            {{"ns"}}, get, 1 << 20,
+        const absl::Status status = testing::WireGet(
+            engine, {{"ns"}}, get, 1 << 20,
             [&](const v1::GetHeader& h) {
               if (h.matched_tokens() > 0) ++nonempty;
               return true;

@@ -1,6 +1,8 @@
 // The in-memory node index, loaded from a real trie on RocksDB.
 #include "server/node_index.h"
 
+#include <xxhash.h>
+
 #include <cstring>
 #include <filesystem>
 #include <numeric>
@@ -21,6 +23,19 @@ std::vector<int32_t> Iota(int n, int32_t first = 1) {
   return tokens;
 }
 
+TEST(ChunkDigestTest, IsTheWireDefinitionExactly) {
+  // The wire API's chunk digest (the node index's token hash).
+  const std::vector<int32_t> chunk = {1, 2, 3};
+  EXPECT_EQ(ChunkDigest(chunk),
+            XXH3_64bits_withSeed(chunk.data(), 12, 0x73657170746f6b73));
+  const std::vector<int32_t> ten = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const std::string packed = PackChunkDigests(ten, 4);
+  ASSERT_EQ(packed.size(), 16u);  // two whole chunks; the tail is not sent
+  uint64_t second = 0;
+  std::memcpy(&second, packed.data() + 8, 8);
+  EXPECT_EQ(second, ChunkDigest(std::span(ten).subspan(4, 4)));
+}
+
 class NodeIndexTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -39,8 +54,7 @@ class NodeIndexTest : public ::testing::Test {
                               uint32_t chunk, const std::string& ns = "a") {
     std::vector<PendingNode> nodes = ChunkChain(root_, tokens, chunk);
     for (PendingNode& node : nodes) node.record.set_namespace_(ns);
-    std::lock_guard<std::mutex> lock(trie_->write_mutex());
-    EXPECT_TRUE(trie_->Commit(nodes, nullptr).ok());
+    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = ns}).ok());
     std::vector<NodeKey> keys;
     for (const PendingNode& node : nodes) keys.push_back(node.key);
     return keys;

@@ -10,7 +10,6 @@
 #include <span>
 
 #include "gtest/gtest.h"
-#include "proto/chunk_digest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
 #include "tests/scoped_temp_dir.h"
@@ -41,12 +40,11 @@ class TrieTest : public ::testing::Test {
   CommitResult Insert(const std::vector<int32_t>& tokens, uint32_t chunk) {
     std::vector<PendingNode> nodes = ChunkChain(root_, tokens, chunk);
     for (PendingNode& node : nodes) {
-      node.record.set_bytes_stored(10);
       node.record.set_bytes_logical(100);
+      node.record.set_namespace_("ns");
       EXPECT_TRUE(trie_->StagePayload("payload", node.record).ok());
     }
-    std::lock_guard<std::mutex> lock(trie_->write_mutex());
-    auto result = trie_->Commit(nodes, nullptr);
+    auto result = trie_->Commit(nodes, {.name_space = "ns"});
     EXPECT_TRUE(result.ok()) << result.status();
     return *result;
   }
@@ -89,15 +87,6 @@ TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
   EXPECT_NE(ChildKey(root_a, chunk), ChildKey(RootKey("b", "m"), chunk));
   EXPECT_NE(ChildKey(root_a, chunk),
             ChildKey(root_a, std::vector<int32_t>{1, 2}));
-  // The wire API's chunk digest (the node index's token hash), exactly.
-  EXPECT_EQ(ChunkDigest(chunk),
-            XXH3_64bits_withSeed(chunk.data(), 12, 0x73657170746f6b73));
-  const std::vector<int32_t> ten = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-  const std::string packed = PackChunkDigests(ten, 4);
-  ASSERT_EQ(packed.size(), 16u);  // two whole chunks; the tail is not sent
-  uint64_t second = 0;
-  std::memcpy(&second, packed.data() + 8, 8);
-  EXPECT_EQ(second, ChunkDigest(std::span(ten).subspan(4, 4)));
   const NodeKey key = ChildKey(root_a, chunk);
   EXPECT_EQ(NodeKey::FromBytes(key.Bytes()), key);
   EXPECT_EQ(key.Bytes().size(), NodeKey::kSize);
@@ -165,20 +154,46 @@ TEST_F(TrieTest, PayloadsAreCheckedAgainstTheirChecksum) {
   EXPECT_EQ(payload->view(), "pAyload");
 }
 
-TEST_F(TrieTest, AFailedCommitHookWritesNothing) {
-  std::vector<PendingNode> nodes(1);
-  nodes[0].key = ChildKey(root_, Iota(4));
-  nodes[0].record.set_parent_key(root_.Bytes());
-  nodes[0].record.mutable_tokens()->Add(0);
-  std::lock_guard<std::mutex> lock(trie_->write_mutex());
-  auto result =
-      trie_->Commit(nodes, [](const CommitResult&, rocksdb::WriteBatch&) {
-        return absl::ResourceExhaustedError("quota");
-      });
+TEST_F(TrieTest, ACommitOverItsQuotaWritesNothing) {
+  Insert(Iota(4), 4);  // 7 bytes stored in "ns"
+  std::vector<PendingNode> nodes = ChunkChain(root_, Iota(8), 4);
+  nodes.erase(nodes.begin());
+  ASSERT_TRUE(trie_->StagePayload("payload", nodes[0].record).ok());
+  auto result = trie_->Commit(nodes, {.name_space = "ns", .quota_bytes = 13});
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(result.status().message().find("'ns' is over its quota"),
+            std::string::npos)
+      << result.status();
   auto node = trie_->ReadNode(nodes[0].key);
   ASSERT_TRUE(node.ok());
   EXPECT_FALSE(node->has_value());
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 7);
+  // At the quota exactly, it goes in.
+  EXPECT_TRUE(
+      trie_->Commit(nodes, {.name_space = "ns", .quota_bytes = 14}).ok());
+}
+
+TEST_F(TrieTest, UsageFollowsCommitsAndRemovalsAcrossReopen) {
+  Insert(Iota(12), 4);
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 3);
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 21);
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_logical, 300);
+  NodeRemovals removals = trie_->StartRemovals();
+  ASSERT_TRUE(trie_->RemoveSubtree(root_, Iota(8), 4, removals).ok());
+  // [4..7] and the chunk below it.
+  EXPECT_EQ(removals.usage_deltas().at("ns").chunks_stored, -2);
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 3);  // not committed
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  EXPECT_TRUE(removals.empty());
+  trie_.reset();
+  store_.reset();
+  Open();
+  ASSERT_TRUE(trie_->Load().ok());
+  const Usage usage = trie_->usage().Get("ns");
+  EXPECT_EQ(usage.chunks_stored, 1);
+  EXPECT_EQ(usage.bytes_stored, 7);
+  EXPECT_EQ(usage.bytes_logical, 100);
+  EXPECT_EQ(trie_->usage().Get("elsewhere").chunks_stored, 0);
 }
 
 TEST_F(TrieTest, VisitsAreCountedAndEverythingSurvivesReopen) {
@@ -207,7 +222,7 @@ TEST_F(TrieTest, RemoveSubtree) {
   auto other = Iota(12);
   other[9] = 77;
   Insert(other, 4);
-  NodeRemovals removals;
+  NodeRemovals removals = trie_->StartRemovals();
   auto removal = trie_->RemoveSubtree(root_, Iota(8), 4, removals);
   ASSERT_TRUE(removal.ok()) << removal.status();
   EXPECT_EQ(removal->chunks, 3u);      // [4..7] and both third chunks
@@ -215,7 +230,7 @@ TEST_F(TrieTest, RemoveSubtree) {
   ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
   EXPECT_EQ(Match(Iota(12), 4), 4u);
   // A prefix that ends inside a chunk names no subtree.
-  NodeRemovals none;
+  NodeRemovals none = trie_->StartRemovals();
   removal = trie_->RemoveSubtree(root_, Iota(2), 4, none);
   ASSERT_TRUE(removal.ok());
   EXPECT_EQ(removal->chunks, 0u);
@@ -263,11 +278,10 @@ TEST_F(TrieFilesTest, LargePayloadsAreFilesCheckedAndRemovedWithTheirNodes) {
   EXPECT_FALSE(small.record.payload_in_file());
   EXPECT_EQ(Files().size(), 2u);
 
-  NodeRemovals removals;
+  NodeRemovals removals = trie_->StartRemovals();
   auto removal = trie_->RemoveSubtree(root_, Iota(4), 4, removals);
   ASSERT_TRUE(removal.ok()) << removal.status();
   EXPECT_EQ(removal->chunks, 2u);
-  EXPECT_EQ(removals.payload_files.size(), 2u);
   EXPECT_EQ(Files().size(), 2u);  // files go only once the batch commits
   ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
   EXPECT_TRUE(Files().empty());

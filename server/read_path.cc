@@ -1,0 +1,168 @@
+#include "server/read_path.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "server/chunk_layout.h"
+
+namespace seqkv {
+namespace {
+
+std::span<const int32_t> Span(
+    const google::protobuf::RepeatedField<int32_t>& r) {
+  return {r.data(), static_cast<size_t>(r.size())};
+}
+
+// Fills `messages`, which hold tokens [from, to) of the chunk `record`
+// names in wire order, one after another. A chunk stored verbatim in wire
+// order is read straight into them; other payloads are decoded into a
+// chunk, then moved into wire order.
+absl::Status ReadToMessages(const Trie& trie, ChunkBufferPool& buffers,
+                            const Codec& codec, const KvLayout& layout,
+                            const NodeRecord& record, uint32_t from,
+                            uint32_t to, std::span<ChunkBuffer> messages) {
+  const ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
+                       record.first_position(), Span(record.tokens())};
+  const size_t token_bytes = layout.bytes_per_token();
+  if (record.payload_token_major()) {
+    // The tokens outside the range are read too: the checksum covers them.
+    ChunkBuffer before = buffers.Acquire(size_t{from} * token_bytes);
+    ChunkBuffer after =
+        buffers.Acquire(size_t{info.num_tokens - to} * token_bytes);
+    std::vector<std::span<char>> pieces;
+    pieces.emplace_back(before.str());
+    for (ChunkBuffer& message : messages) pieces.emplace_back(message.str());
+    pieces.emplace_back(after.str());
+    return trie.ReadPayloadInto(record, pieces);
+  }
+  auto payload = trie.ReadPayload(record);
+  if (!payload.ok()) return payload.status();
+  std::span<const std::byte> chunk = std::as_bytes(std::span(payload->view()));
+  ChunkBuffer decoded;
+  if (!codec.stores_chunk_verbatim()) {
+    decoded = buffers.Acquire(info.num_bytes());
+    if (auto status = codec.Decode(info, payload->view(), decoded.bytes());
+        !status.ok())
+      return absl::DataLossError(
+          absl::StrCat("its payload does not decode: ", status.message()));
+    chunk = decoded.bytes();
+  } else if (chunk.size() != info.num_bytes()) {
+    return absl::DataLossError(absl::StrCat(
+        "payload has ", chunk.size(), " bytes, expected ", info.num_bytes()));
+  }
+  for (ChunkBuffer& message : messages) {
+    const uint32_t count =
+        static_cast<uint32_t>(message.bytes().size() / token_bytes);
+    ChunkToTokenMajor(layout, info.num_tokens, chunk, from, from + count,
+                      message.bytes());
+    from += count;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ChunkReader::Read(
+    const std::shared_ptr<const Model>& model, std::span<const TrieNode> nodes,
+    uint32_t begin, uint32_t end, size_t message_bytes,
+    const std::function<bool(std::string&)>& on_data) {
+  const KvLayout& layout = model->context.layout;
+  // The pieces of matched chunks that fall in [begin, end).
+  struct Segment {
+    const TrieNode* node;
+    uint32_t from, to;  // token offsets inside the chunk
+    std::shared_ptr<const Codec> codec;
+  };
+  std::vector<Segment> segments;
+  uint32_t node_start = 0;
+  for (const TrieNode& node : nodes) {
+    const uint32_t from = std::max(begin, node_start);
+    const uint32_t to = std::min(end, node_start + node.matched_tokens);
+    if (from < to) {
+      auto codec = codecs_->CodecFor(model, node.record.codec());
+      if (!codec.ok())
+        return absl::DataLossError(absl::StrCat(
+            "stored chunk uses codec '", node.record.codec(),
+            "' which this server cannot build: ", codec.status().message()));
+      segments.push_back({&node, from - node_start, to - node_start, *codec});
+    }
+    node_start += node.matched_tokens;
+  }
+  // Decode on the worker pool, one chunk ahead of the one being sent, into
+  // the messages' own buffers: whole tokens per message where a token fits
+  // one, so nothing is copied again to split them.
+  const size_t token_bytes = layout.bytes_per_token();
+  const uint32_t tokens_per_message =
+      static_cast<uint32_t>(std::max<size_t>(1, message_bytes / token_bytes));
+  struct DecodeJob {
+    std::vector<ChunkBuffer> messages;
+    absl::Status status;
+    absl::Notification done;
+  };
+  auto start_decode = [&](const Segment& segment) {
+    auto job = std::make_unique<DecodeJob>();
+    for (uint32_t first = segment.from; first < segment.to;
+         first += tokens_per_message)
+      job->messages.push_back(buffers_->Acquire(
+          std::min(segment.to - first, tokens_per_message) * token_bytes));
+    pool_->Submit([this, &layout, &segment, raw = job.get()] {
+      const NodeRecord& record = segment.node->record;
+      raw->status =
+          ReadToMessages(*trie_, *buffers_, *segment.codec, layout, record,
+                         segment.from, segment.to, raw->messages);
+      if (!raw->status.ok() && RemovedUnderRead(segment.node->key, record))
+        raw->status = absl::AbortedError(
+            absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                         " was deleted or evicted while this Get read it; "
+                         "retry the Get"));
+      else if (!raw->status.ok())
+        raw->status =
+            absl::Status(raw->status.code(),
+                         absl::StrCat("stored chunk ", segment.node->key.Hex(),
+                                      ": ", raw->status.message()));
+      raw->done.Notify();
+    });
+    return job;
+  };
+  std::unique_ptr<DecodeJob> next =
+      segments.empty() ? nullptr : start_decode(segments[0]);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    std::unique_ptr<DecodeJob> current = std::exchange(next, nullptr);
+    if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
+    current->done.WaitForNotification();
+    absl::Status status = current->status;
+    for (ChunkBuffer& buffer : current->messages) {
+      if (!status.ok()) break;
+      std::string& message = buffer.str();
+      if (message.size() <= message_bytes) {
+        if (!on_data(message))
+          status = absl::CancelledError("client went away");
+        continue;
+      }
+      // A token larger than a message is sent in slices.
+      for (size_t offset = 0; status.ok() && offset < message.size();
+           offset += message_bytes) {
+        std::string piece = message.substr(offset, message_bytes);
+        if (!on_data(piece)) status = absl::CancelledError("client went away");
+      }
+    }
+    if (!status.ok()) {
+      if (next) next->done.WaitForNotification();  // it points at segments
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool ChunkReader::RemovedUnderRead(const NodeKey& key,
+                                   const NodeRecord& record) const {
+  auto now = trie_->ReadNode(key);
+  // Gone, or stored again by a later Put under another payload key.
+  return now.ok() &&
+         (!now->has_value() || (*now)->payload_key() != record.payload_key());
+}
+
+}  // namespace seqkv

@@ -1,0 +1,57 @@
+// The Get pipeline: reads and decodes the chunks a match names, one chunk
+// ahead on the worker pool, into message buffers in the wire's token-major
+// order.
+#ifndef SEQKV_SERVER_READ_PATH_H_
+#define SEQKV_SERVER_READ_PATH_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/chunk_buffer_pool.h"
+#include "server/codec_cache.h"
+#include "server/worker_pool.h"
+#include "storage/trie.h"
+
+namespace seqkv {
+
+// Thread-safe: one reader serves any number of concurrent Gets.
+class ChunkReader {
+ public:
+  // All must outlive the reader.
+  ChunkReader(const Trie* trie, ChunkBufferPool* buffers, WorkerPool* pool,
+              CodecCache* codecs)
+      : trie_(trie), buffers_(buffers), pool_(pool), codecs_(codecs) {}
+
+  // Sends tokens [begin, end) of the matched `nodes` (whose tokens follow
+  // each other from token 0) through `on_data`, in messages of at most
+  // `message_bytes` holding whole tokens where a token fits one. A false
+  // return from `on_data` stops with CANCELLED. `on_data` may use the
+  // string's buffer while it sends (swap it into a message) but must leave
+  // the string as it found it: the buffer is reused.
+  //
+  // A payload that is missing, fails its checksum or does not decode is
+  // DATA_LOSS, or ABORTED when its node was removed or replaced meanwhile
+  // (a race with Delete or eviction: retrying sees the new state).
+  absl::Status Read(const std::shared_ptr<const Model>& model,
+                    std::span<const TrieNode> nodes, uint32_t begin,
+                    uint32_t end, size_t message_bytes,
+                    const std::function<bool(std::string&)>& on_data);
+
+ private:
+  // Whether the node a Get matched (`record`) was removed or replaced
+  // since, so that its payload failing to read is a race, not damage.
+  bool RemovedUnderRead(const NodeKey& key, const NodeRecord& record) const;
+
+  const Trie* const trie_;
+  ChunkBufferPool* const buffers_;
+  WorkerPool* const pool_;
+  CodecCache* const codecs_;
+};
+
+}  // namespace seqkv
+
+#endif  // SEQKV_SERVER_READ_PATH_H_

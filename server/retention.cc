@@ -1,0 +1,106 @@
+#include "server/retention.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace seqkv {
+
+void Retention::SetLimits(std::map<std::string, NamespaceLimit> limits,
+                          uint64_t capacity_bytes) {
+  absl::MutexLock lock(&mutex_);
+  limits_ = std::move(limits);
+  capacity_bytes_ = capacity_bytes;
+}
+
+NamespaceLimit Retention::LimitFor(const std::string& name_space) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = limits_.find(name_space);
+  return it == limits_.end() ? NamespaceLimit{} : it->second;
+}
+
+uint64_t Retention::capacity_bytes() const {
+  absl::MutexLock lock(&mutex_);
+  return capacity_bytes_;
+}
+
+uint64_t Retention::RefusingQuotaFor(const std::string& name_space) const {
+  const NamespaceLimit limit = LimitFor(name_space);
+  return limit.reject ? limit.quota_bytes : 0;
+}
+
+absl::Status Retention::CheckQuota(const std::string& name_space,
+                                   uint64_t added_bytes) const {
+  const uint64_t quota = RefusingQuotaFor(name_space);
+  if (quota == 0) return absl::OkStatus();
+  const int64_t used = trie_->usage().Get(name_space).bytes_stored;
+  if (static_cast<uint64_t>(std::max<int64_t>(0, used)) + added_bytes > quota)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("namespace '", name_space, "' is over its quota: ", used,
+                     " bytes stored + ", added_bytes, " new > ", quota));
+  return absl::OkStatus();
+}
+
+absl::Status Retention::Evict() {
+  std::map<std::string, NamespaceLimit> limits;
+  uint64_t capacity = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    limits = limits_;
+    capacity = capacity_bytes_;
+  }
+  NodeRemovals removals = trie_->StartRemovals();
+  // Bytes `ns` stores once the removals so far commit.
+  auto stored_after = [&](const std::string& ns) {
+    int64_t stored = trie_->usage().Get(ns).bytes_stored;
+    if (auto it = removals.usage_deltas().find(ns);
+        it != removals.usage_deltas().end())
+      stored += it->second.bytes_stored;
+    return stored;
+  };
+  // Evicts the least recently used leaf of `ns`; false when it has none.
+  auto evict_one = [&](const std::string& ns) -> absl::StatusOr<bool> {
+    auto victim = index_->OldestLeaf(ns);
+    if (!victim) return false;
+    auto record = trie_->ReadNode(*victim);
+    if (!record.ok()) return record.status();
+    index_->Remove(*victim);
+    if (record->has_value()) trie_->RemoveLeaf(*victim, **record, removals);
+    return true;
+  };
+  for (const auto& [ns, limit] : limits) {
+    if (limit.quota_bytes == 0 || limit.reject) continue;
+    while (static_cast<uint64_t>(std::max<int64_t>(0, stored_after(ns))) >
+           limit.quota_bytes) {
+      auto evicted = evict_one(ns);
+      if (!evicted.ok()) return evicted.status();
+      if (!*evicted) break;
+    }
+  }
+  if (capacity > 0) {
+    // Fair across tenants: always take from the namespace storing the most.
+    while (true) {
+      int64_t total = 0, largest = -1;
+      std::string largest_ns;
+      for (const auto& [ns, usage] : trie_->usage().GetAll()) {
+        const int64_t used = stored_after(ns);
+        total += used;
+        if (used > largest) largest = used, largest_ns = ns;
+      }
+      if (total <= static_cast<int64_t>(capacity) || largest <= 0) break;
+      auto evicted = evict_one(largest_ns);
+      if (!evicted.ok()) return evicted.status();
+      if (!*evicted) break;
+    }
+  }
+  if (removals.empty()) return absl::OkStatus();
+  const std::map<std::string, Usage> deltas = removals.usage_deltas();
+  if (auto status = trie_->CommitRemovals(removals); !status.ok())
+    return status;
+  for (const auto& [ns, delta] : deltas)
+    if (delta.chunks_stored < 0)
+      stats_->CountEvictions(ns, static_cast<uint64_t>(-delta.chunks_stored));
+  return absl::OkStatus();
+}
+
+}  // namespace seqkv
