@@ -73,6 +73,34 @@ bool IsPublic(const std::string& path) {
          path == "/index.html" || absl::StartsWith(path, "/static/");
 }
 
+// "host:port" of a listen flag; IPv6 hosts may be bracketed ("[::]:80").
+absl::Status ParseHostPort(const std::string& flag, const std::string& address,
+                           std::string& host, int& port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535)
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be host:port, got '", address, "'"));
+  host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
+  return absl::OkStatus();
+}
+
+// The probes: liveness (the process answers) and readiness (the store is
+// open and the gRPC server accepts calls).
+void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready) {
+  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  http.Get("/readyz",
+           [&ready](const httplib::Request&, httplib::Response& res) {
+             res.status = ready ? 200 : 503;
+             res.set_content(ready ? "ready\n" : "starting\n", "text/plain");
+           });
+}
+
 const DashboardAsset* FindAsset(std::string_view path) {
   for (const DashboardAsset& asset : DashboardAssets())
     if (asset.url_path == path) return &asset;
@@ -132,14 +160,7 @@ void AdminServer::Routes() {
                     absl::StrCat("no route ", req.method, " ", req.path));
       });
 
-  http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  http_->Get("/readyz",
-             [this](const httplib::Request&, httplib::Response& res) {
-               res.status = ready_ ? 200 : 503;
-               res.set_content(ready_ ? "ready\n" : "starting\n", "text/plain");
-             });
+  AddProbeRoutes(*http_, ready_);
   http_->Get("/v1/stats",
              [this](const httplib::Request&, httplib::Response& res) {
                SendJson(res, 200, StatsJson(*engine_));
@@ -199,8 +220,10 @@ void AdminServer::Routes() {
   });
   http_->Get("/metrics",
              [this](const httplib::Request&, httplib::Response& res) {
-               res.set_content(PrometheusMetrics(*engine_, ready_),
-                               "text/plain; version=0.0.4");
+               std::string text = PrometheusMetrics(*engine_, ready_);
+               if (options_.rpc_metrics != nullptr)
+                 text += options_.rpc_metrics->PrometheusText();
+               res.set_content(text, "text/plain; version=0.0.4");
              });
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
     const DashboardAsset* asset =
@@ -219,16 +242,11 @@ void AdminServer::Routes() {
 
 absl::Status AdminServer::Start(const std::string& address,
                                 std::string admin_token_sha256) {
-  const size_t colon = address.rfind(':');
+  std::string host;
   int port = 0;
-  if (colon == std::string::npos ||
-      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
-      port > 65535)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--admin_listen must be host:port, got '", address, "'"));
-  std::string host = address.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[')
-    host = host.substr(1, host.size() - 2);
+  if (auto status = ParseHostPort("--admin_listen", address, host, port);
+      !status.ok())
+    return status;
   auto token = AdminToken::FromSha256Hex(admin_token_sha256);
   if (!token.ok()) return token.status();
   if (!token->required() && !IsLoopbackHost(host))
@@ -253,6 +271,27 @@ absl::Status AdminServer::Start(const std::string& address,
   TakeSample();
   thread_ = std::thread([this] { http_->listen_after_bind(); });
   sampler_ = std::thread([this] { SampleLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status AdminServer::StartProbes(const std::string& address) {
+  std::string host;
+  int port = 0;
+  if (auto status = ParseHostPort("--probe_listen", address, host, port);
+      !status.ok())
+    return status;
+  probe_http_ = std::make_unique<httplib::Server>();
+  probe_http_->set_default_headers({{"Cache-Control", "no-store"}});
+  probe_http_->set_read_timeout(std::chrono::seconds(5));
+  probe_http_->set_write_timeout(std::chrono::seconds(5));
+  AddProbeRoutes(*probe_http_, ready_);
+  probe_port_ = port == 0 ? probe_http_->bind_to_any_port(host)
+                : probe_http_->bind_to_port(host, port) ? port
+                                                        : -1;
+  if (probe_port_ <= 0)
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on probe address ", address));
+  probe_thread_ = std::thread([this] { probe_http_->listen_after_bind(); });
   return absl::OkStatus();
 }
 
@@ -287,6 +326,10 @@ void AdminServer::Stop() {
   if (thread_.joinable()) {
     http_->stop();
     thread_.join();
+  }
+  if (probe_thread_.joinable()) {
+    probe_http_->stop();
+    probe_thread_.join();
   }
 }
 

@@ -14,6 +14,7 @@
 #include "server/cache_engine.h"
 #include "server/dashboard/admin_auth.h"
 #include "server/dashboard/stats_history.h"
+#include "server/rpc_metrics.h"
 
 namespace httplib {
 class Server;
@@ -27,6 +28,9 @@ struct AdminServerOptions {
   size_t history_samples = 720;
   // Tenants per sample (those storing the most bytes).
   size_t history_tenants = 64;
+  // Per-method gRPC counters and latencies appended to /metrics; none if
+  // null. Must outlive the admin server.
+  const RpcMetrics* rpc_metrics = nullptr;
 };
 
 // The options as the --admin_history_* flags set them.
@@ -44,10 +48,18 @@ class AdminServer {
   // <token>". A host other than loopback without a token is refused.
   absl::Status Start(const std::string& address,
                      std::string admin_token_sha256 = "");
+  // Also serves /healthz and /readyz alone, unauthenticated, on "host:port"
+  // (port 0 picks one) for a kubelet's or a load balancer's probes. Any host
+  // is allowed, 0.0.0.0 included: the answers tell only whether the server
+  // is up and ready. Independent of Start().
+  absl::Status StartProbes(const std::string& address);
+  // Stops both listeners.
   void Stop();
-  // Set once the gRPC server accepts calls; /readyz reports it.
+  // Set once the store is open and the gRPC server accepts calls, cleared
+  // when it starts draining; /readyz reports it.
   void SetReady(bool ready) { ready_ = ready; }
   int port() const { return port_; }
+  int probe_port() const { return probe_port_; }
 
  private:
   void Routes();
@@ -61,10 +73,13 @@ class AdminServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::thread sampler_;
+  std::unique_ptr<httplib::Server> probe_http_;
+  std::thread probe_thread_;
   absl::Mutex stop_mutex_;
   bool stopping_ ABSL_GUARDED_BY(stop_mutex_) = false;
   std::atomic<bool> ready_{false};
   int port_ = 0;
+  int probe_port_ = 0;
 };
 
 }  // namespace seqkv

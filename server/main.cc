@@ -24,15 +24,23 @@
 #include "server/cache_engine.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
+#include "server/rpc_metrics.h"
 #include "server/tenants.h"
 #include "spdlog/spdlog.h"
 #include "storage/kv_store.h"
 
 ABSL_FLAG(std::string, data_dir, "./seqkv-data", "RocksDB directory");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50551",
-          "gRPC address: host:port (port 0 picks one) or unix:/path");
+          "gRPC address: host:port (port 0 picks one), or unix:/path/to.sock "
+          "for a Unix domain socket (e.g. in a volume shared with the "
+          "inference worker); a stale socket file there is replaced");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:50552",
-          "admin HTTP address host:port; empty disables it");
+          "admin HTTP address host:port; empty disables it. Off loopback it "
+          "needs the config's admin token");
+ABSL_FLAG(std::string, probe_listen, "",
+          "host:port serving only /healthz and /readyz, unauthenticated, for "
+          "a kubelet's or load balancer's probes; 0.0.0.0 is allowed (e.g. "
+          "0.0.0.0:50553). Empty: none (the admin address serves them too)");
 ABSL_FLAG(std::string, config, "", "YAML config file (tenants, quotas, TLS)");
 ABSL_FLAG(std::string, default_codec, "lossless",
           "codec for Puts that name none and models without a default");
@@ -200,6 +208,14 @@ int Serve() {
   int grpc_port = 0;
   builder.AddListeningPort(listen, *credentials, &grpc_port);
   builder.RegisterService(&service);
+  RpcMetrics rpc_metrics;
+  {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(RpcMetrics::InterceptorFactory(&rpc_metrics));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   ApplyTransportArguments(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
@@ -207,11 +223,26 @@ int Serve() {
     return 1;
   }
 
-  AdminServer admin(&engine);
+  // Health checking answers for the service by name as well as for the
+  // server as a whole ("").
+  server->GetHealthCheckService()->SetServingStatus(
+      v1::KvCacheService::service_full_name(), true);
+
+  AdminServerOptions admin_options = AdminServerOptionsFromFlags();
+  admin_options.rpc_metrics = &rpc_metrics;
+  AdminServer admin(&engine, admin_options);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   if (!admin_listen.empty()) {
     if (auto status = admin.Start(admin_listen, config.admin_token_sha256);
         !status.ok()) {
+      spdlog::error("{}", status.ToString());
+      server->Shutdown();
+      return 1;
+    }
+  }
+  const std::string probe_listen = absl::GetFlag(FLAGS_probe_listen);
+  if (!probe_listen.empty()) {
+    if (auto status = admin.StartProbes(probe_listen); !status.ok()) {
       spdlog::error("{}", status.ToString());
       server->Shutdown();
       return 1;
@@ -225,7 +256,8 @@ int Serve() {
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file);
       !ready.empty()) {
     std::ofstream(ready + ".tmp") << absl::StrCat(
-        "{\"grpc_port\":", grpc_port, ",\"admin_port\":", admin.port(), "}\n");
+        "{\"grpc_port\":", grpc_port, ",\"admin_port\":", admin.port(),
+        ",\"probe_port\":", admin.probe_port(), "}\n");
     std::filesystem::rename(ready + ".tmp", ready, error);
   }
 
@@ -256,6 +288,8 @@ int Serve() {
   }
   spdlog::info("signal {}: draining calls", received);
   admin.SetReady(false);
+  // Health checks answer NOT_SERVING while the calls in flight finish.
+  server->GetHealthCheckService()->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   admin.Stop();
   if (auto status = engine.stats().Save(); !status.ok())

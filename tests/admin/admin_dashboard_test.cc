@@ -271,5 +271,52 @@ TEST_F(DashboardTest, AsksForTheTokenWhenTheEndpointNeedsOne) {
   EXPECT_EQ(FindElement(dom, "server-state").text, "ready");
 }
 
+// Until its first fetch lands the page says it is loading, not that the
+// store is empty; a store far below its tenant's quota still fills the
+// stored-bytes chart (its axis follows the data, not the quota).
+TEST_F(DashboardTest, LoadsFirstThenScalesStoredBytesToTheData) {
+  const HttpReply page = HttpGet(port_, "/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("loading…"), std::string::npos);
+  EXPECT_EQ(page.body.find("no tenant has stored"), std::string::npos);
+  std::string dom = Browse("--dump-dom");
+  ASSERT_NE(dom.find("data-loaded=\"true\""), std::string::npos) << dom;
+  EXPECT_NE(dom.find("no tenant has stored or looked up anything yet"),
+            std::string::npos);
+  EXPECT_EQ(dom.find("loading…"), std::string::npos);
+
+  const std::string config = profile_ + "/seqkv.yaml";
+  std::ofstream(config) << "tenants:\n  - name: acme\n    api_key_sha256: [\""
+                        << Sha256Hex("acme-key")
+                        << "\"]\n    quota_bytes: 10000000000\n";
+  auto server = ServerProcess::Start(
+      {"--config=" + config, "--admin_history_interval=200ms"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  port_ = PortOf(server_->admin_address());
+  auto client = server_->Connect("acme-key");
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE(
+      (*client)
+          ->Put({kModel, "raw", ""}, SyntheticCache(RandomTokens(300, 7), 8))
+          .ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto body = server_->AdminGet("/v1/tenants/acme");
+  ASSERT_TRUE(body.ok()) << body.status();
+  const double usage =
+      nlohmann::json::parse(*body)["usage_bytes"].get<double>();
+  ASSERT_GT(usage, 0);
+
+  dom = Browse("--dump-dom");
+  std::smatch top;
+  ASSERT_TRUE(std::regex_search(
+      dom, top,
+      std::regex("id=\"chart-usage-bytes\"[^>]*data-y-max=\"([0-9.e+]+)\"")))
+      << dom;
+  const double y_max = std::stod(top[1]);
+  EXPECT_GE(y_max, usage);
+  EXPECT_LE(y_max, 2.5 * usage) << "the axis is not scaled to the data";
+}
+
 }  // namespace
 }  // namespace seqkv::testing

@@ -68,6 +68,7 @@ absl::Status ServerProcess::Launch() {
       nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
       if (!json.is_discarded()) {
         grpc_port_ = json.value("grpc_port", 0);
+        probe_port_ = json.value("probe_port", 0);
         admin_port_ = json.value("admin_port", 0);
         return absl::OkStatus();
       }

@@ -31,6 +31,8 @@ class ServerProcess {
 
   std::string address() const;
   std::string admin_address() const;
+  // The port of --probe_listen (/healthz and /readyz alone); 0 if none.
+  int probe_port() const { return probe_port_; }
   const std::string& data_dir() const { return data_dir_; }
   absl::StatusOr<std::unique_ptr<Client>> Connect(
       std::string api_key = "") const;
@@ -46,6 +48,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int admin_port_ = 0;
+  int probe_port_ = 0;
 };
 
 // Path of a file in the shared data directory.

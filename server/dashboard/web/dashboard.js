@@ -137,8 +137,13 @@ function quotaCell(row, name, t) {
 function renderTenants(tenants) {
   const body = document.getElementById('tenant-rows');
   const names = Object.keys(tenants).sort();
-  if (names.length === 0) return;
   body.replaceChildren();
+  if (names.length === 0) {
+    const row = document.createElement('tr');
+    cell(row, 'no tenant has stored or looked up anything yet', 'muted').colSpan = 12;
+    body.appendChild(row);
+    return;
+  }
   for (const name of names) {
     const t = tenants[name];
     const id = (field) => 'tenant-' + name + '-' + field;
@@ -272,14 +277,31 @@ function hitRateSeries() {
   return datasets;
 }
 
-function quotaSeries() {
+// The top of the stored-bytes axis: a round number of KiB, MiB... (1, 2,
+// 2.5 or 5 times a power of ten) a little above the largest value, so that
+// small stores fill the chart however large their quota.
+function bytesAxisMax(largest) {
+  if (!(largest > 0)) return undefined;
+  let unit = 1;
+  while (largest * 1.05 / unit >= 1024) unit *= 1024;
+  const value = largest * 1.05 / unit;
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  const step = [1, 2, 2.5, 5, 10].find((m) => m * power >= value);
+  return step * power * unit;
+}
+
+// Dashed quota lines; one above the axis stays in the legend with its size.
+function quotaSeries(axisMax) {
   const out = [];
   for (const name of state.tenantColors.keys()) {
     const data = state.samples
       .filter((s) => s.tenants[name] && s.tenants[name].quota_bytes > 0)
       .map((s) => ({x: s.t, y: s.tenants[name].quota_bytes}));
     if (data.length) {
-      out.push({label: name + ' quota', data, borderDash: [6, 4], borderWidth: 1,
+      const quota = data[data.length - 1].y;
+      const above = axisMax !== undefined && quota > axisMax ? ', above the chart' : '';
+      out.push({label: name + ' quota (' + fmtBytes(quota) + above + ')', data,
+                borderDash: [6, 4], borderWidth: 1,
                 borderColor: colorFor(name), backgroundColor: colorFor(name),
                 pointRadius: 0});
     }
@@ -300,7 +322,14 @@ function renderCharts() {
   update(state.charts.hitRate, hitRateSeries());
   update(state.charts.dedup, series('dedup_ratio', true));
   update(state.charts.compression, series('compression_ratio', true));
-  update(state.charts.usage, series('usage_bytes', true).concat(quotaSeries()));
+  const usage = series('usage_bytes', true);
+  const largest = Math.max(0, ...usage.flatMap((d) => d.data.map((p) => p.y || 0)));
+  const axisMax = bytesAxisMax(largest);
+  const y = state.charts.usage.options.scales.y;
+  y.max = axisMax;
+  y.ticks.stepSize = axisMax === undefined ? undefined : axisMax / 4;
+  document.getElementById('chart-usage-bytes').dataset.yMax = String(axisMax || 0);
+  update(state.charts.usage, usage.concat(quotaSeries(axisMax)));
 }
 
 async function refreshHistory() {
