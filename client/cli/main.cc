@@ -68,11 +68,25 @@ bool IsHelpFlag(absl::string_view arg) {
   return arg == "help" || arg == "h" || arg == "helpshort" || arg == "helpfull";
 }
 
-// True if a help flag comes before the end of the flags ("--").
+// True if a help flag comes before the end of the flags ("--"), not as the
+// value of the flag before it (`--prompt -h`).
 bool AsksForHelp(std::span<char* const> args) {
+  bool takes_value = false;
   for (const char* arg : args) {
-    if (std::string_view(arg) == "--") return false;
-    if (IsHelpFlag(arg)) return true;
+    const absl::string_view text = arg;
+    if (takes_value) {
+      takes_value = false;
+      continue;
+    }
+    if (text == "--") return false;
+    if (IsHelpFlag(text)) return true;
+    absl::string_view name = text;
+    if (absl::ConsumePrefix(&name, "-")) {
+      absl::ConsumePrefix(&name, "-");
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      takes_value = !absl::StrContains(name, '=') && flag != nullptr &&
+                    !flag->IsOfType<bool>();
+    }
   }
   return false;
 }

@@ -64,6 +64,16 @@ TEST(CliHelpTest, ServerHelpListsOnlyServerFlags) {
   EXPECT_FALSE(absl::StrContains(run.out, "--flagfile")) << run.out;
 }
 
+TEST(CliHelpTest, HelpAsAFlagValueIsAValue) {
+  // "-h" is the prompt here, so generate runs (and fails on the model
+  // directory) instead of printing its help.
+  const CommandResult run = RunJoined(
+      kBin + "/seqkv generate --prompt -h --model_dir /nonexistent/model");
+  EXPECT_EQ(run.exit_code, 1) << run.out;
+  EXPECT_FALSE(absl::StrContains(run.out, "usage:")) << run.out;
+  EXPECT_TRUE(absl::StrContains(run.out, "/nonexistent/model")) << run.out;
+}
+
 // The commands `seqkv help` lists, from its lines "  NAME  summary".
 std::vector<std::string> ListedCommands() {
   const CommandResult run = RunJoined(kBin + "/seqkv help");
