@@ -30,7 +30,8 @@ ABSL_FLAG(std::string, rope, "",
           "RoPE convention of the keys: none, rotate_half[:THETA] or "
           "interleaved[:THETA] (a style without THETA keeps the theta it "
           "overrides). Empty: what --model_dir's config.json says; for "
-          "put, the registered model's; else rotate_half:10000");
+          "put, the registered model's; else rotate_half:10000. eval, "
+          "calibrate and generate run the model as its config.json says");
 
 ABSL_FLAG(std::string, profile, "",
           "fidelity profile JSON (from `seqkv calibrate`) given to codecs as "
