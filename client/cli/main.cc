@@ -120,26 +120,51 @@ std::optional<std::filesystem::path> FindBinary(
   return std::nullopt;
 }
 
-// Fills `text` into lines of at most `width` columns, each indented.
-void PrintWrapped(std::ostream& out, absl::string_view text, size_t indent,
-                  size_t width = 80) {
-  size_t column = 0;
-  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
-    if (column > indent && column + 1 + word.size() > width) {
-      out << "\n";
-      column = 0;
-    }
-    if (column == 0) {
-      out << std::string(indent, ' ');
+// Fills `words` into lines of at most `width` columns: the first starts with
+// `first`, the others with `indent` spaces.
+void PrintFilled(std::ostream& out, absl::string_view first,
+                 const std::vector<absl::string_view>& words, size_t indent,
+                 size_t width = 80) {
+  out << first;
+  size_t column = first.size();
+  bool line_empty = true;
+  for (absl::string_view word : words) {
+    if (!line_empty && column + 1 + word.size() > width) {
+      out << "\n" << std::string(indent, ' ');
       column = indent;
-    } else {
+      line_empty = true;
+    }
+    if (!line_empty) {
       out << ' ';
       ++column;
     }
     out << word;
     column += word.size();
+    line_empty = false;
   }
-  if (column > 0) out << "\n";
+  out << "\n";
+}
+
+// Fills `text` into lines of at most 80 columns, each indented.
+void PrintWrapped(std::ostream& out, absl::string_view text, size_t indent) {
+  PrintFilled(out, std::string(indent, ' '),
+              absl::StrSplit(text, ' ', absl::SkipEmpty()), indent);
+}
+
+// The words of a usage line, an optional part ("[--codec C]") as one.
+std::vector<absl::string_view> UsageWords(absl::string_view line) {
+  std::vector<absl::string_view> words;
+  int depth = 0;
+  size_t start = 0;
+  for (size_t i = 0; i <= line.size(); ++i) {
+    if (i < line.size() && line[i] == '[') ++depth;
+    if (i < line.size() && line[i] == ']') --depth;
+    if (i == line.size() || (line[i] == ' ' && depth <= 0)) {
+      if (i > start) words.push_back(line.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return words;
 }
 
 void PrintFlag(std::ostream& out, const absl::CommandLineFlag& flag) {
@@ -182,7 +207,18 @@ void PrintFlagsNamed(std::ostream& out, std::string_view names) {
 // file, then the shared flags it reads.
 void PrintCommandHelp(std::ostream& out, const CommandInfo& info,
                       const RegisteredCommand& command) {
-  out << "usage: " << info.usage << "\n\n" << info.summary << "\n";
+  // The usage lines, filled; a line's continuation is indented past its own
+  // leading spaces.
+  bool first_line = true;
+  for (absl::string_view line : absl::StrSplit(Absl(info.usage), '\n')) {
+    const size_t lead = line.find_first_not_of(' ');
+    const std::string prefix =
+        (first_line ? "usage: " : "") +
+        std::string(line.substr(0, lead == line.npos ? 0 : lead));
+    PrintFilled(out, prefix, UsageWords(line), prefix.size() + 4);
+    first_line = false;
+  }
+  out << "\n" << info.summary << "\n";
   std::vector<const absl::CommandLineFlag*> own;
   for (const auto& [name, flag] : absl::GetAllFlags())
     if (NormalizeFile(flag->Filename()) == NormalizeFile(command.file))
