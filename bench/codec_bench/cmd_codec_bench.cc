@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "bench/codec_bench/bench_runner.h"
 #include "client/cli/command.h"

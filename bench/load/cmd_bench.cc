@@ -5,7 +5,6 @@
 #include <chrono>
 #include <iostream>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "bench/load/layout_presets.h"

@@ -1,7 +1,6 @@
 // seqkv delete --model NAME [--tokens FILE.safetensors]
 #include <iostream>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"

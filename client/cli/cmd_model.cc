@@ -2,7 +2,6 @@
 #include <fstream>
 #include <iostream>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,7 +14,6 @@
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, default_codec, "", "codec for Puts that name none");
-// Defined with `seqkv eval` (tools/lm): a calibration profile JSON.
 
 namespace seqkv::cli {
 namespace {
