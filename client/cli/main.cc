@@ -246,6 +246,7 @@ void PrintUsage(std::ostream& out, const std::filesystem::path& self) {
       binaries.push_back(info.binary);
   std::sort(binaries.begin(), binaries.end());
   std::vector<std::string> missing;
+  std::vector<absl::string_view> missing_binaries;
   for (std::string_view binary : binaries) {
     bool here = false;
     for (const CommandInfo& info : CommandTable())
@@ -262,15 +263,17 @@ void PrintUsage(std::ostream& out, const std::filesystem::path& self) {
           << info.summary << "\n";
       names.push_back(Absl(info.name));
     }
-    if (!found)
+    if (!found) {
       missing.push_back(
           absl::StrCat(Absl(binary), " (", absl::StrJoin(names, ", "), ")"));
+      missing_binaries.push_back(Absl(binary));
+    }
   }
   if (!missing.empty())
     out << "\nmissing: " << absl::StrJoin(missing, "; ")
         << ": not found next to " << self.string()
-        << " or on PATH; build them with `cmake --build BUILD_DIR --target "
-           "seqkv-bench seqkv-lm`.\n";
+        << " or on PATH; build with `cmake --build BUILD_DIR --target "
+        << absl::StrJoin(missing_binaries, " ") << "`.\n";
   out << "\n`seqkv COMMAND --help` (or `seqkv help COMMAND`) lists a "
          "command's flags. Every command that talks to a server takes:\n";
   PrintFlagsNamed(out, "connection");
