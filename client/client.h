@@ -77,8 +77,15 @@ struct ModelRegistration {
   std::map<std::string, std::string> codec_state;
 };
 
+// A connection to one seqkv server. Thread-safe: calls from any number of
+// threads share the channel (gRPC multiplexes them). Every call returns the
+// server's status as it came (its code and message), or UNAVAILABLE /
+// DEADLINE_EXCEEDED from the transport; a Get whose stream breaks or does
+// not add up is DATA_LOSS, and nothing half-received is returned as OK.
 class Client {
  public:
+  // Opens the channel (lazily: a server that is down fails the first call,
+  // not Connect). INVALID_ARGUMENT / NOT_FOUND for unreadable TLS files.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(
       const ClientOptions& options);
   ~Client();
@@ -99,7 +106,9 @@ class Client {
       uint32_t chunk_tokens, uint32_t alignment = 0,
       const std::string& name_space = "");
 
-  // Streams `cache` (all its tokens) to the server.
+  // Streams `cache` (all its tokens) to the server; its layout registers
+  // the model on its first Put. Stored once the call returns OK, never in
+  // part.
   absl::StatusOr<PutResult> Put(const PutOptions& options,
                                 const KvCache& cache);
 
@@ -113,6 +122,9 @@ class Client {
   absl::Status GetInto(const GetOptions& options,
                        std::span<const int32_t> tokens, KvCache& cache);
 
+  // Removes the stored node `tokens` reaches (chunk-aligned, or ending at a
+  // stored partial chunk) and everything below it; empty `tokens`: all of
+  // the model's caches in the namespace.
   absl::StatusOr<DeleteResult> Delete(const std::string& model,
                                       std::span<const int32_t> tokens,
                                       const std::string& name_space = "");
