@@ -1,23 +1,14 @@
 #include "server/put_session.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/chunk_layout.h"
 
 namespace seqkv {
-namespace {
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 PutSession::PutSession(Resources resources, Target target)
     : resources_(std::move(resources)),
@@ -138,7 +129,7 @@ absl::Status PutSession::FlushChunk() {
          .name_space = target_.name_space,
          .model = model.record.name(),
          .put_id = target_.put_id},
-        NowMicros());
+        absl::ToUnixMicros(absl::Now()));
     job->chunk = std::move(chunk_);
     EncodeJob* raw = job.get();
     resources_.pool->Submit([this, raw, &codec,
