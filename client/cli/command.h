@@ -5,8 +5,8 @@
 //   seqkv        client operations and admin (put, get, lookup, model, ...)
 //   seqkv-bench  benchmarks (bench, replay, codec-bench), with the peers'
 //                compressors
-//   seqkv-lm     the model runtime (eval, calibrate, generate), with OpenBLAS
-//                and ICU
+//   seqkv-lm     the model runtime (eval, calibrate, generate, prefill), with
+//                OpenBLAS and ICU
 // Each command registers itself from its own .cc file, which is compiled
 // into one of them. Any of the three runs any command: one it does not hold
 // is handed to the binary that does (found next to the running one, then on

@@ -45,7 +45,8 @@ constexpr CommandInfo kCommands[] = {
      "seqkv generate --model_dir DIR --server ADDR (--prompt TEXT | --tokens "
      "0,12,34 | --tokens FILE) [--max_new_tokens N] [--codec C] "
      "[--model NAME] [--chunk_tokens N] [--compare]",
-     "model_dir,tokens,model,chunk_tokens,codec,namespace,json,connection"},
+     "model_dir,tokens,add_bos,model,chunk_tokens,codec,namespace,json,"
+     "connection"},
     {"get", "seqkv", "fetch the cache of the longest stored prefix into a file",
      "seqkv get --model NAME --tokens FILE.safetensors --out OUT.safetensors",
      "model,tokens,out,alignment,namespace,connection"},
@@ -60,6 +61,13 @@ constexpr CommandInfo kCommands[] = {
      "[--chunk_tokens N] [--default_codec C]\n"
      "       seqkv model show --model NAME",
      "model,layout,model_dir,rope,profile,chunk_tokens,connection"},
+    {"prefill", "seqkv-lm",
+     "write a model's KV cache of a text or token ids to a file",
+     "seqkv prefill --model_dir DIR (--text TEXT | --tokens 0,12,34 | "
+     "--tokens FILE) --out OUT.safetensors [--add_bos=false]\n"
+     "  Writes tokens (int32) and post-RoPE k, v [layers, kv_heads, T, "
+     "head_dim] in the model's dtype.",
+     "model_dir,tokens,out,add_bos"},
     {"put", "seqkv", "store KV caches from safetensors files",
      "seqkv put --model NAME [--codec C] FILE.safetensors...",
      "model,codec,rope,namespace,connection"},

@@ -12,8 +12,8 @@ ABSL_FLAG(uint32_t, chunk_tokens, 0,
           "tokens per trie chunk (0: the server's default for model "
           "register, 256 elsewhere)");
 ABSL_FLAG(std::string, tokens, "",
-          "safetensors file whose `tokens` to use (generate: also a "
-          "comma-separated id list)");
+          "safetensors file whose `tokens` to use (generate, prefill: also "
+          "a comma-separated id list)");
 ABSL_FLAG(std::string, out, "",
-          "output file (get: safetensors with tokens, k, v; calibrate: the "
-          "profile JSON)");
+          "output file (get, prefill: safetensors with tokens, k, v; "
+          "calibrate: the profile JSON)");

@@ -12,13 +12,13 @@
 
 // model register, bench, replay.
 ABSL_DECLARE_FLAG(std::string, layout);
-// model register, codec-bench, eval, calibrate, generate.
+// model register, codec-bench, eval, calibrate, generate, prefill.
 ABSL_DECLARE_FLAG(std::string, model_dir);
 // model register, bench, codec-bench, eval, generate.
 ABSL_DECLARE_FLAG(uint32_t, chunk_tokens);
-// get, delete, generate.
+// get, delete, generate, prefill.
 ABSL_DECLARE_FLAG(std::string, tokens);
-// get, calibrate.
+// get, calibrate, prefill.
 ABSL_DECLARE_FLAG(std::string, out);
 
 #endif  // SEQKV_CLIENT_CLI_SHARED_FLAGS_H_

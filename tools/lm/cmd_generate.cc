@@ -7,14 +7,11 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
-#include "client/cli/token_input.h"
 #include "client/client.h"
 #include "nlohmann/json.hpp"
 #include "tools/lm/bpe_tokenizer.h"
@@ -24,8 +21,6 @@
 
 ABSL_FLAG(std::string, prompt, "",
           "prompt text (tokenized with tokenizer.json)");
-ABSL_FLAG(bool, add_bos, true,
-          "start a --prompt with the model's BOS token (config bos_token_id)");
 ABSL_FLAG(int32_t, max_new_tokens, 16, "tokens to generate greedily");
 ABSL_FLAG(bool, compare, false,
           "also generate without seqkv and report whether the tokens match");
@@ -42,25 +37,12 @@ double MillisSince(Clock::time_point start) {
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(
     const LlamaModel& model, const BpeTokenizer* tokenizer) {
-  std::vector<int32_t> tokens;
   const std::string token_flag = absl::GetFlag(FLAGS_tokens);
-  if (!token_flag.empty()) {
-    // Either ids ("0,12,34") or, as for `seqkv get`, a safetensors file.
-    if (token_flag.find_first_not_of("0123456789, ") != std::string::npos)
-      return cli::ReadTokens(token_flag);
-    for (absl::string_view part :
-         absl::StrSplit(token_flag, ',', absl::SkipEmpty())) {
-      int32_t id;
-      if (!absl::SimpleAtoi(part, &id))
-        return absl::InvalidArgumentError(
-            absl::StrCat("--tokens: '", part, "' is not an integer"));
-      tokens.push_back(id);
-    }
-    return tokens;
-  }
+  if (!token_flag.empty()) return ParseTokensFlag(token_flag);
   if (tokenizer == nullptr)
     return absl::FailedPreconditionError(
         "--prompt needs tokenizer.json in --model_dir");
+  std::vector<int32_t> tokens;
   if (absl::GetFlag(FLAGS_add_bos) && model.config().bos_token_id >= 0)
     tokens.push_back(model.config().bos_token_id);
   auto encoded = tokenizer->Encode(absl::GetFlag(FLAGS_prompt));
