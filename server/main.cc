@@ -24,6 +24,7 @@
 #include "server/cache_engine.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
+#include "server/reflection_v1.h"
 #include "server/rpc_metrics.h"
 #include "server/tenants.h"
 #include "spdlog/spdlog.h"
@@ -208,6 +209,9 @@ int Serve() {
   int grpc_port = 0;
   builder.AddListeningPort(listen, *credentials, &grpc_port);
   builder.RegisterService(&service);
+  // v1 beside the plugin's v1alpha; it forwards there once the server runs.
+  ReflectionV1Service reflection_v1;
+  builder.RegisterService(&reflection_v1);
   RpcMetrics rpc_metrics;
   {
     std::vector<
@@ -222,6 +226,7 @@ int Serve() {
     spdlog::error("cannot listen on {}", listen);
     return 1;
   }
+  reflection_v1.SetChannel(server->InProcessChannel(grpc::ChannelArguments()));
 
   // Health checking answers for the service by name as well as for the
   // server as a whole ("").

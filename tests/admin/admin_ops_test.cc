@@ -1,6 +1,7 @@
 // What operators and orchestrators see of a real seqkv-server: per-method
 // gRPC metrics (checked by promtool where installed), gRPC health checking
 // by service name, reflection, the probe listener and a Unix socket.
+#include <google/protobuf/descriptor.pb.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -49,23 +51,58 @@ grpc::Status CheckHealth(const std::string& address, const std::string& service,
   return stub->Check(&context, request, &response);
 }
 
-// The services that reflection of one version (v1 or v1alpha) lists.
+// The answers of reflection of one version (v1 or v1alpha) to `requests`,
+// sent on one stream in turn.
 template <typename Reflection, typename Request, typename Response>
-grpc::Status ListServices(const std::string& address,
-                          std::vector<std::string>& names) {
+grpc::Status Reflect(const std::string& address,
+                     const std::vector<Request>& requests,
+                     std::vector<Response>& responses) {
   auto stub = Reflection::NewStub(Channel(address));
   grpc::ClientContext context;
   context.set_deadline(Deadline());
   auto stream = stub->ServerReflectionInfo(&context);
-  Request request;
-  request.set_list_services("");
-  stream->Write(request);
+  for (const Request& request : requests) {
+    Response response;
+    if (!stream->Write(request) || !stream->Read(&response)) break;
+    responses.push_back(std::move(response));
+  }
   stream->WritesDone();
-  Response response;
-  while (stream->Read(&response))
-    for (const auto& service : response.list_services_response().service())
-      names.push_back(service.name());
+  Response extra;
+  EXPECT_FALSE(stream->Read(&extra)) << "an answer without a request";
   return stream->Finish();
+}
+
+// What reflection of one version answers to list_services and to
+// file_containing_symbol for kService, on one stream: the services it lists
+// and the names of the files that describe kService.
+template <typename Reflection, typename Request, typename Response>
+void ExpectReflectionDescribesTheService(const std::string& address) {
+  std::vector<Request> requests(2);
+  requests[0].set_list_services("");
+  requests[1].set_file_containing_symbol(kService);
+  std::vector<Response> responses;
+  const grpc::Status status =
+      Reflect<Reflection, Request, Response>(address, requests, responses);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(responses.size(), 2u);
+
+  std::vector<std::string> names;
+  for (const auto& service : responses[0].list_services_response().service())
+    names.push_back(service.name());
+  EXPECT_NE(std::find(names.begin(), names.end(), kService), names.end());
+
+  ASSERT_TRUE(responses[1].has_file_descriptor_response())
+      << responses[1].error_response().error_message();
+  bool described = false;
+  for (const std::string& bytes :
+       responses[1].file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    for (const auto& service : file.service())
+      if (file.package() + "." + service.name() == kService) described = true;
+  }
+  EXPECT_TRUE(described) << "no file descriptor declares " << kService;
+  EXPECT_EQ(responses[1].original_request().file_containing_symbol(), kService);
 }
 
 // The samples of a Prometheus text page: "name{labels}" -> value.
@@ -193,26 +230,39 @@ TEST_F(OpsTest, HealthAnswersForTheServerAndTheServiceByName) {
       grpc::StatusCode::NOT_FOUND);
 }
 
-// Debian 12's gRPC (1.51) serves reflection as v1alpha only; the test says
-// so, and fails once a newer gRPC brings v1 (then docs/ADMIN.md changes).
-TEST_F(OpsTest, ReflectionListsTheServiceInV1Alpha) {
+// v1alpha comes from libgrpc++_reflection; v1, which Debian 12's gRPC (1.51)
+// lacks, from the server's own forwarder (server/reflection_v1.h). Both
+// describe the service alike.
+TEST_F(OpsTest, ReflectionDescribesTheServiceInV1AlphaAndV1) {
   Start();
-  std::vector<std::string> names;
-  const grpc::Status status =
-      ListServices<grpc::reflection::v1alpha::ServerReflection,
-                   grpc::reflection::v1alpha::ServerReflectionRequest,
-                   grpc::reflection::v1alpha::ServerReflectionResponse>(
-          server_->address(), names);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_NE(std::find(names.begin(), names.end(), kService), names.end());
+  ExpectReflectionDescribesTheService<
+      grpc::reflection::v1alpha::ServerReflection,
+      grpc::reflection::v1alpha::ServerReflectionRequest,
+      grpc::reflection::v1alpha::ServerReflectionResponse>(server_->address());
+  ExpectReflectionDescribesTheService<
+      grpc::reflection::v1::ServerReflection,
+      grpc::reflection::v1::ServerReflectionRequest,
+      grpc::reflection::v1::ServerReflectionResponse>(server_->address());
+}
 
-  std::vector<std::string> v1_names;
-  EXPECT_EQ((ListServices<grpc::reflection::v1::ServerReflection,
-                          grpc::reflection::v1::ServerReflectionRequest,
-                          grpc::reflection::v1::ServerReflectionResponse>(
-                 server_->address(), v1_names)
-                 .error_code()),
-            grpc::StatusCode::UNIMPLEMENTED);
+// An unknown symbol is an error answer on the stream in both versions, not
+// the end of the stream.
+TEST_F(OpsTest, ReflectionV1AnswersUnknownSymbolsLikeV1Alpha) {
+  Start();
+  std::vector<grpc::reflection::v1::ServerReflectionRequest> requests(2);
+  requests[0].set_file_containing_symbol("no.such.Service");
+  requests[1].set_list_services("");
+  std::vector<grpc::reflection::v1::ServerReflectionResponse> responses;
+  const grpc::Status status =
+      Reflect<grpc::reflection::v1::ServerReflection,
+              grpc::reflection::v1::ServerReflectionRequest,
+              grpc::reflection::v1::ServerReflectionResponse>(
+          server_->address(), requests, responses);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].error_response().error_code(),
+            static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_GT(responses[1].list_services_response().service_size(), 0);
 }
 
 TEST_F(OpsTest, ProbeListenerServesHealthAndReadinessAlone) {
