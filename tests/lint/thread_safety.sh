@@ -45,6 +45,23 @@ def check(job):
     return rel, subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
 
 
+# First, that the check is live: a read of a guarded member without its lock
+# must fail with the same flags.
+probe_src = os.path.join(build_dir, "thread_safety_probe.cc")
+with open(probe_src, "w") as f:
+    f.write('#include "absl/synchronization/mutex.h"\n'
+            "struct Probe { absl::Mutex mu; int n ABSL_GUARDED_BY(mu) = 0;\n"
+            "  int Read() { return n; } };\n")
+rel, cmd, cwd = jobs[0] if jobs else ("", [], build_dir)
+probe = [arg for arg in cmd if arg != os.path.join(source_dir, rel)
+         and not arg.endswith("/" + rel)] + [probe_src]
+result = subprocess.run(probe, cwd=cwd, capture_output=True, text=True)
+if not jobs or "requires holding mutex" not in result.stderr:
+    print("the probe with an unguarded read was not flagged: the check is "
+          "not live\n" + result.stderr)
+    sys.exit(1)
+os.remove(probe_src)
+
 failed = 0
 with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
     for rel, result in pool.map(check, jobs):
