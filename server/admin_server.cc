@@ -223,6 +223,8 @@ void AdminServer::Routes() {
                std::string text = PrometheusMetrics(*engine_, ready_);
                if (options_.rpc_metrics != nullptr)
                  text += options_.rpc_metrics->PrometheusText();
+               if (options_.streams != nullptr)
+                 text += StreamMetrics(*options_.streams);
                res.set_content(text, "text/plain; version=0.0.4");
              });
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {

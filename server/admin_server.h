@@ -15,6 +15,7 @@
 #include "server/dashboard/admin_auth.h"
 #include "server/dashboard/stats_history.h"
 #include "server/rpc_metrics.h"
+#include "server/stream_limiter.h"
 
 namespace httplib {
 class Server;
@@ -31,6 +32,8 @@ struct AdminServerOptions {
   // Per-method gRPC counters and latencies appended to /metrics; none if
   // null. Must outlive the admin server.
   const RpcMetrics* rpc_metrics = nullptr;
+  // Open streams and idle cancellations, in /metrics (may be null).
+  const StreamLimiter* streams = nullptr;
 };
 
 // The options as the --admin_history_* flags set them.

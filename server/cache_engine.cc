@@ -28,7 +28,8 @@ bool SameStoredLayout(const KvLayout& registered, const KvLayout& given) {
 
 CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
     : options_(std::move(options)),
-      chunk_buffers_(options_.chunk_buffer_pool_bytes),
+      memory_(options_.memory),
+      chunk_buffers_(options_.chunk_buffer_pool_bytes, &memory_),
       trie_(store),
       models_(store),
       stats_(store, &trie_.usage()),
@@ -213,6 +214,10 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
   } else {
     return found.status();
   }
+  if (auto status = CheckChunkBytes(model->record.name(), model->context.layout,
+                                    model->chunk_tokens);
+      !status.ok())
+    return status;
   if (auto status = retention_.CheckQuota(name_space, 1); !status.ok())
     return status;
   std::string codec_spec = std::move(spec.codec);
@@ -350,6 +355,10 @@ absl::StatusOr<RegisterOutcome> CacheEngine::RegisterModel(ModelSpec spec) {
         "chunk_tokens must be at most 65536, got ", spec.chunk_tokens));
   if (spec.chunk_tokens == 0) spec.chunk_tokens = options_.default_chunk_tokens;
   const uint32_t chunk_tokens = spec.chunk_tokens;
+  if (auto status = spec.layout.Validate(); !status.ok()) return status;
+  if (auto status = CheckChunkBytes(spec.name, spec.layout, chunk_tokens);
+      !status.ok())
+    return status;
   // The default codec must work with the model's state as it will be.
   auto check = [](const Model& model) -> absl::Status {
     const std::string& codec_spec = model.record.default_codec();
@@ -364,6 +373,21 @@ absl::StatusOr<RegisterOutcome> CacheEngine::RegisterModel(ModelSpec spec) {
   auto created = models_.Register(std::move(spec), check);
   if (!created.ok()) return created.status();
   return RegisterOutcome{.chunk_tokens = chunk_tokens, .created = *created};
+}
+
+absl::Status CacheEngine::CheckChunkBytes(const std::string& name,
+                                          const KvLayout& layout,
+                                          uint32_t chunk_tokens) const {
+  const uint64_t chunk_bytes =
+      uint64_t{layout.bytes_per_token()} * chunk_tokens;
+  if (chunk_bytes <= options_.max_chunk_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "a chunk of model '", name, "' (", chunk_tokens, " tokens of ",
+      layout.bytes_per_token(), " bytes) is ", chunk_bytes,
+      " bytes, over this server's --max_chunk_bytes (",
+      options_.max_chunk_bytes,
+      "); register the model with fewer "
+      "chunk_tokens"));
 }
 
 absl::StatusOr<ModelInfo> CacheEngine::GetModel(const std::string& name) {

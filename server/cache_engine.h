@@ -28,6 +28,7 @@
 #include "codec/kv_layout.h"
 #include "server/chunk_buffer_pool.h"
 #include "server/codec_cache.h"
+#include "server/memory_budget.h"
 #include "server/node_index.h"
 #include "server/put_session.h"
 #include "server/read_path.h"
@@ -49,6 +50,12 @@ struct EngineOptions {
   size_t codec_threads = 0;
   // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
+  // The memory Puts, Gets and registrations may hold at once (the idle
+  // chunk buffers included), and how long a request waits for it.
+  MemoryBudgetOptions memory;
+  // The largest chunk a model may define (layout bytes per token x its
+  // chunk_tokens): a chunk is the unit a Put assembles in memory.
+  uint64_t max_chunk_bytes = uint64_t{256} << 20;
   // Once no Put, Get or Delete has run for `idle_after` (and again only
   // after the next one), the engine frees its idle chunk buffers and calls
   // `on_idle` on a background thread. The server hands the allocator's
@@ -194,6 +201,7 @@ class CacheEngine {
   uint64_t capacity_bytes() const { return retention_.capacity_bytes(); }
 
   // Memory the engine holds for reuse, and how often it gave it back.
+  MemoryBudget& memory_budget() { return memory_; }
   size_t chunk_buffers_idle_bytes() const {
     return chunk_buffers_.idle_bytes();
   }
@@ -217,6 +225,10 @@ class CacheEngine {
       const ReadScope& scope, const Model& model,
       std::span<const int32_t> tokens) const;
 
+  // RESOURCE_EXHAUSTED when a chunk of `model` is over max_chunk_bytes.
+  absl::Status CheckChunkBytes(const std::string& name, const KvLayout& layout,
+                               uint32_t chunk_tokens) const;
+
   // Evicts what the limits require; logs a failure.
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
 
@@ -227,7 +239,9 @@ class CacheEngine {
   void ReportIdleOnce();
 
   const EngineOptions options_;
-  // Before everything that may hold its buffers, so that it is destroyed last.
+  // Before everything that may hold its buffers, so that they are destroyed
+  // last.
+  MemoryBudget memory_;
   ChunkBufferPool chunk_buffers_;
   NodeIndex index_;
   Trie trie_;

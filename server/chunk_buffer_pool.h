@@ -4,11 +4,14 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/memory_budget.h"
 
 namespace seqkv {
 
@@ -36,9 +39,11 @@ class ChunkBuffer {
 
  private:
   friend class ChunkBufferPool;
-  ChunkBuffer(ChunkBufferPool* pool, std::string data);
+  ChunkBuffer(ChunkBufferPool* pool, std::string data,
+              MemoryReservation reservation);
 
   ChunkBufferPool* pool_ = nullptr;
+  MemoryReservation reservation_;
   // A string, so that it can become a message's bytes field without a copy.
   std::string data_;
 };
@@ -47,18 +52,25 @@ class ChunkBuffer {
 // large freed blocks back to the kernel, so without reuse every chunk of
 // several MiB lands in pages the kernel must map afresh; on virtual
 // machines that costs more than the copy into them (docs/benchmarks).
+// Every buffer, in use or idle, holds its bytes of a MemoryBudget; the
+// pool frees idle buffers before a new one would wait for the budget.
 // Thread-safe; must outlive the buffers it hands out.
 class ChunkBufferPool {
  public:
   // Keeps at most `max_idle_bytes` of unused buffers (0: keeps none).
-  explicit ChunkBufferPool(size_t max_idle_bytes);
+  // `budget` (may be null: unlimited) must outlive the pool.
+  explicit ChunkBufferPool(size_t max_idle_bytes,
+                           MemoryBudget* budget = nullptr);
   ChunkBufferPool(const ChunkBufferPool&) = delete;
   ChunkBufferPool& operator=(const ChunkBufferPool&) = delete;
 
   // A buffer of exactly `bytes` bytes, reused when an idle one has that
   // size. Its contents are unspecified (possibly another tenant's chunk):
   // the caller writes every byte before anything reads it.
-  ChunkBuffer Acquire(size_t bytes);
+  // RESOURCE_EXHAUSTED, naming `what`, when the memory budget cannot hold
+  // it within its wait.
+  absl::StatusOr<ChunkBuffer> Acquire(size_t bytes,
+                                      std::string_view what = "a buffer");
 
   size_t idle_bytes() const;
   // Frees every idle buffer (buffers in use come back as usual).
@@ -66,14 +78,20 @@ class ChunkBufferPool {
 
  private:
   friend class ChunkBuffer;
+  struct Idle {
+    // Before the data, so that the memory is freed before its budget is
+    // given back.
+    MemoryReservation reservation;
+    std::string data;
+  };
   // Keeps `data` for reuse if the budget allows, first dropping idle
   // buffers of other sizes (the sizes in demand change with the models).
-  void Return(std::string data);
+  void Return(std::string data, MemoryReservation reservation);
 
   const size_t max_idle_bytes_;
+  MemoryBudget* const budget_;
   mutable absl::Mutex mutex_;
-  absl::flat_hash_map<size_t, std::vector<std::string>> idle_
-      ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<size_t, std::vector<Idle>> idle_ ABSL_GUARDED_BY(mutex_);
   size_t idle_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 

@@ -24,6 +24,23 @@ uint64_t CodecStateBytes(const v1::RegisterModelRequest& request) {
   return bytes;
 }
 
+// A Read or Write that counts toward the stream's idle timeout.
+template <typename Reader, typename Message>
+bool ReadFromClient(OpenStream& stream, Reader& reader, Message& message) {
+  stream.BeginWait();
+  const bool read = reader.Read(&message);
+  stream.EndWait();
+  return read;
+}
+
+template <typename Writer, typename Message>
+bool WriteToClient(OpenStream& stream, Writer& writer, const Message& message) {
+  stream.BeginWait();
+  const bool written = writer.Write(message);
+  stream.EndWait();
+  return written;
+}
+
 }  // namespace
 
 grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
@@ -50,10 +67,15 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
+  auto stream = streams_->Open(context, caller->tenant);
+  if (!stream.ok()) return ToGrpc(stream.status());
   v1::PutRequest request;
-  if (!reader->Read(&request))
+  if (!ReadFromClient(**stream, *reader, request)) {
+    if ((*stream)->timed_out())
+      return ToGrpc((*stream)->TimeoutError("the Put header"));
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "Put stream carried no header");
+  }
   if (!request.has_header())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first Put message must be a header");
@@ -64,13 +86,16 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   if (!spec.ok()) return ToGrpc(spec.status());
   auto session = engine_->BeginPut(*name_space, *std::move(spec));
   if (!session.ok()) return ToGrpc(session.status());
-  while (reader->Read(&request)) {
+  while (ReadFromClient(**stream, *reader, request)) {
     if (request.has_header())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "a Put stream carries exactly one header");
     if (auto status = (*session)->Append(request.data()); !status.ok())
       return ToGrpc(status);
   }
+  if ((*stream)->timed_out())
+    return ToGrpc(
+        (*stream)->TimeoutError("the next Put message; nothing was stored"));
   if (context->IsCancelled())
     return grpc::Status(grpc::StatusCode::CANCELLED,
                         "client cancelled the Put; nothing was stored");
@@ -91,20 +116,24 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
   DecodedIds ids;
   auto query = ToGetQuery(*request, engine_->options().max_tokens, ids);
   if (!query.ok()) return ToGrpc(query.status());
+  auto stream = streams_->Open(context, caller->tenant);
+  if (!stream.ok()) return ToGrpc(stream.status());
   v1::GetResponse message;
   auto status = engine_->Get(
       *scope, *query, kStreamMessageBytes,
       [&](const GetPlan& plan) {
         *message.mutable_header() = ToGetHeader(plan);
-        return writer->Write(message);
+        return WriteToClient(**stream, *writer, message);
       },
       [&](std::string& data) {
         // Lent to the message, not copied, and handed back for reuse.
         message.mutable_data()->swap(data);
-        const bool sent = writer->Write(message);
+        const bool sent = WriteToClient(**stream, *writer, message);
         message.mutable_data()->swap(data);
         return sent;
       });
+  if ((*stream)->timed_out())
+    return ToGrpc((*stream)->TimeoutError("the client to read the Get"));
   return ToGrpc(status);
 }
 
@@ -132,7 +161,11 @@ grpc::Status KvCacheService::RegisterModel(
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  return Register(*request, *response);  // a copy: at most 256 MiB
+  // Register takes a copy (at most the 256 MiB message limit).
+  auto memory = engine_->memory_budget().Reserve(
+      CodecStateBytes(*request), "the model registration's codec state");
+  if (!memory.ok()) return ToGrpc(memory.status());
+  return Register(*request, *response);
 }
 
 grpc::Status KvCacheService::RegisterModelStream(
@@ -142,18 +175,28 @@ grpc::Status KvCacheService::RegisterModelStream(
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
+  auto stream = streams_->Open(context, caller->tenant);
+  if (!stream.ok()) return ToGrpc(stream.status());
   v1::RegisterModelStreamRequest message;
-  if (!reader->Read(&message))
+  if (!ReadFromClient(**stream, *reader, message)) {
+    if ((*stream)->timed_out())
+      return ToGrpc((*stream)->TimeoutError("the registration"));
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "RegisterModelStream carried no registration");
+  }
   if (!message.has_registration())
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         "the first RegisterModelStream message must be the registration");
   v1::RegisterModelRequest request = std::move(*message.mutable_registration());
   uint64_t state_bytes = CodecStateBytes(request);
+  // The state is held until registered, and joined once (one piece at a
+  // time): it holds about its size of the memory budget.
+  auto memory = engine_->memory_budget().Reserve(
+      state_bytes, "the model registration's codec state");
+  if (!memory.ok()) return ToGrpc(memory.status());
   std::map<std::string, std::vector<std::string>> pieces;
-  while (reader->Read(&message)) {
+  while (ReadFromClient(**stream, *reader, message)) {
     if (!message.has_codec_state_piece())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "after the registration, every RegisterModelStream "
@@ -165,10 +208,17 @@ grpc::Status KvCacheService::RegisterModelStream(
     state_bytes += piece.data().size();
     if (state_bytes > max_codec_state_bytes_)
       return CodecStateTooLarge(request.model());
+    if (auto status = memory->Grow(piece.data().size(),
+                                   "the model registration's codec state");
+        !status.ok())
+      return ToGrpc(status);
     // Kept apart and joined once at the end: appending as they come would
     // copy a large entry about twice over while it grows.
     pieces[piece.key()].push_back(std::move(*piece.mutable_data()));
   }
+  if ((*stream)->timed_out())
+    return ToGrpc((*stream)->TimeoutError(
+        "the next codec_state_piece; nothing was registered"));
   if (context->IsCancelled())
     return grpc::Status(
         grpc::StatusCode::CANCELLED,

@@ -8,6 +8,7 @@
 
 #include "seqkv/v1/kvcache.grpc.pb.h"
 #include "server/cache_engine.h"
+#include "server/stream_limiter.h"
 #include "server/tenants.h"
 
 namespace seqkv {
@@ -19,10 +20,13 @@ inline constexpr uint64_t kMaxCodecStateBytes = uint64_t{1536} << 20;
 
 class KvCacheService final : public v1::KvCacheService::Service {
  public:
+  // All must outlive the service.
   KvCacheService(CacheEngine* engine, const TenantDirectoryHolder* tenants,
+                 StreamLimiter* streams,
                  uint64_t max_codec_state_bytes = kMaxCodecStateBytes)
       : engine_(engine),
         tenants_(tenants),
+        streams_(streams),
         max_codec_state_bytes_(max_codec_state_bytes) {}
 
   grpc::Status Lookup(grpc::ServerContext* context,
@@ -58,6 +62,7 @@ class KvCacheService final : public v1::KvCacheService::Service {
 
   CacheEngine* engine_;
   const TenantDirectoryHolder* tenants_;
+  StreamLimiter* streams_;
   const uint64_t max_codec_state_bytes_;
 };
 

@@ -71,6 +71,29 @@ ABSL_FLAG(uint64_t, payload_file_min_bytes, 256 << 10,
           "store chunk payloads of at least this many bytes as files of "
           "their own under --data_dir/payloads rather than in RocksDB "
           "(0: never; files written before stay readable)");
+ABSL_FLAG(uint64_t, memory_budget_bytes, 0,
+          "the most memory requests may hold at once: chunks being put, "
+          "chunks being decoded and sent, codec state being registered, idle "
+          "chunk buffers. A request that would exceed it waits up to "
+          "--memory_wait, then fails with RESOURCE_EXHAUSTED (0: a quarter of "
+          "physical memory or of the cgroup's limit, whichever is smaller)");
+ABSL_FLAG(absl::Duration, memory_wait, absl::Seconds(2),
+          "how long a request waits for the memory budget before "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, max_chunk_bytes, uint64_t{256} << 20,
+          "the largest chunk (layout bytes per token x chunk_tokens) a model "
+          "may define; Puts and registrations of larger ones fail with "
+          "RESOURCE_EXHAUSTED. At most the memory budget");
+ABSL_FLAG(uint32_t, stream_idle_timeout_s, 30,
+          "cancel a Put, Get or RegisterModelStream that waits this many "
+          "seconds on its client (for its next message, or to read the "
+          "next Get message) with DEADLINE_EXCEEDED (0: never)");
+ABSL_FLAG(uint32_t, max_streams_per_tenant, 64,
+          "Put, Get and RegisterModelStream calls one tenant may hold open "
+          "at once; more fail with RESOURCE_EXHAUSTED (0: unlimited)");
+ABSL_FLAG(uint32_t, max_threads, 512,
+          "threads the gRPC server may run calls on; calls beyond them fail "
+          "with RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
 
 namespace seqkv {
@@ -136,6 +159,30 @@ int Serve() {
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
   engine_options.idle_after = absl::GetFlag(FLAGS_idle_release_after);
+  engine_options.memory.limit_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
+  if (engine_options.memory.limit_bytes == 0)
+    engine_options.memory.limit_bytes = DefaultMemoryBudgetBytes();
+  engine_options.memory.max_wait = absl::GetFlag(FLAGS_memory_wait);
+  engine_options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
+  if (engine_options.max_chunk_bytes == 0 ||
+      engine_options.max_chunk_bytes > engine_options.memory.limit_bytes) {
+    spdlog::error(
+        "--max_chunk_bytes ({}) must be positive and at most the memory "
+        "budget ({} bytes, --memory_budget_bytes)",
+        engine_options.max_chunk_bytes, engine_options.memory.limit_bytes);
+    return 1;
+  }
+  if (engine_options.chunk_buffer_pool_bytes >
+      engine_options.memory.limit_bytes / 2) {
+    engine_options.chunk_buffer_pool_bytes =
+        engine_options.memory.limit_bytes / 2;
+    spdlog::info(
+        "keeping at most {} bytes of idle chunk buffers: half the memory "
+        "budget",
+        engine_options.chunk_buffer_pool_bytes);
+  }
+  spdlog::info("memory budget for requests: {} bytes",
+               engine_options.memory.limit_bytes);
   if (engine_options.idle_after <= absl::ZeroDuration()) {
     spdlog::error("--idle_release_after must be positive");
     return 1;
@@ -202,7 +249,11 @@ int Serve() {
                   kMaxCodecStateBytes);
     return 1;
   }
-  KvCacheService service(&engine, &tenants, max_codec_state_bytes);
+  StreamLimiter streams(
+      {.idle_timeout =
+           absl::Seconds(absl::GetFlag(FLAGS_stream_idle_timeout_s)),
+       .max_streams_per_tenant = absl::GetFlag(FLAGS_max_streams_per_tenant)});
+  KvCacheService service(&engine, &tenants, &streams, max_codec_state_bytes);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -221,9 +272,15 @@ int Serve() {
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
   ApplyTransportArguments(builder);
+  // gRPC sets SO_REUSEPORT by default: a second server on this port would
+  // start, and the kernel would split the clients between two stores.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  grpc::ResourceQuota quota("seqkv-server");
+  quota.SetMaxThreads(static_cast<int>(absl::GetFlag(FLAGS_max_threads)));
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (grpc_port == 0 && !absl::StartsWith(listen, "unix:"))) {
-    spdlog::error("cannot listen on {}", listen);
+    spdlog::error("cannot listen on {} (in use by another process?)", listen);
     return 1;
   }
   reflection_v1.SetChannel(server->InProcessChannel(grpc::ChannelArguments()));
@@ -235,6 +292,7 @@ int Serve() {
 
   AdminServerOptions admin_options = AdminServerOptionsFromFlags();
   admin_options.rpc_metrics = &rpc_metrics;
+  admin_options.streams = &streams;
   AdminServer admin(&engine, admin_options);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   if (!admin_listen.empty()) {

@@ -58,7 +58,11 @@ absl::Status PutSession::Append(std::string_view bytes) {
     if (!chunk_) {
       chunk_size_ = std::min<uint32_t>(target_.model->chunk_tokens,
                                        target_.tokens.size() - next_token_);
-      chunk_ = resources_.buffers->Acquire(chunk_size_ * token_bytes);
+      auto chunk = resources_.buffers->Acquire(
+          size_t{chunk_size_} * token_bytes,
+          absl::StrCat("a chunk of ", chunk_size_, " tokens"));
+      if (!chunk.ok()) return chunk.status();
+      chunk_ = *std::move(chunk);
       chunk_filled_ = 0;
     }
     if (!partial_token_.empty() || bytes.size() < token_bytes) {

@@ -16,44 +16,50 @@ std::span<const int32_t> Span(
   return {r.data(), static_cast<size_t>(r.size())};
 }
 
-// Fills `messages`, which hold tokens [from, to) of the chunk `record`
-// names in wire order, one after another. A chunk stored verbatim in wire
-// order is read straight into them; other payloads are decoded into a
-// chunk, then moved into wire order.
-absl::Status ReadToMessages(const Trie& trie, ChunkBufferPool& buffers,
-                            const Codec& codec, const KvLayout& layout,
-                            const NodeRecord& record, uint32_t from,
-                            uint32_t to, std::span<ChunkBuffer> messages) {
+// The buffers one chunk's part of a Get needs, taken from the memory
+// budget on the request's thread so that a worker never waits for it.
+struct ChunkBuffers {
+  // Tokens [from, to) of the chunk in wire order, one message after another.
+  std::vector<ChunkBuffer> messages;
+  // The whole chunk decoded, for a payload that must be decoded.
+  ChunkBuffer decoded;
+  // The tokens before and after the range, for a payload stored in wire
+  // order: they are read too, because the checksum covers them.
+  ChunkBuffer before, after;
+};
+
+// Fills `buffers.messages`. A chunk stored verbatim in wire order is read
+// straight into them; other payloads are decoded into a chunk, then moved
+// into wire order.
+absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
+                            const KvLayout& layout, const NodeRecord& record,
+                            uint32_t from, uint32_t to, ChunkBuffers& buffers) {
   const ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
                        record.first_position(), Span(record.tokens())};
   const size_t token_bytes = layout.bytes_per_token();
   if (record.payload_token_major()) {
-    // The tokens outside the range are read too: the checksum covers them.
-    ChunkBuffer before = buffers.Acquire(size_t{from} * token_bytes);
-    ChunkBuffer after =
-        buffers.Acquire(size_t{info.num_tokens - to} * token_bytes);
     std::vector<std::span<char>> pieces;
-    pieces.emplace_back(before.str());
-    for (ChunkBuffer& message : messages) pieces.emplace_back(message.str());
-    pieces.emplace_back(after.str());
+    pieces.emplace_back(buffers.before.str());
+    for (ChunkBuffer& message : buffers.messages)
+      pieces.emplace_back(message.str());
+    pieces.emplace_back(buffers.after.str());
     return trie.ReadPayloadInto(record, pieces);
   }
   auto payload = trie.ReadPayload(record);
   if (!payload.ok()) return payload.status();
   std::span<const std::byte> chunk = std::as_bytes(std::span(payload->view()));
-  ChunkBuffer decoded;
   if (!codec.stores_chunk_verbatim()) {
-    decoded = buffers.Acquire(info.num_bytes());
-    if (auto status = codec.Decode(info, payload->view(), decoded.bytes());
+    if (auto status =
+            codec.Decode(info, payload->view(), buffers.decoded.bytes());
         !status.ok())
       return absl::DataLossError(
           absl::StrCat("its payload does not decode: ", status.message()));
-    chunk = decoded.bytes();
+    chunk = buffers.decoded.bytes();
   } else if (chunk.size() != info.num_bytes()) {
     return absl::DataLossError(absl::StrCat(
         "payload has ", chunk.size(), " bytes, expected ", info.num_bytes()));
   }
-  for (ChunkBuffer& message : messages) {
+  for (ChunkBuffer& message : buffers.messages) {
     const uint32_t count =
         static_cast<uint32_t>(message.bytes().size() / token_bytes);
     ChunkToTokenMajor(layout, info.num_tokens, chunk, from, from + count,
@@ -98,21 +104,46 @@ absl::Status ChunkReader::Read(
   const uint32_t tokens_per_message =
       static_cast<uint32_t>(std::max<size_t>(1, message_bytes / token_bytes));
   struct DecodeJob {
-    std::vector<ChunkBuffer> messages;
+    ChunkBuffers buffers;
     absl::Status status;
     absl::Notification done;
   };
-  auto start_decode = [&](const Segment& segment) {
+  auto acquire = [&](size_t bytes) -> absl::StatusOr<ChunkBuffer> {
+    return buffers_->Acquire(bytes, "a Get's chunk buffer");
+  };
+  auto start_decode = [&](const Segment& segment)
+      -> absl::StatusOr<std::unique_ptr<DecodeJob>> {
     auto job = std::make_unique<DecodeJob>();
+    ChunkBuffers& buffers = job->buffers;
+    const NodeRecord& record = segment.node->record;
     for (uint32_t first = segment.from; first < segment.to;
-         first += tokens_per_message)
-      job->messages.push_back(buffers_->Acquire(
-          std::min(segment.to - first, tokens_per_message) * token_bytes));
+         first += tokens_per_message) {
+      auto message =
+          acquire(size_t{std::min(segment.to - first, tokens_per_message)} *
+                  token_bytes);
+      if (!message.ok()) return message.status();
+      buffers.messages.push_back(*std::move(message));
+    }
+    const uint32_t chunk_tokens = record.tokens_size();
+    if (record.payload_token_major()) {
+      auto before = acquire(size_t{segment.from} * token_bytes);
+      if (!before.ok()) return before.status();
+      buffers.before = *std::move(before);
+      auto after = acquire(size_t{chunk_tokens - segment.to} * token_bytes);
+      if (!after.ok()) return after.status();
+      buffers.after = *std::move(after);
+    } else if (!segment.codec->stores_chunk_verbatim()) {
+      auto decoded = acquire(size_t{chunk_tokens} * token_bytes);
+      if (!decoded.ok()) return decoded.status();
+      buffers.decoded = *std::move(decoded);
+    }
     pool_->Submit([this, &layout, &segment, raw = job.get()] {
       const NodeRecord& record = segment.node->record;
-      raw->status =
-          ReadToMessages(*trie_, *buffers_, *segment.codec, layout, record,
-                         segment.from, segment.to, raw->messages);
+      raw->status = ReadToMessages(*trie_, *segment.codec, layout, record,
+                                   segment.from, segment.to, raw->buffers);
+      raw->buffers.decoded.reset();
+      raw->buffers.before.reset();
+      raw->buffers.after.reset();
       if (!raw->status.ok() && RemovedUnderRead(segment.node->key, record))
         raw->status = absl::AbortedError(
             absl::StrCat("stored chunk ", segment.node->key.Hex(),
@@ -127,14 +158,26 @@ absl::Status ChunkReader::Read(
     });
     return job;
   };
-  std::unique_ptr<DecodeJob> next =
-      segments.empty() ? nullptr : start_decode(segments[0]);
+  std::unique_ptr<DecodeJob> next;
+  if (!segments.empty()) {
+    auto first = start_decode(segments[0]);
+    if (!first.ok()) return first.status();
+    next = *std::move(first);
+  }
   for (size_t i = 0; i < segments.size(); ++i) {
     std::unique_ptr<DecodeJob> current = std::exchange(next, nullptr);
-    if (i + 1 < segments.size()) next = start_decode(segments[i + 1]);
+    absl::Status status;
+    if (i + 1 < segments.size()) {
+      auto started = start_decode(segments[i + 1]);
+      if (started.ok()) {
+        next = *std::move(started);
+      } else {
+        status = started.status();
+      }
+    }
     current->done.WaitForNotification();
-    absl::Status status = current->status;
-    for (ChunkBuffer& buffer : current->messages) {
+    if (status.ok()) status = current->status;
+    for (ChunkBuffer& buffer : current->buffers.messages) {
       if (!status.ok()) break;
       std::string& message = buffer.str();
       if (message.size() <= message_bytes) {

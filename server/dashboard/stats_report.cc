@@ -101,6 +101,10 @@ std::string StatsJson(CacheEngine& engine) {
       {"resident_bytes", ResidentBytes()},
       {"chunk_buffers_idle_bytes", engine.chunk_buffers_idle_bytes()},
       {"idle_releases", engine.idle_releases()},
+      {"budget_bytes", engine.memory_budget().limit_bytes()},
+      {"reserved_bytes", engine.memory_budget().reserved_bytes()},
+      {"peak_reserved_bytes", engine.memory_budget().peak_bytes()},
+      {"budget_refusals", engine.memory_budget().refusals()},
   };
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
@@ -147,7 +151,18 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
       "# HELP seqkv_idle_releases_total Times the server went idle and gave "
       "its freed memory back.\n# TYPE seqkv_idle_releases_total counter\n"
       "seqkv_idle_releases_total ",
-      engine.idle_releases(), "\n");
+      engine.idle_releases(), "\n",
+      "# HELP seqkv_memory_budget_bytes Memory requests may hold at once "
+      "(--memory_budget_bytes).\n# TYPE seqkv_memory_budget_bytes gauge\n"
+      "seqkv_memory_budget_bytes ",
+      engine.memory_budget().limit_bytes(), "\n",
+      "# HELP seqkv_memory_reserved_bytes Memory requests hold now.\n"
+      "# TYPE seqkv_memory_reserved_bytes gauge\nseqkv_memory_reserved_bytes ",
+      engine.memory_budget().reserved_bytes(), "\n",
+      "# HELP seqkv_memory_budget_refusals_total Requests refused for want of "
+      "memory budget.\n# TYPE seqkv_memory_budget_refusals_total counter\n"
+      "seqkv_memory_budget_refusals_total ",
+      engine.memory_budget().refusals(), "\n");
   auto family = [&](absl::string_view name, absl::string_view type,
                     absl::string_view help, auto value_of) {
     absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",

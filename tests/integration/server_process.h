@@ -29,6 +29,8 @@ class ServerProcess {
   // Sends `signal` to the server (SIGHUP reloads its config).
   void Signal(int signal) const;
 
+  // The server's process id, -1 when it is not running.
+  pid_t pid() const { return pid_; }
   std::string address() const;
   std::string admin_address() const;
   // The port of --probe_listen (/healthz and /readyz alone); 0 if none.
