@@ -93,6 +93,29 @@ int ServerProcess::Stop() {
   return status;
 }
 
+absl::Status ServerProcess::Kill() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("server not running");
+  int status = 0;
+  // Reap first: a server that died on its own must not pass for one killed.
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return absl::InternalError(
+        WIFSIGNALED(status)
+            ? absl::StrCat("seqkv-server died of signal ", WTERMSIG(status),
+                           " before SIGKILL")
+            : absl::StrCat("seqkv-server exited with ", WEXITSTATUS(status),
+                           " before SIGKILL"));
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+    return absl::InternalError(
+        absl::StrCat("seqkv-server ended with status ", status,
+                     " rather than by SIGKILL"));
+  return absl::OkStatus();
+}
+
 absl::Status ServerProcess::Restart() {
   if (int status = Stop(); status != 0)
     return absl::InternalError(absl::StrCat("server exited with ", status));

@@ -1,5 +1,6 @@
 // Starts a real seqkv-server on loopback for a test, on free ports and a
-// fresh data directory, and stops it with SIGTERM.
+// fresh data directory, and stops it with SIGTERM (or kills it with SIGKILL,
+// for crash tests).
 #ifndef SEQKV_TESTS_INTEGRATION_SERVER_PROCESS_H_
 #define SEQKV_TESTS_INTEGRATION_SERVER_PROCESS_H_
 
@@ -23,8 +24,13 @@ class ServerProcess {
 
   // Stops with SIGTERM and waits; returns the exit status.
   int Stop();
-  // Stops and starts again on the same data directory.
+  // Stops and starts again on the same data directory (after Kill(): starts
+  // it again). New ports: connect again afterwards.
   absl::Status Restart();
+  // Kills the server with SIGKILL and reaps it, as a crash would. An error
+  // if it was not running or had already died otherwise (the status then
+  // says how: an exit code or another signal, e.g. SIGABRT).
+  absl::Status Kill();
 
   // Sends `signal` to the server (SIGHUP reloads its config).
   void Signal(int signal) const;
@@ -36,6 +42,8 @@ class ServerProcess {
   // The port of --probe_listen (/healthz and /readyz alone); 0 if none.
   int probe_port() const { return probe_port_; }
   const std::string& data_dir() const { return data_dir_; }
+  // The server's process id; -1 when not running.
+  pid_t pid() const { return pid_; }
   absl::StatusOr<std::unique_ptr<Client>> Connect(
       std::string api_key = "") const;
   // GET on the admin port; returns the body or an error for non-200.
