@@ -11,8 +11,8 @@
 // requests depends on timing, so a failure's seed narrows it down rather
 // than replaying it exactly.
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -205,8 +205,7 @@ class CrashLoopTest : public ::testing::Test {
   std::string Probe(Client& client, std::mt19937_64& rng) {
     const int m = static_cast<int>(rng() % 2);  // raw or lossless
     const auto& base = bases_[m][rng() % kFamilies];
-    const std::span<const int32_t> prompt(base.data(),
-                                          1 + rng() % kBaseTokens);
+    const std::span<const int32_t> prompt(base.data(), 1 + rng() % kBaseTokens);
     const std::string where =
         absl::StrCat(kModels[m].model, " probe of ", prompt.size(), ": ");
     auto lookup = client.Lookup(kModels[m].model, prompt);
@@ -273,8 +272,7 @@ TEST_F(CrashLoopTest, AcknowledgedPutsSurviveKill9) {
         for (size_t i = t; i < entries.size(); i += 2)
           if (std::string failure = Verify(**client, entries[i]);
               !failure.empty())
-            failures_.Add(
-                absl::StrCat("after restart ", round, ": ", failure));
+            failures_.Add(absl::StrCat("after restart ", round, ": ", failure));
       });
     for (std::thread& verifier : verifiers) verifier.join();
     for (int i = 0; i < 20; ++i)
@@ -284,17 +282,18 @@ TEST_F(CrashLoopTest, AcknowledgedPutsSurviveKill9) {
     for (size_t i = 0; i < failures.size() && i < 10; ++i)
       ADD_FAILURE() << failures[i];
     ASSERT_TRUE(failures.empty()) << failures.size() << " failures";
-    const auto verify_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - verify_start).count();
+    const auto verify_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - verify_start)
+            .count();
     if (round == rounds_) break;
 
     acked_ = 0;
     killing_ = false;
     std::vector<std::thread> threads;
     for (int t = 0; t < kLoadThreads; ++t)
-      threads.emplace_back([&, t] {
-        Load(**client, seed_ * 1000003 + round * 16 + t);
-      });
+      threads.emplace_back(
+          [&, t] { Load(**client, seed_ * 1000003 + round * 16 + t); });
     const auto load_ms = 500 + rng() % 1000;
     std::this_thread::sleep_for(std::chrono::milliseconds(load_ms));
     killing_ = true;

@@ -84,8 +84,8 @@ std::string CheckPrefixCache(const KvLayout& layout,
 }
 
 uint64_t CacheDigest(const KvCache& cache) {
-  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)>
-      state(XXH3_createState(), XXH3_freeState);
+  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(
+      XXH3_createState(), XXH3_freeState);
   XXH3_64bits_reset(state.get());
   XXH3_64bits_update(state.get(), cache.tokens.data(),
                      cache.tokens.size() * sizeof(int32_t));

@@ -110,9 +110,8 @@ absl::Status ServerProcess::Kill() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
-    return absl::InternalError(
-        absl::StrCat("seqkv-server ended with status ", status,
-                     " rather than by SIGKILL"));
+    return absl::InternalError(absl::StrCat("seqkv-server ended with status ",
+                                            status, " rather than by SIGKILL"));
   return absl::OkStatus();
 }
 
