@@ -42,8 +42,6 @@ class ServerProcess {
   // The port of --probe_listen (/healthz and /readyz alone); 0 if none.
   int probe_port() const { return probe_port_; }
   const std::string& data_dir() const { return data_dir_; }
-  // The server's process id; -1 when not running.
-  pid_t pid() const { return pid_; }
   absl::StatusOr<std::unique_ptr<Client>> Connect(
       std::string api_key = "") const;
   // GET on the admin port; returns the body or an error for non-200.
