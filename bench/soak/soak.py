@@ -199,7 +199,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                return f"exited during startup: {self.process.returncode}"
+                return (f"exited during startup: {self.process.returncode}"
+                        f" ({self.last_log_line()})")
             try:
                 with open(self.ready) as f:
                     ports = json.load(f)
@@ -211,6 +212,11 @@ class Server:
         self.process.kill()
         self.process.wait()
         return "did not become ready"
+
+    def last_log_line(self):
+        with open(self.log_path, errors="replace") as f:
+            lines = f.read().strip().splitlines()
+        return lines[-1] if lines else ""
 
     def kill(self):
         """SIGKILL; None, or how the server had died before it."""
@@ -607,11 +613,11 @@ def parse_args(argv):
                    help="how long the disk stays full")
     p.add_argument("--recovery_s", type=float, default=30,
                    help="a Put must succeed this soon after the disk frees")
-    p.add_argument("--memory_budget_bytes", type=int, default=512 << 20,
+    p.add_argument("--memory_budget_bytes", type=int, default=128 << 20,
                    help="passed to the server when it has the flag (0: "
                    "not passed); the peak RSS must then stay within it "
                    "plus --rss_overhead_bytes")
-    p.add_argument("--rss_overhead_bytes", type=int, default=384 << 20,
+    p.add_argument("--rss_overhead_bytes", type=int, default=256 << 20,
                    help="RSS allowed beyond the budget: code, RocksDB "
                    "(memtables, block cache), gRPC, the node index")
     p.add_argument("--max_entries", type=int, default=60,
@@ -649,6 +655,11 @@ def main(argv):
     flags = [f"--config={config}", "--log_level=warn", "--codec_threads=2"]
     if budget_checked:
         flags.append(f"--memory_budget_bytes={args.memory_budget_bytes}")
+        # The server refuses a largest chunk beyond the budget; the soak's
+        # chunks are 512 KiB.
+        if server_has_flag(args.server, "max_chunk_bytes"):
+            flags.append("--max_chunk_bytes="
+                         f"{min(args.memory_budget_bytes // 4, 64 << 20)}")
     flags += args.server_flag
 
     workers = [Worker(i, i % args.tenants, keys[i % args.tenants],
