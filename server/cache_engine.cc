@@ -24,6 +24,22 @@ bool SameStoredLayout(const KvLayout& registered, const KvLayout& given) {
   return a == b;
 }
 
+// Whether registering `spec` over `model` would change what is stored.
+bool RegistrationChanges(const Model& model, const ModelSpec& spec) {
+  if (!(model.context.layout == spec.layout) ||
+      model.chunk_tokens != spec.chunk_tokens)
+    return true;
+  if (!spec.default_codec.empty() &&
+      spec.default_codec != model.record.default_codec())
+    return true;
+  for (const auto& [key, blob] : spec.codec_state) {
+    auto it = model.context.codec_state.find(key);
+    if (it == model.context.codec_state.end() || it->second != blob)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
@@ -31,7 +47,7 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
       memory_(options_.memory),
       chunk_buffers_(options_.chunk_buffer_pool_bytes, &memory_),
       trie_(store),
-      models_(store),
+      models_(store, &trie_.mutable_usage()),
       stats_(store, &trie_.usage()),
       retention_(&trie_, &index_, &stats_),
       next_put_id_(static_cast<uint64_t>(NowMicros())),
@@ -100,6 +116,21 @@ void CacheEngine::EvictLocked() {
     spdlog::warn("eviction failed: {}", status.ToString());
 }
 
+absl::StatusOr<std::shared_ptr<const Model>> CacheEngine::ResolveModel(
+    const ModelScope& models, const std::string& name) {
+  std::vector<ModelId> candidates{{models.tenant, name}};
+  if (auto it = models.shared.find(name); it != models.shared.end())
+    candidates.push_back({it->second, name});
+  candidates.push_back({"", name});
+  for (const ModelId& id : candidates) {
+    auto model = models_.Find(id);
+    if (model.ok() || model.status().code() != absl::StatusCode::kNotFound)
+      return model;
+  }
+  // The same answer whether or not another tenant has a model so named.
+  return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+}
+
 absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>>
 CacheEngine::MatchKeys(const NodeKey& root, const Model& model,
                        std::span<const int32_t> tokens) const {
@@ -138,7 +169,7 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
   if (query.model.empty()) return absl::InvalidArgumentError("model is empty");
   if (query.tokens.empty() && query.chunk_digests.empty())
     return absl::InvalidArgumentError("tokens is empty");
-  auto model = models_.Find(query.model);
+  auto model = ResolveModel(scope.models, query.model);
   if (!model.ok()) return model.status();
   const uint64_t digested_tokens =
       uint64_t{query.chunk_digests.size()} * (*model)->chunk_tokens;
@@ -178,7 +209,7 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
 }
 
 absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
-    const std::string& name_space, PutSpec spec) {
+    const std::string& name_space, const ModelScope& models, PutSpec spec) {
   MarkBusy();
   if (spec.model.empty())
     return absl::InvalidArgumentError("header.model is empty");
@@ -190,7 +221,7 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
                      " ids, more than the limit of ", options_.max_tokens));
   std::shared_ptr<const Model> model;
   bool new_model = false;
-  auto found = models_.Find(spec.model);
+  auto found = ResolveModel(models, spec.model);
   if (found.ok()) {
     model = *found;
     if (spec.layout && !SameStoredLayout(model->context.layout, *spec.layout))
@@ -204,13 +235,18 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
           "unknown model '", spec.model,
           "': send header.layout with the first Put or call RegisterModel"));
     auto built =
-        ModelRegistry::FromSpec({.name = spec.model,
+        ModelRegistry::FromSpec(models.tenant,
+                                {.name = spec.model,
                                  .layout = *spec.layout,
                                  .chunk_tokens = options_.default_chunk_tokens},
                                 NowMicros());
     if (!built.ok()) return built.status();
     model = *built;
     new_model = true;
+    if (auto status = retention_.CheckModelQuota(
+            models.tenant, static_cast<int64_t>(model->record_bytes));
+        !status.ok())
+      return status;
   } else {
     return found.status();
   }
@@ -248,17 +284,27 @@ absl::StatusOr<PutSummary> CacheEngine::FinishPut(PutSession& session) {
   absl::MutexLock lock(&write_mutex_);
   bool new_model = put.new_model;
   if (new_model) {
-    // Another Put may have registered the model since this one began.
-    auto found = models_.Find(model.record.name());
+    // Another call may have registered the model since this one began.
+    auto found = models_.Find({model.owner(), model.record.name()});
     if (found.ok()) {
       if (!((*found)->context.layout == model.context.layout) ||
           (*found)->chunk_tokens != model.chunk_tokens)
         return absl::FailedPreconditionError(
             absl::StrCat("model '", model.record.name(),
                          "' was registered meanwhile with another layout"));
+      // The chunks were encoded without the state it registered.
+      if ((*found)->codec_state_version() != 0 ||
+          !(*found)->context.codec_state.empty())
+        return absl::AbortedError(absl::StrCat(
+            "model '", model.record.name(),
+            "' was registered with codec state during this Put; retry it"));
       new_model = false;
     } else if (found.status().code() != absl::StatusCode::kNotFound) {
       return found.status();
+    } else if (auto status = retention_.CheckModelQuota(
+                   model.owner(), static_cast<int64_t>(model.record_bytes));
+               !status.ok()) {
+      return status;
     }
   }
   auto committed =
@@ -297,7 +343,7 @@ absl::Status CacheEngine::Get(
   if (query.model.empty()) return absl::InvalidArgumentError("model is empty");
   if (query.tokens.empty())
     return absl::InvalidArgumentError("tokens is empty");
-  auto model = models_.Find(query.model);
+  auto model = ResolveModel(scope.models, query.model);
   if (!model.ok()) return model.status();
   const KvLayout& layout = (*model)->context.layout;
   auto match = MatchInScope(scope, **model, query.tokens);
@@ -331,11 +377,11 @@ absl::Status CacheEngine::Get(
 }
 
 absl::StatusOr<DeleteSummary> CacheEngine::Delete(
-    const std::string& name_space, const std::string& model_name,
-    std::span<const int32_t> tokens) {
+    const std::string& name_space, const ModelScope& models,
+    const std::string& model_name, std::span<const int32_t> tokens) {
   MarkBusy();
   if (model_name.empty()) return absl::InvalidArgumentError("model is empty");
-  auto model = models_.Find(model_name);
+  auto model = ResolveModel(models, model_name);
   if (!model.ok()) return model.status();
   absl::MutexLock lock(&write_mutex_);
   NodeRemovals removals = trie_.StartRemovals();
@@ -348,7 +394,8 @@ absl::StatusOr<DeleteSummary> CacheEngine::Delete(
                        .bytes_freed = removal->bytes_stored};
 }
 
-absl::StatusOr<RegisterOutcome> CacheEngine::RegisterModel(ModelSpec spec) {
+absl::StatusOr<RegisterOutcome> CacheEngine::RegisterModel(
+    const ModelScope& models, ModelSpec spec) {
   if (spec.name.empty()) return absl::InvalidArgumentError("model is empty");
   if (spec.chunk_tokens > 65536)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -370,7 +417,32 @@ absl::StatusOr<RegisterOutcome> CacheEngine::RegisterModel(ModelSpec spec) {
         absl::StrCat("default_codec: ", codec.status().message()));
   };
   absl::MutexLock lock(&write_mutex_);
-  auto created = models_.Register(std::move(spec), check);
+  auto resolved = ResolveModel(models, spec.name);
+  if (!resolved.ok() && resolved.status().code() != absl::StatusCode::kNotFound)
+    return resolved.status();
+  // The caller's own model, or a new one of the caller's.
+  ModelId id{models.tenant, spec.name};
+  if (resolved.ok() && (*resolved)->owner() != models.tenant) {
+    const Model& seen = **resolved;
+    if (seen.owner().empty() && models.may_change_unowned) {
+      id.owner.clear();
+    } else if (!RegistrationChanges(seen, spec)) {
+      return RegisterOutcome{.chunk_tokens = chunk_tokens, .created = false};
+    } else {
+      return absl::PermissionDeniedError(
+          seen.owner().empty()
+              ? absl::StrCat("model '", spec.name,
+                             "' was stored before models had owners; only "
+                             "tenant 'default' may change it")
+              : absl::StrCat("model '", spec.name, "' is shared with tenant '",
+                             models.tenant, "' by tenant '", seen.owner(),
+                             "'; only '", seen.owner(), "' may change it"));
+    }
+  }
+  auto charge = [&](int64_t added_bytes) {
+    return retention_.CheckModelQuota(id.owner, added_bytes);
+  };
+  auto created = models_.Register(id, std::move(spec), check, charge);
   if (!created.ok()) return created.status();
   return RegisterOutcome{.chunk_tokens = chunk_tokens, .created = *created};
 }
@@ -390,8 +462,9 @@ absl::Status CacheEngine::CheckChunkBytes(const std::string& name,
       "chunk_tokens"));
 }
 
-absl::StatusOr<ModelInfo> CacheEngine::GetModel(const std::string& name) {
-  auto model = models_.Find(name);
+absl::StatusOr<ModelInfo> CacheEngine::GetModel(const ModelScope& models,
+                                                const std::string& name) {
+  auto model = ResolveModel(models, name);
   if (!model.ok()) return model.status();
   ModelInfo info{.name = name,
                  .layout = (*model)->context.layout,

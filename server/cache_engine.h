@@ -64,9 +64,22 @@ struct EngineOptions {
   absl::Duration idle_after = absl::Seconds(10);
 };
 
+// Which models a request may use, by name: the caller's own first, then
+// those the config shares with it, then those stored before models had
+// owners (every tenant sees them, as every tenant did). Any other tenant's
+// model is NOT_FOUND, as if it did not exist.
+struct ModelScope {
+  std::string tenant;  // owns the models the request creates
+  // Model name → the tenant that owns it and shares it with this one.
+  std::map<std::string, std::string, std::less<>> shared;
+  // Whether the request may change the models stored before owners.
+  bool may_change_unowned = false;
+};
+
 // Where a request reads: its own namespace first, then shared ones.
 struct ReadScope {
   std::vector<std::string> namespaces;
+  ModelScope models;
 };
 
 struct LookupQuery {
@@ -160,11 +173,12 @@ class CacheEngine {
   absl::StatusOr<LookupOutcome> Lookup(const ReadScope& scope,
                                        const LookupQuery& query);
 
-  // Checks the model (registering it from `spec.layout` when unknown),
-  // the codec and the namespace's quota, and returns a session that takes
+  // Checks the model (registering it as the caller's from `spec.layout`
+  // when `models` has none of that name), the codec and the namespace's
+  // quota, and returns a session that takes
   // the data. FinishPut commits it.
   absl::StatusOr<std::unique_ptr<PutSession>> BeginPut(
-      const std::string& name_space, PutSpec spec);
+      const std::string& name_space, const ModelScope& models, PutSpec spec);
   // Commits every chunk `session` staged, with the namespace's usage and a
   // new model, in one atomic durable write, then evicts what the limits
   // require. Nothing is stored on error.
@@ -182,13 +196,21 @@ class CacheEngine {
   // partial chunk) and everything below it; empty `tokens`: the model's
   // whole tree in the namespace.
   absl::StatusOr<DeleteSummary> Delete(const std::string& name_space,
+                                       const ModelScope& models,
                                        const std::string& model,
                                        std::span<const int32_t> tokens);
 
-  // Registers or updates a model (see ModelRegistry::Register); its default
-  // codec must build with its state. chunk_tokens 0: the server's default.
-  absl::StatusOr<RegisterOutcome> RegisterModel(ModelSpec spec);
-  absl::StatusOr<ModelInfo> GetModel(const std::string& name);
+  // Registers or updates the model `models` gives that name (see
+  // ModelRegistry::Register): the caller's own, or a new one of the
+  // caller's when it sees none. A model another tenant shares, or one
+  // stored before owners without `may_change_unowned`, is read-only:
+  // registering it again unchanged is OK, changing it PERMISSION_DENIED.
+  // The default codec must build with the state; the records count
+  // against the caller's quota. chunk_tokens 0: the server's default.
+  absl::StatusOr<RegisterOutcome> RegisterModel(const ModelScope& models,
+                                                ModelSpec spec);
+  absl::StatusOr<ModelInfo> GetModel(const ModelScope& models,
+                                     const std::string& name);
 
   // Quotas per namespace and the global capacity (0: unlimited), enforced
   // at once and at every later write; call again after a config reload.
@@ -228,6 +250,9 @@ class CacheEngine {
   // RESOURCE_EXHAUSTED when a chunk of `model` is over max_chunk_bytes.
   absl::Status CheckChunkBytes(const std::string& name, const KvLayout& layout,
                                uint32_t chunk_tokens) const;
+  // The model `name` means to a request with `models`, or NOT_FOUND.
+  absl::StatusOr<std::shared_ptr<const Model>> ResolveModel(
+      const ModelScope& models, const std::string& name);
 
   // Evicts what the limits require; logs a failure.
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
@@ -247,7 +272,7 @@ class CacheEngine {
   Trie trie_;
   ModelRegistry models_;
   StatsRegistry stats_;
-  CodecCache codecs_;
+  CodecCache codecs_{&models_};
   Retention retention_;
   // Serializes the writers that check the trie before changing it.
   absl::Mutex write_mutex_;

@@ -29,4 +29,12 @@ absl::StatusOr<std::shared_ptr<const Codec>> CodecCache::CodecFor(
   return shared;
 }
 
+absl::StatusOr<std::shared_ptr<const Codec>> CodecCache::CodecForChunk(
+    const std::shared_ptr<const Model>& model, const std::string& spec,
+    uint64_t state_version) {
+  auto at = models_->AtStateVersion(model, state_version);
+  if (!at.ok()) return at.status();
+  return CodecFor(*at, spec);
+}
+
 }  // namespace seqkv

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/request_text.h"
 
 namespace seqkv {
 namespace {
@@ -80,6 +81,13 @@ absl::StatusOr<ServerConfig> ParseUnchecked(const std::string& text) try {
     shared.on_quota = *on_quota;
     config.shared_namespaces.push_back(std::move(shared));
   }
+  for (const auto& node : root["shared_models"]) {
+    SharedModelConfig shared;
+    shared.name = node["name"].as<std::string>("");
+    shared.owner = node["owner"].as<std::string>("");
+    shared.readers = StringList(node["readers"]);
+    config.shared_models.push_back(std::move(shared));
+  }
   if (const auto tls = root["tls"]) {
     config.tls.cert_file = tls["cert_file"].as<std::string>("");
     config.tls.key_file = tls["key_file"].as<std::string>("");
@@ -123,6 +131,26 @@ absl::Status Validate(const ServerConfig& config) {
           return absl::InvalidArgumentError(
               absl::StrCat("shared namespace '", ns.name,
                            "' names unknown tenant '", name, "'"));
+  }
+  std::set<std::pair<std::string, std::string>> granted;  // (reader, model)
+  for (const SharedModelConfig& model : config.shared_models) {
+    if (auto status = CheckName("shared model name", model.name); !status.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("shared_models: ", status.message()));
+    if (!tenants.contains(model.owner))
+      return absl::InvalidArgumentError(
+          absl::StrCat("shared model '", model.name, "' needs an owner among "
+                       "the tenants, got '", model.owner, "'"));
+    for (const std::string& reader : model.readers) {
+      if (!tenants.contains(reader))
+        return absl::InvalidArgumentError(
+            absl::StrCat("shared model '", model.name,
+                         "' names unknown tenant '", reader, "'"));
+      if (reader != model.owner && !granted.insert({reader, model.name}).second)
+        return absl::InvalidArgumentError(
+            absl::StrCat("tenant '", reader, "' is a reader of two shared "
+                         "models named '", model.name, "'"));
+    }
   }
   if (config.tls.enabled() && config.tls.key_file.empty())
     return absl::InvalidArgumentError("tls.cert_file needs tls.key_file");

@@ -32,6 +32,14 @@ struct SharedNamespaceConfig {
   OnQuota on_quota = OnQuota::kEvict;
 };
 
+// A tenant's model that other tenants may use (read, and Put under) but
+// not change.
+struct SharedModelConfig {
+  std::string name;
+  std::string owner;  // the tenant that registers and may change it
+  std::vector<std::string> readers;
+};
+
 struct TlsConfig {
   std::string cert_file;
   std::string key_file;
@@ -43,13 +51,16 @@ struct TlsConfig {
 struct ServerConfig {
   std::vector<TenantConfig> tenants;
   std::vector<SharedNamespaceConfig> shared_namespaces;
+  std::vector<SharedModelConfig> shared_models;
   TlsConfig tls;
   std::string admin_token_sha256;
   uint64_t capacity_bytes = 0;  // 0: unlimited
 };
 
 // Parses and validates: unique names, known reader/writer tenants, 64-hex
-// key hashes, no shared namespace named like a tenant. INVALID_ARGUMENT
+// key hashes, no shared namespace named like a tenant, shared models with a
+// valid name, a known owner and known readers, none of which is given two
+// shared models of one name. INVALID_ARGUMENT
 // names the offending entry.
 absl::StatusOr<ServerConfig> LoadConfig(const std::string& path);
 absl::StatusOr<ServerConfig> ParseConfig(const std::string& yaml_text);

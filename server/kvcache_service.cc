@@ -1,11 +1,13 @@
 #include "server/kvcache_service.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "proto/grpc_transport.h"
+#include "server/request_text.h"
 #include "server/wire_convert.h"
 #include "spdlog/spdlog.h"
 
@@ -15,7 +17,19 @@ namespace {
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      BoundedStatusMessage(status.message()));
+}
+
+// Why a stream's first Read failed: gRPC's typed reader says only false,
+// both for a stream that ended at once and for a first message that did
+// not parse, which in practice is a string field that is not UTF-8.
+grpc::Status NoFirstMessage(absl::string_view rpc, absl::string_view what,
+                            absl::string_view string_fields) {
+  return grpc::Status(
+      grpc::StatusCode::INVALID_ARGUMENT,
+      absl::StrCat(rpc, " stream carried no ", what,
+                   ": it ended first, or its first message did not parse (",
+                   string_fields, " are proto3 strings and must be valid UTF-8)"));
 }
 
 uint64_t CodecStateBytes(const v1::RegisterModelRequest& request) {
@@ -73,8 +87,8 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   if (!ReadFromClient(**stream, *reader, request)) {
     if ((*stream)->timed_out())
       return ToGrpc((*stream)->TimeoutError("the Put header"));
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "Put stream carried no header");
+    return NoFirstMessage("Put", "header",
+                          "header.model, header.namespace and header.codec");
   }
   if (!request.has_header())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -84,7 +98,8 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   if (!name_space.ok()) return ToGrpc(name_space.status());
   auto spec = ToPutSpec(request.header(), engine_->options().max_tokens);
   if (!spec.ok()) return ToGrpc(spec.status());
-  auto session = engine_->BeginPut(*name_space, *std::move(spec));
+  auto session = engine_->BeginPut(*name_space, tenants->ModelScopeFor(*caller),
+                                   *std::move(spec));
   if (!session.ok()) return ToGrpc(session.status());
   while (ReadFromClient(**stream, *reader, request)) {
     if (request.has_header())
@@ -148,7 +163,8 @@ grpc::Status KvCacheService::Delete(grpc::ServerContext* context,
   DecodedIds ids;
   auto tokens = ToDeleteTokens(*request, engine_->options().max_tokens, ids);
   if (!tokens.ok()) return ToGrpc(tokens.status());
-  auto result = engine_->Delete(*name_space, request->model(), *tokens);
+  auto result = engine_->Delete(*name_space, tenants->ModelScopeFor(*caller),
+                                request->model(), *tokens);
   if (!result.ok()) return ToGrpc(result.status());
   response->set_chunks_deleted(result->chunks_deleted);
   response->set_bytes_freed(result->bytes_freed);
@@ -165,7 +181,7 @@ grpc::Status KvCacheService::RegisterModel(
   auto memory = engine_->memory_budget().Reserve(
       CodecStateBytes(*request), "the model registration's codec state");
   if (!memory.ok()) return ToGrpc(memory.status());
-  return Register(*request, *response);
+  return Register(tenants->ModelScopeFor(*caller), *request, *response);
 }
 
 grpc::Status KvCacheService::RegisterModelStream(
@@ -181,8 +197,9 @@ grpc::Status KvCacheService::RegisterModelStream(
   if (!ReadFromClient(**stream, *reader, message)) {
     if ((*stream)->timed_out())
       return ToGrpc((*stream)->TimeoutError("the registration"));
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "RegisterModelStream carried no registration");
+    return NoFirstMessage("RegisterModelStream", "registration",
+                          "registration.model, registration.default_codec and "
+                          "the codec_state keys");
   }
   if (!message.has_registration())
     return grpc::Status(
@@ -205,6 +222,9 @@ grpc::Status KvCacheService::RegisterModelStream(
     if (piece.key().empty())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "a codec_state_piece needs a key");
+    if (auto status = CheckName("a codec_state_piece key", piece.key());
+        !status.ok())
+      return ToGrpc(status);
     state_bytes += piece.data().size();
     if (state_bytes > max_codec_state_bytes_)
       return CodecStateTooLarge(request.model());
@@ -233,27 +253,30 @@ grpc::Status KvCacheService::RegisterModelStream(
       std::string().swap(part);  // free each piece once copied
     }
   }
-  return Register(std::move(request), *response->mutable_registration());
+  return Register(tenants->ModelScopeFor(*caller), std::move(request),
+                  *response->mutable_registration());
 }
 
 grpc::Status KvCacheService::CodecStateTooLarge(
     const std::string& model) const {
   return grpc::Status(
       grpc::StatusCode::RESOURCE_EXHAUSTED,
-      absl::StrCat("the codec state of model '", model,
-                   "' is over --max_codec_state_bytes (",
+      absl::StrCat("the codec state of model ", Quoted(model),
+                   " is over --max_codec_state_bytes (",
                    max_codec_state_bytes_, "); nothing was registered"));
 }
 
-grpc::Status KvCacheService::Register(v1::RegisterModelRequest request,
+grpc::Status KvCacheService::Register(const ModelScope& models,
+                                      v1::RegisterModelRequest request,
                                       v1::RegisterModelResponse& response) {
   if (CodecStateBytes(request) > max_codec_state_bytes_)
     return CodecStateTooLarge(request.model());
   auto spec = ToModelSpec(request);
   if (!spec.ok()) return ToGrpc(spec.status());
-  auto result = engine_->RegisterModel(*std::move(spec));
+  auto result = engine_->RegisterModel(models, *std::move(spec));
   if (!result.ok()) return ToGrpc(result.status());
-  spdlog::info("model '{}' {} (chunk_tokens {})", request.model(),
+  spdlog::info("model '{}' of tenant '{}' {} (chunk_tokens {})",
+               request.model(), models.tenant,
                result->created ? "registered" : "updated",
                result->chunk_tokens);
   response.set_model(request.model());
@@ -268,7 +291,10 @@ grpc::Status KvCacheService::GetModel(grpc::ServerContext* context,
   const auto tenants = tenants_->get();
   auto caller = tenants->Authenticate(*context);
   if (!caller.ok()) return ToGrpc(caller.status());
-  auto result = engine_->GetModel(request->model());
+  if (auto status = CheckName("model", request->model()); !status.ok())
+    return ToGrpc(status);
+  auto result = engine_->GetModel(tenants->ModelScopeFor(*caller),
+                                  request->model());
   if (!result.ok()) return ToGrpc(result.status());
   *response = ToGetModelResponse(*result);
   return grpc::Status::OK;
@@ -293,7 +319,8 @@ grpc::Status KvCacheService::Stats(grpc::ServerContext* context,
   response->set_bytes_logical(static_cast<uint64_t>(stats.usage.bytes_logical));
   response->set_bytes_stored(static_cast<uint64_t>(stats.usage.bytes_stored));
   response->set_evictions(stats.counters.evictions());
-  response->set_usage_bytes(static_cast<uint64_t>(stats.usage.bytes_stored));
+  response->set_usage_bytes(
+      static_cast<uint64_t>(std::max<int64_t>(0, stats.usage.charged_bytes())));
   response->set_quota_bytes(engine_->QuotaFor(caller->tenant));
   return grpc::Status::OK;
 }

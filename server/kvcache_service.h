@@ -56,7 +56,8 @@ class KvCacheService final : public v1::KvCacheService::Service {
 
  private:
   // Registers `request` (from either RPC) and logs it.
-  grpc::Status Register(v1::RegisterModelRequest request,
+  grpc::Status Register(const ModelScope& models,
+                        v1::RegisterModelRequest request,
                         v1::RegisterModelResponse& response);
   grpc::Status CodecStateTooLarge(const std::string& model) const;
 

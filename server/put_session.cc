@@ -132,6 +132,7 @@ absl::Status PutSession::FlushChunk() {
          .bytes_logical = uint64_t{count} * layout.bytes_per_token(),
          .name_space = target_.name_space,
          .model = model.record.name(),
+         .codec_state_version = model.codec_state_version(),
          .put_id = target_.put_id},
         absl::ToUnixMicros(absl::Now()));
     job->chunk = std::move(chunk_);

@@ -88,7 +88,8 @@ absl::Status ChunkReader::Read(
     const uint32_t from = std::max(begin, node_start);
     const uint32_t to = std::min(end, node_start + node.matched_tokens);
     if (from < to) {
-      auto codec = codecs_->CodecFor(model, node.record.codec());
+      auto codec = codecs_->CodecForChunk(model, node.record.codec(),
+                                          node.record.codec_state_version());
       if (!codec.ok())
         return absl::DataLossError(absl::StrCat(
             "stored chunk uses codec '", node.record.codec(),

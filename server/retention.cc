@@ -33,11 +33,27 @@ absl::Status Retention::CheckQuota(const std::string& name_space,
                                    uint64_t added_bytes) const {
   const uint64_t quota = RefusingQuotaFor(name_space);
   if (quota == 0) return absl::OkStatus();
-  const int64_t used = trie_->usage().Get(name_space).bytes_stored;
+  const int64_t used = trie_->usage().Get(name_space).charged_bytes();
   if (static_cast<uint64_t>(std::max<int64_t>(0, used)) + added_bytes > quota)
     return absl::ResourceExhaustedError(
         absl::StrCat("namespace '", name_space, "' is over its quota: ", used,
                      " bytes stored + ", added_bytes, " new > ", quota));
+  return absl::OkStatus();
+}
+
+absl::Status Retention::CheckModelQuota(const std::string& name_space,
+                                        int64_t added_bytes) const {
+  const NamespaceLimit limit = LimitFor(name_space);
+  if (limit.quota_bytes == 0 || added_bytes <= 0) return absl::OkStatus();
+  const Usage used = trie_->usage().Get(name_space);
+  // Chunks can be evicted to make room, models cannot.
+  const int64_t counted = limit.reject ? used.charged_bytes() : used.bytes_models;
+  if (std::max<int64_t>(0, counted) + added_bytes >
+      static_cast<int64_t>(limit.quota_bytes))
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "namespace '", name_space, "' is over its quota: ", counted,
+        limit.reject ? " bytes stored" : " bytes of model records", " + ",
+        added_bytes, " new model bytes > ", limit.quota_bytes));
   return absl::OkStatus();
 }
 
@@ -52,7 +68,7 @@ absl::Status Retention::Evict() {
   NodeRemovals removals = trie_->StartRemovals();
   // Bytes `ns` stores once the removals so far commit.
   auto stored_after = [&](const std::string& ns) {
-    int64_t stored = trie_->usage().Get(ns).bytes_stored;
+    int64_t stored = trie_->usage().Get(ns).charged_bytes();
     if (auto it = removals.usage_deltas().find(ns);
         it != removals.usage_deltas().end())
       stored += it->second.bytes_stored;

@@ -17,7 +17,8 @@
 
 namespace seqkv {
 
-// Storage limit of one namespace (after dedup and compression).
+// Storage limit of one namespace (after dedup and compression), counting
+// its chunks and the model records of its tenant.
 struct NamespaceLimit {
   uint64_t quota_bytes = 0;  // 0: none
   // Over quota: refuse the Put (true) or evict the namespace's least
@@ -47,6 +48,12 @@ class Retention {
   // `added_bytes` more would pass.
   absl::Status CheckQuota(const std::string& name_space,
                           uint64_t added_bytes) const;
+  // RESOURCE_EXHAUSTED when `added_bytes` more of model records would pass
+  // the quota of `name_space`: with everything it stores under a refusing
+  // quota, with its other model records under an evicting one (eviction
+  // frees chunks only).
+  absl::Status CheckModelQuota(const std::string& name_space,
+                               int64_t added_bytes) const;
 
   // Evicts least recently used leaves until every evicting quota and the
   // capacity hold (taking from the namespace storing the most), in one

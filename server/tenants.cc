@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/request_text.h"
 
 namespace seqkv {
 namespace {
@@ -41,6 +42,10 @@ std::unique_ptr<TenantDirectory> TenantDirectory::FromConfig(
     for (const std::string& reader : shared.readers)
       directory->tenants_[reader].readable_shared.push_back(shared.name);
   }
+  for (const SharedModelConfig& model : config.shared_models)
+    for (const std::string& reader : model.readers)
+      if (reader != model.owner)
+        directory->tenants_[reader].shared_models[model.name] = model.owner;
   return directory;
 }
 
@@ -70,9 +75,9 @@ absl::StatusOr<Caller> TenantDirectory::Identify(
   if (!cert_subject.empty()) {
     auto it = cert_subjects_.find(std::string(cert_subject));
     if (it == cert_subjects_.end())
-      return absl::UnauthenticatedError(absl::StrCat("client certificate '",
-                                                     std::string(cert_subject),
-                                                     "' belongs to no tenant"));
+      return absl::UnauthenticatedError(absl::StrCat(
+          "client certificate ", Quoted(std::string(cert_subject)),
+          " belongs to no tenant"));
     if (auto status = ChargeRate(tenants_.at(it->second)); !status.ok())
       return status;
     return Caller{it->second};
@@ -124,16 +129,16 @@ absl::StatusOr<ReadScope> TenantDirectory::ReadScopeFor(
     const Caller& caller, const std::string& requested) const {
   const Tenant& tenant = tenants_.at(caller.tenant);
   if (requested.empty()) {
-    ReadScope scope{{caller.tenant}};
+    ReadScope scope{{caller.tenant}, ModelScopeFor(caller)};
     scope.namespaces.insert(scope.namespaces.end(),
                             tenant.readable_shared.begin(),
                             tenant.readable_shared.end());
     return scope;
   }
   if (requested == caller.tenant || Contains(tenant.readable_shared, requested))
-    return ReadScope{{requested}};
+    return ReadScope{{requested}, ModelScopeFor(caller)};
   return absl::PermissionDeniedError(absl::StrCat(
-      "tenant '", caller.tenant, "' may not read namespace '", requested, "'"));
+      "tenant '", caller.tenant, "' may not read namespace ", Quoted(requested)));
 }
 
 absl::StatusOr<std::string> TenantDirectory::WriteNamespaceFor(
@@ -142,9 +147,15 @@ absl::StatusOr<std::string> TenantDirectory::WriteNamespaceFor(
   if (auto it = shared_.find(requested);
       it != shared_.end() && Contains(it->second.writers, caller.tenant))
     return requested;
-  return absl::PermissionDeniedError(absl::StrCat("tenant '", caller.tenant,
-                                                  "' may not write namespace '",
-                                                  requested, "'"));
+  return absl::PermissionDeniedError(absl::StrCat(
+      "tenant '", caller.tenant, "' may not write namespace ", Quoted(requested)));
+}
+
+ModelScope TenantDirectory::ModelScopeFor(const Caller& caller) const {
+  const Tenant& tenant = tenants_.at(caller.tenant);
+  return ModelScope{.tenant = caller.tenant,
+                    .shared = tenant.shared_models,
+                    .may_change_unowned = caller.tenant == kDefaultTenant};
 }
 
 std::map<std::string, NamespaceLimit> TenantDirectory::Limits() const {

@@ -51,6 +51,11 @@ class TenantDirectory {
   absl::StatusOr<std::string> WriteNamespaceFor(
       const Caller& caller, const std::string& requested) const;
 
+  // The models `caller` may use: its own, those shared with it, and those
+  // stored before models had owners (which only tenant "default" may
+  // change: the one tenant of a server without a config).
+  ModelScope ModelScopeFor(const Caller& caller) const;
+
   // Storage limits of every namespace, for the engine.
   std::map<std::string, NamespaceLimit> Limits() const;
 
@@ -60,6 +65,8 @@ class TenantDirectory {
   struct Tenant {
     TenantConfig config;
     std::vector<std::string> readable_shared;
+    // Model name → owner, for the shared models it reads.
+    std::map<std::string, std::string, std::less<>> shared_models;
   };
   struct RateBucket {
     double tokens = 0;

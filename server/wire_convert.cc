@@ -7,6 +7,7 @@
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
 #include "proto/layout_convert.h"
+#include "server/request_text.h"
 
 namespace seqkv {
 
@@ -56,9 +57,23 @@ absl::StatusOr<std::span<const int32_t>> DecodeTokens(
   return tokens;
 }
 
+namespace {
+
+absl::Status CheckCodecSpec(absl::string_view field, const std::string& spec) {
+  if (spec.size() > kMaxCodecSpecBytes)
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", spec.size(),
+                     " bytes long, more than the limit of ", kMaxCodecSpecBytes));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<LookupQuery> ToLookupQuery(const v1::LookupRequest& request,
                                           uint32_t max_tokens,
                                           DecodedIds& ids) {
+  if (auto status = CheckName("model", request.model()); !status.ok())
+    return status;
   const std::string& packed_digests = request.chunk_digests();
   if (packed_digests.size() % sizeof(uint64_t) != 0)
     return absl::InvalidArgumentError(
@@ -79,6 +94,11 @@ absl::StatusOr<LookupQuery> ToLookupQuery(const v1::LookupRequest& request,
 
 absl::StatusOr<PutSpec> ToPutSpec(const v1::PutHeader& header,
                                   uint32_t max_tokens) {
+  if (auto status = CheckName("header.model", header.model()); !status.ok())
+    return status;
+  if (auto status = CheckCodecSpec("header.codec", header.codec());
+      !status.ok())
+    return status;
   std::vector<int32_t> storage;
   auto tokens = DecodeTokens(header.tokens(), header.packed_tokens(),
                              max_tokens, storage);
@@ -100,6 +120,8 @@ absl::StatusOr<PutSpec> ToPutSpec(const v1::PutHeader& header,
 
 absl::StatusOr<GetQuery> ToGetQuery(const v1::GetRequest& request,
                                     uint32_t max_tokens, DecodedIds& ids) {
+  if (auto status = CheckName("model", request.model()); !status.ok())
+    return status;
   auto tokens = DecodeTokens(request.tokens(), request.packed_tokens(),
                              max_tokens, ids.tokens);
   if (!tokens.ok()) return tokens.status();
@@ -112,13 +134,21 @@ absl::StatusOr<GetQuery> ToGetQuery(const v1::GetRequest& request,
 
 absl::StatusOr<std::span<const int32_t>> ToDeleteTokens(
     const v1::DeleteRequest& request, uint32_t max_tokens, DecodedIds& ids) {
+  if (auto status = CheckName("model", request.model()); !status.ok())
+    return status;
   return DecodeTokens(request.tokens(), request.packed_tokens(), max_tokens,
                       ids.tokens);
 }
 
 absl::StatusOr<ModelSpec> ToModelSpec(v1::RegisterModelRequest& request) {
-  if (request.model().empty())
-    return absl::InvalidArgumentError("model is empty");
+  if (auto status = CheckName("model", request.model()); !status.ok())
+    return status;
+  if (auto status = CheckCodecSpec("default_codec", request.default_codec());
+      !status.ok())
+    return status;
+  for (const auto& [key, blob] : request.codec_state())
+    if (auto status = CheckName("a codec_state key", key); !status.ok())
+      return status;
   if (!request.has_layout())
     return absl::InvalidArgumentError("layout is missing");
   auto layout = LayoutFromProto(request.layout());

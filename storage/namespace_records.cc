@@ -18,6 +18,8 @@ storage::v1::UsageRecord ToRecord(const Usage& usage) {
       static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_logical)));
   record.set_bytes_stored(
       static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_stored)));
+  record.set_bytes_models(
+      static_cast<uint64_t>(std::max<int64_t>(0, usage.bytes_models)));
   return record;
 }
 
@@ -39,7 +41,8 @@ absl::Status NamespaceUsage::Load() {
                      loaded[std::string(key.substr(kUsagePrefix.size()))] = {
                          static_cast<int64_t>(record.chunks_stored()),
                          static_cast<int64_t>(record.bytes_logical()),
-                         static_cast<int64_t>(record.bytes_stored())};
+                         static_cast<int64_t>(record.bytes_stored()),
+                         static_cast<int64_t>(record.bytes_models())};
                      return true;
                    });
   if (!corrupt.ok()) return corrupt;

@@ -25,13 +25,18 @@ struct Usage {
   int64_t chunks_stored = 0;
   int64_t bytes_logical = 0;
   int64_t bytes_stored = 0;
+  // Model records and codec state the namespace's tenant owns.
+  int64_t bytes_models = 0;
 
   Usage& operator+=(const Usage& other) {
     chunks_stored += other.chunks_stored;
     bytes_logical += other.bytes_logical;
     bytes_stored += other.bytes_stored;
+    bytes_models += other.bytes_models;
     return *this;
   }
+  // What counts against a quota: chunks and models.
+  int64_t charged_bytes() const { return bytes_stored + bytes_models; }
 };
 
 // Usage of every namespace, in memory and on disk. Thread-safe. Changes

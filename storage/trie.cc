@@ -56,6 +56,7 @@ PendingNode NewPendingNode(const NewChunk& chunk, int64_t now_micros) {
   record.set_created_unix_micros(now_micros);
   record.set_namespace_(std::string(chunk.name_space));
   record.set_model(std::string(chunk.model));
+  record.set_codec_state_version(chunk.codec_state_version);
   return node;
 }
 
@@ -331,23 +332,37 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
     result.bytes_logical_added += node.record.bytes_logical();
   }
   result.raced = static_cast<uint32_t>(raced.size());
+  Usage delta{result.added, static_cast<int64_t>(result.bytes_logical_added),
+              static_cast<int64_t>(result.bytes_stored_added)};
+  Usage owner_delta;
+  const std::string owner =
+      options.new_model ? options.new_model->owner() : std::string();
+  if (options.new_model) {
+    const int64_t model_bytes = static_cast<int64_t>(
+        ModelRegistry::AddToBatch(*options.new_model, batch));
+    // Only owned models are charged; the owner's usage is staged once.
+    if (owner == options.name_space)
+      delta.bytes_models += model_bytes;
+    else if (!owner.empty())
+      owner_delta.bytes_models = model_bytes;
+  }
   const Usage used = usage_.Get(options.name_space);
+  const uint64_t added = static_cast<uint64_t>(
+      delta.bytes_stored + delta.bytes_models);
   if (options.quota_bytes > 0 &&
-      static_cast<uint64_t>(std::max<int64_t>(0, used.bytes_stored)) +
-              result.bytes_stored_added >
+      static_cast<uint64_t>(std::max<int64_t>(0, used.charged_bytes())) +
+              added >
           options.quota_bytes)
     return absl::ResourceExhaustedError(absl::StrCat(
         "namespace '", options.name_space,
-        "' is over its quota: ", used.bytes_stored, " bytes stored + ",
-        result.bytes_stored_added, " new > ", options.quota_bytes));
-  const Usage delta{result.added,
-                    static_cast<int64_t>(result.bytes_logical_added),
-                    static_cast<int64_t>(result.bytes_stored_added)};
+        "' is over its quota: ", used.charged_bytes(), " bytes stored + ",
+        added, " new > ", options.quota_bytes));
   usage_.Stage(options.name_space, delta, batch);
-  if (options.new_model) ModelRegistry::AddToBatch(*options.new_model, batch);
+  if (owner_delta.bytes_models != 0) usage_.Stage(owner, owner_delta, batch);
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
   usage_.Apply(options.name_space, delta);
+  if (owner_delta.bytes_models != 0) usage_.Apply(owner, owner_delta);
   DiscardPayloads(raced);
   return result;
 }

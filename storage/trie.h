@@ -69,6 +69,8 @@ struct NewChunk {
   uint64_t bytes_logical = 0;
   std::string_view name_space;
   std::string_view model;
+  // The version of the model's codec state the codec was built with.
+  uint64_t codec_state_version = 0;
   // Unique to the Put: its payload key cannot collide with another Put's
   // payload for the same node.
   uint64_t put_id = 0;
@@ -85,7 +87,9 @@ struct CommitOptions {
   // Refuse the commit (RESOURCE_EXHAUSTED) if the namespace would then
   // store more than this many bytes (0: no limit).
   uint64_t quota_bytes = 0;
-  // A model made by ModelRegistry::FromSpec to store with the nodes.
+  // A model made by ModelRegistry::FromSpec to store with the nodes; its
+  // record is charged to its owner's usage (and to the quota above when
+  // the owner is `name_space`).
   const Model* new_model = nullptr;
 };
 
@@ -134,6 +138,8 @@ class Trie {
   absl::Status Load() { return usage_.Load(); }
   // Usage of every namespace, in step with the committed nodes.
   const NamespaceUsage& usage() const { return usage_; }
+  // For the model registry, whose writes are serialized with the trie's.
+  NamespaceUsage& mutable_usage() { return usage_; }
 
   // Longest stored prefix of `tokens` below `root`, token-granular: a stored
   // chunk whose first n tokens match counts n. Reads node records and the

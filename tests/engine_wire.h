@@ -14,13 +14,24 @@
 
 namespace seqkv::testing {
 
+// The models engine tests use: those of one tenant, "default", whatever
+// namespace they read or write.
+inline ModelScope WireModels() {
+  return ModelScope{.tenant = "default", .may_change_unowned = true};
+}
+
+inline ReadScope WithWireModels(ReadScope scope) {
+  if (scope.models.tenant.empty()) scope.models = WireModels();
+  return scope;
+}
+
 inline absl::StatusOr<LookupOutcome> WireLookup(
     CacheEngine& engine, const ReadScope& scope,
     const v1::LookupRequest& request) {
   DecodedIds ids;
   auto query = ToLookupQuery(request, engine.options().max_tokens, ids);
   if (!query.ok()) return query.status();
-  return engine.Lookup(scope, *query);
+  return engine.Lookup(WithWireModels(scope), *query);
 }
 
 inline absl::StatusOr<std::unique_ptr<PutSession>> WireBeginPut(
@@ -28,7 +39,7 @@ inline absl::StatusOr<std::unique_ptr<PutSession>> WireBeginPut(
     const v1::PutHeader& header) {
   auto spec = ToPutSpec(header, engine.options().max_tokens);
   if (!spec.ok()) return spec.status();
-  return engine.BeginPut(name_space, *std::move(spec));
+  return engine.BeginPut(name_space, WireModels(), *std::move(spec));
 }
 
 inline absl::StatusOr<v1::PutResponse> WireFinishPut(CacheEngine& engine,
@@ -47,7 +58,7 @@ inline absl::Status WireGet(
   auto query = ToGetQuery(request, engine.options().max_tokens, ids);
   if (!query.ok()) return query.status();
   return engine.Get(
-      scope, *query, message_bytes,
+      WithWireModels(scope), *query, message_bytes,
       [&](const GetPlan& plan) { return on_header(ToGetHeader(plan)); },
       on_data);
 }
@@ -58,14 +69,14 @@ inline absl::StatusOr<DeleteSummary> WireDelete(
   DecodedIds ids;
   auto tokens = ToDeleteTokens(request, engine.options().max_tokens, ids);
   if (!tokens.ok()) return tokens.status();
-  return engine.Delete(name_space, request.model(), *tokens);
+  return engine.Delete(name_space, WireModels(), request.model(), *tokens);
 }
 
 inline absl::StatusOr<RegisterOutcome> WireRegisterModel(
     CacheEngine& engine, v1::RegisterModelRequest request) {
   auto spec = ToModelSpec(request);
   if (!spec.ok()) return spec.status();
-  return engine.RegisterModel(*std::move(spec));
+  return engine.RegisterModel(WireModels(), *std::move(spec));
 }
 
 }  // namespace seqkv::testing

@@ -35,7 +35,8 @@ uint64_t ResidentBytes() {
 }  // namespace
 
 uint64_t UsageBytes(const NamespaceStats& stats) {
-  return static_cast<uint64_t>(std::max<int64_t>(0, stats.usage.bytes_stored));
+  return static_cast<uint64_t>(
+      std::max<int64_t>(0, stats.usage.charged_bytes()));
 }
 
 uint64_t QuotaBytes(CacheEngine& engine, const std::string& name_space) {
@@ -62,6 +63,7 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
     total.usage.chunks_stored += s.usage.chunks_stored;
     total.usage.bytes_logical += s.usage.bytes_logical;
     total.usage.bytes_stored += s.usage.bytes_stored;
+    total.usage.bytes_models += s.usage.bytes_models;
   }
   return total;
 }
@@ -82,6 +84,7 @@ nlohmann::json StatsObject(const NamespaceStats& stats,
       {"chunks_deduped", c.chunks_deduped()},
       {"bytes_logical", stats.usage.bytes_logical},
       {"bytes_stored", stats.usage.bytes_stored},
+      {"model_bytes", stats.usage.bytes_models},
       {"put_bytes_logical", c.put_bytes_logical()},
       {"dedup_ratio", stats.dedup_ratio()},
       {"compression_ratio", stats.compression_ratio()},

@@ -75,7 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
   auto registered = seqkv::testing::WireRegisterModel(Engine(), request);
   if (!registered.ok()) return 0;
-  auto model = Engine().GetModel(request.model());
+  auto model =
+      Engine().GetModel(seqkv::testing::WireModels(), request.model());
   if (!model.ok() || model->chunk_tokens != registered->chunk_tokens ||
       model->layout.num_layers != request.layout().num_layers() ||
       model->layout.head_dim != request.layout().head_dim())

@@ -9,7 +9,9 @@
 #include <random>
 #include <thread>
 
+#include "codec/model_state.h"
 #include "gtest/gtest.h"
+#include "model/model_state_builder.h"
 #include "nlohmann/json.hpp"
 #include "server/config.h"
 #include "tests/integration/server_process.h"
@@ -61,6 +63,13 @@ std::string TenantsYaml(bool with_globex_key = true,
           "\"]\n    quota_bytes: 2500000\n    on_quota: evict\n";
   yaml += "  - name: slowco\n    api_key_sha256: [\"" + Sha256Hex("slow-key") +
           "\"]\n    rate_limit_rps: 0.5\n    rate_limit_burst: 2\n";
+  yaml += "  - name: smallco\n    api_key_sha256: [\"" +
+          Sha256Hex("small-key") +
+          "\"]\n    quota_bytes: 20000\n    on_quota: evict\n";
+  // acme's kvlm-23m is the one globex reads (in system-prompts) and uses.
+  yaml +=
+      "shared_models:\n  - name: kvlm-23m\n    owner: acme\n"
+      "    readers: [globex]\n";
   yaml +=
       "shared_namespaces:\n  - name: system-prompts\n"
       "    readers: [acme, globex]\n    writers: [acme]\n";
@@ -140,8 +149,10 @@ TEST_F(TenancyTest, SharedNamespaceServesItsReadersOnly) {
   auto got = globex->Get({kModel}, prompt.tokens);
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->k == prompt.k && got->v == prompt.v);
-  // Not a reader: no fallback, and no explicit access.
-  EXPECT_EQ(initech->Lookup(kModel, prompt.tokens)->matched_tokens, 0u);
+  // Not a reader: no fallback (not even acme's model, which is shared with
+  // globex alone), and no explicit access.
+  EXPECT_EQ(initech->Lookup(kModel, prompt.tokens).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(initech->Lookup(kModel, prompt.tokens, 0, "system-prompts")
                 .status()
                 .code(),
@@ -240,6 +251,212 @@ TEST_F(TenancyTest, CapacityEvictsFairlyAcrossTenants) {
   EXPECT_LE(json["global"]["bytes_stored"].get<int64_t>(), 8000000);
 }
 
+// A cache of `tokens` random tokens in a one-layer layout (256 bytes a
+// token).
+KvCache Tiny(uint32_t tokens, uint32_t seed) {
+  KvCache cache;
+  cache.layout.num_layers = 1;
+  cache.layout.num_kv_heads = 1;
+  cache.layout.head_dim = 64;
+  cache.layout.dtype = DType::kBF16;
+  std::mt19937 rng(seed);
+  for (uint32_t i = 0; i < tokens; ++i)
+    cache.tokens.push_back(static_cast<int32_t>(rng() % 50000));
+  cache.AllocateTensors();
+  for (auto* tensor : {&cache.k, &cache.v})
+    for (std::byte& b : *tensor) b = static_cast<std::byte>(rng());
+  return cache;
+}
+
+bool SameData(const KvCache& a, const KvCache& b) {
+  return a.tokens == b.tokens && a.k == b.k && a.v == b.v;
+}
+
+TEST_F(TenancyTest, ModelsArePrivateToTheTenantThatRegisteredThem) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn2.safetensors",
+                        "kv/c_chat_turn1.safetensors");
+  StartServer(TenantsYaml());
+  const KvCache cache = Load("c_chat_turn2");
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  ModelRegistration registration{.model = "acme-private",
+                                 .layout = cache.layout,
+                                 .default_codec = "lossless"};
+  ASSERT_TRUE(acme->RegisterModel(registration).ok());
+  ASSERT_TRUE(acme->Put({"acme-private", "", ""}, cache).ok());
+
+  // To globex the model does not exist: the answers of a name never used.
+  auto unknown = globex->GetModel("never-registered");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  auto probed = globex->GetModel("acme-private");
+  EXPECT_EQ(probed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(probed.status().message(), "unknown model 'acme-private'");
+  EXPECT_EQ(globex->Lookup("acme-private", cache.tokens).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(globex->Get({"acme-private"}, cache.tokens).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(globex->Delete("acme-private", {}).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // globex registering the name makes its own model, a lossy default and
+  // all; acme's keeps its default codec.
+  registration.default_codec = "turbo:2";
+  auto created = globex->RegisterModel(registration);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(*created);
+  auto acme_model = acme->GetModel("acme-private");
+  ASSERT_TRUE(acme_model.ok()) << acme_model.status();
+  EXPECT_EQ(acme_model->default_codec, "lossless");
+  const KvCache turn1 = Load("c_chat_turn1");
+  auto acme_put = acme->Put({"acme-private", "", ""}, turn1);
+  ASSERT_TRUE(acme_put.ok()) << acme_put.status();
+  EXPECT_EQ(acme_put->codec, "lossless");
+  auto globex_put = globex->Put({"acme-private", "", ""}, turn1);
+  ASSERT_TRUE(globex_put.ok()) << globex_put.status();
+  EXPECT_EQ(globex_put->codec, "turbo:2");
+  // Both use the name independently: each finds its own data only.
+  for (const KvCache* stored : {&cache, &turn1}) {
+    auto got = acme->Get({"acme-private"}, stored->tokens);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(SameData(*got, *stored));
+  }
+  // globex finds the prefix it stored itself (turn 1), not acme's turn 2.
+  EXPECT_EQ(globex->Lookup("acme-private", cache.tokens)->matched_tokens,
+            turn1.tokens.size());
+
+  // A Put under a name only another tenant uses makes the caller's own.
+  ASSERT_TRUE(acme->Put({"acme-second", "raw", ""}, turn1).ok());
+  auto own = globex->Put({"acme-second", "raw", ""}, turn1);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->chunks_deduped, 0u);
+}
+
+// A registration over a model's codec state, by its owner or by another
+// tenant under the same name, leaves every stored chunk decoding to the
+// same bytes, before and after a restart.
+TEST_F(TenancyTest, NewCodecStateKeepsStoredChunksDecodable) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn2.safetensors",
+                        "kv/c_chat_turn1.safetensors", "lm");
+  StartServer(TenantsYaml());
+  const KvCache cache = Load("c_chat_turn2");
+  auto state = BuildCodecStateFromModelDir(DataPath("lm"), cache.layout);
+  ASSERT_TRUE(state.ok()) << state.status();
+  // Another table: the same header, every value changed.
+  std::map<std::string, std::string> other = *state;
+  std::string& table = other[std::string(kLayer0TableKey)];
+  for (size_t i = 24; i < table.size(); i += 2) table[i] ^= 0x5a;
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  const std::string codec = "predictive:rel_mse=0.01";
+  ASSERT_TRUE(acme->RegisterModel({.model = "tabled",
+                                   .layout = cache.layout,
+                                   .codec_state = *state})
+                  .ok());
+  ASSERT_TRUE(acme->Put({"tabled", codec, ""}, cache).ok());
+  auto first = acme->Get({"tabled"}, cache.tokens);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->num_tokens(), cache.num_tokens());
+
+  auto created = globex->RegisterModel(
+      {.model = "tabled", .layout = cache.layout, .codec_state = other});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(*created);
+  auto got = acme->Get({"tabled"}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameData(*got, *first));
+
+  // The owner replaces its table: a new version; the chunks keep theirs.
+  created = acme->RegisterModel(
+      {.model = "tabled", .layout = cache.layout, .codec_state = other});
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_FALSE(*created);
+  got = acme->Get({"tabled"}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameData(*got, *first));
+  const KvCache turn1 = Load("c_chat_turn1");
+  ASSERT_TRUE(acme->Put({"tabled", codec, ""}, turn1).ok());
+  auto second = acme->Get({"tabled"}, turn1.tokens);
+  ASSERT_TRUE(second.ok()) << second.status();
+
+  ASSERT_TRUE(server_->Restart().ok());
+  acme = As("acme-key");
+  got = acme->Get({"tabled"}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameData(*got, *first));
+  got = acme->Get({"tabled"}, turn1.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(SameData(*got, *second));
+}
+
+TEST_F(TenancyTest, ASharedModelIsReadOnlyToItsReaders) {
+  SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn1.safetensors");
+  StartServer(TenantsYaml());
+  const KvCache prompt = Load("c_chat_turn1");
+  auto acme = As("acme-key");
+  auto globex = As("globex-key");
+  auto initech = As("initech-key");
+  ASSERT_TRUE(acme->Put({kModel, "raw", "system-prompts"}, prompt).ok());
+  auto seen = globex->GetModel(kModel);
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(initech->GetModel(kModel).status().code(),
+            absl::StatusCode::kNotFound);
+  // A reader may register it unchanged (as a worker does at start), not
+  // change it.
+  ModelRegistration registration{.model = kModel, .layout = prompt.layout};
+  auto same = globex->RegisterModel(registration);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_FALSE(*same);
+  registration.default_codec = "turbo:2";
+  auto changed = globex->RegisterModel(registration);
+  EXPECT_EQ(changed.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(acme->GetModel(kModel)->default_codec, "");
+  // Its owner may.
+  auto updated = acme->RegisterModel(registration);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(globex->GetModel(kModel)->default_codec, "turbo:2");
+  // initech, no reader, makes its own.
+  auto own = initech->RegisterModel(registration);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_TRUE(*own);
+}
+
+TEST_F(TenancyTest, ModelRecordsCountAgainstTheQuota) {
+  StartServer(TenantsYaml());
+  auto small = As("small-key");
+  // One-token Puts under fresh names, each a model record of about 550
+  // bytes: the chunks are evicted to stay under the 20000-byte quota, the
+  // records cannot be.
+  const KvCache one = Tiny(1, 7);
+  absl::Status refused;
+  int stored = 0;
+  for (int i = 0; i < 100 && refused.ok(); ++i) {
+    std::string name = std::to_string(i);
+    name.resize(256, 'm');
+    auto put = small->Put({name, "raw", ""}, one);
+    if (put.ok())
+      ++stored;
+    else
+      refused = put.status();
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_GT(stored, 10);
+  EXPECT_LT(stored, 40);
+  auto body = server_->AdminGet("/v1/stats");
+  ASSERT_TRUE(body.ok());
+  const auto tenant = nlohmann::json::parse(*body)["tenants"]["smallco"];
+  EXPECT_GT(tenant["model_bytes"].get<int64_t>(), 10 * 500) << tenant;
+  EXPECT_LE(tenant["usage_bytes"].get<int64_t>(), 20000) << tenant;
+  EXPECT_EQ(tenant["usage_bytes"].get<int64_t>(),
+            tenant["model_bytes"].get<int64_t>() +
+                tenant["bytes_stored"].get<int64_t>());
+  // Codec state counts too.
+  auto state = small->RegisterModel({.model = "stateful",
+                                     .layout = one.layout,
+                                     .codec_state = {{"blob", std::string(
+                                                                  30000, 'x')}}});
+  EXPECT_EQ(state.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
 TEST_F(TenancyTest, RateLimit) {
   StartServer(TenantsYaml());
   auto slow = As("slow-key");
@@ -322,9 +539,9 @@ TEST_F(TenancyTest, TlsAndMutualTls) {
   options.tls_key_file = dir_.file("client.key");
   auto acme = Client::Connect(options);
   ASSERT_TRUE(acme.ok());
-  auto lookup = (*acme)->Lookup(kModel, cache.tokens);
-  ASSERT_TRUE(lookup.ok()) << lookup.status();
-  EXPECT_EQ(lookup->matched_tokens, 0u);  // globex's data is not acme's
+  // globex's model (and data) are not acme's.
+  EXPECT_EQ((*acme)->Lookup(kModel, cache.tokens).status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE((*acme)->Put({kModel, "raw", ""}, cache).ok());
   EXPECT_EQ((*acme)->Lookup(kModel, cache.tokens)->matched_tokens,
             cache.tokens.size());
