@@ -194,8 +194,15 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::AtStateVersion(
     return absl::DataLossError(absl::StrCat(
         "codec state version ", version, " of model '", model->record.name(),
         "' is ", value->has_value() ? "corrupt" : "missing"));
-  auto at = std::make_shared<Model>(*model);
-  at->context.codec_state.clear();
+  // Field by field: copying `*model` would copy its current state too.
+  auto at = std::make_shared<Model>();
+  at->record = model->record;
+  at->context.name = model->context.name;
+  at->context.layout = model->context.layout;
+  at->chunk_tokens = model->chunk_tokens;
+  at->fingerprint = model->fingerprint;
+  at->key = model->key;
+  at->record_bytes = model->record_bytes;
   for (auto& [state_key, blob] : *state.mutable_codec_state())
     at->context.codec_state[state_key] = std::move(blob);
   at->record.set_codec_state_version(version);
