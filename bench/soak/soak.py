@@ -4,7 +4,7 @@ and restarted, whose disk fills up and frees, for --duration_s (10 minutes by
 default); prints a JSON summary and exits 0 only when nothing went wrong.
 
     cmake --build build --target seqkv-server seqkv_python
-    sudo PYTHONPATH=client/python:build/python /usr/bin/python3 \\
+    sudo env PYTHONPATH=client/python:build/python /usr/bin/python3 \\
         bench/soak/soak.py --server build/bin/seqkv-server --duration_s 600
 
 Why a Python script: the soak is mostly a supervisor (it mounts a tmpfs,
@@ -165,7 +165,8 @@ class Summary:
             self.counts[kind] += 1
             if len(self.failures) < 50:
                 self.failures.append(f"{kind}: {what}")
-            print(f"soak: {kind}: {what}", file=sys.stderr, flush=True)
+            if self.counts[kind] <= 5:
+                print(f"soak: {kind}: {what}", file=sys.stderr, flush=True)
 
 
 class Server:
@@ -233,6 +234,15 @@ class Server:
         p = self.process
         return p.pid if p is not None and p.poll() is None else None
 
+    def admin_json(self, path):
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.admin_port}{path}",
+                    timeout=10) as response:
+                return json.load(response)
+        except (OSError, ValueError):
+            return {}
+
     def admin_status(self, path):
         try:
             with urllib.request.urlopen(
@@ -250,6 +260,17 @@ def _die_with_parent():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
 def server_has_flag(binary, flag):
     """Whether seqkv-server defines --flag (its --helpfull lists it)."""
     result = subprocess.run([binary, "--helpfull"], capture_output=True,
@@ -257,11 +278,30 @@ def server_has_flag(binary, flag):
     return f"-{flag}" in result.stdout + result.stderr
 
 
+def node_ends(n):
+    """Where the trie nodes of an n-token sequence end: each whole chunk,
+    then the partial one."""
+    return list(range(CHUNK, n, CHUNK)) + [n]
+
+
+def nodes_of(key):
+    """The trie nodes of sequence `key` = (model index, token bytes), each
+    named by the sequence up to its end (which names its parent too)."""
+    m, raw = key
+    return [(m, raw[:4 * end]) for end in node_ends(len(raw) // 4)]
+
+
+def last_chunk(raw):
+    """Index of the chunk the last token of `raw` falls in."""
+    return (len(raw) // 4 - 1) // CHUNK
+
+
 class Worker:
-    """One load thread's own token space and ledger: what the server
-    acknowledged, and what it acknowledged deleting. Only this worker
-    writes its token space, so its ledger is exact; other workers only read
-    it. Entries are keyed (model index, token bytes)."""
+    """One load thread's own token space and a model of the trie in it:
+    which nodes are stored for certain, which may be (a Put or Delete whose
+    outcome is unknown), which sequences were acknowledged. Only this worker
+    writes its token space, so the model is exact; other workers only read
+    it. Sequences and nodes are keyed (model index, token bytes)."""
 
     def __init__(self, index, tenant, api_key, seed, summary, max_entries):
         self.index, self.tenant, self.api_key = index, tenant, api_key
@@ -275,12 +315,32 @@ class Worker:
                        for _ in range(FAMILIES)] for _ in MODELS]
         self.low = low
         self.lock = threading.Lock()  # entries are read by other workers
-        self.entries = {}   # key -> [tokens, lossy digest or None]
-        self.deleted = {}   # key -> tokens: acknowledged Deletes
-        # Sequences that may or may not be stored: Puts and Deletes whose
-        # outcome is unknown, and what a Delete may have taken with it.
-        self.maybe = set()
+        # Acknowledged sequences all of whose nodes are stored: key ->
+        # [tokens, lossy digest of the first read or None].
+        self.entries = {}
+        self.present = set()  # nodes stored for certain
+        self.maybe = set()    # nodes that may be stored
+        self.deleted = set()  # sequences whose Delete was acknowledged
         self.peers = []
+        # (time, operation, key, outcome): what a failure message cites.
+        self.history = []
+
+    def note(self, op, key, outcome):
+        self.history.append((round(time.monotonic(), 3), op, key, outcome))
+
+    def related(self, key):
+        """This worker's operations on sequences that are a prefix of
+        `key` or extend it, oldest first, in words."""
+        lines = []
+        for when, op, other, outcome in self.history:
+            if other is None:  # a kill
+                if lines and not lines[-1].endswith("SIGKILL"):
+                    lines.append(f"{when} SIGKILL")
+            elif other[0] == key[0] and (other[1].startswith(key[1]) or
+                                       key[1].startswith(other[1])):
+                lines.append(f"{when} {op} {len(other[1]) // 4} tokens: "
+                             f"{outcome}")
+        return "; ".join(lines[-20:])
 
     def new_tokens(self):
         m = self.rng.randrange(len(MODELS))
@@ -300,11 +360,20 @@ class Worker:
         return m, np.concatenate([base[:shared],
                                   np.array(tail_ids, np.int32)])
 
-    def _extends(self, prefix):
-        """Whether any sequence that may be stored has `prefix` as a
-        prefix (then a Lookup of it may match it whole)."""
-        return any(key[1].startswith(prefix[1]) and key[0] == prefix[0]
-                   for key in list(self.entries) + list(self.maybe))
+    def _may_match_whole(self, key):
+        """Whether a Lookup of sequence `key` may match all of it: some
+        stored or maybe-stored node in its last chunk's place starts with
+        its tokens (matching is token-granular)."""
+        m, raw = key
+        chunk = last_chunk(raw)
+        return any(node[0] == m and node[1].startswith(raw) and
+                   last_chunk(node[1]) == chunk
+                   for node in self.present | self.maybe)
+
+    def _forget_entries_using(self, nodes):
+        for key in list(self.entries):
+            if any(node in nodes for node in nodes_of(key)):
+                del self.entries[key]
 
     # --- operations; each returns after one request ---
 
@@ -316,50 +385,82 @@ class Worker:
         try:
             client.put(model, tokens, k, v, codec=codec)
         except seqkv.Error as error:
+            self.note("put", key, code_name(error))
             self.summary.error("put", error)
             with self.lock:
-                self.maybe.add(key)
+                self.maybe.update(n for n in nodes_of(key)
+                                  if n not in self.present)
             return
         self.summary.add("acknowledged_puts")
+        self.note("put", key, "OK")
         with self.lock:
+            for node in nodes_of(key):
+                self.present.add(node)
+                self.maybe.discard(node)
             if key not in self.entries:
                 self.entries[key] = [tokens, None]
-            self.maybe.discard(key)
         self.summary.last_put_ok = time.monotonic()
 
     def delete(self, client, killing):
         with self.lock:
-            if not self.entries:
+            # Now and then a node that may be stored or any stored one, so
+            # that the store keeps neither what failed Puts left behind nor
+            # the ancestors of deleted sequences.
+            pick = self.rng.randrange(4)
+            if self.maybe and (pick == 0 or not self.entries):
+                key = self.rng.choice(sorted(self.maybe))
+                tokens = np.frombuffer(key[1], np.int32)
+            elif self.present and (pick == 1 or not self.entries):
+                key = self.rng.choice(sorted(self.present))
+                tokens = np.frombuffer(key[1], np.int32)
+            elif self.entries:
+                key = self.rng.choice(list(self.entries))
+                tokens = self.entries[key][0]
+            else:
                 return
-            key = self.rng.choice(list(self.entries))
-            tokens = self.entries[key][0]
         model = MODELS[key[0]][0]
         try:
-            client.delete(model, tokens)
+            result = client.delete(model, tokens)
         except seqkv.Error as error:
+            self.note("delete", key, code_name(error))
             self.summary.error("delete", error)
             with self.lock:
-                self._drop_below(key, certain=False)
+                taken = self._subtree(key)
+                self._forget_entries_using(taken)
+                self.maybe.update(taken & self.present)
+                self.present -= taken
             return
         self.summary.add("acknowledged_deletes")
+        self.note("delete", key, f"OK, {result.chunks_deleted} chunks")
         with self.lock:
-            self._drop_below(key, certain=True)
-            must_be_absent = not self._extends(key)
+            if key in self.present and result.chunks_deleted == 0:
+                # The node is stored for certain: the server ignored the
+                # Delete. Keep modelling what it did, not what it should.
+                self.summary.fail(
+                    "deletes_ignored", f"{model} {len(tokens)} tokens: Delete "
+                    f"OK but 0 chunks removed; history: {self.related(key)}")
+                # Not picked again as a certain one.
+                self.present.discard(key)
+                self.maybe.add(key)
+                self._forget_entries_using({key})
+                return
+            taken = self._subtree(key)
+            self._forget_entries_using(taken)
+            self.present -= taken
+            self.maybe -= taken
+            self.deleted.add(key)
+            must_be_absent = not self._may_match_whole(key)
         if must_be_absent:
             self._check_absent(client, key, killing, "right after Delete")
 
-    def _drop_below(self, key, certain):
-        """Entries a Delete of `key` may have taken: out of the ledger."""
-        for other in list(self.entries):
-            if other[0] == key[0] and other[1].startswith(key[1]):
-                del self.entries[other]
-                if other != key or not certain:
-                    self.maybe.add(other)
-        if certain:
-            self.maybe.discard(key)
-            self.deleted[key] = np.frombuffer(key[1], np.int32)
-        else:
-            self.maybe.add(key)
+    def _subtree(self, key):
+        """The nodes a Delete of `key` removes: the node ending there and,
+        for a chunk-aligned one, every node below it."""
+        taken = {key}
+        if (len(key[1]) // 4) % CHUNK == 0:
+            taken |= {node for node in self.present | self.maybe
+                      if node[0] == key[0] and node[1].startswith(key[1])}
+        return taken
 
     def _check_absent(self, client, key, killing, when):
         tokens = np.frombuffer(key[1], np.int32)
@@ -373,7 +474,8 @@ class Worker:
         if matched >= len(tokens):
             self.summary.fail(
                 "resurrected", f"{model} {len(tokens)} tokens deleted "
-                f"(acknowledged) but Lookup matches {matched} ({when})")
+                f"(acknowledged) but Lookup matches {matched} ({when}); "
+                f"history: {self.related(key)}")
 
     def verify(self, client, key, killing, when):
         """An acknowledged entry must be whole and exact."""
@@ -399,7 +501,8 @@ class Worker:
             if key not in self.entries:
                 return  # deleted meanwhile by this worker: cannot be
         if matched != len(tokens):
-            self.summary.fail("lost", f"{where}: Lookup matches {matched}")
+            self.summary.fail("lost", f"{where}: Lookup matches {matched}; "
+                              f"history: {self.related(key)}")
         if len(got.tokens) != len(tokens):
             self.summary.fail("lost", f"{where}: Get returns "
                               f"{len(got.tokens)} tokens")
@@ -493,7 +596,7 @@ class Worker:
             for key in list(self.entries):
                 self.verify(client, key, never, when)
             for key in list(self.deleted):
-                if not self._extends(key):
+                if not self._may_match_whole(key):
                     self._check_absent(client, key, never, when)
         finally:
             client.close()
@@ -675,6 +778,9 @@ def main(argv):
                    "not_recovered": 0, "max_recovery_s": 0.0,
                    "put_errors_while_full": {}, "readyz_while_full": {}}
     abort_details = []
+    # At the end: what the server says it stores, and what that takes on
+    # disk (a gap that grows over runs is space not given back).
+    store = {}
     start = time.monotonic()
     next_fill = (start + args.fill_every_s * rng.uniform(0.3, 0.7)
                  if disk.can_fill and args.fill_every_s > 0 else float("inf"))
@@ -728,6 +834,9 @@ def main(argv):
                 summary.fail("aborts", why)
             else:
                 summary.add("kills")
+            for w in workers:
+                w.history.append((round(time.monotonic(), 3), "kill", None,
+                                  ""))
             stop.set()
             for t in threads:
                 t.join()
@@ -743,6 +852,10 @@ def main(argv):
     finally:
         sampler.done.set()
         if server.process is not None and server.process.poll() is None:
+            stats = server.admin_json("/v1/stats").get("global", {})
+            store["bytes_stored"] = stats.get("bytes_stored")
+            store["chunks_stored"] = stats.get("chunks_stored")
+            store["data_dir_bytes"] = du(server.data_dir)
             server.process.send_signal(signal.SIGTERM)
             try:
                 server.process.wait(60)
@@ -778,6 +891,7 @@ def main(argv):
         "data_loss": c["data_loss"],
         "lookup_overclaims": c["lookup_overclaims"],
         "resurrected": c["resurrected"],
+        "deletes_ignored": c["deletes_ignored"],
         "aborts": c["aborts"],
         "kills": c["kills"],
         "restarts": c["restarts"],
@@ -792,6 +906,7 @@ def main(argv):
         "budget_checked": budget_checked,
         "budget_exceeded": budget_exceeded,
         "disk": disk_report,
+        "store_at_end": store,
         "ops": {op: c[f"op_{op}"] for op in ("put", "get", "probe",
                                              "delete")},
         "errors_by_code": {op: dict(codes)
@@ -800,6 +915,7 @@ def main(argv):
     }
     bad = (c["lost"] + c["served_corruptions"] + c["data_loss"] +
            c["lookup_overclaims"] + c["resurrected"] + c["aborts"] +
+           c["deletes_ignored"] +
            c["start_failures"] + c["soak_errors"] +
            disk_report["not_recovered"])
     result["ok"] = (bad == 0 and not budget_exceeded and

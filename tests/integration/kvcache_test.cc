@@ -350,6 +350,47 @@ TEST_F(KvCacheTest, DeleteRemovesASubtree) {
   EXPECT_EQ(Stats()["global"]["bytes_stored"], 0);
 }
 
+// Found by the soak (bench/soak/soak.py, "deletes_ignored"): a stored
+// sequence ending in a partial chunk is not deleted when a longer partial
+// node of the same chunk starts with its tokens. The Delete answers OK with
+// 0 chunks and the sequence stays: the match picks the longer sibling (both
+// share all the query's tokens of that chunk), which does not end where the
+// query does. Disabled until the server is fixed; run it with
+// --gtest_also_run_disabled_tests.
+TEST_F(KvCacheTest, DISABLED_DeleteRemovesAPartialChunkThatALongerOneExtends) {
+  const KvLayout layout{2, 2, 64, DType::kBF16};
+  // Which sibling the match meets first depends on their keys: eight pairs.
+  for (uint32_t seed = 21; seed < 29; ++seed) {
+    SCOPED_TRACE(seed);
+    const std::string model = absl::StrCat("sibling-", seed);
+    const KvCache longer = Synthetic(layout, 400, seed);
+    // The first 310 tokens of `longer`, with their values.
+    KvCache shorter;
+    shorter.layout = layout;
+    shorter.tokens.assign(longer.tokens.begin(), longer.tokens.begin() + 310);
+    shorter.AllocateTensors();
+    const size_t row = layout.head_dim * DTypeSize(layout.dtype);
+    for (uint32_t lh = 0; lh < layout.num_layers * layout.num_kv_heads; ++lh) {
+      std::copy_n(longer.k.begin() + lh * 400 * row, 310 * row,
+                  shorter.k.begin() + lh * 310 * row);
+      std::copy_n(longer.v.begin() + lh * 400 * row, 310 * row,
+                  shorter.v.begin() + lh * 310 * row);
+    }
+    ASSERT_TRUE(client_->Put({model, "raw", ""}, shorter).ok());
+    ASSERT_TRUE(client_->Put({model, "raw", ""}, longer).ok());
+    auto removed = client_->Delete(model, shorter.tokens);
+    ASSERT_TRUE(removed.ok()) << removed.status();
+    EXPECT_EQ(removed->chunks_deleted, 1u);  // the 54-token partial chunk
+    removed = client_->Delete(model, longer.tokens);
+    ASSERT_TRUE(removed.ok()) << removed.status();
+    EXPECT_EQ(removed->chunks_deleted, 1u);
+    // Only the first chunk, shared by both, is left.
+    auto matched = client_->Lookup(model, shorter.tokens);
+    ASSERT_TRUE(matched.ok()) << matched.status();
+    EXPECT_EQ(matched->matched_tokens, 256u);
+  }
+}
+
 TEST_F(KvCacheTest, LargePayloadsAreFilesThatLeaveWithTheirChunks) {
   SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn4.safetensors");
   // 1.5 MiB raw chunks: above the 256 KiB default, so each is a file.
