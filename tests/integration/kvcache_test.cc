@@ -351,8 +351,8 @@ TEST_F(KvCacheTest, DeleteRemovesASubtree) {
 }
 
 // Found by the soak (bench/soak/soak.py, "deletes_ignored"): a stored
-// sequence ending in a partial chunk is not deleted when a longer partial
-// node of the same chunk starts with its tokens. The Delete answers OK with
+// sequence ending in a partial chunk is not deleted when a longer node of
+// the same chunk starts with its tokens. The Delete answers OK with
 // 0 chunks and the sequence stays: the match picks the longer sibling (both
 // share all the query's tokens of that chunk), which does not end where the
 // query does. Disabled until the server is fixed; run it with
