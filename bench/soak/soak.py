@@ -883,6 +883,10 @@ def main(argv):
     alerts = [m.group(0) for m in ABORT_PATTERNS.finditer(log)]
     for line in alerts[:20]:
         summary.fail("aborts", f"server log: {line}")
+    # The server runs in the work directory: a core dump lands there.
+    for name in sorted(os.listdir(work)):
+        if name.startswith("core"):
+            summary.fail("aborts", f"core dump {name}")
     rss_limit = (args.memory_budget_bytes + args.rss_overhead_bytes
                  if budget_checked else None)
     budget_exceeded = rss_limit is not None and sampler.max_rss > rss_limit
