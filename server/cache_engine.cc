@@ -46,6 +46,7 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
     : options_(std::move(options)),
       memory_(options_.memory),
       chunk_buffers_(options_.chunk_buffer_pool_bytes, &memory_),
+      index_(options_.index),
       trie_(store),
       models_(store, &trie_.mutable_usage()),
       stats_(store, &trie_.usage()),
@@ -198,7 +199,8 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
       outcome = {matched, ns};
     }
   }
-  index_.Visit(best_keys, NowMicros());
+  index_.Visit(best_keys, NowMicros(), scope.namespaces);
+  if (!best_keys.empty()) outcome.probability = index_.Probability(best_keys.back());
   if (query.alignment > 1)
     outcome.matched_tokens -= outcome.matched_tokens % query.alignment;
   if (outcome.matched_tokens == 0) outcome.name_space.clear();

@@ -48,6 +48,8 @@ struct EngineOptions {
   uint32_t max_tokens = 1 << 21;
   // Threads that encode and decode chunks (0: one per hardware thread).
   size_t codec_threads = 0;
+  // Retention policy and the probabilistic trie's estimator.
+  NodeIndexOptions index;
   // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
   // The memory Puts, Gets and registrations may hold at once (the idle
@@ -95,6 +97,8 @@ struct LookupQuery {
 struct LookupOutcome {
   uint32_t matched_tokens = 0;
   std::string name_space;  // empty when nothing matched
+  // P̂ of the deepest matched chunk (NodeIndex::Probability); 0 for none.
+  double probability = 0;
 };
 
 struct PutSpec {
@@ -233,6 +237,7 @@ class CacheEngine {
 
   StatsRegistry& stats() { return stats_; }
   const Trie& trie() const { return trie_; }
+  NodeIndex& index() { return index_; }
   const EngineOptions& options() const { return options_; }
 
  private:

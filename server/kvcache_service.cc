@@ -72,6 +72,7 @@ grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
   if (!outcome.ok()) return ToGrpc(outcome.status());
   response->set_matched_tokens(outcome->matched_tokens);
   response->set_namespace_(outcome->name_space);
+  response->set_probability(outcome->probability);
   return grpc::Status::OK;
 }
 

@@ -53,8 +53,22 @@ ABSL_FLAG(
 ABSL_FLAG(std::string, ready_file, "",
           "write {\"grpc_port\":N,\"admin_port\":M} here once serving");
 ABSL_FLAG(uint64_t, capacity_bytes, 0,
-          "evict least recently used chunks, fairly across tenants, beyond "
-          "this many stored bytes (0: unlimited; overrides the config's)");
+          "evict chunks (--retention picks which), fairly across tenants, "
+          "beyond this many stored bytes (0: unlimited; overrides the "
+          "config's)");
+ABSL_FLAG(std::string, retention, "plt",
+          "which chunk a full namespace or store evicts first: plt (the "
+          "least expected benefit per stored byte, from the probabilistic "
+          "trie's reuse estimates) or lru (the least recently used)");
+ABSL_FLAG(double, plt_attention_tokens, 0,
+          "with --retention=plt, weight a chunk's value by the prefill work a "
+          "hit saves: tokens x (1 + mid position / this), the position at "
+          "which the model's attention costs as much as the rest of a "
+          "token's prefill (0: every token saved counts the same, which "
+          "maximizes the token hit rate)");
+ABSL_FLAG(double, plt_half_life_lookups, 1024,
+          "half-life of the decayed visit counts behind each chunk's "
+          "probability P̂, in lookups of its namespace");
 ABSL_FLAG(uint32_t, codec_threads, 0,
           "threads that encode and decode chunks (0: one per hardware thread)");
 ABSL_FLAG(uint64_t, chunk_buffer_pool_bytes, uint64_t{256} << 20,
@@ -159,6 +173,23 @@ int Serve() {
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
   engine_options.idle_after = absl::GetFlag(FLAGS_idle_release_after);
+  if (const std::string retention = absl::GetFlag(FLAGS_retention);
+      retention == "plt") {
+    engine_options.index.retention = RetentionPolicy::kPlt;
+  } else if (retention == "lru") {
+    engine_options.index.retention = RetentionPolicy::kLru;
+  } else {
+    spdlog::error("--retention must be plt or lru, got '{}'", retention);
+    return 1;
+  }
+  engine_options.index.estimator.half_life_lookups =
+      absl::GetFlag(FLAGS_plt_half_life_lookups);
+  engine_options.index.estimator.attention_crossover_tokens =
+      absl::GetFlag(FLAGS_plt_attention_tokens);
+  if (!(engine_options.index.estimator.half_life_lookups >= 1)) {
+    spdlog::error("--plt_half_life_lookups must be at least 1");
+    return 1;
+  }
   engine_options.memory.limit_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   if (engine_options.memory.limit_bytes == 0)
     engine_options.memory.limit_bytes = DefaultMemoryBudgetBytes();

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 
 #include "proto/chunk_digest.h"
@@ -25,7 +26,23 @@ uint64_t ChainHash(uint64_t parent_chain, uint64_t tokens_hash) {
   return XXH3_64bits_withSeed(&tokens_hash, sizeof(tokens_hash), parent_chain);
 }
 
+ChunkFacts FactsOf(const NodeRecord& record, uint32_t occurrences) {
+  const uint32_t tokens = static_cast<uint32_t>(record.tokens_size());
+  // Every chunk but a sequence's last is whole, and starts at depth x the
+  // model's chunk size: a shorter one below the root is a trailing piece.
+  const bool partial =
+      record.depth() > 0 && tokens < record.first_position() / record.depth();
+  return {.occurrences = occurrences,
+          .partial = partial,
+          .tokens = tokens,
+          .first_position = static_cast<uint32_t>(record.first_position()),
+          .bytes_stored = record.bytes_stored()};
+}
+
 }  // namespace
+
+NodeIndex::NodeIndex(NodeIndexOptions options)
+    : options_(options), estimator_(options.estimator) {}
 
 absl::Status NodeIndex::Load(const Trie& trie) {
   absl::MutexLock lock(&mutex_);
@@ -33,15 +50,21 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   chains_.clear();
   leaves_.clear();
   visits_.clear();
+  namespaces_.clear();
+  ghosts_.clear();
+  ghost_order_.clear();
   auto status =
       trie.ForEachNode([&](const NodeKey& key, const NodeRecord& record,
-                           uint64_t, int64_t last_used) {
+                           uint64_t visits, int64_t last_used) {
         // ForEachNode runs on this thread, under the lock taken above.
         mutex_.AssertHeld();
+        const uint32_t occurrences = static_cast<uint32_t>(
+            std::min<uint64_t>(visits + 1, uint64_t{1} << 30));
         AddLocked(key,
                   {.parent = NodeKey::FromBytes(record.parent_key()),
                    .name_space = record.namespace_(),
                    .last_used = last_used,
+                   .facts = FactsOf(record, occurrences),
                    .tokens_hash = TokensHashOf(record)},
                   /*chain=*/false);
       });
@@ -82,15 +105,56 @@ void NodeIndex::ChainLocked(const NodeKey& key) {
   }
 }
 
+double NodeIndex::RankLocked(const Entry& entry) {
+  if (options_.retention == RetentionPolicy::kLru)
+    return static_cast<double>(entry.last_used);
+  return estimator_.Rank(entry.facts, entry.used_at_insert,
+                         namespaces_[entry.name_space].live);
+}
+
+void NodeIndex::ReRankLocked(const NodeKey& key, Entry& entry) {
+  if (entry.children > 0) return;  // ranked when it becomes a leaf
+  auto& leaves = leaves_[entry.name_space];
+  leaves.erase(LeafOf(key, entry));
+  entry.rank = RankLocked(entry);
+  leaves.insert(LeafOf(key, entry));
+}
+
+void NodeIndex::RememberGhostLocked(const NodeKey& key, const Entry& entry) {
+  ghosts_[key] = {entry.facts.occurrences, entry.log_visits};
+  ghost_order_.push_back(key);
+  const size_t limit = std::max(
+      options_.min_ghosts,
+      static_cast<size_t>(options_.ghosts_per_chunk * nodes_.size()));
+  while (ghosts_.size() > limit && !ghost_order_.empty()) {
+    ghosts_.erase(ghost_order_.front());
+    ghost_order_.pop_front();
+  }
+  // Entries of ghosts readmitted since stay in the order; keep it bounded.
+  if (ghost_order_.size() > 2 * limit) {
+    std::deque<NodeKey> order;
+    for (const NodeKey& ghost : ghost_order_)
+      if (ghosts_.contains(ghost)) order.push_back(ghost);
+    ghost_order_.swap(order);
+  }
+}
+
 void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
   auto [it, inserted] = nodes_.try_emplace(key, entry);
   if (!inserted) {
     // Known already (children counted before it arrived during Load).
+    if (!it->second.placeholder) {
+      leaves_[it->second.name_space].erase(LeafOf(key, it->second));
+      --namespaces_[it->second.name_space].live;
+    }
     entry.children = it->second.children;
     it->second = entry;
   }
-  if (it->second.children == 0)
+  ++namespaces_[entry.name_space].live;
+  if (it->second.children == 0) {
+    it->second.rank = RankLocked(it->second);
     leaves_[entry.name_space].insert(LeafOf(key, it->second));
+  }
   if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
     if (parent->second.children++ == 0 && !parent->second.placeholder)
       leaves_[parent->second.name_space].erase(
@@ -105,10 +169,29 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
 void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
                     int64_t now_micros) {
   absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  NamespaceState& state = namespaces_[record.namespace_()];
+  ++state.stats.chunks_inserted;
+  uint32_t occurrences = 1;
+  // A Put counts as one lookup through the chunk it stores.
+  double log_visits = estimator_.AddAt(-INFINITY, state.stats.lookups);
+  if (auto ghost = ghosts_.find(key); ghost != ghosts_.end()) {
+    // Stored again while remembered: it comes back with its history.
+    occurrences = ghost->second.occurrences + 1;
+    log_visits =
+        estimator_.AddAt(ghost->second.log_visits, state.stats.lookups);
+    ++state.stats.readmissions;
+    ghosts_.erase(ghost);
+  }
+  ChunkFacts facts = FactsOf(record, occurrences);
+  estimator_.CountOccurrence(facts.partial, occurrences);
   AddLocked(key,
             {.parent = NodeKey::FromBytes(record.parent_key()),
              .name_space = record.namespace_(),
              .last_used = now_micros,
+             .facts = facts,
+             .used_at_insert = state.stats.chunks_inserted,
+             .log_visits = log_visits,
              .tokens_hash = TokensHashOf(record)},
             /*chain=*/true);
 }
@@ -152,14 +235,9 @@ bool NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
   Entry& entry = it->second;
   // Queued visits arrive late: a use never moves a node back in time.
   if (now_micros <= entry.last_used) return true;
-  if (entry.children == 0) {
-    auto& leaves = leaves_[entry.name_space];
-    leaves.erase(LeafOf(it->first, entry));
-    entry.last_used = now_micros;
-    leaves.insert(LeafOf(it->first, entry));
-  } else {
-    entry.last_used = now_micros;
-  }
+  entry.last_used = now_micros;
+  entry.used_at_insert = namespaces_[entry.name_space].stats.chunks_inserted;
+  ReRankLocked(it->first, entry);
   return true;
 }
 
@@ -168,15 +246,38 @@ void NodeIndex::Touch(std::span<const NodeKey> keys, int64_t now_micros) {
   for (const NodeKey& key : keys) TouchLocked(key, now_micros);
 }
 
-void NodeIndex::Visit(std::span<const NodeKey> keys, int64_t now_micros) {
-  if (keys.empty()) return;
-  QueuedVisit visit{{keys.begin(), keys.end()}, now_micros};
+void NodeIndex::Visit(std::span<const NodeKey> keys, int64_t now_micros,
+                      std::span<const std::string> lookup_of) {
+  if (keys.empty() && lookup_of.empty()) return;
+  QueuedVisit visit{{keys.begin(), keys.end()},
+                    now_micros,
+                    {lookup_of.begin(), lookup_of.end()}};
   absl::MutexLock lock(&queue_mutex_);
   queued_visits_.push_back(std::move(visit));
 }
 
 void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
+  for (const std::string& name_space : visit.lookup_of) {
+    NamespaceState& state = namespaces_[name_space];
+    ++state.stats.lookups;
+    state.log_lookups =
+        estimator_.AddAt(state.log_lookups, state.stats.lookups);
+  }
+  const bool lookup = !visit.lookup_of.empty();
   for (const NodeKey& key : visit.keys) {
+    if (lookup) {
+      auto it = nodes_.find(key);
+      if (it != nodes_.end() && !it->second.placeholder) {
+        Entry& entry = it->second;
+        entry.log_visits = estimator_.AddAt(
+            entry.log_visits, namespaces_[entry.name_space].stats.lookups);
+        estimator_.CountOccurrence(entry.facts.partial,
+                                   ++entry.facts.occurrences);
+        entry.used_at_insert =
+            namespaces_[entry.name_space].stats.chunks_inserted;
+        ReRankLocked(it->first, entry);  // in its new class
+      }
+    }
     if (!TouchLocked(key, visit.now_micros)) continue;  // removed since
     NodeVisits& visits = visits_[key];
     visits.key = key;
@@ -238,6 +339,8 @@ void NodeIndex::Remove(const NodeKey& key) {
     chains_.erase(link);
   leaves_[entry.name_space].erase(LeafOf(key, entry));
   visits_.erase(key);
+  --namespaces_[entry.name_space].live;
+  RememberGhostLocked(key, entry);
   if (entry.children > 0) {
     // Its children still name it as their parent.
     it->second = Placeholder(entry.children);
@@ -249,6 +352,7 @@ void NodeIndex::Remove(const NodeKey& key) {
       if (parent->second.placeholder) {
         nodes_.erase(parent);
       } else {
+        parent->second.rank = RankLocked(parent->second);
         leaves_[parent->second.name_space].insert(
             LeafOf(parent->first, parent->second));
       }
@@ -256,13 +360,37 @@ void NodeIndex::Remove(const NodeKey& key) {
   }
 }
 
-std::optional<NodeKey> NodeIndex::OldestLeaf(const std::string& name_space) {
+std::optional<NodeKey> NodeIndex::NextVictim(const std::string& name_space) {
   absl::MutexLock lock(&mutex_);
   ApplyQueuedVisitsLocked();
   auto it = leaves_.find(name_space);
   if (it == leaves_.end() || it->second.empty()) return std::nullopt;
   const auto& [time, key] = *it->second.begin();
   return NodeKey{key.first, key.second};
+}
+
+double NodeIndex::Probability(const NodeKey& key) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return 0;
+  auto state = namespaces_.find(it->second.name_space);
+  if (state == namespaces_.end() || state->second.stats.lookups == 0)
+    return 0;
+  return std::min(1.0,
+                  std::exp2(it->second.log_visits - state->second.log_lookups));
+}
+
+std::map<std::string, RetentionStats> NodeIndex::Stats() {
+  absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  std::map<std::string, RetentionStats> stats;
+  for (const auto& [name, state] : namespaces_) stats[name] = state.stats;
+  return stats;
+}
+
+size_t NodeIndex::ghost_count() const {
+  absl::MutexLock lock(&mutex_);
+  return ghosts_.size();
 }
 
 size_t NodeIndex::size() const {

@@ -1,9 +1,12 @@
 // An in-memory index of every trie node: its parent, namespace, last use and
-// number of children, and a hash of its tokens. It answers whole-chunk
-// lookups without touching RocksDB, picks the least recently used leaf to
-// evict (only leaves are evicted, so a stored prefix is never cut out from
-// under the chunks that extend it), and buffers visit counts so that a
-// lookup writes nothing.
+// number of children, a hash of its tokens, and the statistics of the
+// probabilistic trie (server/prefix_estimator.h). It answers whole-chunk
+// lookups without touching RocksDB, picks the leaf to evict (the least
+// recently used, or the one of least expected value per byte; only leaves
+// are evicted, so a stored prefix is never cut out from under the chunks
+// that extend it), remembers the statistics of evicted chunks for a while
+// (ghosts, so that a returning chunk is recognised), and buffers visit
+// counts so that a lookup writes nothing.
 //
 // The index never claims more than the store holds: nodes are added after
 // their commit and removed before (or with) their removal.
@@ -22,12 +25,37 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "server/prefix_estimator.h"
 #include "storage/trie.h"
 
 namespace seqkv {
 
+// Which leaf goes first when a limit is exceeded.
+enum class RetentionPolicy {
+  kLru,  // the least recently used
+  kPlt,  // the least expected benefit per stored byte (PrefixEstimator)
+};
+
+struct NodeIndexOptions {
+  RetentionPolicy retention = RetentionPolicy::kLru;
+  PrefixEstimatorOptions estimator;
+  // Evicted or deleted chunks whose statistics are kept, per chunk held
+  // (and at least `min_ghosts`); the oldest are forgotten first.
+  double ghosts_per_chunk = 2;
+  size_t min_ghosts = 4096;
+};
+
+// Retention statistics of one namespace's chunks.
+struct RetentionStats {
+  uint64_t lookups = 0;
+  uint64_t chunks_inserted = 0;
+  uint64_t readmissions = 0;    // chunks stored again while remembered
+};
+
 class NodeIndex {
  public:
+  explicit NodeIndex(NodeIndexOptions options = {});
+
   // Rebuilds the index from the stored trie (nodes and their last use).
   absl::Status Load(const Trie& trie);
 
@@ -51,20 +79,40 @@ class NodeIndex {
   void Touch(std::span<const NodeKey> keys, int64_t now_micros);
   // Touch, and counts a visit to each node until the next TakeVisits. Only
   // queued here (a lookup's hot path takes no index-wide lock); everything
-  // that reads the order or the counts applies the queue first.
-  void Visit(std::span<const NodeKey> keys, int64_t now_micros);
+  // that reads the order or the counts applies the queue first. A lookup
+  // (`lookup_of` not empty) also counts one lookup of each namespace it
+  // searched, and an occurrence of each node, for the probabilities.
+  void Visit(std::span<const NodeKey> keys, int64_t now_micros,
+             std::span<const std::string> lookup_of = {});
   // The visits counted since the last call, for the store to persist.
   std::vector<NodeVisits> TakeVisits();
 
-  // The least recently used leaf of `name_space`, if any.
-  std::optional<NodeKey> OldestLeaf(const std::string& name_space);
+  // The leaf of `name_space` the retention policy evicts first, if any.
+  std::optional<NodeKey> NextVictim(const std::string& name_space);
   size_t size() const;
+
+  // P̂(node): the probability that the next lookup of the node's namespace
+  // passes through it (0 for a node the index does not hold), as of the
+  // visits applied so far (queued ones are applied at least every second).
+  // Takes only a reader lock: lookups call it.
+  double Probability(const NodeKey& key) const;
+  std::map<std::string, RetentionStats> Stats();
+  // Removed chunks whose statistics are remembered.
+  size_t ghost_count() const;
+  RetentionPolicy retention() const { return options_.retention; }
 
  private:
   struct Entry {
     NodeKey parent;
     std::string name_space;
     int64_t last_used = 0;
+    // Its key in leaves_ while it is a leaf.
+    double rank = 0;
+    ChunkFacts facts;
+    // The namespace's chunks_inserted when it was last used.
+    uint64_t used_at_insert = 0;
+    // log2 of its decayed lookups (PrefixEstimator); -inf for none.
+    double log_visits = -1e300;
     // ChunkDigest of the node's tokens: what digest lookups name a chunk by,
     // and independent of the node key, so a match checks both.
     uint64_t tokens_hash = 0;
@@ -81,10 +129,26 @@ class NodeIndex {
     entry.placeholder = true;
     return entry;
   }
-  using LeafKey = std::pair<int64_t, std::pair<uint64_t, uint64_t>>;
+  using LeafKey = std::pair<double, std::pair<uint64_t, uint64_t>>;
   static LeafKey LeafOf(const NodeKey& key, const Entry& entry) {
-    return {entry.last_used, {key.high, key.low}};
+    return {entry.rank, {key.high, key.low}};
   }
+  struct NamespaceState {
+    RetentionStats stats;
+    uint64_t live = 0;
+    double log_lookups = -1e300;
+  };
+  struct Ghost {
+    uint32_t occurrences = 0;
+    double log_visits = -1e300;
+  };
+  // The rank `entry` has now under the policy.
+  double RankLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Re-ranks `entry` (a leaf moves in leaves_) after a use.
+  void ReRankLocked(const NodeKey& key, Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void RememberGhostLocked(const NodeKey& key, const Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // With `chain`, also indexes the node by its chain hash (its parent must
   // be chained or a root); Load chains everything once all is loaded.
   void AddLocked(const NodeKey& key, Entry entry, bool chain)
@@ -99,12 +163,18 @@ class NodeIndex {
   struct QueuedVisit {
     std::vector<NodeKey> keys;
     int64_t now_micros = 0;
+    std::vector<std::string> lookup_of;
   };
   void ApplyVisitLocked(const QueuedVisit& visit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
+  const NodeIndexOptions options_;
   mutable absl::Mutex mutex_;
+  PrefixEstimator estimator_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, Entry> nodes_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, NamespaceState> namespaces_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<NodeKey, Ghost> ghosts_ ABSL_GUARDED_BY(mutex_);
+  std::deque<NodeKey> ghost_order_ ABSL_GUARDED_BY(mutex_);
   // Chain hash -> node, for lookups by chunk digest.
   struct ChainLink {
     NodeKey key;

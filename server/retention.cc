@@ -76,7 +76,7 @@ absl::Status Retention::Evict() {
   };
   // Evicts the least recently used leaf of `ns`; false when it has none.
   auto evict_one = [&](const std::string& ns) -> absl::StatusOr<bool> {
-    auto victim = index_->OldestLeaf(ns);
+    auto victim = index_->NextVictim(ns);
     if (!victim) return false;
     auto record = trie_->ReadNode(*victim);
     if (!record.ok()) return record.status();

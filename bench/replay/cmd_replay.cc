@@ -22,6 +22,9 @@ ABSL_FLAG(uint64_t, capacity_bytes, 0,
 ABSL_FLAG(std::string, server_binary, "",
           "replay: seqkv-server to start (default: the one next to seqkv)");
 ABSL_FLAG(int, windows, 10, "replay: hit rate over time in this many slices");
+ABSL_FLAG(std::string, retention, "",
+          "replay: --retention of the server it starts (plt or lru; empty: "
+          "the server's default)");
 
 namespace seqkv::cli {
 namespace {
@@ -39,6 +42,7 @@ int RunReplay(std::span<char* const> args) {
   options.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
   options.admin = absl::GetFlag(FLAGS_admin);
   options.windows = absl::GetFlag(FLAGS_windows);
+  options.retention = absl::GetFlag(FLAGS_retention);
   // --server's default names the usual local port; replay only uses a
   // server it is pointed at explicitly.
   const std::string server = absl::GetFlag(FLAGS_server);

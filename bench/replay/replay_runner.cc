@@ -82,6 +82,14 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     return absl::InvalidArgumentError(
         "--capacity_* applies to the server replay starts itself; set "
         "--capacity_bytes on your own server instead");
+  if (!options.server.empty() && !options.retention.empty())
+    return absl::InvalidArgumentError(
+        "--retention applies to the server replay starts itself; set "
+        "--retention on your own server instead");
+  if (!options.retention.empty() && options.retention != "plt" &&
+      options.retention != "lru")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--retention must be plt or lru, got '", options.retention, "'"));
 
   ReplayReport report;
   report.distinct_blocks = DistinctBlocks(*requests);
@@ -112,6 +120,9 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     if (report.capacity_bytes > 0)
       server_options.flags.push_back(
           absl::StrCat("--capacity_bytes=", report.capacity_bytes));
+    if (!options.retention.empty())
+      server_options.flags.push_back(
+          absl::StrCat("--retention=", options.retention));
     auto started = LocalServer::Start(server_options);
     if (!started.ok()) return started.status();
     local = std::move(*started);
@@ -230,6 +241,8 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
         {"model", options.model},
         {"capacity_blocks", report.capacity_blocks},
         {"capacity_bytes", report.capacity_bytes},
+        {"retention",
+         options.retention.empty() ? "server default" : options.retention},
         {"distinct_blocks", report.distinct_blocks},
         {"capacity_fraction",
          report.capacity_blocks == 0

@@ -31,6 +31,9 @@ struct ReplayOptions {
   // both means unlimited. Only applies to a server we start.
   uint64_t capacity_blocks = 0;
   uint64_t capacity_bytes = 0;
+  // The server's --retention (plt or lru); empty: its default. Only
+  // applies to a server we start.
+  std::string retention;
   // Small so that the whole trace fits; the hit rate does not depend on it.
   KvLayout layout;
   std::string codec = "raw";

@@ -142,17 +142,17 @@ TEST_F(NodeIndexTest, AddAndRemoveKeepMatchesAndLeavesRight) {
     index.Add(keys[i], **record, 100 + static_cast<int64_t>(i));
   }
   EXPECT_EQ(index.MatchWholeChunks(root_, Iota(12), 4).size(), 3u);
-  EXPECT_EQ(index.OldestLeaf("a"), keys[2]);
+  EXPECT_EQ(index.NextVictim("a"), keys[2]);
   // Removing an inner node (as a subtree removal does, top first) cuts the
   // match there, and its children still find their way out.
   index.Remove(keys[1]);
   EXPECT_EQ(index.MatchWholeChunks(root_, Iota(12), 4),
             (std::vector<NodeKey>{keys[0]}));
-  EXPECT_EQ(index.OldestLeaf("a"), keys[0]);  // a leaf again, and older
+  EXPECT_EQ(index.NextVictim("a"), keys[0]);  // a leaf again, and older
   index.Remove(keys[2]);
-  EXPECT_EQ(index.OldestLeaf("a"), keys[0]);
+  EXPECT_EQ(index.NextVictim("a"), keys[0]);
   index.Remove(keys[0]);
-  EXPECT_FALSE(index.OldestLeaf("a").has_value());
+  EXPECT_FALSE(index.NextVictim("a").has_value());
   EXPECT_EQ(index.size(), 0u);
 }
 
@@ -182,11 +182,11 @@ TEST_F(NodeIndexTest, LoadTakesLastUseFromTheStoredStats) {
   ASSERT_TRUE(trie_->RecordVisits(visits).ok());
   NodeIndex index;
   ASSERT_TRUE(index.Load(*trie_).ok());
-  EXPECT_EQ(index.OldestLeaf("a"), second[0]);
+  EXPECT_EQ(index.NextVictim("a"), second[0]);
   index.Remove(second[0]);
-  EXPECT_EQ(index.OldestLeaf("a"), first[0]);
+  EXPECT_EQ(index.NextVictim("a"), first[0]);
   index.Remove(first[0]);
-  EXPECT_EQ(index.OldestLeaf("a"), third[0]);
+  EXPECT_EQ(index.NextVictim("a"), third[0]);
 }
 
 TEST_F(NodeIndexTest, TouchOrdersEvictionWithoutCountingVisits) {
@@ -196,9 +196,9 @@ TEST_F(NodeIndexTest, TouchOrdersEvictionWithoutCountingVisits) {
   ASSERT_TRUE(index.Load(*trie_).ok());
   index.Touch(first, 3000);
   EXPECT_TRUE(index.TakeVisits().empty());
-  EXPECT_EQ(index.OldestLeaf("a"), second[0]);
+  EXPECT_EQ(index.NextVictim("a"), second[0]);
   index.Touch(second, 4000);
-  EXPECT_EQ(index.OldestLeaf("a"), first[0]);
+  EXPECT_EQ(index.NextVictim("a"), first[0]);
 }
 
 }  // namespace

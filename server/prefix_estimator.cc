@@ -1,0 +1,46 @@
+#include "server/prefix_estimator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace seqkv {
+
+double PrefixEstimator::AddAt(double log_count, uint64_t clock) const {
+  const double unit = UnitAt(clock);
+  if (!std::isfinite(log_count)) return unit;
+  const double high = std::max(log_count, unit);
+  const double low = std::min(log_count, unit);
+  return high + std::log2(1 + std::exp2(low - high));
+}
+
+void PrefixEstimator::CountOccurrence(bool partial, uint32_t occurrences) {
+  if (occurrences == 0) return;
+  ++reached_[partial ? 1 : 0][std::min(occurrences, kClasses)];
+}
+
+double PrefixEstimator::ReuseProbability(bool partial,
+                                         uint32_t occurrences) const {
+  const auto& reached = reached_[partial ? 1 : 0];
+  const uint32_t k = std::clamp(occurrences, 1u, kClasses - 1);
+  // Laplace's rule: 1/2 before anything is known.
+  const double p = (static_cast<double>(reached[k + 1]) + 1) /
+                   (static_cast<double>(reached[k]) + 2);
+  return std::min(p, 1.0);
+}
+
+double PrefixEstimator::Rank(const ChunkFacts& chunk, uint64_t inserted_clock,
+                             uint64_t live_chunks) const {
+  const double mid =
+      chunk.first_position + static_cast<double>(chunk.tokens) / 2;
+  double benefit = std::max(1u, chunk.tokens);
+  if (options_.attention_crossover_tokens > 0)
+    benefit *= 1 + mid / options_.attention_crossover_tokens;
+  const double bytes = static_cast<double>(std::max<uint64_t>(1, chunk.bytes_stored));
+  return static_cast<double>(inserted_clock) /
+             static_cast<double>(std::max<uint64_t>(1, live_chunks)) +
+         std::log2(ReuseProbability(chunk.partial, chunk.occurrences) *
+                   benefit / bytes);
+}
+
+}  // namespace seqkv
