@@ -144,7 +144,8 @@ absl::StatusOr<LookupResult> Client::SendLookup(
           FromGrpc(impl_->stub_->Lookup(&context, request, &response));
       !status.ok())
     return status;
-  return LookupResult{response.matched_tokens(), response.namespace_()};
+  return LookupResult{response.matched_tokens(), response.namespace_(),
+                      response.probability()};
 }
 
 absl::StatusOr<PutResult> Client::Put(const PutOptions& options,

@@ -54,6 +54,8 @@ struct PutResult {
 struct LookupResult {
   uint32_t matched_tokens = 0;
   std::string name_space = {};
+  // The server's P̂ of the deepest matched chunk (0 when nothing matched).
+  double probability = 0;
 };
 
 struct GetOptions {

@@ -3,11 +3,13 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "server/dashboard/assets.h"
 #include "server/dashboard/stats_report.h"
@@ -43,7 +45,28 @@ std::string HexOrEmpty(const std::string& key_bytes) {
              : "";
 }
 
-nlohmann::json PrefixJson(const PrefixVisits& prefix) {
+// -log2 of a probability, or null where it is 0 (never looked up).
+nlohmann::json DistanceJson(double probability) {
+  if (!(probability > 0)) return nullptr;
+  return probability >= 1 ? 0.0 : -std::log2(probability);
+}
+
+// "1,2,3" → token ids.
+absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& name,
+                                                    const std::string& text) {
+  std::vector<int32_t> tokens;
+  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int32_t token = 0;
+    if (!absl::SimpleAtoi(piece, &token))
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " must be comma-separated token ids, got '",
+                       std::string(piece.substr(0, 32)), "'"));
+    tokens.push_back(token);
+  }
+  return tokens;
+}
+
+nlohmann::json PrefixJson(const PrefixVisits& prefix, double probability) {
   const NodeRecord& record = prefix.record;
   nlohmann::json first_tokens = nlohmann::json::array();
   for (int i = 0; i < record.tokens_size() && i < int{kFirstTokensShown}; ++i)
@@ -63,6 +86,8 @@ nlohmann::json PrefixJson(const PrefixVisits& prefix) {
       {"bytes_logical", record.bytes_logical()},
       {"bytes_stored", record.bytes_stored()},
       {"codec", record.codec()},
+      {"probability", probability},
+      {"d_T", DistanceJson(probability)},
   };
 }
 
@@ -203,7 +228,49 @@ void AdminServer::Routes() {
                           {"nodes_scanned", report->nodes_scanned},
                           {"prefixes", nlohmann::json::array()}};
     for (const PrefixVisits& prefix : report->prefixes)
-      doc["prefixes"].push_back(PrefixJson(prefix));
+      doc["prefixes"].push_back(
+          PrefixJson(prefix, engine_->index().Probability(prefix.key)));
+    SendJson(res, 200, doc.dump(2));
+  });
+  // d_T(a, b) = -log2 P̂(the stored part of their longest common prefix).
+  http_->Get("/v1/trie/distance", [this](const httplib::Request& req,
+                                         httplib::Response& res) {
+    const std::string tenant = req.get_param_value("tenant");
+    const std::string model = req.get_param_value("model");
+    if (tenant.empty() || model.empty() || !req.has_param("a") ||
+        !req.has_param("b")) {
+      SendError(res, 400,
+                "give tenant, model, and two token lists a and b (comma-"
+                "separated ids)");
+      return;
+    }
+    auto a = ParseTokenList("a", req.get_param_value("a"));
+    auto b = ParseTokenList("b", req.get_param_value("b"));
+    if (!a.ok() || !b.ok()) {
+      SendError(res, 400,
+                std::string((a.ok() ? b.status() : a.status()).message()));
+      return;
+    }
+    size_t common = 0;
+    while (common < a->size() && common < b->size() &&
+           (*a)[common] == (*b)[common])
+      ++common;
+    engine_->FlushVisits();  // count the lookups made so far
+    auto prefix = engine_->ProbabilityOf(
+        tenant, model, std::span<const int32_t>(a->data(), common));
+    if (!prefix.ok()) {
+      SendError(
+          res,
+          prefix.status().code() == absl::StatusCode::kNotFound ? 404 : 400,
+          std::string(prefix.status().message()));
+      return;
+    }
+    nlohmann::json doc = {{"tenant", tenant},
+                          {"model", model},
+                          {"common_tokens", common},
+                          {"stored_tokens", prefix->matched_tokens},
+                          {"probability", prefix->probability},
+                          {"d_T", DistanceJson(prefix->probability)}};
     SendJson(res, 200, doc.dump(2));
   });
   http_->Get("/v1/history", [this](const httplib::Request& req,

@@ -165,6 +165,24 @@ absl::StatusOr<std::pair<TrieMatch, std::string>> CacheEngine::MatchInScope(
   return best;
 }
 
+absl::StatusOr<PrefixProbability> CacheEngine::ProbabilityOf(
+    const std::string& name_space, const std::string& model_name,
+    std::span<const int32_t> tokens) {
+  auto model = ResolveModel({.tenant = name_space}, model_name);
+  if (!model.ok()) return model.status();
+  if (tokens.size() > options_.max_tokens)
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens has ", tokens.size(),
+                     " ids, more than the limit of ", options_.max_tokens));
+  auto match =
+      MatchKeys(RootKey(name_space, (*model)->fingerprint), **model, tokens);
+  if (!match.ok()) return match.status();
+  PrefixProbability result{.matched_tokens = match->second};
+  if (!match->first.empty())
+    result.probability = index_.Probability(match->first.back());
+  return result;
+}
+
 absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
                                                   const LookupQuery& query) {
   if (query.model.empty()) return absl::InvalidArgumentError("model is empty");
@@ -200,7 +218,8 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
     }
   }
   index_.Visit(best_keys, NowMicros(), scope.namespaces);
-  if (!best_keys.empty()) outcome.probability = index_.Probability(best_keys.back());
+  if (!best_keys.empty())
+    outcome.probability = index_.Probability(best_keys.back());
   if (query.alignment > 1)
     outcome.matched_tokens -= outcome.matched_tokens % query.alignment;
   if (outcome.matched_tokens == 0) outcome.name_space.clear();

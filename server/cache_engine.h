@@ -101,6 +101,17 @@ struct LookupOutcome {
   double probability = 0;
 };
 
+// How likely a stored prefix is (PrefixProbability below).
+struct PrefixProbability {
+  // Tokens of the query the namespace stores, as whole chunks and a
+  // trailing partial one.
+  uint32_t matched_tokens = 0;
+  // P̂ of the deepest stored chunk of the query: the share of the
+  // namespace's lookups that pass through it (1 for an empty match: every
+  // lookup starts at the root).
+  double probability = 1;
+};
+
 struct PutSpec {
   std::string model;
   std::vector<int32_t> tokens;
@@ -203,6 +214,13 @@ class CacheEngine {
                                        const ModelScope& models,
                                        const std::string& model,
                                        std::span<const int32_t> tokens);
+
+  // The stored prefix of `tokens` in `name_space` under the tenant's model
+  // `model`, and its P̂; counts no visit. For operators: d_T of two
+  // sequences is -log2 of this for their longest common prefix.
+  absl::StatusOr<PrefixProbability> ProbabilityOf(
+      const std::string& name_space, const std::string& model,
+      std::span<const int32_t> tokens);
 
   // Registers or updates the model `models` gives that name (see
   // ModelRegistry::Register): the caller's own, or a new one of the

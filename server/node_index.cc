@@ -123,9 +123,9 @@ void NodeIndex::ReRankLocked(const NodeKey& key, Entry& entry) {
 void NodeIndex::RememberGhostLocked(const NodeKey& key, const Entry& entry) {
   ghosts_[key] = {entry.facts.occurrences, entry.log_visits};
   ghost_order_.push_back(key);
-  const size_t limit = std::max(
-      options_.min_ghosts,
-      static_cast<size_t>(options_.ghosts_per_chunk * nodes_.size()));
+  const size_t limit =
+      std::max(options_.min_ghosts,
+               static_cast<size_t>(options_.ghosts_per_chunk * nodes_.size()));
   while (ghosts_.size() > limit && !ghost_order_.empty()) {
     ghosts_.erase(ghost_order_.front());
     ghost_order_.pop_front();
@@ -374,8 +374,7 @@ double NodeIndex::Probability(const NodeKey& key) const {
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return 0;
   auto state = namespaces_.find(it->second.name_space);
-  if (state == namespaces_.end() || state->second.stats.lookups == 0)
-    return 0;
+  if (state == namespaces_.end() || state->second.stats.lookups == 0) return 0;
   return std::min(1.0,
                   std::exp2(it->second.log_visits - state->second.log_lookups));
 }

@@ -49,7 +49,7 @@ struct NodeIndexOptions {
 struct RetentionStats {
   uint64_t lookups = 0;
   uint64_t chunks_inserted = 0;
-  uint64_t readmissions = 0;    // chunks stored again while remembered
+  uint64_t readmissions = 0;  // chunks stored again while remembered
 };
 
 class NodeIndex {

@@ -36,7 +36,8 @@ double PrefixEstimator::Rank(const ChunkFacts& chunk, uint64_t inserted_clock,
   double benefit = std::max(1u, chunk.tokens);
   if (options_.attention_crossover_tokens > 0)
     benefit *= 1 + mid / options_.attention_crossover_tokens;
-  const double bytes = static_cast<double>(std::max<uint64_t>(1, chunk.bytes_stored));
+  const double bytes =
+      static_cast<double>(std::max<uint64_t>(1, chunk.bytes_stored));
   return static_cast<double>(inserted_clock) /
              static_cast<double>(std::max<uint64_t>(1, live_chunks)) +
          std::log2(ReuseProbability(chunk.partial, chunk.occurrences) *

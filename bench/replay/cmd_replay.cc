@@ -15,13 +15,16 @@
 ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace");
 ABSL_FLAG(uint64_t, requests, 0, "replay: first N requests only (0: all)");
 ABSL_FLAG(uint64_t, capacity_blocks, 0,
-          "replay: capacity of the server it starts, in 512-token blocks "
+          "replay: capacity of the server it starts, in blocks of the trace "
           "(0: unlimited)");
 ABSL_FLAG(uint64_t, capacity_bytes, 0,
           "replay: capacity of the server it starts, in bytes (0: unlimited)");
 ABSL_FLAG(std::string, server_binary, "",
           "replay: seqkv-server to start (default: the one next to seqkv)");
 ABSL_FLAG(int, windows, 10, "replay: hit rate over time in this many slices");
+ABSL_FLAG(uint32_t, block_tokens, 512,
+          "replay: tokens per hash id of the trace (Mooncake's: 512; some "
+          "public traces use 64), and the replayed model's chunk size");
 ABSL_FLAG(std::string, retention, "",
           "replay: --retention of the server it starts (plt or lru; empty: "
           "the server's default)");
@@ -43,6 +46,7 @@ int RunReplay(std::span<char* const> args) {
   options.admin = absl::GetFlag(FLAGS_admin);
   options.windows = absl::GetFlag(FLAGS_windows);
   options.retention = absl::GetFlag(FLAGS_retention);
+  options.block_tokens = absl::GetFlag(FLAGS_block_tokens);
   // --server's default names the usual local port; replay only uses a
   // server it is pointed at explicitly.
   const std::string server = absl::GetFlag(FLAGS_server);
@@ -60,8 +64,8 @@ int RunReplay(std::span<char* const> args) {
     options.codec = absl::GetFlag(FLAGS_codec);
   options.model = absl::GetFlag(FLAGS_model);
   if (options.model.empty())
-    options.model =
-        absl::StrCat("replay-", bench::LayoutSlug(layout_name), "-c512");
+    options.model = absl::StrCat("replay-", bench::LayoutSlug(layout_name),
+                                 "-c", options.block_tokens);
   if (isatty(STDERR_FILENO) || !absl::GetFlag(FLAGS_json)) {
     const bool tty = isatty(STDERR_FILENO);
     options.progress = [tty](const std::string& line) {

@@ -68,7 +68,8 @@ void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
 }
 
 absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
-  auto requests = ReadMooncakeTrace(options.trace, options.requests);
+  auto requests =
+      ReadMooncakeTrace(options.trace, options.requests, options.block_tokens);
   if (!requests.ok()) return requests.status();
   if (requests->empty())
     return absl::InvalidArgumentError(
@@ -94,7 +95,7 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   ReplayReport report;
   report.distinct_blocks = DistinctBlocks(*requests);
   const uint64_t block_bytes =
-      uint64_t{kTraceBlockTokens} * options.layout.bytes_per_token();
+      uint64_t{options.block_tokens} * options.layout.bytes_per_token();
   report.capacity_bytes = options.capacity_bytes > 0
                               ? options.capacity_bytes
                               : options.capacity_blocks * block_bytes;
@@ -115,8 +116,9 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     server_options.binary = options.server_binary;
     // Raw chunks make stored bytes equal logical bytes, so a capacity in
     // blocks is exact; the WAL need not be synced for a measurement.
-    server_options.flags = {"--sync_writes=false", "--default_codec=raw",
-                            absl::StrCat("--chunk_tokens=", kTraceBlockTokens)};
+    server_options.flags = {
+        "--sync_writes=false", "--default_codec=raw",
+        absl::StrCat("--chunk_tokens=", options.block_tokens)};
     if (report.capacity_bytes > 0)
       server_options.flags.push_back(
           absl::StrCat("--capacity_bytes=", report.capacity_bytes));
@@ -137,7 +139,7 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   ModelRegistration registration;
   registration.model = options.model;
   registration.layout = options.layout;
-  registration.chunk_tokens = kTraceBlockTokens;
+  registration.chunk_tokens = options.block_tokens;
   auto registered = (*client)->RegisterModel(registration);
   if (!registered.ok())
     return absl::Status(registered.status().code(),
@@ -235,8 +237,9 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
         {"requests", report.hits.requests},
         {"server", options.server.empty() ? "local" : options.server},
         {"layout", options.layout.DebugString()},
+        {"block_tokens", options.block_tokens},
         {"bytes_per_block",
-         uint64_t{kTraceBlockTokens} * options.layout.bytes_per_token()},
+         uint64_t{options.block_tokens} * options.layout.bytes_per_token()},
         {"codec", options.codec},
         {"model", options.model},
         {"capacity_blocks", report.capacity_blocks},

@@ -34,6 +34,9 @@ struct ReplayOptions {
   // The server's --retention (plt or lru); empty: its default. Only
   // applies to a server we start.
   std::string retention;
+  // Tokens per hash id of the trace (Mooncake's: 512; some traces use 64);
+  // also the replayed model's chunk size.
+  uint32_t block_tokens = 512;
   // Small so that the whole trace fits; the hit rate does not depend on it.
   KvLayout layout;
   std::string codec = "raw";
@@ -66,9 +69,9 @@ struct ReplayReport {
 
 absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options);
 
-// The token ids of block `hash_id`: `count` (<= 512) of them, a function of
-// the id alone so that equal ids give equal blocks (ids are chained hashes:
-// an id fixes the whole prefix before it too).
+// The token ids of block `hash_id`: `count` (at most a block) of them, a
+// function of the id alone so that equal ids give equal blocks (ids are chained
+// hashes: an id fixes the whole prefix before it too).
 void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
                  std::vector<int32_t>& out);
 

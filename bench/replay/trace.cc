@@ -11,14 +11,17 @@
 namespace seqkv::bench {
 
 uint32_t TraceRequest::BlockTokens(size_t index) const {
-  const uint64_t start = uint64_t{index} * kTraceBlockTokens;
+  const uint64_t start = uint64_t{index} * block_tokens;
   if (start >= input_length) return 0;
   return static_cast<uint32_t>(
-      std::min<uint64_t>(kTraceBlockTokens, input_length - start));
+      std::min<uint64_t>(block_tokens, input_length - start));
 }
 
 absl::StatusOr<std::vector<TraceRequest>> ReadMooncakeTrace(
-    const std::string& path, size_t max_requests) {
+    const std::string& path, size_t max_requests, uint32_t block_tokens) {
+  if (block_tokens == 0 || block_tokens > 65536)
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_tokens must be in [1, 65536], got ", block_tokens));
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read trace ", path));
   std::vector<TraceRequest> requests;
@@ -57,13 +60,14 @@ absl::StatusOr<std::vector<TraceRequest>> ReadMooncakeTrace(
     const auto& output = object.value("output_length", nlohmann::json(0));
     request.output_length =
         output.is_number_unsigned() ? output.get<uint32_t>() : 0;
+    request.block_tokens = block_tokens;
     const uint64_t blocks =
-        (uint64_t{request.input_length} + kTraceBlockTokens - 1) /
-        kTraceBlockTokens;
+        (uint64_t{request.input_length} + block_tokens - 1) / block_tokens;
     if (ids.size() != blocks)
       return absl::InvalidArgumentError(absl::StrCat(
           where("hash_ids"), " has ", ids.size(), " ids; input_length ",
-          request.input_length, " needs ", blocks));
+          request.input_length, " needs ", blocks, " blocks of ", block_tokens,
+          " tokens (--block_tokens)"));
     for (const auto& id : ids) {
       if (!id.is_number_unsigned())
         return absl::InvalidArgumentError(absl::StrCat(

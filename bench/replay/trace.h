@@ -1,5 +1,6 @@
 // Mooncake-format request traces (JSONL: timestamp, input_length,
-// output_length, hash_ids; one chained hash id per block of 512 tokens) and
+// output_length, hash_ids; one chained hash id per block of 512 tokens, or
+// of another size some traces use) and
 // the prefix-cache hit accounting used to judge a replay.
 #ifndef SEQKV_BENCH_REPLAY_TRACE_H_
 #define SEQKV_BENCH_REPLAY_TRACE_H_
@@ -12,6 +13,7 @@
 
 namespace seqkv::bench {
 
+// Mooncake's block size.
 inline constexpr uint32_t kTraceBlockTokens = 512;
 
 struct TraceRequest {
@@ -19,16 +21,19 @@ struct TraceRequest {
   uint32_t input_length = 0;
   uint32_t output_length = 0;
   std::vector<uint64_t> hash_ids;
+  uint32_t block_tokens = kTraceBlockTokens;
 
-  // Tokens of block `index`: 512, or fewer for a partial last block.
+  // Tokens of block `index`: block_tokens, or fewer for a partial last one.
   uint32_t BlockTokens(size_t index) const;
 };
 
-// Reads the first `max_requests` requests (0: all). INVALID_ARGUMENT names
-// the line and field of a malformed request (missing field, negative length,
-// hash_ids not ceil(input_length / 512) long).
+// Reads the first `max_requests` requests (0: all), of `block_tokens`-token
+// blocks. INVALID_ARGUMENT names the line and field of a malformed request
+// (missing field, negative length, hash_ids not ceil(input_length /
+// block_tokens) long).
 absl::StatusOr<std::vector<TraceRequest>> ReadMooncakeTrace(
-    const std::string& path, size_t max_requests = 0);
+    const std::string& path, size_t max_requests = 0,
+    uint32_t block_tokens = kTraceBlockTokens);
 
 // Hits of one request or of many, block- and token-weighted.
 struct HitCounts {

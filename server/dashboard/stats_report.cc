@@ -95,6 +95,19 @@ nlohmann::json StatsObject(const NamespaceStats& stats,
   return object;
 }
 
+nlohmann::json RetentionJson(CacheEngine& engine) {
+  NodeIndex& index = engine.index();
+  nlohmann::json namespaces = nlohmann::json::object();
+  for (const auto& [name, stats] : index.Stats())
+    namespaces[name] = {{"lookups", stats.lookups},
+                        {"chunks_inserted", stats.chunks_inserted},
+                        {"readmissions", stats.readmissions}};
+  return {
+      {"policy", index.retention() == RetentionPolicy::kPlt ? "plt" : "lru"},
+      {"ghosts", index.ghost_count()},
+      {"namespaces", std::move(namespaces)}};
+}
+
 std::string StatsJson(CacheEngine& engine) {
   const auto all = engine.stats().SnapshotAll();
   nlohmann::json doc;
@@ -109,6 +122,7 @@ std::string StatsJson(CacheEngine& engine) {
       {"peak_reserved_bytes", engine.memory_budget().peak_bytes()},
       {"budget_refusals", engine.memory_budget().refusals()},
   };
+  doc["retention"] = RetentionJson(engine);
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
     doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
@@ -165,7 +179,20 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
       "# HELP seqkv_memory_budget_refusals_total Requests refused for want of "
       "memory budget.\n# TYPE seqkv_memory_budget_refusals_total counter\n"
       "seqkv_memory_budget_refusals_total ",
-      engine.memory_budget().refusals(), "\n");
+      engine.memory_budget().refusals(), "\n",
+      "# HELP seqkv_ghost_chunks Removed chunks whose statistics the "
+      "probabilistic trie remembers.\n# TYPE seqkv_ghost_chunks gauge\n"
+      "seqkv_ghost_chunks ",
+      engine.index().ghost_count(), "\n");
+  if (const auto retention = engine.index().Stats(); !retention.empty()) {
+    absl::StrAppend(&out,
+                    "# HELP seqkv_readmissions_total Chunks stored again "
+                    "while their statistics were remembered.\n# TYPE "
+                    "seqkv_readmissions_total counter\n");
+    for (const auto& [name, stats] : retention)
+      absl::StrAppend(&out, "seqkv_readmissions_total{tenant=\"",
+                      LabelValue(name), "\"} ", stats.readmissions, "\n");
+  }
   auto family = [&](absl::string_view name, absl::string_view type,
                     absl::string_view help, auto value_of) {
     absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",

@@ -34,6 +34,8 @@ std::optional<std::string> TenantStatsJson(CacheEngine& engine,
                                            const std::string& tenant);
 // The /metrics page in Prometheus text format.
 std::string PrometheusMetrics(CacheEngine& engine, bool ready);
+// The retention policy and the probabilistic trie's counters.
+nlohmann::json RetentionJson(CacheEngine& engine);
 
 }  // namespace seqkv
 

@@ -121,9 +121,9 @@ TEST_F(AdminApiTest, CountersEqualWhatTheClientDid) {
     EXPECT_EQ(s["evictions"], 0);
     // The model record the first Put stored counts too.
     EXPECT_GT(s["model_bytes"].get<int64_t>(), 0);
-    EXPECT_EQ(s["usage_bytes"].get<int64_t>(),
-              s["bytes_stored"].get<int64_t>() +
-                  s["model_bytes"].get<int64_t>());
+    EXPECT_EQ(
+        s["usage_bytes"].get<int64_t>(),
+        s["bytes_stored"].get<int64_t>() + s["model_bytes"].get<int64_t>());
   }
   EXPECT_EQ(stats["tenants"]["default"]["quota_bytes"], 0);
   EXPECT_EQ(stats["global"]["capacity_bytes"], 0);
@@ -213,6 +213,57 @@ TEST_F(AdminApiTest, TrieListsPrefixesByVisits) {
         error["error"],
         absl::StrCat("top must be an integer in [1, 1000], got '", bad, "'"));
   }
+}
+
+TEST_F(AdminApiTest, TrieProbabilitiesAndDistances) {
+  // Three lookups in four pass through A's first chunk, one through B's.
+  const std::vector<int32_t> a = RandomTokens(256, 31);
+  const std::vector<int32_t> b = RandomTokens(256, 32);
+  Put(a, 1);
+  Put(b, 2);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Lookup(a), 256u);
+  EXPECT_EQ(Lookup(b), 256u);
+  const nlohmann::json trie = GetJson("/v1/trie?tenant=default");
+  ASSERT_EQ(trie["prefixes"].size(), 2u) << trie.dump();
+  // The Put counts as one pass too: 4 of 4 lookups for A (1 + 3), 2 for B,
+  // barely decayed over 4 lookups.
+  const nlohmann::json& top = trie["prefixes"][0];
+  EXPECT_NEAR(top["probability"].get<double>(), 1.0, 0.01) << top.dump();
+  EXPECT_NEAR(top["d_T"].get<double>(), 0.0, 0.02);
+  const nlohmann::json& second = trie["prefixes"][1];
+  EXPECT_NEAR(second["probability"].get<double>(), 0.5, 0.01);
+  EXPECT_NEAR(second["d_T"].get<double>(), 1.0, 0.03);
+  // The Lookup reports P̂ of the deepest chunk it matched.
+  auto looked = client_->Lookup(kModel, b);
+  ASSERT_TRUE(looked.ok());
+  EXPECT_NEAR(looked->probability, 0.5, 0.15);
+  EXPECT_EQ(client_->Lookup(kModel, RandomTokens(10, 33))->probability, 0);
+
+  // d_T of two sequences: -log2 P̂ of their longest common stored prefix.
+  auto ids = [](const std::vector<int32_t>& tokens) {
+    std::string text;
+    for (int32_t token : tokens)
+      absl::StrAppend(&text, text.empty() ? "" : ",", token);
+    return text;
+  };
+  const std::vector<int32_t> b_longer = Concat(b, RandomTokens(20, 34));
+  const nlohmann::json same_prefix = GetJson(absl::StrCat(
+      "/v1/trie/distance?tenant=default&model=", kModel, "&a=", ids(b_longer),
+      "&b=", ids(Concat(b, RandomTokens(20, 35)))));
+  EXPECT_EQ(same_prefix["stored_tokens"], 256);
+  EXPECT_NEAR(same_prefix["d_T"].get<double>(), 1.0, 0.3) << same_prefix.dump();
+  const nlohmann::json apart =
+      GetJson(absl::StrCat("/v1/trie/distance?tenant=default&model=", kModel,
+                           "&a=", ids(a), "&b=", ids(b)));
+  EXPECT_EQ(apart["common_tokens"], 0);
+  EXPECT_EQ(apart["d_T"], 0.0);
+  GetJson(absl::StrCat("/v1/trie/distance?tenant=default&model=", kModel,
+                       "&a=1,x&b=2"),
+          400);
+  GetJson("/v1/trie/distance?tenant=default&model=nope&a=1&b=1", 404);
+  const nlohmann::json stats = GetJson("/v1/stats");
+  EXPECT_EQ(stats["retention"]["policy"], "plt");
+  EXPECT_EQ(stats["retention"]["namespaces"]["default"]["lookups"], 6);
 }
 
 TEST_F(AdminApiTest, HistorySamplesAreKept) {

@@ -12,6 +12,7 @@
 #include "bench/load/local_server.h"
 #include "nlohmann/json.hpp"
 #include "tests/run_command.h"
+#include "tests/scoped_temp_dir.h"
 #include "tests/test_data.h"
 
 namespace seqkv::bench {
@@ -213,6 +214,38 @@ TEST(ReplaySmokeTest, CapacityEvictsAndNeverBeatsUnlimited) {
   EXPECT_GT(report["evictions"].get<int64_t>(), 0) << report.dump();
   EXPECT_LE(report["bytes_stored"].get<uint64_t>(), capacity);
   EXPECT_LE(report["hits"]["blocks_hit"].get<uint64_t>(), unlimited.blocks_hit);
+}
+
+TEST(ReplaySmokeTest, BlockTokensAndRetentionAreHonoured) {
+  // A trace of 64-token blocks: the second request shares two blocks with
+  // the first, the third one.
+  testing::ScopedTempDir dir;
+  const std::string trace = (dir.path() / "trace.jsonl").string();
+  {
+    std::ofstream out(trace);
+    out << R"({"timestamp": 0, "input_length": 192, "hash_ids": [1, 2, 3]})"
+        << "\n"
+        << R"({"timestamp": 1, "input_length": 190, "hash_ids": [1, 2, 4]})"
+        << "\n"
+        << R"({"timestamp": 2, "input_length": 100, "hash_ids": [1, 5]})"
+        << "\n";
+  }
+  for (const char* retention : {"plt", "lru"}) {
+    nlohmann::json report = RunSeqkvJson(
+        absl::StrCat("replay --trace ", trace, " --block_tokens 64",
+                     " --retention ", retention, " --json"));
+    ASSERT_TRUE(report.is_object()) << retention;
+    EXPECT_EQ(report["config"]["block_tokens"], 64);
+    EXPECT_EQ(report["config"]["retention"], retention);
+    EXPECT_EQ(report["hits"]["blocks"].get<uint64_t>(), 8u);
+    EXPECT_EQ(report["hits"]["blocks_hit"].get<uint64_t>(), 3u);
+    EXPECT_EQ(report["chunks_stored"].get<int64_t>(), 5);
+  }
+  // 512-token blocks do not fit the trace's lengths and ids.
+  const auto wrong = RunCommand(absl::StrCat(
+      SEQKV_BIN_DIR, "/seqkv-bench replay --trace ", trace, " --json 2>&1"));
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.out.find("--block_tokens"), std::string::npos) << wrong.out;
 }
 
 }  // namespace

@@ -201,5 +201,87 @@ TEST_F(NodeIndexTest, TouchOrdersEvictionWithoutCountingVisits) {
   EXPECT_EQ(index.NextVictim("a"), first[0]);
 }
 
+TEST_F(NodeIndexTest, ProbabilityIsTheShareOfLookupsThroughANode) {
+  const auto shared = Insert(Iota(4), 4);
+  const auto other = Insert(Iota(4, 50), 4);
+  NodeIndex index({.retention = RetentionPolicy::kPlt});
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const std::vector<std::string> scope = {"a"};
+  EXPECT_EQ(index.Probability(shared[0]), 0);  // no lookups yet
+  for (int i = 0; i < 30; ++i)
+    index.Visit(i % 3 == 2 ? other : shared, 1000 + i, scope);
+  index.TakeVisits();  // applies the queued visits
+  EXPECT_NEAR(index.Probability(shared[0]), 2.0 / 3, 0.02);
+  EXPECT_NEAR(index.Probability(other[0]), 1.0 / 3, 0.02);
+  // Misses count as lookups too.
+  for (int i = 0; i < 30; ++i) index.Visit({}, 2000 + i, scope);
+  index.TakeVisits();
+  EXPECT_NEAR(index.Probability(shared[0]), 1.0 / 3, 0.02);
+  EXPECT_EQ(index.Stats()["a"].lookups, 60u);
+}
+
+TEST_F(NodeIndexTest, AChunkStoredAgainComesBackWithItsHistory) {
+  NodeIndex index({.retention = RetentionPolicy::kPlt});
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const auto keys = Insert(Iota(4), 4);
+  auto record = trie_->ReadNode(keys[0]);
+  ASSERT_TRUE(record.ok() && record->has_value());
+  index.Add(keys[0], **record, 1);
+  index.Remove(keys[0]);  // evicted: remembered as a ghost
+  EXPECT_EQ(index.ghost_count(), 1u);
+  index.Add(keys[0], **record, 2);
+  EXPECT_EQ(index.ghost_count(), 0u);
+  EXPECT_EQ(index.Stats()["a"].readmissions, 1u);
+  EXPECT_EQ(index.Stats()["a"].chunks_inserted, 2u);
+}
+
+TEST_F(NodeIndexTest, PltEvictsWhatIsLeastLikelyToBeUsedAgain) {
+  // Trailing partial chunks are never looked up again here (as in a
+  // conversation, whose next turn fills the last chunk with other tokens);
+  // whole chunks are. PLT learns it and evicts a newer partial chunk where
+  // LRU evicts the oldest whole one.
+  NodeIndex plt({.retention = RetentionPolicy::kPlt});
+  NodeIndex lru({.retention = RetentionPolicy::kLru});
+  ASSERT_TRUE(plt.Load(*trie_).ok());
+  ASSERT_TRUE(lru.Load(*trie_).ok());
+  const std::vector<std::string> scope = {"a"};
+  auto add = [&](const std::vector<NodeKey>& keys, int64_t now) {
+    for (const NodeKey& key : keys) {
+      auto record = trie_->ReadNode(key);
+      ASSERT_TRUE(record.ok() && record->has_value());
+      plt.Add(key, **record, now);
+      lru.Add(key, **record, now);
+    }
+  };
+  auto look_up = [&](std::span<const NodeKey> keys, int64_t now) {
+    plt.Visit(keys, now, scope);
+    lru.Visit(keys, now, scope);
+  };
+  std::vector<NodeKey> whole, partial;
+  for (int i = 0; i < 10; ++i) {
+    whole.push_back(Insert(Iota(4, 1000 + 10 * i), 4)[0]);
+    add({whole.back()}, i);
+  }
+  for (int i = 0; i < 10; ++i) look_up(std::span(whole).subspan(i, 1), 10 + i);
+  for (int i = 0; i < 5; ++i) look_up(std::span(whole).subspan(i, 1), 20 + i);
+  for (int i = 0; i < 50; ++i) {
+    // A whole chunk and a trailing partial one of 2 tokens.
+    const auto keys = Insert(Iota(6, 5000 + 10 * i), 4);
+    ASSERT_EQ(keys.size(), 2u);
+    add(keys, 100 + i);
+    look_up(std::span(keys).first(1), 200 + i);
+    partial.push_back(keys[1]);
+  }
+  plt.TakeVisits();
+  lru.TakeVisits();
+  const auto lru_victim = lru.NextVictim("a");
+  const auto plt_victim = plt.NextVictim("a");
+  ASSERT_TRUE(lru_victim.has_value() && plt_victim.has_value());
+  EXPECT_TRUE(std::find(whole.begin(), whole.end(), *lru_victim) !=
+              whole.end());
+  EXPECT_TRUE(std::find(partial.begin(), partial.end(), *plt_victim) !=
+              partial.end());
+}
+
 }  // namespace
 }  // namespace seqkv

@@ -13,8 +13,8 @@
 namespace seqkv {
 
 // One pending node per chunk of `chunk` tokens (the last may be shorter),
-// each the child of the one before: key, parent, tokens, first position and
-// a payload key. Callers add the other record fields they need.
+// each the child of the one before: key, parent, tokens, depth, first
+// position and a payload key. Callers add the other record fields they need.
 inline std::vector<PendingNode> ChunkChain(const NodeKey& root,
                                            std::span<const int32_t> tokens,
                                            uint32_t chunk) {
@@ -28,6 +28,7 @@ inline std::vector<PendingNode> ChunkChain(const NodeKey& root,
     node.record.set_parent_key(parent.Bytes());
     node.record.mutable_tokens()->Add(part.begin(), part.end());
     node.record.set_first_position(start);
+    node.record.set_depth(static_cast<uint32_t>(start / chunk));
     node.record.set_payload_key(node.key.Bytes() + "p");
     parent = node.key;
     nodes.push_back(std::move(node));
