@@ -40,6 +40,15 @@ void ReadServerUsage(const std::string& admin, ReplayReport& report) {
   report.bytes_stored = global.value("bytes_stored", int64_t{-1});
   report.chunks_stored = global.value("chunks_stored", int64_t{-1});
   report.evictions = global.value("evictions", int64_t{-1});
+  if (stats.contains("retention") && stats["retention"].is_object()) {
+    const nlohmann::json& retention = stats["retention"];
+    report.server_retention = retention.value("policy", "");
+    int64_t readmissions = 0;
+    if (retention.contains("namespaces"))
+      for (const auto& [name, counts] : retention["namespaces"].items())
+        readmissions += counts.value("readmissions", int64_t{0});
+    report.readmissions = readmissions;
+  }
 }
 
 nlohmann::json HitsJson(const HitCounts& hits) {
@@ -259,6 +268,8 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
       {"bytes_stored", report.bytes_stored},
       {"chunks_stored", report.chunks_stored},
       {"evictions", report.evictions},
+      {"readmissions", report.readmissions},
+      {"server_retention", report.server_retention},
       {"bytes_put_new", report.bytes_put_new},
       {"chunks_new", report.chunks_new},
       {"chunks_deduped", report.chunks_deduped},

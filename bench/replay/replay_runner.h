@@ -61,6 +61,10 @@ struct ReplayReport {
   int64_t bytes_stored = -1;
   int64_t chunks_stored = -1;
   int64_t evictions = -1;
+  // Chunks stored again while the server remembered them (its /v1/stats
+  // retention counters), and its policy.
+  int64_t readmissions = -1;
+  std::string server_retention;
   uint64_t disk_bytes = 0;  // data directory of a server we started
   double elapsed_s = 0;
   LatencySummary lookup_latency;
