@@ -230,6 +230,14 @@ TEST_F(DashboardTest, ShowsTheNumbersOfTheStatsEndpoint) {
   }
   EXPECT_FALSE(
       FindElement(dom, absl::StrCat("prefix-", prefixes.size() + 1)).found);
+  // The trie view holds the same nodes, each folded under its parent.
+  EXPECT_NE(dom.find(absl::StrCat("data-nodes=\"", prefixes.size(), "\"")),
+            std::string::npos);
+  for (const nlohmann::json& prefix : prefixes)
+    EXPECT_TRUE(FindElement(dom, absl::StrCat("trie-node-",
+                                              prefix["node"].get<std::string>()))
+                    .found)
+        << prefix.dump();
 
   // The history ring fed the charts with the samples taken during traffic.
   std::smatch samples;

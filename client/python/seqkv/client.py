@@ -54,6 +54,9 @@ class PutResult:
 class LookupResult:
     matched_tokens: int
     namespace: str
+    # The server's estimate that the namespace's next lookup passes through
+    # the deepest matched chunk (0.0 when nothing matched).
+    probability: float = 0.0
 
 
 @dataclasses.dataclass
@@ -294,7 +297,8 @@ class Client:
         response = self._call(self._stub.Lookup, self._pb.LookupRequest(
             model=model, packed_tokens=ids.tobytes(), alignment=alignment,
             namespace=namespace or ""))
-        return LookupResult(response.matched_tokens, response.namespace)
+        return LookupResult(response.matched_tokens, response.namespace,
+                            response.probability)
 
     def lookup_by_chunks(self, model, tokens, chunk_tokens=None, alignment=0,
                          namespace=None):
@@ -321,7 +325,8 @@ class Client:
             model=model, chunk_digests=digests,
             packed_tokens=ids[whole:].tobytes(), alignment=alignment,
             namespace=namespace or ""))
-        return LookupResult(response.matched_tokens, response.namespace)
+        return LookupResult(response.matched_tokens, response.namespace,
+                            response.probability)
 
     def get(self, model, tokens, namespace=None, begin_token=0, end_token=0,
             alignment=0, as_torch=False):

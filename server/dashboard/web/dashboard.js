@@ -356,8 +356,9 @@ async function refreshPrefixes() {
   body.replaceChildren();
   if (report.prefixes.length === 0) {
     const row = document.createElement('tr');
-    cell(row, 'no prefix has been looked up yet', 'muted').colSpan = 10;
+    cell(row, 'no prefix has been looked up yet', 'muted').colSpan = 11;
     body.appendChild(row);
+    renderTrie([]);
     return;
   }
   report.prefixes.forEach((p, i) => {
@@ -377,8 +378,61 @@ async function refreshPrefixes() {
     cell(row, fmtAgo(p.last_used_unix_ms));
     cell(row, fmtBytes(p.bytes_stored), 'num', 'prefix-' + rank + '-bytes-stored', p.bytes_stored);
     cell(row, p.codec);
+    cell(row, fmtProbability(p.probability), 'num', 'prefix-' + rank + '-probability', p.probability);
     body.appendChild(row);
   });
+  renderTrie(report.prefixes);
+}
+
+function fmtProbability(p) { return p > 0 ? p.toFixed(3) : '–'; }
+
+// Lossless codecs give back the exact bytes; the others a lossy tier.
+function tierOf(codec) {
+  return codec === 'raw' || codec === 'lossless' ? 'exact' : 'lossy';
+}
+
+// The same nodes as a tree: a node whose parent is listed nests under it,
+// the others are roots (their ancestors were visited less). Native
+// <details> elements fold and unfold.
+function renderTrie(prefixes) {
+  const box = document.getElementById('trie-tree');
+  box.replaceChildren();
+  box.dataset.nodes = String(prefixes.length);
+  const byNode = new Map(prefixes.map((p) => [p.node, p]));
+  const children = new Map();
+  const roots = [];
+  for (const p of prefixes) {
+    if (byNode.has(p.parent)) {
+      if (!children.has(p.parent)) children.set(p.parent, []);
+      children.get(p.parent).push(p);
+    } else {
+      roots.push(p);
+    }
+  }
+  const render = (p) => {
+    const node = document.createElement('details');
+    node.open = true;
+    node.id = 'trie-node-' + p.node;
+    node.dataset.probability = String(p.probability);
+    const summary = document.createElement('summary');
+    const more = p.tokens > p.first_tokens.length ? ', …' : '';
+    summary.textContent =
+        'depth ' + p.depth + ' · [' + p.first_tokens.join(', ') + more + '] ' +
+        p.tokens + ' tokens · P̂ ' + fmtProbability(p.probability) +
+        (p.d_T === null ? '' : ' (d_T ' + p.d_T.toFixed(2) + ')') + ' · ' +
+        fmtBytes(p.bytes_stored) + ' · ' + tierOf(p.codec) + ' (' + p.codec +
+        ') · ' + p.namespace;
+    node.appendChild(summary);
+    for (const child of children.get(p.node) || []) node.appendChild(render(child));
+    return node;
+  };
+  if (roots.length === 0) {
+    box.textContent = 'no prefix has been looked up yet';
+    box.className = 'trie muted';
+    return;
+  }
+  box.className = 'trie';
+  for (const p of roots) box.appendChild(render(p));
 }
 
 // --- loop --------------------------------------------------------------
