@@ -397,12 +397,25 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     auto match = Match(root, tokens, chunk_tokens);
     if (!match.ok()) return match.status();
     // Only a prefix that ends exactly at a node's end names a subtree.
-    if (match->matched_tokens != tokens.size() ||
-        match->nodes.back().matched_tokens !=
-            static_cast<uint32_t>(match->nodes.back().record.tokens_size()))
-      return removal;
-    frontier.push_back(match->nodes.back().key);
-    const TrieNode& top = match->nodes.back();
+    if (match->matched_tokens != tokens.size()) return removal;
+    TrieNode& top = match->nodes.back();
+    if (top.matched_tokens != static_cast<uint32_t>(top.record.tokens_size())) {
+      // The match met a longer partial chunk that starts with the query's
+      // last tokens; a sibling holding exactly those may be stored too.
+      const NodeKey parent = match->nodes.size() > 1
+                                 ? match->nodes[match->nodes.size() - 2].key
+                                 : root;
+      const auto tail = tokens.subspan(tokens.size() - top.matched_tokens);
+      const NodeKey key = ChildKey(parent, tail);
+      auto sibling = ReadNode(key);
+      if (!sibling.ok()) return sibling.status();
+      if (!sibling->has_value() ||
+          !std::equal(tail.begin(), tail.end(), (*sibling)->tokens().begin(),
+                      (*sibling)->tokens().end()))
+        return removal;
+      top = {key, **std::move(sibling), static_cast<uint32_t>(tail.size())};
+    }
+    frontier.push_back(top.key);
     RemoveNode(top.key, top.record, removals);
     removal.keys.push_back(top.key);
     ++removal.chunks;

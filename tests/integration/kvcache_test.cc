@@ -351,13 +351,11 @@ TEST_F(KvCacheTest, DeleteRemovesASubtree) {
 }
 
 // Found by the soak (bench/soak/soak.py, "deletes_ignored"): a stored
-// sequence ending in a partial chunk is not deleted when a longer node of
-// the same chunk starts with its tokens. The Delete answers OK with
-// 0 chunks and the sequence stays: the match picks the longer sibling (both
-// share all the query's tokens of that chunk), which does not end where the
-// query does. Disabled until the server is fixed; run it with
-// --gtest_also_run_disabled_tests.
-TEST_F(KvCacheTest, DISABLED_DeleteRemovesAPartialChunkThatALongerOneExtends) {
+// sequence ending in a partial chunk was not deleted when a longer node of
+// the same chunk starts with its tokens (the match met the longer sibling,
+// which does not end where the query does, and the Delete answered OK with
+// 0 chunks). Delete now looks for the sibling that ends exactly there.
+TEST_F(KvCacheTest, DeleteRemovesAPartialChunkThatALongerOneExtends) {
   const KvLayout layout{2, 2, 64, DType::kBF16};
   // Which sibling the match meets first depends on their keys: eight pairs.
   for (uint32_t seed = 21; seed < 29; ++seed) {
