@@ -1,12 +1,18 @@
 #include "storage/kv_store.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/table.h"
+#include "spdlog/spdlog.h"
 
 namespace seqkv {
 namespace {
@@ -33,42 +39,57 @@ class NodeStatsMergeOperator : public rocksdb::AssociativeMergeOperator {
   const char* Name() const override { return "seqkv.NodeStatsMerge"; }
 };
 
-}  // namespace
+// RocksDB's informational log, sent to the server's log rather than to a
+// LOG file in the data directory. Debian's librocksdb keeps its debug
+// assertions, and the LOG file's writer asserts when it is written to after
+// a failed write: on a full disk, the first error RocksDB logged after its
+// LOG file hit ENOSPC aborted the process.
+class SpdlogLogger : public rocksdb::Logger {
+ public:
+  SpdlogLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format,
+            va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL)
+      spdlog::error("rocksdb: {}", line);
+    else
+      spdlog::warn("rocksdb: {}", line);
+  }
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+};
 
-std::string EncodeNodeStats(uint64_t visits, int64_t last_used_micros) {
-  std::string out(16, '\0');
-  std::memcpy(out.data(), &visits, 8);
-  std::memcpy(out.data() + 8, &last_used_micros, 8);
-  return out;
-}
+// Keeps RocksDB from recovering on its own from a full disk: its
+// SstFileManager waits for as much free space as the largest memtable
+// (64 MiB), which a small volume may never have, and answers Resume() with
+// Busy meanwhile. KvStore::Heal resumes instead, once its reserve is free.
+class ManualRecovery : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason,
+                            rocksdb::Status error,
+                            bool* auto_recovery) override {
+    spdlog::warn("rocksdb stopped writes: {}", error.ToString());
+    *auto_recovery = false;
+  }
+};
 
-void DecodeNodeStats(std::string_view value, uint64_t& visits,
-                     int64_t& last_used_micros) {
-  visits = 0;
-  last_used_micros = 0;
-  if (value.size() != 16) return;
-  std::memcpy(&visits, value.data(), 8);
-  std::memcpy(&last_used_micros, value.data() + 8, 8);
-}
+struct RocksSetup {
+  rocksdb::Options db;
+  std::vector<rocksdb::ColumnFamilyDescriptor> columns;
+};
 
-absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  std::string message =
-      absl::StrCat(std::string(what), ": ", status.ToString());
-  if (status.IsCorruption()) return absl::DataLossError(message);
-  if (status.IsNotFound()) return absl::NotFoundError(message);
-  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
-  if (status.IsBusy() || status.IsTryAgain())
-    return absl::UnavailableError(message);
-  return absl::InternalError(message);
-}
-
-absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
-    const KvStoreOptions& options) {
-  rocksdb::Options db_options;
+RocksSetup MakeSetup(const KvStoreOptions& options) {
+  RocksSetup setup;
+  rocksdb::Options& db_options = setup.db;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.paranoid_checks = true;
+  db_options.info_log = std::make_shared<SpdlogLogger>();
+  db_options.listeners.push_back(std::make_shared<ManualRecovery>());
   db_options.IncreaseParallelism(2);
   // A WAL file is kept until every column family it covers is flushed, and
   // the small ones (nodes, children, stats) rarely fill a memtable: without
@@ -102,15 +123,70 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   rocksdb::ColumnFamilyOptions node_stats = small_records;
   node_stats.merge_operator = std::make_shared<NodeStatsMergeOperator>();
 
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+  setup.columns = {
       {kColumnNames[0], meta},          {kColumnNames[1], small_records},
       {kColumnNames[2], small_records}, {kColumnNames[3], payloads},
       {kColumnNames[4], node_stats},
   };
+  return setup;
+}
+
+// Free bytes for unprivileged writers on the file system of `path`.
+absl::StatusOr<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs info;
+  if (::statvfs(path.c_str(), &info) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("statvfs ", path));
+  return uint64_t{info.f_bavail} * info.f_frsize;
+}
+
+}  // namespace
+
+std::string EncodeNodeStats(uint64_t visits, int64_t last_used_micros) {
+  std::string out(16, '\0');
+  std::memcpy(out.data(), &visits, 8);
+  std::memcpy(out.data() + 8, &last_used_micros, 8);
+  return out;
+}
+
+void DecodeNodeStats(std::string_view value, uint64_t& visits,
+                     int64_t& last_used_micros) {
+  visits = 0;
+  last_used_micros = 0;
+  if (value.size() != 16) return;
+  std::memcpy(&visits, value.data(), 8);
+  std::memcpy(&last_used_micros, value.data() + 8, 8);
+}
+
+absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message =
+      absl::StrCat(std::string(what), ": ", status.ToString());
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
+  if (status.IsBusy() || status.IsTryAgain())
+    return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
+    const KvStoreOptions& options) {
+  RocksSetup setup = MakeSetup(options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw_db = nullptr;
-  rocksdb::Status status = rocksdb::DB::Open(db_options, options.path,
-                                             descriptors, &handles, &raw_db);
+  std::string damage;
+  rocksdb::Status status = rocksdb::DB::Open(setup.db, options.path,
+                                             setup.columns, &handles, &raw_db);
+  if (status.IsCorruption()) {
+    // Without paranoid checks RocksDB opens what it can read and reports
+    // damaged tables on the reads that reach them.
+    damage = absl::StrCat("RocksDB found damage while opening: ",
+                          status.ToString());
+    spdlog::error("{}; opening without paranoid checks, read-only", damage);
+    setup.db.paranoid_checks = false;
+    status = rocksdb::DB::Open(setup.db, options.path, setup.columns, &handles,
+                               &raw_db);
+  }
   if (!status.ok())
     return FromRocks(status, absl::StrCat("open RocksDB at ", options.path));
   std::unique_ptr<rocksdb::DB> db(raw_db);
@@ -121,8 +197,17 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
       db->DestroyColumnFamilyHandle(handle);
     return files.status();
   }
-  return std::unique_ptr<KvStore>(new KvStore(
+  auto store = std::unique_ptr<KvStore>(new KvStore(
       options, std::move(db), std::move(handles), std::move(*files)));
+  if (!damage.empty()) store->MarkDamaged(std::move(damage));
+  return store;
+}
+
+absl::Status KvStore::Repair(const KvStoreOptions& options) {
+  RocksSetup setup = MakeSetup(options);
+  return FromRocks(
+      rocksdb::RepairDB(options.path, setup.db, setup.columns, setup.db),
+      absl::StrCat("repair RocksDB at ", options.path));
 }
 
 KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
@@ -134,9 +219,10 @@ KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
       payload_files_(std::move(payload_files)) {}
 
 KvStore::~KvStore() {
-  // Persist memtables so a restart does not replay the whole WAL.
+  // Persist memtables so a restart does not replay the whole WAL (not on a
+  // disk below its reserve: the WAL has them).
   rocksdb::FlushOptions flush;
-  db_->Flush(flush, handles_);
+  if (CheckFreeSpace(0).ok()) db_->Flush(flush, handles_).PermitUncheckedError();
   for (rocksdb::ColumnFamilyHandle* handle : handles_)
     db_->DestroyColumnFamilyHandle(handle);
   db_->Close();
@@ -160,8 +246,10 @@ absl::StatusOr<std::optional<std::string>> KvStore::Get(
 
 absl::Status KvStore::Put(Column column, std::string_view key,
                           std::string_view value) {
+  if (auto status = CheckFreeSpace(key.size() + value.size()); !status.ok())
+    return status;
   rocksdb::WriteOptions write;
-  return FromRocks(
+  return NoteWrite(
       db_->Put(write, handle(column), rocksdb::Slice(key.data(), key.size()),
                rocksdb::Slice(value.data(), value.size())),
       "write");
@@ -199,15 +287,155 @@ absl::Status KvStore::Scan(
 }
 
 absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
+  if (auto status = batch.frees_space_
+                        ? CheckUndamaged()
+                        : CheckFreeSpace(batch.batch_.GetDataSize());
+      !status.ok())
+    return status;
   rocksdb::WriteOptions write;
   write.sync = durable && options_.sync_commits;
-  return FromRocks(db_->Write(write, &batch.batch_), "commit");
+  return NoteWrite(db_->Write(write, &batch.batch_), "commit");
 }
 
 absl::Status KvStore::WriteUnlogged(WriteBatch& batch) {
   rocksdb::WriteOptions write;
   write.disableWAL = true;
-  return FromRocks(db_->Write(write, &batch.batch_), "write counters");
+  return NoteWrite(db_->Write(write, &batch.batch_), "write counters");
+}
+
+absl::Status KvStore::NoteWrite(const rocksdb::Status& status,
+                                std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status error = FromRocks(status, what);
+  // An I/O error stops RocksDB's writes (paranoid checks) until resumed.
+  if (status.IsIOError() || status.IsNoSpace()) {
+    rocks_stopped_ = true;
+    writable_ = false;
+    absl::MutexLock lock(&health_mutex_);
+    write_refusal_ = std::string(error.message());
+  }
+  return error;
+}
+
+uint64_t KvStore::MemtableBytes() const {
+  uint64_t bytes = 0;
+  db_->GetAggregatedIntProperty(
+      rocksdb::DB::Properties::kCurSizeAllMemTables, &bytes);
+  return bytes;
+}
+
+absl::Status KvStore::CheckFreeSpace(uint64_t bytes) const {
+  if (rocks_stopped_) {
+    absl::MutexLock lock(&health_mutex_);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "writes are stopped until the disk has room again: ", write_refusal_));
+  }
+  if (auto status = CheckUndamaged(); !status.ok()) return status;
+  if (options_.reserved_disk_bytes == 0) {
+    if (!writable_) {
+      absl::MutexLock lock(&health_mutex_);
+      writable_ = true;
+      write_refusal_.clear();
+    }
+    return absl::OkStatus();
+  }
+  auto free_bytes = FreeBytes(options_.path);
+  if (!free_bytes.ok()) return free_bytes.status();
+  // Flushing the memtables writes their bytes once more before their logs
+  // go: keep room for that too.
+  const uint64_t required = options_.reserved_disk_bytes + MemtableBytes();
+  absl::MutexLock lock(&health_mutex_);
+  last_free_bytes_ = *free_bytes;
+  last_required_bytes_ = required;
+  // Once refused, writes resume only when the refused one would fit too:
+  // else a small check would report the store writable between refusals.
+  if (!writable_) bytes = std::max(bytes, refused_bytes_);
+  if (*free_bytes >= required + bytes) {
+    if (!writable_) {
+      writable_ = true;
+      refused_bytes_ = 0;
+      write_refusal_.clear();
+      spdlog::info("{} has {} bytes free again: writes resume", options_.path,
+                   *free_bytes);
+    }
+    return absl::OkStatus();
+  }
+  std::string refusal = absl::StrCat(
+      "the disk of ", options_.path, " has ", *free_bytes,
+      " bytes free, less than the ", required,
+      " it keeps free (the reserve and the memtables to flush) plus this "
+      "write's ",
+      bytes);
+  if (writable_)
+    spdlog::warn("{}: writes are refused until space comes back", refusal);
+  writable_ = false;
+  refused_bytes_ = bytes;
+  write_refusal_ = refusal;
+  return absl::ResourceExhaustedError(refusal);
+}
+
+absl::Status KvStore::CheckUndamaged() const {
+  if (!damaged_) return absl::OkStatus();
+  absl::MutexLock lock(&health_mutex_);
+  return absl::FailedPreconditionError(
+      absl::StrCat("the store is read-only: ", damage_,
+                   "; stop the server and run seqkv-server --repair"));
+}
+
+void KvStore::MarkDamaged(std::string what) {
+  spdlog::error("store damaged, serving read-only: {}", what);
+  absl::MutexLock lock(&health_mutex_);
+  if (!damage_.empty()) absl::StrAppend(&damage_, "; ");
+  absl::StrAppend(&damage_, what);
+  damaged_ = true;
+}
+
+std::string KvStore::damage() const {
+  absl::MutexLock lock(&health_mutex_);
+  return damage_;
+}
+
+void KvStore::Heal() {
+  if (damaged_ || writable_) return;
+  auto free_bytes = FreeBytes(options_.path);
+  if (!free_bytes.ok()) return;
+  const uint64_t memtables = MemtableBytes();
+  if (*free_bytes < options_.reserved_disk_bytes + memtables) {
+    // Refused for the memtables' sake while their flush fits: flush them,
+    // and their logs go.
+    if (!rocks_stopped_ && memtables > 0 && *free_bytes > 2 * memtables) {
+      rocksdb::FlushOptions flush;
+      flush.wait = false;
+      flush.allow_write_stall = true;
+      db_->Flush(flush, handles_).PermitUncheckedError();
+    }
+    return;
+  }
+  if (rocks_stopped_) {
+    // Resuming flushes the memtables: only now is there room for that.
+    rocksdb::Status resumed = db_->Resume();
+    if (!resumed.ok()) {
+      spdlog::warn("resuming RocksDB's writes failed: {}", resumed.ToString());
+      return;
+    }
+    spdlog::info("RocksDB's writes resumed");
+    rocks_stopped_ = false;
+  }
+  CheckFreeSpace(0).IgnoreError();
+}
+
+StoreHealth KvStore::health() const {
+  StoreHealth health;
+  health.writable = writable_ && !rocks_stopped_ && !damaged_;
+  absl::MutexLock lock(&health_mutex_);
+  health.damage = damage_;
+  if (!damage_.empty())
+    health.write_refusal = absl::StrCat("read-only: ", damage_);
+  else if (!health.writable)
+    health.write_refusal = write_refusal_;
+  health.free_bytes = last_free_bytes_;
+  health.required_free_bytes = last_required_bytes_;
+  return health;
 }
 
 std::unique_ptr<rocksdb::Iterator> KvStore::NewIterator(Column column) const {

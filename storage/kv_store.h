@@ -8,6 +8,7 @@
 #ifndef SEQKV_STORAGE_KV_STORE_H_
 #define SEQKV_STORAGE_KV_STORE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/payload_files.h"
@@ -46,6 +48,24 @@ struct KvStoreOptions {
   uint64_t max_total_wal_bytes = 256 << 20;
   // Memtable of the payloads column family (RocksDB's default size).
   size_t payload_memtable_bytes = 64 << 20;
+  // Writes are refused with RESOURCE_EXHAUSTED while the file system of
+  // `path` has less than this many bytes free beyond the write itself and
+  // what the memtables will take once flushed, so that RocksDB never runs
+  // out of space itself (0: no reserve; RocksDB's own NoSpace errors are
+  // still recovered from, see Heal).
+  uint64_t reserved_disk_bytes = 64 << 20;
+};
+
+// Whether the store takes writes, and why not. Reads are served either way.
+struct StoreHealth {
+  bool writable = true;
+  // Why writes are refused (empty when writable).
+  std::string write_refusal;
+  uint64_t free_bytes = 0;
+  // What the next write needs free besides its own bytes.
+  uint64_t required_free_bytes = 0;
+  // Damage found in the data (then the store is read-only); empty if none.
+  std::string damage;
 };
 
 class KvStore;
@@ -58,6 +78,9 @@ class WriteBatch {
 
   void Put(Column column, std::string_view key, std::string_view value);
   void Delete(Column column, std::string_view key);
+  // The batch gives space back (removals): it is written even while the
+  // disk is below its reserve.
+  void MarkFreesSpace() { frees_space_ = true; }
   // Merged by the column's merge operator (node stats).
   void Merge(Column column, std::string_view key, std::string_view value);
   int Count() const { return batch_.Count(); }
@@ -67,12 +90,21 @@ class WriteBatch {
   friend class KvStore;
   const KvStore* store_;
   rocksdb::WriteBatch batch_;
+  bool frees_space_ = false;
 };
 
 class KvStore {
  public:
+  // Opens the database, creating it when missing. A database RocksDB
+  // finds damaged while opening (a table it cannot read) is opened again
+  // without its paranoid checks, so that what is intact can be served:
+  // `damage()` then says what was found; run Repair to rebuild it.
   static absl::StatusOr<std::unique_ptr<KvStore>> Open(
       const KvStoreOptions& options);
+  // Rebuilds the database at `options.path` from the tables and logs it
+  // can read (rocksdb::RepairDB); damaged tables move to `lost/` there.
+  // Must not be open.
+  static absl::Status Repair(const KvStoreOptions& options);
   ~KvStore();
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
@@ -95,6 +127,23 @@ class KvStore {
   // A raw cursor, for scans that walk two columns side by side.
   std::unique_ptr<rocksdb::Iterator> NewIterator(Column column) const;
 
+  // OK when the disk has room for `bytes` more and the store's reserve;
+  // RESOURCE_EXHAUSTED otherwise (and the store reports itself not
+  // writable until space comes back). Put and Write check it themselves;
+  // callers writing elsewhere under `path` (payload files) call it first.
+  absl::Status CheckFreeSpace(uint64_t bytes) const;
+  // Recovers from a write error RocksDB stopped on (a full disk) once the
+  // reserve is free again, and lets the memtables flush when they keep
+  // the reserve from being met. Cheap; call every second or so.
+  void Heal();
+  StoreHealth health() const;
+  // Makes the store read-only (FAILED_PRECONDITION on every write) for
+  // damage found in its data, and says so in health(). At open, RocksDB's
+  // own findings do this; callers report what they find in reading.
+  void MarkDamaged(std::string what);
+  // What was found damaged; empty when nothing was.
+  std::string damage() const;
+
   bool sync_commits() const { return options_.sync_commits; }
   const PayloadFiles& payload_files() const { return *payload_files_; }
   uint64_t payload_file_min_bytes() const {
@@ -109,7 +158,25 @@ class KvStore {
           std::vector<rocksdb::ColumnFamilyHandle*> handles,
           std::unique_ptr<PayloadFiles> payload_files);
 
+  // Notes a failed RocksDB write: NoSpace and I/O errors stop RocksDB's
+  // writes until Heal resumes it.
+  absl::Status NoteWrite(const rocksdb::Status& status, std::string_view what);
+  uint64_t MemtableBytes() const;
+  absl::Status CheckUndamaged() const;
+
   KvStoreOptions options_;
+  std::atomic<bool> damaged_{false};
+  // Set by a refused or failed write, cleared by the next check or Heal
+  // that finds the disk fit for writes again.
+  mutable std::atomic<bool> writable_{true};
+  mutable std::atomic<bool> rocks_stopped_{false};
+  mutable absl::Mutex health_mutex_;
+  mutable std::string write_refusal_ ABSL_GUARDED_BY(health_mutex_);
+  std::string damage_ ABSL_GUARDED_BY(health_mutex_);
+  mutable uint64_t last_free_bytes_ ABSL_GUARDED_BY(health_mutex_) = 0;
+  mutable uint64_t last_required_bytes_ ABSL_GUARDED_BY(health_mutex_) = 0;
+  // The write last refused for space.
+  mutable uint64_t refused_bytes_ ABSL_GUARDED_BY(health_mutex_) = 0;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<PayloadFiles> payload_files_;

@@ -30,6 +30,13 @@ std::string ChildPrefix(const NodeKey& parent, int32_t first_token) {
   return prefix;
 }
 
+// Marks a payload staged in RocksDB until its node commits (meta column).
+constexpr std::string_view kStagedPrefix = "staged/";
+
+std::string StagedKey(std::string_view payload_key) {
+  return absl::StrCat(std::string(kStagedPrefix), std::string(payload_key));
+}
+
 bool SameTokens(const NodeRecord& record, std::span<const int32_t> tokens) {
   return record.tokens_size() == static_cast<int>(tokens.size()) &&
          std::equal(tokens.begin(), tokens.end(), record.tokens().begin());
@@ -285,20 +292,29 @@ absl::Status Trie::StagePayload(std::string_view bytes, NodeRecord& node) {
   const uint64_t file_min_bytes = store_->payload_file_min_bytes();
   node.set_payload_in_file(file_min_bytes > 0 &&
                            bytes.size() >= file_min_bytes);
-  if (node.payload_in_file())
+  if (node.payload_in_file()) {
+    if (auto status = store_->CheckFreeSpace(bytes.size()); !status.ok())
+      return status;
     return store_->payload_files().Write(node.payload_key(), bytes);
-  return store_->Put(Column::kPayloads, node.payload_key(), bytes);
+  }
+  WriteBatch batch(*store_);
+  batch.Put(Column::kPayloads, node.payload_key(), bytes);
+  batch.Put(Column::kMeta, StagedKey(node.payload_key()), "");
+  return store_->Write(batch, /*durable=*/false);
 }
 
 void Trie::DiscardPayloads(std::span<const PendingNode> nodes) {
   // Best effort: an orphan payload is invisible and costs only space (the
   // next start sweeps orphan files).
   WriteBatch batch(*store_);
+  batch.MarkFreesSpace();
   for (const PendingNode& node : nodes) {
-    if (node.record.payload_in_file())
+    if (node.record.payload_in_file()) {
       store_->payload_files().Remove(node.record.payload_key()).IgnoreError();
-    else
+    } else {
       batch.Delete(Column::kPayloads, node.record.payload_key());
+      batch.Delete(Column::kMeta, StagedKey(node.record.payload_key()));
+    }
   }
   if (batch.Count() > 0) store_->Write(batch, /*durable=*/false).IgnoreError();
 }
@@ -327,6 +343,8 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
               TokenBytes({tokens.data(), static_cast<size_t>(tokens.size())}));
     batch.Merge(Column::kNodeStats, key,
                 EncodeNodeStats(0, node.record.created_unix_micros()));
+    if (!node.record.payload_in_file())
+      batch.Delete(Column::kMeta, StagedKey(node.record.payload_key()));
     ++result.added;
     result.bytes_stored_added += node.record.bytes_stored();
     result.bytes_logical_added += node.record.bytes_logical();
@@ -422,6 +440,32 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     removal.bytes_stored += top.record.bytes_stored();
     removal.bytes_logical += top.record.bytes_logical();
   }
+  if (auto status = RemoveDescendants(std::move(frontier), removals, removal);
+      !status.ok())
+    return status;
+  return removal;
+}
+
+absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtreeOf(
+    const NodeKey& key, std::string_view payload_key, NodeRemovals& removals) {
+  SubtreeRemoval removal;
+  auto record = ReadNode(key);
+  if (!record.ok()) return record.status();
+  if (!record->has_value() || (*record)->payload_key() != payload_key)
+    return removal;
+  RemoveNode(key, **record, removals);
+  removal.keys.push_back(key);
+  ++removal.chunks;
+  removal.bytes_stored += (*record)->bytes_stored();
+  removal.bytes_logical += (*record)->bytes_logical();
+  if (auto status = RemoveDescendants({key}, removals, removal); !status.ok())
+    return status;
+  return removal;
+}
+
+absl::Status Trie::RemoveDescendants(std::deque<NodeKey> frontier,
+                                     NodeRemovals& removals,
+                                     SubtreeRemoval& removal) {
   while (!frontier.empty()) {
     const std::string prefix = frontier.front().Bytes();
     frontier.pop_front();
@@ -454,11 +498,13 @@ absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(
     if (!failed.ok()) return failed;
     if (!scanned.ok()) return scanned;
   }
-  return removal;
+  return absl::OkStatus();
 }
 
 absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   if (removals.empty()) return absl::OkStatus();
+  // Removals go through on a full disk: they are how space comes back.
+  removals.batch_.MarkFreesSpace();
   for (const auto& [name_space, delta] : removals.usage_deltas_)
     usage_.Stage(name_space, delta, removals.batch_);
   if (auto status = store_->Write(removals.batch_, /*durable=*/true);
@@ -495,6 +541,41 @@ absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
     if (auto status = files.Remove(key); !status.ok()) return status;
     ++removed;
   }
+  return removed;
+}
+
+absl::StatusOr<uint64_t> Trie::SweepStagedPayloads() {
+  std::vector<std::string> staged;
+  if (auto status = store_->Scan(Column::kMeta, kStagedPrefix,
+                                 [&](std::string_view key, std::string_view) {
+                                   staged.emplace_back(
+                                       key.substr(kStagedPrefix.size()));
+                                   return true;
+                                 });
+      !status.ok())
+    return status;
+  WriteBatch batch(*store_);
+  batch.MarkFreesSpace();
+  uint64_t removed = 0;
+  for (const std::string& payload_key : staged) {
+    // A payload key starts with the key of the node it was staged for.
+    bool committed = false;
+    if (payload_key.size() >= NodeKey::kSize) {
+      auto record = ReadNode(NodeKey::FromBytes(
+          std::string_view(payload_key).substr(0, NodeKey::kSize)));
+      if (!record.ok()) return record.status();
+      committed = record->has_value() && !(*record)->payload_in_file() &&
+                  (*record)->payload_key() == payload_key;
+    }
+    if (!committed) {
+      batch.Delete(Column::kPayloads, payload_key);
+      ++removed;
+    }
+    batch.Delete(Column::kMeta, StagedKey(payload_key));
+  }
+  if (batch.Count() > 0)
+    if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+      return status;
   return removed;
 }
 

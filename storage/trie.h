@@ -13,6 +13,7 @@
 #define SEQKV_STORAGE_TRIE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -178,7 +179,10 @@ class Trie {
 
   // Writes a payload under `node.payload_key()` that no node references
   // yet (invisible until Commit) and records its size, checksum and place
-  // in `node`: a file of its own when it is large, else a RocksDB value.
+  // in `node`: a file of its own when it is large, else a RocksDB value,
+  // written with a `staged/` mark that Commit and DiscardPayloads delete,
+  // so that SweepOrphanPayloads finds it after a crash without reading
+  // every payload. RESOURCE_EXHAUSTED when the disk is (nearly) full.
   absl::Status StagePayload(std::string_view bytes, NodeRecord& node);
   // Drops staged payloads of a Put that failed.
   void DiscardPayloads(std::span<const PendingNode> nodes);
@@ -199,6 +203,12 @@ class Trie {
                                                std::span<const int32_t> tokens,
                                                uint32_t chunk_tokens,
                                                NodeRemovals& removals);
+  // Removes the stored node `key` and everything below it (nothing when
+  // there is no such node, or when its record no longer names
+  // `payload_key`: it was replaced meanwhile).
+  absl::StatusOr<SubtreeRemoval> RemoveSubtreeOf(const NodeKey& key,
+                                                 std::string_view payload_key,
+                                                 NodeRemovals& removals);
 
   // Adds the removal of a leaf node (record, stats, payload, index entry)
   // to `removals`. The caller makes sure it has no children.
@@ -217,6 +227,10 @@ class Trie {
   // its file. Returns how many it deleted. Call before serving: a Put in
   // flight has files no node names yet.
   absl::StatusOr<uint64_t> SweepOrphanPayloadFiles();
+  // Deletes the payloads in RocksDB that were staged (their `staged/` mark
+  // is left) but never committed: left by a crash during a Put. Returns
+  // how many it deleted. Call before serving, like SweepOrphanPayloadFiles.
+  absl::StatusOr<uint64_t> SweepStagedPayloads();
 
  private:
   // Best partial match among the children of `parent` for `tokens`.
@@ -224,6 +238,10 @@ class Trie {
       const NodeKey& parent, std::span<const int32_t> tokens) const;
   void RemoveNode(const NodeKey& key, const NodeRecord& record,
                   NodeRemovals& removals) const;
+  // Adds everything below the nodes of `frontier` to `removal`.
+  absl::Status RemoveDescendants(std::deque<NodeKey> frontier,
+                                 NodeRemovals& removals,
+                                 SubtreeRemoval& removal);
 
   KvStore* store_;
   NamespaceUsage usage_;
