@@ -115,15 +115,27 @@ absl::Status ParseHostPort(const std::string& flag, const std::string& address,
 
 // The probes: liveness (the process answers) and readiness (the store is
 // open and the gRPC server accepts calls).
-void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready) {
+// /readyz is 503 while the store refuses writes (a full disk, damaged
+// data): reads go on, but a Put sent here would fail.
+void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready,
+                    const CacheEngine& engine) {
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http.Get("/readyz",
-           [&ready](const httplib::Request&, httplib::Response& res) {
-             res.status = ready ? 200 : 503;
-             res.set_content(ready ? "ready\n" : "starting\n", "text/plain");
-           });
+  http.Get("/readyz", [&ready, &engine](const httplib::Request&,
+                                        httplib::Response& res) {
+    if (!ready) {
+      res.status = 503;
+      res.set_content("starting\n", "text/plain");
+      return;
+    }
+    const StoreHealth health = engine.storage_health();
+    res.status = health.writable ? 200 : 503;
+    res.set_content(health.writable
+                        ? std::string("ready\n")
+                        : absl::StrCat("read-only: ", health.write_refusal, "\n"),
+                    "text/plain");
+  });
 }
 
 const DashboardAsset* FindAsset(std::string_view path) {
@@ -185,7 +197,7 @@ void AdminServer::Routes() {
                     absl::StrCat("no route ", req.method, " ", req.path));
       });
 
-  AddProbeRoutes(*http_, ready_);
+  AddProbeRoutes(*http_, ready_, *engine_);
   http_->Get("/v1/stats",
              [this](const httplib::Request&, httplib::Response& res) {
                SendJson(res, 200, StatsJson(*engine_));
@@ -353,7 +365,7 @@ absl::Status AdminServer::StartProbes(const std::string& address) {
   probe_http_->set_default_headers({{"Cache-Control", "no-store"}});
   probe_http_->set_read_timeout(std::chrono::seconds(5));
   probe_http_->set_write_timeout(std::chrono::seconds(5));
-  AddProbeRoutes(*probe_http_, ready_);
+  AddProbeRoutes(*probe_http_, ready_, *engine_);
   probe_port_ = port == 0 ? probe_http_->bind_to_any_port(host)
                 : probe_http_->bind_to_port(host, port) ? port
                                                         : -1;

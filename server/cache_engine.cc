@@ -44,6 +44,7 @@ bool RegistrationChanges(const Model& model, const ModelSpec& spec) {
 
 CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
     : options_(std::move(options)),
+      store_(store),
       memory_(options_.memory),
       chunk_buffers_(options_.chunk_buffer_pool_bytes, &memory_),
       index_(options_.index),
@@ -58,28 +59,60 @@ CacheEngine::~CacheEngine() {
   stop_flushing_.Notify();
   if (visit_flusher_.joinable()) visit_flusher_.join();
   FlushVisits();
-  stats_.Save().IgnoreError();
+  SaveCounters();
 }
 
 absl::Status CacheEngine::Start() {
-  if (auto status = trie_.Load(); !status.ok()) return status;
-  if (auto status = stats_.Load(); !status.ok()) return status;
-  if (auto status = index_.Load(trie_); !status.ok()) return status;
-  auto orphans = trie_.SweepOrphanPayloadFiles();
-  if (!orphans.ok()) return orphans.status();
-  if (*orphans > 0)
-    spdlog::info(
-        "deleted {} payload files no chunk refers to (left by a "
-        "crash or a failed removal)",
-        *orphans);
+  // Damage (DATA_LOSS) leaves what loaded before it and a read-only store.
+  auto loaded = [this](absl::Status status, std::string_view what) {
+    if (!absl::IsDataLoss(status)) return status;
+    store_->MarkDamaged(
+        absl::StrCat("loading ", std::string(what), ": ", status.message()));
+    return absl::OkStatus();
+  };
+  if (auto status = loaded(trie_.Load(), "usage"); !status.ok()) return status;
+  if (auto status = loaded(stats_.Load(), "counters"); !status.ok())
+    return status;
+  if (auto status = loaded(index_.Load(trie_), "the trie's nodes");
+      !status.ok())
+    return status;
+  // On a damaged store a payload's node may be unreadable, not absent.
+  if (store_->damage().empty()) {
+    auto orphans = trie_.SweepOrphanPayloadFiles();
+    if (!orphans.ok()) return orphans.status();
+    if (*orphans > 0)
+      spdlog::info(
+          "deleted {} payload files no chunk refers to (left by a "
+          "crash or a failed removal)",
+          *orphans);
+    auto staged = trie_.SweepStagedPayloads();
+    if (!staged.ok()) return staged.status();
+    if (*staged > 0)
+      spdlog::info(
+          "deleted {} staged payloads of Puts a crash cut off before they "
+          "committed",
+          *staged);
+  }
   MarkBusy();  // the idle time counts from the start
+  counters_saved_at_ = absl::Now();
   visit_flusher_ = std::thread([this] {
     while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
       FlushVisits();
+      store_->Heal();
+      if (absl::Now() - counters_saved_at_ >=
+          options_.counters_save_interval) {
+        SaveCounters();
+        counters_saved_at_ = absl::Now();
+      }
       ReportIdleOnce();
     }
   });
   return absl::OkStatus();
+}
+
+void CacheEngine::SaveCounters() {
+  if (auto status = stats_.Save(); !status.ok())
+    spdlog::warn("saving request counters failed: {}", status.ToString());
 }
 
 void CacheEngine::MarkBusy() {
@@ -232,6 +265,8 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
 absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
     const std::string& name_space, const ModelScope& models, PutSpec spec) {
   MarkBusy();
+  // A full disk or a damaged store refuses before the data is sent.
+  if (auto status = store_->CheckFreeSpace(0); !status.ok()) return status;
   if (spec.model.empty())
     return absl::InvalidArgumentError("header.model is empty");
   if (spec.tokens.empty())
@@ -386,15 +421,42 @@ absl::Status CacheEngine::Get(
       .data_bytes = uint64_t{end - begin} * layout.bytes_per_token(),
       .name_space = matched > 0 ? match->second : ""};
   if (!on_plan(plan)) return absl::CancelledError("client went away");
+  const TrieNode* damaged = nullptr;
   if (auto status = reader_.Read(*model, match->first.nodes, begin, end,
-                                 message_bytes, on_data);
-      !status.ok())
+                                 message_bytes, on_data, &damaged);
+      !status.ok()) {
+    if (damaged != nullptr) Quarantine(*damaged, status);
     return status;
+  }
   std::vector<NodeKey> keys;
   for (const TrieNode& node : match->first.nodes) keys.push_back(node.key);
   index_.Visit(keys, NowMicros());
   stats_.CountGet(scope.namespaces.front(), end - begin);
   return absl::OkStatus();
+}
+
+void CacheEngine::Quarantine(const TrieNode& node, const absl::Status& why) {
+  absl::MutexLock lock(&write_mutex_);
+  NodeRemovals removals = trie_.StartRemovals();
+  auto removal =
+      trie_.RemoveSubtreeOf(node.key, node.record.payload_key(), removals);
+  if (removal.ok() && removal->chunks > 0) {
+    if (auto status = trie_.CommitRemovals(removals); !status.ok())
+      removal = status;
+  }
+  if (!removal.ok()) {
+    spdlog::error("could not quarantine damaged chunk {}: {} (found: {})",
+                  node.key.Hex(), removal.status().ToString(), why.ToString());
+    return;
+  }
+  if (removal->chunks == 0) return;  // removed or replaced meanwhile
+  for (const NodeKey& key : removal->keys) index_.Remove(key);
+  stats_.CountQuarantined(node.record.namespace_(), 1);
+  spdlog::error(
+      "quarantined damaged chunk {} of namespace '{}' (removed with the {} "
+      "chunks stored below it; a Put stores it afresh): {}",
+      node.key.Hex(), node.record.namespace_(), removal->chunks - 1,
+      why.ToString());
 }
 
 absl::StatusOr<DeleteSummary> CacheEngine::Delete(

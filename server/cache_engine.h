@@ -64,6 +64,9 @@ struct EngineOptions {
   // freed memory back to the kernel there.
   std::function<void()> on_idle;
   absl::Duration idle_after = absl::Seconds(10);
+  // How often request counters are saved (and once more at destruction),
+  // so that a crash loses at most this much of them.
+  absl::Duration counters_save_interval = absl::Seconds(10);
 };
 
 // Which models a request may use, by name: the caller's own first, then
@@ -175,8 +178,12 @@ class CacheEngine {
   CacheEngine(const CacheEngine&) = delete;
   CacheEngine& operator=(const CacheEngine&) = delete;
 
-  // Loads usage, counters and the node index, deletes orphan payload
-  // files, and starts writing visits back. Call once, before serving.
+  // Loads usage, counters and the node index, deletes orphan payloads
+  // (files, and RocksDB values staged by a Put a crash cut off), and starts
+  // the background thread (visits, counters, recovery from a full disk).
+  // Call once, before serving. Damage found while loading (DATA_LOSS) does
+  // not fail it: the store turns read-only, serves what it can read and
+  // reports the damage in storage_health(); nothing is swept then.
   absl::Status Start();
 
   // Writes the visits counted since the last flush to the store (done every
@@ -253,6 +260,9 @@ class CacheEngine {
     return idle_releases_.load(std::memory_order_relaxed);
   }
 
+  // Whether writes are taken (disk space, damage) and why not.
+  StoreHealth storage_health() const { return store_->health(); }
+
   StatsRegistry& stats() { return stats_; }
   const Trie& trie() const { return trie_; }
   NodeIndex& index() { return index_; }
@@ -279,6 +289,12 @@ class CacheEngine {
 
   // Evicts what the limits require; logs a failure.
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
+  // Removes `node`, whose payload a Get found damaged (`why`), and the
+  // chunks below it, so that lookups stop matching it and the next Put
+  // stores it afresh; counts and logs it.
+  void Quarantine(const TrieNode& node, const absl::Status& why);
+  // Saves the request counters; logs a failure.
+  void SaveCounters();
 
   // Notes that a Put, Get or Delete is running (for `on_idle`).
   void MarkBusy();
@@ -287,6 +303,7 @@ class CacheEngine {
   void ReportIdleOnce();
 
   const EngineOptions options_;
+  KvStore* const store_;
   // Before everything that may hold its buffers, so that they are destroyed
   // last.
   MemoryBudget memory_;
@@ -302,6 +319,7 @@ class CacheEngine {
   std::atomic<uint64_t> next_put_id_;
   std::atomic<int64_t> last_busy_micros_{0};
   int64_t reported_idle_after_micros_ = -1;  // background thread only
+  absl::Time counters_saved_at_;              // background thread only
   std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;

@@ -29,6 +29,7 @@
 #include "server/tenants.h"
 #include "spdlog/spdlog.h"
 #include "storage/kv_store.h"
+#include "storage/store_repair.h"
 
 ABSL_FLAG(std::string, data_dir, "./seqkv-data", "RocksDB directory");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50551",
@@ -109,6 +110,18 @@ ABSL_FLAG(uint32_t, max_threads, 512,
           "threads the gRPC server may run calls on; calls beyond them fail "
           "with RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn or error");
+ABSL_FLAG(uint64_t, reserved_disk_bytes, uint64_t{64} << 20,
+          "refuse writes (RESOURCE_EXHAUSTED; reads go on, /readyz turns 503) "
+          "while the data directory's disk has less than this many bytes "
+          "free besides what the memtables need to flush; writes resume by "
+          "themselves once space is freed (0: no reserve)");
+ABSL_FLAG(absl::Duration, counters_save_interval, absl::Seconds(10),
+          "save the request counters this often (and at shutdown), so a "
+          "crash loses at most this much of them");
+ABSL_FLAG(bool, repair, false,
+          "repair --data_dir (RocksDB's RepairDB, then drop chunks whose "
+          "record, parent or payload is lost and recount usage), print what "
+          "was done and exit; the server must not be running");
 
 namespace seqkv {
 namespace {
@@ -147,6 +160,17 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
+// --repair: rebuilds the store and says what it did.
+int RepairAndReport(const KvStoreOptions& options) {
+  auto report = RepairStore(options);
+  if (!report.ok()) {
+    spdlog::error("repair failed: {}", report.status().ToString());
+    return 1;
+  }
+  std::cout << report->Describe();
+  return 0;
+}
+
 int Serve() {
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -161,6 +185,8 @@ int Serve() {
   store_options.sync_commits = absl::GetFlag(FLAGS_sync_writes);
   store_options.payload_file_min_bytes =
       absl::GetFlag(FLAGS_payload_file_min_bytes);
+  store_options.reserved_disk_bytes = absl::GetFlag(FLAGS_reserved_disk_bytes);
+  if (absl::GetFlag(FLAGS_repair)) return RepairAndReport(store_options);
   auto store = KvStore::Open(store_options);
   if (!store.ok()) {
     spdlog::error("{}", store.status().ToString());
@@ -216,6 +242,12 @@ int Serve() {
                engine_options.memory.limit_bytes);
   if (engine_options.idle_after <= absl::ZeroDuration()) {
     spdlog::error("--idle_release_after must be positive");
+    return 1;
+  }
+  engine_options.counters_save_interval =
+      absl::GetFlag(FLAGS_counters_save_interval);
+  if (engine_options.counters_save_interval <= absl::ZeroDuration()) {
+    spdlog::error("--counters_save_interval must be positive");
     return 1;
   }
   engine_options.on_idle = [] {

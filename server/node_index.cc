@@ -68,14 +68,14 @@ absl::Status NodeIndex::Load(const Trie& trie) {
                    .tokens_hash = TokensHashOf(record)},
                   /*chain=*/false);
       });
-  if (!status.ok()) return status;
-  // Parents arrive in key order, not before their children: chain now.
+  // Parents arrive in key order, not before their children: chain now
+  // (on an error too: what loaded before damage is served).
   std::vector<NodeKey> keys;
   keys.reserve(nodes_.size());
   for (const auto& [key, entry] : nodes_)
     if (!entry.placeholder) keys.push_back(key);
   for (const NodeKey& key : keys) ChainLocked(key);
-  return absl::OkStatus();
+  return status;
 }
 
 void NodeIndex::ChainLocked(const NodeKey& key) {

@@ -57,6 +57,7 @@ class NodeIndex {
   explicit NodeIndex(NodeIndexOptions options = {});
 
   // Rebuilds the index from the stored trie (nodes and their last use).
+  // On an error the index holds the nodes read before it.
   absl::Status Load(const Trie& trie);
 
   void Add(const NodeKey& key, const NodeRecord& record, int64_t now_micros);

@@ -74,7 +74,8 @@ absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
 absl::Status ChunkReader::Read(
     const std::shared_ptr<const Model>& model, std::span<const TrieNode> nodes,
     uint32_t begin, uint32_t end, size_t message_bytes,
-    const std::function<bool(std::string&)>& on_data) {
+    const std::function<bool(std::string&)>& on_data,
+    const TrieNode** damaged) {
   const KvLayout& layout = model->context.layout;
   // The pieces of matched chunks that fall in [begin, end).
   struct Segment {
@@ -107,6 +108,7 @@ absl::Status ChunkReader::Read(
   struct DecodeJob {
     ChunkBuffers buffers;
     absl::Status status;
+    bool damaged = false;  // the stored chunk itself is unreadable
     absl::Notification done;
   };
   auto acquire = [&](size_t bytes) -> absl::StatusOr<ChunkBuffer> {
@@ -150,11 +152,13 @@ absl::Status ChunkReader::Read(
             absl::StrCat("stored chunk ", segment.node->key.Hex(),
                          " was deleted or evicted while this Get read it; "
                          "retry the Get"));
-      else if (!raw->status.ok())
+      else if (!raw->status.ok()) {
+        raw->damaged = absl::IsDataLoss(raw->status);
         raw->status =
             absl::Status(raw->status.code(),
                          absl::StrCat("stored chunk ", segment.node->key.Hex(),
                                       ": ", raw->status.message()));
+      }
       raw->done.Notify();
     });
     return job;
@@ -178,6 +182,7 @@ absl::Status ChunkReader::Read(
     }
     current->done.WaitForNotification();
     if (status.ok()) status = current->status;
+    if (current->damaged && damaged != nullptr) *damaged = segments[i].node;
     for (ChunkBuffer& buffer : current->buffers.messages) {
       if (!status.ok()) break;
       std::string& message = buffer.str();

@@ -34,12 +34,14 @@ class ChunkReader {
   // the string as it found it: the buffer is reused.
   //
   // A payload that is missing, fails its checksum or does not decode is
-  // DATA_LOSS, or ABORTED when its node was removed or replaced meanwhile
-  // (a race with Delete or eviction: retrying sees the new state).
+  // DATA_LOSS, and `damaged` (if given) then points at its node in `nodes`;
+  // ABORTED when its node was removed or replaced meanwhile (a race with
+  // Delete or eviction: retrying sees the new state).
   absl::Status Read(const std::shared_ptr<const Model>& model,
                     std::span<const TrieNode> nodes, uint32_t begin,
                     uint32_t end, size_t message_bytes,
-                    const std::function<bool(std::string&)>& on_data);
+                    const std::function<bool(std::string&)>& on_data,
+                    const TrieNode** damaged = nullptr);
 
  private:
   // Whether the node a Get matched (`record`) was removed or replaced

@@ -78,6 +78,12 @@ void StatsRegistry::CountEvictions(const std::string& ns, uint64_t chunks) {
   counters.set_evictions(counters.evictions() + chunks);
 }
 
+void StatsRegistry::CountQuarantined(const std::string& ns, uint64_t chunks) {
+  absl::MutexLock lock(&mutex_);
+  auto& counters = counters_[ns];
+  counters.set_chunks_quarantined(counters.chunks_quarantined() + chunks);
+}
+
 NamespaceStats StatsRegistry::Snapshot(const std::string& ns) {
   NamespaceStats stats{ns, {}, usage_->Get(ns)};
   absl::MutexLock lock(&mutex_);

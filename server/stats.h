@@ -42,6 +42,7 @@ class StatsRegistry {
                 uint64_t bytes_logical, uint64_t bytes_new);
   void CountGet(const std::string& ns, uint64_t tokens);
   void CountEvictions(const std::string& ns, uint64_t chunks);
+  void CountQuarantined(const std::string& ns, uint64_t chunks);
 
   NamespaceStats Snapshot(const std::string& ns);
   std::map<std::string, NamespaceStats> SnapshotAll();

@@ -60,6 +60,7 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
     t.set_put_bytes_logical(t.put_bytes_logical() + c.put_bytes_logical());
     t.set_put_bytes_new(t.put_bytes_new() + c.put_bytes_new());
     t.set_evictions(t.evictions() + c.evictions());
+    t.set_chunks_quarantined(t.chunks_quarantined() + c.chunks_quarantined());
     total.usage.chunks_stored += s.usage.chunks_stored;
     total.usage.bytes_logical += s.usage.bytes_logical;
     total.usage.bytes_stored += s.usage.bytes_stored;
@@ -89,6 +90,7 @@ nlohmann::json StatsObject(const NamespaceStats& stats,
       {"dedup_ratio", stats.dedup_ratio()},
       {"compression_ratio", stats.compression_ratio()},
       {"evictions", c.evictions()},
+      {"chunks_quarantined", c.chunks_quarantined()},
       {"usage_bytes", UsageBytes(stats)},
   };
   if (quota_bytes) object["quota_bytes"] = *quota_bytes;
@@ -123,6 +125,14 @@ std::string StatsJson(CacheEngine& engine) {
       {"budget_refusals", engine.memory_budget().refusals()},
   };
   doc["retention"] = RetentionJson(engine);
+  const StoreHealth health = engine.storage_health();
+  doc["storage"] = {
+      {"writable", health.writable},
+      {"write_refusal", health.write_refusal},
+      {"damage", health.damage},
+      {"disk_free_bytes", health.free_bytes},
+      {"disk_required_free_bytes", health.required_free_bytes},
+  };
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
     doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
@@ -151,6 +161,20 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
                   "# HELP seqkv_ready Whether the server accepts calls.\n"
                   "# TYPE seqkv_ready gauge\nseqkv_ready ",
                   ready ? 1 : 0, "\n");
+  const StoreHealth health = engine.storage_health();
+  absl::StrAppend(
+      &out,
+      "# HELP seqkv_writable Whether the store takes writes (not on a full "
+      "disk or damaged data).\n# TYPE seqkv_writable gauge\nseqkv_writable ",
+      health.writable ? 1 : 0, "\n",
+      "# HELP seqkv_storage_damaged Whether damaged data made the store "
+      "read-only.\n# TYPE seqkv_storage_damaged gauge\n"
+      "seqkv_storage_damaged ",
+      health.damage.empty() ? 0 : 1, "\n",
+      "# HELP seqkv_disk_free_bytes Free bytes on the data directory's disk "
+      "at the last write.\n# TYPE seqkv_disk_free_bytes gauge\n"
+      "seqkv_disk_free_bytes ",
+      health.free_bytes, "\n");
   absl::StrAppend(&out,
                   "# HELP seqkv_capacity_bytes Bytes the whole store may hold "
                   "(0: unlimited).\n# TYPE seqkv_capacity_bytes gauge\n"
@@ -223,6 +247,9 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
          [](S s) { return s.counters.chunks_deduped(); });
   family("evictions_total", "counter", "Chunks evicted.",
          [](S s) { return s.counters.evictions(); });
+  family("chunks_quarantined_total", "counter",
+         "Chunks a Get found damaged and removed.",
+         [](S s) { return s.counters.chunks_quarantined(); });
   family("chunks_stored", "gauge", "Chunks stored now.",
          [](S s) { return s.usage.chunks_stored; });
   family("bytes_logical", "gauge", "Uncompressed bytes of the stored chunks.",
