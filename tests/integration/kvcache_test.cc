@@ -512,9 +512,13 @@ TEST_F(KvCacheTest, DamagedPayloadFileIsDataLoss) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(got.status().message().find("checksum"), std::string::npos)
       << got.status();
-  std::filesystem::remove(file);
+  // The damaged chunk was quarantined: a Put stores it afresh.
+  Put(cache, "raw");
+  std::filesystem::remove(PayloadFiles()[0]);
   got = client_->Get({kModel}, cache.tokens);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(got.status().message().find("missing"), std::string::npos)
+      << got.status();
 }
 
 TEST_F(KvCacheTest, WithFilesOffNewPayloadsGoToRocksDbAndOldFilesStay) {

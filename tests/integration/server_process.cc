@@ -134,6 +134,22 @@ void ServerProcess::Signal(int signal) const {
   if (pid_ > 0) kill(pid_, signal);
 }
 
+void ServerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+bool ServerProcess::Alive() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  pid_ = -1;
+  return false;
+}
+
 std::string ServerProcess::address() const {
   return absl::StrCat("127.0.0.1:", grpc_port_);
 }

@@ -34,6 +34,12 @@ class ServerProcess {
 
   // Sends `signal` to the server (SIGHUP reloads its config).
   void Signal(int signal) const;
+  // Kills the server with SIGKILL, as a crash would, and reaps it; Restart
+  // starts it again.
+  void Kill();
+  // Whether the server process is still running (it neither exited nor
+  // died by a signal).
+  bool Alive();
 
   // The server's process id, -1 when it is not running.
   pid_t pid() const { return pid_; }

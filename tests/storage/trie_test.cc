@@ -365,6 +365,37 @@ TEST_F(TrieFilesTest, TheSweepDeletesOnlyFilesNoNodeNames) {
   EXPECT_EQ(payload->view(), "payload");
 }
 
+TEST_F(TrieTest, TheSweepDeletesStagedPayloadsNoNodeCommitted) {
+  Insert(Iota(8), 4);
+  // A Put that a crash cut off after staging its payload in RocksDB.
+  PendingNode staged;
+  staged.key = ChildKey(root_, Iota(4, 100));
+  staged.record.set_payload_key(staged.key.Bytes() + "put-id-1");
+  ASSERT_TRUE(trie_->StagePayload("orphaned", staged.record).ok());
+  ASSERT_FALSE(staged.record.payload_in_file());
+  trie_.reset();
+  store_.reset();
+  Open();
+  auto swept = trie_->SweepStagedPayloads();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(*swept, 1u);
+  auto value = store_->Get(Column::kPayloads, staged.record.payload_key());
+  ASSERT_TRUE(value.ok());
+  EXPECT_FALSE(value->has_value());
+  // Committed payloads stay, and their marks went with their commit.
+  auto match = trie_->Match(root_, Iota(8), 4);
+  ASSERT_TRUE(match.ok());
+  ASSERT_EQ(match->nodes.size(), 2u);
+  for (const TrieNode& node : match->nodes) {
+    auto payload = trie_->ReadPayload(node.record);
+    ASSERT_TRUE(payload.ok()) << payload.status();
+    EXPECT_EQ(payload->view(), "payload");
+  }
+  swept = trie_->SweepStagedPayloads();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 0u);
+}
+
 TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {
   const NodeKey key = ChildKey(root_, Iota(4));
   ASSERT_TRUE(
