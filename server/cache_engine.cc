@@ -111,6 +111,7 @@ absl::Status CacheEngine::Start() {
 }
 
 void CacheEngine::SaveCounters() {
+  if (!store_->damage().empty()) return;  // read-only: nothing is written
   if (auto status = stats_.Save(); !status.ok())
     spdlog::warn("saving request counters failed: {}", status.ToString());
 }
