@@ -134,14 +134,6 @@ void ServerProcess::Signal(int signal) const {
   if (pid_ > 0) kill(pid_, signal);
 }
 
-void ServerProcess::Kill() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGKILL);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
-
 bool ServerProcess::Alive() {
   if (pid_ <= 0) return false;
   int status = 0;

@@ -34,9 +34,6 @@ class ServerProcess {
 
   // Sends `signal` to the server (SIGHUP reloads its config).
   void Signal(int signal) const;
-  // Kills the server with SIGKILL, as a crash would, and reaps it; Restart
-  // starts it again.
-  void Kill();
   // Whether the server process is still running (it neither exited nor
   // died by a signal).
   bool Alive();

@@ -80,7 +80,7 @@ TEST(ReliabilityTest, CountersSurviveKill9WithinTheirSavePeriod) {
   for (int i = 0; i < 3; ++i)
     ASSERT_TRUE((*client)->Lookup(kModel, cache.tokens).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-  (*server)->Kill();
+  ASSERT_TRUE((*server)->Kill().ok());
   ASSERT_TRUE((*server)->Restart().ok());
   const auto global = Stats(**server)["global"];
   EXPECT_EQ(global["puts"], 1);
