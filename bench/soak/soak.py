@@ -438,6 +438,9 @@ class Worker:
         self.summary.add("acknowledged_deletes")
         self.note("delete", key, f"OK, {result.chunks_deleted} chunks")
         with self.lock:
+            if result.chunks_deleted == 0 and key not in self.present:
+                # Not stored, or stored and ignored like below: unknown.
+                return
             if key in self.present and result.chunks_deleted == 0:
                 # The node is stored for certain: the server ignored the
                 # Delete. Keep modelling what it did, not what it should.
@@ -817,7 +820,8 @@ def main(argv):
                        min(left, args.kill_every_s * rng.uniform(0.5, 1.5)))
             stop, killing = threading.Event(), threading.Event()
             threads = [threading.Thread(target=w.run,
-                                        args=(server.address, stop, killing))
+                                        args=(server.address, stop, killing),
+                                        daemon=True)
                        for w in workers]
             for t in threads:
                 t.start()
