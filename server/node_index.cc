@@ -108,8 +108,7 @@ void NodeIndex::ChainLocked(const NodeKey& key) {
 double NodeIndex::RankLocked(const Entry& entry) {
   if (options_.retention == RetentionPolicy::kLru)
     return static_cast<double>(entry.last_used);
-  return estimator_.Rank(entry.facts, entry.used_at_insert,
-                         namespaces_[entry.name_space].live);
+  return estimator_.Rank(entry.facts, entry.used_at);
 }
 
 void NodeIndex::ReRankLocked(const NodeKey& key, Entry& entry) {
@@ -172,6 +171,9 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
   ApplyQueuedVisitsLocked();
   NamespaceState& state = namespaces_[record.namespace_()];
   ++state.stats.chunks_inserted;
+  // One turnover: as many chunks stored as the namespace holds.
+  state.turnovers +=
+      1.0 / static_cast<double>(std::max<uint64_t>(1, state.live));
   uint32_t occurrences = 1;
   // A Put counts as one lookup through the chunk it stores.
   double log_visits = estimator_.AddAt(-INFINITY, state.stats.lookups);
@@ -190,7 +192,7 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
              .name_space = record.namespace_(),
              .last_used = now_micros,
              .facts = facts,
-             .used_at_insert = state.stats.chunks_inserted,
+             .used_at = state.turnovers,
              .log_visits = log_visits,
              .tokens_hash = TokensHashOf(record)},
             /*chain=*/true);
@@ -236,7 +238,7 @@ bool NodeIndex::TouchLocked(const NodeKey& key, int64_t now_micros) {
   // Queued visits arrive late: a use never moves a node back in time.
   if (now_micros <= entry.last_used) return true;
   entry.last_used = now_micros;
-  entry.used_at_insert = namespaces_[entry.name_space].stats.chunks_inserted;
+  entry.used_at = namespaces_[entry.name_space].turnovers;
   ReRankLocked(it->first, entry);
   return true;
 }
@@ -273,8 +275,7 @@ void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
             entry.log_visits, namespaces_[entry.name_space].stats.lookups);
         estimator_.CountOccurrence(entry.facts.partial,
                                    ++entry.facts.occurrences);
-        entry.used_at_insert =
-            namespaces_[entry.name_space].stats.chunks_inserted;
+        entry.used_at = namespaces_[entry.name_space].turnovers;
         ReRankLocked(it->first, entry);  // in its new class
       }
     }

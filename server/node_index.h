@@ -110,8 +110,8 @@ class NodeIndex {
     // Its key in leaves_ while it is a leaf.
     double rank = 0;
     ChunkFacts facts;
-    // The namespace's chunks_inserted when it was last used.
-    uint64_t used_at_insert = 0;
+    // The namespace's turnovers when it was last used.
+    double used_at = 0;
     // log2 of its decayed lookups (PrefixEstimator); -inf for none.
     double log_visits = -1e300;
     // ChunkDigest of the node's tokens: what digest lookups name a chunk by,
@@ -137,6 +137,9 @@ class NodeIndex {
   struct NamespaceState {
     RetentionStats stats;
     uint64_t live = 0;
+    // Chunks stored, each counted as 1 / the chunks held then: time in
+    // turnovers of the namespace, the clock retention ranks by.
+    double turnovers = 0;
     double log_lookups = -1e300;
   };
   struct Ghost {

@@ -23,23 +23,28 @@ double PrefixEstimator::ReuseProbability(bool partial,
                                          uint32_t occurrences) const {
   const auto& reached = reached_[partial ? 1 : 0];
   const uint32_t k = std::clamp(occurrences, 1u, kClasses - 1);
-  // Laplace's rule: 1/2 before anything is known.
-  const double p = (static_cast<double>(reached[k + 1]) + 1) /
-                   (static_cast<double>(reached[k]) + 2);
+  // Laplace's rule: 1/2 before anything is known. A chunk seen more often
+  // is taken to be at least as likely to be seen again as one seen less:
+  // the counts of a class whose chunks reached it only lately understate
+  // it (their next occurrences are still to come), and without this a
+  // chunk stored again after eviction could rank below one never reused.
+  double p = 0;
+  for (uint32_t j = 1; j <= k; ++j)
+    p = std::max(p, (static_cast<double>(reached[j + 1]) + 1) /
+                        (static_cast<double>(reached[j]) + 2));
   return std::min(p, 1.0);
 }
 
-double PrefixEstimator::Rank(const ChunkFacts& chunk, uint64_t inserted_clock,
-                             uint64_t live_chunks) const {
-  const double mid =
-      chunk.first_position + static_cast<double>(chunk.tokens) / 2;
+double PrefixEstimator::Rank(const ChunkFacts& chunk, double used_at) const {
   double benefit = std::max(1u, chunk.tokens);
-  if (options_.attention_crossover_tokens > 0)
+  if (options_.attention_crossover_tokens > 0) {
+    const double mid =
+        chunk.first_position + static_cast<double>(chunk.tokens) / 2;
     benefit *= 1 + mid / options_.attention_crossover_tokens;
+  }
   const double bytes =
       static_cast<double>(std::max<uint64_t>(1, chunk.bytes_stored));
-  return static_cast<double>(inserted_clock) /
-             static_cast<double>(std::max<uint64_t>(1, live_chunks)) +
+  return used_at +
          std::log2(ReuseProbability(chunk.partial, chunk.occurrences) *
                    benefit / bytes);
 }

@@ -17,7 +17,8 @@
 //   same across evictions while its ghost is remembered) is seen again,
 //   learned per class (k, and whether the chunk is a trailing partial
 //   chunk, which a growing conversation never extends) from how many
-//   chunks reached k and k + 1 occurrences.
+//   chunks reached k and k + 1 occurrences, and never below the estimate
+//   for fewer occurrences.
 //
 // Retention ranks a chunk by log2 of its expected benefit per stored byte:
 // p̂(reuse) x prefill work a hit saves / stored bytes, discounted by how
@@ -74,11 +75,10 @@ class PrefixEstimator {
   // p̂ that a chunk seen `occurrences` times is seen again.
   double ReuseProbability(bool partial, uint32_t occurrences) const;
 
-  // The retention rank (higher: keep longer) of a chunk last used when the
-  // namespace had stored `inserted_clock` chunks in all and held
-  // `live_chunks`.
-  double Rank(const ChunkFacts& chunk, uint64_t inserted_clock,
-              uint64_t live_chunks) const;
+  // The retention rank (higher: keep longer) of a chunk last used at
+  // `used_at`, the namespace's clock in turnovers (each chunk stored adds
+  // 1 / the chunks it holds then).
+  double Rank(const ChunkFacts& chunk, double used_at) const;
 
   const PrefixEstimatorOptions& options() const { return options_; }
 

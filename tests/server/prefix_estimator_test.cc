@@ -34,6 +34,13 @@ TEST(PrefixEstimator, LearnsReuseProbabilitiesPerClass) {
   for (int i = 0; i < 20; ++i) estimator.CountOccurrence(false, 3);
   EXPECT_NEAR(estimator.ReuseProbability(false, 1), 26.0 / 102, 1e-12);
   EXPECT_NEAR(estimator.ReuseProbability(false, 2), 21.0 / 27, 1e-12);
+  // Seen more often is never less likely: half of 100 chunks were seen
+  // again (lately, say), none of those a third time yet.
+  PrefixEstimator lately;
+  for (int i = 0; i < 100; ++i) lately.CountOccurrence(false, 1);
+  for (int i = 0; i < 50; ++i) lately.CountOccurrence(false, 2);
+  EXPECT_NEAR(lately.ReuseProbability(false, 1), 51.0 / 102, 1e-12);
+  EXPECT_NEAR(lately.ReuseProbability(false, 2), 51.0 / 102, 1e-12);
   // Trailing partial chunks are a class of their own.
   for (int i = 0; i < 50; ++i) estimator.CountOccurrence(true, 1);
   EXPECT_NEAR(estimator.ReuseProbability(true, 1), 1.0 / 52, 1e-12);
@@ -44,25 +51,24 @@ TEST(PrefixEstimator, RanksByRecencyReuseAndBytes) {
   const ChunkFacts chunk{.tokens = 256, .bytes_stored = 1000};
   // Used one turnover later (as many chunks stored since as are held):
   // worth twice as much.
-  EXPECT_NEAR(estimator.Rank(chunk, 200, 100) - estimator.Rank(chunk, 100, 100),
-              1.0, 1e-12);
+  EXPECT_NEAR(estimator.Rank(chunk, 2.0) - estimator.Rank(chunk, 1.0), 1.0,
+              1e-12);
   ChunkFacts larger = chunk;
   larger.bytes_stored = 4000;
-  EXPECT_NEAR(estimator.Rank(chunk, 0, 100) - estimator.Rank(larger, 0, 100),
-              2.0, 1e-12);
+  EXPECT_NEAR(estimator.Rank(chunk, 0) - estimator.Rank(larger, 0), 2.0, 1e-12);
   // Of 10 chunks, 3 were seen twice, and all 3 a third time.
   for (int i = 0; i < 10; ++i) estimator.CountOccurrence(false, 1);
   for (int i = 0; i < 3; ++i) estimator.CountOccurrence(false, 2);
   for (int i = 0; i < 3; ++i) estimator.CountOccurrence(false, 3);
   ChunkFacts seen_twice = chunk;
   seen_twice.occurrences = 2;
-  EXPECT_LT(estimator.Rank(chunk, 0, 100), estimator.Rank(seen_twice, 0, 100));
+  EXPECT_LT(estimator.Rank(chunk, 0), estimator.Rank(seen_twice, 0));
   // Depth counts only when asked to.
   PrefixEstimator by_depth({.attention_crossover_tokens = 1024});
   ChunkFacts deep = chunk;
   deep.first_position = 1024 * 8;
-  EXPECT_DOUBLE_EQ(estimator.Rank(chunk, 0, 1), estimator.Rank(deep, 0, 1));
-  EXPECT_GT(by_depth.Rank(deep, 0, 1), by_depth.Rank(chunk, 0, 1));
+  EXPECT_DOUBLE_EQ(estimator.Rank(chunk, 0), estimator.Rank(deep, 0));
+  EXPECT_GT(by_depth.Rank(deep, 0), by_depth.Rank(chunk, 0));
 }
 
 }  // namespace
