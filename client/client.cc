@@ -274,6 +274,7 @@ absl::StatusOr<bool> Client::RegisterModel(
   v1::RegisterModelStreamResponse response;
   auto writer = impl_->stub_->RegisterModelStream(&context, &response);
   v1::RegisterModelStreamRequest message;
+  request.set_codec_state_bytes(state_bytes);
   *message.mutable_registration() = std::move(request);
   bool open = writer->Write(message);
   for (const auto& [key, blob] : registration.codec_state) {

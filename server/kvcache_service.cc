@@ -29,7 +29,8 @@ grpc::Status NoFirstMessage(absl::string_view rpc, absl::string_view what,
       grpc::StatusCode::INVALID_ARGUMENT,
       absl::StrCat(rpc, " stream carried no ", what,
                    ": it ended first, or its first message did not parse (",
-                   string_fields, " are proto3 strings and must be valid UTF-8)"));
+                   string_fields,
+                   " are proto3 strings and must be valid UTF-8)"));
 }
 
 uint64_t CodecStateBytes(const v1::RegisterModelRequest& request) {
@@ -229,6 +230,15 @@ grpc::Status KvCacheService::RegisterModelStream(
     state_bytes += piece.data().size();
     if (state_bytes > max_codec_state_bytes_)
       return CodecStateTooLarge(request.model());
+    if (request.codec_state_bytes() != 0 &&
+        state_bytes > request.codec_state_bytes())
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("RegisterModelStream carried more codec state than "
+                       "the ",
+                       request.codec_state_bytes(),
+                       " bytes its registration declares; nothing was "
+                       "registered"));
     if (auto status = memory->Grow(piece.data().size(),
                                    "the model registration's codec state");
         !status.ok())
@@ -244,6 +254,15 @@ grpc::Status KvCacheService::RegisterModelStream(
     return grpc::Status(
         grpc::StatusCode::CANCELLED,
         "client cancelled RegisterModelStream; nothing was registered");
+  if (request.codec_state_bytes() != 0 &&
+      state_bytes != request.codec_state_bytes())
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("RegisterModelStream ended after ", state_bytes,
+                     " of the ", request.codec_state_bytes(),
+                     " codec state bytes its registration declares (a "
+                     "message that did not parse ends a stream early); "
+                     "nothing was registered"));
   for (auto& [key, parts] : pieces) {
     std::string& entry = (*request.mutable_codec_state())[key];
     size_t size = entry.size();
@@ -263,8 +282,8 @@ grpc::Status KvCacheService::CodecStateTooLarge(
   return grpc::Status(
       grpc::StatusCode::RESOURCE_EXHAUSTED,
       absl::StrCat("the codec state of model ", Quoted(model),
-                   " is over --max_codec_state_bytes (",
-                   max_codec_state_bytes_, "); nothing was registered"));
+                   " is over --max_codec_state_bytes (", max_codec_state_bytes_,
+                   "); nothing was registered"));
 }
 
 grpc::Status KvCacheService::Register(const ModelScope& models,
@@ -294,8 +313,8 @@ grpc::Status KvCacheService::GetModel(grpc::ServerContext* context,
   if (!caller.ok()) return ToGrpc(caller.status());
   if (auto status = CheckName("model", request->model()); !status.ok())
     return ToGrpc(status);
-  auto result = engine_->GetModel(tenants->ModelScopeFor(*caller),
-                                  request->model());
+  auto result =
+      engine_->GetModel(tenants->ModelScopeFor(*caller), request->model());
   if (!result.ok()) return ToGrpc(result.status());
   *response = ToGetModelResponse(*result);
   return grpc::Status::OK;

@@ -134,8 +134,7 @@ void ExpectRefused(const grpc::Status& status, grpc::StatusCode code,
 
 TEST_F(RequestNamesTest, AMegabyteCodecSpecIsRefusedWithAShortError) {
   const std::string codec(kMiB, 'x');
-  ExpectRefused(RawPut(Header("m", codec)),
-                grpc::StatusCode::INVALID_ARGUMENT,
+  ExpectRefused(RawPut(Header("m", codec)), grpc::StatusCode::INVALID_ARGUMENT,
                 "header.codec is 1048576 bytes long, more than the limit of "
                 "1024");
   v1::RegisterModelRequest registration = Registration("m");
@@ -208,6 +207,28 @@ TEST_F(RequestNamesTest, InvalidUtf8InAStreamsFirstMessageIsNamed) {
   ExpectStoreEmpty();
 }
 
+TEST_F(RequestNamesTest, AStreamEndedByAnUnparsablePieceRegistersNothing) {
+  // A piece whose key is not UTF-8 does not parse: the stream ends there,
+  // short of the state its registration declares.
+  grpc::ClientContext context;
+  v1::RegisterModelStreamResponse response;
+  auto writer = stub_->RegisterModelStream(&context, &response);
+  v1::RegisterModelStreamRequest request;
+  *request.mutable_registration() = Registration("declared");
+  request.mutable_registration()->set_codec_state_bytes(3000);
+  writer->Write(request);
+  for (const std::string& key : {std::string("a"), kInvalidUtf8}) {
+    v1::RegisterModelStreamRequest piece;
+    piece.mutable_codec_state_piece()->set_key(key);
+    piece.mutable_codec_state_piece()->set_data(std::string(1000, 'x'));
+    writer->Write(piece);
+  }
+  writer->WritesDone();
+  ExpectRefused(writer->Finish(), grpc::StatusCode::INVALID_ARGUMENT,
+                "ended after 1000 of the 3000 codec state bytes");
+  ExpectStoreEmpty();
+}
+
 TEST_F(RequestNamesTest, InvalidUtf8InAUnaryRequestIsRefusedByGrpc) {
   // A unary request that does not parse never reaches the service: gRPC
   // answers for it. Pinned so that a change there is noticed.
@@ -215,8 +236,7 @@ TEST_F(RequestNamesTest, InvalidUtf8InAUnaryRequestIsRefusedByGrpc) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL)
       << status.error_message();
   EXPECT_LE(status.error_message().size(), kMessageLimit);
-  EXPECT_EQ(RawGetModel(kInvalidUtf8).error_code(),
-            grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(RawGetModel(kInvalidUtf8).error_code(), grpc::StatusCode::INTERNAL);
 }
 
 }  // namespace

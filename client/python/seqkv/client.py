@@ -218,6 +218,8 @@ class Client:
                 request.codec_state[key] = blob
             return self._call(self._stub.RegisterModel, request).created
 
+        request.codec_state_bytes = sum(len(v) for v in state.values())
+
         def messages():
             yield pb.RegisterModelStreamRequest(registration=request)
             for key, blob in state.items():
