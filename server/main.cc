@@ -98,7 +98,7 @@ ABSL_FLAG(absl::Duration, memory_wait, absl::Seconds(2),
 ABSL_FLAG(uint64_t, max_chunk_bytes, uint64_t{256} << 20,
           "the largest chunk (layout bytes per token x chunk_tokens) a model "
           "may define; Puts and registrations of larger ones fail with "
-          "RESOURCE_EXHAUSTED. At most the memory budget");
+          "RESOURCE_EXHAUSTED. Lowered to the memory budget when over it");
 ABSL_FLAG(uint32_t, stream_idle_timeout_s, 30,
           "cancel a Put, Get or RegisterModelStream that waits this many "
           "seconds on its client (for its next message, or to read the "
@@ -221,13 +221,17 @@ int Serve() {
     engine_options.memory.limit_bytes = DefaultMemoryBudgetBytes();
   engine_options.memory.max_wait = absl::GetFlag(FLAGS_memory_wait);
   engine_options.max_chunk_bytes = absl::GetFlag(FLAGS_max_chunk_bytes);
-  if (engine_options.max_chunk_bytes == 0 ||
-      engine_options.max_chunk_bytes > engine_options.memory.limit_bytes) {
-    spdlog::error(
-        "--max_chunk_bytes ({}) must be positive and at most the memory "
-        "budget ({} bytes, --memory_budget_bytes)",
-        engine_options.max_chunk_bytes, engine_options.memory.limit_bytes);
+  if (engine_options.max_chunk_bytes == 0) {
+    spdlog::error("--max_chunk_bytes must be positive");
     return 1;
+  }
+  if (engine_options.max_chunk_bytes > engine_options.memory.limit_bytes) {
+    // A chunk larger than the budget could never be assembled.
+    spdlog::warn(
+        "--max_chunk_bytes {} is over the memory budget; using the budget, "
+        "{} bytes (--memory_budget_bytes)",
+        engine_options.max_chunk_bytes, engine_options.memory.limit_bytes);
+    engine_options.max_chunk_bytes = engine_options.memory.limit_bytes;
   }
   if (engine_options.chunk_buffer_pool_bytes >
       engine_options.memory.limit_bytes / 2) {
