@@ -123,8 +123,8 @@ std::optional<uint64_t> ReadLimit(const char* path) {
 }  // namespace
 
 uint64_t DefaultMemoryBudgetBytes() {
-  uint64_t memory = uint64_t{sysconf(_SC_PHYS_PAGES)} *
-                    uint64_t{static_cast<uint64_t>(sysconf(_SC_PAGESIZE))};
+  uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                    static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   for (const char* path : {"/sys/fs/cgroup/memory.max",
                            "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
     if (auto limit = ReadLimit(path); limit && *limit > 0)
