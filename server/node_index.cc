@@ -267,19 +267,24 @@ void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
   }
   const bool lookup = !visit.lookup_of.empty();
   for (const NodeKey& key : visit.keys) {
+    auto it = nodes_.find(key);
+    if (it == nodes_.end() || it->second.placeholder) continue;  // removed
+    Entry& entry = it->second;
+    const NamespaceState& state = namespaces_[entry.name_space];
     if (lookup) {
-      auto it = nodes_.find(key);
-      if (it != nodes_.end() && !it->second.placeholder) {
-        Entry& entry = it->second;
-        entry.log_visits = estimator_.AddAt(
-            entry.log_visits, namespaces_[entry.name_space].stats.lookups);
-        estimator_.CountOccurrence(entry.facts.partial,
-                                   ++entry.facts.occurrences);
-        entry.used_at = namespaces_[entry.name_space].turnovers;
-        ReRankLocked(it->first, entry);  // in its new class
-      }
+      entry.log_visits =
+          estimator_.AddAt(entry.log_visits, state.stats.lookups);
+      estimator_.CountOccurrence(entry.facts.partial,
+                                 ++entry.facts.occurrences);
     }
-    if (!TouchLocked(key, visit.now_micros)) continue;  // removed since
+    // Queued visits arrive late: a use never moves a node back in time;
+    // a lookup's new occurrence class still re-ranks it.
+    const bool later = visit.now_micros > entry.last_used;
+    if (later) entry.last_used = visit.now_micros;
+    if (later || lookup) {
+      entry.used_at = state.turnovers;
+      ReRankLocked(key, entry);
+    }
     NodeVisits& visits = visits_[key];
     visits.key = key;
     ++visits.visits;
