@@ -145,7 +145,7 @@ absl::StatusOr<LookupResult> Client::SendLookup(
       !status.ok())
     return status;
   return LookupResult{response.matched_tokens(), response.namespace_(),
-                      response.probability()};
+                      response.probability(), response.matched_tokens_exact()};
 }
 
 absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
@@ -217,6 +217,7 @@ absl::Status Client::GetInto(const GetOptions& options,
   request.set_begin_token(options.begin_token);
   request.set_end_token(options.end_token);
   request.set_alignment(options.alignment);
+  if (options.exact_only) request.set_min_fidelity(v1::FIDELITY_EXACT);
   grpc::ClientContext context;
   impl_->Prepare(context);
   auto reader = impl_->stub_->Get(&context, request);

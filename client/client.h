@@ -56,6 +56,9 @@ struct LookupResult {
   std::string name_space = {};
   // The server's P̂ of the deepest matched chunk (0 when nothing matched).
   double probability = 0;
+  // Of matched_tokens (any fidelity that holds KV), the leading ones the
+  // server holds as they were Put, not demoted to a lossy tier.
+  uint32_t matched_tokens_exact = 0;
 };
 
 struct GetOptions {
@@ -64,6 +67,9 @@ struct GetOptions {
   uint32_t begin_token = 0;
   uint32_t end_token = 0;  // 0: the end of the match
   uint32_t alignment = 0;
+  // Serve only chunks held as they were Put (the match stops at the first
+  // chunk the server demoted to a lossy tier); false: any tier with KV.
+  bool exact_only = false;
 };
 
 struct DeleteResult {

@@ -57,6 +57,9 @@ class LookupResult:
     # The server's estimate that the namespace's next lookup passes through
     # the deepest matched chunk (0.0 when nothing matched).
     probability: float = 0.0
+    # Of matched_tokens, the leading ones held as they were Put (not
+    # demoted by the server to a lossy tier).
+    matched_tokens_exact: int = 0
 
 
 @dataclasses.dataclass
@@ -300,7 +303,8 @@ class Client:
             model=model, packed_tokens=ids.tobytes(), alignment=alignment,
             namespace=namespace or ""))
         return LookupResult(response.matched_tokens, response.namespace,
-                            response.probability)
+                            response.probability,
+                            response.matched_tokens_exact)
 
     def lookup_by_chunks(self, model, tokens, chunk_tokens=None, alignment=0,
                          namespace=None):
@@ -328,7 +332,8 @@ class Client:
             packed_tokens=ids[whole:].tobytes(), alignment=alignment,
             namespace=namespace or ""))
         return LookupResult(response.matched_tokens, response.namespace,
-                            response.probability)
+                            response.probability,
+                            response.matched_tokens_exact)
 
     def get(self, model, tokens, namespace=None, begin_token=0, end_token=0,
             alignment=0, as_torch=False):
