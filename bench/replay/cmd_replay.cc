@@ -1,7 +1,9 @@
 // seqkv replay --trace FILE: hit rate of a request trace against a server.
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,7 @@
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
 #include "client/cli/shared_flags.h"
+#include "model/hf_config.h"
 
 ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace");
 ABSL_FLAG(uint64_t, requests, 0, "replay: first N requests only (0: all)");
@@ -28,9 +31,61 @@ ABSL_FLAG(uint32_t, block_tokens, 512,
 ABSL_FLAG(std::string, retention, "",
           "replay: --retention of the server it starts (plt or lru; empty: "
           "the server's default)");
+ABSL_FLAG(std::string, tiers, "",
+          "replay: --tiers of the server it starts (none, lossy, "
+          "lossy,tokens; empty: the server's default)");
+ABSL_FLAG(double, capacity_raw_fraction, 0,
+          "replay: capacity of the server it starts as a fraction of "
+          "bytes_unique_raw, what every distinct block of the replayed "
+          "requests takes raw (0: unlimited)");
+ABSL_FLAG(std::string, kv_source, "",
+          "replay: fill blocks with real KV caches, files matching this glob "
+          "(safetensors dumps: tokens, k, v [layers, kv_heads, T, head_dim]); "
+          "a slice of one layer and KV head, --kv_block_tokens per block. "
+          "Give the model's --model_dir (layout and RoPE from config.json) or "
+          "--rope, and --profile to cut its fidelity profile to the slice");
+ABSL_FLAG(int, kv_layer, -1,
+          "replay --kv_source: layer of the slice (-1: the middle layer)");
+ABSL_FLAG(uint32_t, kv_head, 0, "replay --kv_source: KV head of the slice");
+ABSL_FLAG(uint32_t, kv_block_tokens, 16,
+          "replay --kv_source: tokens stored per block of the trace (at most "
+          "--block_tokens; a partial block in proportion)");
 
 namespace seqkv::cli {
 namespace {
+
+// --kv_source and the flags that shape it. The RoPE of the keys is not in
+// the dumps: it comes from --model_dir's config.json (whose layout the files
+// must match) or --rope.
+absl::Status KvSourceFromFlags(bench::KvSourceOptions& source) {
+  source.glob = absl::GetFlag(FLAGS_kv_source);
+  if (source.glob.empty()) return absl::OkStatus();
+  source.layer = absl::GetFlag(FLAGS_kv_layer);
+  source.head = absl::GetFlag(FLAGS_kv_head);
+  source.slice_tokens = absl::GetFlag(FLAGS_kv_block_tokens);
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  if (model_dir.empty() && absl::GetFlag(FLAGS_rope).empty())
+    return absl::InvalidArgumentError(
+        "--kv_source needs the model's --model_dir (its config.json states "
+        "the layout and RoPE) or --rope");
+  if (!model_dir.empty()) {
+    absl::StatusOr<HfConfig> config = ReadHfConfig(model_dir);
+    if (!config.ok()) return config.status();
+    source.model_layout = config->KvCacheLayout();
+  }
+  absl::StatusOr<RopeConfig> rope = RopeFromFlags(model_dir);
+  if (!rope.ok()) return rope.status();
+  source.rope = *rope;
+  if (const std::string path = absl::GetFlag(FLAGS_profile); !path.empty()) {
+    std::ifstream in(path);
+    if (!in)
+      return absl::NotFoundError(absl::StrCat("--profile: cannot read ", path));
+    std::stringstream text;
+    text << in.rdbuf();
+    source.profile_json = text.str();
+  }
+  return absl::OkStatus();
+}
 
 // Replay has its own default layout (tiny, so that the whole trace fits on
 // disk) and starts a server of its own unless --server names one.
@@ -47,6 +102,10 @@ int RunReplay(std::span<char* const> args) {
   options.windows = absl::GetFlag(FLAGS_windows);
   options.retention = absl::GetFlag(FLAGS_retention);
   options.block_tokens = absl::GetFlag(FLAGS_block_tokens);
+  options.tiers = absl::GetFlag(FLAGS_tiers);
+  options.capacity_raw_fraction = absl::GetFlag(FLAGS_capacity_raw_fraction);
+  if (auto status = KvSourceFromFlags(options.kv_source); !status.ok())
+    return ReportError(status);
   // --server's default names the usual local port; replay only uses a
   // server it is pointed at explicitly.
   const std::string server = absl::GetFlag(FLAGS_server);
@@ -63,7 +122,7 @@ int RunReplay(std::span<char* const> args) {
   if (!absl::GetFlag(FLAGS_codec).empty())
     options.codec = absl::GetFlag(FLAGS_codec);
   options.model = absl::GetFlag(FLAGS_model);
-  if (options.model.empty())
+  if (options.model.empty() && options.kv_source.glob.empty())
     options.model = absl::StrCat("replay-", bench::LayoutSlug(layout_name),
                                  "-c", options.block_tokens);
   if (isatty(STDERR_FILENO) || !absl::GetFlag(FLAGS_json)) {

@@ -3,14 +3,17 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <optional>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/load/local_server.h"
 #include "bench/load/workload.h"
+#include "codec/model_state.h"
 
 namespace seqkv::bench {
 namespace {
@@ -48,7 +51,24 @@ void ReadServerUsage(const std::string& admin, ReplayReport& report) {
       for (const auto& [name, counts] : retention["namespaces"].items())
         readmissions += counts.value("readmissions", int64_t{0});
     report.readmissions = readmissions;
+    if (retention.contains("tiers") && retention["tiers"].is_object())
+      report.tiers = retention["tiers"];
+    if (retention.contains("demotions") &&
+        retention["demotions"].is_number_integer())
+      report.demotions = retention["demotions"].get<int64_t>();
+    if (retention.contains("ghost_hits") &&
+        retention["ghost_hits"].is_number_integer())
+      report.ghost_hits = retention["ghost_hits"].get<int64_t>();
   }
+}
+
+// {tier: field} of the server's tiers, or null.
+nlohmann::json TierField(const nlohmann::json& tiers, const char* field) {
+  if (!tiers.is_object()) return nullptr;
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [tier, counts] : tiers.items())
+    if (counts.is_object() && counts.contains(field)) out[tier] = counts[field];
+  return out;
 }
 
 nlohmann::json HitsJson(const HitCounts& hits) {
@@ -59,6 +79,17 @@ nlohmann::json HitsJson(const HitCounts& hits) {
           {"tokens_hit", hits.tokens_hit},
           {"hit_rate_blocks", hits.block_rate()},
           {"hit_rate_tokens", hits.token_rate()}};
+}
+
+// Any-fidelity hits with the exact ones beside them.
+nlohmann::json HitsJson(const HitCounts& any, const HitCounts& exact) {
+  nlohmann::json json = HitsJson(any);
+  json["blocks_hit_exact"] = exact.blocks_hit;
+  json["tokens_hit_exact"] = exact.tokens_hit;
+  json["hit_rate_blocks_exact"] = exact.block_rate();
+  json["hit_rate_tokens_any"] = any.token_rate();
+  json["hit_rate_tokens_exact"] = exact.token_rate();
+  return json;
 }
 
 nlohmann::json LatencyJson(const LatencySummary& latency) {
@@ -76,6 +107,28 @@ void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
     out.push_back(static_cast<int32_t>(Mix64(seed, hash_id, i) % kVocabSize));
 }
 
+uint32_t StoredTokens(uint32_t trace_tokens, uint32_t block_tokens,
+                      uint32_t stored_block_tokens) {
+  if (stored_block_tokens == block_tokens) return trace_tokens;
+  return static_cast<uint32_t>(
+      (uint64_t{trace_tokens} * stored_block_tokens + block_tokens - 1) /
+      block_tokens);
+}
+
+uint32_t TraceTokensMatched(const TraceRequest& request, uint32_t matched,
+                            uint32_t stored_block_tokens) {
+  uint64_t stored_end = 0;
+  uint32_t trace_tokens = 0;
+  for (size_t b = 0; b < request.hash_ids.size(); ++b) {
+    const uint32_t tokens = request.BlockTokens(b);
+    stored_end +=
+        StoredTokens(tokens, request.block_tokens, stored_block_tokens);
+    if (stored_end > matched) break;
+    trace_tokens += tokens;
+  }
+  return trace_tokens;
+}
+
 absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   auto requests =
       ReadMooncakeTrace(options.trace, options.requests, options.block_tokens);
@@ -83,38 +136,85 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   if (requests->empty())
     return absl::InvalidArgumentError(
         absl::StrCat("trace ", options.trace, " holds no requests"));
-  if (auto status = options.layout.Validate(); !status.ok()) return status;
-  if (options.capacity_blocks > 0 && options.capacity_bytes > 0)
+  const int capacities = (options.capacity_blocks > 0) +
+                         (options.capacity_bytes > 0) +
+                         (options.capacity_raw_fraction > 0);
+  if (capacities > 1)
     return absl::InvalidArgumentError(
-        "give --capacity_blocks or --capacity_bytes, not both");
-  if (!options.server.empty() &&
-      (options.capacity_blocks > 0 || options.capacity_bytes > 0))
+        "give one of --capacity_blocks, --capacity_bytes and "
+        "--capacity_raw_fraction");
+  if (options.capacity_raw_fraction < 0 || options.capacity_raw_fraction > 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--capacity_raw_fraction must be in [0, 1], got ",
+                     options.capacity_raw_fraction));
+  if (!options.server.empty() && capacities > 0)
     return absl::InvalidArgumentError(
         "--capacity_* applies to the server replay starts itself; set "
         "--capacity_bytes on your own server instead");
-  if (!options.server.empty() && !options.retention.empty())
+  if (!options.server.empty() &&
+      (!options.retention.empty() || !options.tiers.empty()))
     return absl::InvalidArgumentError(
-        "--retention applies to the server replay starts itself; set "
-        "--retention on your own server instead");
+        "--retention and --tiers apply to the server replay starts itself; "
+        "set them on your own server instead");
   if (!options.retention.empty() && options.retention != "plt" &&
       options.retention != "lru")
     return absl::InvalidArgumentError(absl::StrCat(
         "--retention must be plt or lru, got '", options.retention, "'"));
 
   ReplayReport report;
-  report.distinct_blocks = DistinctBlocks(*requests);
+  // The blocks' content: a slice of real KV caches, or random bytes.
+  std::optional<KvSource> source;
+  KvLayout layout = options.layout;
+  report.stored_block_tokens = options.block_tokens;
+  if (!options.kv_source.glob.empty()) {
+    if (options.kv_source.slice_tokens > options.block_tokens)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--kv_block_tokens ", options.kv_source.slice_tokens,
+          " exceeds the trace's --block_tokens ", options.block_tokens));
+    auto loaded = KvSource::Load(options.kv_source);
+    if (!loaded.ok()) return loaded.status();
+    source = *std::move(loaded);
+    layout = source->layout();
+    report.stored_block_tokens = source->slice_tokens();
+    report.kv_source = source->Describe();
+  }
+  if (auto status = layout.Validate(); !status.ok()) return status;
+  const uint32_t chunk_tokens = report.stored_block_tokens;
+  report.model = options.model;
+  if (report.model.empty())
+    report.model =
+        absl::StrCat("replay-", layout.num_layers, "x", layout.num_kv_heads,
+                     "x", layout.head_dim, "-", DTypeName(layout.dtype), "-c",
+                     chunk_tokens, source ? "-kv" : "");
+
+  const auto stored_tokens = [&](const TraceRequest& request, size_t b) {
+    return StoredTokens(request.BlockTokens(b), options.block_tokens,
+                        chunk_tokens);
+  };
+  {
+    absl::flat_hash_map<uint64_t, uint32_t> distinct;
+    for (const TraceRequest& request : *requests)
+      for (size_t b = 0; b < request.hash_ids.size(); ++b)
+        distinct.try_emplace(request.hash_ids[b], stored_tokens(request, b));
+    report.distinct_blocks = distinct.size();
+    for (const auto& [id, tokens] : distinct)
+      report.bytes_unique_raw += uint64_t{tokens} * layout.bytes_per_token();
+  }
   const uint64_t block_bytes =
-      uint64_t{options.block_tokens} * options.layout.bytes_per_token();
-  report.capacity_bytes = options.capacity_bytes > 0
-                              ? options.capacity_bytes
-                              : options.capacity_blocks * block_bytes;
+      uint64_t{chunk_tokens} * layout.bytes_per_token();
+  report.capacity_bytes =
+      options.capacity_bytes > 0 ? options.capacity_bytes
+      : options.capacity_raw_fraction > 0
+          ? static_cast<uint64_t>(options.capacity_raw_fraction *
+                                  report.bytes_unique_raw)
+          : options.capacity_blocks * block_bytes;
   report.capacity_blocks = options.capacity_blocks > 0
                                ? options.capacity_blocks
-                               : options.capacity_bytes / block_bytes;
-  if (options.capacity_bytes > 0 && report.capacity_blocks == 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("--capacity_bytes ", options.capacity_bytes,
-                     " holds less than one block of ", block_bytes, " bytes"));
+                               : report.capacity_bytes / block_bytes;
+  if (report.capacity_bytes > 0 && report.capacity_blocks == 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a capacity of ", report.capacity_bytes,
+        " bytes holds less than one block of ", block_bytes, " bytes"));
   report.reference = SimulateLruCache(*requests, report.capacity_blocks);
 
   std::unique_ptr<LocalServer> local;
@@ -125,15 +225,16 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     server_options.binary = options.server_binary;
     // Raw chunks make stored bytes equal logical bytes, so a capacity in
     // blocks is exact; the WAL need not be synced for a measurement.
-    server_options.flags = {
-        "--sync_writes=false", "--default_codec=raw",
-        absl::StrCat("--chunk_tokens=", options.block_tokens)};
+    server_options.flags = {"--sync_writes=false", "--default_codec=raw",
+                            absl::StrCat("--chunk_tokens=", chunk_tokens)};
     if (report.capacity_bytes > 0)
       server_options.flags.push_back(
           absl::StrCat("--capacity_bytes=", report.capacity_bytes));
     if (!options.retention.empty())
       server_options.flags.push_back(
           absl::StrCat("--retention=", options.retention));
+    if (!options.tiers.empty())
+      server_options.flags.push_back(absl::StrCat("--tiers=", options.tiers));
     auto started = LocalServer::Start(server_options);
     if (!started.ok()) return started.status();
     local = std::move(*started);
@@ -146,59 +247,80 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   auto client = Client::Connect(client_options);
   if (!client.ok()) return client.status();
   ModelRegistration registration;
-  registration.model = options.model;
-  registration.layout = options.layout;
-  registration.chunk_tokens = options.block_tokens;
+  registration.model = report.model;
+  registration.layout = layout;
+  registration.chunk_tokens = chunk_tokens;
+  if (source && !source->slice_profile().empty())
+    registration.codec_state[std::string(kProfileKey)] =
+        source->slice_profile();
   auto registered = (*client)->RegisterModel(registration);
   if (!registered.ok())
     return absl::Status(registered.status().code(),
-                        absl::StrCat("registering model '", options.model,
+                        absl::StrCat("registering model '", report.model,
                                      "': ", registered.status().message()));
 
-  // KV values do not matter to a raw-coded hit-rate replay; one random pool
-  // is sliced for every request.
-  uint32_t longest = 0;
-  for (const TraceRequest& request : *requests)
-    longest = std::max(longest, request.input_length);
+  // Without a KV source, values do not matter to a raw-coded hit-rate
+  // replay; one random pool is sliced for every request.
   const size_t tensor_bytes_per_token =
-      options.layout.bytes_per_token() / options.layout.tensors_per_layer();
-  std::vector<std::byte> pool(size_t{longest} * tensor_bytes_per_token);
-  std::mt19937_64 rng(options.seed);
-  for (std::byte& b : pool) b = static_cast<std::byte>(rng() & 0xff);
+      layout.bytes_per_token() / layout.tensors_per_layer();
+  std::vector<std::byte> pool;
+  if (!source) {
+    uint32_t longest = 0;
+    for (const TraceRequest& request : *requests)
+      longest = std::max(longest, request.input_length);
+    pool.resize(size_t{longest} * tensor_bytes_per_token);
+    std::mt19937_64 rng(options.seed);
+    for (std::byte& b : pool) b = static_cast<std::byte>(rng() & 0xff);
+  }
 
   const int windows = std::max(1, options.windows);
   report.windows.resize(windows);
+  report.windows_exact.resize(windows);
   LatencyRecorder lookup_latency, put_latency;
   PutOptions put;
-  put.model = options.model;
+  put.model = report.model;
   put.codec = options.codec;
   KvCache cache;
-  cache.layout = options.layout;
+  cache.layout = layout;
   const auto start = Clock::now();
   auto last_progress = start;
   for (size_t i = 0; i < requests->size(); ++i) {
     const TraceRequest& request = (*requests)[i];
     if (request.input_length == 0) continue;
     cache.tokens.clear();
-    for (size_t b = 0; b < request.hash_ids.size(); ++b)
-      BlockTokens(options.seed, request.hash_ids[b], request.BlockTokens(b),
-                  cache.tokens);
+    cache.k.clear();
+    cache.v.clear();
+    for (size_t b = 0; b < request.hash_ids.size(); ++b) {
+      const uint32_t tokens = stored_tokens(request, b);
+      if (source)
+        source->Fill(request.hash_ids[b], cache.tokens.size(), tokens, cache.k,
+                     cache.v);
+      BlockTokens(options.seed, request.hash_ids[b], tokens, cache.tokens);
+    }
 
     auto lookup_start = Clock::now();
-    auto lookup = (*client)->Lookup(options.model, cache.tokens);
+    auto lookup = (*client)->Lookup(report.model, cache.tokens);
     if (!lookup.ok())
       return absl::Status(
           lookup.status().code(),
           absl::StrCat("request ", i, ": Lookup: ", lookup.status().message()));
     lookup_latency.Add(MillisSince(lookup_start));
-    const HitCounts hits = CountPrefixHits(request, lookup->matched_tokens);
+    const HitCounts hits = CountPrefixHits(
+        request,
+        TraceTokensMatched(request, lookup->matched_tokens, chunk_tokens));
+    const HitCounts hits_exact = CountPrefixHits(
+        request, TraceTokensMatched(request, lookup->matched_tokens_exact,
+                                    chunk_tokens));
     report.hits.Add(hits);
+    report.hits_exact.Add(hits_exact);
     report.windows[i * windows / requests->size()].Add(hits);
+    report.windows_exact[i * windows / requests->size()].Add(hits_exact);
 
-    const size_t bytes = cache.tokens.size() * tensor_bytes_per_token;
-    cache.k.assign(pool.begin(), pool.begin() + bytes);
-    if (!options.layout.latent)
-      cache.v.assign(pool.rbegin(), pool.rbegin() + bytes);
+    if (!source) {
+      const size_t bytes = cache.tokens.size() * tensor_bytes_per_token;
+      cache.k.assign(pool.begin(), pool.begin() + bytes);
+      if (!layout.latent) cache.v.assign(pool.rbegin(), pool.rbegin() + bytes);
+    }
     auto put_start = Clock::now();
     auto stored = (*client)->Put(put, cache);
     if (!stored.ok())
@@ -215,11 +337,11 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
             1) {
       last_progress = Clock::now();
       options.progress(absl::StrFormat(
-          "[%6.1fs] %zu/%zu requests, hit rate %.3f blocks %.3f tokens, %.1f "
-          "MiB new",
+          "[%6.1fs] %zu/%zu requests, hit rate %.3f blocks %.3f tokens "
+          "(%.3f exact), %.1f MiB new",
           std::chrono::duration<double>(last_progress - start).count(), i + 1,
           requests->size(), report.hits.block_rate(), report.hits.token_rate(),
-          report.bytes_put_new / 1048576.0));
+          report.hits_exact.token_rate(), report.bytes_put_new / 1048576.0));
     }
   }
   report.elapsed_s =
@@ -237,35 +359,58 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
 nlohmann::json ReplayToJson(const ReplayOptions& options,
                             const ReplayReport& report) {
   nlohmann::json windows = nlohmann::json::array();
-  for (const HitCounts& window : report.windows)
-    windows.push_back(HitsJson(window));
+  for (size_t w = 0; w < report.windows.size(); ++w)
+    windows.push_back(HitsJson(report.windows[w], report.windows_exact[w]));
+  const uint64_t bytes_per_token =
+      report.kv_source.is_object()
+          ? report.kv_source["slice"].value("bytes_per_token", 0)
+          : options.layout.bytes_per_token();
   return {
       {"command", "replay"},
       {"config",
        {{"trace", options.trace},
         {"requests", report.hits.requests},
         {"server", options.server.empty() ? "local" : options.server},
-        {"layout", options.layout.DebugString()},
+        {"layout", report.kv_source.is_object()
+                       ? report.kv_source["slice"].value("layout", "")
+                       : options.layout.DebugString()},
         {"block_tokens", options.block_tokens},
+        {"stored_block_tokens", report.stored_block_tokens},
         {"bytes_per_block",
-         uint64_t{options.block_tokens} * options.layout.bytes_per_token()},
+         uint64_t{report.stored_block_tokens} * bytes_per_token},
+        {"content", report.kv_source.is_object() ? "kv_source" : "random"},
+        {"kv_source", report.kv_source},
         {"codec", options.codec},
-        {"model", options.model},
+        {"model", report.model},
         {"capacity_blocks", report.capacity_blocks},
         {"capacity_bytes", report.capacity_bytes},
         {"retention",
          options.retention.empty() ? "server default" : options.retention},
+        {"tiers", options.tiers.empty() ? "server default" : options.tiers},
         {"distinct_blocks", report.distinct_blocks},
+        {"bytes_unique_raw", report.bytes_unique_raw},
         {"capacity_fraction",
          report.capacity_blocks == 0
              ? 1.0
-             : double(report.capacity_blocks) / report.distinct_blocks}}},
+             : double(report.capacity_blocks) / report.distinct_blocks},
+        {"capacity_raw_fraction",
+         report.capacity_bytes == 0 || report.bytes_unique_raw == 0
+             ? 1.0
+             : double(report.capacity_bytes) / report.bytes_unique_raw}}},
       {"hit_rate_blocks", report.hits.block_rate()},
       {"hit_rate_tokens", report.hits.token_rate()},
-      {"hits", HitsJson(report.hits)},
+      {"hit_rate_tokens_any", report.hits.token_rate()},
+      {"hit_rate_tokens_exact", report.hits_exact.token_rate()},
+      {"hit_rate_blocks_exact", report.hits_exact.block_rate()},
+      {"hits", HitsJson(report.hits, report.hits_exact)},
       {"windows", windows},
       {"reference_lru", HitsJson(report.reference)},
+      {"bytes_unique_raw", report.bytes_unique_raw},
       {"bytes_stored", report.bytes_stored},
+      {"bytes_by_tier", TierField(report.tiers, "bytes")},
+      {"chunks_by_tier", TierField(report.tiers, "chunks")},
+      {"demotions", report.demotions},
+      {"ghost_hits", report.ghost_hits},
       {"chunks_stored", report.chunks_stored},
       {"evictions", report.evictions},
       {"readmissions", report.readmissions},
@@ -285,7 +430,10 @@ std::string ReplayToText(const ReplayOptions& options,
   std::string text = absl::StrFormat(
       "seqkv replay: %llu requests of %s, layout %s, capacity %s\n",
       static_cast<unsigned long long>(report.hits.requests), options.trace,
-      options.layout.DebugString(),
+      report.kv_source.is_object()
+          ? absl::StrCat(report.kv_source["slice"].value("layout", ""),
+                         " (a slice of real KV caches)")
+          : options.layout.DebugString(),
       report.capacity_blocks == 0
           ? std::string("unlimited")
           : absl::StrFormat(
@@ -302,6 +450,13 @@ std::string ReplayToText(const ReplayOptions& options,
           static_cast<unsigned long long>(report.hits.blocks_hit),
           static_cast<unsigned long long>(report.hits.blocks),
           report.hits.token_rate()));
+  absl::StrAppend(
+      &text, absl::StrFormat(
+                 "token-weighted: %.4f at any fidelity, %.4f exact; %llu "
+                 "distinct blocks take %llu bytes raw\n",
+                 report.hits.token_rate(), report.hits_exact.token_rate(),
+                 static_cast<unsigned long long>(report.distinct_blocks),
+                 static_cast<unsigned long long>(report.bytes_unique_raw)));
   absl::StrAppend(&text, absl::StrFormat("reference LRU of blocks at the same "
                                          "capacity: %.4f blocks, %.4f tokens\n",
                                          report.reference.block_rate(),
@@ -309,7 +464,16 @@ std::string ReplayToText(const ReplayOptions& options,
   absl::StrAppend(&text, "over time (block-weighted, per slice of requests):");
   for (const HitCounts& window : report.windows)
     absl::StrAppend(&text, absl::StrFormat(" %.3f", window.block_rate()));
+  absl::StrAppend(&text, "\nover time (tokens any / exact):");
+  for (size_t w = 0; w < report.windows.size(); ++w)
+    absl::StrAppend(
+        &text, absl::StrFormat(" %.3f/%.3f", report.windows[w].token_rate(),
+                               report.windows_exact[w].token_rate()));
   absl::StrAppend(&text, "\n");
+  if (report.tiers.is_object())
+    absl::StrAppend(&text, "tiers: ", report.tiers.dump(), "; ",
+                    report.demotions, " demotions, ", report.ghost_hits,
+                    " ghost hits\n");
   absl::StrAppend(
       &text,
       absl::StrFormat(

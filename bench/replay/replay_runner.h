@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "bench/load/latency.h"
+#include "bench/replay/kv_source.h"
 #include "bench/replay/trace.h"
 #include "client/client.h"
 #include "codec/kv_layout.h"
@@ -27,31 +28,53 @@ struct ReplayOptions {
   std::string server_binary;
   // Admin HTTP address of an external server, for its stored bytes.
   std::string admin;
-  // Server capacity: blocks of the trace (512 tokens each) or bytes; 0 for
-  // both means unlimited. Only applies to a server we start.
+  // Server capacity: blocks of the trace, bytes, or a fraction of
+  // bytes_unique_raw (what every distinct block of the replayed requests
+  // takes raw); at most one, none means unlimited. Only applies to a server
+  // we start.
   uint64_t capacity_blocks = 0;
   uint64_t capacity_bytes = 0;
+  double capacity_raw_fraction = 0;
   // The server's --retention (plt or lru); empty: its default. Only
   // applies to a server we start.
   std::string retention;
+  // The server's --tiers (none, lossy, lossy,tokens); empty: its default.
+  // Only applies to a server we start.
+  std::string tiers;
   // Tokens per hash id of the trace (Mooncake's: 512; some traces use 64);
   // also the replayed model's chunk size.
   uint32_t block_tokens = 512;
   // Small so that the whole trace fits; the hit rate does not depend on it.
+  // Replaced by the slice's layout under kv_source.
   KvLayout layout;
+  // Real KV caches as the blocks' content (empty glob: random bytes, and
+  // blocks of block_tokens tokens). Each block then stores
+  // kv_source.slice_tokens tokens.
+  KvSourceOptions kv_source;
   std::string codec = "raw";
-  std::string model;
+  std::string model;  // empty: named after the layout
   uint64_t seed = 1;
   int windows = 10;  // hit rate over time: this many slices of the requests
   std::function<void(const std::string&)> progress;
 };
 
 struct ReplayReport {
+  // Hits at any fidelity the server holds KV at (Lookup's matched_tokens)
+  // and exact ones only (matched_tokens_exact), overall and per window.
   HitCounts hits;
+  HitCounts hits_exact;
   std::vector<HitCounts> windows;
+  std::vector<HitCounts> windows_exact;
   // The same trace through the reference LRU model at the same capacity.
   HitCounts reference;
   uint64_t distinct_blocks = 0;
+  // Every distinct block of the replayed requests, raw, at the replay's
+  // layout and tokens per block.
+  uint64_t bytes_unique_raw = 0;
+  // Tokens each (whole) block stores: block_tokens, or the KV slice's.
+  uint32_t stored_block_tokens = 0;
+  std::string model;
+  nlohmann::json kv_source;     // KvSource::Describe(); null when synthetic
   uint64_t capacity_bytes = 0;  // 0: unlimited
   uint64_t capacity_blocks = 0;
   uint64_t bytes_put_new = 0;  // bytes_stored summed over Put responses
@@ -65,6 +88,11 @@ struct ReplayReport {
   // retention counters), and its policy.
   int64_t readmissions = -1;
   std::string server_retention;
+  // The server's retention tiers (/v1/stats "retention": "tiers",
+  // "demotions", "ghost_hits"); null where the server does not report them.
+  nlohmann::json tiers;
+  int64_t demotions = -1;
+  int64_t ghost_hits = -1;
   uint64_t disk_bytes = 0;  // data directory of a server we started
   double elapsed_s = 0;
   LatencySummary lookup_latency;
@@ -78,6 +106,17 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options);
 // hashes: an id fixes the whole prefix before it too).
 void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
                  std::vector<int32_t>& out);
+
+// Tokens stored for a trace block of `trace_tokens` (at most block_tokens)
+// when each whole block stores `stored_block_tokens`: in proportion, rounded
+// up, so a partial last block stays partial and never empty.
+uint32_t StoredTokens(uint32_t trace_tokens, uint32_t block_tokens,
+                      uint32_t stored_block_tokens);
+
+// The trace tokens of `request` covered by its first `matched` stored tokens
+// (whole blocks only), when blocks store stored_block_tokens each.
+uint32_t TraceTokensMatched(const TraceRequest& request, uint32_t matched,
+                            uint32_t stored_block_tokens);
 
 nlohmann::json ReplayToJson(const ReplayOptions& options,
                             const ReplayReport& report);

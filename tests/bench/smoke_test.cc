@@ -241,11 +241,96 @@ TEST(ReplaySmokeTest, BlockTokensAndRetentionAreHonoured) {
     EXPECT_EQ(report["hits"]["blocks_hit"].get<uint64_t>(), 3u);
     EXPECT_EQ(report["chunks_stored"].get<int64_t>(), 5);
   }
+  // Exact and any-fidelity hits, overall and in every window: with no
+  // capacity pressure nothing is demoted, so they agree.
+  nlohmann::json report = RunSeqkvJson(absl::StrCat(
+      "replay --trace ", trace, " --block_tokens 64 --windows 3 --json"));
+  ASSERT_TRUE(report.is_object());
+  EXPECT_DOUBLE_EQ(report["hit_rate_tokens_any"].get<double>(),
+                   report["hit_rate_tokens"].get<double>());
+  EXPECT_DOUBLE_EQ(report["hit_rate_tokens_any"].get<double>(),
+                   (64.0 + 64 + 64) / (192 + 190 + 100));
+  ASSERT_EQ(report["windows"].size(), 3u);
+  for (const auto& window : report["windows"]) {
+    EXPECT_TRUE(window.contains("hit_rate_tokens_any")) << window.dump();
+    EXPECT_TRUE(window.contains("hit_rate_tokens_exact")) << window.dump();
+    EXPECT_LE(window["hit_rate_tokens_exact"].get<double>(),
+              window["hit_rate_tokens_any"].get<double>());
+  }
+  // Distinct blocks 1..5 raw at the default layout (1x1x8 bf16, 32 bytes a
+  // token): 64 + 64 + 64 + 62 + 36 tokens.
+  EXPECT_EQ(report["bytes_unique_raw"].get<uint64_t>(), 290u * 32);
+  EXPECT_EQ(report["bytes_stored"].get<uint64_t>(), 290u * 32);
+
   // 512-token blocks do not fit the trace's lengths and ids.
   const auto wrong = RunCommand(absl::StrCat(
       SEQKV_BIN_DIR, "/seqkv-bench replay --trace ", trace, " --json 2>&1"));
   EXPECT_NE(wrong.exit_code, 0);
   EXPECT_NE(wrong.out.find("--block_tokens"), std::string::npos) << wrong.out;
+}
+
+// A tiny trace of 64-token blocks whose blocks hold real KV caches: a slice
+// of one layer and KV head, 16 of each block's tokens.
+TEST(ReplaySmokeTest, KvSourceFillsBlocksWithRealCaches) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_00.safetensors", "lm/config.json");
+  testing::ScopedTempDir dir;
+  const std::string trace = (dir.path() / "trace.jsonl").string();
+  {
+    std::ofstream out(trace);
+    out << R"({"timestamp": 0, "input_length": 192, "hash_ids": [1, 2, 3]})"
+        << "\n"
+        << R"({"timestamp": 1, "input_length": 160, "hash_ids": [1, 2, 4]})"
+        << "\n"
+        << R"({"timestamp": 2, "input_length": 256, "hash_ids": [1, 2, 3, 5]})"
+        << "\n";
+  }
+  const std::string kv_flags = absl::StrCat(
+      " --kv_source '", SEQKV_DATA_DIR, "/kv/*.safetensors' --model_dir ",
+      SEQKV_DATA_DIR, "/lm --profile ", SEQKV_SOURCE_DIR,
+      "/tools/lm/profiles/kvlm-23m.profile.json --kv_block_tokens 16");
+  nlohmann::json report = RunSeqkvJson(absl::StrCat(
+      "replay --trace ", trace, " --block_tokens 64", kv_flags, " --json"));
+  ASSERT_TRUE(report.is_object());
+  const nlohmann::json& config = report["config"];
+  EXPECT_EQ(config["content"], "kv_source");
+  EXPECT_EQ(config["stored_block_tokens"], 16);
+  const nlohmann::json& slice = config["kv_source"]["slice"];
+  EXPECT_EQ(slice["kv_head"], 0);
+  EXPECT_EQ(config["kv_source"]["profile"], "sliced");
+  const uint64_t bytes_per_token = slice["bytes_per_token"];
+  EXPECT_EQ(config["bytes_per_block"].get<uint64_t>(), 16 * bytes_per_token);
+  // Hits are counted in the trace's tokens: request 2 hits blocks 1-2,
+  // request 3 blocks 1-3.
+  EXPECT_EQ(report["hits"]["blocks"].get<uint64_t>(), 10u);
+  EXPECT_EQ(report["hits"]["blocks_hit"].get<uint64_t>(), 5u);
+  EXPECT_EQ(report["hits"]["tokens_hit"].get<uint64_t>(), 5u * 64);
+  // Block 4 is partial (32 of 64 tokens: 8 stored); every distinct block is
+  // stored once, raw.
+  EXPECT_EQ(report["chunks_stored"].get<int64_t>(), 5);
+  EXPECT_EQ(report["bytes_unique_raw"].get<uint64_t>(),
+            (4 * 16 + 8) * bytes_per_token);
+  EXPECT_EQ(report["bytes_stored"].get<uint64_t>(),
+            report["bytes_unique_raw"].get<uint64_t>());
+
+  // A capacity of a fraction of the raw bytes evicts.
+  report = RunSeqkvJson(absl::StrCat("replay --trace ", trace,
+                                     " --block_tokens 64", kv_flags,
+                                     " --capacity_raw_fraction 0.5 --json"));
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["config"]["capacity_bytes"].get<uint64_t>(),
+            report["bytes_unique_raw"].get<uint64_t>() / 2);
+  EXPECT_LE(report["bytes_stored"].get<uint64_t>(),
+            report["config"]["capacity_bytes"].get<uint64_t>());
+  EXPECT_LE(report["hit_rate_tokens_exact"].get<double>(),
+            report["hit_rate_tokens_any"].get<double>());
+
+  // The RoPE of the dumps' keys must come from somewhere.
+  const auto no_rope = RunCommand(
+      absl::StrCat(SEQKV_BIN_DIR, "/seqkv-bench replay --trace ", trace,
+                   " --block_tokens 64 --kv_source '", SEQKV_DATA_DIR,
+                   "/kv/*.safetensors' --json 2>&1"));
+  EXPECT_NE(no_rope.exit_code, 0);
+  EXPECT_NE(no_rope.out.find("--model_dir"), std::string::npos) << no_rope.out;
 }
 
 }  // namespace
