@@ -38,6 +38,10 @@ ABSL_FLAG(double, capacity_raw_fraction, 0,
           "replay: capacity of the server it starts as a fraction of "
           "bytes_unique_raw, what every distinct block of the replayed "
           "requests takes raw (0: unlimited)");
+ABSL_FLAG(uint64_t, verify_every, 0,
+          "replay: every N requests (0: never) Get the matched prefix, at any "
+          "fidelity and exact only, and compare it with what was Put "
+          "(report: served)");
 ABSL_FLAG(std::string, kv_source, "",
           "replay: fill blocks with real KV caches, files matching this glob "
           "(safetensors dumps: tokens, k, v [layers, kv_heads, T, head_dim]); "
@@ -103,6 +107,7 @@ int RunReplay(std::span<char* const> args) {
   options.retention = absl::GetFlag(FLAGS_retention);
   options.block_tokens = absl::GetFlag(FLAGS_block_tokens);
   options.tiers = absl::GetFlag(FLAGS_tiers);
+  options.verify_every = absl::GetFlag(FLAGS_verify_every);
   options.capacity_raw_fraction = absl::GetFlag(FLAGS_capacity_raw_fraction);
   if (auto status = KvSourceFromFlags(options.kv_source); !status.ok())
     return ReportError(status);

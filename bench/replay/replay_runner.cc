@@ -3,6 +3,8 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <optional>
 #include <random>
 
@@ -13,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/load/local_server.h"
 #include "bench/load/workload.h"
+#include "codec/float_bits.h"
 #include "codec/model_state.h"
 
 namespace seqkv::bench {
@@ -99,6 +102,96 @@ nlohmann::json LatencyJson(const LatencySummary& latency) {
           {"max_ms", latency.max_ms}};
 }
 
+// One stored element as a float.
+double ElementValue(DType dtype, const std::byte* p) {
+  if (dtype == DType::kFP32) {
+    float value;
+    std::memcpy(&value, p, 4);
+    return value;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return dtype == DType::kBF16 ? Bf16ToFloat(bits) : Fp16ToFloat(bits);
+}
+
+// Compares the `got` prefix of `put` chunk by chunk (tensor-major layout
+// of one layer and head per tensor, as replay's slices and default layouts
+// are laid out [layer][head][token][dim]; with more layers or heads a chunk
+// is compared over all of them).
+void CompareServed(const KvLayout& layout, uint32_t chunk_tokens,
+                   const KvCache& put, const KvCache& got, bool exact_only,
+                   ServedCheck& check) {
+  const uint32_t n = got.num_tokens();
+  const size_t dsize = DTypeSize(layout.dtype);
+  const size_t row = size_t{layout.head_dim} * dsize;
+  const uint32_t planes = layout.num_layers * layout.num_kv_heads;
+  const size_t put_plane = size_t{put.num_tokens()} * row;
+  const size_t got_plane = size_t{n} * row;
+  for (uint32_t begin = 0; begin < n; begin += chunk_tokens) {
+    const uint32_t end = std::min(n, begin + chunk_tokens);
+    double error[2] = {0, 0}, energy[2] = {0, 0};
+    bool exact = true;
+    for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {
+      const std::vector<std::byte>& a = tensor == 0 ? put.k : put.v;
+      const std::vector<std::byte>& b = tensor == 0 ? got.k : got.v;
+      for (uint32_t plane = 0; plane < planes; ++plane) {
+        const std::byte* x = a.data() + plane * put_plane + begin * row;
+        const std::byte* y = b.data() + plane * got_plane + begin * row;
+        const size_t bytes = (end - begin) * row;
+        if (std::memcmp(x, y, bytes) == 0) {
+          for (size_t e = 0; e < bytes; e += dsize) {
+            const double v = ElementValue(layout.dtype, x + e);
+            if (std::isfinite(v)) energy[tensor] += v * v;
+          }
+          continue;
+        }
+        exact = false;
+        for (size_t e = 0; e < bytes; e += dsize) {
+          const double v = ElementValue(layout.dtype, x + e);
+          const double w = ElementValue(layout.dtype, y + e);
+          energy[tensor] += v * v;
+          error[tensor] += (w - v) * (w - v);
+        }
+      }
+    }
+    if (exact_only) {
+      ++check.exact_only_chunks;
+      check.exact_only_mismatches += !exact;
+      continue;
+    }
+    ++check.chunks;
+    if (exact) {
+      ++check.chunks_exact;
+      continue;
+    }
+    for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {
+      const double rel = energy[tensor] > 0  ? error[tensor] / energy[tensor]
+                         : error[tensor] > 0 ? 1.0
+                                             : 0.0;
+      check.rel_mse_sum[tensor] += rel;
+      check.rel_mse_max[tensor] = std::max(check.rel_mse_max[tensor], rel);
+    }
+  }
+}
+
+nlohmann::json ServedJson(const KvLayout& layout, const ServedCheck& check) {
+  if (check.requests == 0) return nullptr;
+  const uint64_t lossy = check.chunks - check.chunks_exact;
+  nlohmann::json json = {
+      {"requests", check.requests},
+      {"chunks", check.chunks},
+      {"chunks_exact", check.chunks_exact},
+      {"chunks_lossy", lossy},
+      {"exact_only_chunks", check.exact_only_chunks},
+      {"exact_only_mismatches", check.exact_only_mismatches}};
+  const char* names[2] = {layout.latent ? "latent" : "k", "v"};
+  for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor)
+    json[absl::StrCat("rel_mse_", names[tensor])] = {
+        {"mean", lossy == 0 ? 0.0 : check.rel_mse_sum[tensor] / lossy},
+        {"max", check.rel_mse_max[tensor]}};
+  return json;
+}
+
 }  // namespace
 
 void BlockTokens(uint64_t seed, uint64_t hash_id, uint32_t count,
@@ -179,6 +272,7 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     report.kv_source = source->Describe();
   }
   if (auto status = layout.Validate(); !status.ok()) return status;
+  report.layout = layout;
   const uint32_t chunk_tokens = report.stored_block_tokens;
   report.model = options.model;
   if (report.model.empty())
@@ -305,6 +399,29 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
           lookup.status().code(),
           absl::StrCat("request ", i, ": Lookup: ", lookup.status().message()));
     lookup_latency.Add(MillisSince(lookup_start));
+    if (options.verify_every > 0 && i % options.verify_every == 0 &&
+        lookup->matched_tokens > 0) {
+      if (!source) {
+        const size_t bytes = cache.tokens.size() * tensor_bytes_per_token;
+        cache.k.assign(pool.begin(), pool.begin() + bytes);
+        if (!layout.latent)
+          cache.v.assign(pool.rbegin(), pool.rbegin() + bytes);
+      }
+      for (const bool exact_only : {false, true}) {
+        GetOptions get;
+        get.model = report.model;
+        get.exact_only = exact_only;
+        auto got = (*client)->Get(get, cache.tokens);
+        if (!got.ok())
+          return absl::Status(
+              got.status().code(),
+              absl::StrCat("request ", i, ": Get", exact_only ? " (exact)" : "",
+                           ": ", got.status().message()));
+        CompareServed(layout, chunk_tokens, cache, *got, exact_only,
+                      report.served);
+      }
+      ++report.served.requests;
+    }
     const HitCounts hits = CountPrefixHits(
         request,
         TraceTokensMatched(request, lookup->matched_tokens, chunk_tokens));
@@ -361,19 +478,14 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
   nlohmann::json windows = nlohmann::json::array();
   for (size_t w = 0; w < report.windows.size(); ++w)
     windows.push_back(HitsJson(report.windows[w], report.windows_exact[w]));
-  const uint64_t bytes_per_token =
-      report.kv_source.is_object()
-          ? report.kv_source["slice"].value("bytes_per_token", 0)
-          : options.layout.bytes_per_token();
+  const uint64_t bytes_per_token = report.layout.bytes_per_token();
   return {
       {"command", "replay"},
       {"config",
        {{"trace", options.trace},
         {"requests", report.hits.requests},
         {"server", options.server.empty() ? "local" : options.server},
-        {"layout", report.kv_source.is_object()
-                       ? report.kv_source["slice"].value("layout", "")
-                       : options.layout.DebugString()},
+        {"layout", report.layout.DebugString()},
         {"block_tokens", options.block_tokens},
         {"stored_block_tokens", report.stored_block_tokens},
         {"bytes_per_block",
@@ -405,6 +517,7 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
       {"hits", HitsJson(report.hits, report.hits_exact)},
       {"windows", windows},
       {"reference_lru", HitsJson(report.reference)},
+      {"served", ServedJson(report.layout, report.served)},
       {"bytes_unique_raw", report.bytes_unique_raw},
       {"bytes_stored", report.bytes_stored},
       {"bytes_by_tier", TierField(report.tiers, "bytes")},
@@ -430,10 +543,9 @@ std::string ReplayToText(const ReplayOptions& options,
   std::string text = absl::StrFormat(
       "seqkv replay: %llu requests of %s, layout %s, capacity %s\n",
       static_cast<unsigned long long>(report.hits.requests), options.trace,
-      report.kv_source.is_object()
-          ? absl::StrCat(report.kv_source["slice"].value("layout", ""),
-                         " (a slice of real KV caches)")
-          : options.layout.DebugString(),
+      absl::StrCat(
+          report.layout.DebugString(),
+          report.kv_source.is_object() ? " (a slice of real KV caches)" : ""),
       report.capacity_blocks == 0
           ? std::string("unlimited")
           : absl::StrFormat(
@@ -457,6 +569,9 @@ std::string ReplayToText(const ReplayOptions& options,
                  report.hits.token_rate(), report.hits_exact.token_rate(),
                  static_cast<unsigned long long>(report.distinct_blocks),
                  static_cast<unsigned long long>(report.bytes_unique_raw)));
+  if (report.served.requests > 0)
+    absl::StrAppend(&text, "served chunks fetched back: ",
+                    ServedJson(report.layout, report.served).dump(), "\n");
   absl::StrAppend(&text, absl::StrFormat("reference LRU of blocks at the same "
                                          "capacity: %.4f blocks, %.4f tokens\n",
                                          report.reference.block_rate(),

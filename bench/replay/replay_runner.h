@@ -55,7 +55,26 @@ struct ReplayOptions {
   std::string model;  // empty: named after the layout
   uint64_t seed = 1;
   int windows = 10;  // hit rate over time: this many slices of the requests
+  // Every this many requests (0: never), Get the matched prefix before the
+  // Put, at any fidelity and exact only, and compare it with the KV that
+  // was Put: what the served chunks' errors are (ServedCheck).
+  size_t verify_every = 0;
   std::function<void(const std::string&)> progress;
+};
+
+// Chunks a replay fetched back (ReplayOptions::verify_every) against what
+// it Put: bit-exact ones, and the relative MSE (squared error over squared
+// value, per chunk and tensor) of the others.
+struct ServedCheck {
+  uint64_t requests = 0;
+  uint64_t chunks = 0;        // served at any fidelity
+  uint64_t chunks_exact = 0;  // of those, bit-exact
+  // Chunks an exact-only Get served that were not bit-exact: must be 0.
+  uint64_t exact_only_chunks = 0;
+  uint64_t exact_only_mismatches = 0;
+  // Over the chunks that were not bit-exact, per tensor (K, V or latent).
+  double rel_mse_sum[2] = {0, 0};
+  double rel_mse_max[2] = {0, 0};
 };
 
 struct ReplayReport {
@@ -67,12 +86,14 @@ struct ReplayReport {
   std::vector<HitCounts> windows_exact;
   // The same trace through the reference LRU model at the same capacity.
   HitCounts reference;
+  ServedCheck served;
   uint64_t distinct_blocks = 0;
   // Every distinct block of the replayed requests, raw, at the replay's
   // layout and tokens per block.
   uint64_t bytes_unique_raw = 0;
   // Tokens each (whole) block stores: block_tokens, or the KV slice's.
   uint32_t stored_block_tokens = 0;
+  KvLayout layout;  // the replayed model's: options' or the KV slice's
   std::string model;
   nlohmann::json kv_source;     // KvSource::Describe(); null when synthetic
   uint64_t capacity_bytes = 0;  // 0: unlimited

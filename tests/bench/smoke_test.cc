@@ -315,8 +315,16 @@ TEST(ReplaySmokeTest, KvSourceFillsBlocksWithRealCaches) {
   // A capacity of a fraction of the raw bytes evicts.
   report = RunSeqkvJson(absl::StrCat("replay --trace ", trace,
                                      " --block_tokens 64", kv_flags,
-                                     " --capacity_raw_fraction 0.5 --json"));
+                                     " --capacity_raw_fraction 0.5"
+                                     " --verify_every 1 --json"));
   ASSERT_TRUE(report.is_object());
+  // Requests that matched a prefix are fetched back: never an exact-only
+  // chunk that differs from what was Put.
+  const nlohmann::json& served = report["served"];
+  ASSERT_TRUE(served.is_object()) << report.dump();
+  EXPECT_GE(served["requests"].get<uint64_t>(), 1u);
+  EXPECT_GT(served["chunks"].get<uint64_t>(), 0u);
+  EXPECT_EQ(served["exact_only_mismatches"].get<uint64_t>(), 0u);
   EXPECT_EQ(report["config"]["capacity_bytes"].get<uint64_t>(),
             report["bytes_unique_raw"].get<uint64_t>() / 2);
   EXPECT_LE(report["bytes_stored"].get<uint64_t>(),
