@@ -11,6 +11,27 @@
 namespace seqkv {
 namespace {
 
+// [begin, end) of a match in runs of one tier and codec.
+std::vector<ServedRange> ServedRanges(std::span<const TrieNode> nodes,
+                                      uint32_t begin, uint32_t end) {
+  std::vector<ServedRange> ranges;
+  uint32_t start = 0;
+  for (const TrieNode& node : nodes) {
+    const uint32_t from = std::max(begin, start);
+    const uint32_t to = std::min(end, start + node.matched_tokens);
+    start += node.matched_tokens;
+    if (from >= to) continue;
+    if (!ranges.empty() && ranges.back().end_token == from &&
+        ranges.back().lossy_tier == node.record.lossy_tier() &&
+        ranges.back().codec == node.record.codec()) {
+      ranges.back().end_token = to;
+    } else {
+      ranges.push_back({from, to, node.record.lossy_tier(), node.record.codec()});
+    }
+  }
+  return ranges;
+}
+
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -53,7 +74,9 @@ CacheEngine::CacheEngine(KvStore* store, EngineOptions options)
       stats_(store, &trie_.usage()),
       retention_(&trie_, &index_, &stats_),
       next_put_id_(static_cast<uint64_t>(NowMicros())),
-      pool_(options_.codec_threads) {}
+      pool_(options_.codec_threads) {
+  retention_.SetDefaultTiers(options_.tiers);
+}
 
 CacheEngine::~CacheEngine() {
   stop_flushing_.Notify();
@@ -107,6 +130,8 @@ absl::Status CacheEngine::Start() {
       ReportIdleOnce();
     }
   });
+  // A damaged store is read-only: nothing to demote.
+  if (store_->damage().empty()) demoter_.Start();
   return absl::OkStatus();
 }
 
@@ -184,13 +209,23 @@ CacheEngine::MatchKeys(const NodeKey& root, const Model& model,
 }
 
 absl::StatusOr<std::pair<TrieMatch, std::string>> CacheEngine::MatchInScope(
-    const ReadScope& scope, const Model& model,
-    std::span<const int32_t> tokens) const {
+    const ReadScope& scope, const Model& model, std::span<const int32_t> tokens,
+    bool exact_only) const {
   std::pair<TrieMatch, std::string> best;
   for (const std::string& ns : scope.namespaces) {
     auto match =
         trie_.Match(RootKey(ns, model.fingerprint), tokens, model.chunk_tokens);
     if (!match.ok()) return match.status();
+    // Served up to the first chunk without KV (or not exact, if asked).
+    auto served_end = std::find_if(
+        match->nodes.begin(), match->nodes.end(), [&](const TrieNode& node) {
+          return node.record.tokens_only() ||
+                 (exact_only && node.record.lossy_tier() > 0);
+        });
+    match->nodes.erase(served_end, match->nodes.end());
+    match->matched_tokens = 0;
+    for (const TrieNode& node : match->nodes)
+      match->matched_tokens += node.matched_tokens;
     if (match->matched_tokens > best.first.matched_tokens ||
         best.second.empty()) {
       best = {std::move(*match), ns};
@@ -231,14 +266,19 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
         absl::StrCat("chunk_digests and tokens stand for ",
                      digested_tokens + query.tokens.size(),
                      " ids, more than the limit of ", options_.max_tokens));
+  const uint32_t chunk_tokens = (*model)->chunk_tokens;
+  // The namespace matching the most tokens (tokens-only chunks included:
+  // their statistics count visits too), and the one serving the most.
+  std::vector<NodeKey> visited_keys;
+  std::string visited_ns;
+  uint32_t visited_matched = 0, visited_with_kv = 0;
   std::vector<NodeKey> best_keys;
   LookupOutcome outcome;
   for (const std::string& ns : scope.namespaces) {
     const NodeKey root = RootKey(ns, (*model)->fingerprint);
     std::vector<NodeKey> keys =
         index_.MatchChunkDigests(root, query.chunk_digests);
-    uint32_t matched =
-        static_cast<uint32_t>(keys.size()) * (*model)->chunk_tokens;
+    uint32_t matched = static_cast<uint32_t>(keys.size()) * chunk_tokens;
     if (keys.size() == query.chunk_digests.size() && !query.tokens.empty()) {
       auto rest =
           MatchKeys(keys.empty() ? root : keys.back(), **model, query.tokens);
@@ -246,16 +286,42 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
       keys.insert(keys.end(), rest->first.begin(), rest->first.end());
       matched += rest->second;
     }
-    if (matched > outcome.matched_tokens) {
-      best_keys = std::move(keys);
-      outcome = {matched, ns};
+    // Tokens before the first chunk whose tier `stops`: every chunk but the
+    // last is whole.
+    const std::vector<uint32_t> tiers = index_.Tiers(keys);
+    auto tokens_before = [&](auto stops) {
+      for (size_t i = 0; i < tiers.size(); ++i)
+        if (stops(tiers[i]))
+          return std::min(matched, static_cast<uint32_t>(i) * chunk_tokens);
+      return matched;
+    };
+    const uint32_t with_kv =
+        tokens_before([](uint32_t tier) { return tier == kTokensOnlyTier; });
+    const uint32_t exact =
+        tokens_before([](uint32_t tier) { return tier != 0; });
+    const uint32_t served = query.exact_only ? exact : with_kv;
+    if (served > outcome.matched_tokens) {
+      outcome = {.matched_tokens = served,
+                 .matched_tokens_exact = exact,
+                 .name_space = ns};
+      best_keys.assign(keys.begin(),
+                       keys.begin() + (served + chunk_tokens - 1) / chunk_tokens);
+    }
+    if (matched > visited_matched) {
+      visited_matched = matched, visited_with_kv = with_kv;
+      visited_keys = std::move(keys);
+      visited_ns = ns;
     }
   }
-  index_.Visit(best_keys, NowMicros(), scope.namespaces);
+  index_.Visit(visited_keys, NowMicros(), scope.namespaces);
+  if (visited_matched > visited_with_kv) index_.CountGhostHit(visited_ns);
   if (!best_keys.empty())
     outcome.probability = index_.Probability(best_keys.back());
-  if (query.alignment > 1)
+  if (query.alignment > 1) {
     outcome.matched_tokens -= outcome.matched_tokens % query.alignment;
+    outcome.matched_tokens_exact -=
+        outcome.matched_tokens_exact % query.alignment;
+  }
   if (outcome.matched_tokens == 0) outcome.name_space.clear();
   stats_.CountLookup(scope.namespaces.front(),
                      digested_tokens + query.tokens.size(),
@@ -374,20 +440,23 @@ absl::StatusOr<PutSummary> CacheEngine::FinishPut(PutSession& session) {
   if (new_model) models_.Remember(put.model);
   const int64_t now = NowMicros();
   for (const PendingNode& node : session.staged())
-    if (!committed->raced_keys.contains(node.key))
+    if (!committed->raced_keys.contains(node.key) &&
+        !(node.upgrades && index_.ChangeTier(node.key, node.record)))
       index_.Add(node.key, node.record, now);
   index_.Touch(session.stored_path(), now);
   EvictLocked();
+  demoter_.Wake();
   const uint32_t deduped =
       static_cast<uint32_t>(session.stored_path().size()) + committed->raced;
   const uint64_t data_bytes = session.data_bytes();
   stats_.CountPut(put.name_space, put.tokens.size(), deduped, data_bytes,
                   committed->bytes_logical_added);
   return PutSummary{.tokens = static_cast<uint32_t>(put.tokens.size()),
-                    .chunks_new = committed->added,
+                    .chunks_new = committed->added + committed->upgraded,
                     .chunks_deduped = deduped,
                     .bytes_logical = data_bytes,
-                    .bytes_stored = committed->bytes_stored_added,
+                    .bytes_stored = committed->bytes_stored_added +
+                                    committed->bytes_stored_upgraded,
                     .codec = put.codec->spec()};
 }
 
@@ -403,7 +472,7 @@ absl::Status CacheEngine::Get(
   auto model = ResolveModel(scope.models, query.model);
   if (!model.ok()) return model.status();
   const KvLayout& layout = (*model)->context.layout;
-  auto match = MatchInScope(scope, **model, query.tokens);
+  auto match = MatchInScope(scope, **model, query.tokens, query.exact_only);
   if (!match.ok()) return match.status();
   uint32_t matched = match->first.matched_tokens;
   if (query.alignment > 1) matched -= matched % query.alignment;
@@ -420,7 +489,8 @@ absl::Status CacheEngine::Get(
       .begin_token = begin,
       .end_token = end,
       .data_bytes = uint64_t{end - begin} * layout.bytes_per_token(),
-      .name_space = matched > 0 ? match->second : ""};
+      .name_space = matched > 0 ? match->second : "",
+      .served = ServedRanges(match->first.nodes, begin, end)};
   if (!on_plan(plan)) return absl::CancelledError("client went away");
   const TrieNode* damaged = nullptr;
   if (auto status = reader_.Read(*model, match->first.nodes, begin, end,

@@ -28,12 +28,14 @@
 #include "codec/kv_layout.h"
 #include "server/chunk_buffer_pool.h"
 #include "server/codec_cache.h"
+#include "server/demoter.h"
 #include "server/memory_budget.h"
 #include "server/node_index.h"
 #include "server/put_session.h"
 #include "server/read_path.h"
 #include "server/retention.h"
 #include "server/stats.h"
+#include "server/tiers.h"
 #include "server/worker_pool.h"
 #include "storage/kv_store.h"
 #include "storage/model_registry.h"
@@ -50,6 +52,10 @@ struct EngineOptions {
   size_t codec_threads = 0;
   // Retention policy and the probabilistic trie's estimator.
   NodeIndexOptions index;
+  // Fidelity tiers of namespaces whose limit sets none, and when demotion
+  // to the lossy ones starts.
+  TierPolicy tiers;
+  DemoterOptions demotion;
   // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
   // The memory Puts, Gets and registrations may hold at once (the idle
@@ -95,10 +101,15 @@ struct LookupQuery {
   std::span<const int32_t> tokens;
   // Round the match down to a multiple of this (0 or 1: token-granular).
   uint32_t alignment = 0;
+  // Count only chunks held as they were Put (not demoted to a lossy tier).
+  bool exact_only = false;
 };
 
 struct LookupOutcome {
+  // Tokens matched by chunks that hold KV (at any tier, or only exact ones
+  // when the query asked so), and of them the leading ones held exactly.
   uint32_t matched_tokens = 0;
+  uint32_t matched_tokens_exact = 0;
   std::string name_space;  // empty when nothing matched
   // P̂ of the deepest matched chunk (NodeIndex::Probability); 0 for none.
   double probability = 0;
@@ -139,6 +150,16 @@ struct GetQuery {
   // Token range of the match to send; end 0 means all of it.
   uint32_t begin_token = 0;
   uint32_t end_token = 0;
+  // Serve only chunks held as they were Put.
+  bool exact_only = false;
+};
+
+// Tokens of a Get served from chunks of one tier and codec.
+struct ServedRange {
+  uint32_t begin_token = 0;
+  uint32_t end_token = 0;
+  uint32_t lossy_tier = 0;  // 0: as the Put stored it
+  std::string codec;
 };
 
 // What a Get sends, announced before its data.
@@ -150,6 +171,8 @@ struct GetPlan {
   uint32_t end_token = 0;
   uint64_t data_bytes = 0;
   std::string name_space;  // empty when nothing matched
+  // [begin_token, end_token) by tier, in order.
+  std::vector<ServedRange> served;
 };
 
 struct DeleteSummary {
@@ -266,6 +289,8 @@ class CacheEngine {
   StatsRegistry& stats() { return stats_; }
   const Trie& trie() const { return trie_; }
   NodeIndex& index() { return index_; }
+  Demoter& demoter() { return demoter_; }
+  Retention& retention() { return retention_; }
   const EngineOptions& options() const { return options_; }
 
  private:
@@ -275,10 +300,11 @@ class CacheEngine {
   absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>> MatchKeys(
       const NodeKey& root, const Model& model,
       std::span<const int32_t> tokens) const;
-  // Longest match over the namespaces of `scope`, with node records.
+  // Longest match over the namespaces of `scope`, with node records, of
+  // chunks that hold KV (held as they were Put, with `exact_only`).
   absl::StatusOr<std::pair<TrieMatch, std::string>> MatchInScope(
       const ReadScope& scope, const Model& model,
-      std::span<const int32_t> tokens) const;
+      std::span<const int32_t> tokens, bool exact_only) const;
 
   // RESOURCE_EXHAUSTED when a chunk of `model` is over max_chunk_bytes.
   absl::Status CheckChunkBytes(const std::string& name, const KvLayout& layout,
@@ -324,6 +350,15 @@ class CacheEngine {
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
   ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_};
+  Demoter demoter_{{.trie = &trie_,
+                    .index = &index_,
+                    .retention = &retention_,
+                    .models = &models_,
+                    .codecs = &codecs_,
+                    .buffers = &chunk_buffers_,
+                    .write_mutex = &write_mutex_,
+                    .next_payload_id = [this] { return next_put_id_++; }},
+                   options_.demotion};
   // Last: destroyed first, finishing its tasks while the rest still exists.
   WorkerPool pool_;
 };

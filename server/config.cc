@@ -63,6 +63,13 @@ absl::StatusOr<ServerConfig> ParseUnchecked(const std::string& text) try {
     auto on_quota = ParseOnQuota(node["on_quota"].as<std::string>(""), where);
     if (!on_quota.ok()) return on_quota.status();
     tenant.on_quota = *on_quota;
+    if (node["tiers"]) {
+      auto tiers = ParseTierPolicy(node["tiers"].as<std::string>(""));
+      if (!tiers.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".", tiers.status().message()));
+      tenant.tiers = *tiers;
+    }
     tenant.rate_limit_rps = node["rate_limit_rps"].as<double>(0);
     tenant.rate_limit_burst = node["rate_limit_burst"].as<double>(
         std::max(1.0, tenant.rate_limit_rps));
@@ -79,6 +86,14 @@ absl::StatusOr<ServerConfig> ParseUnchecked(const std::string& text) try {
                      absl::StrCat("shared_namespaces[", shared.name, "]"));
     if (!on_quota.ok()) return on_quota.status();
     shared.on_quota = *on_quota;
+    if (node["tiers"]) {
+      auto tiers = ParseTierPolicy(node["tiers"].as<std::string>(""));
+      if (!tiers.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("shared_namespaces[", shared.name, "].",
+                         tiers.status().message()));
+      shared.tiers = *tiers;
+    }
     config.shared_namespaces.push_back(std::move(shared));
   }
   for (const auto& node : root["shared_models"]) {

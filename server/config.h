@@ -5,10 +5,12 @@
 #define SEQKV_SERVER_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/tiers.h"
 
 namespace seqkv {
 
@@ -20,6 +22,8 @@ struct TenantConfig {
   std::vector<std::string> client_cert_subjects;  // mTLS identities
   uint64_t quota_bytes = 0;                       // 0: none
   OnQuota on_quota = OnQuota::kEvict;
+  // `tiers` of the tenant's namespace; unset: the server's --tiers.
+  std::optional<TierPolicy> tiers;
   double rate_limit_rps = 0;  // requests per second; 0: none
   double rate_limit_burst = 0;
 };
@@ -30,6 +34,7 @@ struct SharedNamespaceConfig {
   std::vector<std::string> writers;
   uint64_t quota_bytes = 0;
   OnQuota on_quota = OnQuota::kEvict;
+  std::optional<TierPolicy> tiers;
 };
 
 // A tenant's model that other tenants may use (read, and Put under) but

@@ -74,6 +74,7 @@ grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
   response->set_matched_tokens(outcome->matched_tokens);
   response->set_namespace_(outcome->name_space);
   response->set_probability(outcome->probability);
+  response->set_matched_tokens_exact(outcome->matched_tokens_exact);
   return grpc::Status::OK;
 }
 

@@ -27,6 +27,7 @@
 #include "server/reflection_v1.h"
 #include "server/rpc_metrics.h"
 #include "server/tenants.h"
+#include "server/tiers.h"
 #include "spdlog/spdlog.h"
 #include "storage/kv_store.h"
 #include "storage/store_repair.h"
@@ -61,6 +62,13 @@ ABSL_FLAG(std::string, retention, "plt",
           "which chunk a full namespace or store evicts first: plt (the "
           "least expected benefit per stored byte, from the probabilistic "
           "trie's reuse estimates) or lru (the least recently used)");
+ABSL_FLAG(std::string, tiers, "lossy,tokens",
+          "what a chunk becomes under quota or capacity pressure before it "
+          "is removed: lossy (re-encoded, in the background, to two lossy "
+          "tiers at the errors of turbo:4 and turbo:3, from 90% of a limit "
+          "on), tokens (its KV dropped, its tokens kept so that a returning "
+          "prefix is recognised), lossy,tokens (both), or none (removed at "
+          "once); a tenant's `tiers` in the config overrides it");
 ABSL_FLAG(double, plt_attention_tokens, 0,
           "with --retention=plt, weight a chunk's value by the prefill work a "
           "hit saves: tokens x (1 + mid position / this), the position at "
@@ -206,6 +214,12 @@ int Serve() {
     engine_options.index.retention = RetentionPolicy::kLru;
   } else {
     spdlog::error("--retention must be plt or lru, got '{}'", retention);
+    return 1;
+  }
+  if (auto tiers = ParseTierPolicy(absl::GetFlag(FLAGS_tiers)); tiers.ok()) {
+    engine_options.tiers = *tiers;
+  } else {
+    spdlog::error("--{}", std::string(tiers.status().message()));
     return 1;
   }
   engine_options.index.estimator.half_life_lookups =

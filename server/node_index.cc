@@ -41,6 +41,25 @@ ChunkFacts FactsOf(const NodeRecord& record, uint32_t occurrences) {
 
 }  // namespace
 
+uint32_t TierOf(const NodeRecord& record) {
+  if (record.tokens_only()) return kTokensOnlyTier;
+  return std::min(record.lossy_tier(), kLossyTiers);
+}
+
+const char* TierName(uint32_t tier) {
+  static_assert(kLossyTiers == 2, "name the tiers");
+  switch (tier) {
+    case 0:
+      return "exact";
+    case 1:
+      return "lossy_1";
+    case 2:
+      return "lossy_2";
+    default:
+      return "tokens_only";
+  }
+}
+
 NodeIndex::NodeIndex(NodeIndexOptions options)
     : options_(options), estimator_(options.estimator) {}
 
@@ -65,7 +84,8 @@ absl::Status NodeIndex::Load(const Trie& trie) {
                    .name_space = record.namespace_(),
                    .last_used = last_used,
                    .facts = FactsOf(record, occurrences),
-                   .tokens_hash = TokensHashOf(record)},
+                   .tokens_hash = TokensHashOf(record),
+                   .tier = TierOf(record)},
                   /*chain=*/false);
       });
   // Parents arrive in key order, not before their children: chain now
@@ -112,7 +132,7 @@ double NodeIndex::RankLocked(const Entry& entry) {
 }
 
 void NodeIndex::ReRankLocked(const NodeKey& key, Entry& entry) {
-  if (entry.children > 0) return;  // ranked when it becomes a leaf
+  if (!IsLeaf(entry)) return;  // ranked when it becomes a leaf
   auto& leaves = leaves_[entry.name_space];
   leaves.erase(LeafOf(key, entry));
   entry.rank = RankLocked(entry);
@@ -138,6 +158,61 @@ void NodeIndex::RememberGhostLocked(const NodeKey& key, const Entry& entry) {
   }
 }
 
+void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry,
+                                int sign) {
+  if (entry.placeholder) return;
+  NamespaceState& state = namespaces_[entry.name_space];
+  TierUsage& usage = state.stats.tiers[std::min(entry.tier, kTokensOnlyTier)];
+  const uint64_t bytes =
+      entry.tier == kTokensOnlyTier ? 0 : entry.facts.bytes_stored;
+  if (sign > 0) {
+    ++usage.chunks;
+    usage.bytes += bytes;
+    if (entry.tier < kLossyTiers && entry.demotable_slot == kNotDemotable) {
+      entry.demotable_slot = static_cast<int64_t>(state.demotable.size());
+      state.demotable.push_back(key);
+    }
+    return;
+  }
+  --usage.chunks;
+  usage.bytes -= bytes;
+  if (entry.demotable_slot >= 0) {
+    // Swap-remove, moving the last one into its slot.
+    const size_t slot = static_cast<size_t>(entry.demotable_slot);
+    const NodeKey last = state.demotable.back();
+    state.demotable[slot] = last;
+    state.demotable.pop_back();
+    if (!(last == key)) nodes_.find(last)->second.demotable_slot = entry.demotable_slot;
+    entry.demotable_slot = kNotDemotable;
+  }
+}
+
+void NodeIndex::CountChildLocked(const NodeKey& parent, uint32_t tier,
+                                 int sign) {
+  auto it = nodes_.find(parent);
+  if (it == nodes_.end()) {
+    if (sign < 0) return;
+    // The parent is a root, or not loaded yet: remember the child count.
+    it = nodes_.try_emplace(parent, Placeholder(Entry{})).first;
+  }
+  Entry& entry = it->second;
+  if (tier == kTokensOnlyTier) {
+    entry.tokens_only_children += sign;
+  } else if (sign > 0) {
+    if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(parent, entry));
+    ++entry.children;
+  } else {
+    --entry.children;
+    if (IsLeaf(entry)) {
+      entry.rank = RankLocked(entry);
+      leaves_[entry.name_space].insert(LeafOf(parent, entry));
+    }
+  }
+  if (entry.placeholder && entry.children == 0 &&
+      entry.tokens_only_children == 0)
+    nodes_.erase(it);
+}
+
 void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
   auto [it, inserted] = nodes_.try_emplace(key, entry);
   if (!inserted) {
@@ -145,23 +220,21 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
     if (!it->second.placeholder) {
       leaves_[it->second.name_space].erase(LeafOf(key, it->second));
       --namespaces_[it->second.name_space].live;
+      CountTierLocked(key, it->second, -1);
     }
     entry.children = it->second.children;
+    entry.tokens_only_children = it->second.tokens_only_children;
     it->second = entry;
   }
   ++namespaces_[entry.name_space].live;
-  if (it->second.children == 0) {
+  CountTierLocked(key, it->second, +1);
+  if (entry.tier == kTokensOnlyTier)
+    namespaces_[entry.name_space].tokens_only.push_back(key);
+  if (IsLeaf(it->second)) {
     it->second.rank = RankLocked(it->second);
     leaves_[entry.name_space].insert(LeafOf(key, it->second));
   }
-  if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
-    if (parent->second.children++ == 0 && !parent->second.placeholder)
-      leaves_[parent->second.name_space].erase(
-          LeafOf(parent->first, parent->second));
-  } else {
-    // The parent is a root, or not loaded yet: remember the child count.
-    nodes_.try_emplace(entry.parent, Placeholder(1));
-  }
+  CountChildLocked(entry.parent, entry.tier, +1);
   if (chain) ChainLocked(key);
 }
 
@@ -194,7 +267,8 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
              .facts = facts,
              .used_at = state.turnovers,
              .log_visits = log_visits,
-             .tokens_hash = TokensHashOf(record)},
+             .tokens_hash = TokensHashOf(record),
+             .tier = TierOf(record)},
             /*chain=*/true);
 }
 
@@ -339,31 +413,140 @@ void NodeIndex::Remove(const NodeKey& key) {
   ApplyQueuedVisitsLocked();  // none may count for it after it is gone
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return;
+  if (IsLeaf(it->second))
+    leaves_[it->second.name_space].erase(LeafOf(key, it->second));
+  CountTierLocked(key, it->second, -1);
   const Entry entry = it->second;
   if (auto link = chains_.find(entry.chain_hash);
       entry.chained && link != chains_.end() && link->second.key == key)
     chains_.erase(link);
-  leaves_[entry.name_space].erase(LeafOf(key, entry));
   visits_.erase(key);
   --namespaces_[entry.name_space].live;
   RememberGhostLocked(key, entry);
-  if (entry.children > 0) {
+  if (entry.children > 0 || entry.tokens_only_children > 0) {
     // Its children still name it as their parent.
-    it->second = Placeholder(entry.children);
+    it->second = Placeholder(entry);
   } else {
     nodes_.erase(it);
   }
-  if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
-    if (--parent->second.children == 0) {
-      if (parent->second.placeholder) {
-        nodes_.erase(parent);
-      } else {
-        parent->second.rank = RankLocked(parent->second);
-        leaves_[parent->second.name_space].insert(
-            LeafOf(parent->first, parent->second));
-      }
-    }
+  CountChildLocked(entry.parent, entry.tier, -1);
+}
+
+bool NodeIndex::ChangeTier(const NodeKey& key, const NodeRecord& record) {
+  absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return false;
+  Entry& entry = it->second;
+  const uint32_t old_tier = entry.tier;
+  const uint32_t new_tier = TierOf(record);
+  NamespaceState& state = namespaces_[entry.name_space];
+  if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(key, entry));
+  CountTierLocked(key, entry, -1);
+  entry.tier = new_tier;
+  entry.facts.bytes_stored = record.bytes_stored();
+  // Stored again as its Put had it: demotable again.
+  if (new_tier == 0) entry.demotable_slot = kNotDemotable;
+  CountTierLocked(key, entry, +1);
+  if (new_tier > old_tier && new_tier <= kLossyTiers) ++state.stats.demotions;
+  // Stored again while its tokens were kept: back at full fidelity.
+  if (old_tier == kTokensOnlyTier && new_tier == 0) ++state.stats.readmissions;
+  if (new_tier == kTokensOnlyTier && old_tier != kTokensOnlyTier)
+    state.tokens_only.push_back(key);
+  if (IsLeaf(entry)) {
+    entry.rank = RankLocked(entry);
+    leaves_[entry.name_space].insert(LeafOf(key, entry));
   }
+  if ((old_tier == kTokensOnlyTier) != (new_tier == kTokensOnlyTier)) {
+    const NodeKey parent = entry.parent;  // `entry` may move below
+    CountChildLocked(parent, old_tier, -1);
+    CountChildLocked(parent, new_tier, +1);
+  }
+  return true;
+}
+
+std::vector<uint32_t> NodeIndex::Tiers(std::span<const NodeKey> keys) const {
+  std::vector<uint32_t> tiers;
+  tiers.reserve(keys.size());
+  absl::ReaderMutexLock lock(&mutex_);
+  for (const NodeKey& key : keys) {
+    auto it = nodes_.find(key);
+    tiers.push_back(it == nodes_.end() || it->second.placeholder
+                        ? kTokensOnlyTier
+                        : it->second.tier);
+  }
+  return tiers;
+}
+
+void NodeIndex::CountGhostHit(const std::string& name_space) {
+  absl::MutexLock lock(&mutex_);
+  ++namespaces_[name_space].stats.ghost_hits;
+}
+
+std::optional<NodeKey> NodeIndex::NextDemotion(const std::string& name_space,
+                                               uint32_t below_tier) {
+  absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  auto state = namespaces_.find(name_space);
+  if (state == namespaces_.end() || state->second.demotable.empty())
+    return std::nullopt;
+  const std::vector<NodeKey>& demotable = state->second.demotable;
+  // Sampling, as Redis approximates LRU: ranking every chunk, inner ones
+  // included, would cost each visit an ordered-set update.
+  constexpr int kSamples = 16;
+  std::optional<NodeKey> best;
+  double best_rank = 0;
+  for (int i = 0; i < kSamples; ++i) {
+    sample_state_ ^= sample_state_ << 13;
+    sample_state_ ^= sample_state_ >> 7;
+    sample_state_ ^= sample_state_ << 17;
+    const NodeKey& key = demotable[sample_state_ % demotable.size()];
+    const Entry& entry = nodes_.find(key)->second;
+    if (entry.tier >= below_tier) continue;
+    const double rank = RankLocked(entry);
+    if (!best || rank < best_rank) best = key, best_rank = rank;
+  }
+  return best;
+}
+
+void NodeIndex::KeepTier(const NodeKey& key) {
+  absl::MutexLock lock(&mutex_);
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return;
+  CountTierLocked(key, it->second, -1);
+  it->second.demotable_slot = kKeepTier;
+  CountTierLocked(key, it->second, +1);
+}
+
+std::vector<NodeKey> NodeIndex::ExcessTokensOnly(
+    const std::string& name_space) {
+  absl::MutexLock lock(&mutex_);
+  std::vector<NodeKey> excess;
+  auto state = namespaces_.find(name_space);
+  if (state == namespaces_.end()) return excess;
+  uint64_t held = state->second.stats.tiers[kTokensOnlyTier].chunks;
+  const uint64_t limit = std::max<uint64_t>(
+      options_.min_ghosts,
+      static_cast<uint64_t>(options_.ghosts_per_chunk *
+                            static_cast<double>(state->second.live - held)));
+  std::deque<NodeKey>& order = state->second.tokens_only;
+  while (held > limit && !order.empty()) {
+    const NodeKey key = order.front();
+    order.pop_front();
+    auto it = nodes_.find(key);
+    if (it == nodes_.end() || it->second.placeholder ||
+        it->second.tier != kTokensOnlyTier)
+      continue;  // removed or upgraded since
+    excess.push_back(key);
+    --held;
+  }
+  return excess;
+}
+
+bool NodeIndex::HasTokensOnlyChildren(const NodeKey& key) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  auto it = nodes_.find(key);
+  return it != nodes_.end() && it->second.tokens_only_children > 0;
 }
 
 std::optional<NodeKey> NodeIndex::NextVictim(const std::string& name_space) {

@@ -20,6 +20,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -45,11 +46,30 @@ struct NodeIndexOptions {
   size_t min_ghosts = 4096;
 };
 
+// How a stored chunk is held (NodeRecord's lossy_tier and tokens_only):
+// 0 as its Put stored it, 1..kLossyTiers re-encoded to that lossy tier,
+// kTokensOnlyTier without KV.
+inline constexpr uint32_t kLossyTiers = 2;
+inline constexpr uint32_t kTokensOnlyTier = kLossyTiers + 1;
+uint32_t TierOf(const NodeRecord& record);
+// "exact", "lossy_1", "lossy_2", "tokens_only": as /v1/stats names them.
+const char* TierName(uint32_t tier);
+
+// Chunks and stored bytes at one tier.
+struct TierUsage {
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;
+};
+
 // Retention statistics of one namespace's chunks.
 struct RetentionStats {
   uint64_t lookups = 0;
   uint64_t chunks_inserted = 0;
   uint64_t readmissions = 0;  // chunks stored again while remembered
+  uint64_t demotions = 0;     // chunks re-encoded to a lossier tier
+  // Lookups whose match went on into chunks held as tokens only.
+  uint64_t ghost_hits = 0;
+  TierUsage tiers[kTokensOnlyTier + 1];
 };
 
 class NodeIndex {
@@ -62,6 +82,17 @@ class NodeIndex {
 
   void Add(const NodeKey& key, const NodeRecord& record, int64_t now_micros);
   void Remove(const NodeKey& key);
+  // The stored node `key` now holds `record` at another tier (demoted,
+  // dropped to tokens only, or upgraded by a Put). False when the index
+  // does not hold it.
+  bool ChangeTier(const NodeKey& key, const NodeRecord& record);
+
+  // The tier of each of `keys` (kTokensOnlyTier for a key it does not
+  // hold). Takes only a reader lock: lookups call it.
+  std::vector<uint32_t> Tiers(std::span<const NodeKey> keys) const;
+  // Counts a lookup of `name_space` whose match went on into chunks held
+  // as tokens only.
+  void CountGhostHit(const std::string& name_space);
 
   // The keys of the whole chunks of `tokens` stored below `root`, in order,
   // up to the first chunk the index does not hold (by the chunks' parent
@@ -89,7 +120,22 @@ class NodeIndex {
   std::vector<NodeVisits> TakeVisits();
 
   // The leaf of `name_space` the retention policy evicts first, if any.
+  // Leaves are the chunks with KV none of whose children has any.
   std::optional<NodeKey> NextVictim(const std::string& name_space);
+  // A chunk of `name_space` below tier `below_tier` to demote next: of a
+  // few sampled at random, the one the policy values least (leaves and
+  // inner chunks alike: demotion keeps the prefix). None when it has none.
+  std::optional<NodeKey> NextDemotion(const std::string& name_space,
+                                      uint32_t below_tier);
+  // Leaves `key` at its tier: NextDemotion no longer offers it.
+  void KeepTier(const NodeKey& key);
+  // Tokens-only chunks of `name_space` beyond the ghosts it may keep
+  // (ghosts_per_chunk per chunk with KV, at least min_ghosts), the oldest
+  // first: the caller removes them (and whatever is below them).
+  std::vector<NodeKey> ExcessTokensOnly(const std::string& name_space);
+  // Whether `key` has children held as tokens only (a removal of it must
+  // take them too).
+  bool HasTokensOnlyChildren(const NodeKey& key) const;
   size_t size() const;
 
   // P̂(node): the probability that the next lookup of the node's namespace
@@ -103,6 +149,8 @@ class NodeIndex {
   RetentionPolicy retention() const { return options_.retention; }
 
  private:
+  static constexpr int64_t kNotDemotable = -1;
+  static constexpr int64_t kKeepTier = -2;
   struct Entry {
     NodeKey parent;
     std::string name_space;
@@ -119,14 +167,22 @@ class NodeIndex {
     uint64_t tokens_hash = 0;
     // ChainHash from the root down to this node; valid when `chained`.
     uint64_t chain_hash = 0;
+    // Children that hold KV (a node is a leaf without any), and those held
+    // as tokens only.
     uint32_t children = 0;
+    uint32_t tokens_only_children = 0;
+    uint32_t tier = 0;
+    // Its place in NamespaceState::demotable; kNotDemotable when not
+    // there, kKeepTier when it is to stay at its tier.
+    int64_t demotable_slot = kNotDemotable;
     bool chained = false;
     // Stands for a parent not loaded yet, or a root: not a node.
     bool placeholder = false;
   };
-  static Entry Placeholder(uint32_t children) {
+  static Entry Placeholder(const Entry& children_of) {
     Entry entry;
-    entry.children = children;
+    entry.children = children_of.children;
+    entry.tokens_only_children = children_of.tokens_only_children;
     entry.placeholder = true;
     return entry;
   }
@@ -141,6 +197,11 @@ class NodeIndex {
     // turnovers of the namespace, the clock retention ranks by.
     double turnovers = 0;
     double log_lookups = -1e300;
+    // Chunks that may still be demoted, for NextDemotion's sampling.
+    std::vector<NodeKey> demotable;
+    // Tokens-only chunks in the order they were dropped (may name chunks
+    // removed or upgraded since).
+    std::deque<NodeKey> tokens_only;
   };
   struct Ghost {
     uint32_t occurrences = 0;
@@ -152,6 +213,19 @@ class NodeIndex {
   void ReRankLocked(const NodeKey& key, Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void RememberGhostLocked(const NodeKey& key, const Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Counts `entry` (with its tier and bytes) in its namespace's tier usage,
+  // or takes it out (`sign` -1), and keeps the demotable set in step.
+  void CountTierLocked(const NodeKey& key, Entry& entry, int sign)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Whether it is a leaf: holds KV, and none of its children does.
+  static bool IsLeaf(const Entry& entry) {
+    return entry.children == 0 && entry.tier != kTokensOnlyTier &&
+           !entry.placeholder;
+  }
+  // Counts `child` (of tier `tier`) in its parent's children, making a
+  // placeholder for a parent not known yet, or takes it out (`sign` -1).
+  void CountChildLocked(const NodeKey& parent, uint32_t tier, int sign)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // With `chain`, also indexes the node by its chain hash (its parent must
   // be chained or a root); Load chains everything once all is loaded.
@@ -188,6 +262,7 @@ class NodeIndex {
   absl::flat_hash_map<uint64_t, ChainLink> chains_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, NodeVisits> visits_ ABSL_GUARDED_BY(mutex_);
+  uint64_t sample_state_ ABSL_GUARDED_BY(mutex_) = 0x9e3779b97f4a7c15;
   // Taken after mutex_ when both are held.
   absl::Mutex queue_mutex_;
   std::deque<QueuedVisit> queued_visits_ ABSL_GUARDED_BY(queue_mutex_);

@@ -111,12 +111,19 @@ absl::Status PutSession::FlushChunk() {
   const NodeKey key = ChildKey(parent_, chunk_tokens);
   auto existing = resources_.trie->ReadNode(key);
   if (!existing.ok()) return existing.status();
+  std::optional<std::string> upgrades;
   if (existing->has_value()) {
     const auto& stored = (*existing)->tokens();
     if (!std::equal(chunk_tokens.begin(), chunk_tokens.end(), stored.begin(),
                     stored.end()))
       return absl::InternalError(
           absl::StrCat("hash collision on trie node ", key.Hex()));
+    // Held at a lower fidelity (demoted, or tokens only): this Put stores
+    // it again as sent.
+    if ((*existing)->tokens_only() || (*existing)->lossy_tier() > 0)
+      upgrades = (*existing)->payload_key();
+  }
+  if (existing->has_value() && !upgrades) {
     path_.push_back(key);
     chunk_.reset();
   } else {
@@ -135,6 +142,7 @@ absl::Status PutSession::FlushChunk() {
          .codec_state_version = model.codec_state_version(),
          .put_id = target_.put_id},
         absl::ToUnixMicros(absl::Now()));
+    job->node.upgrades = std::move(upgrades);
     job->chunk = std::move(chunk_);
     EncodeJob* raw = job.get();
     resources_.pool->Submit([this, raw, &codec,

@@ -24,6 +24,50 @@ uint64_t Retention::capacity_bytes() const {
   return capacity_bytes_;
 }
 
+void Retention::SetDefaultTiers(TierPolicy tiers) {
+  absl::MutexLock lock(&mutex_);
+  default_tiers_ = tiers;
+}
+
+TierPolicy Retention::TiersFor(const std::string& name_space) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = limits_.find(name_space);
+  if (it != limits_.end() && it->second.tiers) return *it->second.tiers;
+  return default_tiers_;
+}
+
+std::vector<std::string> Retention::NamespacesToDemote(double mark) const {
+  std::map<std::string, NamespaceLimit> limits;
+  uint64_t capacity = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    limits = limits_;
+    capacity = capacity_bytes_;
+  }
+  std::vector<std::pair<int64_t, std::string>> chosen;
+  int64_t total = 0;
+  const auto all = trie_->usage().GetAll();
+  for (const auto& [ns, usage] : all) total += usage.charged_bytes();
+  const bool over_capacity =
+      capacity > 0 && static_cast<double>(total) > mark * capacity;
+  for (const auto& [ns, usage] : all) {
+    if (!TiersFor(ns).lossy) continue;
+    const int64_t used = usage.charged_bytes();
+    auto limit = limits.find(ns);
+    const bool over_quota = limit != limits.end() &&
+                            limit->second.quota_bytes > 0 &&
+                            !limit->second.reject &&
+                            static_cast<double>(used) >
+                                mark * limit->second.quota_bytes;
+    if (over_quota || (over_capacity && used > 0))
+      chosen.emplace_back(used, ns);
+  }
+  std::sort(chosen.rbegin(), chosen.rend());
+  std::vector<std::string> names;
+  for (auto& [used, ns] : chosen) names.push_back(std::move(ns));
+  return names;
+}
+
 uint64_t Retention::RefusingQuotaFor(const std::string& name_space) const {
   const NamespaceLimit limit = LimitFor(name_space);
   return limit.reject ? limit.quota_bytes : 0;
@@ -80,8 +124,23 @@ absl::Status Retention::Evict() {
     if (!victim) return false;
     auto record = trie_->ReadNode(*victim);
     if (!record.ok()) return record.status();
-    index_->Remove(*victim);
-    if (record->has_value()) trie_->RemoveLeaf(*victim, **record, removals);
+    if (!record->has_value()) {
+      index_->Remove(*victim);
+      return true;
+    }
+    if (TiersFor(ns).tokens_only) {
+      index_->ChangeTier(*victim,
+                         trie_->DropPayload(*victim, **record, removals));
+    } else if (index_->HasTokensOnlyChildren(*victim)) {
+      // Left by a server that kept tokens: they go with it.
+      auto removal = trie_->RemoveSubtreeOf(*victim, (*record)->payload_key(),
+                                            removals);
+      if (!removal.ok()) return removal.status();
+      for (const NodeKey& key : removal->keys) index_->Remove(key);
+    } else {
+      index_->Remove(*victim);
+      trie_->RemoveLeaf(*victim, **record, removals);
+    }
     return true;
   };
   for (const auto& [ns, limit] : limits) {
@@ -116,7 +175,17 @@ absl::Status Retention::Evict() {
   for (const auto& [ns, delta] : deltas)
     if (delta.chunks_stored < 0)
       stats_->CountEvictions(ns, static_cast<uint64_t>(-delta.chunks_stored));
-  return absl::OkStatus();
+  // Tokens-only chunks are bounded like the index's ghosts; the oldest go,
+  // with what is below them (tokens only too: a chunk keeps its KV only
+  // while its prefix does).
+  for (const auto& [ns, delta] : deltas) {
+    for (const NodeKey& key : index_->ExcessTokensOnly(ns)) {
+      auto removal = trie_->RemoveSubtreeOf(key, "", removals);
+      if (!removal.ok()) return removal.status();
+      for (const NodeKey& gone : removal->keys) index_->Remove(gone);
+    }
+  }
+  return trie_->CommitRemovals(removals);
 }
 
 }  // namespace seqkv

@@ -1,18 +1,24 @@
 // Storage limits and what goes when they are exceeded: per-namespace quotas
-// (refuse or evict) and the store's capacity, enforced by evicting the least
-// recently used leaves. Only leaves go, so a stored prefix is never cut out
-// from under the chunks that extend it.
+// (refuse or evict) and the store's capacity, enforced by evicting the
+// leaves the retention policy values least (NodeIndex). Only leaves go, so
+// a stored prefix is never cut out from under the chunks that extend it.
+// With fidelity tiers (server/tiers.h) an evicted leaf first keeps its
+// tokens, and chunks are demoted to lossy tiers (by the engine, in the
+// background) before the limits are reached.
 #ifndef SEQKV_SERVER_RETENTION_H_
 #define SEQKV_SERVER_RETENTION_H_
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "server/node_index.h"
 #include "server/stats.h"
+#include "server/tiers.h"
 #include "storage/trie.h"
 
 namespace seqkv {
@@ -24,6 +30,8 @@ struct NamespaceLimit {
   // Over quota: refuse the Put (true) or evict the namespace's least
   // recently used chunks (false).
   bool reject = false;
+  // The namespace's fidelity tiers; unset: the server's.
+  std::optional<TierPolicy> tiers;
 };
 
 // Thread-safe for the limits. Evict() writes to the trie: its caller
@@ -40,6 +48,15 @@ class Retention {
                  uint64_t capacity_bytes);
   NamespaceLimit LimitFor(const std::string& name_space) const;
   uint64_t capacity_bytes() const;
+  // The server's fidelity tiers, for namespaces whose limit sets none.
+  void SetDefaultTiers(TierPolicy tiers);
+  TierPolicy TiersFor(const std::string& name_space) const;
+
+  // Namespaces whose lossless chunks should be demoted now, the one
+  // storing the most first: with lossy tiers, over `mark` (a fraction) of
+  // their evicting quota, or all of them while the store is over that
+  // fraction of its capacity.
+  std::vector<std::string> NamespacesToDemote(double mark) const;
 
   // The byte limit a commit to `name_space` must not pass (a refusing
   // quota), 0 when it has none.
@@ -55,9 +72,11 @@ class Retention {
   absl::Status CheckModelQuota(const std::string& name_space,
                                int64_t added_bytes) const;
 
-  // Evicts least recently used leaves until every evicting quota and the
+  // Evicts the leaves valued least until every evicting quota and the
   // capacity hold (taking from the namespace storing the most), in one
-  // commit. The caller holds the trie's writer lock.
+  // commit; with tokens-only tiers an evicted leaf keeps its record, and
+  // the oldest tokens-only chunks beyond `tokens_only_limit(namespace)`
+  // go. The caller holds the trie's writer lock.
   absl::Status Evict();
 
  private:
@@ -67,6 +86,7 @@ class Retention {
   mutable absl::Mutex mutex_;
   std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(mutex_);
   uint64_t capacity_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  TierPolicy default_tiers_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace seqkv

@@ -162,9 +162,11 @@ std::map<std::string, NamespaceLimit> TenantDirectory::Limits() const {
   std::map<std::string, NamespaceLimit> limits;
   for (const auto& [name, tenant] : tenants_)
     limits[name] = {tenant.config.quota_bytes,
-                    tenant.config.on_quota == OnQuota::kReject};
+                    tenant.config.on_quota == OnQuota::kReject,
+                    tenant.config.tiers};
   for (const auto& [name, shared] : shared_)
-    limits[name] = {shared.quota_bytes, shared.on_quota == OnQuota::kReject};
+    limits[name] = {shared.quota_bytes, shared.on_quota == OnQuota::kReject,
+                    shared.tiers};
   return limits;
 }
 

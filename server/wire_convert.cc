@@ -67,6 +67,21 @@ absl::Status CheckCodecSpec(absl::string_view field, const std::string& spec) {
   return absl::OkStatus();
 }
 
+// Whether a request asks for chunks held as they were Put only.
+absl::StatusOr<bool> ExactOnly(v1::Fidelity min_fidelity) {
+  switch (min_fidelity) {
+    case v1::FIDELITY_UNSPECIFIED:
+    case v1::FIDELITY_LOSSY:
+      return false;
+    case v1::FIDELITY_EXACT:
+      return true;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "min_fidelity must be FIDELITY_EXACT, FIDELITY_LOSSY or unset; got ",
+          static_cast<int>(min_fidelity)));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<LookupQuery> ToLookupQuery(const v1::LookupRequest& request,
@@ -86,10 +101,13 @@ absl::StatusOr<LookupQuery> ToLookupQuery(const v1::LookupRequest& request,
   auto tokens = DecodeTokens(request.tokens(), request.packed_tokens(),
                              max_tokens, ids.tokens);
   if (!tokens.ok()) return tokens.status();
+  auto exact_only = ExactOnly(request.min_fidelity());
+  if (!exact_only.ok()) return exact_only.status();
   return LookupQuery{.model = request.model(),
                      .chunk_digests = ids.digests,
                      .tokens = *tokens,
-                     .alignment = request.alignment()};
+                     .alignment = request.alignment(),
+                     .exact_only = *exact_only};
 }
 
 absl::StatusOr<PutSpec> ToPutSpec(const v1::PutHeader& header,
@@ -125,11 +143,14 @@ absl::StatusOr<GetQuery> ToGetQuery(const v1::GetRequest& request,
   auto tokens = DecodeTokens(request.tokens(), request.packed_tokens(),
                              max_tokens, ids.tokens);
   if (!tokens.ok()) return tokens.status();
+  auto exact_only = ExactOnly(request.min_fidelity());
+  if (!exact_only.ok()) return exact_only.status();
   return GetQuery{.model = request.model(),
                   .tokens = *tokens,
                   .alignment = request.alignment(),
                   .begin_token = request.begin_token(),
-                  .end_token = request.end_token()};
+                  .end_token = request.end_token(),
+                  .exact_only = *exact_only};
 }
 
 absl::StatusOr<std::span<const int32_t>> ToDeleteTokens(
@@ -183,6 +204,14 @@ v1::GetHeader ToGetHeader(const GetPlan& plan) {
   header.set_end_token(plan.end_token);
   header.set_data_bytes(plan.data_bytes);
   header.set_namespace_(plan.name_space);
+  for (const ServedRange& served : plan.served) {
+    v1::FidelityRange* range = header.add_fidelity();
+    range->set_begin_token(served.begin_token);
+    range->set_end_token(served.end_token);
+    range->set_fidelity(served.lossy_tier > 0 ? v1::FIDELITY_LOSSY
+                                              : v1::FIDELITY_EXACT);
+    range->set_codec(served.codec);
+  }
   return header;
 }
 

@@ -48,7 +48,7 @@ bool Servable(const Trie& trie, const NodeMap& nodes, const NodeKey& key,
     const NodeKey parent = NodeKey::FromBytes(record.parent_key());
     if (!nodes.contains(parent) || removed.contains(parent)) return false;
   }
-  return trie.ReadPayload(record).ok();
+  return record.tokens_only() || trie.ReadPayload(record).ok();
 }
 
 }  // namespace
@@ -143,10 +143,9 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
                             tokens.empty() ? 0 : tokens[0], key),
               std::string_view(reinterpret_cast<const char*>(tokens.data()),
                                tokens.size() * sizeof(int32_t)));
-    usage[record.namespace_()] +=
-        Usage{1, static_cast<int64_t>(record.bytes_logical()),
-              static_cast<int64_t>(record.bytes_stored())};
-    if (!record.payload_in_file()) payload_keys.insert(record.payload_key());
+    usage[record.namespace_()] += NodeUsage(record);
+    if (!record.payload_in_file() && !record.tokens_only())
+      payload_keys.insert(record.payload_key());
   }
 
   // Payloads no chunk names.

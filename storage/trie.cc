@@ -37,12 +37,23 @@ std::string StagedKey(std::string_view payload_key) {
   return absl::StrCat(std::string(kStagedPrefix), std::string(payload_key));
 }
 
+Usage Negated(Usage usage) {
+  return {-usage.chunks_stored, -usage.bytes_logical, -usage.bytes_stored,
+          -usage.bytes_models};
+}
+
 bool SameTokens(const NodeRecord& record, std::span<const int32_t> tokens) {
   return record.tokens_size() == static_cast<int>(tokens.size()) &&
          std::equal(tokens.begin(), tokens.end(), record.tokens().begin());
 }
 
 }  // namespace
+
+Usage NodeUsage(const NodeRecord& record) {
+  if (record.tokens_only()) return {};
+  return {1, static_cast<int64_t>(record.bytes_logical()),
+          static_cast<int64_t>(record.bytes_stored())};
+}
 
 PendingNode NewPendingNode(const NewChunk& chunk, int64_t now_micros) {
   PendingNode node;
@@ -161,6 +172,8 @@ absl::StatusOr<TrieMatch> Trie::Match(const NodeKey& root,
 
 absl::StatusOr<PayloadBytes> Trie::ReadPayload(const NodeRecord& node) const {
   PayloadBytes bytes;
+  if (node.tokens_only())
+    return absl::FailedPreconditionError("the chunk is held as tokens only");
   if (node.payload_in_file()) {
     auto read = store_->payload_files().Read(node.payload_key());
     if (absl::IsNotFound(read.status()))
@@ -324,11 +337,33 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
   CommitResult result;
   WriteBatch batch(*store_);
   std::vector<PendingNode> raced;
+  // Payload files of nodes upgraded in place, deleted once committed.
+  std::vector<std::string> replaced_files;
+  Usage upgrade_delta;
   std::string value;
   for (const PendingNode& node : nodes) {
     auto existing = ReadNode(node.key);
     if (!existing.ok()) return existing.status();
     if (existing->has_value()) {
+      const NodeRecord& stored = **existing;
+      if (node.upgrades && (stored.tokens_only() || stored.lossy_tier() > 0) &&
+          stored.payload_key() == *node.upgrades) {
+        node.record.SerializeToString(&value);
+        batch.Put(Column::kNodes, node.key.Bytes(), value);
+        if (!node.record.payload_in_file())
+          batch.Delete(Column::kMeta, StagedKey(node.record.payload_key()));
+        if (!stored.tokens_only()) {
+          if (stored.payload_in_file())
+            replaced_files.push_back(stored.payload_key());
+          else
+            batch.Delete(Column::kPayloads, stored.payload_key());
+        }
+        upgrade_delta += NodeUsage(node.record);
+        upgrade_delta += Negated(NodeUsage(stored));
+        ++result.upgraded;
+        result.bytes_stored_upgraded += node.record.bytes_stored();
+        continue;
+      }
       raced.push_back(node);
       result.raced_keys.insert(node.key);
       continue;
@@ -352,6 +387,7 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
   result.raced = static_cast<uint32_t>(raced.size());
   Usage delta{result.added, static_cast<int64_t>(result.bytes_logical_added),
               static_cast<int64_t>(result.bytes_stored_added)};
+  delta += upgrade_delta;
   Usage owner_delta;
   const std::string owner =
       options.new_model ? options.new_model->owner() : std::string();
@@ -382,7 +418,57 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
   usage_.Apply(options.name_space, delta);
   if (owner_delta.bytes_models != 0) usage_.Apply(owner, owner_delta);
   DiscardPayloads(raced);
+  // A file that fails to go is an orphan the next start deletes.
+  for (const std::string& key : replaced_files)
+    store_->payload_files().Remove(key).IgnoreError();
   return result;
+}
+
+NodeRecord Trie::DropPayload(const NodeKey& key, const NodeRecord& record,
+                             NodeRemovals& removals) const {
+  NodeRecord kept = record;
+  kept.set_tokens_only(true);
+  kept.clear_payload_key();
+  kept.set_bytes_stored(0);
+  kept.clear_payload_checksum();
+  kept.set_payload_in_file(false);
+  kept.set_payload_token_major(false);
+  if (record.tokens_only()) return kept;
+  WriteBatch& batch = removals.batch_;
+  batch.Put(Column::kNodes, key.Bytes(), kept.SerializeAsString());
+  if (record.payload_in_file())
+    removals.payload_files_.push_back(record.payload_key());
+  else
+    batch.Delete(Column::kPayloads, record.payload_key());
+  removals.usage_deltas_[record.namespace_()] += Negated(NodeUsage(record));
+  return kept;
+}
+
+absl::Status Trie::ReplacePayload(const NodeKey& key,
+                                  std::string_view expected_payload_key,
+                                  const NodeRecord& replacement) {
+  auto stored = ReadNode(key);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value() ||
+      (*stored)->payload_key() != expected_payload_key)
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", key.Hex(), " changed meanwhile"));
+  const NodeRecord& old = **stored;
+  WriteBatch batch(*store_);
+  batch.Put(Column::kNodes, key.Bytes(), replacement.SerializeAsString());
+  if (!replacement.tokens_only() && !replacement.payload_in_file())
+    batch.Delete(Column::kMeta, StagedKey(replacement.payload_key()));
+  if (!old.tokens_only() && !old.payload_in_file())
+    batch.Delete(Column::kPayloads, old.payload_key());
+  Usage delta = NodeUsage(replacement);
+  delta += Negated(NodeUsage(old));
+  usage_.Stage(old.namespace_(), delta, batch);
+  if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
+    return status;
+  usage_.Apply(old.namespace_(), delta);
+  if (!old.tokens_only() && old.payload_in_file())
+    store_->payload_files().Remove(old.payload_key()).IgnoreError();
+  return absl::OkStatus();
 }
 
 void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
@@ -391,17 +477,18 @@ void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
   const std::string key_bytes = key.Bytes();
   batch.Delete(Column::kNodes, key_bytes);
   batch.Delete(Column::kNodeStats, key_bytes);
-  if (record.payload_in_file())
+  if (record.tokens_only()) {
+    // No payload.
+  } else if (record.payload_in_file()) {
     removals.payload_files_.push_back(record.payload_key());
-  else
+  } else {
     batch.Delete(Column::kPayloads, record.payload_key());
+  }
   batch.Delete(
       Column::kChildren,
       ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
                     record.tokens().empty() ? 0 : record.tokens(0), key));
-  removals.usage_deltas_[record.namespace_()] +=
-      Usage{-1, -static_cast<int64_t>(record.bytes_logical()),
-            -static_cast<int64_t>(record.bytes_stored())};
+  removals.usage_deltas_[record.namespace_()] += Negated(NodeUsage(record));
 }
 
 absl::StatusOr<SubtreeRemoval> Trie::RemoveSubtree(

@@ -56,6 +56,10 @@ struct TrieMatch {
 struct PendingNode {
   NodeKey key;
   NodeRecord record;
+  // Set when the node is stored already at a lower fidelity (a lossy tier,
+  // or tokens only) under this payload key (empty for tokens only): the
+  // commit then replaces that payload with this one.
+  std::optional<std::string> upgrades;
 };
 
 // What a Put knows of a chunk it adds below `parent`.
@@ -77,6 +81,10 @@ struct NewChunk {
   uint64_t put_id = 0;
 };
 
+// What a node adds to its namespace's usage: one chunk with its bytes, or
+// nothing for a tokens-only node (it holds no KV).
+Usage NodeUsage(const NodeRecord& record);
+
 // The node record of `chunk`, its payload key assigned, ready for
 // Trie::StagePayload.
 PendingNode NewPendingNode(const NewChunk& chunk, int64_t now_micros);
@@ -96,6 +104,10 @@ struct CommitOptions {
 
 struct CommitResult {
   uint32_t added = 0;
+  // Nodes held at a lower fidelity whose payload the commit replaced, and
+  // the bytes of their new payloads.
+  uint32_t upgraded = 0;
+  uint64_t bytes_stored_upgraded = 0;
   absl::flat_hash_set<NodeKey> raced_keys;
   // Nodes another writer committed first: their payloads were dropped.
   uint32_t raced = 0;
@@ -216,6 +228,22 @@ class Trie {
                   NodeRemovals& removals) const {
     RemoveNode(key, record, removals);
   }
+  // Adds dropping the payload of the node `key` to `removals`: its record
+  // stays, marked tokens_only, so that the prefix is still recognised.
+  // Returns that record. The caller makes sure every child is tokens-only.
+  NodeRecord DropPayload(const NodeKey& key, const NodeRecord& record,
+                         NodeRemovals& removals) const;
+
+  // Replaces the payload of the stored node `key` by the one `replacement`
+  // names (staged by StagePayload), with the namespace's usage, in one
+  // durable write, then deletes the old payload: a crash leaves one of the
+  // two, never neither. FAILED_PRECONDITION, with nothing written, when the
+  // node is gone or no longer names `expected_payload_key` (replaced or
+  // removed meanwhile); the caller then discards the staged payload.
+  // Serialized with the other writers.
+  absl::Status ReplacePayload(const NodeKey& key,
+                              std::string_view expected_payload_key,
+                              const NodeRecord& replacement);
 
   // Writes the removals and the usage they change durably, then deletes
   // their payload files (an error there only leaves orphans for the next

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <functional>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
@@ -97,16 +98,45 @@ nlohmann::json StatsObject(const NamespaceStats& stats,
   return object;
 }
 
+// Chunks and bytes per fidelity tier, by the names /v1/stats uses.
+nlohmann::json TiersJson(const TierUsage (&tiers)[kTokensOnlyTier + 1]) {
+  nlohmann::json json = nlohmann::json::object();
+  for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier)
+    json[std::string(TierName(tier))] = {{"chunks", tiers[tier].chunks},
+                                         {"bytes", tiers[tier].bytes}};
+  return json;
+}
+
 nlohmann::json RetentionJson(CacheEngine& engine) {
   NodeIndex& index = engine.index();
   nlohmann::json namespaces = nlohmann::json::object();
-  for (const auto& [name, stats] : index.Stats())
+  TierUsage total[kTokensOnlyTier + 1];
+  uint64_t demotions = 0, ghost_hits = 0, readmissions = 0;
+  for (const auto& [name, stats] : index.Stats()) {
     namespaces[name] = {{"lookups", stats.lookups},
                         {"chunks_inserted", stats.chunks_inserted},
-                        {"readmissions", stats.readmissions}};
+                        {"readmissions", stats.readmissions},
+                        {"demotions", stats.demotions},
+                        {"ghost_hits", stats.ghost_hits},
+                        {"tier_policy",
+                         TierPolicyName(engine.retention().TiersFor(name))},
+                        {"tiers", TiersJson(stats.tiers)}};
+    for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier) {
+      total[tier].chunks += stats.tiers[tier].chunks;
+      total[tier].bytes += stats.tiers[tier].bytes;
+    }
+    demotions += stats.demotions;
+    ghost_hits += stats.ghost_hits;
+    readmissions += stats.readmissions;
+  }
   return {
       {"policy", index.retention() == RetentionPolicy::kPlt ? "plt" : "lru"},
+      {"tier_policy", TierPolicyName(engine.options().tiers)},
       {"ghosts", index.ghost_count()},
+      {"tiers", TiersJson(total)},
+      {"demotions", demotions},
+      {"ghost_hits", ghost_hits},
+      {"readmissions", readmissions},
       {"namespaces", std::move(namespaces)}};
 }
 
@@ -216,6 +246,36 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
     for (const auto& [name, stats] : retention)
       absl::StrAppend(&out, "seqkv_readmissions_total{tenant=\"",
                       LabelValue(name), "\"} ", stats.readmissions, "\n");
+    absl::StrAppend(&out,
+                    "# HELP seqkv_demotions_total Chunks re-encoded to a "
+                    "lossier fidelity tier.\n# TYPE seqkv_demotions_total "
+                    "counter\n");
+    for (const auto& [name, stats] : retention)
+      absl::StrAppend(&out, "seqkv_demotions_total{tenant=\"",
+                      LabelValue(name), "\"} ", stats.demotions, "\n");
+    absl::StrAppend(&out,
+                    "# HELP seqkv_ghost_hits_total Lookups whose match went "
+                    "on into chunks held as tokens only.\n# TYPE "
+                    "seqkv_ghost_hits_total counter\n");
+    for (const auto& [name, stats] : retention)
+      absl::StrAppend(&out, "seqkv_ghost_hits_total{tenant=\"",
+                      LabelValue(name), "\"} ", stats.ghost_hits, "\n");
+    for (const auto& [metric, help, bytes] :
+         {std::tuple{"seqkv_tier_chunks", "Chunks held at each fidelity tier.",
+                     false},
+          std::tuple{"seqkv_tier_bytes",
+                     "Stored bytes of the chunks at each fidelity tier.",
+                     true}}) {
+      absl::StrAppend(&out, "# HELP ", metric, " ", help, "\n# TYPE ", metric,
+                      " gauge\n");
+      for (const auto& [name, stats] : retention)
+        for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier)
+          absl::StrAppend(&out, metric, "{tenant=\"", LabelValue(name),
+                          "\",tier=\"", TierName(tier), "\"} ",
+                          bytes ? stats.tiers[tier].bytes
+                                : stats.tiers[tier].chunks,
+                          "\n");
+    }
   }
   auto family = [&](absl::string_view name, absl::string_view type,
                     absl::string_view help, auto value_of) {

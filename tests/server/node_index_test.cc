@@ -156,6 +156,49 @@ TEST_F(NodeIndexTest, AddAndRemoveKeepMatchesAndLeavesRight) {
   EXPECT_EQ(index.size(), 0u);
 }
 
+TEST_F(NodeIndexTest, TiersKeepLeavesDemotionsAndTokensOnlyInStep) {
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const auto keys = Insert(Iota(12), 4);
+  std::vector<NodeRecord> records;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto record = trie_->ReadNode(keys[i]);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    records.push_back(**record);
+    index.Add(keys[i], **record, 100 + static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(index.Tiers(keys), (std::vector<uint32_t>{0, 0, 0}));
+  EXPECT_EQ(index.Stats()["a"].tiers[0].chunks, 3u);
+  // Any chunk may be demoted, inner ones too.
+  ASSERT_TRUE(index.NextDemotion("a", kLossyTiers).has_value());
+  NodeRecord lossy = records[0];
+  lossy.set_lossy_tier(1);
+  lossy.set_bytes_stored(1);
+  EXPECT_TRUE(index.ChangeTier(keys[0], lossy));
+  EXPECT_EQ(index.Stats()["a"].demotions, 1u);
+  EXPECT_EQ(index.Stats()["a"].tiers[1].chunks, 1u);
+  EXPECT_EQ(index.Stats()["a"].tiers[1].bytes, 1u);
+  // The leaf kept as tokens only: its parent is the leaf eviction takes.
+  NodeRecord tokens_only = records[2];
+  tokens_only.set_tokens_only(true);
+  tokens_only.set_bytes_stored(0);
+  EXPECT_TRUE(index.ChangeTier(keys[2], tokens_only));
+  EXPECT_EQ(index.NextVictim("a"), keys[1]);
+  EXPECT_TRUE(index.HasTokensOnlyChildren(keys[1]));
+  EXPECT_EQ(index.Tiers(keys), (std::vector<uint32_t>{1, 0, kTokensOnlyTier}));
+  // Stored again at full fidelity: a leaf again, and a readmission.
+  EXPECT_TRUE(index.ChangeTier(keys[2], records[2]));
+  EXPECT_EQ(index.NextVictim("a"), keys[2]);
+  EXPECT_EQ(index.Stats()["a"].readmissions, 1u);
+  // A chunk left at its tier is not offered again.
+  for (const NodeKey& key : keys) index.KeepTier(key);
+  EXPECT_FALSE(index.NextDemotion("a", kLossyTiers).has_value());
+  // Removal (the subtree, top first) leaves nothing behind.
+  for (const NodeKey& key : keys) index.Remove(key);
+  EXPECT_EQ(index.size(), 0u);
+  EXPECT_EQ(index.Stats()["a"].tiers[0].chunks, 0u);
+}
+
 TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {
   const auto keys = Insert(Iota(8), 4);
   NodeIndex index;

@@ -1,0 +1,88 @@
+// Demotion: re-encodes the chunks the retention policy values least to the
+// lossy fidelity tiers (server/tiers.h) while a namespace or the store is
+// near its limit, so that eviction, which drops KV, comes later.
+//
+// It runs on a thread of its own, never inside a request: a chunk is read,
+// decoded and re-encoded with no lock held, its new payload staged, and
+// only the swap of the two payloads takes the trie's writer lock
+// (Trie::ReplacePayload: a crash leaves the old payload or the new one).
+// A chunk is demoted only from a lossless codec (or from a lossy tier),
+// so that every tier's error target holds against what the Put sent.
+#ifndef SEQKV_SERVER_DEMOTER_H_
+#define SEQKV_SERVER_DEMOTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/chunk_buffer_pool.h"
+#include "server/codec_cache.h"
+#include "server/node_index.h"
+#include "server/retention.h"
+#include "storage/model_registry.h"
+#include "storage/trie.h"
+
+namespace seqkv {
+
+struct DemoterOptions {
+  // Demote while usage is over this fraction of a limit (an evicting quota,
+  // or the capacity); eviction starts at the limit itself.
+  double demote_above = 0.9;
+  // How often it looks without being woken.
+  absl::Duration interval = absl::Seconds(1);
+};
+
+// Thread-safe. Everything it is given must outlive it.
+class Demoter {
+ public:
+  struct Resources {
+    Trie* trie;
+    NodeIndex* index;
+    Retention* retention;
+    ModelRegistry* models;
+    CodecCache* codecs;
+    ChunkBufferPool* buffers;
+    // The trie's writer lock, held for each payload swap.
+    absl::Mutex* write_mutex;
+    // A number no other payload of the same node uses (see NewChunk).
+    std::function<uint64_t()> next_payload_id;
+  };
+  Demoter(Resources resources, DemoterOptions options);
+  // Stops the thread, finishing the chunk in hand.
+  ~Demoter();
+  Demoter(const Demoter&) = delete;
+  Demoter& operator=(const Demoter&) = delete;
+
+  // Starts the thread.
+  void Start();
+  // Asks it to look now (after a commit added bytes).
+  void Wake();
+
+  // Demotes chunks until no namespace is over its mark or none can go
+  // further; returns how many it demoted. The thread calls it; tests too.
+  uint64_t DemoteUnderPressure();
+
+  // Demotes one chunk of `name_space` by one tier; false when it has none
+  // left to demote. A chunk that cannot be demoted (a lossy codec, a model
+  // gone, a codec error) is left at its tier and not offered again.
+  absl::StatusOr<bool> DemoteOne(const std::string& name_space);
+
+ private:
+  void Run();
+
+  const Resources resources_;
+  const DemoterOptions options_;
+  absl::Mutex mutex_;
+  bool wake_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stop_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread thread_;
+};
+
+}  // namespace seqkv
+
+#endif  // SEQKV_SERVER_DEMOTER_H_
