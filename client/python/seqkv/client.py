@@ -336,13 +336,14 @@ class Client:
                             response.matched_tokens_exact)
 
     def get(self, model, tokens, namespace=None, begin_token=0, end_token=0,
-            alignment=0, as_torch=False):
+            alignment=0, as_torch=False, exact_only=False):
         """The cache of the longest stored prefix of `tokens` (or tokens
         [begin_token, end_token) of it) as a GetResult: k, v [layers,
         kv_heads, tokens, head_dim], numpy (bf16 as uint16) or, with
         as_torch, CPU torch tensors (bf16 as torch.bfloat16). No match gives
-        zero tokens. A Get whose chunks go away while streaming raises
-        AbortedError (retry)."""
+        zero tokens. With exact_only, the match stops at the first chunk
+        the server demoted to a lossy tier. A Get whose chunks go away while
+        streaming raises AbortedError (retry)."""
         pb = self._pb
         _check_name(model, "model")
         _check_name(namespace, "namespace", required=False)
@@ -357,6 +358,8 @@ class Client:
                                 namespace=namespace or "",
                                 begin_token=begin_token, end_token=end_token,
                                 alignment=alignment)
+        if exact_only:
+            request.min_fidelity = pb.FIDELITY_EXACT
         header, reader = None, None
         try:
             for message in self._stub.Get(request, timeout=self._timeout,
