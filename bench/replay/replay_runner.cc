@@ -17,6 +17,7 @@
 #include "bench/load/workload.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
+#include "codec/predictive/rope.h"
 
 namespace seqkv::bench {
 namespace {
@@ -114,22 +115,33 @@ double ElementValue(DType dtype, const std::byte* p) {
   return dtype == DType::kBF16 ? Bf16ToFloat(bits) : Fp16ToFloat(bits);
 }
 
+// A profile's view of a one-layer, one-head slice: per tensor its
+// sensitivity and channel weights (empty: all 1).
+struct SliceProfile {
+  double sensitivity[2] = {0, 0};
+  std::vector<double> weights[2];
+};
+
 // Compares the `got` prefix of `put` chunk by chunk (tensor-major layout
 // of one layer and head per tensor, as replay's slices and default layouts
 // are laid out [layer][head][token][dim]; with more layers or heads a chunk
-// is compared over all of them).
+// is compared over all of them). `profile` applies to one-layer, one-head
+// layouts only.
 void CompareServed(const KvLayout& layout, uint32_t chunk_tokens,
                    const KvCache& put, const KvCache& got, bool exact_only,
+                   const std::optional<SliceProfile>& profile,
                    ServedCheck& check) {
   const uint32_t n = got.num_tokens();
+  const uint32_t width = layout.head_dim;
   const size_t dsize = DTypeSize(layout.dtype);
-  const size_t row = size_t{layout.head_dim} * dsize;
+  const size_t row = size_t{width} * dsize;
   const uint32_t planes = layout.num_layers * layout.num_kv_heads;
   const size_t put_plane = size_t{put.num_tokens()} * row;
   const size_t got_plane = size_t{n} * row;
+  std::vector<float> delta(width);
   for (uint32_t begin = 0; begin < n; begin += chunk_tokens) {
     const uint32_t end = std::min(n, begin + chunk_tokens);
-    double error[2] = {0, 0}, energy[2] = {0, 0};
+    double error[2] = {0, 0}, energy[2] = {0, 0}, weighted[2] = {0, 0};
     bool exact = true;
     for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {
       const std::vector<std::byte>& a = tensor == 0 ? put.k : put.v;
@@ -146,11 +158,26 @@ void CompareServed(const KvLayout& layout, uint32_t chunk_tokens,
           continue;
         }
         exact = false;
-        for (size_t e = 0; e < bytes; e += dsize) {
-          const double v = ElementValue(layout.dtype, x + e);
-          const double w = ElementValue(layout.dtype, y + e);
-          energy[tensor] += v * v;
-          error[tensor] += (w - v) * (w - v);
+        // Keys' errors in the pre-RoPE frame, where the weights apply.
+        std::optional<predictive::RopeTable> rope;
+        if (profile && tensor == 0 && !layout.latent &&
+            layout.rope.style != RopeStyle::kNone)
+          rope.emplace(layout.rope, width, begin, end - begin);
+        for (uint32_t t = 0; t < end - begin; ++t) {
+          for (uint32_t d = 0; d < width; ++d) {
+            const size_t e = (size_t{t} * width + d) * dsize;
+            const double v = ElementValue(layout.dtype, x + e);
+            const double w = ElementValue(layout.dtype, y + e);
+            energy[tensor] += v * v;
+            error[tensor] += (w - v) * (w - v);
+            delta[d] = static_cast<float>(w - v);
+          }
+          if (!profile) continue;
+          if (rope) rope->Undo(t, delta.data());
+          const std::vector<double>& weights = profile->weights[tensor];
+          for (uint32_t d = 0; d < width; ++d)
+            weighted[tensor] += double(delta[d]) * delta[d] *
+                                (weights.empty() ? 1.0 : weights[d]);
         }
       }
     }
@@ -164,12 +191,23 @@ void CompareServed(const KvLayout& layout, uint32_t chunk_tokens,
       ++check.chunks_exact;
       continue;
     }
+    double kl = 0, sensitivity = 0;
     for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {
       const double rel = energy[tensor] > 0  ? error[tensor] / energy[tensor]
                          : error[tensor] > 0 ? 1.0
                                              : 0.0;
       check.rel_mse_sum[tensor] += rel;
       check.rel_mse_max[tensor] = std::max(check.rel_mse_max[tensor], rel);
+      if (profile && energy[tensor] > 0) {
+        kl += profile->sensitivity[tensor] * weighted[tensor] / energy[tensor];
+        sensitivity += profile->sensitivity[tensor];
+      }
+    }
+    if (profile && sensitivity > 0) {
+      check.profiled = true;
+      check.profile_rel_mse_sum += kl / sensitivity;
+      check.profile_rel_mse_max =
+          std::max(check.profile_rel_mse_max, kl / sensitivity);
     }
   }
 }
@@ -189,6 +227,10 @@ nlohmann::json ServedJson(const KvLayout& layout, const ServedCheck& check) {
     json[absl::StrCat("rel_mse_", names[tensor])] = {
         {"mean", lossy == 0 ? 0.0 : check.rel_mse_sum[tensor] / lossy},
         {"max", check.rel_mse_max[tensor]}};
+  if (check.profiled)
+    json["rel_mse_by_profile"] = {
+        {"mean", lossy == 0 ? 0.0 : check.profile_rel_mse_sum / lossy},
+        {"max", check.profile_rel_mse_max}};
   return json;
 }
 
@@ -353,6 +395,19 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
                         absl::StrCat("registering model '", report.model,
                                      "': ", registered.status().message()));
 
+  // The slice's profile, to count served errors as the codecs do.
+  std::optional<SliceProfile> served_profile;
+  if (source && !source->slice_profile().empty()) {
+    auto profile = ParseFidelityProfile(source->slice_profile(), &layout);
+    if (!profile.ok()) return profile.status();
+    served_profile.emplace();
+    for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor)
+      if (const auto* group = profile->Find(0, tensor)) {
+        served_profile->sensitivity[tensor] = group->sensitivity;
+        served_profile->weights[tensor] = group->channel_weights;
+      }
+  }
+
   // Without a KV source, values do not matter to a raw-coded hit-rate
   // replay; one random pool is sliced for every request.
   const size_t tensor_bytes_per_token =
@@ -418,7 +473,7 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
               absl::StrCat("request ", i, ": Get", exact_only ? " (exact)" : "",
                            ": ", got.status().message()));
         CompareServed(layout, chunk_tokens, cache, *got, exact_only,
-                      report.served);
+                      served_profile, report.served);
       }
       ++report.served.requests;
     }

@@ -75,6 +75,14 @@ struct ServedCheck {
   // Over the chunks that were not bit-exact, per tensor (K, V or latent).
   double rel_mse_sum[2] = {0, 0};
   double rel_mse_max[2] = {0, 0};
+  // With a fidelity profile (a KV source's, cut to the slice): each lossy
+  // chunk's error as the profile counts it, Σ sensitivity × weighted
+  // relative MSE over its groups (the KL it predicts; channel weights
+  // applied, keys in the pre-RoPE frame, as calibration measures), divided
+  // by Σ sensitivity: a relative MSE comparable with a tier's target.
+  bool profiled = false;
+  double profile_rel_mse_sum = 0;
+  double profile_rel_mse_max = 0;
 };
 
 struct ReplayReport {

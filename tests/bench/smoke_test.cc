@@ -332,6 +332,22 @@ TEST(ReplaySmokeTest, KvSourceFillsBlocksWithRealCaches) {
   EXPECT_LE(report["hit_rate_tokens_exact"].get<double>(),
             report["hit_rate_tokens_any"].get<double>());
 
+  // Chunks Put lossy come back with their codec's error, as the check
+  // measures it: per tensor, and as the profile counts it.
+  report = RunSeqkvJson(
+      absl::StrCat("replay --trace ", trace, " --block_tokens 64", kv_flags,
+                   " --codec predictive:rel_mse=0.01 --verify_every 1 --json"));
+  ASSERT_TRUE(report.is_object());
+  const nlohmann::json& lossy = report["served"];
+  ASSERT_TRUE(lossy.is_object()) << report.dump();
+  EXPECT_EQ(lossy["chunks_lossy"], lossy["chunks"]);
+  EXPECT_GT(lossy["chunks_lossy"].get<uint64_t>(), 0u);
+  for (const char* tensor : {"rel_mse_k", "rel_mse_v"}) {
+    EXPECT_GT(lossy[tensor]["mean"].get<double>(), 0.001) << lossy.dump();
+    EXPECT_LE(lossy[tensor]["max"].get<double>(), 0.0105) << lossy.dump();
+  }
+  EXPECT_GT(lossy["rel_mse_by_profile"]["max"].get<double>(), 0);
+
   // The RoPE of the dumps' keys must come from somewhere.
   const auto no_rope = RunCommand(
       absl::StrCat(SEQKV_BIN_DIR, "/seqkv-bench replay --trace ", trace,
