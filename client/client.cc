@@ -10,7 +10,9 @@
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
+#include "client/cluster_client.h"
 #include "client/get_stream.h"
+#include "cluster/member.h"
 #include "proto/chunk_digest.h"
 #include "proto/grpc_transport.h"
 #include "proto/layout_convert.h"
@@ -97,6 +99,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
     const ClientOptions& options) {
   if (options.server.empty())
     return absl::InvalidArgumentError("server address is empty");
+  if (cluster::IsClusterTarget(options.server)) {
+    auto cluster = ClusterClient::Connect(options);
+    if (!cluster.ok()) return cluster.status();
+    std::unique_ptr<Client> client(new Client(nullptr));
+    client->cluster_ = std::move(*cluster);
+    return client;
+  }
   auto credentials = MakeCredentials(options);
   if (!credentials.ok()) return credentials.status();
   auto channel = grpc::CreateCustomChannel(options.server, *credentials,
@@ -112,6 +121,7 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
                                             std::span<const int32_t> tokens,
                                             uint32_t alignment,
                                             const std::string& name_space) {
+  if (cluster_) return cluster_->Lookup(model, tokens, alignment, name_space, 0);
   v1::LookupRequest request;
   request.set_model(model);
   request.set_packed_tokens(PackTokens(tokens));
@@ -123,6 +133,8 @@ absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
 absl::StatusOr<LookupResult> Client::LookupByChunks(
     const std::string& model, std::span<const int32_t> tokens,
     uint32_t chunk_tokens, uint32_t alignment, const std::string& name_space) {
+  if (cluster_ && chunk_tokens > 0)
+    return cluster_->Lookup(model, tokens, alignment, name_space, chunk_tokens);
   if (chunk_tokens == 0)
     return absl::InvalidArgumentError("chunk_tokens must be positive");
   v1::LookupRequest request;
@@ -150,6 +162,7 @@ absl::StatusOr<LookupResult> Client::SendLookup(
 
 absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
                                       const KvCache& cache) {
+  if (cluster_) return cluster_->Put(options, cache);
   if (auto status = cache.Validate(); !status.ok()) return status;
   grpc::ClientContext context;
   impl_->Prepare(context);
@@ -210,6 +223,7 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
 
 absl::Status Client::GetInto(const GetOptions& options,
                              std::span<const int32_t> tokens, KvCache& cache) {
+  if (cluster_) return cluster_->GetInto(options, tokens, cache);
   v1::GetRequest request;
   request.set_model(options.model);
   request.set_packed_tokens(PackTokens(tokens));
@@ -233,6 +247,7 @@ absl::Status Client::GetInto(const GetOptions& options,
 absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,
                                             std::span<const int32_t> tokens,
                                             const std::string& name_space) {
+  if (cluster_) return cluster_->Delete(model, tokens, name_space);
   v1::DeleteRequest request;
   request.set_model(model);
   request.set_packed_tokens(PackTokens(tokens));
@@ -249,6 +264,7 @@ absl::StatusOr<DeleteResult> Client::Delete(const std::string& model,
 
 absl::StatusOr<bool> Client::RegisterModel(
     const ModelRegistration& registration) {
+  if (cluster_) return cluster_->RegisterModel(registration);
   v1::RegisterModelRequest request;
   request.set_model(registration.model);
   *request.mutable_layout() = LayoutToProto(registration.layout);
@@ -294,6 +310,7 @@ absl::StatusOr<bool> Client::RegisterModel(
 }
 
 absl::StatusOr<ModelRegistration> Client::GetModel(const std::string& model) {
+  if (cluster_) return cluster_->GetModel(model);
   v1::GetModelRequest request;
   request.set_model(model);
   v1::GetModelResponse response;

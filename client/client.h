@@ -16,12 +16,15 @@ class LookupRequest;
 
 namespace seqkv {
 
+class ClusterClient;
+
 // KV bytes per streamed message, as the server sends them: the transport's
 // kStreamMessageBytes (proto/grpc_transport.h, kept out of this header).
 inline constexpr size_t kDefaultMessageBytes = 2 << 20;
 
 struct ClientOptions {
-  // "host:port" or "unix:/path".
+  // "host:port" or "unix:/path"; or a cluster, "etcd://HOST:PORT/NAME"
+  // (client/cluster_client.h).
   std::string server = "127.0.0.1:50551";
   // Sent as "authorization: Bearer <key>" when not empty.
   std::string api_key;
@@ -147,6 +150,8 @@ class Client {
   explicit Client(std::unique_ptr<Impl> impl);
   absl::StatusOr<LookupResult> SendLookup(const v1::LookupRequest& request);
   std::unique_ptr<Impl> impl_;
+  // Set for an etcd:// target: every call is routed through it.
+  std::unique_ptr<ClusterClient> cluster_;
 };
 
 }  // namespace seqkv

@@ -118,12 +118,13 @@ absl::Status ParseHostPort(const std::string& flag, const std::string& address,
 // /readyz is 503 while the store refuses writes (a full disk, damaged
 // data): reads go on, but a Put sent here would fail.
 void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready,
-                    const CacheEngine& engine) {
+                    const CacheEngine& engine,
+                    const std::function<std::string()>& cluster_note) {
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http.Get("/readyz", [&ready, &engine](const httplib::Request&,
-                                        httplib::Response& res) {
+  http.Get("/readyz", [&ready, &engine, &cluster_note](
+                           const httplib::Request&, httplib::Response& res) {
     if (!ready) {
       res.status = 503;
       res.set_content("starting\n", "text/plain");
@@ -131,10 +132,15 @@ void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready,
     }
     const StoreHealth health = engine.storage_health();
     res.status = health.writable ? 200 : 503;
-    res.set_content(health.writable
-                        ? std::string("ready\n")
-                        : absl::StrCat("read-only: ", health.write_refusal, "\n"),
-                    "text/plain");
+    std::string body =
+        health.writable
+            ? std::string("ready\n")
+            : absl::StrCat("read-only: ", health.write_refusal, "\n");
+    // Still ready: a node without etcd serves with the last membership.
+    if (cluster_note)
+      if (const std::string note = cluster_note(); !note.empty())
+        absl::StrAppend(&body, note, "\n");
+    res.set_content(body, "text/plain");
   });
 }
 
@@ -197,7 +203,20 @@ void AdminServer::Routes() {
                     absl::StrCat("no route ", req.method, " ", req.path));
       });
 
-  AddProbeRoutes(*http_, ready_, *engine_);
+  AddProbeRoutes(*http_, ready_, *engine_, options_.cluster_health_note);
+  http_->Get("/v1/cluster",
+             [this](const httplib::Request&, httplib::Response& res) {
+               const std::string json =
+                   options_.cluster_json ? options_.cluster_json() : "";
+               if (!options_.cluster_json) {
+                 SendError(res, 404,
+                           "this node is not in a cluster (--cluster_etcd)");
+               } else if (json.empty()) {
+                 SendError(res, 503, "not registered in the cluster yet");
+               } else {
+                 res.set_content(json, "application/json");
+               }
+             });
   http_->Get("/v1/stats",
              [this](const httplib::Request&, httplib::Response& res) {
                SendJson(res, 200, StatsJson(*engine_));
@@ -304,6 +323,7 @@ void AdminServer::Routes() {
                  text += options_.rpc_metrics->PrometheusText();
                if (options_.streams != nullptr)
                  text += StreamMetrics(*options_.streams);
+               if (options_.cluster_metrics) text += options_.cluster_metrics();
                res.set_content(text, "text/plain; version=0.0.4");
              });
   auto serve_asset = [](const httplib::Request& req, httplib::Response& res) {
@@ -365,7 +385,7 @@ absl::Status AdminServer::StartProbes(const std::string& address) {
   probe_http_->set_default_headers({{"Cache-Control", "no-store"}});
   probe_http_->set_read_timeout(std::chrono::seconds(5));
   probe_http_->set_write_timeout(std::chrono::seconds(5));
-  AddProbeRoutes(*probe_http_, ready_, *engine_);
+  AddProbeRoutes(*probe_http_, ready_, *engine_, options_.cluster_health_note);
   probe_port_ = port == 0 ? probe_http_->bind_to_any_port(host)
                 : probe_http_->bind_to_port(host, port) ? port
                                                         : -1;

@@ -4,6 +4,7 @@
 #define SEQKV_SERVER_ADMIN_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,6 +35,12 @@ struct AdminServerOptions {
   const RpcMetrics* rpc_metrics = nullptr;
   // Open streams and idle cancellations, in /metrics (may be null).
   const StreamLimiter* streams = nullptr;
+  // In a cluster (server/cluster_join.h): /v1/cluster's JSON ("" while not
+  // registered yet), lines appended to /metrics, and a note /readyz adds
+  // ("" while all is well). Unset: /v1/cluster is 404.
+  std::function<std::string()> cluster_json;
+  std::function<std::string()> cluster_metrics;
+  std::function<std::string()> cluster_health_note;
 };
 
 // The options as the --admin_history_* flags set them.

@@ -22,6 +22,7 @@
 #include "proto/grpc_transport.h"
 #include "server/admin_server.h"
 #include "server/cache_engine.h"
+#include "server/cluster_join.h"
 #include "server/config.h"
 #include "server/kvcache_service.h"
 #include "server/reflection_v1.h"
@@ -284,6 +285,11 @@ int Serve() {
   }
 
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto cluster = ClusterJoin::FromFlags(listen);
+  if (!cluster.ok()) {
+    spdlog::error("{}", std::string(cluster.status().message()));
+    return 1;
+  }
   const std::string config_path = absl::GetFlag(FLAGS_config);
   ServerConfig config;
   if (!config_path.empty()) {
@@ -374,6 +380,7 @@ int Serve() {
   AdminServerOptions admin_options = AdminServerOptionsFromFlags();
   admin_options.rpc_metrics = &rpc_metrics;
   admin_options.streams = &streams;
+  (*cluster)->AddAdminRoutes(admin_options);
   AdminServer admin(&engine, admin_options);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   if (!admin_listen.empty()) {
@@ -393,6 +400,13 @@ int Serve() {
     }
   }
   admin.SetReady(true);
+  if (auto status = (*cluster)->Start(&engine, data_dir, grpc_port,
+                                      admin.port(), config.capacity_bytes);
+      !status.ok()) {
+    spdlog::error("{}", status.ToString());
+    server->Shutdown();
+    return 1;
+  }
   spdlog::info(
       "seqkv-server serving gRPC on {} (port {}), admin on {} (port {}), data "
       "in {}",
@@ -431,6 +445,8 @@ int Serve() {
                  reloaded->tenants.size());
   }
   spdlog::info("signal {}: draining calls", received);
+  // In a cluster: draining in etcd for --drain_s while serving, then leave.
+  (*cluster)->Stop();
   admin.SetReady(false);
   // Health checks answer NOT_SERVING while the calls in flight finish.
   server->GetHealthCheckService()->Shutdown();

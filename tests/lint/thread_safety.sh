@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the lock annotations (ABSL_GUARDED_BY, ABSL_EXCLUSIVE_LOCKS_REQUIRED)
-# of server/ and storage/ with clang's -Wthread-safety, using the compile
+# of server/, storage/ and cluster/ with clang's -Wthread-safety, using the compile
 # commands of the build. g++ ignores the annotations; this makes them count.
 # Usage: thread_safety.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -17,7 +17,8 @@ commands = json.load(open(os.path.join(build_dir, "compile_commands.json")))
 jobs = []
 for entry in commands:
     rel = os.path.relpath(entry["file"], source_dir)
-    if not (rel.startswith("server/") or rel.startswith("storage/")):
+    if not (rel.startswith("server/") or rel.startswith("storage/") or
+            rel.startswith("cluster/")):
         continue
     if "/gen/" in entry["file"] or "dashboard_assets" in entry["file"]:
         continue

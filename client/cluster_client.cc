@@ -1,0 +1,276 @@
+#include "client/cluster_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "cluster/placement.h"
+#include "cluster/rendezvous.h"
+
+namespace seqkv {
+
+bool IsMemberFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kDataLoss:  // a Get stream that broke off
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Connect(
+    const ClientOptions& options) {
+  auto target = cluster::ParseClusterTarget(options.server);
+  if (!target.ok()) return target.status();
+  auto watcher =
+      std::make_unique<cluster::MemberWatcher>(target->endpoints, target->name);
+  // etcd down at connect is not an error: calls fail as for a server that
+  // is down, and the watcher picks the members up once etcd answers.
+  (void)watcher->Start(absl::Seconds(2));
+  return std::unique_ptr<ClusterClient>(
+      new ClusterClient(options, std::move(watcher)));
+}
+
+ClusterClient::ClusterClient(const ClientOptions& options,
+                             std::unique_ptr<cluster::MemberWatcher> watcher)
+    : options_(options), watcher_(std::move(watcher)) {}
+
+ClusterClient::~ClusterClient() { watcher_->Stop(); }
+
+Client* ClusterClient::ClientFor(const cluster::Member& member) {
+  absl::MutexLock lock(&mutex_);
+  auto& [address, client] = clients_[member.id];
+  if (client == nullptr || address != member.address) {
+    ClientOptions member_options = options_;
+    member_options.server = member.address;
+    if (member_options.timeout_s <= 0)
+      member_options.timeout_s = kDefaultMemberTimeoutS;
+    auto connected = Client::Connect(member_options);
+    if (!connected.ok()) return nullptr;
+    client = std::move(*connected);
+    address = member.address;
+    // A new address is a restarted node: it may lack the registrations.
+    for (auto it = registered_on_.begin(); it != registered_on_.end();)
+      it = it->first == member.id ? registered_on_.erase(it) : std::next(it);
+  }
+  return client.get();
+}
+
+void ClusterClient::MarkDown(const std::string& member_id) {
+  absl::MutexLock lock(&mutex_);
+  down_until_[member_id] = absl::Now() + kDownFor;
+}
+
+std::vector<ClusterClient::Route> ClusterClient::Routes(uint64_t key) {
+  const std::vector<cluster::Member> serving = watcher_->view()->Serving();
+  std::vector<Route> routes;
+  const absl::Time now = absl::Now();
+  for (size_t index : cluster::RankMembers(key, serving)) {
+    const cluster::Member& member = serving[index];
+    {
+      absl::MutexLock lock(&mutex_);
+      auto down = down_until_.find(member.id);
+      if (down != down_until_.end() && down->second > now) continue;
+    }
+    if (Client* client = ClientFor(member))
+      routes.push_back({member.id, client});
+  }
+  return routes;
+}
+
+std::vector<ClusterClient::Route> ClusterClient::AllMembers() {
+  std::vector<Route> routes;
+  for (const cluster::Member& member : watcher_->view()->members)
+    if (Client* client = ClientFor(member))
+      routes.push_back({member.id, client});
+  return routes;
+}
+
+uint32_t ClusterClient::ChunkTokens(const std::string& model) {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = chunk_tokens_.find(model); it != chunk_tokens_.end())
+      return it->second;
+  }
+  for (const Route& route : Routes(0)) {
+    auto described = route.client->GetModel(model);
+    if (IsMemberFailure(described.status())) MarkDown(route.member_id);
+    if (!described.ok()) continue;
+    absl::MutexLock lock(&mutex_);
+    chunk_tokens_[model] = described->chunk_tokens;
+    return described->chunk_tokens;
+  }
+  return 0;
+}
+
+uint64_t ClusterClient::KeyOf(const std::string& model,
+                              const std::string& name_space,
+                              std::span<const int32_t> tokens) {
+  return cluster::PlacementKey(model, name_space, tokens, ChunkTokens(model),
+                               watcher_->view()->placement);
+}
+
+absl::Status ClusterClient::EnsureRegistered(const Route& route,
+                                             const std::string& model) {
+  ModelRegistration registration;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto it = registrations_.find(model);
+    if (it == registrations_.end() ||
+        registered_on_.contains({route.member_id, model}))
+      return absl::OkStatus();
+    registration = it->second;
+  }
+  auto registered = route.client->RegisterModel(registration);
+  if (!registered.ok()) return registered.status();
+  absl::MutexLock lock(&mutex_);
+  registered_on_.insert({route.member_id, model});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LookupResult> ClusterClient::Lookup(
+    const std::string& model, std::span<const int32_t> tokens,
+    uint32_t alignment, const std::string& name_space,
+    uint32_t digest_chunk_tokens) {
+  const uint32_t chunk_tokens = ChunkTokens(model);
+  const std::vector<Route> routes = Routes(KeyOf(model, name_space, tokens));
+  if (routes.empty()) {
+    if (watcher_->view()->Serving().empty())
+      return absl::UnavailableError(absl::StrCat(
+          "cluster '", watcher_->cluster_name(), "' has no serving member"));
+    return LookupResult{};  // every owner is down: a miss
+  }
+  const Route& owner = routes.front();
+  auto result =
+      digest_chunk_tokens > 0
+          ? owner.client->LookupByChunks(model, tokens, digest_chunk_tokens,
+                                         alignment, name_space)
+          : owner.client->Lookup(model, tokens, alignment, name_space);
+  if (IsMemberFailure(result.status())) {
+    MarkDown(owner.member_id);
+    return LookupResult{};
+  }
+  // A member that has not stored the model yet, where another has: a miss.
+  if (result.status().code() == absl::StatusCode::kNotFound && chunk_tokens > 0)
+    return LookupResult{};
+  return result;
+}
+
+absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
+                                             const KvCache& cache) {
+  const std::vector<Route> routes =
+      Routes(KeyOf(options.model, options.name_space, cache.tokens));
+  absl::Status last = absl::UnavailableError(absl::StrCat(
+      "cluster '", watcher_->cluster_name(), "' has no reachable member"));
+  for (const Route& route : routes) {
+    absl::Status registered = EnsureRegistered(route, options.model);
+    if (!registered.ok() && !IsMemberFailure(registered)) return registered;
+    if (registered.ok()) {
+      auto stored = route.client->Put(options, cache);
+      if (!IsMemberFailure(stored.status())) return stored;
+      last = stored.status();
+    } else {
+      last = registered;
+    }
+    MarkDown(route.member_id);  // and store on the next owner instead
+  }
+  return last;
+}
+
+absl::Status ClusterClient::GetInto(const GetOptions& options,
+                                    std::span<const int32_t> tokens,
+                                    KvCache& cache) {
+  const uint32_t chunk_tokens = ChunkTokens(options.model);
+  const std::vector<Route> routes =
+      Routes(KeyOf(options.model, options.name_space, tokens));
+  absl::Status status = absl::UnavailableError(absl::StrCat(
+      "cluster '", watcher_->cluster_name(), "' has no serving member"));
+  if (!routes.empty()) {
+    status = routes.front().client->GetInto(options, tokens, cache);
+    if (IsMemberFailure(status)) MarkDown(routes.front().member_id);
+  } else if (!watcher_->view()->Serving().empty()) {
+    status = absl::UnavailableError("every owner is down");
+  }
+  const bool miss =
+      IsMemberFailure(status) ||
+      (status.code() == absl::StatusCode::kNotFound && chunk_tokens > 0);
+  if (miss && !watcher_->view()->Serving().empty()) {
+    // Nothing matched, as far as the caller can tell.
+    cache.tokens.clear();
+    cache.k.clear();
+    cache.v.clear();
+    return absl::OkStatus();
+  }
+  return status;
+}
+
+absl::StatusOr<DeleteResult> ClusterClient::Delete(
+    const std::string& model, std::span<const int32_t> tokens,
+    const std::string& name_space) {
+  // The head of a prompt may be stored on several members (placement.h).
+  DeleteResult total;
+  absl::Status first_error;
+  const std::vector<Route> routes = AllMembers();
+  if (routes.empty())
+    return absl::UnavailableError(
+        absl::StrCat("cluster '", watcher_->cluster_name(), "' has no member"));
+  for (const Route& route : routes) {
+    auto deleted = route.client->Delete(model, tokens, name_space);
+    if (deleted.ok()) {
+      total.chunks_deleted += deleted->chunks_deleted;
+      total.bytes_freed += deleted->bytes_freed;
+    } else if (deleted.status().code() != absl::StatusCode::kNotFound &&
+               first_error.ok()) {
+      // A member that could not delete keeps what the caller asked to
+      // remove: that is an error, not a miss.
+      first_error = absl::Status(deleted.status().code(),
+                                 absl::StrCat("member ", route.member_id, ": ",
+                                              deleted.status().message()));
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return total;
+}
+
+absl::StatusOr<bool> ClusterClient::RegisterModel(
+    const ModelRegistration& registration) {
+  {
+    absl::MutexLock lock(&mutex_);
+    registrations_[registration.model] = registration;
+    chunk_tokens_.erase(registration.model);
+  }
+  bool created = false;
+  bool any = false;
+  absl::Status last = absl::UnavailableError(absl::StrCat(
+      "cluster '", watcher_->cluster_name(), "' has no reachable member"));
+  for (const Route& route : AllMembers()) {
+    auto registered = route.client->RegisterModel(registration);
+    if (IsMemberFailure(registered.status())) {
+      // Registered there before its first Put instead.
+      last = registered.status();
+      continue;
+    }
+    if (!registered.ok()) return registered.status();
+    any = true;
+    created = created || *registered;
+    absl::MutexLock lock(&mutex_);
+    registered_on_.insert({route.member_id, registration.model});
+  }
+  if (!any) return last;
+  return created;
+}
+
+absl::StatusOr<ModelRegistration> ClusterClient::GetModel(
+    const std::string& model) {
+  absl::Status last = absl::UnavailableError(absl::StrCat(
+      "cluster '", watcher_->cluster_name(), "' has no reachable member"));
+  for (const Route& route : Routes(0)) {
+    auto described = route.client->GetModel(model);
+    if (described.ok()) return described;
+    if (IsMemberFailure(described.status())) MarkDown(route.member_id);
+    last = described.status();
+  }
+  return last;
+}
+
+}  // namespace seqkv

@@ -1,0 +1,71 @@
+// A cluster member as it is recorded in etcd, and where the records live.
+//
+// Layout of a cluster's keys (NAME is --cluster_name):
+//   /seqkv/NAME/members/<node id>  one JSON record per live node, attached
+//                                  to the node's lease (it vanishes when the
+//                                  lease expires)
+//   /seqkv/NAME/config             optional JSON of the cluster-wide
+//                                  placement settings (cluster/placement.h)
+#ifndef SEQKV_CLUSTER_MEMBER_H_
+#define SEQKV_CLUSTER_MEMBER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace seqkv::cluster {
+
+enum class MemberState {
+  kServing,   // takes its share of requests
+  kDraining,  // stopping: clients route its share elsewhere
+};
+
+struct Member {
+  // Stable across restarts (kept in the node's data directory), so that a
+  // node that comes back owns the same share, where its data still is.
+  std::string id;
+  std::string address;          // gRPC host:port clients dial
+  std::string admin_address;    // admin HTTP host:port; empty if none
+  uint64_t capacity_bytes = 0;  // 0: unlimited
+  MemberState state = MemberState::kServing;
+  // Reported by the node every few seconds (0 until then).
+  uint64_t bytes_stored = 0;
+  uint64_t chunks_stored = 0;
+  uint64_t lookups = 0;
+  uint64_t lookup_tokens = 0;
+  uint64_t hit_tokens = 0;
+  int64_t started_unix_ms = 0;
+
+  friend bool operator==(const Member&, const Member&) = default;
+};
+
+std::string MemberStateName(MemberState state);
+
+// The JSON record of `member`, and back. ParseMember takes untrusted bytes:
+// INVALID_ARGUMENT for anything that is not a well-formed record.
+std::string MemberToJson(const Member& member);
+absl::StatusOr<Member> ParseMember(std::string_view json);
+
+std::string ClusterPrefix(const std::string& cluster_name);
+std::string MembersPrefix(const std::string& cluster_name);
+std::string MemberKey(const std::string& cluster_name, const std::string& id);
+std::string ConfigKey(const std::string& cluster_name);
+
+// A client's cluster target: "etcd://HOST:PORT[,HOST:PORT...]/NAME".
+struct ClusterTarget {
+  std::vector<std::string> endpoints;
+  std::string name;
+};
+
+bool IsClusterTarget(std::string_view server);
+// INVALID_ARGUMENT naming what is wrong.
+absl::StatusOr<ClusterTarget> ParseClusterTarget(std::string_view server);
+
+// Cluster names and node ids: 1 to 128 of [A-Za-z0-9._-].
+bool ValidName(std::string_view name);
+
+}  // namespace seqkv::cluster
+
+#endif  // SEQKV_CLUSTER_MEMBER_H_

@@ -1,0 +1,285 @@
+// A real etcd and three real seqkv-servers in a cluster, driven through the
+// cluster client (an etcd:// target): routing, a node killed (misses, never
+// errors), its rejoin with its data, etcd going away, and a drain.
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "client/cluster_client.h"
+#include "cluster/member_watcher.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/cluster/etcd_process.h"
+#include "tests/integration/server_process.h"
+
+namespace seqkv {
+namespace {
+
+using testing::EtcdProcess;
+using testing::ServerProcess;
+
+constexpr uint32_t kChunkTokens = 16;
+constexpr uint32_t kPromptTokens = 5 * kChunkTokens;
+constexpr const char* kModel = "cluster-test";
+const KvLayout kLayout{2, 2, 64, DType::kBF16};
+
+// Prompt `i`: its own head (so its owner is its own), 80 tokens.
+std::vector<int32_t> Prompt(int i) {
+  std::vector<int32_t> tokens(kPromptTokens);
+  for (uint32_t t = 0; t < kPromptTokens; ++t)
+    tokens[t] = static_cast<int32_t>(1000 * (i + 1) + t);
+  return tokens;
+}
+
+KvCache Cache(const std::vector<int32_t>& tokens) {
+  KvCache cache;
+  cache.layout = kLayout;
+  cache.tokens = tokens;
+  cache.AllocateTensors();
+  for (size_t i = 0; i < cache.k.size(); ++i) {
+    cache.k[i] = static_cast<std::byte>((i * 31 + tokens[0]) & 0xff);
+    cache.v[i] = static_cast<std::byte>((i * 17 + tokens[0]) & 0xff);
+  }
+  return cache;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto etcd = EtcdProcess::Start();
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    etcd_ = std::move(*etcd);
+    for (int i = 0; i < 3; ++i) {
+      auto server = ServerProcess::Start(NodeFlags());
+      ASSERT_TRUE(server.ok()) << server.status();
+      servers_.push_back(std::move(*server));
+    }
+    watcher_ = std::make_unique<cluster::MemberWatcher>(
+        std::vector<std::string>{etcd_->endpoint()}, "test");
+    ASSERT_TRUE(watcher_->Start(absl::Seconds(5)).ok());
+    ASSERT_TRUE(WaitForServing(3));
+    ClientOptions options;
+    options.server = absl::StrCat("etcd://", etcd_->endpoint(), "/test");
+    options.timeout_s = 1;
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    ModelRegistration registration;
+    registration.model = kModel;
+    registration.layout = kLayout;
+    registration.chunk_tokens = kChunkTokens;
+    registration.default_codec = "raw";
+    auto registered = client_->RegisterModel(registration);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+  }
+
+  std::vector<std::string> NodeFlags(double drain_s = 0) {
+    return {absl::StrCat("--cluster_etcd=", etcd_->endpoint()),
+            "--cluster_name=test", "--cluster_lease_s=2",
+            absl::StrCat("--drain_s=", drain_s)};
+  }
+
+  // Waits up to 10 s for `count` serving members.
+  bool WaitForServing(size_t count) {
+    for (int i = 0; i < 200; ++i) {
+      if (watcher_->view()->Serving().size() == count) {
+        // Let the client's own watcher see it too.
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  // Which server holds prompt `i` (its head is on one node only).
+  int Owner(int i) {
+    int owner = -1;
+    for (size_t s = 0; s < servers_.size(); ++s) {
+      if (servers_[s]->pid() <= 0) continue;
+      auto direct = servers_[s]->Connect();
+      if (!direct.ok()) continue;
+      auto found = (*direct)->Lookup(kModel, Prompt(i));
+      if (found.ok() && found->matched_tokens == kPromptTokens) {
+        EXPECT_EQ(owner, -1) << "prompt " << i << " on two nodes";
+        owner = static_cast<int>(s);
+      }
+    }
+    return owner;
+  }
+
+  void PutPrompts(int count) {
+    PutOptions put;
+    put.model = kModel;
+    put.codec = "raw";
+    for (int i = 0; i < count; ++i) {
+      auto stored = client_->Put(put, Cache(Prompt(i)));
+      ASSERT_TRUE(stored.ok()) << i << ": " << stored.status();
+    }
+  }
+
+  std::unique_ptr<EtcdProcess> etcd_;
+  std::vector<std::unique_ptr<ServerProcess>> servers_;
+  std::unique_ptr<cluster::MemberWatcher> watcher_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClusterTest, RoutesEachPromptToOneOwner) {
+  constexpr int kPrompts = 24;
+  PutPrompts(kPrompts);
+  std::vector<int> per_node(3);
+  for (int i = 0; i < kPrompts; ++i) {
+    auto found = client_->Lookup(kModel, Prompt(i));
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->matched_tokens, kPromptTokens) << i;
+    auto by_chunks = client_->LookupByChunks(kModel, Prompt(i), kChunkTokens);
+    ASSERT_TRUE(by_chunks.ok()) << by_chunks.status();
+    EXPECT_EQ(by_chunks->matched_tokens, kPromptTokens) << i;
+    const int owner = Owner(i);
+    ASSERT_GE(owner, 0) << i;
+    ++per_node[owner];
+  }
+  // Every node owns a share (24 heads over 3 nodes).
+  for (int count : per_node) EXPECT_GT(count, 0);
+
+  GetOptions get;
+  get.model = kModel;
+  auto fetched = client_->Get(get, Prompt(7));
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  const KvCache expected = Cache(Prompt(7));
+  EXPECT_EQ(fetched->tokens, expected.tokens);
+  EXPECT_EQ(fetched->k, expected.k);
+  EXPECT_EQ(fetched->v, expected.v);
+
+  // A prompt never stored: a miss, from its owner.
+  std::vector<int32_t> unknown = Prompt(999);
+  auto missed = client_->Lookup(kModel, unknown);
+  ASSERT_TRUE(missed.ok()) << missed.status();
+  EXPECT_EQ(missed->matched_tokens, 0u);
+
+  // Delete reaches every node: the prompt's first chunk and all below it.
+  auto deleted = client_->Delete(
+      kModel, std::span<const int32_t>(Prompt(3)).first(kChunkTokens));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->chunks_deleted, kPromptTokens / kChunkTokens);
+  EXPECT_EQ(client_->Lookup(kModel, Prompt(3))->matched_tokens, 0u);
+
+  // Each node's admin endpoint lists the three members.
+  auto status = servers_[0]->AdminGet("/v1/cluster");
+  ASSERT_TRUE(status.ok()) << status.status();
+  const auto json = nlohmann::json::parse(*status);
+  EXPECT_EQ(json["members"].size(), 3u);
+  EXPECT_EQ(json["etcd_reachable"], true);
+  EXPECT_EQ(json["cluster"], "test");
+}
+
+TEST_F(ClusterTest, KilledNodeCostsMissesNotErrorsAndRejoinsWithItsData) {
+  constexpr int kPrompts = 18;
+  PutPrompts(kPrompts);
+  std::vector<int> owner(kPrompts);
+  for (int i = 0; i < kPrompts; ++i) owner[i] = Owner(i);
+  constexpr int kVictim = 1;
+  ASSERT_NE(std::count(owner.begin(), owner.end(), kVictim), 0);
+  ASSERT_TRUE(servers_[kVictim]->Kill().ok());
+
+  // Before its lease expires the client still routes to it: misses within
+  // the per-call deadline, never errors.
+  for (int i = 0; i < kPrompts; ++i) {
+    auto found = client_->Lookup(kModel, Prompt(i));
+    ASSERT_TRUE(found.ok()) << i << ": " << found.status();
+    EXPECT_EQ(found->matched_tokens, owner[i] == kVictim ? 0u : kPromptTokens)
+        << i;
+    GetOptions get;
+    get.model = kModel;
+    auto fetched = client_->Get(get, Prompt(i));
+    ASSERT_TRUE(fetched.ok()) << i << ": " << fetched.status();
+    EXPECT_EQ(fetched->num_tokens(), owner[i] == kVictim ? 0u : kPromptTokens);
+  }
+  // Puts go to the next owner meanwhile.
+  PutOptions put;
+  put.model = kModel;
+  put.codec = "raw";
+  std::vector<int32_t> fresh = Prompt(500);
+  ASSERT_TRUE(client_->Put(put, Cache(fresh)).ok());
+  EXPECT_EQ(client_->Lookup(kModel, fresh)->matched_tokens, kPromptTokens);
+
+  // Its lease expires: it drops out.
+  ASSERT_TRUE(WaitForServing(2));
+
+  // It restarts on its data (another port) and owns its share again.
+  ASSERT_TRUE(servers_[kVictim]->Restart().ok());
+  ASSERT_TRUE(WaitForServing(3));
+  absl::SleepFor(ClusterClient::kDownFor);
+  for (int i = 0; i < kPrompts; ++i) {
+    auto found = client_->Lookup(kModel, Prompt(i));
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->matched_tokens, kPromptTokens) << i;
+  }
+}
+
+TEST_F(ClusterTest, EtcdDownKeepsServingWithTheLastMembership) {
+  PutPrompts(6);
+  etcd_->Kill();
+  std::string readyz;
+  for (int i = 0; i < 100; ++i) {
+    auto answer = servers_[0]->AdminGet("/readyz");
+    ASSERT_TRUE(answer.ok()) << answer.status();  // still ready: 200
+    readyz = *answer;
+    if (readyz.find("etcd unreachable") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(readyz.find("etcd unreachable"), std::string::npos) << readyz;
+  auto metrics = servers_[0]->AdminGet("/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->find("seqkv_cluster_etcd_reachable 0"), std::string::npos);
+  for (int i = 0; i < 6; ++i) {
+    auto found = client_->Lookup(kModel, Prompt(i));
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->matched_tokens, kPromptTokens) << i;
+  }
+  ASSERT_TRUE(etcd_->Restart().ok());
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    auto answer = servers_[0]->AdminGet("/metrics");
+    back =
+        answer.ok() &&
+        answer->find("seqkv_cluster_etcd_reachable 1") != std::string::npos &&
+        answer->find("seqkv_cluster_registered 1") != std::string::npos;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(back);
+  EXPECT_TRUE(WaitForServing(3));
+}
+
+TEST_F(ClusterTest, DrainingNodeLeavesBeforeItStops) {
+  auto draining = ServerProcess::Start(NodeFlags(/*drain_s=*/1));
+  ASSERT_TRUE(draining.ok()) << draining.status();
+  ASSERT_TRUE(WaitForServing(4));
+  const auto start = std::chrono::steady_clock::now();
+  (*draining)->Signal(SIGTERM);
+  bool saw_draining = false;
+  for (int i = 0; i < 40 && !saw_draining; ++i) {
+    const auto view = watcher_->view();
+    saw_draining = view->members.size() == 4 && view->Serving().size() == 3;
+    if (!saw_draining)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(saw_draining);
+  EXPECT_EQ((*draining)->Stop(), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  // It left (revoked its lease) rather than waiting to expire.
+  bool gone = false;
+  for (int i = 0; i < 20 && !gone; ++i) {
+    gone = watcher_->view()->members.size() == 3;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(gone);
+}
+
+}  // namespace
+}  // namespace seqkv
