@@ -331,6 +331,24 @@ TEST(ReplaySmokeTest, KvSourceFillsBlocksWithRealCaches) {
             report["config"]["capacity_bytes"].get<uint64_t>());
   EXPECT_LE(report["hit_rate_tokens_exact"].get<double>(),
             report["hit_rate_tokens_any"].get<double>());
+  // The server's bytes per fidelity tier add up to what it stores.
+  ASSERT_TRUE(report["bytes_by_tier"].is_object()) << report.dump();
+  uint64_t tier_bytes = 0;
+  for (const auto& [tier, bytes] : report["bytes_by_tier"].items())
+    tier_bytes += bytes.get<uint64_t>();
+  EXPECT_EQ(tier_bytes, report["bytes_stored"].get<uint64_t>());
+  EXPECT_TRUE(report["bytes_by_tier"].contains("exact")) << report.dump();
+
+  // Without tiers every hit is exact.
+  report = RunSeqkvJson(absl::StrCat(
+      "replay --trace ", trace, " --block_tokens 64", kv_flags,
+      " --capacity_raw_fraction 0.5 --tiers none --verify_every 1 --json"));
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report["config"]["tiers"], "none");
+  EXPECT_DOUBLE_EQ(report["hit_rate_tokens_exact"].get<double>(),
+                   report["hit_rate_tokens_any"].get<double>());
+  EXPECT_EQ(report["served"]["chunks_exact"], report["served"]["chunks"]);
+  EXPECT_EQ(report["demotions"].get<int64_t>(), 0);
 
   // Chunks Put lossy come back with their codec's error, as the check
   // measures it: per tensor, and as the profile counts it.
