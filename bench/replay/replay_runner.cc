@@ -125,19 +125,18 @@ struct SliceProfile {
 // Compares the `got` prefix of `put` chunk by chunk (tensor-major layout
 // of one layer and head per tensor, as replay's slices and default layouts
 // are laid out [layer][head][token][dim]; with more layers or heads a chunk
-// is compared over all of them). `profile` applies to one-layer, one-head
-// layouts only.
+// is compared over all of them), up to token `n`. `profile` applies to
+// one-layer, one-head layouts only.
 void CompareServed(const KvLayout& layout, uint32_t chunk_tokens,
-                   const KvCache& put, const KvCache& got, bool exact_only,
-                   const std::optional<SliceProfile>& profile,
+                   const KvCache& put, const KvCache& got, uint32_t n,
+                   bool exact_only, const std::optional<SliceProfile>& profile,
                    ServedCheck& check) {
-  const uint32_t n = got.num_tokens();
   const uint32_t width = layout.head_dim;
   const size_t dsize = DTypeSize(layout.dtype);
   const size_t row = size_t{width} * dsize;
   const uint32_t planes = layout.num_layers * layout.num_kv_heads;
   const size_t put_plane = size_t{put.num_tokens()} * row;
-  const size_t got_plane = size_t{n} * row;
+  const size_t got_plane = size_t{got.num_tokens()} * row;
   std::vector<float> delta(width);
   for (uint32_t begin = 0; begin < n; begin += chunk_tokens) {
     const uint32_t end = std::min(n, begin + chunk_tokens);
@@ -472,7 +471,17 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
               got.status().code(),
               absl::StrCat("request ", i, ": Get", exact_only ? " (exact)" : "",
                            ": ", got.status().message()));
-        CompareServed(layout, chunk_tokens, cache, *got, exact_only,
+        // Whole blocks only: a match may run a few tokens into a chunk of
+        // another block that starts with the same token ids, whose KV the
+        // replay did not derive from those ids (a model's would be the
+        // same), and hits count whole blocks anyway.
+        uint32_t whole = 0;
+        for (size_t b = 0; b < request.hash_ids.size(); ++b) {
+          const uint32_t tokens = stored_tokens(request, b);
+          if (whole + tokens > got->num_tokens()) break;
+          whole += tokens;
+        }
+        CompareServed(layout, chunk_tokens, cache, *got, whole, exact_only,
                       served_profile, report.served);
       }
       ++report.served.requests;
