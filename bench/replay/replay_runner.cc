@@ -465,7 +465,13 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
         GetOptions get;
         get.model = report.model;
         get.exact_only = exact_only;
+        // A chunk demoted or evicted in the background while the Get read
+        // it aborts the Get, which the server asks to retry.
         auto got = (*client)->Get(get, cache.tokens);
+        for (int retry = 0;
+             retry < 5 && got.status().code() == absl::StatusCode::kAborted;
+             ++retry)
+          got = (*client)->Get(get, cache.tokens);
         if (!got.ok())
           return absl::Status(
               got.status().code(),
