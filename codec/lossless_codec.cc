@@ -11,12 +11,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/float_bits.h"
+#include "codec/lossless_chunk_coder.h"
 #include "codec/lossless_codec_stream.h"
 
 namespace seqkv {
 namespace {
 
-constexpr uint8_t kFormatVersion = 2;
+// Format 3 (lossless_chunk_coder.h) is written; format 2 (one adaptive
+// range-coded stream per layer and tensor, lossless_codec_stream.h) is still
+// read, so chunks stored before stay readable.
+constexpr uint8_t kFormatVersion = 3;
+constexpr uint8_t kRangeCodedVersion = 2;
 constexpr uint8_t kFlagRope = 1;        // RoPE step table follows the header
 constexpr uint8_t kFlagTokenRows = 2;   // layer-0 rows predicted by token id
 constexpr uint8_t kFlagTokenTable = 4;  // ... and from the model's table
@@ -90,14 +95,6 @@ class Layer0Rows {
   std::vector<uint16_t> values_;  // K then V, bf16 bits
   Tensor tensors_[2];
 };
-
-void PutVarint(uint64_t value, std::string& out) {
-  while (value >= 0x80) {
-    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
-    value >>= 7;
-  }
-  out.push_back(static_cast<char>(value));
-}
 
 bool GetVarint(std::string_view& in, uint64_t& value) {
   value = 0;
@@ -190,16 +187,16 @@ class LosslessCodec final : public Codec {
       rope.cos.push_back(c);
       rope.sin.push_back(s);
     }
-    std::vector<std::string> streams(layout.num_layers *
-                                     layout.tensors_per_layer());
-    ForEachStream(chunk, rope, token_rows, table,
-                  [&](size_t index, const lossless::StreamSpec& spec,
-                      size_t offset, size_t bytes) {
-                    lossless::EncodeStream(spec, data.subspan(offset, bytes),
-                                           streams[index]);
-                  });
-    for (const std::string& stream : streams) PutVarint(stream.size(), out);
-    for (const std::string& stream : streams) out += stream;
+    std::vector<lossless::ChunkStream> streams;
+    ForEachStream(
+        chunk, rope, token_rows, table,
+        [&](size_t index, const lossless::StreamSpec& spec, size_t offset,
+            size_t) {
+          streams.push_back(
+              {spec, offset,
+               static_cast<uint32_t>(index % layout.tensors_per_layer())});
+        });
+    lossless::EncodeChunkStreams(streams, data, out);
     const uint32_t checksum =
         Checksum(std::string_view(out).substr(start), data);
     char bytes[4];
@@ -215,10 +212,11 @@ class LosslessCodec final : public Codec {
     const KvLayout& layout = *chunk.layout;
     if (encoded.size() < 2 + 4)
       return absl::DataLossError("lossless: payload too short");
-    if (static_cast<uint8_t>(encoded[0]) != kFormatVersion)
+    const uint8_t version = static_cast<uint8_t>(encoded[0]);
+    if (version != kFormatVersion && version != kRangeCodedVersion)
       return absl::DataLossError(absl::StrCat(
-          "lossless: unknown format version ", static_cast<uint8_t>(encoded[0]),
-          " (expected ", kFormatVersion, ")"));
+          "lossless: unknown format version ", version, " (expected ",
+          kRangeCodedVersion, " or ", kFormatVersion, ")"));
     const uint8_t flags = static_cast<uint8_t>(encoded[1]);
     uint32_t stored_checksum;
     std::memcpy(&stored_checksum, encoded.data() + encoded.size() - 4, 4);
@@ -259,6 +257,35 @@ class LosslessCodec final : public Codec {
       rope.cos.push_back(c);
       rope.sin.push_back(s);
     }
+    absl::Status status;
+    if (version == kFormatVersion) {
+      std::vector<lossless::ChunkStream> streams;
+      ForEachStream(
+          chunk, rope, token_rows, table,
+          [&](size_t index, const lossless::StreamSpec& spec, size_t offset,
+              size_t) {
+            streams.push_back(
+                {spec, offset,
+                 static_cast<uint32_t>(index % layout.tensors_per_layer())});
+          });
+      status = lossless::DecodeChunkStreams(streams, in, out);
+    } else {
+      status = DecodeRangeCoded(chunk, rope, token_rows, table, in, out);
+    }
+    if (!status.ok()) return status;
+    if (Checksum(encoded.substr(0, encoded.size() - 4), out) != stored_checksum)
+      return absl::DataLossError("lossless: checksum mismatch");
+    return absl::OkStatus();
+  }
+
+ private:
+  // The streams of format 2, each range-coded on its own.
+  static absl::Status DecodeRangeCoded(const ChunkInfo& chunk,
+                                       const lossless::RopePairs& rope,
+                                       bool token_rows, const Layer0Rows* table,
+                                       std::string_view in,
+                                       std::span<std::byte> out) {
+    const KvLayout& layout = *chunk.layout;
     const size_t num_streams =
         size_t{layout.num_layers} * layout.tensors_per_layer();
     std::vector<std::string_view> streams(num_streams);
@@ -286,13 +313,9 @@ class LosslessCodec final : public Codec {
                       status = absl::DataLossError(absl::StrCat(
                           "lossless: stream ", index, ": ", status.message()));
                   });
-    if (!status.ok()) return status;
-    if (Checksum(encoded.substr(0, encoded.size() - 4), out) != stored_checksum)
-      return absl::DataLossError("lossless: checksum mismatch");
-    return absl::OkStatus();
+    return status;
   }
 
- private:
   // Calls fn(index, spec, byte offset, byte size) for each (layer, tensor).
   template <typename Fn>
   static void ForEachStream(const ChunkInfo& chunk,

@@ -1,12 +1,15 @@
 // Benchmark (not a test): the lossless codec against zstd -19 on the same
 // chunk bytes, on KV cache dumps in the format of ../shared/data/kv.
 //
-//   lossless_bench [--chunk=256] [--layer0=BLOB] FILE.safetensors...
+//   lossless_bench [--chunk=256] [--layer0=BLOB | --model_dir=DIR] [--no_peer]
+//                  FILE.safetensors...
 //
 // Each file is cut into chunks as the server stores them; every chunk is
 // encoded, decoded and compared bit for bit. zstd -19 compresses the K and
 // the V half of each chunk separately. --layer0 names a file holding the
-// model's "layer0" codec state blob (the layer-0 table). Prints the ratios
+// model's "layer0" codec state blob (the layer-0 table); --model_dir builds
+// the model state from a Hugging Face model directory instead. --no_peer
+// skips zstd (for profiling). Prints the ratios
 // over bf16, bits per element per (layer, K/V), and speeds per CPU second.
 #include <zstd.h>
 
@@ -16,10 +19,12 @@
 #include <ctime>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "codec/codec.h"
+#include "model/model_state_builder.h"
 #include "model/safetensors.h"
 
 namespace seqkv {
@@ -33,11 +38,18 @@ size_t ZstdSize(const void* data, size_t size) {
 int Main(int argc, char** argv) {
   uint32_t chunk_tokens = 256;
   std::string layer0_path;
+  bool peer = true;
+  std::string model_dir;
+  std::map<std::string, std::string> model_state;
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--chunk=", 0) == 0)
       chunk_tokens = static_cast<uint32_t>(std::stoul(arg.substr(8)));
+    else if (arg.rfind("--model_dir=", 0) == 0)
+      model_dir = arg.substr(12);
+    else if (arg == "--no_peer")
+      peer = false;
     else if (arg.rfind("--layer0=", 0) == 0)
       layer0_path = arg.substr(9);
     else
@@ -45,7 +57,8 @@ int Main(int argc, char** argv) {
   }
   if (files.empty() || chunk_tokens == 0) {
     std::fprintf(stderr,
-                 "usage: lossless_bench [--chunk=N] [--layer0=BLOB] FILE...\n");
+                 "usage: lossless_bench [--chunk=N] [--layer0=BLOB | "
+                 "--model_dir=DIR] [--no_peer] FILE...\n");
     return 2;
   }
   std::string layer0;
@@ -55,7 +68,6 @@ int Main(int argc, char** argv) {
   }
   double raw = 0, coded = 0, zstd_k = 0, zstd_v = 0, raw_k = 0, raw_v = 0;
   double encode_cpu = 0, decode_cpu = 0;
-  std::vector<double> stream_bits, stream_elements;
   for (const std::string& path : files) {
     auto file = ReadSafetensors(path);
     if (!file.ok()) {
@@ -76,10 +88,19 @@ int Main(int argc, char** argv) {
     ModelContext model;
     model.layout = layout;
     if (!layer0.empty()) model.codec_state["layer0"] = layer0;
+    if (!model_dir.empty()) {
+      if (model_state.empty()) {  // every file has the model's layout
+        auto state = BuildCodecStateFromModelDir(model_dir, layout);
+        if (!state.ok()) {
+          std::fprintf(stderr, "%s\n", state.status().ToString().c_str());
+          return 1;
+        }
+        model_state = *std::move(state);
+      }
+      for (const auto& [key, blob] : model_state) model.codec_state[key] = blob;
+    }
     auto codec = CreateCodec("lossless", model);
     if (!codec.ok()) return 1;
-    stream_bits.resize(layout.num_layers * 2);
-    stream_elements.resize(layout.num_layers * 2);
     for (uint32_t start = 0; start < total; start += chunk_tokens) {
       const uint32_t n = std::min(chunk_tokens, total - start);
       ChunkInfo chunk{&layout, n, start, tokens.subspan(start, n)};
@@ -97,8 +118,8 @@ int Main(int argc, char** argv) {
       std::string encoded;
       const std::clock_t c0 = std::clock();
       if (!(*codec)->Encode(chunk, data, encoded).ok()) return 1;
-      const std::clock_t c1 = std::clock();
       std::vector<std::byte> decoded(data.size());
+      const std::clock_t c1 = std::clock();
       const absl::Status status = (*codec)->Decode(chunk, encoded, decoded);
       const std::clock_t c2 = std::clock();
       if (!status.ok() || decoded != data) {
@@ -118,24 +139,9 @@ int Main(int argc, char** argv) {
               data.data() + chunk.RowOffset(layer, tensor, 0, 0) * 2;
           part.insert(part.end(), at, at + half * 2);
         }
-        (tensor == 0 ? zstd_k : zstd_v) += ZstdSize(part.data(), part.size());
+        if (peer)
+          (tensor == 0 ? zstd_k : zstd_v) += ZstdSize(part.data(), part.size());
         (tensor == 0 ? raw_k : raw_v) += part.size();
-      }
-      // Stream sizes: after version, flags, [table hash], RoPE table.
-      std::string_view in(encoded);
-      const uint8_t flags = static_cast<uint8_t>(in[1]);
-      in.remove_prefix(2 + ((flags & 4) ? 4 : 0) +
-                       ((flags & 1) ? layout.head_dim / 2 * 8 : 0));
-      for (uint32_t s = 0; s < layout.num_layers * 2; ++s) {
-        uint64_t size = 0;
-        for (int shift = 0;; shift += 7) {
-          const uint8_t byte = static_cast<uint8_t>(in[0]);
-          in.remove_prefix(1);
-          size |= uint64_t{byte & 0x7Fu} << shift;
-          if (!(byte & 0x80)) break;
-        }
-        stream_bits[s] += 8.0 * size;
-        stream_elements[s] += half;
       }
     }
   }
@@ -146,11 +152,7 @@ int Main(int argc, char** argv) {
       "lossless %.4fx over bf16, zstd -19 %.4fx (K %.3fx, V %.3fx): "
       "lossless / zstd = %.3f\n",
       raw / coded, raw / zstd, raw_k / zstd_k, raw_v / zstd_v, zstd / coded);
-  std::printf("bits per element:");
-  for (size_t s = 0; s < stream_bits.size(); ++s)
-    std::printf(" L%zu%c %.2f", s / 2, s % 2 ? 'V' : 'K',
-                stream_bits[s] / stream_elements[s]);
-  std::printf("\nper CPU second: encode %.1f MB/s, decode %.1f MB/s\n",
+  std::printf("per CPU second: encode %.1f MB/s, decode %.1f MB/s\n",
               raw / encode_cpu / 1e6, raw / decode_cpu / 1e6);
   return 0;
 }

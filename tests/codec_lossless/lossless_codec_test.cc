@@ -10,7 +10,9 @@
 #include "codec/codec.h"
 #include "codec/float_bits.h"
 #include "codec/lossless_codec_stream.h"
+#include "codec/predictive/rans_vector.h"
 #include "model/safetensors.h"
+#include "tests/codec_lossless/format2_payloads.h"
 #include "tests/codec_lossless/lossless_test_util.h"
 #include "tests/test_data.h"
 
@@ -422,11 +424,86 @@ TEST_P(LosslessRealDataTest, RoundTripsBitExact) {
         }
     std::vector<std::byte> bytes(chunk.num_bytes());
     std::memcpy(bytes.data(), data.data(), bytes.size());
-    encoded_bytes += RoundTrip(*codec, chunk, bytes).size();
+    const std::string encoded = RoundTrip(*codec, chunk, bytes);
+    encoded_bytes += encoded.size();
     raw_bytes += bytes.size();
+    // The portable loop decodes real payloads to the same bits.
+    predictive::LimitVectorKernel(predictive::VectorKernel::kPortable);
+    std::vector<std::byte> portable(bytes.size());
+    EXPECT_TRUE(codec->Decode(chunk, encoded, portable).ok());
+    predictive::LimitVectorKernel(predictive::VectorKernel::kAvx512);
+    EXPECT_TRUE(portable == bytes);
   }
   // Real caches compress; the figures are for benchmarks, not for tests.
   EXPECT_LT(encoded_bytes, raw_bytes);
+}
+
+// Chunks stored by the codec's previous format (2) must stay readable.
+TEST(LosslessCodecTest, Format2PayloadsStillDecode) {
+  struct Case {
+    DType dtype;
+    bool latent;
+    RopeStyle rope;
+    uint32_t layers, heads, dim, tokens;
+    bool ids;
+    uint64_t first, seed;
+  };
+  const Case cases[] = {
+      {DType::kBF16, false, RopeStyle::kRotateHalf, 2, 2, 16, 12, true, 40, 11},
+      {DType::kFP16, false, RopeStyle::kInterleaved, 2, 1, 8, 9, false, 0, 12},
+      {DType::kFP32, true, RopeStyle::kNone, 1, 1, 24, 7, false, 3, 13}};
+  ASSERT_EQ(std::size(cases), std::size(testing::kFormat2Payloads));
+  for (size_t i = 0; i < std::size(cases); ++i) {
+    const Case& c = cases[i];
+    const KvLayout layout =
+        Layout(c.dtype, c.layers, c.heads, c.dim, c.rope, c.latent);
+    std::vector<int32_t> ids;
+    if (c.ids)
+      for (uint32_t t = 0; t < c.tokens; ++t)
+        ids.push_back(static_cast<int32_t>((t * 5) % 4));
+    const std::vector<std::byte> data =
+        MakeChunk(layout, c.tokens, ids, c.seed, 0.02);
+    std::string payload;
+    const std::string_view hex = testing::kFormat2Payloads[i];
+    for (size_t j = 0; j + 1 < hex.size(); j += 2)
+      payload.push_back(static_cast<char>(
+          std::stoi(std::string(hex.substr(j, 2)), nullptr, 16)));
+    ASSERT_EQ(payload[0], 2) << "case " << i;
+    auto codec = MakeLossless(layout);
+    ChunkInfo chunk{&layout, c.tokens, c.first, ids};
+    std::vector<std::byte> decoded(data.size());
+    ASSERT_TRUE(codec->Decode(chunk, payload, decoded).ok()) << "case " << i;
+    EXPECT_TRUE(decoded == data) << "case " << i;
+    // New encodings are format 3 and decode too.
+    const std::string encoded = RoundTrip(*codec, chunk, data);
+    EXPECT_EQ(encoded[0], 3);
+  }
+}
+
+// The vector kernels and the portable loop decode a payload to the same
+// bits (the encoder has one path).
+TEST(LosslessCodecTest, EveryKernelDecodesTheSameBits) {
+  for (DType dtype : {DType::kBF16, DType::kFP16, DType::kFP32}) {
+    for (uint32_t head_dim : {64u, 80u, 256u}) {
+      const KvLayout layout = Layout(dtype, 3, 2, head_dim);
+      auto codec = MakeLossless(layout);
+      const std::vector<int32_t> tokens = Tokens(77, 5);
+      ChunkInfo chunk{&layout, 77, 123, tokens};
+      const std::vector<std::byte> data = MakeChunk(layout, 77, tokens, 9);
+      std::string encoded;
+      ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
+      for (auto kernel : {predictive::VectorKernel::kPortable,
+                          predictive::VectorKernel::kAvx2,
+                          predictive::VectorKernel::kAvx512}) {
+        predictive::LimitVectorKernel(kernel);
+        std::vector<std::byte> decoded(data.size());
+        ASSERT_TRUE(codec->Decode(chunk, encoded, decoded).ok());
+        EXPECT_TRUE(decoded == data) << "kernel " << static_cast<int>(kernel)
+                                     << " head_dim " << head_dim;
+      }
+      predictive::LimitVectorKernel(predictive::VectorKernel::kAvx512);
+    }
+  }
 }
 
 std::vector<std::string> RealFiles() {

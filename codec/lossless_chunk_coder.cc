@@ -1,0 +1,1129 @@
+#include "codec/lossless_chunk_coder.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "codec/float_bits.h"
+#include "codec/lossless_kernels.h"
+#include "codec/predictive/rans.h"
+#include "codec/predictive/rans_vector.h"
+
+namespace seqkv::lossless {
+namespace {
+
+using predictive::kAlphabetSize;
+using predictive::kProbScale;
+
+// The symbol alphabet: zigzag residuals of the cell index, then the binade
+// of a value in one of the two cells at zero (positive, then negative),
+// then the escape.
+constexpr int kMaxResidual = 20;
+constexpr uint32_t kNearBase = 2 * kMaxResidual + 1;
+constexpr uint32_t kMaxBelow = 40;
+constexpr uint32_t kEscape = kNearBase + 2 * kMaxBelow;
+// Tables per stream: round(p / delta) clamped to [-3, 3], times the step's
+// fit (delta below or above 2/3 of the mean absolute error).
+constexpr int kClassReach = 3;
+constexpr int kChannelTables = (2 * kClassReach + 1) * 2;
+// One more table: rows predicted from a token (first layer) but not
+// exactly, coded as zigzag(ord(x) - ord(prediction)) up to kMaxResidual.
+constexpr int kRowTable = kChannelTables;
+constexpr int kTables = kChannelTables + 1;
+// Bounds that keep every cell index and prediction exact in int64/double.
+constexpr int64_t kMaxCell = int64_t{1} << 22;
+constexpr int64_t kMaxPredicted = int64_t{1} << 20;
+constexpr int64_t kMaxMeanUnits = int64_t{1} << 40;
+constexpr double kSaneMagnitude = 1e30;
+
+inline double ToDouble(const FloatFormat& f, uint32_t bits) {
+  if (f.width_bits == 32) return std::bit_cast<float>(bits);
+  if (f.mant_bits == 7) return std::bit_cast<float>(bits << 16);
+  return Fp16ToFloat(static_cast<uint16_t>(bits));
+}
+
+struct Format {
+  explicit Format(const FloatFormat& f)
+      : float_format(f),
+        m(f.mant_bits),
+        bias(f.bias),
+        all_ones(f.exp_all_ones()),
+        sign(f.sign_mask()),
+        mant_mask((1u << f.mant_bits) - 1),
+        bytes(f.width_bits / 8),
+        e_min(1 - f.bias),
+        e_max(static_cast<int>(f.exp_all_ones()) - 2 - f.bias) {}
+  FloatFormat float_format;
+  int m, bias;
+  uint32_t all_ones, sign, mant_mask;
+  int bytes;
+  int e_min, e_max;
+};
+
+int32_t Zigzag(int64_t r) {
+  return static_cast<int32_t>(r < 0 ? -2 * r - 1 : 2 * r);
+}
+
+int TableOf(int32_t predicted_cell, int shape) {
+  return (std::clamp<int32_t>(predicted_cell, -kClassReach, kClassReach) +
+          kClassReach) *
+             2 +
+         shape;
+}
+
+// round(v) clamped to +-kMaxPredicted; the one place doubles become cells.
+int32_t PredictedCell(double v) {
+  const double r = std::floor(v + 0.5);
+  if (!(r > -kMaxPredicted)) return -static_cast<int32_t>(kMaxPredicted);
+  if (!(r < kMaxPredicted)) return static_cast<int32_t>(kMaxPredicted);
+  return static_cast<int32_t>(r);
+}
+
+void PutVarint(uint64_t value, std::string& out) {
+  while (value >= 0x80) {
+    out.push_back(static_cast<char>((value & 0x7F) | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<char>(value));
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool Varint(uint64_t& value) {
+    value = 0;
+    for (int shift = 0; shift < 64 && !in_.empty(); shift += 7) {
+      const uint8_t byte = static_cast<uint8_t>(in_.front());
+      in_.remove_prefix(1);
+      value |= uint64_t{byte & 0x7Fu} << shift;
+      if (!(byte & 0x80)) return true;
+    }
+    return false;
+  }
+  bool Byte(uint8_t& value) {
+    if (in_.empty()) return false;
+    value = static_cast<uint8_t>(in_.front());
+    in_.remove_prefix(1);
+    return true;
+  }
+  bool Bytes(size_t n, std::string_view& out) {
+    if (in_.size() < n) return false;
+    out = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  std::string_view rest() const { return in_; }
+
+ private:
+  std::string_view in_;
+};
+
+// Raw bits, least significant first.
+class BitWriter {
+ public:
+  explicit BitWriter(std::string& out) : out_(out) {}
+  void Put(uint32_t value, int bits) {
+    acc_ |= uint64_t{value} << fill_;
+    fill_ += bits;
+    while (fill_ >= 8) {
+      out_.push_back(static_cast<char>(acc_ & 0xFF));
+      acc_ >>= 8;
+      fill_ -= 8;
+    }
+  }
+  void Finish() {
+    if (fill_ > 0) out_.push_back(static_cast<char>(acc_ & 0xFF));
+    acc_ = 0;
+    fill_ = 0;
+  }
+
+ private:
+  std::string& out_;
+  uint64_t acc_ = 0;
+  int fill_ = 0;
+};
+
+class BitReader {
+ public:
+  explicit BitReader(std::string_view in)
+      : p_(reinterpret_cast<const uint8_t*>(in.data())), end_(p_ + in.size()) {}
+  // bits <= 32. Bits past the end read as zero and are noted.
+  uint32_t Get(int bits) {
+    if (fill_ < bits) {
+      Refill();
+      if (fill_ < bits) {
+        overrun_ = true;
+        fill_ = bits;
+      }
+    }
+    const uint32_t value =
+        static_cast<uint32_t>(acc_ & ((uint64_t{1} << bits) - 1));
+    acc_ >>= bits;
+    fill_ -= bits;
+    return value;
+  }
+  // True when every byte was read and no bit past the end was needed (the
+  // last byte's unused high bits must be zero).
+  bool FinishedCleanly() const {
+    return !overrun_ && p_ == end_ && fill_ < 8 && acc_ == 0;
+  }
+
+ private:
+  void Refill() {
+    if (end_ - p_ >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p_, 8);
+      const int take = (63 - fill_) / 8;
+      acc_ |= (take == 8 ? word : word & ((uint64_t{1} << (8 * take)) - 1))
+              << fill_;
+      p_ += take;
+      fill_ += 8 * take;
+      return;
+    }
+    while (fill_ <= 56 && p_ < end_) {
+      acc_ |= uint64_t{*p_++} << fill_;
+      fill_ += 8;
+    }
+  }
+  const uint8_t* p_;
+  const uint8_t* end_;
+  uint64_t acc_ = 0;
+  int fill_ = 0;
+  bool overrun_ = false;
+};
+
+// Positions' RoPE rotations, shared by the streams of a chunk.
+struct Phases {
+  size_t pairs = 0;
+  // Rotation at each token's absolute position: (cos, sin), [token][pair].
+  std::vector<double> absolute;
+  // Rotation relative to the chunk's first token.
+  std::vector<double> relative;
+};
+
+Phases BuildPhases(const RopePairs& rope, uint32_t tokens,
+                   uint64_t first_position) {
+  Phases phases;
+  const size_t pairs = rope.first.size();
+  phases.pairs = pairs;
+  phases.relative.assign(size_t{tokens} * pairs * 2, 0);
+  phases.absolute.assign(size_t{tokens} * pairs * 2, 0);
+  if (tokens == 0) return phases;
+  for (size_t i = 0; i < pairs; ++i) phases.relative[2 * i] = 1;
+  for (uint32_t t = 1; t < tokens; ++t) {
+    const double* prev = &phases.relative[(size_t{t} - 1) * pairs * 2];
+    double* cur = &phases.relative[size_t{t} * pairs * 2];
+    for (size_t i = 0; i < pairs; ++i) {
+      cur[2 * i] = prev[2 * i] * rope.cos[i] - prev[2 * i + 1] * rope.sin[i];
+      cur[2 * i + 1] =
+          prev[2 * i + 1] * rope.cos[i] + prev[2 * i] * rope.sin[i];
+    }
+  }
+  for (size_t i = 0; i < pairs; ++i) {
+    // Rotation by first_position steps, by repeated squaring.
+    double result_c = 1, result_s = 0;
+    double power_c = rope.cos[i], power_s = rope.sin[i];
+    for (uint64_t n = first_position; n != 0; n >>= 1) {
+      if (n & 1) {
+        const double c = result_c * power_c - result_s * power_s;
+        result_s = result_s * power_c + result_c * power_s;
+        result_c = c;
+      }
+      const double c = power_c * power_c - power_s * power_s;
+      power_s = 2 * power_c * power_s;
+      power_c = c;
+    }
+    for (uint32_t t = 0; t < tokens; ++t) {
+      const double* rel = &phases.relative[(size_t{t} * pairs + i) * 2];
+      double* abs = &phases.absolute[(size_t{t} * pairs + i) * 2];
+      abs[0] = result_c * rel[0] - result_s * rel[1];
+      abs[1] = result_s * rel[0] + result_c * rel[1];
+    }
+  }
+  return phases;
+}
+
+// How each channel of a head relates to RoPE: -1 unpaired, else the pair
+// index; `second` marks the pair's second channel.
+struct ChannelRoles {
+  std::vector<int32_t> pair;
+  std::vector<uint8_t> second;
+};
+
+ChannelRoles RolesFor(const StreamSpec& spec) {
+  ChannelRoles roles;
+  roles.pair.assign(spec.dim, -1);
+  roles.second.assign(spec.dim, 0);
+  if (spec.rope == nullptr) return roles;
+  for (size_t i = 0; i < spec.rope->first.size(); ++i) {
+    if (spec.rope->first[i] >= spec.dim || spec.rope->second[i] >= spec.dim)
+      continue;
+    roles.pair[spec.rope->first[i]] = static_cast<int32_t>(i);
+    roles.pair[spec.rope->second[i]] = static_cast<int32_t>(i);
+    roles.second[spec.rope->second[i]] = 1;
+  }
+  return roles;
+}
+
+// The per-channel model of one head of a stream, as sent.
+struct HeadModel {
+  std::vector<int32_t> e;       // step exponent per channel
+  std::vector<uint8_t> shape;   // table half per channel
+  std::vector<int32_t> cell;    // round(p / delta) of unpaired channels
+  std::vector<int64_t> mean_x;  // pre-RoPE mean of pair i, first channel,
+  std::vector<int64_t> mean_y;  // ... second, in units of 2^(min e - 2)
+  // Derived by Prepare: p / delta of a paired channel at a token is
+  // (a cos + b sin) * factor with the token's rotation of the pair.
+  std::vector<double> a, b, factor;
+};
+
+void Prepare(const StreamSpec& spec, const ChannelRoles& roles,
+             HeadModel& model) {
+  model.a.assign(spec.dim, 0);
+  model.b.assign(spec.dim, 0);
+  model.factor.assign(spec.dim, 0);
+  for (uint32_t d = 0; d < spec.dim; ++d) {
+    const int32_t i = roles.pair[d];
+    if (i < 0) continue;
+    const int unit =
+        std::min(model.e[spec.rope->first[i]], model.e[spec.rope->second[i]]) -
+        2;
+    const double mx = static_cast<double>(model.mean_x[i]);
+    const double my = static_cast<double>(model.mean_y[i]);
+    // First channel: mx cos - my sin; second: my cos + mx sin.
+    model.a[d] = roles.second[d] ? my : mx;
+    model.b[d] = roles.second[d] ? mx : -my;
+    model.factor[d] = std::ldexp(1.0, unit - model.e[d]);  // exact
+  }
+}
+
+// The predicted cell of every channel at token t (rows of RoPE'd keys turn).
+void PredictRow(const StreamSpec& spec, const ChannelRoles& roles,
+                const HeadModel& model, const Phases* phases, uint32_t t,
+                int32_t* cells) {
+  const double* phase = phases == nullptr
+                            ? nullptr
+                            : &phases->absolute[size_t{t} * phases->pairs * 2];
+  for (uint32_t d = 0; d < spec.dim; ++d) {
+    const int32_t i = roles.pair[d];
+    if (i < 0) {
+      cells[d] = model.cell[d];
+      continue;
+    }
+    const double v = model.a[d] * phase[2 * i] + model.b[d] * phase[2 * i + 1];
+    cells[d] = PredictedCell(v * model.factor[d]);
+  }
+}
+
+// Rows of the first layer known in advance (see lossless_codec_stream.h).
+class RowPredictor {
+ public:
+  RowPredictor(const StreamSpec& spec, const Format& format,
+               const Phases* phases)
+      : spec_(spec), format_(format), phases_(phases), values_(spec.dim) {}
+
+  bool enabled() const { return !spec_.token_ids.empty(); }
+  void StartHead() { last_row_.clear(); }
+
+  // Predicts row t of `head` into `bits` and returns true, or returns false
+  // when nothing predicts it. `head_values` holds the head's rows before t.
+  // With `bits` null, only says whether the row is predicted.
+  bool Predict(uint32_t head, uint32_t t, const uint32_t* head_values,
+               uint32_t* bits) {
+    const int32_t token = spec_.token_ids[t];
+    auto [it, inserted] = last_row_.try_emplace(token, t);
+    const uint32_t from = it->second;
+    it->second = t;
+    if (spec_.token_source != nullptr &&
+        spec_.token_source->Row(token, head, values_)) {
+      if (bits == nullptr) return true;
+      FromTable(t);
+    } else if (!inserted) {
+      if (bits == nullptr) return true;
+      FromEarlierRow(head_values + size_t{from} * spec_.dim, from, t);
+    } else {
+      return false;
+    }
+    for (uint32_t d = 0; d < spec_.dim; ++d) bits[d] = Round(values_[d]);
+    return true;
+  }
+
+ private:
+  uint32_t Round(double v) const {
+    const float f = static_cast<float>(v);
+    if (format_.bytes == 4) return std::bit_cast<uint32_t>(f);
+    if (format_.m == 7) return FloatToBf16(f);
+    return FloatToFp16(f);
+  }
+  double Value(uint32_t bits) const {
+    return format_.float_format.IsFinite(bits)
+               ? ToDouble(format_.float_format, bits)
+               : 0;
+  }
+
+  void FromEarlierRow(const uint32_t* source, uint32_t from, uint32_t to) {
+    for (uint32_t d = 0; d < spec_.dim; ++d) values_[d] = Value(source[d]);
+    if (spec_.rope == nullptr) return;
+    const RopePairs& rope = *spec_.rope;
+    const size_t pairs = phases_->pairs;
+    const double* p_to = &phases_->relative[size_t{to} * pairs * 2];
+    const double* p_from = &phases_->relative[size_t{from} * pairs * 2];
+    for (size_t i = 0; i < pairs; ++i) {
+      if (rope.first[i] >= spec_.dim || rope.second[i] >= spec_.dim) continue;
+      const double c =
+          p_to[2 * i] * p_from[2 * i] + p_to[2 * i + 1] * p_from[2 * i + 1];
+      const double s =
+          p_to[2 * i + 1] * p_from[2 * i] - p_to[2 * i] * p_from[2 * i + 1];
+      const double x = values_[rope.first[i]], y = values_[rope.second[i]];
+      values_[rope.first[i]] = x * c - y * s;
+      values_[rope.second[i]] = y * c + x * s;
+    }
+  }
+
+  // Models compute RoPE in the cache's dtype: cos and sin rounded to it,
+  // each product and the sum rounded again. Doing the same makes most
+  // predicted keys exact.
+  void FromTable(uint32_t t) {
+    if (spec_.rope == nullptr) return;
+    const RopePairs& rope = *spec_.rope;
+    const size_t pairs = phases_->pairs;
+    const double* phase = &phases_->absolute[size_t{t} * pairs * 2];
+    auto round = [this](double v) { return Value(Round(v)); };
+    for (size_t i = 0; i < pairs; ++i) {
+      if (rope.first[i] >= spec_.dim || rope.second[i] >= spec_.dim) continue;
+      const double c = round(phase[2 * i]), s = round(phase[2 * i + 1]);
+      const double x = values_[rope.first[i]], y = values_[rope.second[i]];
+      values_[rope.first[i]] = round(round(x * c) - round(y * s));
+      values_[rope.second[i]] = round(round(y * c) + round(x * s));
+    }
+  }
+
+  const StreamSpec& spec_;
+  const Format& format_;
+  const Phases* phases_;
+  std::vector<double> values_;
+  absl::flat_hash_map<int32_t, uint32_t> last_row_;
+};
+
+std::vector<uint32_t> LoadValues(const Format& format,
+                                 std::span<const std::byte> data) {
+  std::vector<uint32_t> values(data.size() / format.bytes);
+  if (format.bytes == 4) {
+    std::memcpy(values.data(), data.data(), values.size() * 4);
+  } else {
+    for (size_t i = 0; i < values.size(); ++i) {
+      uint16_t v;
+      std::memcpy(&v, data.data() + 2 * i, 2);
+      values[i] = v;
+    }
+  }
+  return values;
+}
+
+// ---------------------------------------------------------------- encoder
+
+// Symbols of a chunk, and the tables of each tensor kind (K, V, ...).
+struct ChunkSymbols {
+  std::vector<uint8_t> symbols;
+  std::vector<uint16_t> tables;  // kind * kTables + table, per symbol
+  std::vector<std::array<std::array<uint32_t, kAlphabetSize>, kTables>> counts;
+};
+
+// The step exponent for mean absolute error `scale` around a prediction of
+// magnitude `magnitude`: delta in (scale/2, scale], but never below the
+// prediction's spacing (a cell holds at least one value there).
+void ChooseStep(const Format& format, double scale, double magnitude,
+                int32_t& e, uint8_t& shape) {
+  int exponent = format.e_min;
+  shape = 0;
+  if (scale > 0) {
+    int binary;
+    const double fraction = std::frexp(scale, &binary);
+    exponent = binary - 1;
+    shape = fraction >= 0.75;
+  }
+  if (magnitude > 0) {
+    int binary;
+    std::frexp(magnitude, &binary);
+    exponent = std::max(exponent, binary - 1 - format.m);
+  }
+  e = std::clamp(exponent, format.e_min, format.e_max);
+}
+
+class Encoder {
+ public:
+  Encoder(const Format& format, const Phases* phases, std::string& side,
+          BitWriter& raw, std::string& literals)
+      : format_(format),
+        phases_(phases),
+        side_(side),
+        raw_(raw),
+        literals_(literals) {}
+
+  void Stream(const StreamSpec& spec, uint32_t kind,
+              std::span<const std::byte> data, ChunkSymbols& out) {
+    std::vector<uint32_t> values = LoadValues(format_, data);
+    const uint32_t dim = spec.dim;
+    const ChannelRoles roles = RolesFor(spec);
+    if (out.counts.size() <= kind) out.counts.resize(kind + 1);
+    auto& counts = out.counts[kind];
+    const uint16_t table_base = static_cast<uint16_t>(kind * kTables);
+    // Rows of the first layer predicted from their token: 0 not predicted,
+    // 1 exact, 2 predicted but coded against the prediction.
+    std::vector<uint8_t> row_state(size_t{spec.heads} * spec.tokens, 0);
+    std::vector<uint32_t> predictions;
+    RowPredictor predictor(spec, format_, phases_);
+    if (predictor.enabled()) {
+      predictions.resize(values.size());
+      std::string bitmap;
+      BitWriter flags(bitmap);
+      for (uint32_t h = 0; h < spec.heads; ++h) {
+        predictor.StartHead();
+        const size_t head = size_t{h} * spec.tokens;
+        const uint32_t* head_values = values.data() + head * dim;
+        for (uint32_t t = 0; t < spec.tokens; ++t) {
+          uint32_t* predicted = predictions.data() + (head + t) * dim;
+          if (!predictor.Predict(h, t, head_values, predicted)) continue;
+          const bool exact = std::equal(predicted, predicted + dim,
+                                        head_values + size_t{t} * dim);
+          flags.Put(exact, 1);
+          row_state[head + t] = exact ? 1 : 2;
+        }
+      }
+      flags.Finish();
+      side_ += bitmap;
+    }
+    std::vector<int32_t> cells(dim);
+    HeadModel model;
+    for (uint32_t h = 0; h < spec.heads; ++h) {
+      const size_t head = size_t{h} * spec.tokens;
+      const uint32_t* head_values = values.data() + head * dim;
+      FitHead(spec, roles, head_values, row_state.data() + head, model);
+      Prepare(spec, roles, model);
+      WriteHead(spec, roles, model);
+      for (uint32_t t = 0; t < spec.tokens; ++t) {
+        const uint32_t* row = head_values + size_t{t} * dim;
+        if (row_state[head + t] == 1) continue;
+        if (row_state[head + t] == 2) {
+          const uint32_t* predicted = predictions.data() + (head + t) * dim;
+          for (uint32_t d = 0; d < dim; ++d) {
+            const uint8_t symbol = RowValue(row[d], predicted[d]);
+            ++counts[kRowTable][symbol];
+            out.symbols.push_back(symbol);
+            out.tables.push_back(table_base + kRowTable);
+          }
+          continue;
+        }
+        PredictRow(spec, roles, model, phases_, t, cells.data());
+        for (uint32_t d = 0; d < dim; ++d) {
+          const uint8_t symbol = Value(row[d], model.e[d], cells[d]);
+          const int table = TableOf(cells[d], model.shape[d]);
+          ++counts[table][symbol];
+          out.symbols.push_back(symbol);
+          out.tables.push_back(static_cast<uint16_t>(table_base + table));
+        }
+      }
+    }
+  }
+
+  // Appends the frequency tables of every kind to `out` and returns them.
+  static std::vector<std::array<std::array<uint16_t, kAlphabetSize>, kTables>>
+  WriteTables(const ChunkSymbols& symbols, std::string& out) {
+    std::vector<std::array<std::array<uint16_t, kAlphabetSize>, kTables>> freqs(
+        symbols.counts.size());
+    for (size_t kind = 0; kind < symbols.counts.size(); ++kind) {
+      uint32_t present = 0;
+      for (int k = 0; k < kTables; ++k) {
+        bool any = false;
+        for (uint32_t c : symbols.counts[kind][k]) any |= c != 0;
+        if (!any) continue;
+        present |= 1u << k;
+        predictive::NormalizeFrequencies(symbols.counts[kind][k],
+                                         freqs[kind][k]);
+      }
+      out.push_back(static_cast<char>(present & 0xFF));
+      out.push_back(static_cast<char>(present >> 8));
+      for (int k = 0; k < kTables; ++k) {
+        if (!(present >> k & 1)) continue;
+        int lo = 0, hi = kAlphabetSize - 1;
+        while (freqs[kind][k][lo] == 0) ++lo;
+        while (freqs[kind][k][hi] == 0) --hi;
+        out.push_back(static_cast<char>(lo));
+        out.push_back(static_cast<char>(hi));
+        for (int s = lo; s <= hi; ++s) PutVarint(freqs[kind][k][s], out);
+      }
+    }
+    return freqs;
+  }
+
+ private:
+  double Real(uint32_t bits, bool& usable) const {
+    usable = format_.float_format.IsFinite(bits);
+    if (!usable) return 0;
+    const double x = ToDouble(format_.float_format, bits);
+    usable = std::fabs(x) < kSaneMagnitude;
+    return usable ? x : 0;
+  }
+
+  // Fits the channel model to the rows coded with it (row_state 0).
+  void FitHead(const StreamSpec& spec, const ChannelRoles& roles,
+               const uint32_t* values, const uint8_t* row_state,
+               HeadModel& model) {
+    const uint32_t dim = spec.dim;
+    const size_t pairs = spec.rope == nullptr ? 0 : spec.rope->first.size();
+    std::vector<double> mean(dim, 0), count(dim, 0);
+    std::vector<double> pair_x(pairs, 0), pair_y(pairs, 0), pair_n(pairs, 0);
+    for (uint32_t t = 0; t < spec.tokens; ++t) {
+      if (row_state[t] != 0) continue;
+      const uint32_t* row = values + size_t{t} * dim;
+      for (uint32_t d = 0; d < dim; ++d) {
+        bool usable;
+        const double x = Real(row[d], usable);
+        if (!usable) continue;
+        mean[d] += x;
+        count[d] += 1;
+      }
+      for (size_t i = 0; i < pairs; ++i) {
+        const uint32_t a = spec.rope->first[i], b = spec.rope->second[i];
+        if (a >= dim || b >= dim) continue;
+        bool ua, ub;
+        const double x = Real(row[a], ua), y = Real(row[b], ub);
+        if (!ua || !ub) continue;
+        const double* phase = &phases_->absolute[(size_t{t} * pairs + i) * 2];
+        pair_x[i] += x * phase[0] + y * phase[1];
+        pair_y[i] += y * phase[0] - x * phase[1];
+        pair_n[i] += 1;
+      }
+    }
+    for (uint32_t d = 0; d < dim; ++d)
+      if (count[d] > 0) mean[d] /= count[d];
+    for (size_t i = 0; i < pairs; ++i)
+      if (pair_n[i] > 0) {
+        pair_x[i] /= pair_n[i];
+        pair_y[i] /= pair_n[i];
+      }
+    // Mean absolute error of the prediction (unquantized) per channel.
+    std::vector<double> error(dim, 0), error_n(dim, 0);
+    for (uint32_t t = 0; t < spec.tokens; ++t) {
+      if (row_state[t] != 0) continue;
+      const uint32_t* row = values + size_t{t} * dim;
+      for (uint32_t d = 0; d < dim; ++d) {
+        bool usable;
+        const double x = Real(row[d], usable);
+        if (!usable) continue;
+        double p = mean[d];
+        if (const int32_t i = roles.pair[d]; i >= 0) {
+          const double* phase = &phases_->absolute[(size_t{t} * pairs + i) * 2];
+          p = roles.second[d] ? pair_y[i] * phase[0] + pair_x[i] * phase[1]
+                              : pair_x[i] * phase[0] - pair_y[i] * phase[1];
+        }
+        error[d] += std::fabs(x - p);
+        error_n[d] += 1;
+      }
+    }
+    model.e.assign(dim, format_.e_min);
+    model.shape.assign(dim, 0);
+    model.cell.assign(dim, 0);
+    model.mean_x.assign(pairs, 0);
+    model.mean_y.assign(pairs, 0);
+    for (uint32_t d = 0; d < dim; ++d) {
+      const double scale = error_n[d] > 0 ? error[d] / error_n[d] : 0;
+      double magnitude = std::fabs(mean[d]);
+      if (const int32_t i = roles.pair[d]; i >= 0)
+        magnitude = std::hypot(pair_x[i], pair_y[i]);
+      ChooseStep(format_, scale, magnitude, model.e[d], model.shape[d]);
+      if (roles.pair[d] < 0)
+        model.cell[d] = PredictedCell(std::ldexp(mean[d], -model.e[d]));
+    }
+    auto units = [](double v, int unit) {
+      const double u = std::round(std::ldexp(v, -unit));
+      return static_cast<int64_t>(
+          std::clamp<double>(u, -static_cast<double>(kMaxMeanUnits),
+                             static_cast<double>(kMaxMeanUnits)));
+    };
+    for (size_t i = 0; i < pairs; ++i) {
+      const uint32_t a = spec.rope->first[i], b = spec.rope->second[i];
+      if (a >= dim || b >= dim) continue;
+      const int unit = std::min(model.e[a], model.e[b]) - 2;
+      model.mean_x[i] = units(pair_x[i], unit);
+      model.mean_y[i] = units(pair_y[i], unit);
+    }
+  }
+
+  void WriteHead(const StreamSpec& spec, const ChannelRoles& roles,
+                 const HeadModel& model) {
+    for (uint32_t d = 0; d < spec.dim; ++d)
+      side_.push_back(static_cast<char>(model.e[d] - format_.e_min));
+    for (uint32_t d = 0; d < spec.dim; ++d) {
+      const int32_t i = roles.pair[d];
+      if (i < 0) {
+        PutVarint(uint64_t(Zigzag(model.cell[d])) << 1 | model.shape[d], side_);
+      } else if (!roles.second[d]) {
+        const uint32_t b = spec.rope->second[i];
+        PutVarint(uint64_t(Zigzag64(model.mean_x[i])) << 1 | model.shape[d],
+                  side_);
+        PutVarint(uint64_t(Zigzag64(model.mean_y[i])) << 1 | model.shape[b],
+                  side_);
+      }
+    }
+  }
+
+  static uint64_t Zigzag64(int64_t v) {
+    return v < 0 ? 2 * static_cast<uint64_t>(-v) - 1
+                 : 2 * static_cast<uint64_t>(v);
+  }
+
+  // Codes a value of a predicted row against its prediction.
+  uint8_t RowValue(uint32_t bits, uint32_t predicted) {
+    const FloatFormat& f = format_.float_format;
+    const int64_t diff = int64_t{f.ToOrd(bits)} - f.ToOrd(predicted);
+    if (diff >= -kMaxResidual && diff <= kMaxResidual)
+      return static_cast<uint8_t>(Zigzag(diff));
+    return Literal(bits);
+  }
+
+  uint8_t Literal(uint32_t bits) {
+    const char* b = reinterpret_cast<const char*>(&bits);
+    literals_.append(b, format_.bytes);  // little-endian host
+    return kEscape;
+  }
+
+  // Codes one value: returns its symbol and writes its raw bits or literal.
+  uint8_t Value(uint32_t bits, int e, int32_t predicted) {
+    const uint32_t magnitude = bits & ~format_.sign;
+    const uint32_t exponent = magnitude >> format_.m;
+    const bool negative = (bits & format_.sign) != 0;
+    if (exponent != format_.all_ones) {
+      const int step_biased = e + format_.bias;  // >= 1
+      int64_t cell = 0;
+      if (static_cast<int>(exponent) >= step_biased) {
+        const uint64_t significand =
+            (uint64_t{1} << format_.m) | (magnitude & format_.mant_mask);
+        const int shift = static_cast<int>(exponent) - step_biased - format_.m;
+        cell = shift >= 0
+                   ? (shift > 40 ? kMaxCell
+                                 : static_cast<int64_t>(significand << shift))
+                   : static_cast<int64_t>(significand >> -shift);
+      }
+      if (cell == 0) {
+        const uint32_t below = static_cast<uint32_t>(step_biased) - exponent;
+        if (below <= kMaxBelow) {
+          raw_.Put(magnitude & format_.mant_mask, format_.m);
+          return static_cast<uint8_t>(kNearBase + negative * kMaxBelow + below -
+                                      1);
+        }
+      } else if (cell < kMaxCell) {
+        const int64_t n = negative ? -cell - 1 : cell;
+        const int64_t residual = n - predicted;
+        if (residual >= -kMaxResidual && residual <= kMaxResidual) {
+          const int top = std::bit_width(static_cast<uint64_t>(cell)) - 1;
+          if (top <= format_.m) {
+            const int k = format_.m - top;
+            raw_.Put(magnitude & ((1u << k) - 1), k);
+          }
+          return static_cast<uint8_t>(Zigzag(residual));
+        }
+      }
+    }
+    return Literal(bits);
+  }
+
+  const Format& format_;
+  const Phases* phases_;
+  std::string& side_;
+  BitWriter& raw_;
+  std::string& literals_;
+};
+
+// ---------------------------------------------------------------- decoder
+
+class Decoder {
+ public:
+  Decoder(const Format& format, const Phases* phases, Reader& side,
+          predictive::RansDecoder& rans, BitReader& raw,
+          std::string_view& literals)
+      : format_(format),
+        phases_(phases),
+        side_(side),
+        rans_(rans),
+        raw_(raw),
+        literals_(literals),
+        kernel_(predictive::BestVectorKernel()) {}
+
+  // Reads the frequency tables of `kinds` tensor kinds.
+  absl::Status ReadTables(Reader& in, uint32_t kinds) {
+    // Every entry is written below: no need to clear them first.
+    entries_ = std::make_unique_for_overwrite<uint32_t[]>(size_t{kinds} *
+                                                          kTables * kProbScale);
+    std::array<uint16_t, kAlphabetSize> freqs;
+    for (uint32_t kind = 0; kind < kinds; ++kind) {
+      uint8_t lo, hi;
+      if (!in.Byte(lo) || !in.Byte(hi)) return Corrupt("table mask");
+      const uint32_t present = lo | uint32_t{hi} << 8;
+      if (present >> kTables) return Corrupt("table mask");
+      for (int k = 0; k < kTables; ++k) {
+        uint32_t* entries =
+            &entries_[(size_t{kind} * kTables + k) * kProbScale];
+        freqs.fill(0);
+        if (!(present >> k & 1)) {
+          // A table the encoder never used decodes only to invalid symbols.
+          freqs[kAlphabetSize - 1] = kProbScale - 1;
+          freqs[kAlphabetSize - 2] = 1;
+          predictive::BuildDecodeTable(freqs, entries);
+          continue;
+        }
+        uint8_t first, last;
+        if (!in.Byte(first) || !in.Byte(last) || first > last || last > kEscape)
+          return Corrupt("frequency table range");
+        for (int s = first; s <= last; ++s) {
+          uint64_t f;
+          if (!in.Varint(f) || f >= kProbScale)
+            return Corrupt("frequency table");
+          freqs[s] = static_cast<uint16_t>(f);
+        }
+        if (!predictive::BuildDecodeTable(freqs, entries))
+          return Corrupt("frequencies do not sum up");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Stream(const StreamSpec& spec, uint32_t kind,
+                      std::span<std::byte> out) {
+    const uint32_t dim = spec.dim;
+    values_.resize(spec.num_elements());
+    std::vector<uint32_t>& values = values_;
+    const ChannelRoles roles = RolesFor(spec);
+    const uint32_t* entries = &entries_[size_t{kind} * kTables * kProbScale];
+    RowPredictor predictor(spec, format_, phases_);
+    std::vector<uint8_t> exact;  // per predicted row
+    if (predictor.enabled()) {
+      // Which rows are predicted depends on the token ids alone.
+      size_t predicted_rows = 0;
+      for (uint32_t h = 0; h < spec.heads; ++h) {
+        predictor.StartHead();
+        for (uint32_t t = 0; t < spec.tokens; ++t)
+          predicted_rows += predictor.Predict(h, t, nullptr, nullptr);
+      }
+      std::string_view bitmap;
+      if (!side_.Bytes((predicted_rows + 7) / 8, bitmap))
+        return Corrupt("truncated row flags");
+      exact.resize(predicted_rows);
+      for (size_t r = 0; r < predicted_rows; ++r)
+        exact[r] = static_cast<uint8_t>(bitmap[r / 8]) >> (r % 8) & 1;
+      if (predicted_rows % 8 != 0 &&
+          (static_cast<uint8_t>(bitmap.back()) >> (predicted_rows % 8)) != 0)
+        return Corrupt("row flags padding");
+    }
+    std::vector<HeadModel> models(spec.heads);
+    for (uint32_t h = 0; h < spec.heads; ++h) {
+      if (absl::Status s = ReadHead(spec, roles, models[h]); !s.ok()) return s;
+      Prepare(spec, roles, models[h]);
+    }
+
+    std::vector<int32_t> cells(dim);
+    std::vector<uint32_t> table_of(dim);
+    const std::vector<uint32_t> row_tables(dim, kRowTable * kProbScale);
+    std::vector<uint8_t> symbols(dim);
+    std::vector<uint32_t> predicted(dim);
+    size_t predicted_index = 0;
+    const bool turning = phases_ != nullptr && spec.rope != nullptr;
+    for (uint32_t h = 0; h < spec.heads; ++h) {
+      const HeadModel& model = models[h];
+      uint32_t* head_values = values.data() + size_t{h} * spec.tokens * dim;
+      if (!turning) {
+        PredictRow(spec, roles, model, phases_, 0, cells.data());
+        TablesFor(model, cells, table_of);
+      }
+      predictor.StartHead();
+      for (uint32_t t = 0; t < spec.tokens; ++t) {
+        uint32_t* row = head_values + size_t{t} * dim;
+        if (predictor.enabled() &&
+            predictor.Predict(h, t, head_values, predicted.data())) {
+          if (exact[predicted_index++]) {
+            std::copy(predicted.begin(), predicted.end(), row);
+            continue;
+          }
+          DecodeSymbols(kernel_, rans_, entries, row_tables.data(), dim,
+                        symbols.data());
+          for (uint32_t d = 0; d < dim; ++d)
+            row[d] = RowValue(symbols[d], predicted[d]);
+          if (corrupt_) return Corrupt("bad symbol");
+          continue;
+        }
+        if (turning) {
+          PredictRow(spec, roles, model, phases_, t, cells.data());
+          TablesFor(model, cells, table_of);
+        }
+        DecodeSymbols(kernel_, rans_, entries, table_of.data(), dim,
+                      symbols.data());
+        for (uint32_t d = 0; d < dim; ++d)
+          row[d] = Value(symbols[d], model.e[d], cells[d]);
+        if (corrupt_) return Corrupt("bad symbol");
+      }
+    }
+    if (format_.bytes == 4) {
+      std::memcpy(out.data(), values.data(), values.size() * 4);
+    } else {
+      for (size_t i = 0; i < values.size(); ++i) {
+        const uint16_t v = static_cast<uint16_t>(values[i]);
+        std::memcpy(out.data() + 2 * i, &v, 2);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status Corrupt(const char* what) {
+    return absl::DataLossError(absl::StrCat("lossless: ", what));
+  }
+
+  absl::Status ReadHead(const StreamSpec& spec, const ChannelRoles& roles,
+                        HeadModel& model) {
+    const uint32_t dim = spec.dim;
+    const size_t pairs = spec.rope == nullptr ? 0 : spec.rope->first.size();
+    model.e.resize(dim);
+    model.shape.assign(dim, 0);
+    model.cell.assign(dim, 0);
+    model.mean_x.assign(pairs, 0);
+    model.mean_y.assign(pairs, 0);
+    for (uint32_t d = 0; d < dim; ++d) {
+      uint8_t byte;
+      if (!side_.Byte(byte)) return Corrupt("truncated channel steps");
+      model.e[d] = format_.e_min + byte;
+      if (model.e[d] > format_.e_max) return Corrupt("channel step");
+    }
+    auto signed_of = [](uint64_t z) {
+      return (z & 1) ? -static_cast<int64_t>(z >> 1) - 1
+                     : static_cast<int64_t>(z >> 1);
+    };
+    for (uint32_t d = 0; d < dim; ++d) {
+      const int32_t i = roles.pair[d];
+      if (i >= 0 && roles.second[d]) continue;
+      uint64_t packed;
+      if (!side_.Varint(packed)) return Corrupt("truncated predictions");
+      model.shape[d] = packed & 1;
+      const int64_t value = signed_of(packed >> 1);
+      if (i < 0) {
+        if (value < -kMaxPredicted || value > kMaxPredicted)
+          return Corrupt("prediction out of range");
+        model.cell[d] = static_cast<int32_t>(value);
+        continue;
+      }
+      if (value < -kMaxMeanUnits || value > kMaxMeanUnits)
+        return Corrupt("pair mean out of range");
+      model.mean_x[i] = value;
+      const uint32_t b = spec.rope->second[i];
+      if (!side_.Varint(packed)) return Corrupt("truncated predictions");
+      model.shape[b] = packed & 1;
+      const int64_t y = signed_of(packed >> 1);
+      if (y < -kMaxMeanUnits || y > kMaxMeanUnits)
+        return Corrupt("pair mean out of range");
+      model.mean_y[i] = y;
+    }
+    return absl::OkStatus();
+  }
+
+  void TablesFor(const HeadModel& model, const std::vector<int32_t>& cells,
+                 std::vector<uint32_t>& table_of) const {
+    for (size_t d = 0; d < cells.size(); ++d)
+      table_of[d] =
+          static_cast<uint32_t>(TableOf(cells[d], model.shape[d])) * kProbScale;
+  }
+
+  uint32_t Value(uint8_t symbol, int e, int32_t predicted) {
+    const int step_biased = e + format_.bias;
+    if (symbol < kNearBase) {
+      const int64_t residual =
+          (symbol & 1) ? -int64_t{(symbol + 1u) / 2} : int64_t{symbol / 2u};
+      const int64_t n = predicted + residual;
+      if (n == 0 || n == -1) return Fail();
+      const uint64_t cell = static_cast<uint64_t>(n < 0 ? -n - 1 : n);
+      const int top = std::bit_width(cell) - 1;
+      const int exponent = step_biased + top;
+      if (exponent >= static_cast<int>(format_.all_ones)) return Fail();
+      uint32_t magnitude = static_cast<uint32_t>(exponent) << format_.m;
+      if (top <= format_.m) {
+        const int k = format_.m - top;
+        magnitude |= (static_cast<uint32_t>(cell << k) & format_.mant_mask) |
+                     raw_.Get(k);
+      } else {
+        const int drop = top - format_.m;
+        if (cell & ((uint64_t{1} << drop) - 1)) return Fail();
+        magnitude |= static_cast<uint32_t>(cell >> drop) & format_.mant_mask;
+      }
+      return (n < 0 ? format_.sign : 0) | magnitude;
+    }
+    if (symbol < kEscape) {
+      const uint32_t index = symbol - kNearBase;
+      const bool negative = index >= kMaxBelow;
+      const int below = static_cast<int>(index % kMaxBelow) + 1;
+      const int exponent = step_biased - below;
+      if (exponent < 0) return Fail();
+      const uint32_t mantissa = raw_.Get(format_.m);
+      return (negative ? format_.sign : 0) |
+             static_cast<uint32_t>(exponent) << format_.m | mantissa;
+    }
+    return Literal(symbol);
+  }
+
+  uint32_t RowValue(uint8_t symbol, uint32_t predicted) {
+    if (symbol < kNearBase) {
+      const FloatFormat& f = format_.float_format;
+      const int64_t diff =
+          (symbol & 1) ? -int64_t{(symbol + 1u) / 2} : int64_t{symbol / 2u};
+      const int64_t ord = int64_t{f.ToOrd(predicted)} + diff;
+      if (ord < 0 || ord > int64_t{f.mask()}) return Fail();
+      return f.FromOrd(static_cast<uint32_t>(ord));
+    }
+    return Literal(symbol);
+  }
+
+  uint32_t Literal(uint8_t symbol) {
+    if (symbol != kEscape ||
+        literals_.size() < static_cast<size_t>(format_.bytes))
+      return Fail();
+    uint32_t bits = 0;
+    std::memcpy(&bits, literals_.data(), format_.bytes);
+    literals_.remove_prefix(format_.bytes);
+    return bits;
+  }
+
+  uint32_t Fail() {
+    corrupt_ = true;
+    return 0;
+  }
+
+  const Format& format_;
+  const Phases* phases_;
+  Reader& side_;
+  predictive::RansDecoder& rans_;
+  BitReader& raw_;
+  std::string_view& literals_;
+  predictive::VectorKernel kernel_;
+  std::unique_ptr<uint32_t[]> entries_;
+  std::vector<uint32_t> values_;  // the stream being decoded
+  bool corrupt_ = false;
+};
+
+uint32_t KindsOf(std::span<const ChunkStream> streams) {
+  uint32_t kinds = 0;
+  for (const ChunkStream& stream : streams)
+    kinds = std::max(kinds, stream.kind + 1);
+  return kinds;
+}
+
+const Phases* PhasesFor(std::span<const ChunkStream> streams,
+                        std::unique_ptr<Phases>& storage) {
+  for (const ChunkStream& stream : streams) {
+    if (stream.spec.rope == nullptr || stream.spec.rope->empty()) continue;
+    storage = std::make_unique<Phases>(BuildPhases(
+        *stream.spec.rope, stream.spec.tokens, stream.spec.first_position));
+    return storage.get();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void EncodeChunkStreams(std::span<const ChunkStream> streams,
+                        std::span<const std::byte> data, std::string& out) {
+  if (streams.empty()) return;
+  const Format format(streams.front().spec.format);
+  std::unique_ptr<Phases> phase_storage;
+  const Phases* phases = PhasesFor(streams, phase_storage);
+  std::string side, raw_bytes, literals;
+  BitWriter raw(raw_bytes);
+  Encoder encoder(format, phases, side, raw, literals);
+  ChunkSymbols symbols;
+  symbols.counts.resize(KindsOf(streams));
+  size_t elements = 0;
+  for (const ChunkStream& stream : streams)
+    elements += stream.spec.num_elements();
+  symbols.symbols.reserve(elements);
+  symbols.tables.reserve(elements);
+  for (const ChunkStream& stream : streams)
+    encoder.Stream(
+        stream.spec, stream.kind,
+        data.subspan(stream.offset, stream.spec.num_elements() * format.bytes),
+        symbols);
+  raw.Finish();
+  std::string tables;
+  const auto freqs = Encoder::WriteTables(symbols, tables);
+  std::vector<predictive::EncodeTable> encode_tables(freqs.size() * kTables);
+  for (size_t kind = 0; kind < freqs.size(); ++kind)
+    for (int k = 0; k < kTables; ++k)
+      predictive::BuildEncodeTable(freqs[kind][k],
+                                   encode_tables[kind * kTables + k]);
+  // rANS codes last to first.
+  predictive::RansEncoder rans(symbols.symbols.size());
+  for (size_t i = symbols.symbols.size(); i-- > 0;)
+    rans.Put(i, encode_tables[symbols.tables[i]][symbols.symbols[i]]);
+  std::string rans_bytes;
+  rans.Finish(rans_bytes);
+  PutVarint(tables.size(), out);
+  out += tables;
+  PutVarint(side.size(), out);
+  out += side;
+  PutVarint(rans_bytes.size(), out);
+  out += rans_bytes;
+  PutVarint(raw_bytes.size(), out);
+  out += raw_bytes;
+  out += literals;
+}
+
+absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
+                                std::string_view in, std::span<std::byte> out) {
+  if (streams.empty())
+    return in.empty() ? absl::OkStatus()
+                      : absl::DataLossError("lossless: trailing bytes");
+  const Format format(streams.front().spec.format);
+  Reader reader(in);
+  std::string_view tables, side, rans_bytes, raw_bytes;
+  uint64_t size;
+  if (!reader.Varint(size) || !reader.Bytes(size, tables) ||
+      !reader.Varint(size) || !reader.Bytes(size, side) ||
+      !reader.Varint(size) || !reader.Bytes(size, rans_bytes) ||
+      !reader.Varint(size) || !reader.Bytes(size, raw_bytes))
+    return absl::DataLossError("lossless: truncated sections");
+  std::string_view literals = reader.rest();
+  std::unique_ptr<Phases> phase_storage;
+  const Phases* phases = PhasesFor(streams, phase_storage);
+  Reader side_reader(side);
+  predictive::RansDecoder rans(std::as_bytes(std::span(rans_bytes)));
+  BitReader raw(raw_bytes);
+  Decoder decoder(format, phases, side_reader, rans, raw, literals);
+  Reader table_reader(tables);
+  if (absl::Status status = decoder.ReadTables(table_reader, KindsOf(streams));
+      !status.ok())
+    return status;
+  if (!table_reader.rest().empty())
+    return absl::DataLossError("lossless: trailing table bytes");
+  for (size_t s = 0; s < streams.size(); ++s) {
+    const StreamSpec& spec = streams[s].spec;
+    const size_t bytes = spec.num_elements() * format.bytes;
+    if (streams[s].offset + bytes > out.size())
+      return absl::InternalError("lossless: stream outside the chunk");
+    if (absl::Status status = decoder.Stream(
+            spec, streams[s].kind, out.subspan(streams[s].offset, bytes));
+        !status.ok())
+      return absl::DataLossError(
+          absl::StrCat("stream ", s, ": ", std::string(status.message())));
+  }
+  if (!side_reader.rest().empty())
+    return absl::DataLossError("lossless: trailing model bytes");
+  if (!rans.FinishedCleanly())
+    return absl::DataLossError("lossless: symbol stream corrupt");
+  if (!raw.FinishedCleanly())
+    return absl::DataLossError("lossless: raw bits corrupt");
+  if (!literals.empty())
+    return absl::DataLossError("lossless: trailing literals");
+  return absl::OkStatus();
+}
+
+}  // namespace seqkv::lossless
