@@ -20,13 +20,6 @@ namespace {
 using predictive::kAlphabetSize;
 using predictive::kProbScale;
 
-// The symbol alphabet: zigzag residuals of the cell index, then the binade
-// of a value in one of the two cells at zero (positive, then negative),
-// then the escape.
-constexpr int kMaxResidual = 20;
-constexpr uint32_t kNearBase = 2 * kMaxResidual + 1;
-constexpr uint32_t kMaxBelow = 40;
-constexpr uint32_t kEscape = kNearBase + 2 * kMaxBelow;
 // Tables per stream: round(p / delta) clamped to [-3, 3], times the step's
 // fit (delta below or above 2/3 of the mean absolute error).
 constexpr int kClassReach = 3;
@@ -126,75 +119,73 @@ class Reader {
 // Raw bits, least significant first.
 class BitWriter {
  public:
-  explicit BitWriter(std::string& out) : out_(out) {}
+  // Room for at most `max_bits` bits.
+  explicit BitWriter(size_t max_bits)
+      : buffer_(std::make_unique_for_overwrite<char[]>(max_bits / 8 + 16)),
+        next_(buffer_.get()) {}
+  // bits <= 32; value < 2^bits.
   void Put(uint32_t value, int bits) {
     acc_ |= uint64_t{value} << fill_;
     fill_ += bits;
-    while (fill_ >= 8) {
-      out_.push_back(static_cast<char>(acc_ & 0xFF));
-      acc_ >>= 8;
-      fill_ -= 8;
+    if (fill_ >= 32) {
+      const uint32_t low = static_cast<uint32_t>(acc_);
+      std::memcpy(next_, &low, 4);  // little-endian host
+      next_ += 4;
+      acc_ >>= 32;
+      fill_ -= 32;
     }
   }
+  // Flushes the last bits; the stream is then bytes().
   void Finish() {
-    if (fill_ > 0) out_.push_back(static_cast<char>(acc_ & 0xFF));
-    acc_ = 0;
+    for (; fill_ > 0; fill_ -= 8) {
+      *next_++ = static_cast<char>(acc_ & 0xFF);
+      acc_ >>= 8;
+    }
     fill_ = 0;
+  }
+  std::string_view bytes() const {
+    return {buffer_.get(), static_cast<size_t>(next_ - buffer_.get())};
   }
 
  private:
-  std::string& out_;
+  std::unique_ptr<char[]> buffer_;
+  char* next_;
   uint64_t acc_ = 0;
   int fill_ = 0;
 };
 
+// Reads BitWriter's bits by position, so that vector kernels can take
+// bits from the same stream (lossless::RawBits).
 class BitReader {
  public:
   explicit BitReader(std::string_view in)
-      : p_(reinterpret_cast<const uint8_t*>(in.data())), end_(p_ + in.size()) {}
+      : bits_{reinterpret_cast<const uint8_t*>(in.data()), in.size(), 0} {}
   // bits <= 32. Bits past the end read as zero and are noted.
   uint32_t Get(int bits) {
-    if (fill_ < bits) {
-      Refill();
-      if (fill_ < bits) {
-        overrun_ = true;
-        fill_ = bits;
-      }
+    const size_t byte = bits_.position >> 3;
+    const int shift = static_cast<int>(bits_.position & 7);
+    uint64_t word = 0;
+    if (byte + 8 <= bits_.size) {
+      std::memcpy(&word, bits_.data + byte, 8);
+    } else {
+      for (size_t i = byte; i < bits_.size && i < byte + 8; ++i)
+        word |= uint64_t{bits_.data[i]} << (8 * (i - byte));
     }
-    const uint32_t value =
-        static_cast<uint32_t>(acc_ & ((uint64_t{1} << bits) - 1));
-    acc_ >>= bits;
-    fill_ -= bits;
-    return value;
+    bits_.position += bits;
+    return static_cast<uint32_t>((word >> shift) &
+                                 ((uint64_t{1} << bits) - 1));
   }
-  // True when every byte was read and no bit past the end was needed (the
+  RawBits& bits() { return bits_; }
+  // True when every bit was read and no bit past the end was needed (the
   // last byte's unused high bits must be zero).
   bool FinishedCleanly() const {
-    return !overrun_ && p_ == end_ && fill_ < 8 && acc_ == 0;
+    if ((bits_.position + 7) / 8 != bits_.size) return false;
+    if (bits_.position % 8 == 0) return true;
+    return (bits_.data[bits_.size - 1] >> (bits_.position % 8)) == 0;
   }
 
  private:
-  void Refill() {
-    if (end_ - p_ >= 8) {
-      uint64_t word;
-      std::memcpy(&word, p_, 8);
-      const int take = (63 - fill_) / 8;
-      acc_ |= (take == 8 ? word : word & ((uint64_t{1} << (8 * take)) - 1))
-              << fill_;
-      p_ += take;
-      fill_ += 8 * take;
-      return;
-    }
-    while (fill_ <= 56 && p_ < end_) {
-      acc_ |= uint64_t{*p_++} << fill_;
-      fill_ += 8;
-    }
-  }
-  const uint8_t* p_;
-  const uint8_t* end_;
-  uint64_t acc_ = 0;
-  int fill_ = 0;
-  bool overrun_ = false;
+  RawBits bits_;
 };
 
 // Positions' RoPE rotations, shared by the streams of a chunk.
@@ -410,9 +401,9 @@ class RowPredictor {
   absl::flat_hash_map<int32_t, uint32_t> last_row_;
 };
 
-std::vector<uint32_t> LoadValues(const Format& format,
-                                 std::span<const std::byte> data) {
-  std::vector<uint32_t> values(data.size() / format.bytes);
+void LoadValues(const Format& format, std::span<const std::byte> data,
+                std::vector<uint32_t>& values) {
+  values.resize(data.size() / format.bytes);
   if (format.bytes == 4) {
     std::memcpy(values.data(), data.data(), values.size() * 4);
   } else {
@@ -422,15 +413,46 @@ std::vector<uint32_t> LoadValues(const Format& format,
       values[i] = v;
     }
   }
-  return values;
 }
 
 // ---------------------------------------------------------------- encoder
 
 // Symbols of a chunk, and the tables of each tensor kind (K, V, ...).
 struct ChunkSymbols {
-  std::vector<uint8_t> symbols;
-  std::vector<uint16_t> tables;  // kind * kTables + table, per symbol
+  explicit ChunkSymbols(size_t capacity)
+      : symbols(std::make_unique_for_overwrite<uint8_t[]>(capacity)),
+        tables(std::make_unique_for_overwrite<uint8_t[]>(capacity)) {}
+  void Add(uint8_t symbol, uint8_t table) {
+    symbols[size] = symbol;
+    tables[size] = table;
+    ++size;
+  }
+  std::unique_ptr<uint8_t[]> symbols;
+  std::unique_ptr<uint8_t[]> tables;  // kind * kTables + table, per symbol
+  size_t size = 0;
+  // Fills `counts`, in four interleaved banks: runs of one symbol would
+  // otherwise wait on their own increments.
+  void Count(uint32_t kinds) {
+    const size_t tables_total = size_t{kinds} * kTables;
+    std::vector<uint32_t> banks(4 * tables_total * kAlphabetSize, 0);
+    const size_t bank = tables_total * kAlphabetSize;
+    size_t i = 0;
+    for (; i + 4 <= size; i += 4)
+      for (size_t j = 0; j < 4; ++j)
+        ++banks[j * bank + size_t{tables[i + j]} * kAlphabetSize +
+                symbols[i + j]];
+    for (; i < size; ++i)
+      ++banks[size_t{tables[i]} * kAlphabetSize + symbols[i]];
+    counts.assign(kinds, {});
+    for (uint32_t kind = 0; kind < kinds; ++kind)
+      for (int k = 0; k < kTables; ++k)
+        for (int s = 0; s < kAlphabetSize; ++s) {
+          const size_t at = (size_t{kind} * kTables + k) * kAlphabetSize + s;
+          counts[kind][k][s] =
+              banks[at] + banks[bank + at] + banks[2 * bank + at] +
+              banks[3 * bank + at];
+        }
+  }
   std::vector<std::array<std::array<uint32_t, kAlphabetSize>, kTables>> counts;
 };
 
@@ -463,16 +485,17 @@ class Encoder {
         phases_(phases),
         side_(side),
         raw_(raw),
-        literals_(literals) {}
+        literals_(literals),
+        kernel_(predictive::BestVectorKernel()),
+        value_format_{format.m, format.all_ones, format.sign} {}
 
   void Stream(const StreamSpec& spec, uint32_t kind,
               std::span<const std::byte> data, ChunkSymbols& out) {
-    std::vector<uint32_t> values = LoadValues(format_, data);
+    LoadValues(format_, data, values_);
+    const std::vector<uint32_t>& values = values_;
     const uint32_t dim = spec.dim;
     const ChannelRoles roles = RolesFor(spec);
-    if (out.counts.size() <= kind) out.counts.resize(kind + 1);
-    auto& counts = out.counts[kind];
-    const uint16_t table_base = static_cast<uint16_t>(kind * kTables);
+    const uint8_t table_base = static_cast<uint8_t>(kind * kTables);
     // Rows of the first layer predicted from their token: 0 not predicted,
     // 1 exact, 2 predicted but coded against the prediction.
     std::vector<uint8_t> row_state(size_t{spec.heads} * spec.tokens, 0);
@@ -480,8 +503,7 @@ class Encoder {
     RowPredictor predictor(spec, format_, phases_);
     if (predictor.enabled()) {
       predictions.resize(values.size());
-      std::string bitmap;
-      BitWriter flags(bitmap);
+      BitWriter flags(row_state.size());
       for (uint32_t h = 0; h < spec.heads; ++h) {
         predictor.StartHead();
         const size_t head = size_t{h} * spec.tokens;
@@ -496,16 +518,22 @@ class Encoder {
         }
       }
       flags.Finish();
-      side_ += bitmap;
+      side_ += flags.bytes();
     }
-    std::vector<int32_t> cells(dim);
+    std::vector<int32_t> cells(dim), step_biased(dim);
+    std::vector<uint8_t> raw_lengths(dim);
+    std::vector<uint32_t> raw_values(dim);
     HeadModel model;
+    uint8_t* symbol_out = out.symbols.get() + out.size;
+    uint8_t* table_out = out.tables.get() + out.size;
     for (uint32_t h = 0; h < spec.heads; ++h) {
       const size_t head = size_t{h} * spec.tokens;
       const uint32_t* head_values = values.data() + head * dim;
       FitHead(spec, roles, head_values, row_state.data() + head, model);
       Prepare(spec, roles, model);
       WriteHead(spec, roles, model);
+      for (uint32_t d = 0; d < dim; ++d)
+        step_biased[d] = model.e[d] + format_.bias;
       for (uint32_t t = 0; t < spec.tokens; ++t) {
         const uint32_t* row = head_values + size_t{t} * dim;
         if (row_state[head + t] == 1) continue;
@@ -513,22 +541,32 @@ class Encoder {
           const uint32_t* predicted = predictions.data() + (head + t) * dim;
           for (uint32_t d = 0; d < dim; ++d) {
             const uint8_t symbol = RowValue(row[d], predicted[d]);
-            ++counts[kRowTable][symbol];
-            out.symbols.push_back(symbol);
-            out.tables.push_back(table_base + kRowTable);
+            *symbol_out++ = symbol;
+            *table_out++ = table_base + kRowTable;
           }
           continue;
         }
         PredictRow(spec, roles, model, phases_, t, cells.data());
-        for (uint32_t d = 0; d < dim; ++d) {
-          const uint8_t symbol = Value(row[d], model.e[d], cells[d]);
-          const int table = TableOf(cells[d], model.shape[d]);
-          ++counts[table][symbol];
-          out.symbols.push_back(symbol);
-          out.tables.push_back(static_cast<uint16_t>(table_base + table));
+        for (uint32_t d = 0; d < dim;) {
+          const uint32_t done = CodeValues(
+              kernel_, value_format_, row + d, step_biased.data() + d,
+              cells.data() + d, dim - d, symbol_out + d, raw_lengths.data(),
+              raw_values.data());
+          for (uint32_t i = 0; i < done; ++i)
+            raw_.Put(raw_values[i], raw_lengths[i]);
+          d += done;
+          // A group the kernel leaves (or all, without one): one by one.
+          for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
+            symbol_out[d] = Value(row[d], model.e[d], cells[d]);
         }
+        for (uint32_t d = 0; d < dim; ++d)
+          table_out[d] = static_cast<uint8_t>(
+              table_base + TableOf(cells[d], model.shape[d]));
+        symbol_out += dim;
+        table_out += dim;
       }
     }
+    out.size = static_cast<size_t>(symbol_out - out.symbols.get());
   }
 
   // Appends the frequency tables of every kind to `out` and returns them.
@@ -576,56 +614,83 @@ class Encoder {
                HeadModel& model) {
     const uint32_t dim = spec.dim;
     const size_t pairs = spec.rope == nullptr ? 0 : spec.rope->first.size();
-    std::vector<double> mean(dim, 0), count(dim, 0);
+    const size_t n = size_t{spec.tokens} * dim;
+    // The values as floats; weight 0 for the unusable (NaN, Inf, huge, and
+    // rows not coded with this model). The fit is the encoder's own: its
+    // result is sent, so it needs no exactness, only speed.
+    xs_.resize(n);
+    ws_.resize(n);
+    const FloatFormat& f = format_.float_format;
+    for (uint32_t t = 0; t < spec.tokens; ++t) {
+      const uint32_t* row = values + size_t{t} * dim;
+      float* x = xs_.data() + size_t{t} * dim;
+      if (f.width_bits == 32) {
+        for (uint32_t d = 0; d < dim; ++d) x[d] = std::bit_cast<float>(row[d]);
+      } else if (f.mant_bits == 7) {
+        for (uint32_t d = 0; d < dim; ++d)
+          x[d] = std::bit_cast<float>(row[d] << 16);
+      } else {
+        for (uint32_t d = 0; d < dim; ++d)
+          x[d] = Fp16ToFloat(static_cast<uint16_t>(row[d]));
+      }
+      const float coded = row_state[t] == 0 ? 1.0f : 0.0f;
+      float* w = ws_.data() + size_t{t} * dim;
+      for (uint32_t d = 0; d < dim; ++d) {
+        const bool ok = std::fabs(x[d]) < 1e30f;  // false for NaN and Inf
+        w[d] = ok ? coded : 0.0f;
+        x[d] = ok ? x[d] * coded : 0.0f;
+      }
+    }
+    std::vector<float> sum(dim, 0), count(dim, 0);
     std::vector<double> pair_x(pairs, 0), pair_y(pairs, 0), pair_n(pairs, 0);
     for (uint32_t t = 0; t < spec.tokens; ++t) {
-      if (row_state[t] != 0) continue;
-      const uint32_t* row = values + size_t{t} * dim;
+      const float* x = xs_.data() + size_t{t} * dim;
+      const float* w = ws_.data() + size_t{t} * dim;
       for (uint32_t d = 0; d < dim; ++d) {
-        bool usable;
-        const double x = Real(row[d], usable);
-        if (!usable) continue;
-        mean[d] += x;
-        count[d] += 1;
+        sum[d] += x[d];
+        count[d] += w[d];
       }
+      if (pairs == 0) continue;
+      const double* phase = &phases_->absolute[size_t{t} * pairs * 2];
       for (size_t i = 0; i < pairs; ++i) {
         const uint32_t a = spec.rope->first[i], b = spec.rope->second[i];
         if (a >= dim || b >= dim) continue;
-        bool ua, ub;
-        const double x = Real(row[a], ua), y = Real(row[b], ub);
-        if (!ua || !ub) continue;
-        const double* phase = &phases_->absolute[(size_t{t} * pairs + i) * 2];
-        pair_x[i] += x * phase[0] + y * phase[1];
-        pair_y[i] += y * phase[0] - x * phase[1];
-        pair_n[i] += 1;
+        const double both = w[a] * w[b];
+        pair_x[i] += both * (x[a] * phase[2 * i] + x[b] * phase[2 * i + 1]);
+        pair_y[i] += both * (x[b] * phase[2 * i] - x[a] * phase[2 * i + 1]);
+        pair_n[i] += both;
       }
     }
+    std::vector<double> mean(dim, 0);
     for (uint32_t d = 0; d < dim; ++d)
-      if (count[d] > 0) mean[d] /= count[d];
+      if (count[d] > 0) mean[d] = double{sum[d]} / count[d];
     for (size_t i = 0; i < pairs; ++i)
       if (pair_n[i] > 0) {
         pair_x[i] /= pair_n[i];
         pair_y[i] /= pair_n[i];
       }
     // Mean absolute error of the prediction (unquantized) per channel.
-    std::vector<double> error(dim, 0), error_n(dim, 0);
+    std::vector<float> error(dim, 0), prediction(dim);
+    for (uint32_t d = 0; d < dim; ++d)
+      prediction[d] = static_cast<float>(mean[d]);
     for (uint32_t t = 0; t < spec.tokens; ++t) {
-      if (row_state[t] != 0) continue;
-      const uint32_t* row = values + size_t{t} * dim;
-      for (uint32_t d = 0; d < dim; ++d) {
-        bool usable;
-        const double x = Real(row[d], usable);
-        if (!usable) continue;
-        double p = mean[d];
-        if (const int32_t i = roles.pair[d]; i >= 0) {
-          const double* phase = &phases_->absolute[(size_t{t} * pairs + i) * 2];
-          p = roles.second[d] ? pair_y[i] * phase[0] + pair_x[i] * phase[1]
-                              : pair_x[i] * phase[0] - pair_y[i] * phase[1];
+      const float* x = xs_.data() + size_t{t} * dim;
+      const float* w = ws_.data() + size_t{t} * dim;
+      if (pairs != 0) {
+        const double* phase = &phases_->absolute[size_t{t} * pairs * 2];
+        for (size_t i = 0; i < pairs; ++i) {
+          const uint32_t a = spec.rope->first[i], b = spec.rope->second[i];
+          if (a >= dim || b >= dim) continue;
+          prediction[a] = static_cast<float>(pair_x[i] * phase[2 * i] -
+                                             pair_y[i] * phase[2 * i + 1]);
+          prediction[b] = static_cast<float>(pair_y[i] * phase[2 * i] +
+                                             pair_x[i] * phase[2 * i + 1]);
         }
-        error[d] += std::fabs(x - p);
-        error_n[d] += 1;
       }
+      for (uint32_t d = 0; d < dim; ++d)
+        error[d] += w[d] * std::fabs(x[d] - prediction[d]);
     }
+    std::vector<double> error_n(count.begin(), count.end());
     model.e.assign(dim, format_.e_min);
     model.shape.assign(dim, 0);
     model.cell.assign(dim, 0);
@@ -738,6 +803,10 @@ class Encoder {
   std::string& side_;
   BitWriter& raw_;
   std::string& literals_;
+  const predictive::VectorKernel kernel_;
+  const ValueFormat value_format_;
+  std::vector<uint32_t> values_;  // the stream being coded
+  std::vector<float> xs_, ws_;    // FitHead's values and weights
 };
 
 // ---------------------------------------------------------------- decoder
@@ -753,7 +822,8 @@ class Decoder {
         rans_(rans),
         raw_(raw),
         literals_(literals),
-        kernel_(predictive::BestVectorKernel()) {}
+        kernel_(predictive::BestVectorKernel()),
+        value_format_{format.m, format.all_ones, format.sign} {}
 
   // Reads the frequency tables of `kinds` tensor kinds.
   absl::Status ReadTables(Reader& in, uint32_t kinds) {
@@ -826,7 +896,7 @@ class Decoder {
       Prepare(spec, roles, models[h]);
     }
 
-    std::vector<int32_t> cells(dim);
+    std::vector<int32_t> cells(dim), step_biased(dim);
     std::vector<uint32_t> table_of(dim);
     const std::vector<uint32_t> row_tables(dim, kRowTable * kProbScale);
     std::vector<uint8_t> symbols(dim);
@@ -836,6 +906,8 @@ class Decoder {
     for (uint32_t h = 0; h < spec.heads; ++h) {
       const HeadModel& model = models[h];
       uint32_t* head_values = values.data() + size_t{h} * spec.tokens * dim;
+      for (uint32_t d = 0; d < dim; ++d)
+        step_biased[d] = model.e[d] + format_.bias;
       if (!turning) {
         PredictRow(spec, roles, model, phases_, 0, cells.data());
         TablesFor(model, cells, table_of);
@@ -862,8 +934,14 @@ class Decoder {
         }
         DecodeSymbols(kernel_, rans_, entries, table_of.data(), dim,
                       symbols.data());
-        for (uint32_t d = 0; d < dim; ++d)
-          row[d] = Value(symbols[d], model.e[d], cells[d]);
+        for (uint32_t d = 0; d < dim;) {
+          d += RebuildValues(kernel_, value_format_, symbols.data() + d,
+                             step_biased.data() + d, cells.data() + d, dim - d,
+                             raw_.bits(), row + d);
+          // A group the kernel leaves (or all, without one): one by one.
+          for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
+            row[d] = Value(symbols[d], model.e[d], cells[d]);
+        }
         if (corrupt_) return Corrupt("bad symbol");
       }
     }
@@ -1006,6 +1084,7 @@ class Decoder {
   BitReader& raw_;
   std::string_view& literals_;
   predictive::VectorKernel kernel_;
+  const ValueFormat value_format_;
   std::unique_ptr<uint32_t[]> entries_;
   std::vector<uint32_t> values_;  // the stream being decoded
   bool corrupt_ = false;
@@ -1037,22 +1116,21 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
   const Format format(streams.front().spec.format);
   std::unique_ptr<Phases> phase_storage;
   const Phases* phases = PhasesFor(streams, phase_storage);
-  std::string side, raw_bytes, literals;
-  BitWriter raw(raw_bytes);
-  Encoder encoder(format, phases, side, raw, literals);
-  ChunkSymbols symbols;
-  symbols.counts.resize(KindsOf(streams));
   size_t elements = 0;
   for (const ChunkStream& stream : streams)
     elements += stream.spec.num_elements();
-  symbols.symbols.reserve(elements);
-  symbols.tables.reserve(elements);
+  std::string side, literals;
+  // At most a mantissa of raw bits per value.
+  BitWriter raw(elements * format.m);
+  Encoder encoder(format, phases, side, raw, literals);
+  ChunkSymbols symbols(elements);
   for (const ChunkStream& stream : streams)
     encoder.Stream(
         stream.spec, stream.kind,
         data.subspan(stream.offset, stream.spec.num_elements() * format.bytes),
         symbols);
   raw.Finish();
+  symbols.Count(KindsOf(streams));
   std::string tables;
   const auto freqs = Encoder::WriteTables(symbols, tables);
   std::vector<predictive::EncodeTable> encode_tables(freqs.size() * kTables);
@@ -1061,8 +1139,8 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
       predictive::BuildEncodeTable(freqs[kind][k],
                                    encode_tables[kind * kTables + k]);
   // rANS codes last to first.
-  predictive::RansEncoder rans(symbols.symbols.size());
-  for (size_t i = symbols.symbols.size(); i-- > 0;)
+  predictive::RansEncoder rans(symbols.size);
+  for (size_t i = symbols.size; i-- > 0;)
     rans.Put(i, encode_tables[symbols.tables[i]][symbols.symbols[i]]);
   std::string rans_bytes;
   rans.Finish(rans_bytes);
@@ -1072,8 +1150,8 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
   out += side;
   PutVarint(rans_bytes.size(), out);
   out += rans_bytes;
-  PutVarint(raw_bytes.size(), out);
-  out += raw_bytes;
+  PutVarint(raw.bytes().size(), out);
+  out += raw.bytes();
   out += literals;
 }
 

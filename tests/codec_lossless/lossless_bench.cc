@@ -2,17 +2,18 @@
 // chunk bytes, on KV cache dumps in the format of ../shared/data/kv.
 //
 //   lossless_bench [--chunk=256] [--layer0=BLOB | --model_dir=DIR] [--no_peer]
-//                  FILE.safetensors...
+//                  [--repeat=N] FILE.safetensors...
 //
 // Each file is cut into chunks as the server stores them; every chunk is
 // encoded, decoded and compared bit for bit. zstd -19 compresses the K and
 // the V half of each chunk separately. --layer0 names a file holding the
 // model's "layer0" codec state blob (the layer-0 table); --model_dir builds
 // the model state from a Hugging Face model directory instead. --no_peer
-// skips zstd (for profiling). Prints the ratios
+// skips zstd and --repeat=N codes each chunk N times (for profiling). Prints the ratios
 // over bf16, bits per element per (layer, K/V), and speeds per CPU second.
 #include <zstd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,7 @@ int Main(int argc, char** argv) {
   uint32_t chunk_tokens = 256;
   std::string layer0_path;
   bool peer = true;
+  int repeat = 1;
   std::string model_dir;
   std::map<std::string, std::string> model_state;
   std::vector<std::string> files;
@@ -48,6 +50,8 @@ int Main(int argc, char** argv) {
       chunk_tokens = static_cast<uint32_t>(std::stoul(arg.substr(8)));
     else if (arg.rfind("--model_dir=", 0) == 0)
       model_dir = arg.substr(12);
+    else if (arg.rfind("--repeat=", 0) == 0)
+      repeat = std::max(1, std::stoi(arg.substr(9)));
     else if (arg == "--no_peer")
       peer = false;
     else if (arg.rfind("--layer0=", 0) == 0)
@@ -58,7 +62,7 @@ int Main(int argc, char** argv) {
   if (files.empty() || chunk_tokens == 0) {
     std::fprintf(stderr,
                  "usage: lossless_bench [--chunk=N] [--layer0=BLOB | "
-                 "--model_dir=DIR] [--no_peer] FILE...\n");
+                 "--model_dir=DIR] [--no_peer] [--repeat=N] FILE...\n");
     return 2;
   }
   std::string layer0;
@@ -116,19 +120,24 @@ int Main(int argc, char** argv) {
                         layout.head_dim * 2,
                 size_t{n} * layout.head_dim * 2);
       std::string encoded;
-      const std::clock_t c0 = std::clock();
-      if (!(*codec)->Encode(chunk, data, encoded).ok()) return 1;
       std::vector<std::byte> decoded(data.size());
+      absl::Status status;
+      const std::clock_t c0 = std::clock();
+      for (int i = 0; i < repeat; ++i) {
+        encoded.clear();
+        if (!(*codec)->Encode(chunk, data, encoded).ok()) return 1;
+      }
       const std::clock_t c1 = std::clock();
-      const absl::Status status = (*codec)->Decode(chunk, encoded, decoded);
+      for (int i = 0; i < repeat; ++i)
+        status = (*codec)->Decode(chunk, encoded, decoded);
       const std::clock_t c2 = std::clock();
       if (!status.ok() || decoded != data) {
         std::fprintf(stderr, "%s: chunk at %u does not round-trip: %s\n",
                      path.c_str(), start, status.ToString().c_str());
         return 1;
       }
-      encode_cpu += double(c1 - c0) / CLOCKS_PER_SEC;
-      decode_cpu += double(c2 - c1) / CLOCKS_PER_SEC;
+      encode_cpu += double(c1 - c0) / CLOCKS_PER_SEC / repeat;
+      decode_cpu += double(c2 - c1) / CLOCKS_PER_SEC / repeat;
       raw += data.size();
       coded += encoded.size();
       const size_t half = size_t{layout.num_kv_heads} * n * layout.head_dim;
