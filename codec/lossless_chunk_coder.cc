@@ -34,6 +34,60 @@ constexpr int64_t kMaxPredicted = int64_t{1} << 20;
 constexpr int64_t kMaxMeanUnits = int64_t{1} << 40;
 constexpr double kSaneMagnitude = 1e30;
 
+// A buffer that a thread keeps between chunks. Chunks are large, and memory
+// freed after each one came back with page faults on the next: encoding ran
+// at a third of its speed where the allocator returned it to the system.
+template <typename T>
+class Buffer {
+ public:
+  // Room for n values (contents unspecified).
+  T* Get(size_t n) {
+    if (n > capacity_) {
+      data_ = std::make_unique_for_overwrite<T[]>(n);
+      capacity_ = n;
+    }
+    return data_.get();
+  }
+  // Frees a buffer grown past `max_bytes` (a rare huge chunk).
+  void Trim(size_t max_bytes) {
+    if (capacity_ * sizeof(T) > max_bytes) {
+      data_.reset();
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  std::unique_ptr<T[]> data_;
+  size_t capacity_ = 0;
+};
+
+constexpr size_t kKeptBytes = size_t{16} << 20;  // per buffer and thread
+
+struct EncodeScratch {
+  Buffer<uint8_t> symbols, tables;
+  Buffer<uint16_t> rans;
+  Buffer<char> raw;
+  Buffer<uint32_t> values;
+  Buffer<float> xs, ws;
+  void Trim() {
+    symbols.Trim(kKeptBytes);
+    tables.Trim(kKeptBytes);
+    rans.Trim(kKeptBytes);
+    raw.Trim(kKeptBytes);
+    values.Trim(kKeptBytes);
+    xs.Trim(kKeptBytes);
+    ws.Trim(kKeptBytes);
+  }
+};
+
+struct DecodeScratch {
+  Buffer<uint32_t> values, entries;
+  void Trim() {
+    values.Trim(kKeptBytes);
+    entries.Trim(kKeptBytes);
+  }
+};
+
 inline double ToDouble(const FloatFormat& f, uint32_t bits) {
   if (f.width_bits == 32) return std::bit_cast<float>(bits);
   if (f.mant_bits == 7) return std::bit_cast<float>(bits << 16);
@@ -119,10 +173,11 @@ class Reader {
 // Raw bits, least significant first.
 class BitWriter {
  public:
-  // Room for at most `max_bits` bits.
-  explicit BitWriter(size_t max_bits)
-      : buffer_(std::make_unique_for_overwrite<char[]>(max_bits / 8 + 16)),
-        next_(buffer_.get()) {}
+  // Writes at most `max_bits` bits to `buffer` (max_bits / 8 + 16 bytes).
+  BitWriter(char* buffer, size_t max_bits) : buffer_(buffer), next_(buffer) {
+    (void)max_bits;
+  }
+  static size_t BufferBytes(size_t max_bits) { return max_bits / 8 + 16; }
   // bits <= 32; value < 2^bits.
   void Put(uint32_t value, int bits) {
     acc_ |= uint64_t{value} << fill_;
@@ -144,11 +199,11 @@ class BitWriter {
     fill_ = 0;
   }
   std::string_view bytes() const {
-    return {buffer_.get(), static_cast<size_t>(next_ - buffer_.get())};
+    return {buffer_, static_cast<size_t>(next_ - buffer_)};
   }
 
  private:
-  std::unique_ptr<char[]> buffer_;
+  char* buffer_;
   char* next_;
   uint64_t acc_ = 0;
   int fill_ = 0;
@@ -401,34 +456,35 @@ class RowPredictor {
   absl::flat_hash_map<int32_t, uint32_t> last_row_;
 };
 
-void LoadValues(const Format& format, std::span<const std::byte> data,
-                std::vector<uint32_t>& values) {
-  values.resize(data.size() / format.bytes);
+const uint32_t* LoadValues(const Format& format,
+                           std::span<const std::byte> data, uint32_t* values) {
+  const size_t count = data.size() / format.bytes;
   if (format.bytes == 4) {
-    std::memcpy(values.data(), data.data(), values.size() * 4);
+    std::memcpy(values, data.data(), count * 4);
   } else {
-    for (size_t i = 0; i < values.size(); ++i) {
+    for (size_t i = 0; i < count; ++i) {
       uint16_t v;
       std::memcpy(&v, data.data() + 2 * i, 2);
       values[i] = v;
     }
   }
+  return values;
 }
 
 // ---------------------------------------------------------------- encoder
 
 // Symbols of a chunk, and the tables of each tensor kind (K, V, ...).
 struct ChunkSymbols {
-  explicit ChunkSymbols(size_t capacity)
-      : symbols(std::make_unique_for_overwrite<uint8_t[]>(capacity)),
-        tables(std::make_unique_for_overwrite<uint8_t[]>(capacity)) {}
+  ChunkSymbols(size_t capacity, EncodeScratch& scratch)
+      : symbols(scratch.symbols.Get(capacity)),
+        tables(scratch.tables.Get(capacity)) {}
   void Add(uint8_t symbol, uint8_t table) {
     symbols[size] = symbol;
     tables[size] = table;
     ++size;
   }
-  std::unique_ptr<uint8_t[]> symbols;
-  std::unique_ptr<uint8_t[]> tables;  // kind * kTables + table, per symbol
+  uint8_t* symbols;
+  uint8_t* tables;  // kind * kTables + table, per symbol
   size_t size = 0;
   // Fills `counts`, in four interleaved banks: runs of one symbol would
   // otherwise wait on their own increments.
@@ -480,19 +536,20 @@ void ChooseStep(const Format& format, double scale, double magnitude,
 class Encoder {
  public:
   Encoder(const Format& format, const Phases* phases, std::string& side,
-          BitWriter& raw, std::string& literals)
+          BitWriter& raw, std::string& literals, EncodeScratch& scratch)
       : format_(format),
         phases_(phases),
         side_(side),
         raw_(raw),
         literals_(literals),
         kernel_(predictive::BestVectorKernel()),
-        value_format_{format.m, format.all_ones, format.sign} {}
+        value_format_{format.m, format.all_ones, format.sign},
+        scratch_(scratch) {}
 
   void Stream(const StreamSpec& spec, uint32_t kind,
               std::span<const std::byte> data, ChunkSymbols& out) {
-    LoadValues(format_, data, values_);
-    const std::vector<uint32_t>& values = values_;
+    const uint32_t* values =
+        LoadValues(format_, data, scratch_.values.Get(data.size()));
     const uint32_t dim = spec.dim;
     const ChannelRoles roles = RolesFor(spec);
     const uint8_t table_base = static_cast<uint8_t>(kind * kTables);
@@ -502,12 +559,13 @@ class Encoder {
     std::vector<uint32_t> predictions;
     RowPredictor predictor(spec, format_, phases_);
     if (predictor.enabled()) {
-      predictions.resize(values.size());
-      BitWriter flags(row_state.size());
+      predictions.resize(spec.num_elements());
+      std::vector<char> flag_bytes(BitWriter::BufferBytes(row_state.size()));
+      BitWriter flags(flag_bytes.data(), row_state.size());
       for (uint32_t h = 0; h < spec.heads; ++h) {
         predictor.StartHead();
         const size_t head = size_t{h} * spec.tokens;
-        const uint32_t* head_values = values.data() + head * dim;
+        const uint32_t* head_values = values + head * dim;
         for (uint32_t t = 0; t < spec.tokens; ++t) {
           uint32_t* predicted = predictions.data() + (head + t) * dim;
           if (!predictor.Predict(h, t, head_values, predicted)) continue;
@@ -524,11 +582,11 @@ class Encoder {
     std::vector<uint8_t> raw_lengths(dim);
     std::vector<uint32_t> raw_values(dim);
     HeadModel model;
-    uint8_t* symbol_out = out.symbols.get() + out.size;
-    uint8_t* table_out = out.tables.get() + out.size;
+    uint8_t* symbol_out = out.symbols + out.size;
+    uint8_t* table_out = out.tables + out.size;
     for (uint32_t h = 0; h < spec.heads; ++h) {
       const size_t head = size_t{h} * spec.tokens;
-      const uint32_t* head_values = values.data() + head * dim;
+      const uint32_t* head_values = values + head * dim;
       FitHead(spec, roles, head_values, row_state.data() + head, model);
       Prepare(spec, roles, model);
       WriteHead(spec, roles, model);
@@ -566,7 +624,7 @@ class Encoder {
         table_out += dim;
       }
     }
-    out.size = static_cast<size_t>(symbol_out - out.symbols.get());
+    out.size = static_cast<size_t>(symbol_out - out.symbols);
   }
 
   // Appends the frequency tables of every kind to `out` and returns them.
@@ -618,12 +676,12 @@ class Encoder {
     // The values as floats; weight 0 for the unusable (NaN, Inf, huge, and
     // rows not coded with this model). The fit is the encoder's own: its
     // result is sent, so it needs no exactness, only speed.
-    xs_.resize(n);
-    ws_.resize(n);
+    float* const xs = scratch_.xs.Get(n);
+    float* const ws = scratch_.ws.Get(n);
     const FloatFormat& f = format_.float_format;
     for (uint32_t t = 0; t < spec.tokens; ++t) {
       const uint32_t* row = values + size_t{t} * dim;
-      float* x = xs_.data() + size_t{t} * dim;
+      float* x = xs + size_t{t} * dim;
       if (f.width_bits == 32) {
         for (uint32_t d = 0; d < dim; ++d) x[d] = std::bit_cast<float>(row[d]);
       } else if (f.mant_bits == 7) {
@@ -634,7 +692,7 @@ class Encoder {
           x[d] = Fp16ToFloat(static_cast<uint16_t>(row[d]));
       }
       const float coded = row_state[t] == 0 ? 1.0f : 0.0f;
-      float* w = ws_.data() + size_t{t} * dim;
+      float* w = ws + size_t{t} * dim;
       for (uint32_t d = 0; d < dim; ++d) {
         const bool ok = std::fabs(x[d]) < 1e30f;  // false for NaN and Inf
         w[d] = ok ? coded : 0.0f;
@@ -644,8 +702,8 @@ class Encoder {
     std::vector<float> sum(dim, 0), count(dim, 0);
     std::vector<double> pair_x(pairs, 0), pair_y(pairs, 0), pair_n(pairs, 0);
     for (uint32_t t = 0; t < spec.tokens; ++t) {
-      const float* x = xs_.data() + size_t{t} * dim;
-      const float* w = ws_.data() + size_t{t} * dim;
+      const float* x = xs + size_t{t} * dim;
+      const float* w = ws + size_t{t} * dim;
       for (uint32_t d = 0; d < dim; ++d) {
         sum[d] += x[d];
         count[d] += w[d];
@@ -674,8 +732,8 @@ class Encoder {
     for (uint32_t d = 0; d < dim; ++d)
       prediction[d] = static_cast<float>(mean[d]);
     for (uint32_t t = 0; t < spec.tokens; ++t) {
-      const float* x = xs_.data() + size_t{t} * dim;
-      const float* w = ws_.data() + size_t{t} * dim;
+      const float* x = xs + size_t{t} * dim;
+      const float* w = ws + size_t{t} * dim;
       if (pairs != 0) {
         const double* phase = &phases_->absolute[size_t{t} * pairs * 2];
         for (size_t i = 0; i < pairs; ++i) {
@@ -805,8 +863,7 @@ class Encoder {
   std::string& literals_;
   const predictive::VectorKernel kernel_;
   const ValueFormat value_format_;
-  std::vector<uint32_t> values_;  // the stream being coded
-  std::vector<float> xs_, ws_;    // FitHead's values and weights
+  EncodeScratch& scratch_;
 };
 
 // ---------------------------------------------------------------- decoder
@@ -815,7 +872,7 @@ class Decoder {
  public:
   Decoder(const Format& format, const Phases* phases, Reader& side,
           predictive::RansDecoder& rans, BitReader& raw,
-          std::string_view& literals)
+          std::string_view& literals, DecodeScratch& scratch)
       : format_(format),
         phases_(phases),
         side_(side),
@@ -823,13 +880,13 @@ class Decoder {
         raw_(raw),
         literals_(literals),
         kernel_(predictive::BestVectorKernel()),
-        value_format_{format.m, format.all_ones, format.sign} {}
+        value_format_{format.m, format.all_ones, format.sign},
+        scratch_(scratch) {}
 
   // Reads the frequency tables of `kinds` tensor kinds.
   absl::Status ReadTables(Reader& in, uint32_t kinds) {
     // Every entry is written below: no need to clear them first.
-    entries_ = std::make_unique_for_overwrite<uint32_t[]>(size_t{kinds} *
-                                                          kTables * kProbScale);
+    entries_ = scratch_.entries.Get(size_t{kinds} * kTables * kProbScale);
     std::array<uint16_t, kAlphabetSize> freqs;
     for (uint32_t kind = 0; kind < kinds; ++kind) {
       uint8_t lo, hi;
@@ -866,8 +923,7 @@ class Decoder {
   absl::Status Stream(const StreamSpec& spec, uint32_t kind,
                       std::span<std::byte> out) {
     const uint32_t dim = spec.dim;
-    values_.resize(spec.num_elements());
-    std::vector<uint32_t>& values = values_;
+    uint32_t* const values = scratch_.values.Get(spec.num_elements());
     const ChannelRoles roles = RolesFor(spec);
     const uint32_t* entries = &entries_[size_t{kind} * kTables * kProbScale];
     RowPredictor predictor(spec, format_, phases_);
@@ -905,7 +961,7 @@ class Decoder {
     const bool turning = phases_ != nullptr && spec.rope != nullptr;
     for (uint32_t h = 0; h < spec.heads; ++h) {
       const HeadModel& model = models[h];
-      uint32_t* head_values = values.data() + size_t{h} * spec.tokens * dim;
+      uint32_t* head_values = values + size_t{h} * spec.tokens * dim;
       for (uint32_t d = 0; d < dim; ++d)
         step_biased[d] = model.e[d] + format_.bias;
       if (!turning) {
@@ -946,9 +1002,9 @@ class Decoder {
       }
     }
     if (format_.bytes == 4) {
-      std::memcpy(out.data(), values.data(), values.size() * 4);
+      std::memcpy(out.data(), values, spec.num_elements() * 4);
     } else {
-      for (size_t i = 0; i < values.size(); ++i) {
+      for (size_t i = 0; i < spec.num_elements(); ++i) {
         const uint16_t v = static_cast<uint16_t>(values[i]);
         std::memcpy(out.data() + 2 * i, &v, 2);
       }
@@ -1085,10 +1141,20 @@ class Decoder {
   std::string_view& literals_;
   predictive::VectorKernel kernel_;
   const ValueFormat value_format_;
-  std::unique_ptr<uint32_t[]> entries_;
-  std::vector<uint32_t> values_;  // the stream being decoded
+  DecodeScratch& scratch_;
+  uint32_t* entries_ = nullptr;
   bool corrupt_ = false;
 };
+
+EncodeScratch& ThreadEncodeScratch() {
+  thread_local EncodeScratch scratch;
+  return scratch;
+}
+
+DecodeScratch& ThreadDecodeScratch() {
+  thread_local DecodeScratch scratch;
+  return scratch;
+}
 
 uint32_t KindsOf(std::span<const ChunkStream> streams) {
   uint32_t kinds = 0;
@@ -1120,10 +1186,12 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
   for (const ChunkStream& stream : streams)
     elements += stream.spec.num_elements();
   std::string side, literals;
+  EncodeScratch& scratch = ThreadEncodeScratch();
   // At most a mantissa of raw bits per value.
-  BitWriter raw(elements * format.m);
-  Encoder encoder(format, phases, side, raw, literals);
-  ChunkSymbols symbols(elements);
+  BitWriter raw(scratch.raw.Get(BitWriter::BufferBytes(elements * format.m)),
+                elements * format.m);
+  Encoder encoder(format, phases, side, raw, literals, scratch);
+  ChunkSymbols symbols(elements, scratch);
   for (const ChunkStream& stream : streams)
     encoder.Stream(
         stream.spec, stream.kind,
@@ -1139,7 +1207,8 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
       predictive::BuildEncodeTable(freqs[kind][k],
                                    encode_tables[kind * kTables + k]);
   // rANS codes last to first.
-  predictive::RansEncoder rans(symbols.size);
+  predictive::RansEncoder rans(scratch.rans.Get(
+      predictive::RansEncoder::StorageWords(symbols.size)));
   for (size_t i = symbols.size; i-- > 0;)
     rans.Put(i, encode_tables[symbols.tables[i]][symbols.symbols[i]]);
   std::string rans_bytes;
@@ -1153,6 +1222,7 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
   PutVarint(raw.bytes().size(), out);
   out += raw.bytes();
   out += literals;
+  scratch.Trim();
 }
 
 absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
@@ -1175,7 +1245,8 @@ absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
   Reader side_reader(side);
   predictive::RansDecoder rans(std::as_bytes(std::span(rans_bytes)));
   BitReader raw(raw_bytes);
-  Decoder decoder(format, phases, side_reader, rans, raw, literals);
+  DecodeScratch& scratch = ThreadDecodeScratch();
+  Decoder decoder(format, phases, side_reader, rans, raw, literals, scratch);
   Reader table_reader(tables);
   if (absl::Status status = decoder.ReadTables(table_reader, KindsOf(streams));
       !status.ok())
@@ -1193,6 +1264,7 @@ absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
       return absl::DataLossError(
           absl::StrCat("stream ", s, ": ", std::string(status.message())));
   }
+  scratch.Trim();
   if (!side_reader.rest().empty())
     return absl::DataLossError("lossless: trailing model bytes");
   if (!rans.FinishedCleanly())

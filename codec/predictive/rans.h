@@ -61,10 +61,20 @@ class RansEncoder {
  public:
   // Room for `num_symbols` symbols: each writes at most one word.
   explicit RansEncoder(size_t num_symbols)
-      : words_(std::make_unique_for_overwrite<uint16_t[]>(kHead + num_symbols +
-                                                          kSlack)),
+      : owned_(std::make_unique_for_overwrite<uint16_t[]>(
+            StorageWords(num_symbols))),
+        words_(owned_.get()),
         tail_(kHead) {
     states_.fill(kRansLow);
+  }
+  // The same in a caller's buffer of StorageWords(num_symbols) words, which
+  // must outlive the encoder (so that a caller can keep one between
+  // streams).
+  explicit RansEncoder(uint16_t* storage) : words_(storage), tail_(kHead) {
+    states_.fill(kRansLow);
+  }
+  static size_t StorageWords(size_t num_symbols) {
+    return kHead + num_symbols + kSlack;
   }
   // `position` is the symbol's index in decoding order; it picks the state.
   void Put(size_t position, const EncodeSymbol& symbol) {
@@ -89,12 +99,13 @@ class RansEncoder {
   uint32_t* states() { return states_.data(); }
   uint16_t* tail() { return &words_[tail_]; }
   void SetTail(const uint16_t* tail) {
-    tail_ = static_cast<size_t>(tail - words_.get());
+    tail_ = static_cast<size_t>(tail - words_);
   }
 
  private:
   static constexpr size_t kHead = 2 * kNumStates;  // for the final states
-  std::unique_ptr<uint16_t[]> words_;
+  std::unique_ptr<uint16_t[]> owned_;  // null with a caller's buffer
+  uint16_t* words_;
   size_t tail_;  // words_[kHead, tail_) are the words so far
   std::array<uint32_t, kNumStates> states_;
 };
