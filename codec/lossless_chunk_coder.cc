@@ -123,7 +123,7 @@ int TableOf(int32_t predicted_cell, int shape) {
          shape;
 }
 
-// round(v) clamped to +-kMaxPredicted; the one place doubles become cells.
+// round(v) clamped to +-kMaxPredicted (as PredictCells rounds).
 int32_t PredictedCell(double v) {
   const double r = std::floor(v + 0.5);
   if (!(r > -kMaxPredicted)) return -static_cast<int32_t>(kMaxPredicted);
@@ -246,6 +246,10 @@ class BitReader {
 // Positions' RoPE rotations, shared by the streams of a chunk.
 struct Phases {
   size_t pairs = 0;
+  uint32_t dim = 0;
+  // The absolute rotation of each channel's pair, [token][cos, sin][dim]
+  // (0 for channels RoPE leaves alone), for PredictCells.
+  std::vector<double> channel;
   // Rotation at each token's absolute position: (cos, sin), [token][pair].
   std::vector<double> absolute;
   // Rotation relative to the chunk's first token.
@@ -299,13 +303,16 @@ Phases BuildPhases(const RopePairs& rope, uint32_t tokens,
 struct ChannelRoles {
   std::vector<int32_t> pair;
   std::vector<uint8_t> second;
+  std::vector<uint8_t> paired;  // pair >= 0
 };
 
 ChannelRoles RolesFor(const StreamSpec& spec) {
   ChannelRoles roles;
   roles.pair.assign(spec.dim, -1);
   roles.second.assign(spec.dim, 0);
+  roles.paired.assign(spec.dim, 0);
   if (spec.rope == nullptr) return roles;
+  roles.paired.clear();
   for (size_t i = 0; i < spec.rope->first.size(); ++i) {
     if (spec.rope->first[i] >= spec.dim || spec.rope->second[i] >= spec.dim)
       continue;
@@ -313,6 +320,7 @@ ChannelRoles RolesFor(const StreamSpec& spec) {
     roles.pair[spec.rope->second[i]] = static_cast<int32_t>(i);
     roles.second[spec.rope->second[i]] = 1;
   }
+  for (int32_t pair : roles.pair) roles.paired.push_back(pair >= 0);
   return roles;
 }
 
@@ -352,18 +360,14 @@ void Prepare(const StreamSpec& spec, const ChannelRoles& roles,
 void PredictRow(const StreamSpec& spec, const ChannelRoles& roles,
                 const HeadModel& model, const Phases* phases, uint32_t t,
                 int32_t* cells) {
-  const double* phase = phases == nullptr
-                            ? nullptr
-                            : &phases->absolute[size_t{t} * phases->pairs * 2];
-  for (uint32_t d = 0; d < spec.dim; ++d) {
-    const int32_t i = roles.pair[d];
-    if (i < 0) {
-      cells[d] = model.cell[d];
-      continue;
-    }
-    const double v = model.a[d] * phase[2 * i] + model.b[d] * phase[2 * i + 1];
-    cells[d] = PredictedCell(v * model.factor[d]);
+  if (phases == nullptr || spec.rope == nullptr) {
+    std::copy(model.cell.begin(), model.cell.end(), cells);
+    return;
   }
+  const double* phase = &phases->channel[size_t{t} * 2 * spec.dim];
+  PredictCells(predictive::BestVectorKernel(), model.a.data(), model.b.data(),
+               model.factor.data(), phase, phase + spec.dim, model.cell.data(),
+               roles.paired.data(), spec.dim, cells);
 }
 
 // Rows of the first layer known in advance (see lossless_codec_stream.h).
@@ -1169,6 +1173,20 @@ const Phases* PhasesFor(std::span<const ChunkStream> streams,
     if (stream.spec.rope == nullptr || stream.spec.rope->empty()) continue;
     storage = std::make_unique<Phases>(BuildPhases(
         *stream.spec.rope, stream.spec.tokens, stream.spec.first_position));
+    Phases& phases = *storage;
+    const ChannelRoles roles = RolesFor(stream.spec);
+    const uint32_t dim = stream.spec.dim;
+    phases.dim = dim;
+    phases.channel.assign(size_t{stream.spec.tokens} * 2 * dim, 0);
+    for (uint32_t t = 0; t < stream.spec.tokens; ++t) {
+      const double* phase = &phases.absolute[size_t{t} * phases.pairs * 2];
+      double* row = &phases.channel[size_t{t} * 2 * dim];
+      for (uint32_t d = 0; d < dim; ++d) {
+        if (roles.pair[d] < 0) continue;
+        row[d] = phase[2 * roles.pair[d]];
+        row[dim + d] = phase[2 * roles.pair[d] + 1];
+      }
+    }
     return storage.get();
   }
   return nullptr;

@@ -1,5 +1,7 @@
 #include "codec/lossless_kernels.h"
 
+#include <cmath>
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SEQKV_LOSSLESS_VECTOR_KERNELS 1
@@ -169,6 +171,37 @@ __attribute__((target("avx512f"))) uint32_t RebuildAvx512(
 
 #undef SEQKV_LANES_UP
 
+__attribute__((target("avx512f"))) uint32_t PredictAvx512(
+    const double* a, const double* b, const double* factor, const double* cos,
+    const double* sin, const int32_t* fixed, const uint8_t* paired,
+    uint32_t n, int32_t* cells) {
+  const __m512d half = _mm512_set1_pd(0.5);
+  const __m512d low = _mm512_set1_pd(-double{kMaxPredictedCell});
+  const __m512d high = _mm512_set1_pd(double{kMaxPredictedCell});
+  uint32_t d = 0;
+  for (; d + 8 <= n; d += 8) {
+    const __m512d v =
+        _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(a + d),
+                                    _mm512_loadu_pd(cos + d)),
+                      _mm512_mul_pd(_mm512_loadu_pd(b + d),
+                                    _mm512_loadu_pd(sin + d)));
+    __m512d r = _mm512_roundscale_pd(
+        _mm512_add_pd(_mm512_mul_pd(v, _mm512_loadu_pd(factor + d)), half),
+        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    r = _mm512_min_pd(_mm512_max_pd(r, low), high);  // NaN: low
+    int use = 0;
+    for (int j = 0; j < 8; ++j) use |= (paired[d + j] != 0) << j;
+    r = _mm512_mask_blend_pd(
+        static_cast<__mmask8>(use),
+        _mm512_cvtepi32_pd(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fixed + d))),
+        r);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(cells + d),
+                        _mm512_cvtpd_epi32(r));
+  }
+  return d;
+}
+
 __attribute__((target("avx512f"))) uint32_t CodeAvx512(
     const ValueFormat& format, const uint32_t* values,
     const int32_t* step_biased, const int32_t* cells, uint32_t n,
@@ -267,6 +300,31 @@ uint32_t CodeValues(VectorKernel kernel, const ValueFormat& format,
   (void)kernel, (void)format, (void)values, (void)step_biased, (void)cells,
       (void)n, (void)symbols, (void)raw_lengths, (void)raw;
   return 0;
+}
+
+void PredictCells(VectorKernel kernel, const double* a, const double* b,
+                  const double* factor, const double* cos, const double* sin,
+                  const int32_t* fixed, const uint8_t* paired, uint32_t n,
+                  int32_t* cells) {
+  uint32_t d = 0;
+#ifdef SEQKV_LOSSLESS_VECTOR_KERNELS
+  if (kernel == VectorKernel::kAvx512)
+    d = PredictAvx512(a, b, factor, cos, sin, fixed, paired, n, cells);
+#else
+  (void)kernel;
+#endif
+  for (; d < n; ++d) {
+    if (!paired[d]) {
+      cells[d] = fixed[d];
+      continue;
+    }
+    const double v = a[d] * cos[d] + b[d] * sin[d];
+    const double r = std::floor(v * factor[d] + 0.5);
+    cells[d] = !(r > -kMaxPredictedCell) ? -kMaxPredictedCell
+               : !(r < kMaxPredictedCell)
+                   ? kMaxPredictedCell
+                   : static_cast<int32_t>(r);
+  }
 }
 
 void DecodeSymbols(VectorKernel kernel, RansDecoder& rans,

@@ -56,6 +56,16 @@ uint32_t RebuildValues(predictive::VectorKernel kernel,
                        const int32_t* step_biased, const int32_t* cells,
                        uint32_t n, RawBits& raw, uint32_t* out);
 
+// Predicted cells of a row of n channels: channel d takes fixed[d] where
+// paired[d] is 0, else round((a[d] cos[d] + b[d] sin[d]) factor[d])
+// clamped to +-kMaxPredictedCell, all in double in that order: every kernel
+// gives the same cells, as encoder and decoder must.
+inline constexpr int32_t kMaxPredictedCell = int32_t{1} << 20;
+void PredictCells(predictive::VectorKernel kernel, const double* a,
+                  const double* b, const double* factor, const double* cos,
+                  const double* sin, const int32_t* fixed,
+                  const uint8_t* paired, uint32_t n, int32_t* cells);
+
 // The encoder's side of RebuildValues: codes values 16 at a time as far as
 // it can, writing each value's symbol, its number of raw bits and the raw
 // bits themselves; stops before a group of 16 that holds a value needing

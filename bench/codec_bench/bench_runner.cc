@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <time.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/codec_bench/chunking.h"
@@ -20,6 +22,28 @@ namespace seqkv::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Seconds on this thread's CPU clock.
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+// Wall and CPU time side by side; the bench reports one of them.
+struct Stamp {
+  Clock::time_point wall;
+  double cpu;
+  static Stamp Now() { return {Clock::now(), ThreadCpuSeconds()}; }
+};
+
+struct Durations {
+  double wall = 0, cpu = 0;
+  void Add(const Stamp& from, const Stamp& to) {
+    wall += std::chrono::duration<double>(to.wall - from.wall).count();
+    cpu += to.cpu - from.cpu;
+  }
+};
 
 struct LoadedFile {
   std::string path;
@@ -81,18 +105,18 @@ class BenchCodec {
   absl::Status RoundTrip(const ChunkInfo& chunk,
                          std::span<const std::byte> data,
                          std::span<std::byte> decoded, size_t tensor_bytes[2],
-                         double& encode_s, double& decode_s) const {
+                         Durations& encode_s, Durations& decode_s) const {
     if (codec_) {
       std::string encoded;
-      auto t0 = Clock::now();
+      const Stamp t0 = Stamp::Now();
       absl::Status s = codec_->Encode(chunk, data, encoded);
-      auto t1 = Clock::now();
+      const Stamp t1 = Stamp::Now();
       if (!s.ok()) return s;
       s = codec_->Decode(chunk, encoded, decoded);
-      auto t2 = Clock::now();
+      const Stamp t2 = Stamp::Now();
       if (!s.ok()) return s;
-      encode_s += std::chrono::duration<double>(t1 - t0).count();
-      decode_s += std::chrono::duration<double>(t2 - t1).count();
+      encode_s.Add(t0, t1);
+      decode_s.Add(t1, t2);
       tensor_bytes[0] += encoded.size();
       return absl::OkStatus();
     }
@@ -103,15 +127,15 @@ class BenchCodec {
       std::vector<std::byte> part = ExtractTensor(chunk, data, tensor);
       std::vector<std::byte> part_out(part.size());
       std::string encoded;
-      auto t0 = Clock::now();
+      const Stamp t0 = Stamp::Now();
       absl::Status s = peer_->Encode(shape, part, encoded);
-      auto t1 = Clock::now();
+      const Stamp t1 = Stamp::Now();
       if (!s.ok()) return s;
       s = peer_->Decode(shape, encoded, part_out);
-      auto t2 = Clock::now();
+      const Stamp t2 = Stamp::Now();
       if (!s.ok()) return s;
-      encode_s += std::chrono::duration<double>(t1 - t0).count();
-      decode_s += std::chrono::duration<double>(t2 - t1).count();
+      encode_s.Add(t0, t1);
+      decode_s.Add(t1, t2);
       tensor_bytes[tensor] += encoded.size();
       InsertTensor(chunk, tensor, part_out, decoded);
     }
@@ -134,8 +158,8 @@ struct FileResult {
   size_t tensor_bytes[2] = {0, 0};
   size_t elements = 0;
   size_t input_bytes = 0;
-  double encode_s = 0;
-  double decode_s = 0;
+  Durations encode_s;
+  Durations decode_s;
   bool exact = true;
   size_t chunks = 0;
 };
@@ -203,7 +227,7 @@ absl::StatusOr<FileResult> RunOne(const std::string& spec,
 }
 
 CodecReport Summarize(const std::string& spec,
-                      std::span<const FileResult> results) {
+                      std::span<const FileResult> results, bool cpu_clock) {
   CodecReport report;
   report.codec = spec;
   report.files = results.size();
@@ -219,8 +243,8 @@ CodecReport Summarize(const std::string& spec,
     tensor_elements[0] += r.latent ? r.elements : r.elements / 2.0;
     tensor_elements[1] += r.latent ? 0 : r.elements / 2.0;
     input += r.input_bytes;
-    enc += r.encode_s;
-    dec += r.decode_s;
+    enc += cpu_clock ? r.encode_s.cpu : r.encode_s.wall;
+    dec += cpu_clock ? r.decode_s.cpu : r.decode_s.wall;
     mse_k += r.err[0] / r.energy[0];
     mse_v += r.energy[1] > 0 ? r.err[1] / r.energy[1] : NAN;
     cosine += r.cosine_sum;
@@ -288,10 +312,21 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
   std::vector<absl::StatusOr<FileResult>> results(
       num_jobs, absl::UnknownError("not run"));
   std::atomic<size_t> next{0};
+  std::mutex progress_mutex;
+  size_t done = 0;
+  const Clock::time_point start = Clock::now();
   auto worker = [&] {
     for (size_t job; (job = next++) < num_jobs;) {
-      results[job] = RunOne(options.codecs[job / files.size()],
-                            files[job % files.size()], options);
+      const std::string& codec = options.codecs[job / files.size()];
+      const LoadedFile& file = files[job % files.size()];
+      results[job] = RunOne(codec, file, options);
+      if (!options.progress) continue;
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      ++done;
+      options.progress(absl::StrFormat(
+          "[%zu/%zu] %s on %s%s (%.0f s)", done, num_jobs, codec, file.path,
+          results[job].ok() ? "" : ": failed",
+          std::chrono::duration<double>(Clock::now() - start).count()));
     }
   };
   std::vector<std::thread> workers;
@@ -308,7 +343,7 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
       if (!r.ok()) return r.status();
       per_file.push_back(*r);
     }
-    reports.push_back(Summarize(options.codecs[c], per_file));
+    reports.push_back(Summarize(options.codecs[c], per_file, options.cpu_clock));
     if (!reports.back().peer) reports.back().state_bytes = state_bytes;
   }
   return reports;

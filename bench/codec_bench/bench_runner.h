@@ -29,6 +29,12 @@ struct BenchOptions {
   // not counted in bits per element (see CodecReport::state_bytes).
   using CodecState = std::map<std::string, std::string, std::less<>>;
   std::string model_name = "codec-bench";
+  // Speeds from each thread's CPU time instead of wall time (a shared
+  // machine's load then slows them less).
+  bool cpu_clock = false;
+  // Called after each (codec, file) job with a line saying what is done
+  // (from the worker that did it, one call at a time); unset: silent.
+  std::function<void(const std::string&)> progress;
   std::function<absl::StatusOr<CodecState>(const KvLayout&)> build_state;
 };
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "bench/codec_bench/bench_runner.h"
 #include "client/cli/command.h"
@@ -21,6 +22,12 @@ ABSL_FLAG(std::string, codecs,
           "comma-separated codec specs: seqkv codecs (see `seqkv help`) and "
           "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
 ABSL_FLAG(int, threads, 1, "files coded at once; speeds are always per thread");
+ABSL_FLAG(std::string, clock, "wall",
+          "what speeds are per: wall (elapsed time) or cpu (each thread's CPU "
+          "time, steadier on a loaded machine)");
+// --progress (bench/load/cmd_bench.cc): codec-bench prints a line to stderr
+// as each codec finishes each file.
+ABSL_DECLARE_FLAG(bool, progress);
 // --chunk_tokens (0: 256), and --model_dir and --profile: where codecs that
 // need model state (the predictive codec) get it from, as for `seqkv model
 // register` and `seqkv eval`.
@@ -43,6 +50,7 @@ nlohmann::json ToJson(const bench::CodecReport& r) {
           {"encode_mbps", number(r.encode_mbps)},
           {"decode_mbps", number(r.decode_mbps)},
           {"bit_exact", r.bit_exact},
+          {"clock", absl::GetFlag(FLAGS_clock)},
           {"files", r.files},
           {"chunks", r.chunks},
           {"state_bytes", r.state_bytes}};
@@ -52,6 +60,15 @@ int RunCodecBench(std::span<char* const> args) {
   bench::BenchOptions options;
   options.codecs = SplitCodecSpecs(absl::GetFlag(FLAGS_codecs));
   options.threads = absl::GetFlag(FLAGS_threads);
+  const std::string clock = absl::GetFlag(FLAGS_clock);
+  if (clock != "wall" && clock != "cpu")
+    return ReportError(absl::InvalidArgumentError(
+        "--clock must be wall or cpu, got '" + clock + "'"));
+  options.cpu_clock = clock == "cpu";
+  if (absl::GetFlag(FLAGS_progress))
+    options.progress = [](const std::string& line) {
+      std::cerr << "codec-bench: " << line << std::endl;
+    };
   const uint32_t chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   options.chunk_tokens = chunk_tokens == 0 ? 256 : chunk_tokens;
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
