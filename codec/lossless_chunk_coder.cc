@@ -227,8 +227,7 @@ class BitReader {
         word |= uint64_t{bits_.data[i]} << (8 * (i - byte));
     }
     bits_.position += bits;
-    return static_cast<uint32_t>((word >> shift) &
-                                 ((uint64_t{1} << bits) - 1));
+    return static_cast<uint32_t>((word >> shift) & ((uint64_t{1} << bits) - 1));
   }
   RawBits& bits() { return bits_; }
   // True when every bit was read and no bit past the end was needed (the
@@ -508,9 +507,8 @@ struct ChunkSymbols {
       for (int k = 0; k < kTables; ++k)
         for (int s = 0; s < kAlphabetSize; ++s) {
           const size_t at = (size_t{kind} * kTables + k) * kAlphabetSize + s;
-          counts[kind][k][s] =
-              banks[at] + banks[bank + at] + banks[2 * bank + at] +
-              banks[3 * bank + at];
+          counts[kind][k][s] = banks[at] + banks[bank + at] +
+                               banks[2 * bank + at] + banks[3 * bank + at];
         }
   }
   std::vector<std::array<std::array<uint32_t, kAlphabetSize>, kTables>> counts;
@@ -610,10 +608,10 @@ class Encoder {
         }
         PredictRow(spec, roles, model, phases_, t, cells.data());
         for (uint32_t d = 0; d < dim;) {
-          const uint32_t done = CodeValues(
-              kernel_, value_format_, row + d, step_biased.data() + d,
-              cells.data() + d, dim - d, symbol_out + d, raw_lengths.data(),
-              raw_values.data());
+          const uint32_t done =
+              CodeValues(kernel_, value_format_, row + d,
+                         step_biased.data() + d, cells.data() + d, dim - d,
+                         symbol_out + d, raw_lengths.data(), raw_values.data());
           for (uint32_t i = 0; i < done; ++i)
             raw_.Put(raw_values[i], raw_lengths[i]);
           d += done;
@@ -1225,8 +1223,8 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
       predictive::BuildEncodeTable(freqs[kind][k],
                                    encode_tables[kind * kTables + k]);
   // rANS codes last to first.
-  predictive::RansEncoder rans(scratch.rans.Get(
-      predictive::RansEncoder::StorageWords(symbols.size)));
+  predictive::RansEncoder rans(
+      scratch.rans.Get(predictive::RansEncoder::StorageWords(symbols.size)));
   for (size_t i = symbols.size; i-- > 0;)
     rans.Put(i, encode_tables[symbols.tables[i]][symbols.symbols[i]]);
   std::string rans_bytes;

@@ -149,10 +149,10 @@ __attribute__((target("avx512f"))) uint32_t RebuildAvx512(
     const uint32_t total = static_cast<uint32_t>(_mm512_reduce_add_epi32(k));
     // Each lane loads 4 bytes from its first byte: all inside the stream.
     if (((position + total) >> 3) + 4 > raw.size) break;
-    const __m512i start = _mm512_add_epi32(
-        _mm512_sub_epi32(end, k), _mm512_set1_epi32(position & 7));
-    const __m512i words = _mm512_i32gather_epi32(
-        _mm512_srli_epi32(start, 3), raw.data + (position >> 3), 1);
+    const __m512i start = _mm512_add_epi32(_mm512_sub_epi32(end, k),
+                                           _mm512_set1_epi32(position & 7));
+    const __m512i words = _mm512_i32gather_epi32(_mm512_srli_epi32(start, 3),
+                                                 raw.data + (position >> 3), 1);
     const __m512i bits = _mm512_and_si512(
         _mm512_srlv_epi32(words, _mm512_and_si512(start, _mm512_set1_epi32(7))),
         _mm512_sub_epi32(_mm512_sllv_epi32(one, k), one));
@@ -173,29 +173,26 @@ __attribute__((target("avx512f"))) uint32_t RebuildAvx512(
 
 __attribute__((target("avx512f"))) uint32_t PredictAvx512(
     const double* a, const double* b, const double* factor, const double* cos,
-    const double* sin, const int32_t* fixed, const uint8_t* paired,
-    uint32_t n, int32_t* cells) {
+    const double* sin, const int32_t* fixed, const uint8_t* paired, uint32_t n,
+    int32_t* cells) {
   const __m512d half = _mm512_set1_pd(0.5);
   const __m512d low = _mm512_set1_pd(-double{kMaxPredictedCell});
   const __m512d high = _mm512_set1_pd(double{kMaxPredictedCell});
   uint32_t d = 0;
   for (; d + 8 <= n; d += 8) {
-    const __m512d v =
-        _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(a + d),
-                                    _mm512_loadu_pd(cos + d)),
-                      _mm512_mul_pd(_mm512_loadu_pd(b + d),
-                                    _mm512_loadu_pd(sin + d)));
+    const __m512d v = _mm512_add_pd(
+        _mm512_mul_pd(_mm512_loadu_pd(a + d), _mm512_loadu_pd(cos + d)),
+        _mm512_mul_pd(_mm512_loadu_pd(b + d), _mm512_loadu_pd(sin + d)));
     __m512d r = _mm512_roundscale_pd(
         _mm512_add_pd(_mm512_mul_pd(v, _mm512_loadu_pd(factor + d)), half),
         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     r = _mm512_min_pd(_mm512_max_pd(r, low), high);  // NaN: low
     int use = 0;
     for (int j = 0; j < 8; ++j) use |= (paired[d + j] != 0) << j;
-    r = _mm512_mask_blend_pd(
-        static_cast<__mmask8>(use),
-        _mm512_cvtepi32_pd(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fixed + d))),
-        r);
+    r = _mm512_mask_blend_pd(static_cast<__mmask8>(use),
+                             _mm512_cvtepi32_pd(_mm256_loadu_si256(
+                                 reinterpret_cast<const __m256i*>(fixed + d))),
+                             r);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(cells + d),
                         _mm512_cvtpd_epi32(r));
   }
@@ -229,8 +226,8 @@ __attribute__((target("avx512f"))) uint32_t CodeAvx512(
 
     // Near zero: the binade below the step, the mantissa raw.
     const __m512i below = _mm512_sub_epi32(step, exponent);
-    escape |= _mm512_mask_cmpgt_epi32_mask(near, below,
-                                           _mm512_set1_epi32(kMaxBelow));
+    escape |=
+        _mm512_mask_cmpgt_epi32_mask(near, below, _mm512_set1_epi32(kMaxBelow));
     __m512i symbol_n =
         _mm512_add_epi32(below, _mm512_set1_epi32(kNearBase - 1));
     symbol_n = _mm512_mask_add_epi32(symbol_n, negative, symbol_n,
@@ -238,8 +235,7 @@ __attribute__((target("avx512f"))) uint32_t CodeAvx512(
 
     // Away from zero: cell c = significand shifted to the step's scale.
     const __m512i significand = _mm512_or_si512(implicit, mantissa);
-    const __m512i shift =
-        _mm512_sub_epi32(_mm512_sub_epi32(exponent, step), m);
+    const __m512i shift = _mm512_sub_epi32(_mm512_sub_epi32(exponent, step), m);
     escape |= _mm512_mask_cmpgt_epi32_mask(far, shift, max_shift);
     const __mmask16 up = _mm512_cmpge_epi32_mask(shift, zero);
     const __m512i c = _mm512_mask_blend_epi32(
@@ -252,19 +248,19 @@ __attribute__((target("avx512f"))) uint32_t CodeAvx512(
     escape |= _mm512_mask_cmpgt_epi32_mask(far, _mm512_abs_epi32(residual),
                                            _mm512_set1_epi32(kMaxResidual));
     if (escape) break;
-    const __m512i symbol_r = _mm512_xor_si512(
-        _mm512_slli_epi32(residual, 1), _mm512_srai_epi32(residual, 31));
+    const __m512i symbol_r = _mm512_xor_si512(_mm512_slli_epi32(residual, 1),
+                                              _mm512_srai_epi32(residual, 31));
     const __m512i top = _mm512_sub_epi32(
         _mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(c)), 23),
         _mm512_set1_epi32(127));
-    const __m512i k_r = _mm512_maskz_sub_epi32(
-        _mm512_cmple_epi32_mask(top, m), m, top);
+    const __m512i k_r =
+        _mm512_maskz_sub_epi32(_mm512_cmple_epi32_mask(top, m), m, top);
     const __m512i k = _mm512_mask_blend_epi32(near, k_r, m);
     const __m512i low = _mm512_and_si512(
         magnitude, _mm512_sub_epi32(_mm512_sllv_epi32(one, k), one));
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(symbols + d),
-        _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(near, symbol_r, symbol_n)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(symbols + d),
+                     _mm512_cvtepi32_epi8(
+                         _mm512_mask_blend_epi32(near, symbol_r, symbol_n)));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(raw_lengths + d),
                      _mm512_cvtepi32_epi8(k));
     _mm512_storeu_si512(raw + d, low);
@@ -320,10 +316,9 @@ void PredictCells(VectorKernel kernel, const double* a, const double* b,
     }
     const double v = a[d] * cos[d] + b[d] * sin[d];
     const double r = std::floor(v * factor[d] + 0.5);
-    cells[d] = !(r > -kMaxPredictedCell) ? -kMaxPredictedCell
-               : !(r < kMaxPredictedCell)
-                   ? kMaxPredictedCell
-                   : static_cast<int32_t>(r);
+    cells[d] = !(r > -kMaxPredictedCell)  ? -kMaxPredictedCell
+               : !(r < kMaxPredictedCell) ? kMaxPredictedCell
+                                          : static_cast<int32_t>(r);
   }
 }
 

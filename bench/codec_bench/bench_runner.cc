@@ -1,5 +1,7 @@
 #include "bench/codec_bench/bench_runner.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -7,8 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-
-#include <time.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -343,7 +343,8 @@ absl::StatusOr<std::vector<CodecReport>> RunCodecBench(
       if (!r.ok()) return r.status();
       per_file.push_back(*r);
     }
-    reports.push_back(Summarize(options.codecs[c], per_file, options.cpu_clock));
+    reports.push_back(
+        Summarize(options.codecs[c], per_file, options.cpu_clock));
     if (!reports.back().peer) reports.back().state_bytes = state_bytes;
   }
   return reports;

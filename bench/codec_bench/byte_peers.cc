@@ -1,4 +1,4 @@
-// zstd, lz4 and blosc over the tensor's raw bytes.
+// zstd, lz4, blosc and byte planes + zstd over the tensor's raw bytes.
 #include <blosc.h>
 #include <lz4.h>
 #include <zstd.h>
@@ -120,7 +120,71 @@ class BloscPeer final : public PeerCodec {
   int level_;
 };
 
+// Byte planes over the whole tensor (byte i of every element, for each i),
+// each plane zstd-compressed on its own: "u32 size" then the frame, per
+// plane.
+class PlanesPeer final : public PeerCodec {
+ public:
+  explicit PlanesPeer(int level) : level_(level) {}
+  std::string spec() const override { return absl::StrCat("planes:", level_); }
+  bool lossless() const override { return true; }
+
+  absl::Status Encode(const TensorShape& shape, std::span<const std::byte> data,
+                      std::string& out) const override {
+    const size_t width = DTypeSize(shape.dtype);
+    const size_t count = data.size() / width;
+    std::string plane(count, '\0');
+    for (size_t b = 0; b < width; ++b) {
+      for (size_t i = 0; i < count; ++i)
+        plane[i] = static_cast<char>(data[i * width + b]);
+      const size_t start = out.size();
+      out.resize(start + 4 + ZSTD_compressBound(count));
+      const size_t n =
+          ZSTD_compress(out.data() + start + 4, out.size() - start - 4,
+                        plane.data(), count, level_);
+      if (ZSTD_isError(n))
+        return absl::InternalError(
+            absl::StrCat("planes: ", ZSTD_getErrorName(n)));
+      const uint32_t size = static_cast<uint32_t>(n);
+      std::memcpy(out.data() + start, &size, 4);
+      out.resize(start + 4 + n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Decode(const TensorShape& shape, std::string_view encoded,
+                      std::span<std::byte> out) const override {
+    const size_t width = DTypeSize(shape.dtype);
+    const size_t count = out.size() / width;
+    std::string plane(count, '\0');
+    for (size_t b = 0; b < width; ++b) {
+      uint32_t size;
+      if (encoded.size() < 4) return absl::DataLossError("planes: truncated");
+      std::memcpy(&size, encoded.data(), 4);
+      encoded.remove_prefix(4);
+      if (size > encoded.size())
+        return absl::DataLossError("planes: truncated");
+      const size_t n =
+          ZSTD_decompress(plane.data(), count, encoded.data(), size);
+      if (ZSTD_isError(n) || n != count)
+        return absl::DataLossError("planes: corrupt frame");
+      encoded.remove_prefix(size);
+      for (size_t i = 0; i < count; ++i)
+        out[i * width + b] = static_cast<std::byte>(plane[i]);
+    }
+    if (!encoded.empty()) return absl::DataLossError("planes: trailing bytes");
+    return absl::OkStatus();
+  }
+
+ private:
+  int level_;
+};
+
 }  // namespace
+
+std::unique_ptr<PeerCodec> MakePlanesPeer(int level) {
+  return std::make_unique<PlanesPeer>(level);
+}
 
 std::unique_ptr<PeerCodec> MakeZstdPeer(int level) {
   return std::make_unique<ZstdPeer>(level);

@@ -20,7 +20,8 @@ ABSL_FLAG(std::string, codecs,
           "raw,lossless,zstd:3,zstd:19,lz4,blosc,fpzip,zfp:2,zfp:3,zfp:4,"
           "kivi:2,kivi:3,kivi:4,turbo:2,turbo:2.5,turbo:3,turbo:3.5,turbo:4",
           "comma-separated codec specs: seqkv codecs (see `seqkv help`) and "
-          "peers zstd:LEVEL, lz4, blosc, fpzip, zfp:RATE");
+          "peers zstd:LEVEL, lz4, blosc[:LEVEL], planes[:LEVEL] (byte planes + "
+          "zstd), fpzip, zfp:RATE");
 ABSL_FLAG(int, threads, 1, "files coded at once; speeds are always per thread");
 ABSL_FLAG(std::string, clock, "wall",
           "what speeds are per: wall (elapsed time) or cpu (each thread's CPU "

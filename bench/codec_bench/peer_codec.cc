@@ -39,6 +39,13 @@ absl::StatusOr<std::unique_ptr<PeerCodec>> CreatePeerCodec(
       return bad("level must be in [1, 9]");
     return MakeBloscPeer(level);
   }
+  if (name == "planes") {
+    int level = 19;
+    if (!param.empty() &&
+        (!absl::SimpleAtoi(param, &level) || level < 1 || level > 22))
+      return bad("level must be in [1, 22]");
+    return MakePlanesPeer(level);
+  }
   if (name == "fpzip") {
     if (!param.empty()) return bad("takes no parameter (it is lossless)");
     return MakeFpzipPeer();

@@ -12,6 +12,7 @@ namespace seqkv::bench {
 std::unique_ptr<PeerCodec> MakeZstdPeer(int level);
 std::unique_ptr<PeerCodec> MakeLz4Peer();
 std::unique_ptr<PeerCodec> MakeBloscPeer(int level);
+std::unique_ptr<PeerCodec> MakePlanesPeer(int level);
 
 // Floating-point array compressors (float_peers.cc).
 std::unique_ptr<PeerCodec> MakeFpzipPeer();

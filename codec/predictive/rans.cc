@@ -95,8 +95,7 @@ void RansEncoder::Finish(std::string& out) {
     words_[2 * i] = static_cast<uint16_t>(states_[i] >> 16);
     words_[2 * i + 1] = static_cast<uint16_t>(states_[i]);
   }
-  out.append(reinterpret_cast<const char*>(words_),
-             tail_ * sizeof(uint16_t));
+  out.append(reinterpret_cast<const char*>(words_), tail_ * sizeof(uint16_t));
 }
 
 RansDecoder::RansDecoder(std::span<const std::byte> bytes)

@@ -9,8 +9,9 @@
 // the V half of each chunk separately. --layer0 names a file holding the
 // model's "layer0" codec state blob (the layer-0 table); --model_dir builds
 // the model state from a Hugging Face model directory instead. --no_peer
-// skips zstd and --repeat=N codes each chunk N times (for profiling). Prints the ratios
-// over bf16, bits per element per (layer, K/V), and speeds per CPU second.
+// skips zstd and --repeat=N codes each chunk N times (for profiling). Prints
+// the ratios over bf16, bits per element per (layer, K/V), and speeds per CPU
+// second.
 #include <zstd.h>
 
 #include <algorithm>
