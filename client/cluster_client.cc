@@ -65,7 +65,9 @@ std::vector<ClusterClient::Route> ClusterClient::Routes(uint64_t key) {
   const std::vector<cluster::Member> serving = watcher_->view()->Serving();
   std::vector<Route> routes;
   const absl::Time now = absl::Now();
-  for (size_t index : cluster::RankMembers(key, serving)) {
+  // The best few owners are enough: a Lookup or Get asks the first one up,
+  // a Put tries the next ones while members fail.
+  for (size_t index : cluster::RankMembers(key, serving, kRouteCandidates)) {
     const cluster::Member& member = serving[index];
     {
       absl::MutexLock lock(&mutex_);

@@ -33,6 +33,9 @@ class ClusterClient {
   static constexpr double kDefaultMemberTimeoutS = 5;
   // How long a member that failed a call is left out of routing.
   static constexpr absl::Duration kDownFor = absl::Seconds(2);
+  // Owners in rendezvous order a call may go to: the first that is not
+  // left out serves it (a Put tries the rest while they fail).
+  static constexpr size_t kRouteCandidates = 4;
 
   // `options.server` is the etcd:// target; the rest (API key, TLS,
   // message size, timeout) applies to each member's connection. Waits up

@@ -14,7 +14,8 @@ double RendezvousScore(uint64_t key, std::string_view id, double weight) {
   return weight / -std::log(u);
 }
 
-std::vector<size_t> RankMembers(uint64_t key, std::span<const Member> members) {
+std::vector<size_t> RankMembers(uint64_t key, std::span<const Member> members,
+                                size_t limit) {
   bool weighted = !members.empty();
   for (const Member& member : members)
     if (member.capacity_bytes == 0) weighted = false;
@@ -27,10 +28,14 @@ std::vector<size_t> RankMembers(uint64_t key, std::span<const Member> members) {
             weighted ? static_cast<double>(members[i].capacity_bytes) : 1.0),
         i);
   // Ties (never in practice) break by id, so every client agrees.
-  std::sort(scored.begin(), scored.end(), [&](const auto& a, const auto& b) {
-    if (a.first != b.first) return a.first > b.first;
-    return members[a.second].id < members[b.second].id;
-  });
+  const size_t keep =
+      limit == 0 ? scored.size() : std::min(limit, scored.size());
+  std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
+                    [&](const auto& a, const auto& b) {
+                      if (a.first != b.first) return a.first > b.first;
+                      return members[a.second].id < members[b.second].id;
+                    });
+  scored.resize(keep);
   std::vector<size_t> order;
   order.reserve(scored.size());
   for (const auto& [score, index] : scored) order.push_back(index);

@@ -21,8 +21,10 @@ namespace seqkv::cluster {
 // The score of member `id` of weight `weight` (> 0) for `key`.
 double RendezvousScore(uint64_t key, std::string_view id, double weight);
 
-// Indices of `members`, best owner of `key` first.
-std::vector<size_t> RankMembers(uint64_t key, std::span<const Member> members);
+// Indices of `members`, best owner of `key` first: the best `limit` of
+// them (all when 0). O(members) hashes, then a partial sort.
+std::vector<size_t> RankMembers(uint64_t key, std::span<const Member> members,
+                                size_t limit = 0);
 
 }  // namespace seqkv::cluster
 

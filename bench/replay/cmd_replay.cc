@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/load/layout_presets.h"
 #include "bench/load/local_server.h"
+#include "bench/replay/cluster_report.h"
 #include "bench/replay/replay_runner.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
@@ -55,6 +56,17 @@ ABSL_FLAG(uint32_t, kv_block_tokens, 16,
           "replay --kv_source: tokens stored per block of the trace (at most "
           "--block_tokens; a partial block in proportion)");
 
+ABSL_FLAG(uint32_t, simulate_nodes, 0,
+          "replay: no server; model the trace through this many cluster "
+          "nodes placed as the etcd:// client places prompts, each an LRU "
+          "cache of blocks holding its share of --capacity_blocks "
+          "(docs/SCALE.md)");
+ABSL_FLAG(uint32_t, placement_chunks, 2,
+          "replay --simulate_nodes: the cluster's placement depth in chunks");
+ABSL_FLAG(int32_t, simulate_kill_node, -1,
+          "replay --simulate_nodes: this node (0-based) is down for the "
+          "middle third of the requests (-1: none)");
+
 namespace seqkv::cli {
 namespace {
 
@@ -91,12 +103,41 @@ absl::Status KvSourceFromFlags(bench::KvSourceOptions& source) {
   return absl::OkStatus();
 }
 
+// --simulate_nodes: the cluster model, no server.
+int SimulateNodes() {
+  auto requests = bench::ReadMooncakeTrace(absl::GetFlag(FLAGS_trace),
+                                           absl::GetFlag(FLAGS_requests),
+                                           absl::GetFlag(FLAGS_block_tokens));
+  if (!requests.ok()) return ReportError(requests.status());
+  bench::ClusterSimOptions options;
+  options.nodes = absl::GetFlag(FLAGS_simulate_nodes);
+  options.capacity_blocks = absl::GetFlag(FLAGS_capacity_blocks);
+  options.placement_chunks = absl::GetFlag(FLAGS_placement_chunks);
+  if (const int32_t kill = absl::GetFlag(FLAGS_simulate_kill_node); kill >= 0) {
+    if (static_cast<uint32_t>(kill) >= options.nodes)
+      return ReportError(absl::InvalidArgumentError(
+          "--simulate_kill_node must be below --simulate_nodes"));
+    options.failed_nodes = {static_cast<uint32_t>(kill)};
+    options.fail_from = requests->size() / 3;
+    options.fail_until = 2 * requests->size() / 3;
+  }
+  auto report = bench::SimulateCluster(*requests, options);
+  if (!report.ok()) return ReportError(report.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << bench::ClusterSimJson(options, *report).dump() << std::endl;
+  } else {
+    std::cout << bench::ClusterSimText(options, *report);
+  }
+  return 0;
+}
+
 // Replay has its own default layout (tiny, so that the whole trace fits on
 // disk) and starts a server of its own unless --server names one.
 int RunReplay(std::span<char* const> args) {
   if (!args.empty() || absl::GetFlag(FLAGS_trace).empty()) {
     return kShowUsage;
   }
+  if (absl::GetFlag(FLAGS_simulate_nodes) > 0) return SimulateNodes();
   bench::ReplayOptions options;
   options.trace = absl::GetFlag(FLAGS_trace);
   options.requests = absl::GetFlag(FLAGS_requests);

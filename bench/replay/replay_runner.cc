@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/load/local_server.h"
 #include "bench/load/workload.h"
+#include "cluster/member.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
 #include "codec/predictive/rope.h"
@@ -536,6 +537,10 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   report.lookup_latency = lookup_latency.Summarize();
   report.put_latency = put_latency.Summarize();
   if (!admin.empty()) ReadServerUsage(admin, report);
+  if (cluster::IsClusterTarget(address)) {
+    auto nodes = ReadClusterUsage(address);
+    if (nodes.ok()) report.nodes = std::move(*nodes);
+  }
   if (local) {
     report.disk_bytes = local->DiskBytes();
     if (auto status = local->Stop(); !status.ok()) return status;
@@ -605,6 +610,8 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
       {"elapsed_s", report.elapsed_s},
       {"lookup_latency", LatencyJson(report.lookup_latency)},
       {"put_latency", LatencyJson(report.put_latency)},
+      {"cluster", report.nodes.empty() ? nlohmann::json(nullptr)
+                                       : ClusterUsageJson(report.nodes)},
   };
 }
 
@@ -677,6 +684,7 @@ std::string ReplayToText(const ReplayOptions& options,
                       report.elapsed_s, report.lookup_latency.p50_ms,
                       report.lookup_latency.p99_ms, report.put_latency.p50_ms,
                       report.put_latency.p99_ms));
+  if (!report.nodes.empty()) absl::StrAppend(&text, ClusterUsageText(report.nodes));
   return text;
 }
 

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "bench/load/latency.h"
 #include "bench/replay/kv_source.h"
+#include "bench/replay/cluster_report.h"
 #include "bench/replay/trace.h"
 #include "client/client.h"
 #include "codec/kv_layout.h"
@@ -86,6 +87,8 @@ struct ServedCheck {
 };
 
 struct ReplayReport {
+  // Through an etcd:// target: each member's stored bytes at the end.
+  std::vector<NodeUsage> nodes;
   // Hits at any fidelity the server holds KV at (Lookup's matched_tokens)
   // and exact ones only (matched_tokens_exact), overall and per window.
   HitCounts hits;

@@ -70,6 +70,13 @@ TEST(RendezvousTest, RankIsAPermutation) {
   std::iota(expected.begin(), expected.end(), 0);
   EXPECT_EQ(order, expected);
   EXPECT_TRUE(RankMembers(42, {}).empty());
+  // The best few are the head of the full ranking.
+  for (uint64_t key = 0; key < 100; ++key) {
+    const std::vector<size_t> all = RankMembers(key, members);
+    EXPECT_EQ(RankMembers(key, members, 3),
+              std::vector<size_t>(all.begin(), all.begin() + 3));
+    EXPECT_EQ(RankMembers(key, members, 50), all);
+  }
 }
 
 TEST(PlacementTest, KeyDependsOnlyOnTheHead) {
