@@ -112,6 +112,26 @@ uint64_t ClusterClient::KeyOf(const std::string& model,
                                watcher_->view()->placement);
 }
 
+bool ClusterClient::CountLookup(uint64_t key,
+                                const cluster::PlacementOptions& placement) {
+  absl::MutexLock lock(&mutex_);
+  recent_lookups_.push_back(key);
+  ++lookup_counts_[key];
+  while (recent_lookups_.size() > placement.hot_window) {
+    auto it = lookup_counts_.find(recent_lookups_.front());
+    if (--it->second == 0) lookup_counts_.erase(it);
+    recent_lookups_.pop_front();
+  }
+  return lookup_counts_[key] >= placement.hot_lookups;
+}
+
+bool ClusterClient::IsHot(uint64_t key,
+                          const cluster::PlacementOptions& placement) {
+  absl::MutexLock lock(&mutex_);
+  auto it = lookup_counts_.find(key);
+  return it != lookup_counts_.end() && it->second >= placement.hot_lookups;
+}
+
 absl::Status ClusterClient::EnsureRegistered(const Route& route,
                                              const std::string& model) {
   ModelRegistration registration;
@@ -135,22 +155,29 @@ absl::StatusOr<LookupResult> ClusterClient::Lookup(
     uint32_t alignment, const std::string& name_space,
     uint32_t digest_chunk_tokens) {
   const uint32_t chunk_tokens = ChunkTokens(model);
-  const std::vector<Route> routes = Routes(KeyOf(model, name_space, tokens));
+  const cluster::PlacementOptions placement = watcher_->view()->placement;
+  const uint64_t key = KeyOf(model, name_space, tokens);
+  const bool hot = CountLookup(key, placement) && placement.replicas_hot > 1;
+  const std::vector<Route> routes = Routes(key);
   if (routes.empty()) {
     if (watcher_->view()->Serving().empty())
       return absl::UnavailableError(absl::StrCat(
           "cluster '", watcher_->cluster_name(), "' has no serving member"));
     return LookupResult{};  // every owner is down: a miss
   }
-  const Route& owner = routes.front();
-  auto result =
-      digest_chunk_tokens > 0
-          ? owner.client->LookupByChunks(model, tokens, digest_chunk_tokens,
-                                         alignment, name_space)
-          : owner.client->Lookup(model, tokens, alignment, name_space);
-  if (IsMemberFailure(result.status())) {
+  // A hot head has replicas: one more owner may answer for a failed one.
+  const size_t attempts = hot ? std::min<size_t>(2, routes.size()) : 1;
+  absl::StatusOr<LookupResult> result = LookupResult{};
+  for (size_t i = 0; i < attempts; ++i) {
+    const Route& owner = routes[i];
+    result =
+        digest_chunk_tokens > 0
+            ? owner.client->LookupByChunks(model, tokens, digest_chunk_tokens,
+                                           alignment, name_space)
+            : owner.client->Lookup(model, tokens, alignment, name_space);
+    if (!IsMemberFailure(result.status())) break;
     MarkDown(owner.member_id);
-    return LookupResult{};
+    result = LookupResult{};
   }
   // A member that has not stored the model yet, where another has: a miss.
   if (result.status().code() == absl::StatusCode::kNotFound && chunk_tokens > 0)
@@ -160,16 +187,22 @@ absl::StatusOr<LookupResult> ClusterClient::Lookup(
 
 absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
                                              const KvCache& cache) {
-  const std::vector<Route> routes =
-      Routes(KeyOf(options.model, options.name_space, cache.tokens));
+  const cluster::PlacementOptions placement = watcher_->view()->placement;
+  const uint64_t key = KeyOf(options.model, options.name_space, cache.tokens);
+  const std::vector<Route> routes = Routes(key);
   absl::Status last = absl::UnavailableError(absl::StrCat(
       "cluster '", watcher_->cluster_name(), "' has no reachable member"));
-  for (const Route& route : routes) {
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const Route& route = routes[i];
     absl::Status registered = EnsureRegistered(route, options.model);
     if (!registered.ok() && !IsMemberFailure(registered)) return registered;
     if (registered.ok()) {
       auto stored = route.client->Put(options, cache);
-      if (!IsMemberFailure(stored.status())) return stored;
+      if (!IsMemberFailure(stored.status())) {
+        if (stored.ok() && placement.replicas_hot > 1 && IsHot(key, placement))
+          Replicate(options, cache, routes, i + 1, placement.replicas_hot - 1);
+        return stored;
+      }
       last = stored.status();
     } else {
       last = registered;
@@ -177,6 +210,21 @@ absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
     MarkDown(route.member_id);  // and store on the next owner instead
   }
   return last;
+}
+
+void ClusterClient::Replicate(const PutOptions& options, const KvCache& cache,
+                              const std::vector<Route>& routes, size_t from,
+                              uint32_t copies) {
+  // Best effort: a replica that fails is only a replica fewer.
+  for (size_t i = from; i < routes.size() && copies > 0; ++i) {
+    if (!EnsureRegistered(routes[i], options.model).ok()) continue;
+    auto stored = routes[i].client->Put(options, cache);
+    if (IsMemberFailure(stored.status())) {
+      MarkDown(routes[i].member_id);
+      continue;
+    }
+    --copies;
+  }
 }
 
 absl::Status ClusterClient::GetInto(const GetOptions& options,

@@ -5,6 +5,9 @@
 // hashing; Delete goes to every member; RegisterModel to every member, and
 // again to members that join later before their first Put of the model.
 //
+// Hot heads (the cluster config's replicas_hot > 1) are stored on that many
+// owners, and a Lookup of one whose owner fails asks the next.
+//
 // A member that fails a call (unreachable, or past the per-call deadline)
 // costs a miss, never an error: the Lookup or Get answers "nothing stored",
 // a Put goes to the next owner in rendezvous order, and the member is left
@@ -14,6 +17,7 @@
 #ifndef SEQKV_CLIENT_CLUSTER_CLIENT_H_
 #define SEQKV_CLIENT_CLUSTER_CLIENT_H_
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -82,6 +86,14 @@ class ClusterClient {
   uint32_t ChunkTokens(const std::string& model);
   uint64_t KeyOf(const std::string& model, const std::string& name_space,
                  std::span<const int32_t> tokens);
+  // Puts `cache` on up to `copies` of routes[from...] as well.
+  void Replicate(const PutOptions& options, const KvCache& cache,
+                 const std::vector<Route>& routes, size_t from,
+                 uint32_t copies);
+  // Counts a Lookup of `key` in the window of recent lookups; whether the
+  // head is now hot (cluster/placement.h).
+  bool CountLookup(uint64_t key, const cluster::PlacementOptions& placement);
+  bool IsHot(uint64_t key, const cluster::PlacementOptions& placement);
   // Registers the model on `route` if this client registered it and has
   // not yet there.
   absl::Status EnsureRegistered(const Route& route, const std::string& model);
@@ -99,6 +111,9 @@ class ClusterClient {
       ABSL_GUARDED_BY(mutex_);
   std::set<std::pair<std::string, std::string>> registered_on_
       ABSL_GUARDED_BY(mutex_);
+  // The heads of the last lookups and how often each occurs among them.
+  std::deque<uint64_t> recent_lookups_ ABSL_GUARDED_BY(mutex_);
+  std::map<uint64_t, uint32_t> lookup_counts_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Whether `status` says the member did not answer (as opposed to an answer

@@ -24,6 +24,24 @@ absl::StatusOr<PlacementOptions> ParsePlacementConfig(std::string_view text) {
           "64]");
     options.prefix_chunks = field.get<uint32_t>();
   }
+  struct Bound {
+    const char* name;
+    uint32_t low, high;
+    uint32_t* value;
+  };
+  for (const Bound& bound :
+       {Bound{"replicas_hot", 1, 16, &options.replicas_hot},
+        Bound{"hot_lookups", 1, 1000000, &options.hot_lookups},
+        Bound{"hot_window", 1, 10000000, &options.hot_window}}) {
+    if (!json.contains(bound.name)) continue;
+    const auto& field = json[bound.name];
+    if (!field.is_number_unsigned() || field.get<uint64_t>() < bound.low ||
+        field.get<uint64_t>() > bound.high)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cluster config's \"", bound.name, "\" must be an integer in [",
+          bound.low, ", ", bound.high, "]"));
+    *bound.value = field.get<uint32_t>();
+  }
   return options;
 }
 

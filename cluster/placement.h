@@ -25,10 +25,18 @@ namespace seqkv::cluster {
 struct PlacementOptions {
   // Whole chunks of a prompt's head that choose its owner.
   uint32_t prefix_chunks = 2;
+  // Hot heads are stored on this many owners (the first in rendezvous
+  // order and the next ones), so that losing one keeps them hits.
+  uint32_t replicas_hot = 1;
+  // A head is hot once a client has looked it up this many times within
+  // its last `hot_window` lookups (its own visit counts).
+  uint32_t hot_lookups = 8;
+  uint32_t hot_window = 1024;
 };
 
-// The cluster's config record ({"placement_chunks": N}, N in [1, 64]);
-// INVALID_ARGUMENT otherwise. Missing fields keep their defaults.
+// The cluster's config record: {"placement_chunks": N (1-64),
+// "replicas_hot": R (1-16), "hot_lookups": L (1-1e6), "hot_window": W
+// (1-1e7)}; INVALID_ARGUMENT otherwise. Missing fields keep their defaults.
 absl::StatusOr<PlacementOptions> ParsePlacementConfig(std::string_view json);
 
 // The placement key of `tokens` for `model` in `name_space`, whose chunks

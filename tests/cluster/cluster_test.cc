@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "client/cluster_client.h"
+#include "cluster/etcd_gateway.h"
+#include "cluster/member.h"
 #include "cluster/member_watcher.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -219,6 +221,58 @@ TEST_F(ClusterTest, KilledNodeCostsMissesNotErrorsAndRejoinsWithItsData) {
     auto found = client_->Lookup(kModel, Prompt(i));
     ASSERT_TRUE(found.ok()) << found.status();
     EXPECT_EQ(found->matched_tokens, kPromptTokens) << i;
+  }
+}
+
+// Which servers hold all of `tokens`.
+std::vector<int> Holders(std::vector<std::unique_ptr<ServerProcess>>& servers,
+                         const std::vector<int32_t>& tokens) {
+  std::vector<int> holders;
+  for (size_t s = 0; s < servers.size(); ++s) {
+    auto direct = servers[s]->Connect();
+    if (!direct.ok()) continue;
+    auto found = (*direct)->Lookup(kModel, tokens);
+    if (found.ok() && found->matched_tokens == tokens.size())
+      holders.push_back(static_cast<int>(s));
+  }
+  return holders;
+}
+
+TEST_F(ClusterTest, HotHeadsAreReplicatedAndStayHitsWhenAnOwnerDies) {
+  cluster::EtcdGateway etcd({etcd_->endpoint()}, absl::Seconds(2));
+  ASSERT_TRUE(etcd.Put(cluster::ConfigKey("test"),
+                       R"({"replicas_hot": 2, "hot_lookups": 3})")
+                  .ok());
+  for (int i = 0; i < 100 && watcher_->view()->placement.replicas_hot != 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(watcher_->view()->placement.replicas_hot, 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  PutPrompts(2);
+  const std::vector<int32_t> hot = Prompt(0), cold = Prompt(1);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(client_->Lookup(kModel, hot)->matched_tokens, kPromptTokens);
+  EXPECT_EQ(client_->Lookup(kModel, cold)->matched_tokens, kPromptTokens);
+  // The next Put of the hot prompt (what a worker does after its Lookup)
+  // stores it on a second owner; the cold one stays on one.
+  PutOptions put;
+  put.model = kModel;
+  put.codec = "raw";
+  ASSERT_TRUE(client_->Put(put, Cache(hot)).ok());
+  ASSERT_TRUE(client_->Put(put, Cache(cold)).ok());
+  const std::vector<int> holders = Holders(servers_, hot);
+  ASSERT_EQ(holders.size(), 2u);
+  EXPECT_EQ(Holders(servers_, cold).size(), 1u);
+
+  // Either holder may die: the hot prompt stays a hit, at once.
+  for (int holder : holders) {
+    ASSERT_TRUE(servers_[holder]->Kill().ok());
+    auto found = client_->Lookup(kModel, hot);
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->matched_tokens, kPromptTokens) << "holder " << holder;
+    ASSERT_TRUE(servers_[holder]->Restart().ok());
+    ASSERT_TRUE(WaitForServing(3));
+    absl::SleepFor(ClusterClient::kDownFor);
   }
 }
 

@@ -109,9 +109,17 @@ TEST(PlacementTest, ParsesConfig) {
   EXPECT_EQ(parsed->prefix_chunks, 3u);
   EXPECT_EQ(ParsePlacementConfig("{}")->prefix_chunks,
             PlacementOptions().prefix_chunks);
+  auto hot = ParsePlacementConfig(
+      R"({"replicas_hot": 2, "hot_lookups": 5, "hot_window": 100})");
+  ASSERT_TRUE(hot.ok()) << hot.status();
+  EXPECT_EQ(hot->replicas_hot, 2u);
+  EXPECT_EQ(hot->hot_lookups, 5u);
+  EXPECT_EQ(hot->hot_window, 100u);
   for (const char* bad :
        {"", "[]", R"({"placement_chunks": 0})", R"({"placement_chunks": -1})",
-        R"({"placement_chunks": 65})", R"({"placement_chunks": "2"})"})
+        R"({"placement_chunks": 65})", R"({"placement_chunks": "2"})",
+        R"({"replicas_hot": 0})", R"({"replicas_hot": 17})",
+        R"({"hot_lookups": 0})", R"({"hot_window": -3})"})
     EXPECT_EQ(ParsePlacementConfig(bad).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
