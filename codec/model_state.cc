@@ -87,6 +87,25 @@ std::optional<double> FidelityProfile::Sensitivity(uint32_t layer,
   return group->sensitivity;
 }
 
+double FidelityProfile::BudgetForKl(double kl) const {
+  if (kl_map.size() < 2 || !(kl > 0)) return kl;
+  // Measured KL grows with the budget; a noisy point that does not is left
+  // out so that the inverse stays a function.
+  std::vector<KlPoint> points;
+  for (const KlPoint& point : kl_map)
+    if (points.empty() || point.kl > points.back().kl) points.push_back(point);
+  if (points.size() < 2) return kl;
+  size_t i = 1;
+  while (i + 1 < points.size() && kl > points[i].kl) ++i;
+  const KlPoint& a = points[i - 1];
+  const KlPoint& b = points[i];
+  const double slope = std::log(b.budget / a.budget) /
+                       std::log(b.kl / a.kl);  // d log B / d log KL
+  const double budget = a.budget * std::exp(slope * std::log(kl / a.kl));
+  return std::clamp(budget, points.front().budget / 4,
+                    points.back().budget * 4);
+}
+
 absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
                                                      const KvLayout* layout) {
   nlohmann::json doc = nlohmann::json::parse(json, nullptr, false);
@@ -102,6 +121,29 @@ absl::StatusOr<FidelityProfile> ParseFidelityProfile(std::string_view json,
     if (profile.metric != "kl_per_rel_mse")
       return absl::InvalidArgumentError(absl::StrCat(
           "profile.metric '", profile.metric, "' is not 'kl_per_rel_mse'"));
+  }
+  if (auto map = doc.find("kl_map"); map != doc.end()) {
+    if (!map->is_array())
+      return absl::InvalidArgumentError("profile.kl_map must be an array");
+    for (size_t i = 0; i < map->size(); ++i) {
+      const nlohmann::json& point = (*map)[i];
+      const std::string where = absl::StrCat("profile.kl_map[", i, "]");
+      auto budget = point.is_object() ? point.find("budget") : point.end();
+      auto kl = point.is_object() ? point.find("kl") : point.end();
+      if (!point.is_object() || budget == point.end() || !budget->is_number() ||
+          kl == point.end() || !kl->is_number())
+        return absl::InvalidArgumentError(
+            where + " must be {\"budget\": number, \"kl\": number}");
+      const FidelityProfile::KlPoint p{budget->get<double>(),
+                                       kl->get<double>()};
+      if (!std::isfinite(p.budget) || !std::isfinite(p.kl) || !(p.budget > 0) ||
+          !(p.kl > 0))
+        return absl::InvalidArgumentError(where +
+                                          " must hold positive finite numbers");
+      if (!profile.kl_map.empty() && !(p.budget > profile.kl_map.back().budget))
+        return absl::InvalidArgumentError(where + ": budgets must increase");
+      profile.kl_map.push_back(p);
+    }
   }
   auto groups = doc.find("groups");
   if (groups == doc.end() || !groups->is_array() || groups->empty())

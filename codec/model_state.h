@@ -59,7 +59,10 @@ class Layer0Table {
 //                    "channel_weights": [...]}, ...]}
 // "tensor" is "k", "v", or "latent" for latent layouts. The optional
 // channel_weights ([kv_head][head_dim], positive) say how much an error in
-// each channel matters relative to the others of its group.
+// each channel matters relative to the others of its group. The optional
+// "kl_map": [{"budget": b, "kl": k}, ...] (budgets increasing, both
+// positive) is what `seqkv calibrate --kl_budgets` measured end to end: the
+// mean KL k of the calibration caches coded with a per-chunk budget b.
 struct FidelityProfile {
   struct Group {
     uint32_t layer = 0;
@@ -67,9 +70,19 @@ struct FidelityProfile {
     double sensitivity = 0;
     std::vector<double> channel_weights;  // empty when not measured
   };
+  struct KlPoint {
+    double budget = 0;
+    double kl = 0;
+  };
   std::string model;
   std::string metric;
   std::vector<Group> groups;
+  std::vector<KlPoint> kl_map;  // increasing budgets; empty: not measured
+
+  // The budget to spend for a measured KL of `kl`: interpolated in log-log
+  // between the map's points (extrapolated along its end segments, at
+  // most 4x past them); `kl` itself without a map of two points or more.
+  double BudgetForKl(double kl) const;
 
   // The group, or null when the profile lacks it.
   const Group* Find(uint32_t layer, uint32_t tensor) const;

@@ -56,6 +56,9 @@ constexpr double kBudgetMargin = 0.99;
 struct Options {
   double rel_mse = 0.01;
   std::optional<double> kl;
+  // The per-chunk budget that kl= spends: kl itself, or what the profile's
+  // measured map says gives a measured KL of kl.
+  double kl_budget = 0;
   bool prerope = true;
   bool layer0 = true;
   bool channel_weights = true;
@@ -192,7 +195,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
   // so its relative-MSE target is proportional to 1 / sensitivity (the
   // allocation that minimizes bits when groups have equal sizes). Groups are
   // coded in order and charged what they actually spent.
-  double kl_left = options_.kl.value_or(0);
+  double kl_left = options_.kl ? options_.kl_budget : 0;
   uint32_t groups_left = num_groups;
 
   std::vector<float> values(shape.num_elements());
@@ -473,6 +476,7 @@ absl::StatusOr<std::unique_ptr<Codec>> CreatePredictiveCodec(
     absl::StatusOr<FidelityProfile> profile =
         ParseFidelityProfile(*blob, &model.layout);
     if (!profile.ok()) return profile.status();
+    options->kl_budget = profile->BudgetForKl(*options->kl);
     const uint32_t tensors = model.layout.tensors_per_layer();
     for (uint32_t layer = 0; layer < model.layout.num_layers; ++layer) {
       for (uint32_t tensor = 0; tensor < tensors; ++tensor) {

@@ -151,5 +151,43 @@ TEST(FidelityProfileTest, ChannelWeights) {
   }
 }
 
+// The measured budget -> KL map: parsed, checked, and inverted in log-log.
+TEST(FidelityProfileTest, KlMapInvertsMeasuredBudgets) {
+  const KvLayout layout = SmallLayout();
+  auto with_map = [](const std::string& map) {
+    return absl::StrCat(
+        R"({"groups": [{"layer": 0, "tensor": "k", "sensitivity": 1}], )",
+        R"("kl_map": )", map, "}");
+  };
+  absl::StatusOr<FidelityProfile> profile =
+      ParseFidelityProfile(with_map(R"([{"budget": 0.001, "kl": 0.0005},
+                   {"budget": 0.004, "kl": 0.001},
+                   {"budget": 0.016, "kl": 0.002}])"),
+                           &layout);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  ASSERT_EQ(profile->kl_map.size(), 3u);
+  // On the points, between them (log-log) and past the ends (the end
+  // segments' slope, at most 4x past the last budget).
+  EXPECT_NEAR(profile->BudgetForKl(0.001), 0.004, 1e-12);
+  EXPECT_NEAR(profile->BudgetForKl(0.0005), 0.001, 1e-12);
+  EXPECT_NEAR(profile->BudgetForKl(std::sqrt(0.0005 * 0.001)), 0.002, 1e-12);
+  EXPECT_NEAR(profile->BudgetForKl(0.004), 0.064, 1e-12);
+  EXPECT_NEAR(profile->BudgetForKl(0.1), 0.064, 1e-12);
+  EXPECT_NEAR(profile->BudgetForKl(0.00025), 0.00025, 1e-12);
+  // Without a map the budget is the KL asked for.
+  absl::StatusOr<FidelityProfile> plain =
+      ParseFidelityProfile(with_map("[]"), &layout);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->BudgetForKl(0.003), 0.003);
+  for (const char* bad :
+       {"3", R"([{"budget": 0.001}])", R"([{"budget": 0, "kl": 0.1}])",
+        R"([{"budget": 0.002, "kl": 0.1}, {"budget": 0.001, "kl": 0.2}])",
+        R"([{"budget": "x", "kl": 0.1}])"}) {
+    EXPECT_EQ(ParseFidelityProfile(with_map(bad), &layout).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace seqkv

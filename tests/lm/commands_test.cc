@@ -164,6 +164,48 @@ std::vector<std::string> Ranking(const nlohmann::json& profile) {
   return ranking;
 }
 
+// --kl_budgets measures the profile end to end and stores the map; eval
+// then says what each kl= asked for against what it measured.
+TEST(CalibrateCommandTest, KlBudgetsMapBudgetsToMeasuredKl) {
+  SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors",
+                        "kv/a_dev_01.safetensors", "kv/a_dev_05.safetensors");
+  const std::string out =
+      (std::filesystem::temp_directory_path() /
+       absl::StrCat("seqkv_profile_", getpid(), "_map.json"))
+          .string();
+  const CommandResult calibrated = RunCommand(absl::StrCat(
+      kSeqkv, " calibrate --model_dir ", kDataDir, "/lm --out ", out,
+      " --max_tokens 384 --noise_rel_mse 0.05 --kl_budgets 0.001,0.008 ",
+      KvFile("a_dev_00"), " ", KvFile("a_dev_01"), " 2>&1"));
+  ASSERT_EQ(calibrated.exit_code, 0) << calibrated.out;
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json profile = ParseOrFail(text.str());
+  ASSERT_TRUE(profile.contains("kl_map")) << text.str();
+  const auto& map = profile["kl_map"];
+  ASSERT_EQ(map.size(), 2u);
+  EXPECT_EQ(map[0]["budget"].get<double>(), 0.001);
+  EXPECT_EQ(map[1]["budget"].get<double>(), 0.008);
+  // Eight times the budget measures more KL.
+  EXPECT_GT(map[0]["kl"].get<double>(), 0.0);
+  EXPECT_GT(map[1]["kl"].get<double>(), map[0]["kl"].get<double>());
+  const CommandResult eval = RunCommand(absl::StrCat(
+      kSeqkv, " eval --model_dir ", kDataDir, "/lm --profile ", out,
+      " --codec predictive:kl=0.002 --max_tokens 384 ", KvFile("a_dev_05")));
+  std::filesystem::remove(out);
+  ASSERT_EQ(eval.exit_code, 0) << eval.out;
+  EXPECT_NE(eval.out.find("predictive:kl=0.002: requested KL 0.002, measured"),
+            std::string::npos)
+      << eval.out;
+  const CommandResult bad = RunCommand(absl::StrCat(
+      kSeqkv, " calibrate --model_dir ", kDataDir, "/lm --out /dev/null ",
+      "--kl_budgets 0.004,0.001 ", KvFile("a_dev_00"), " 2>&1"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("--kl_budgets must be increasing"), std::string::npos)
+      << bad.out;
+}
+
 TEST(CalibrateCommandTest, ProfileIsStableAcrossFilePairs) {
   SEQKV_NEEDS_TEST_DATA("lm", "kv/a_dev_00.safetensors",
                         "kv/a_dev_01.safetensors", "kv/a_dev_02.safetensors",

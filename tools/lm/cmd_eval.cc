@@ -10,8 +10,12 @@
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/cli/command.h"
 #include "client/cli/common_flags.h"
 #include "client/client.h"
@@ -136,6 +140,18 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> DocumentWindows(
   return windows;
 }
 
+// The KL a spec asks for (`kl=B` of a predictive spec), or NaN.
+double RequestedKl(const std::string& spec) {
+  if (spec.rfind("predictive:", 0) != 0) return std::nan("");
+  for (absl::string_view part :
+       absl::StrSplit(absl::string_view(spec).substr(11), ',')) {
+    double value = 0;
+    if (absl::ConsumePrefix(&part, "kl=") && absl::SimpleAtod(part, &value))
+      return value;
+  }
+  return std::nan("");
+}
+
 void PrintResults(const std::vector<CodecRun>& runs) {
   if (absl::GetFlag(FLAGS_json)) {
     nlohmann::json out = nlohmann::json::array();
@@ -148,6 +164,9 @@ void PrintResults(const std::vector<CodecRun>& runs) {
            run.elements ? 8.0 * run.encoded_bytes / run.elements : 0.0},
           {"delta_nll", (t.nll_approx - t.nll_exact) / n},
           {"kl", t.kl / n},
+          {"kl_requested", std::isnan(RequestedKl(run.spec))
+                               ? nlohmann::json(nullptr)
+                               : nlohmann::json(RequestedKl(run.spec))},
           {"top1_agreement", t.top1_agree / n},
           {"rel_mse_k", run.k.relative()},
           {"rel_mse_v", run.v.relative()},
@@ -173,6 +192,16 @@ void PrintResults(const std::vector<CodecRun>& runs) {
         (t.nll_approx - t.nll_exact) / n, t.kl / n, t.top1_agree / n,
         run.k.relative(), run.v.relative(), t.nll_exact / n,
         t.file_tokens ? t.nll_file / t.file_tokens : std::nan(""), t.tokens);
+  }
+  // A KL budget against what it measured here.
+  for (const CodecRun& run : runs) {
+    const double requested = RequestedKl(run.spec);
+    if (std::isnan(requested)) continue;
+    const double measured =
+        run.totals.kl / std::max<uint64_t>(run.totals.tokens, 1);
+    std::cout << absl::StrFormat(
+        "%s: requested KL %.6g, measured %.6g (%+.1f%%)\n", run.spec, requested,
+        measured, 100 * (measured / requested - 1));
   }
 }
 
