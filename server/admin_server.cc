@@ -86,6 +86,7 @@ nlohmann::json PrefixJson(const PrefixVisits& prefix, double probability) {
       {"bytes_logical", record.bytes_logical()},
       {"bytes_stored", record.bytes_stored()},
       {"codec", record.codec()},
+      {"tier", TierName(TierOf(record))},
       {"probability", probability},
       {"d_T", DistanceJson(probability)},
   };

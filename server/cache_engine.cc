@@ -193,16 +193,20 @@ absl::StatusOr<std::shared_ptr<const Model>> CacheEngine::ResolveModel(
 
 absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>>
 CacheEngine::MatchKeys(const NodeKey& root, const Model& model,
-                       std::span<const int32_t> tokens) const {
+                       std::span<const int32_t> tokens,
+                       std::vector<uint32_t>* tiers) const {
   std::vector<NodeKey> keys =
-      index_.MatchWholeChunks(root, tokens, model.chunk_tokens);
+      index_.MatchWholeChunks(root, tokens, model.chunk_tokens, tiers);
   uint32_t matched = static_cast<uint32_t>(keys.size()) * model.chunk_tokens;
   if (matched < tokens.size()) {
     // A partial chunk at the end, or one the index does not hold yet.
     auto rest = trie_.Match(keys.empty() ? root : keys.back(),
                             tokens.subspan(matched), model.chunk_tokens);
     if (!rest.ok()) return rest.status();
-    for (const TrieNode& node : rest->nodes) keys.push_back(node.key);
+    for (const TrieNode& node : rest->nodes) {
+      keys.push_back(node.key);
+      if (tiers != nullptr) tiers->push_back(TierOf(node.record));
+    }
     matched += rest->matched_tokens;
   }
   return std::make_pair(std::move(keys), matched);
@@ -276,19 +280,19 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
   LookupOutcome outcome;
   for (const std::string& ns : scope.namespaces) {
     const NodeKey root = RootKey(ns, (*model)->fingerprint);
+    std::vector<uint32_t> tiers;
     std::vector<NodeKey> keys =
-        index_.MatchChunkDigests(root, query.chunk_digests);
+        index_.MatchChunkDigests(root, query.chunk_digests, &tiers);
     uint32_t matched = static_cast<uint32_t>(keys.size()) * chunk_tokens;
     if (keys.size() == query.chunk_digests.size() && !query.tokens.empty()) {
-      auto rest =
-          MatchKeys(keys.empty() ? root : keys.back(), **model, query.tokens);
+      auto rest = MatchKeys(keys.empty() ? root : keys.back(), **model,
+                            query.tokens, &tiers);
       if (!rest.ok()) return rest.status();
       keys.insert(keys.end(), rest->first.begin(), rest->first.end());
       matched += rest->second;
     }
     // Tokens before the first chunk whose tier `stops`: every chunk but the
     // last is whole.
-    const std::vector<uint32_t> tiers = index_.Tiers(keys);
     auto tokens_before = [&](auto stops) {
       for (size_t i = 0; i < tiers.size(); ++i)
         if (stops(tiers[i]))
@@ -441,7 +445,7 @@ absl::StatusOr<PutSummary> CacheEngine::FinishPut(PutSession& session) {
   const int64_t now = NowMicros();
   for (const PendingNode& node : session.staged())
     if (!committed->raced_keys.contains(node.key) &&
-        !(node.upgrades && index_.ChangeTier(node.key, node.record)))
+        !(node.upgrades && index_.Readmit(node.key, node.record, now)))
       index_.Add(node.key, node.record, now);
   index_.Touch(session.stored_path(), now);
   EvictLocked();

@@ -296,10 +296,10 @@ class CacheEngine {
  private:
   // The keys of the nodes `tokens` matches below `root`, and how many
   // tokens matched: from the node index while it knows the chunks, then
-  // from the trie.
+  // from the trie. With `tiers`, appends each key's tier.
   absl::StatusOr<std::pair<std::vector<NodeKey>, uint32_t>> MatchKeys(
-      const NodeKey& root, const Model& model,
-      std::span<const int32_t> tokens) const;
+      const NodeKey& root, const Model& model, std::span<const int32_t> tokens,
+      std::vector<uint32_t>* tiers = nullptr) const;
   // Longest match over the namespaces of `scope`, with node records, of
   // chunks that hold KV (held as they were Put, with `exact_only`).
   absl::StatusOr<std::pair<TrieMatch, std::string>> MatchInScope(

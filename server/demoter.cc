@@ -53,6 +53,17 @@ void Demoter::Run() {
   }
 }
 
+void Demoter::ReportOnce(const std::string& model, const absl::Status& why) {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!reported_.insert(model).second) return;
+  }
+  spdlog::info(
+      "chunks of model '{}' stay at their tier where they cannot be demoted "
+      "(logged once): {}",
+      model, why.ToString());
+}
+
 uint64_t Demoter::DemoteUnderPressure() {
   uint64_t demoted = 0;
   for (bool progress = true; progress;) {
@@ -114,8 +125,7 @@ absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
   auto target = resources_.codecs->CodecFor(
       *model, LossyTierCodec((*model)->context, from, to));
   if (!target.ok()) {
-    spdlog::info("chunks of model '{}' stay at tier {}: {}", record.model(),
-                 from, target.status().ToString());
+    ReportOnce(record.model(), target.status());
     return keep();
   }
 
@@ -137,8 +147,7 @@ absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
   std::string encoded;
   if (auto status = (*target)->Encode(info, chunk->bytes(), encoded);
       !status.ok()) {
-    spdlog::info("a chunk of model '{}' stays at tier {}: {}", record.model(),
-                 from, status.ToString());
+    ReportOnce(record.model(), status);
     return keep();
   }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -74,12 +75,16 @@ class Demoter {
 
  private:
   void Run();
+  // Logs once per model why its chunks stay at their tier.
+  void ReportOnce(const std::string& model, const absl::Status& why);
 
   const Resources resources_;
   const DemoterOptions options_;
   absl::Mutex mutex_;
   bool wake_ ABSL_GUARDED_BY(mutex_) = false;
   bool stop_ ABSL_GUARDED_BY(mutex_) = false;
+  // Models whose chunks could not be demoted, each logged once.
+  absl::flat_hash_set<std::string> reported_ ABSL_GUARDED_BY(mutex_);
   std::thread thread_;
 };
 

@@ -219,6 +219,7 @@ int Serve() {
   }
   if (auto tiers = ParseTierPolicy(absl::GetFlag(FLAGS_tiers)); tiers.ok()) {
     engine_options.tiers = *tiers;
+    engine_options.index.rank_by_logical_bytes = tiers->lossy;
   } else {
     spdlog::error("--{}", std::string(tiers.status().message()));
     return 1;

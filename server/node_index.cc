@@ -26,7 +26,8 @@ uint64_t ChainHash(uint64_t parent_chain, uint64_t tokens_hash) {
   return XXH3_64bits_withSeed(&tokens_hash, sizeof(tokens_hash), parent_chain);
 }
 
-ChunkFacts FactsOf(const NodeRecord& record, uint32_t occurrences) {
+ChunkFacts FactsOf(const NodeRecord& record, uint32_t occurrences,
+                   bool logical_bytes) {
   const uint32_t tokens = static_cast<uint32_t>(record.tokens_size());
   // Every chunk but a sequence's last is whole, and starts at depth x the
   // model's chunk size: a shorter one below the root is a trailing piece.
@@ -36,7 +37,8 @@ ChunkFacts FactsOf(const NodeRecord& record, uint32_t occurrences) {
           .partial = partial,
           .tokens = tokens,
           .first_position = static_cast<uint32_t>(record.first_position()),
-          .bytes_stored = record.bytes_stored()};
+          .bytes_stored =
+              logical_bytes ? record.bytes_logical() : record.bytes_stored()};
 }
 
 }  // namespace
@@ -72,22 +74,24 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   namespaces_.clear();
   ghosts_.clear();
   ghost_order_.clear();
-  auto status =
-      trie.ForEachNode([&](const NodeKey& key, const NodeRecord& record,
-                           uint64_t visits, int64_t last_used) {
-        // ForEachNode runs on this thread, under the lock taken above.
-        mutex_.AssertHeld();
-        const uint32_t occurrences = static_cast<uint32_t>(
-            std::min<uint64_t>(visits + 1, uint64_t{1} << 30));
-        AddLocked(key,
-                  {.parent = NodeKey::FromBytes(record.parent_key()),
-                   .name_space = record.namespace_(),
-                   .last_used = last_used,
-                   .facts = FactsOf(record, occurrences),
-                   .tokens_hash = TokensHashOf(record),
-                   .tier = TierOf(record)},
-                  /*chain=*/false);
-      });
+  auto status = trie.ForEachNode([&](const NodeKey& key,
+                                     const NodeRecord& record, uint64_t visits,
+                                     int64_t last_used) {
+    // ForEachNode runs on this thread, under the lock taken above.
+    mutex_.AssertHeld();
+    const uint32_t occurrences = static_cast<uint32_t>(
+        std::min<uint64_t>(visits + 1, uint64_t{1} << 30));
+    AddLocked(
+        key,
+        {.parent = NodeKey::FromBytes(record.parent_key()),
+         .name_space = record.namespace_(),
+         .last_used = last_used,
+         .facts = FactsOf(record, occurrences, options_.rank_by_logical_bytes),
+         .tokens_hash = TokensHashOf(record),
+         .tier = TierOf(record),
+         .bytes_stored = record.bytes_stored()},
+        /*chain=*/false);
+  });
   // Parents arrive in key order, not before their children: chain now
   // (on an error too: what loaded before damage is served).
   std::vector<NodeKey> keys;
@@ -121,7 +125,7 @@ void NodeIndex::ChainLocked(const NodeKey& key) {
     chain = ChainHash(chain, entry.tokens_hash);
     entry.chain_hash = chain;
     entry.chained = true;
-    chains_[chain] = {*step, entry.parent, entry.tokens_hash};
+    chains_[chain] = {*step, entry.parent, entry.tokens_hash, entry.tier};
   }
 }
 
@@ -158,13 +162,11 @@ void NodeIndex::RememberGhostLocked(const NodeKey& key, const Entry& entry) {
   }
 }
 
-void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry,
-                                int sign) {
+void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry, int sign) {
   if (entry.placeholder) return;
   NamespaceState& state = namespaces_[entry.name_space];
   TierUsage& usage = state.stats.tiers[std::min(entry.tier, kTokensOnlyTier)];
-  const uint64_t bytes =
-      entry.tier == kTokensOnlyTier ? 0 : entry.facts.bytes_stored;
+  const uint64_t bytes = entry.tier == kTokensOnlyTier ? 0 : entry.bytes_stored;
   if (sign > 0) {
     ++usage.chunks;
     usage.bytes += bytes;
@@ -182,7 +184,8 @@ void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry,
     const NodeKey last = state.demotable.back();
     state.demotable[slot] = last;
     state.demotable.pop_back();
-    if (!(last == key)) nodes_.find(last)->second.demotable_slot = entry.demotable_slot;
+    if (!(last == key))
+      nodes_.find(last)->second.demotable_slot = entry.demotable_slot;
     entry.demotable_slot = kNotDemotable;
   }
 }
@@ -258,7 +261,8 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
     ++state.stats.readmissions;
     ghosts_.erase(ghost);
   }
-  ChunkFacts facts = FactsOf(record, occurrences);
+  ChunkFacts facts =
+      FactsOf(record, occurrences, options_.rank_by_logical_bytes);
   estimator_.CountOccurrence(facts.partial, occurrences);
   AddLocked(key,
             {.parent = NodeKey::FromBytes(record.parent_key()),
@@ -268,22 +272,24 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
              .used_at = state.turnovers,
              .log_visits = log_visits,
              .tokens_hash = TokensHashOf(record),
-             .tier = TierOf(record)},
+             .tier = TierOf(record),
+             .bytes_stored = record.bytes_stored()},
             /*chain=*/true);
 }
 
 std::vector<NodeKey> NodeIndex::MatchWholeChunks(
-    const NodeKey& root, std::span<const int32_t> tokens,
-    uint32_t chunk_tokens) const {
+    const NodeKey& root, std::span<const int32_t> tokens, uint32_t chunk_tokens,
+    std::vector<uint32_t>* tiers) const {
   if (chunk_tokens == 0) return {};
   std::vector<uint64_t> digests(tokens.size() / chunk_tokens);
   for (size_t i = 0; i < digests.size(); ++i)
     digests[i] = ChunkDigest(tokens.subspan(i * chunk_tokens, chunk_tokens));
-  return MatchChunkDigests(root, digests);
+  return MatchChunkDigests(root, digests, tiers);
 }
 
 std::vector<NodeKey> NodeIndex::MatchChunkDigests(
-    const NodeKey& root, std::span<const uint64_t> digests) const {
+    const NodeKey& root, std::span<const uint64_t> digests,
+    std::vector<uint32_t>* tiers) const {
   std::vector<uint64_t> chain(digests.size());
   uint64_t hash = RootChain(root);
   for (size_t i = 0; i < digests.size(); ++i)
@@ -300,6 +306,7 @@ std::vector<NodeKey> NodeIndex::MatchChunkDigests(
         it->second.tokens_hash != digests[i])
       break;
     path.push_back(it->second.key);
+    if (tiers != nullptr) tiers->push_back(it->second.tier);
     parent = it->second.key;
   }
   return path;
@@ -437,14 +444,41 @@ bool NodeIndex::ChangeTier(const NodeKey& key, const NodeRecord& record) {
   ApplyQueuedVisitsLocked();
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return false;
+  ChangeTierLocked(key, it->second, record);
+  return true;
+}
+
+bool NodeIndex::Readmit(const NodeKey& key, const NodeRecord& record,
+                        int64_t now_micros) {
+  absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.placeholder) return false;
   Entry& entry = it->second;
+  NamespaceState& state = namespaces_[entry.name_space];
+  ++state.stats.chunks_inserted;
+  state.turnovers +=
+      1.0 / static_cast<double>(std::max<uint64_t>(1, state.live));
+  // As Add: the Put counts as a lookup through the chunk.
+  entry.log_visits = estimator_.AddAt(entry.log_visits, state.stats.lookups);
+  estimator_.CountOccurrence(entry.facts.partial, ++entry.facts.occurrences);
+  entry.last_used = std::max(entry.last_used, now_micros);
+  entry.used_at = state.turnovers;
+  ChangeTierLocked(key, entry, record);
+  return true;
+}
+
+void NodeIndex::ChangeTierLocked(const NodeKey& key, Entry& entry,
+                                 const NodeRecord& record) {
   const uint32_t old_tier = entry.tier;
   const uint32_t new_tier = TierOf(record);
   NamespaceState& state = namespaces_[entry.name_space];
   if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(key, entry));
   CountTierLocked(key, entry, -1);
   entry.tier = new_tier;
-  entry.facts.bytes_stored = record.bytes_stored();
+  entry.bytes_stored = record.bytes_stored();
+  if (!options_.rank_by_logical_bytes)
+    entry.facts.bytes_stored = record.bytes_stored();
   // Stored again as its Put had it: demotable again.
   if (new_tier == 0) entry.demotable_slot = kNotDemotable;
   CountTierLocked(key, entry, +1);
@@ -457,12 +491,14 @@ bool NodeIndex::ChangeTier(const NodeKey& key, const NodeRecord& record) {
     entry.rank = RankLocked(entry);
     leaves_[entry.name_space].insert(LeafOf(key, entry));
   }
+  if (auto link = chains_.find(entry.chain_hash);
+      entry.chained && link != chains_.end() && link->second.key == key)
+    link->second.tier = new_tier;
   if ((old_tier == kTokensOnlyTier) != (new_tier == kTokensOnlyTier)) {
     const NodeKey parent = entry.parent;  // `entry` may move below
     CountChildLocked(parent, old_tier, -1);
     CountChildLocked(parent, new_tier, +1);
   }
-  return true;
 }
 
 std::vector<uint32_t> NodeIndex::Tiers(std::span<const NodeKey> keys) const {

@@ -44,6 +44,11 @@ struct NodeIndexOptions {
   // (and at least `min_ghosts`); the oldest are forgotten first.
   double ghosts_per_chunk = 2;
   size_t min_ghosts = 4096;
+  // Rank chunks by their logical bytes, not their stored ones: with lossy
+  // tiers, demotion rather than eviction is what a chunk's bytes decide,
+  // and ranking by stored bytes would evict the chunks stored last (held
+  // exact, so the largest) before the demoted ones.
+  bool rank_by_logical_bytes = false;
 };
 
 // How a stored chunk is held (NodeRecord's lossy_tier and tokens_only):
@@ -86,6 +91,11 @@ class NodeIndex {
   // dropped to tokens only, or upgraded by a Put). False when the index
   // does not hold it.
   bool ChangeTier(const NodeKey& key, const NodeRecord& record);
+  // A Put stored the node `key` again as `record` (it was held at a lower
+  // tier): counted as a chunk stored and a use, as Add counts one, then
+  // the tier changes. False when the index does not hold it.
+  bool Readmit(const NodeKey& key, const NodeRecord& record,
+               int64_t now_micros);
 
   // The tier of each of `keys` (kTokensOnlyTier for a key it does not
   // hold). Takes only a reader lock: lookups call it.
@@ -97,15 +107,18 @@ class NodeIndex {
   // The keys of the whole chunks of `tokens` stored below `root`, in order,
   // up to the first chunk the index does not hold (by the chunks' parent
   // links and token hashes). Partial chunks are left to the trie.
-  std::vector<NodeKey> MatchWholeChunks(const NodeKey& root,
-                                        std::span<const int32_t> tokens,
-                                        uint32_t chunk_tokens) const;
+  std::vector<NodeKey> MatchWholeChunks(
+      const NodeKey& root, std::span<const int32_t> tokens,
+      uint32_t chunk_tokens, std::vector<uint32_t>* tiers = nullptr) const;
   // The same for chunks the caller sent as digests (ChunkDigest of each
   // whole chunk's tokens) rather than tokens. Every node is also indexed by
   // the chain hash of the digests from its root to it, so the probes do not
   // wait on each other: all are issued at once, then checked in order.
+  // With `tiers`, also the tier of each key (see Tiers), from the same
+  // probes.
   std::vector<NodeKey> MatchChunkDigests(
-      const NodeKey& root, std::span<const uint64_t> digests) const;
+      const NodeKey& root, std::span<const uint64_t> digests,
+      std::vector<uint32_t>* tiers = nullptr) const;
 
   // Marks nodes used at `now_micros` (eviction order only).
   void Touch(std::span<const NodeKey> keys, int64_t now_micros);
@@ -172,6 +185,7 @@ class NodeIndex {
     uint32_t children = 0;
     uint32_t tokens_only_children = 0;
     uint32_t tier = 0;
+    uint64_t bytes_stored = 0;  // at its tier (facts may rank by others)
     // Its place in NamespaceState::demotable; kNotDemotable when not
     // there, kKeepTier when it is to stay at its tier.
     int64_t demotable_slot = kNotDemotable;
@@ -213,6 +227,9 @@ class NodeIndex {
   void ReRankLocked(const NodeKey& key, Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void RememberGhostLocked(const NodeKey& key, const Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void ChangeTierLocked(const NodeKey& key, Entry& entry,
+                        const NodeRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Counts `entry` (with its tier and bytes) in its namespace's tier usage,
   // or takes it out (`sign` -1), and keeps the demotable set in step.
@@ -258,6 +275,7 @@ class NodeIndex {
     NodeKey key;
     NodeKey parent;
     uint64_t tokens_hash = 0;
+    uint32_t tier = 0;  // the node's, so that lookups need no other probe
   };
   absl::flat_hash_map<uint64_t, ChainLink> chains_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);

@@ -207,7 +207,8 @@ TEST_F(TenancyTest, QuotaRejectLeavesTheStoreUnchanged) {
 
 TEST_F(TenancyTest, QuotaEvictsTheLeastRecentlyUsed) {
   SEQKV_NEEDS_TEST_DATA("kv/a_dev_01.safetensors", "kv/a_dev_02.safetensors");
-  StartServer(TenantsYaml());
+  // Eviction itself: no fidelity tiers first (tests/tiers has those).
+  StartServer(TenantsYaml(), {"--tiers=none"});
   auto hooli = As("hooli-key");
   // Three unrelated 1024-token documents, raw: 6.3 MB each, quota 2.5 MB:
   // each Put leaves only its most recent chunks.

@@ -386,9 +386,11 @@ async function refreshPrefixes() {
 
 function fmtProbability(p) { return p > 0 ? p.toFixed(3) : '–'; }
 
-// Lossless codecs give back the exact bytes; the others a lossy tier.
-function tierOf(codec) {
-  return codec === 'raw' || codec === 'lossless' ? 'exact' : 'lossy';
+// The server's fidelity tier (exact, lossy_1, lossy_2, tokens_only);
+// servers before tiers send none: exact unless the codec is lossy.
+function tierOf(p) {
+  if (p.tier) return p.tier;
+  return p.codec === 'raw' || p.codec === 'lossless' ? 'exact' : 'lossy';
 }
 
 // The same nodes as a tree: a node whose parent is listed nests under it,
@@ -420,7 +422,7 @@ function renderTrie(prefixes) {
         'depth ' + p.depth + ' · [' + p.first_tokens.join(', ') + more + '] ' +
         p.tokens + ' tokens · P̂ ' + fmtProbability(p.probability) +
         (p.d_T === null ? '' : ' (d_T ' + p.d_T.toFixed(2) + ')') + ' · ' +
-        fmtBytes(p.bytes_stored) + ' · ' + tierOf(p.codec) + ' (' + p.codec +
+        fmtBytes(p.bytes_stored) + ' · ' + tierOf(p) + ' (' + p.codec +
         ') · ' + p.namespace;
     node.appendChild(summary);
     for (const child of children.get(p.node) || []) node.appendChild(render(child));
