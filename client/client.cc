@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cluster_client.h"
 #include "client/get_stream.h"
+#include "client/region_pool.h"
 #include "cluster/member.h"
 #include "proto/chunk_digest.h"
 #include "proto/grpc_transport.h"
@@ -74,6 +75,30 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
 static_assert(kDefaultMessageBytes == kStreamMessageBytes,
               "the client's default message size is the transport's");
 
+PutResult ToPutResult(const v1::PutResponse& response) {
+  PutResult result;
+  result.tokens = response.tokens();
+  result.chunks_new = response.chunks_new();
+  result.chunks_deduped = response.chunks_deduped();
+  result.bytes_logical = response.bytes_logical();
+  result.bytes_stored = response.bytes_stored();
+  result.codec = response.codec();
+  return result;
+}
+
+v1::GetRequest ToGetRequest(const GetOptions& options,
+                            std::span<const int32_t> tokens) {
+  v1::GetRequest request;
+  request.set_model(options.model);
+  request.set_packed_tokens(PackTokens(tokens));
+  request.set_namespace_(options.name_space);
+  request.set_begin_token(options.begin_token);
+  request.set_end_token(options.end_token);
+  request.set_alignment(options.alignment);
+  if (options.exact_only) request.set_min_fidelity(v1::FIDELITY_EXACT);
+  return request;
+}
+
 }  // namespace
 
 class Client::Impl {
@@ -91,8 +116,99 @@ class Client::Impl {
                                options_.timeout_s * 1000)));
   }
 
+  // A Put whose data is `length` bytes at `offset` of region `handle`.
+  absl::StatusOr<PutResult> PutRegion(const PutOptions& options,
+                                      const KvLayout& layout,
+                                      std::span<const int32_t> tokens,
+                                      const std::string& handle,
+                                      uint64_t offset, uint64_t length) {
+    grpc::ClientContext context;
+    Prepare(context);
+    v1::PutResponse response;
+    auto writer = stub_->Put(&context, &response);
+    v1::PutRequest request;
+    v1::PutHeader* header = request.mutable_header();
+    header->set_model(options.model);
+    *header->mutable_layout() = LayoutToProto(layout);
+    header->set_packed_tokens(PackTokens(tokens));
+    header->set_codec(options.codec);
+    header->set_namespace_(options.name_space);
+    if (writer->Write(request)) {
+      v1::RegionSlice* slice = request.mutable_region_data();
+      slice->set_region(handle);
+      slice->set_offset(offset);
+      slice->set_length(length);
+      writer->Write(request);
+    }
+    writer->WritesDone();
+    if (auto status = FromGrpc(writer->Finish()); !status.ok()) return status;
+    return ToPutResult(response);
+  }
+
+  // A Get whose data the server writes at `offset` of region `handle`.
+  absl::StatusOr<RegionGetResult> GetRegion(v1::GetRequest request,
+                                            const std::string& handle,
+                                            uint64_t offset,
+                                            uint64_t capacity) {
+    v1::RegionSlice* slice = request.mutable_region_target();
+    slice->set_region(handle);
+    slice->set_offset(offset);
+    slice->set_length(capacity);
+    grpc::ClientContext context;
+    Prepare(context);
+    auto reader = stub_->Get(&context, request);
+    v1::GetResponse message;
+    bool have_header = false;
+    v1::GetHeader header;
+    while (reader->Read(&message)) {
+      if (!message.has_header() || have_header ||
+          !message.header().data_in_region())
+        return absl::DataLossError(
+            "a Get into a region answered with more than one header");
+      header = message.header();
+      have_header = true;
+    }
+    if (auto status = FromGrpc(reader->Finish()); !status.ok()) return status;
+    if (!have_header)
+      return absl::DataLossError("a Get into a region ended without a header");
+    auto layout = LayoutFromProto(header.layout());
+    if (!layout.ok())
+      return absl::DataLossError(absl::StrCat("server sent a bad layout: ",
+                                              layout.status().message()));
+    if (header.end_token() < header.begin_token() ||
+        header.data_bytes() !=
+            uint64_t{header.end_token() - header.begin_token()} *
+                layout->bytes_per_token() ||
+        header.data_bytes() > capacity)
+      return absl::DataLossError("server announced a bad data size");
+    return RegionGetResult{.layout = *layout,
+                           .matched_tokens = header.matched_tokens(),
+                           .begin_token = header.begin_token(),
+                           .end_token = header.end_token(),
+                           .data_bytes = header.data_bytes(),
+                           .name_space = header.namespace_()};
+  }
+
+  // Bytes per token of a model's layout, asked once per model.
+  absl::StatusOr<size_t> TokenBytes(Client& client, const std::string& model) {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (auto it = token_bytes_.find(model); it != token_bytes_.end())
+        return it->second;
+    }
+    auto registration = client.GetModel(model);
+    if (!registration.ok()) return registration.status();
+    const size_t bytes = registration->layout.bytes_per_token();
+    absl::MutexLock lock(&mutex_);
+    token_bytes_[model] = bytes;
+    return bytes;
+  }
+
   const ClientOptions options_;
   std::unique_ptr<v1::KvCacheService::Stub> stub_;
+  std::unique_ptr<RegionPool> regions_;  // with a shm_socket
+  absl::Mutex mutex_;
+  std::map<std::string, size_t> token_bytes_ ABSL_GUARDED_BY(mutex_);
 };
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
@@ -110,8 +226,16 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(
   if (!credentials.ok()) return credentials.status();
   auto channel = grpc::CreateCustomChannel(options.server, *credentials,
                                            TransportChannelArguments());
-  return std::unique_ptr<Client>(
-      new Client(std::make_unique<Impl>(options, std::move(channel))));
+  auto impl = std::make_unique<Impl>(options, std::move(channel));
+  if (!options.shm_socket.empty()) {
+    auto connection = transport::RegionConnection::Connect(
+        options.shm_socket, options.api_key.empty()
+                                ? ""
+                                : absl::StrCat("Bearer ", options.api_key));
+    if (!connection.ok()) return connection.status();
+    impl->regions_ = std::make_unique<RegionPool>(*std::move(connection));
+  }
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -164,6 +288,20 @@ absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
                                       const KvCache& cache) {
   if (cluster_) return cluster_->Put(options, cache);
   if (auto status = cache.Validate(); !status.ok()) return status;
+  const size_t bytes =
+      size_t{cache.num_tokens()} * cache.layout.bytes_per_token();
+  if (impl_->regions_ && bytes > 0) {
+    // Converted straight into shared memory; without a region (the
+    // tenant's limit, say) the bytes go in messages below.
+    if (auto region = impl_->regions_->Acquire(bytes); region.ok()) {
+      cache.CopyTokenMajor(0, cache.num_tokens(),
+                           (*region)->bytes().first(bytes));
+      auto result = impl_->PutRegion(options, cache.layout, cache.tokens,
+                                     (*region)->handle(), 0, bytes);
+      impl_->regions_->Release(*std::move(region));
+      return result;
+    }
+  }
   grpc::ClientContext context;
   impl_->Prepare(context);
   v1::PutResponse response;
@@ -203,14 +341,7 @@ absl::StatusOr<PutResult> Client::Put(const PutOptions& options,
   }
   writer->WritesDone();
   if (auto status = FromGrpc(writer->Finish()); !status.ok()) return status;
-  PutResult result;
-  result.tokens = response.tokens();
-  result.chunks_new = response.chunks_new();
-  result.chunks_deduped = response.chunks_deduped();
-  result.bytes_logical = response.bytes_logical();
-  result.bytes_stored = response.bytes_stored();
-  result.codec = response.codec();
-  return result;
+  return ToPutResult(response);
 }
 
 absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
@@ -224,14 +355,25 @@ absl::StatusOr<KvCache> Client::Get(const GetOptions& options,
 absl::Status Client::GetInto(const GetOptions& options,
                              std::span<const int32_t> tokens, KvCache& cache) {
   if (cluster_) return cluster_->GetInto(options, tokens, cache);
-  v1::GetRequest request;
-  request.set_model(options.model);
-  request.set_packed_tokens(PackTokens(tokens));
-  request.set_namespace_(options.name_space);
-  request.set_begin_token(options.begin_token);
-  request.set_end_token(options.end_token);
-  request.set_alignment(options.alignment);
-  if (options.exact_only) request.set_min_fidelity(v1::FIDELITY_EXACT);
+  v1::GetRequest request = ToGetRequest(options, tokens);
+  if (impl_->regions_ && !tokens.empty()) {
+    auto token_bytes = impl_->TokenBytes(*this, options.model);
+    if (!token_bytes.ok()) return token_bytes.status();
+    const size_t capacity = tokens.size() * *token_bytes;
+    if (auto region = impl_->regions_->Acquire(capacity); region.ok()) {
+      auto placed = impl_->GetRegion(request, (*region)->handle(), 0, capacity);
+      if (placed.ok()) {
+        cache.layout = placed->layout;
+        cache.tokens.assign(tokens.begin() + placed->begin_token,
+                            tokens.begin() + placed->end_token);
+        cache.ResizeTensors();
+        cache.ScatterTokenMajor(0,
+                                (*region)->bytes().first(placed->data_bytes));
+      }
+      impl_->regions_->Release(*std::move(region));
+      return placed.status();
+    }
+  }
   grpc::ClientContext context;
   impl_->Prepare(context);
   auto reader = impl_->stub_->Get(&context, request);
@@ -330,6 +472,52 @@ absl::StatusOr<ModelRegistration> Client::GetModel(const std::string& model) {
   for (const std::string& key : response.codec_state_keys())
     registration.codec_state[key] = "";
   return registration;
+}
+
+bool Client::uses_shared_memory() const {
+  return impl_ != nullptr && impl_->regions_ != nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<SharedRegion>> Client::CreateRegion(
+    size_t bytes) {
+  if (!uses_shared_memory())
+    return absl::FailedPreconditionError(
+        "this client has no region socket (ClientOptions::shm_socket)");
+  return impl_->regions_->connection().CreateRegion(bytes);
+}
+
+absl::Status Client::UnregisterRegion(const SharedRegion& region) {
+  if (!uses_shared_memory())
+    return absl::FailedPreconditionError(
+        "this client has no region socket (ClientOptions::shm_socket)");
+  return impl_->regions_->connection().Unregister(region);
+}
+
+absl::StatusOr<PutResult> Client::PutFromRegion(const PutOptions& options,
+                                                const KvLayout& layout,
+                                                std::span<const int32_t> tokens,
+                                                const SharedRegion& region,
+                                                uint64_t offset) {
+  if (!uses_shared_memory())
+    return absl::FailedPreconditionError(
+        "this client has no region socket (ClientOptions::shm_socket)");
+  const uint64_t length = uint64_t{tokens.size()} * layout.bytes_per_token();
+  if (offset > region.size() || length > region.size() - offset)
+    return absl::OutOfRangeError(
+        absl::StrCat("the Put's ", length, " bytes at offset ", offset,
+                     " are outside the region's ", region.size()));
+  return impl_->PutRegion(options, layout, tokens, region.handle(), offset,
+                          length);
+}
+
+absl::StatusOr<RegionGetResult> Client::GetIntoRegion(
+    const GetOptions& options, std::span<const int32_t> tokens,
+    const SharedRegion& region, uint64_t offset, uint64_t capacity) {
+  if (!uses_shared_memory())
+    return absl::FailedPreconditionError(
+        "this client has no region socket (ClientOptions::shm_socket)");
+  return impl_->GetRegion(ToGetRequest(options, tokens), region.handle(),
+                          offset, capacity);
 }
 
 }  // namespace seqkv

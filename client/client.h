@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/kv_cache.h"
+#include "transport/region_client.h"
 
 namespace seqkv::v1 {
 class LookupRequest;
@@ -37,6 +38,23 @@ struct ClientOptions {
   size_t message_bytes = kDefaultMessageBytes;
   // Per-call deadline; 0 means none.
   double timeout_s = 0;
+  // Same host only: the server's region socket (seqkv-server
+  // --shm_listen). When set, Put and GetInto move KV bytes through shared
+  // memory regions instead of gRPC messages, and the *Region calls work.
+  std::string shm_socket;
+};
+
+using SharedRegion = transport::SharedRegion;
+
+// What a GetIntoRegion placed: tokens [begin_token, end_token) of the
+// match, data_bytes of token-major KV data at the slice's start.
+struct RegionGetResult {
+  KvLayout layout;
+  uint32_t matched_tokens = 0;
+  uint32_t begin_token = 0;
+  uint32_t end_token = 0;
+  uint64_t data_bytes = 0;
+  std::string name_space;
 };
 
 struct PutOptions {
@@ -144,6 +162,28 @@ class Client {
   // larger than one message goes through RegisterModelStream.
   absl::StatusOr<bool> RegisterModel(const ModelRegistration& registration);
   absl::StatusOr<ModelRegistration> GetModel(const std::string& model);
+
+  // Same-host transfer through shared memory (ClientOptions::shm_socket;
+  // FAILED_PRECONDITION without one). A region is a memfd mapped here and
+  // in the server: the worker's staging buffer, written and read in place.
+  bool uses_shared_memory() const;
+  absl::StatusOr<std::shared_ptr<SharedRegion>> CreateRegion(size_t bytes);
+  absl::Status UnregisterRegion(const SharedRegion& region);
+  // Puts `tokens` whose token-major KV bytes (in `layout`) lie at `offset`
+  // in `region`; the server reads them from there.
+  absl::StatusOr<PutResult> PutFromRegion(const PutOptions& options,
+                                          const KvLayout& layout,
+                                          std::span<const int32_t> tokens,
+                                          const SharedRegion& region,
+                                          uint64_t offset);
+  // Gets the match of `tokens` into `region` at `offset`, where `capacity`
+  // bytes are free; OUT_OF_RANGE (nothing written) when it does not fit.
+  // The bytes are in place once it returns OK.
+  absl::StatusOr<RegionGetResult> GetIntoRegion(const GetOptions& options,
+                                                std::span<const int32_t> tokens,
+                                                const SharedRegion& region,
+                                                uint64_t offset,
+                                                uint64_t capacity);
 
  private:
   class Impl;

@@ -54,11 +54,17 @@ void KvCache::ResizeTensors() {
 
 void KvCache::AppendTokenMajor(uint32_t begin, uint32_t end,
                                std::string& out) const {
-  const size_t row = size_t{layout.head_dim} * DTypeSize(layout.dtype);
-  const size_t total_tokens = tokens.size();
   const size_t start = out.size();
   out.resize(start + size_t{end - begin} * layout.bytes_per_token());
-  char* dst = out.data() + start;
+  CopyTokenMajor(begin, end,
+                 std::as_writable_bytes(std::span(out).subspan(start)));
+}
+
+void KvCache::CopyTokenMajor(uint32_t begin, uint32_t end,
+                             std::span<std::byte> out) const {
+  const size_t row = size_t{layout.head_dim} * DTypeSize(layout.dtype);
+  const size_t total_tokens = tokens.size();
+  std::byte* dst = out.data();
   for (uint32_t t = begin; t < end; ++t) {
     for (uint32_t layer = 0; layer < layout.num_layers; ++layer) {
       for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor) {

@@ -28,6 +28,9 @@ struct KvCache {
   // Copies tokens [begin, end) of every tensor in token-major wire order
   // ([token][layer][tensor][head][dim]) into `out` (appended).
   void AppendTokenMajor(uint32_t begin, uint32_t end, std::string& out) const;
+  // The same into `out`, which holds exactly (end - begin) tokens' bytes.
+  void CopyTokenMajor(uint32_t begin, uint32_t end,
+                      std::span<std::byte> out) const;
   // Scatters `bytes` of the token-major wire form, starting `offset` bytes
   // into it, into k and v, which must already be sized for num_tokens().
   // Any split works, down to part of a head's row.

@@ -468,6 +468,22 @@ absl::Status CacheEngine::Get(
     const ReadScope& scope, const GetQuery& query, size_t message_bytes,
     const std::function<bool(const GetPlan&)>& on_plan,
     const std::function<bool(std::string&)>& on_data) {
+  return GetMatch(scope, query, message_bytes, &on_plan, &on_data, nullptr);
+}
+
+absl::Status CacheEngine::GetInto(
+    const ReadScope& scope, const GetQuery& query,
+    const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>&
+        destination) {
+  return GetMatch(scope, query, 0, nullptr, nullptr, &destination);
+}
+
+absl::Status CacheEngine::GetMatch(
+    const ReadScope& scope, const GetQuery& query, size_t message_bytes,
+    const std::function<bool(const GetPlan&)>* on_plan,
+    const std::function<bool(std::string&)>* on_data,
+    const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>*
+        destination) {
   MarkBusy();
   absl::Cleanup busy_until_done = [this] { MarkBusy(); };
   if (query.model.empty()) return absl::InvalidArgumentError("model is empty");
@@ -495,11 +511,19 @@ absl::Status CacheEngine::Get(
       .data_bytes = uint64_t{end - begin} * layout.bytes_per_token(),
       .name_space = matched > 0 ? match->second : "",
       .served = ServedRanges(match->first.nodes, begin, end)};
-  if (!on_plan(plan)) return absl::CancelledError("client went away");
   const TrieNode* damaged = nullptr;
-  if (auto status = reader_.Read(*model, match->first.nodes, begin, end,
-                                 message_bytes, on_data, &damaged);
-      !status.ok()) {
+  absl::Status read;
+  if (destination != nullptr) {
+    auto bytes = (*destination)(plan);
+    if (!bytes.ok()) return bytes.status();
+    read = reader_.ReadInto(*model, match->first.nodes, begin, end, *bytes,
+                            &damaged);
+  } else {
+    if (!(*on_plan)(plan)) return absl::CancelledError("client went away");
+    read = reader_.Read(*model, match->first.nodes, begin, end, message_bytes,
+                        *on_data, &damaged);
+  }
+  if (auto status = read; !status.ok()) {
     if (damaged != nullptr) Quarantine(*damaged, status);
     return status;
   }

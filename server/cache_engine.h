@@ -236,6 +236,14 @@ class CacheEngine {
                    size_t message_bytes,
                    const std::function<bool(const GetPlan&)>& on_plan,
                    const std::function<bool(std::string&)>& on_data);
+  // The same into memory the caller provides (a client's shared region):
+  // `destination` gets the plan and returns where its data_bytes go
+  // (exactly that many bytes), or an error that ends the Get before
+  // anything is read. See ChunkReader::ReadInto.
+  absl::Status GetInto(
+      const ReadScope& scope, const GetQuery& query,
+      const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>&
+          destination);
 
   // Removes the node `tokens` reaches (chunk-aligned, or ending at a stored
   // partial chunk) and everything below it; empty `tokens`: the model's
@@ -319,6 +327,13 @@ class CacheEngine {
   // chunks below it, so that lookups stop matching it and the next Put
   // stores it afresh; counts and logs it.
   void Quarantine(const TrieNode& node, const absl::Status& why);
+  // Get and GetInto: messages through `on_data`, or `destination`'s bytes.
+  absl::Status GetMatch(
+      const ReadScope& scope, const GetQuery& query, size_t message_bytes,
+      const std::function<bool(const GetPlan&)>* on_plan,
+      const std::function<bool(std::string&)>* on_data,
+      const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>*
+          destination);
   // Saves the request counters; logs a failure.
   void SaveCounters();
 

@@ -10,6 +10,7 @@
 #include "server/request_text.h"
 #include "server/wire_convert.h"
 #include "spdlog/spdlog.h"
+#include "transport/region_slice.h"
 
 namespace seqkv {
 namespace {
@@ -108,6 +109,17 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
     if (request.has_header())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "a Put stream carries exactly one header");
+    if (request.has_region_data()) {
+      // Same host: the bytes are read from the caller's region.
+      auto view = transport::ResolveSlice(regions_, caller->tenant,
+                                          request.region_data(), "region_data");
+      if (!view.ok()) return ToGrpc(view.status());
+      const std::string_view bytes(reinterpret_cast<char*>(view->bytes.data()),
+                                   view->bytes.size());
+      if (auto status = (*session)->Append(bytes); !status.ok())
+        return ToGrpc(status);
+      continue;
+    }
     if (auto status = (*session)->Append(request.data()); !status.ok())
       return ToGrpc(status);
   }
@@ -136,6 +148,9 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
   if (!query.ok()) return ToGrpc(query.status());
   auto stream = streams_->Open(context, caller->tenant);
   if (!stream.ok()) return ToGrpc(stream.status());
+  if (request->has_region_target())
+    return GetIntoRegion(context, *request, *caller, *scope, *query, **stream,
+                         *writer);
   v1::GetResponse message;
   auto status = engine_->Get(
       *scope, *query, kStreamMessageBytes,
@@ -153,6 +168,42 @@ grpc::Status KvCacheService::Get(grpc::ServerContext* context,
   if ((*stream)->timed_out())
     return ToGrpc((*stream)->TimeoutError("the client to read the Get"));
   return ToGrpc(status);
+}
+
+grpc::Status KvCacheService::GetIntoRegion(
+    grpc::ServerContext* context, const v1::GetRequest& request,
+    const Caller& caller, const ReadScope& scope, const GetQuery& query,
+    OpenStream& stream, grpc::ServerWriter<v1::GetResponse>& writer) {
+  const v1::RegionSlice& slice = request.region_target();
+  auto view =
+      transport::ResolveSlice(regions_, caller.tenant, slice, "region_target");
+  if (!view.ok()) return ToGrpc(view.status());
+  v1::GetResponse message;
+  auto status = engine_->GetInto(
+      scope, query,
+      [&](const GetPlan& plan) -> absl::StatusOr<std::span<std::byte>> {
+        if (plan.data_bytes > view->bytes.size())
+          return absl::OutOfRangeError(
+              absl::StrCat("the Get's ", plan.data_bytes,
+                           " bytes do not fit the region_target's ",
+                           view->bytes.size(), "; nothing was written"));
+        *message.mutable_header() = ToGetHeader(plan);
+        return view->bytes.first(plan.data_bytes);
+      });
+  if (!status.ok()) return ToGrpc(status);
+  if (view->region->revoked())
+    return grpc::Status(
+        grpc::StatusCode::ABORTED,
+        absl::StrCat("region_target: region ", view->region->name(),
+                     " was unregistered (or its connection closed) during "
+                     "the Get"));
+  message.mutable_header()->set_data_in_region(true);
+  if (!WriteToClient(stream, writer, message)) {
+    if (stream.timed_out())
+      return ToGrpc(stream.TimeoutError("the client to read the Get"));
+    return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status KvCacheService::Delete(grpc::ServerContext* context,

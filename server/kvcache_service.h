@@ -10,6 +10,7 @@
 #include "server/cache_engine.h"
 #include "server/stream_limiter.h"
 #include "server/tenants.h"
+#include "transport/region_registry.h"
 
 namespace seqkv {
 
@@ -28,6 +29,13 @@ class KvCacheService final : public v1::KvCacheService::Service {
         tenants_(tenants),
         streams_(streams),
         max_codec_state_bytes_(max_codec_state_bytes) {}
+
+  // Lets Puts and Gets name shared memory regions (RegionSlice) of this
+  // registry, which must outlive the service; without one they are
+  // refused with FAILED_PRECONDITION. Call before serving.
+  void set_regions(const transport::RegionRegistry* regions) {
+    regions_ = regions;
+  }
 
   grpc::Status Lookup(grpc::ServerContext* context,
                       const v1::LookupRequest* request,
@@ -60,11 +68,18 @@ class KvCacheService final : public v1::KvCacheService::Service {
                         v1::RegisterModelRequest request,
                         v1::RegisterModelResponse& response);
   grpc::Status CodecStateTooLarge(const std::string& model) const;
+  // A Get with region_target: the data goes into the caller's region.
+  grpc::Status GetIntoRegion(grpc::ServerContext* context,
+                             const v1::GetRequest& request,
+                             const Caller& caller, const ReadScope& scope,
+                             const GetQuery& query, OpenStream& stream,
+                             grpc::ServerWriter<v1::GetResponse>& writer);
 
   CacheEngine* engine_;
   const TenantDirectoryHolder* tenants_;
   StreamLimiter* streams_;
   const uint64_t max_codec_state_bytes_;
+  const transport::RegionRegistry* regions_ = nullptr;
 };
 
 }  // namespace seqkv

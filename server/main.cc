@@ -26,6 +26,7 @@
 #include "server/config.h"
 #include "server/kvcache_service.h"
 #include "server/reflection_v1.h"
+#include "server/region_plane.h"
 #include "server/rpc_metrics.h"
 #include "server/tenants.h"
 #include "server/tiers.h"
@@ -342,6 +343,16 @@ int Serve() {
            absl::Seconds(absl::GetFlag(FLAGS_stream_idle_timeout_s)),
        .max_streams_per_tenant = absl::GetFlag(FLAGS_max_streams_per_tenant)});
   KvCacheService service(&engine, &tenants, &streams, max_codec_state_bytes);
+  auto regions = RegionPlane::StartFromFlags(listen, &tenants);
+  if (!regions.ok()) {
+    spdlog::error("{}", regions.status().ToString());
+    return 1;
+  }
+  if (*regions != nullptr) {
+    service.set_regions((*regions)->registry());
+    spdlog::info("region socket (same-host shared memory) on {}",
+                 (*regions)->path());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -19,8 +19,10 @@ std::span<const int32_t> Span(
 // The buffers one chunk's part of a Get needs, taken from the memory
 // budget on the request's thread so that a worker never waits for it.
 struct ChunkBuffers {
-  // Tokens [from, to) of the chunk in wire order, one message after another.
+  // Tokens [from, to) of the chunk in wire order, one message after another
+  // (owned), or one span of the caller's destination.
   std::vector<ChunkBuffer> messages;
+  std::vector<std::span<char>> targets;
   // The whole chunk decoded, for a payload that must be decoded.
   ChunkBuffer decoded;
   // The tokens before and after the range, for a payload stored in wire
@@ -40,8 +42,7 @@ absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
   if (record.payload_token_major()) {
     std::vector<std::span<char>> pieces;
     pieces.emplace_back(buffers.before.str());
-    for (ChunkBuffer& message : buffers.messages)
-      pieces.emplace_back(message.str());
+    for (std::span<char> target : buffers.targets) pieces.push_back(target);
     pieces.emplace_back(buffers.after.str());
     return trie.ReadPayloadInto(record, pieces);
   }
@@ -59,11 +60,10 @@ absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
     return absl::DataLossError(absl::StrCat(
         "payload has ", chunk.size(), " bytes, expected ", info.num_bytes()));
   }
-  for (ChunkBuffer& message : buffers.messages) {
-    const uint32_t count =
-        static_cast<uint32_t>(message.bytes().size() / token_bytes);
+  for (std::span<char> target : buffers.targets) {
+    const uint32_t count = static_cast<uint32_t>(target.size() / token_bytes);
     ChunkToTokenMajor(layout, info.num_tokens, chunk, from, from + count,
-                      message.bytes());
+                      std::as_writable_bytes(target));
     from += count;
   }
   return absl::OkStatus();
@@ -71,17 +71,40 @@ absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
 
 }  // namespace
 
-absl::Status ChunkReader::Read(
+absl::Status ChunkReader::Read(const std::shared_ptr<const Model>& model,
+                               std::span<const TrieNode> nodes, uint32_t begin,
+                               uint32_t end, size_t message_bytes,
+                               const std::function<bool(std::string&)>& on_data,
+                               const TrieNode** damaged) {
+  return ReadSegments(model, nodes, begin, end, message_bytes, &on_data, {},
+                      damaged);
+}
+
+absl::Status ChunkReader::ReadInto(const std::shared_ptr<const Model>& model,
+                                   std::span<const TrieNode> nodes,
+                                   uint32_t begin, uint32_t end,
+                                   std::span<std::byte> destination,
+                                   const TrieNode** damaged) {
+  if (destination.size() !=
+      uint64_t{end - begin} * model->context.layout.bytes_per_token())
+    return absl::InternalError("a Get's destination is not its range's size");
+  return ReadSegments(model, nodes, begin, end, 0, nullptr, destination,
+                      damaged);
+}
+
+absl::Status ChunkReader::ReadSegments(
     const std::shared_ptr<const Model>& model, std::span<const TrieNode> nodes,
     uint32_t begin, uint32_t end, size_t message_bytes,
-    const std::function<bool(std::string&)>& on_data,
-    const TrieNode** damaged) {
+    const std::function<bool(std::string&)>* on_data,
+    std::span<std::byte> destination, const TrieNode** damaged) {
+  const bool into_destination = on_data == nullptr;
   const KvLayout& layout = model->context.layout;
   // The pieces of matched chunks that fall in [begin, end).
   struct Segment {
     const TrieNode* node;
     uint32_t from, to;  // token offsets inside the chunk
     std::shared_ptr<const Codec> codec;
+    uint32_t node_start;  // the chunk's first token in the match
   };
   std::vector<Segment> segments;
   uint32_t node_start = 0;
@@ -95,7 +118,8 @@ absl::Status ChunkReader::Read(
         return absl::DataLossError(absl::StrCat(
             "stored chunk uses codec '", node.record.codec(),
             "' which this server cannot build: ", codec.status().message()));
-      segments.push_back({&node, from - node_start, to - node_start, *codec});
+      segments.push_back(
+          {&node, from - node_start, to - node_start, *codec, node_start});
     }
     node_start += node.matched_tokens;
   }
@@ -119,7 +143,14 @@ absl::Status ChunkReader::Read(
     auto job = std::make_unique<DecodeJob>();
     ChunkBuffers& buffers = job->buffers;
     const NodeRecord& record = segment.node->record;
-    for (uint32_t first = segment.from; first < segment.to;
+    if (into_destination) {
+      const uint32_t out = segment.node_start + segment.from - begin;
+      buffers.targets.push_back(
+          std::span(reinterpret_cast<char*>(destination.data()) +
+                        size_t{out} * token_bytes,
+                    size_t{segment.to - segment.from} * token_bytes));
+    }
+    for (uint32_t first = segment.from; !into_destination && first < segment.to;
          first += tokens_per_message) {
       auto message =
           acquire(size_t{std::min(segment.to - first, tokens_per_message)} *
@@ -127,6 +158,8 @@ absl::Status ChunkReader::Read(
       if (!message.ok()) return message.status();
       buffers.messages.push_back(*std::move(message));
     }
+    for (ChunkBuffer& message : buffers.messages)
+      buffers.targets.push_back(message.str());
     const uint32_t chunk_tokens = record.tokens_size();
     if (record.payload_token_major()) {
       auto before = acquire(size_t{segment.from} * token_bytes);
@@ -140,10 +173,19 @@ absl::Status ChunkReader::Read(
       if (!decoded.ok()) return decoded.status();
       buffers.decoded = *std::move(decoded);
     }
-    pool_->Submit([this, &layout, &segment, raw = job.get()] {
+    pool_->Submit([this, &layout, &segment, into_destination, raw = job.get()] {
       const NodeRecord& record = segment.node->record;
       raw->status = ReadToMessages(*trie_, *segment.codec, layout, record,
                                    segment.from, segment.to, raw->buffers);
+      if (into_destination && absl::IsDataLoss(raw->status) &&
+          record.payload_token_major() && trie_->ReadPayload(record).ok()) {
+        // Checked where another process may write: read privately, the
+        // payload is whole, so the destination changed under the read.
+        raw->status = absl::AbortedError(absl::StrCat(
+            "the destination's bytes changed while chunk ",
+            segment.node->key.Hex(),
+            " was read into it (the client wrote there during the Get)"));
+      }
       raw->buffers.decoded.reset();
       raw->buffers.before.reset();
       raw->buffers.after.reset();
@@ -152,7 +194,7 @@ absl::Status ChunkReader::Read(
             absl::StrCat("stored chunk ", segment.node->key.Hex(),
                          " was deleted or evicted while this Get read it; "
                          "retry the Get"));
-      else if (!raw->status.ok()) {
+      else if (!raw->status.ok() && !absl::IsAborted(raw->status)) {
         raw->damaged = absl::IsDataLoss(raw->status);
         raw->status =
             absl::Status(raw->status.code(),
@@ -187,7 +229,7 @@ absl::Status ChunkReader::Read(
       if (!status.ok()) break;
       std::string& message = buffer.str();
       if (message.size() <= message_bytes) {
-        if (!on_data(message))
+        if (!(*on_data)(message))
           status = absl::CancelledError("client went away");
         continue;
       }
@@ -195,7 +237,8 @@ absl::Status ChunkReader::Read(
       for (size_t offset = 0; status.ok() && offset < message.size();
            offset += message_bytes) {
         std::string piece = message.substr(offset, message_bytes);
-        if (!on_data(piece)) status = absl::CancelledError("client went away");
+        if (!(*on_data)(piece))
+          status = absl::CancelledError("client went away");
       }
     }
     if (!status.ok()) {

@@ -42,8 +42,23 @@ class ChunkReader {
                     uint32_t end, size_t message_bytes,
                     const std::function<bool(std::string&)>& on_data,
                     const TrieNode** damaged = nullptr);
+  // The same into `destination` (exactly the range's bytes, in wire
+  // order): memory the caller shares, such as a client's region. A payload
+  // stored in wire order is read straight into it. A payload whose
+  // checksum fails there but not when read again privately was changed by
+  // the destination's other writer meanwhile: ABORTED, not damage.
+  absl::Status ReadInto(const std::shared_ptr<const Model>& model,
+                        std::span<const TrieNode> nodes, uint32_t begin,
+                        uint32_t end, std::span<std::byte> destination,
+                        const TrieNode** damaged = nullptr);
 
  private:
+  absl::Status ReadSegments(const std::shared_ptr<const Model>& model,
+                            std::span<const TrieNode> nodes, uint32_t begin,
+                            uint32_t end, size_t message_bytes,
+                            const std::function<bool(std::string&)>* on_data,
+                            std::span<std::byte> destination,
+                            const TrieNode** damaged);
   // Whether the node a Get matched (`record`) was removed or replaced
   // since, so that its payload failing to read is a race, not damage.
   bool RemovedUnderRead(const NodeKey& key, const NodeRecord& record) const;
