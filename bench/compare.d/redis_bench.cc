@@ -16,6 +16,8 @@
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Redis host");
 ABSL_FLAG(int, port, 6379, "Redis port");
+ABSL_FLAG(std::string, unix_socket, "",
+          "connect to Redis over this Unix socket instead of --host/--port");
 ABSL_FLAG(std::string, op, "set", "set or get");
 ABSL_FLAG(int, clients, 4, "concurrent clients");
 ABSL_FLAG(uint64_t, bytes, 1 << 20, "bytes per value");
@@ -71,9 +73,12 @@ int Run() {
 
   auto make_op = [&](int index) -> Operation {
     timeval timeout{60, 0};
+    const std::string unix_socket = absl::GetFlag(FLAGS_unix_socket);
     auto context = std::shared_ptr<redisContext>(
-        redisConnectWithTimeout(absl::GetFlag(FLAGS_host).c_str(),
-                                absl::GetFlag(FLAGS_port), timeout),
+        unix_socket.empty()
+            ? redisConnectWithTimeout(absl::GetFlag(FLAGS_host).c_str(),
+                                      absl::GetFlag(FLAGS_port), timeout)
+            : redisConnectUnixWithTimeout(unix_socket.c_str(), timeout),
         ContextDeleter());
     if (!context || context->err) {
       std::cerr << "redis connect: "
@@ -133,6 +138,9 @@ int Run() {
                            {"clients", absl::GetFlag(FLAGS_clients)},
                            {"warmup_ops", absl::GetFlag(FLAGS_warmup_ops)},
                            {"keys_per_client", keys_per_client},
+                           {"transport", absl::GetFlag(FLAGS_unix_socket).empty()
+                                             ? "tcp"
+                                             : "unix"},
                            {"bytes", bytes}}},
                          {"ops", {{op, TimedLoopJson(result)}}}};
   std::cout << (absl::GetFlag(FLAGS_json) ? json.dump() : json.dump(2))

@@ -20,6 +20,38 @@ fmt() {
   awk -v x="$1" -v d="${2:-3}" 'BEGIN { if (x == "nan") print "n/a"; else printf "%.*f", d, x }'
 }
 
+# summarize_same_host DIR SIZES: seqkv through shared memory regions
+# (seqkv_shm_*.json) against seqkv over gRPC, Redis over its Unix socket
+# (redis_unix_*.json) and TCP, the null gRPC stream and warm memcpy
+# (memcpy_warm_M.json). Prints nothing for runs without them.
+summarize_same_host() {
+  local dir="$1" sizes="$2" mib op redis_op null_op shm grpc ru rt rn n m
+  ls "$dir"/seqkv_shm_put_*.json > /dev/null 2>&1 || return 0
+  echo
+  echo "Same-host data plane (seqkv over shared memory regions):"
+  echo
+  echo "| value | op | seqkv shm GB/s | seqkv shm p50 / p99 ms | seqkv gRPC GB/s | Redis unix GB/s | Redis TCP GB/s | Redis unix new keys GB/s | null gRPC GB/s | warm memcpy GB/s | shm/gRPC | shm/Redis unix | shm/Redis TCP | shm/Redis unix new keys | shm/null gRPC | shm/memcpy |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  for mib in $sizes; do
+    m=$(field "$dir/memcpy_warm_${mib}.json" memcpy gbps)
+    for op in put get; do
+      if [ "$op" = put ]; then redis_op=set; null_op=sink; else redis_op=get; null_op=source; fi
+      shm=$(field "$dir/seqkv_shm_${op}_${mib}.json" "$op" gbps)
+      grpc=$(field "$dir/seqkv_${op}_${mib}.json" "$op" gbps)
+      ru=$(field "$dir/redis_unix_${redis_op}_${mib}.json" "$redis_op" gbps)
+      rt=$(field "$dir/redis_${redis_op}_${mib}.json" "$redis_op" gbps)
+      n=$(field "$dir/null_${null_op}_${mib}.json" "$null_op" gbps)
+      rn=nan
+      [ "$op" = put ] && rn=$(field "$dir/redis_unix_new_set_${mib}.json" set gbps)
+      echo "| ${mib} MiB | ${op} / ${redis_op^^} | $(fmt "$shm") |" \
+        "$(fmt "$(field "$dir/seqkv_shm_${op}_${mib}.json" "$op" p50_ms)" 2) / $(fmt "$(field "$dir/seqkv_shm_${op}_${mib}.json" "$op" p99_ms)" 2) |" \
+        "$(fmt "$grpc") | $(fmt "$ru") | $(fmt "$rt") | $(fmt "$rn") | $(fmt "$n") | $(fmt "$m") |" \
+        "$(ratio "$shm" "$grpc") | $(ratio "$shm" "$ru") | $(ratio "$shm" "$rt") |" \
+        "$(ratio "$shm" "$rn") | $(ratio "$shm" "$n") | $(ratio "$shm" "$m") |"
+    done
+  done
+}
+
 summarize() {
   local dir="$1"
   [ -d "$dir" ] || { echo "summarize: no directory $dir" >&2; return 1; }
@@ -57,6 +89,7 @@ summarize() {
   done
   echo
   echo "memcpy: $(fmt "$memcpy1" 2) GB/s on 1 thread, $(fmt "$memcpyall" 2) GB/s on all threads (32 MiB copies)."
+  summarize_same_host "$dir" "$sizes"
   local errors=0 file e
   for file in "$dir"/*.json; do
     e=$(jq -r '[.ops[]? | .errors // 0] | add // 0' "$file" 2>/dev/null || echo 1)

@@ -76,6 +76,16 @@ class ClientThread {
     auto client = Client::Connect(options_.client);
     if (!client.ok()) return client.status();
     client_ = std::move(*client);
+    if (client_->uses_shared_memory()) {
+      // A worker's staging buffer, shared with the server: Puts read the
+      // first half in place, Gets write the second.
+      const size_t bytes = workload_.request_bytes();
+      auto region = client_->CreateRegion(2 * bytes);
+      if (!region.ok()) return region.status();
+      staging_ = *std::move(region);
+      cache_.CopyTokenMajor(0, cache_.num_tokens(),
+                            staging_->bytes().first(bytes));
+    }
     for (uint32_t i = 0; i < prefill; ++i) {
       absl::Status status;
       PrepareOp(OpKind::kPut);
@@ -185,7 +195,9 @@ class ClientThread {
     PutOptions put;
     put.model = options_.model;
     put.codec = options_.codec;
-    auto result = client_->Put(put, cache_);
+    auto result = staging_ ? client_->PutFromRegion(put, cache_.layout,
+                                                    cache_.tokens, *staging_, 0)
+                           : client_->Put(put, cache_);
     if (!result.ok()) {
       status = result.status();
       return false;
@@ -201,6 +213,7 @@ class ClientThread {
   bool DoGet(absl::Status& status) {
     GetOptions get;
     get.model = options_.model;
+    if (staging_) return DoGetIntoRegion(get, status);
     // Into the same cache each time, as a worker fetches into its buffers.
     if (auto got = client_->GetInto(get, tokens_, fetched_); !got.ok()) {
       status = got;
@@ -213,6 +226,28 @@ class ClientThread {
       return false;
     }
     if (options_.verify && (fetched_.k != cache_.k || fetched_.v != cache_.v)) {
+      status = absl::DataLossError("Get returned other bytes than were put");
+      return false;
+    }
+    return true;
+  }
+
+  bool DoGetIntoRegion(const GetOptions& get, absl::Status& status) {
+    const size_t bytes = workload_.request_bytes();
+    auto placed = client_->GetIntoRegion(get, tokens_, *staging_, bytes, bytes);
+    if (!placed.ok()) {
+      status = placed.status();
+      return false;
+    }
+    if (placed->end_token - placed->begin_token != tokens_.size()) {
+      status = absl::NotFoundError(absl::StrCat(
+          "Get returned ", placed->end_token - placed->begin_token, " of ",
+          tokens_.size(), " stored tokens"));
+      return false;
+    }
+    if (options_.verify && std::memcmp(staging_->bytes().data(),
+                                       staging_->bytes().data() + bytes,
+                                       bytes) != 0) {
       status = absl::DataLossError("Get returned other bytes than were put");
       return false;
     }
@@ -246,6 +281,8 @@ class ClientThread {
   std::unique_ptr<Client> client_;
   KvCache cache_;                // the KV values; tokens replaced per Put
   KvCache fetched_;              // what the last Get returned
+  // With a region socket: the staging buffer Puts and Gets use in place.
+  std::shared_ptr<SharedRegion> staging_;
   uint64_t sequence_ = 0;        // of the operation prepared last
   std::vector<int32_t> tokens_;  // of a Get or Lookup
 };
@@ -463,6 +500,7 @@ nlohmann::json ReportToJson(const LoadOptions& options,
   return {{"command", "bench"},
           {"config",
            {{"server", options.client.server},
+            {"transport", options.client.shm_socket.empty() ? "grpc" : "shm"},
             {"clients", options.clients},
             {"weights", weights},
             {"layout", options.layout_name},

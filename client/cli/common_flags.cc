@@ -1,6 +1,7 @@
 #include "client/cli/common_flags.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -33,6 +34,14 @@ ABSL_FLAG(std::string, rope, "",
           "put, the registered model's; else rotate_half:10000. eval, "
           "calibrate and generate run the model as its config.json says");
 
+ABSL_FLAG(std::string, transport, "shm",
+          "how KV bytes travel: shm (through shared memory regions, where "
+          "the server's region socket is on this host; gRPC messages "
+          "otherwise) or grpc (messages always)");
+ABSL_FLAG(std::string, shm_socket, "",
+          "the server's region socket (seqkv-server --shm_listen); empty: "
+          "PATH.shm beside a --server of unix:PATH");
+
 ABSL_FLAG(std::string, profile, "",
           "fidelity profile JSON (from `seqkv calibrate`) given to codecs as "
           "model state");
@@ -49,10 +58,27 @@ ClientOptions ClientOptionsFromFlags() {
   options.tls_root_cert_file = absl::GetFlag(FLAGS_tls_ca);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  if (absl::GetFlag(FLAGS_transport) == "shm") {
+    std::string socket = absl::GetFlag(FLAGS_shm_socket);
+    const bool named = !socket.empty();
+    if (!named && options.server.starts_with("unix:"))
+      socket = options.server.substr(5) + ".shm";
+    // A socket named outright must work; one derived only where it exists.
+    std::error_code error;
+    if (named || (!socket.empty() &&
+                  std::filesystem::is_socket(socket, error)))
+      options.shm_socket = socket;
+  }
   return options;
 }
 
 std::unique_ptr<Client> ConnectOrDie() {
+  if (const std::string transport = absl::GetFlag(FLAGS_transport);
+      transport != "shm" && transport != "grpc") {
+    ReportError(absl::InvalidArgumentError(absl::StrCat(
+        "--transport must be shm or grpc, got '", transport, "'")));
+    return nullptr;
+  }
   auto client = Client::Connect(ClientOptionsFromFlags());
   if (!client.ok()) {
     ReportError(client.status());

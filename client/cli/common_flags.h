@@ -20,10 +20,13 @@ ABSL_DECLARE_FLAG(std::string, tls_cert);
 ABSL_DECLARE_FLAG(std::string, tls_key);
 ABSL_DECLARE_FLAG(std::string, rope);
 ABSL_DECLARE_FLAG(std::string, profile);
+ABSL_DECLARE_FLAG(std::string, transport);
+ABSL_DECLARE_FLAG(std::string, shm_socket);
 
 namespace seqkv::cli {
 
-// --server, --api_key (or $SEQKV_API_KEY) and the --tls_* flags.
+// --server, --api_key (or $SEQKV_API_KEY), the --tls_* flags, and
+// --transport / --shm_socket.
 ClientOptions ClientOptionsFromFlags();
 
 // Connects or prints the error; nullptr on failure.
