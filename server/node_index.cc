@@ -247,9 +247,8 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
   ApplyQueuedVisitsLocked();
   NamespaceState& state = namespaces_[record.namespace_()];
   ++state.stats.chunks_inserted;
-  // One turnover: as many chunks stored as the namespace holds.
-  state.turnovers +=
-      1.0 / static_cast<double>(std::max<uint64_t>(1, state.live));
+  // One turnover: as many chunks stored as the namespace holds with KV.
+  state.turnovers += 1.0 / static_cast<double>(HeldWithKv(state));
   uint32_t occurrences = 1;
   // A Put counts as one lookup through the chunk it stores.
   double log_visits = estimator_.AddAt(-INFINITY, state.stats.lookups);
@@ -457,8 +456,7 @@ bool NodeIndex::Readmit(const NodeKey& key, const NodeRecord& record,
   Entry& entry = it->second;
   NamespaceState& state = namespaces_[entry.name_space];
   ++state.stats.chunks_inserted;
-  state.turnovers +=
-      1.0 / static_cast<double>(std::max<uint64_t>(1, state.live));
+  state.turnovers += 1.0 / static_cast<double>(HeldWithKv(state));
   // As Add: the Put counts as a lookup through the chunk.
   entry.log_visits = estimator_.AddAt(entry.log_visits, state.stats.lookups);
   estimator_.CountOccurrence(entry.facts.partial, ++entry.facts.occurrences);
@@ -564,7 +562,7 @@ std::vector<NodeKey> NodeIndex::ExcessTokensOnly(
   const uint64_t limit = std::max<uint64_t>(
       options_.min_ghosts,
       static_cast<uint64_t>(options_.ghosts_per_chunk *
-                            static_cast<double>(state->second.live - held)));
+                            static_cast<double>(HeldWithKv(state->second))));
   std::deque<NodeKey>& order = state->second.tokens_only;
   while (held > limit && !order.empty()) {
     const NodeKey key = order.front();

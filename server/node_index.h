@@ -13,6 +13,7 @@
 #ifndef SEQKV_SERVER_NODE_INDEX_H_
 #define SEQKV_SERVER_NODE_INDEX_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -221,6 +222,12 @@ class NodeIndex {
     uint32_t occurrences = 0;
     double log_visits = -1e300;
   };
+  // Chunks of the namespace that hold KV (at least 1): the turnover clock
+  // counts in them, since tokens-only chunks take no room.
+  static uint64_t HeldWithKv(const NamespaceState& state) {
+    return std::max<uint64_t>(
+        1, state.live - state.stats.tiers[kTokensOnlyTier].chunks);
+  }
   // The rank `entry` has now under the policy.
   double RankLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Re-ranks `entry` (a leaf moves in leaves_) after a use.
