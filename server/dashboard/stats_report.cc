@@ -239,27 +239,23 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
       "seqkv_ghost_chunks ",
       engine.index().ghost_count(), "\n");
   if (const auto retention = engine.index().Stats(); !retention.empty()) {
-    absl::StrAppend(&out,
-                    "# HELP seqkv_readmissions_total Chunks stored again "
-                    "while their statistics were remembered.\n# TYPE "
-                    "seqkv_readmissions_total counter\n");
-    for (const auto& [name, stats] : retention)
-      absl::StrAppend(&out, "seqkv_readmissions_total{tenant=\"",
-                      LabelValue(name), "\"} ", stats.readmissions, "\n");
-    absl::StrAppend(&out,
-                    "# HELP seqkv_demotions_total Chunks re-encoded to a "
-                    "lossier fidelity tier.\n# TYPE seqkv_demotions_total "
-                    "counter\n");
-    for (const auto& [name, stats] : retention)
-      absl::StrAppend(&out, "seqkv_demotions_total{tenant=\"",
-                      LabelValue(name), "\"} ", stats.demotions, "\n");
-    absl::StrAppend(&out,
-                    "# HELP seqkv_ghost_hits_total Lookups whose match went "
-                    "on into chunks held as tokens only.\n# TYPE "
-                    "seqkv_ghost_hits_total counter\n");
-    for (const auto& [name, stats] : retention)
-      absl::StrAppend(&out, "seqkv_ghost_hits_total{tenant=\"",
-                      LabelValue(name), "\"} ", stats.ghost_hits, "\n");
+    auto counter = [&](absl::string_view name, absl::string_view help,
+                       auto value_of) {
+      absl::StrAppend(&out, "# HELP seqkv_", name, " ", help,
+                      "\n# TYPE seqkv_", name, " counter\n");
+      for (const auto& [tenant, stats] : retention)
+        absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", LabelValue(tenant),
+                        "\"} ", value_of(stats), "\n");
+    };
+    using R = const RetentionStats&;
+    counter("readmissions_total",
+            "Chunks stored again while their statistics were remembered.",
+            [](R r) { return r.readmissions; });
+    counter("demotions_total", "Chunks re-encoded to a lossier fidelity tier.",
+            [](R r) { return r.demotions; });
+    counter("ghost_hits_total",
+            "Lookups whose match went on into chunks held as tokens only.",
+            [](R r) { return r.ghost_hits; });
     for (const auto& [metric, help, bytes] :
          {std::tuple{"seqkv_tier_chunks", "Chunks held at each fidelity tier.",
                      false},
