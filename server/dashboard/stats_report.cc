@@ -113,14 +113,14 @@ nlohmann::json RetentionJson(CacheEngine& engine) {
   TierUsage total[kTokensOnlyTier + 1];
   uint64_t demotions = 0, ghost_hits = 0, readmissions = 0;
   for (const auto& [name, stats] : index.Stats()) {
-    namespaces[name] = {{"lookups", stats.lookups},
-                        {"chunks_inserted", stats.chunks_inserted},
-                        {"readmissions", stats.readmissions},
-                        {"demotions", stats.demotions},
-                        {"ghost_hits", stats.ghost_hits},
-                        {"tier_policy",
-                         TierPolicyName(engine.retention().TiersFor(name))},
-                        {"tiers", TiersJson(stats.tiers)}};
+    namespaces[name] = {
+        {"lookups", stats.lookups},
+        {"chunks_inserted", stats.chunks_inserted},
+        {"readmissions", stats.readmissions},
+        {"demotions", stats.demotions},
+        {"ghost_hits", stats.ghost_hits},
+        {"tier_policy", TierPolicyName(engine.retention().TiersFor(name))},
+        {"tiers", TiersJson(stats.tiers)}};
     for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier) {
       total[tier].chunks += stats.tiers[tier].chunks;
       total[tier].bytes += stats.tiers[tier].bytes;
@@ -241,8 +241,8 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
   if (const auto retention = engine.index().Stats(); !retention.empty()) {
     auto counter = [&](absl::string_view name, absl::string_view help,
                        auto value_of) {
-      absl::StrAppend(&out, "# HELP seqkv_", name, " ", help,
-                      "\n# TYPE seqkv_", name, " counter\n");
+      absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",
+                      name, " counter\n");
       for (const auto& [tenant, stats] : retention)
         absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", LabelValue(tenant),
                         "\"} ", value_of(stats), "\n");
@@ -266,11 +266,10 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
                       " gauge\n");
       for (const auto& [name, stats] : retention)
         for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier)
-          absl::StrAppend(&out, metric, "{tenant=\"", LabelValue(name),
-                          "\",tier=\"", TierName(tier), "\"} ",
-                          bytes ? stats.tiers[tier].bytes
-                                : stats.tiers[tier].chunks,
-                          "\n");
+          absl::StrAppend(
+              &out, metric, "{tenant=\"", LabelValue(name), "\",tier=\"",
+              TierName(tier), "\"} ",
+              bytes ? stats.tiers[tier].bytes : stats.tiers[tier].chunks, "\n");
     }
   }
   auto family = [&](absl::string_view name, absl::string_view type,
