@@ -244,19 +244,23 @@ Client::~Client() = default;
 absl::StatusOr<LookupResult> Client::Lookup(const std::string& model,
                                             std::span<const int32_t> tokens,
                                             uint32_t alignment,
-                                            const std::string& name_space) {
-  if (cluster_) return cluster_->Lookup(model, tokens, alignment, name_space, 0);
+                                            const std::string& name_space,
+                                            uint32_t head_chunks) {
+  if (cluster_)
+    return cluster_->Lookup(model, tokens, alignment, name_space, 0);
   v1::LookupRequest request;
   request.set_model(model);
   request.set_packed_tokens(PackTokens(tokens));
   request.set_alignment(alignment);
   request.set_namespace_(name_space);
+  request.set_head_chunks(head_chunks);
   return SendLookup(request);
 }
 
 absl::StatusOr<LookupResult> Client::LookupByChunks(
     const std::string& model, std::span<const int32_t> tokens,
-    uint32_t chunk_tokens, uint32_t alignment, const std::string& name_space) {
+    uint32_t chunk_tokens, uint32_t alignment, const std::string& name_space,
+    uint32_t head_chunks) {
   if (cluster_ && chunk_tokens > 0)
     return cluster_->Lookup(model, tokens, alignment, name_space, chunk_tokens);
   if (chunk_tokens == 0)
@@ -268,6 +272,7 @@ absl::StatusOr<LookupResult> Client::LookupByChunks(
       PackTokens(tokens.subspan(tokens.size() / chunk_tokens * chunk_tokens)));
   request.set_alignment(alignment);
   request.set_namespace_(name_space);
+  request.set_head_chunks(head_chunks);
   return SendLookup(request);
 }
 
@@ -281,7 +286,8 @@ absl::StatusOr<LookupResult> Client::SendLookup(
       !status.ok())
     return status;
   return LookupResult{response.matched_tokens(), response.namespace_(),
-                      response.probability(), response.matched_tokens_exact()};
+                      response.probability(), response.matched_tokens_exact(),
+                      response.head_probability()};
 }
 
 absl::StatusOr<PutResult> Client::Put(const PutOptions& options,

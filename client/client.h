@@ -80,6 +80,9 @@ struct LookupResult {
   // Of matched_tokens (any fidelity that holds KV), the leading ones the
   // server holds as they were Put, not demoted to a lossy tier.
   uint32_t matched_tokens_exact = 0;
+  // With a Lookup's head_chunks: the server's P̂ of the deepest matched
+  // chunk among the prompt's first head_chunks (how hot that head is).
+  double head_probability = 0;
 };
 
 struct GetOptions {
@@ -121,10 +124,14 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // `head_chunks` > 0 also asks LookupResult::head_probability (a cluster
+  // client's placement head; ignored through an etcd:// target, which asks
+  // it itself).
   absl::StatusOr<LookupResult> Lookup(const std::string& model,
                                       std::span<const int32_t> tokens,
                                       uint32_t alignment = 0,
-                                      const std::string& name_space = "");
+                                      const std::string& name_space = "",
+                                      uint32_t head_chunks = 0);
   // The same, sending each whole `chunk_tokens`-token chunk (the model's
   // chunk size, GetModel) as an 8-byte digest: for long prompts, where
   // sending and hashing 4 bytes per token is most of a Lookup's time.
@@ -133,7 +140,7 @@ class Client {
   absl::StatusOr<LookupResult> LookupByChunks(
       const std::string& model, std::span<const int32_t> tokens,
       uint32_t chunk_tokens, uint32_t alignment = 0,
-      const std::string& name_space = "");
+      const std::string& name_space = "", uint32_t head_chunks = 0);
 
   // Streams `cache` (all its tokens) to the server; its layout registers
   // the model on its first Put. Stored once the call returns OK, never in

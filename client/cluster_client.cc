@@ -61,13 +61,15 @@ void ClusterClient::MarkDown(const std::string& member_id) {
   down_until_[member_id] = absl::Now() + kDownFor;
 }
 
-std::vector<ClusterClient::Route> ClusterClient::Routes(uint64_t key) {
+std::vector<ClusterClient::Route> ClusterClient::Routes(uint64_t key,
+                                                        size_t count) {
   const std::vector<cluster::Member> serving = watcher_->view()->Serving();
   std::vector<Route> routes;
   const absl::Time now = absl::Now();
   // The best few owners are enough: a Lookup or Get asks the first one up,
   // a Put tries the next ones while members fail.
-  for (size_t index : cluster::RankMembers(key, serving, kRouteCandidates)) {
+  for (size_t index : cluster::RankMembers(
+           key, serving, std::max<size_t>(count, kRouteCandidates))) {
     const cluster::Member& member = serving[index];
     {
       absl::MutexLock lock(&mutex_);
@@ -112,24 +114,24 @@ uint64_t ClusterClient::KeyOf(const std::string& model,
                                watcher_->view()->placement);
 }
 
-bool ClusterClient::CountLookup(uint64_t key,
-                                const cluster::PlacementOptions& placement) {
+void ClusterClient::NoteHotness(uint64_t key, bool hot) {
   absl::MutexLock lock(&mutex_);
-  recent_lookups_.push_back(key);
-  ++lookup_counts_[key];
-  while (recent_lookups_.size() > placement.hot_window) {
-    auto it = lookup_counts_.find(recent_lookups_.front());
-    if (--it->second == 0) lookup_counts_.erase(it);
-    recent_lookups_.pop_front();
+  if (!hot) {
+    // Left in hot_order_ until it is trimmed: harmless.
+    hot_heads_.erase(key);
+    return;
   }
-  return lookup_counts_[key] >= placement.hot_lookups;
+  if (!hot_heads_.insert(key).second) return;
+  hot_order_.push_back(key);
+  while (hot_order_.size() > kMaxHotHeads) {
+    hot_heads_.erase(hot_order_.front());
+    hot_order_.pop_front();
+  }
 }
 
-bool ClusterClient::IsHot(uint64_t key,
-                          const cluster::PlacementOptions& placement) {
+bool ClusterClient::IsHot(uint64_t key) {
   absl::MutexLock lock(&mutex_);
-  auto it = lookup_counts_.find(key);
-  return it != lookup_counts_.end() && it->second >= placement.hot_lookups;
+  return hot_heads_.contains(key);
 }
 
 absl::Status ClusterClient::EnsureRegistered(const Route& route,
@@ -155,30 +157,36 @@ absl::StatusOr<LookupResult> ClusterClient::Lookup(
     uint32_t alignment, const std::string& name_space,
     uint32_t digest_chunk_tokens) {
   const uint32_t chunk_tokens = ChunkTokens(model);
-  const cluster::PlacementOptions placement = watcher_->view()->placement;
+  const std::shared_ptr<const cluster::MemberView> view = watcher_->view();
+  const cluster::PlacementOptions& placement = view->placement;
+  const uint32_t replicas = view->ReplicasHot();
   const uint64_t key = KeyOf(model, name_space, tokens);
-  const bool hot = CountLookup(key, placement) && placement.replicas_hot > 1;
-  const std::vector<Route> routes = Routes(key);
+  const std::vector<Route> routes = Routes(key, replicas);
   if (routes.empty()) {
     if (watcher_->view()->Serving().empty())
       return absl::UnavailableError(absl::StrCat(
           "cluster '", watcher_->cluster_name(), "' has no serving member"));
     return LookupResult{};  // every owner is down: a miss
   }
-  // A hot head has replicas: one more owner may answer for a failed one.
-  const size_t attempts = hot ? std::min<size_t>(2, routes.size()) : 1;
+  // Hot heads have replicas on the next owners: they answer for a failed
+  // one.
+  const size_t attempts =
+      std::min<size_t>(std::max<uint32_t>(replicas, 1), routes.size());
   absl::StatusOr<LookupResult> result = LookupResult{};
   for (size_t i = 0; i < attempts; ++i) {
     const Route& owner = routes[i];
-    result =
-        digest_chunk_tokens > 0
-            ? owner.client->LookupByChunks(model, tokens, digest_chunk_tokens,
-                                           alignment, name_space)
-            : owner.client->Lookup(model, tokens, alignment, name_space);
+    result = digest_chunk_tokens > 0
+                 ? owner.client->LookupByChunks(
+                       model, tokens, digest_chunk_tokens, alignment,
+                       name_space, placement.prefix_chunks)
+                 : owner.client->Lookup(model, tokens, alignment, name_space,
+                                        placement.prefix_chunks);
     if (!IsMemberFailure(result.status())) break;
     MarkDown(owner.member_id);
     result = LookupResult{};
   }
+  if (replicas > 1 && result.ok() && result->matched_tokens > 0)
+    NoteHotness(key, result->head_probability >= placement.HotProbability());
   // A member that has not stored the model yet, where another has: a miss.
   if (result.status().code() == absl::StatusCode::kNotFound && chunk_tokens > 0)
     return LookupResult{};
@@ -187,9 +195,11 @@ absl::StatusOr<LookupResult> ClusterClient::Lookup(
 
 absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
                                              const KvCache& cache) {
-  const cluster::PlacementOptions placement = watcher_->view()->placement;
+  const uint32_t replicas = watcher_->view()->ReplicasHot();
   const uint64_t key = KeyOf(options.model, options.name_space, cache.tokens);
-  const std::vector<Route> routes = Routes(key);
+  // The owner, the replicas and a few more to fall back on.
+  const std::vector<Route> routes =
+      Routes(key, replicas + kRouteCandidates - 1);
   absl::Status last = absl::UnavailableError(absl::StrCat(
       "cluster '", watcher_->cluster_name(), "' has no reachable member"));
   for (size_t i = 0; i < routes.size(); ++i) {
@@ -199,8 +209,8 @@ absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
     if (registered.ok()) {
       auto stored = route.client->Put(options, cache);
       if (!IsMemberFailure(stored.status())) {
-        if (stored.ok() && placement.replicas_hot > 1 && IsHot(key, placement))
-          Replicate(options, cache, routes, i + 1, placement.replicas_hot - 1);
+        if (stored.ok() && replicas > 1 && IsHot(key))
+          Replicate(options, cache, routes, i + 1, replicas - 1);
         return stored;
       }
       last = stored.status();

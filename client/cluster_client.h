@@ -5,8 +5,13 @@
 // hashing; Delete goes to every member; RegisterModel to every member, and
 // again to members that join later before their first Put of the model.
 //
-// Hot heads (the cluster config's replicas_hot > 1) are stored on that many
-// owners, and a Lookup of one whose owner fails asks the next.
+// Hot heads are stored on several owners (MemberView::ReplicasHot: the
+// cluster config's replicas_hot or the members' --replicas_hot). Hotness is
+// the owner's: each Lookup asks its owner for the P̂ of the prompt's
+// placement head (its trie's decayed visit counts), and a head whose P̂ is
+// at least the config's hot_lookups / hot_window is hot; the next Put of a
+// hot head also goes to the next owners in rendezvous order. A Lookup whose
+// owner fails asks the next owners, where the replicas are.
 //
 // A member that fails a call (unreachable, or past the per-call deadline)
 // costs a miss, never an error: the Lookup or Get answers "nothing stored",
@@ -40,6 +45,8 @@ class ClusterClient {
   // Owners in rendezvous order a call may go to: the first that is not
   // left out serves it (a Put tries the rest while they fail).
   static constexpr size_t kRouteCandidates = 4;
+  // Hot heads remembered between a Lookup and the Put that replicates.
+  static constexpr size_t kMaxHotHeads = 1 << 16;
 
   // `options.server` is the etcd:// target; the rest (API key, TLS,
   // message size, timeout) applies to each member's connection. Waits up
@@ -76,8 +83,9 @@ class ClusterClient {
 
   explicit ClusterClient(const ClientOptions& options,
                          std::unique_ptr<cluster::MemberWatcher> watcher);
-  // Serving members not left out, best owner of `key` first.
-  std::vector<Route> Routes(uint64_t key);
+  // Serving members not left out, best owner of `key` first, among its
+  // best max(count, kRouteCandidates) owners.
+  std::vector<Route> Routes(uint64_t key, size_t count = kRouteCandidates);
   // Every member (serving and draining), for Delete and RegisterModel.
   std::vector<Route> AllMembers();
   Client* ClientFor(const cluster::Member& member);
@@ -90,10 +98,9 @@ class ClusterClient {
   void Replicate(const PutOptions& options, const KvCache& cache,
                  const std::vector<Route>& routes, size_t from,
                  uint32_t copies);
-  // Counts a Lookup of `key` in the window of recent lookups; whether the
-  // head is now hot (cluster/placement.h).
-  bool CountLookup(uint64_t key, const cluster::PlacementOptions& placement);
-  bool IsHot(uint64_t key, const cluster::PlacementOptions& placement);
+  // Notes what the owner said of head `key`: hot or not (placement.h).
+  void NoteHotness(uint64_t key, bool hot);
+  bool IsHot(uint64_t key);
   // Registers the model on `route` if this client registered it and has
   // not yet there.
   absl::Status EnsureRegistered(const Route& route, const std::string& model);
@@ -111,9 +118,10 @@ class ClusterClient {
       ABSL_GUARDED_BY(mutex_);
   std::set<std::pair<std::string, std::string>> registered_on_
       ABSL_GUARDED_BY(mutex_);
-  // The heads of the last lookups and how often each occurs among them.
-  std::deque<uint64_t> recent_lookups_ ABSL_GUARDED_BY(mutex_);
-  std::map<uint64_t, uint32_t> lookup_counts_ ABSL_GUARDED_BY(mutex_);
+  // Heads their owners last called hot, the oldest first (at most
+  // kMaxHotHeads: a head that stays hot is noted again by its lookups).
+  std::deque<uint64_t> hot_order_ ABSL_GUARDED_BY(mutex_);
+  std::set<uint64_t> hot_heads_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Whether `status` says the member did not answer (as opposed to an answer

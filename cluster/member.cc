@@ -64,7 +64,8 @@ std::string MemberToJson(const Member& member) {
               {"lookups", member.lookups},
               {"lookup_tokens", member.lookup_tokens},
               {"hit_tokens", member.hit_tokens},
-              {"started_unix_ms", member.started_unix_ms}}
+              {"started_unix_ms", member.started_unix_ms},
+              {"replicas_hot", member.replicas_hot}}
       .dump();
 }
 
@@ -74,6 +75,7 @@ absl::StatusOr<Member> ParseMember(std::string_view text) {
     return absl::InvalidArgumentError("member record is not a JSON object");
   Member member;
   std::string state = "serving";
+  uint64_t replicas_hot = 0;
   for (auto status :
        {ReadString(json, "id", true, member.id),
         ReadString(json, "address", true, member.address),
@@ -85,8 +87,13 @@ absl::StatusOr<Member> ParseMember(std::string_view text) {
         ReadNumber(json, "lookups", member.lookups),
         ReadNumber(json, "lookup_tokens", member.lookup_tokens),
         ReadNumber(json, "hit_tokens", member.hit_tokens),
-        ReadNumber(json, "started_unix_ms", member.started_unix_ms)})
+        ReadNumber(json, "started_unix_ms", member.started_unix_ms),
+        ReadNumber(json, "replicas_hot", replicas_hot)})
     if (!status.ok()) return status;
+  if (replicas_hot > kMaxReplicasHot)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "member record's \"replicas_hot\" must be at most ", kMaxReplicasHot));
+  member.replicas_hot = static_cast<uint32_t>(replicas_hot);
   if (!ValidName(member.id))
     return absl::InvalidArgumentError(
         "member record's \"id\" must be 1 to 128 of [A-Za-z0-9._-]");

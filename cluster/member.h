@@ -22,6 +22,9 @@ enum class MemberState {
   kDraining,  // stopping: clients route its share elsewhere
 };
 
+// The most owners a hot head may be stored on.
+inline constexpr uint32_t kMaxReplicasHot = 16;
+
 struct Member {
   // Stable across restarts (kept in the node's data directory), so that a
   // node that comes back owns the same share, where its data still is.
@@ -37,6 +40,9 @@ struct Member {
   uint64_t lookup_tokens = 0;
   uint64_t hit_tokens = 0;
   int64_t started_unix_ms = 0;
+  // The node's --replicas_hot: how many owners its hot heads want (0: the
+  // cluster config's).
+  uint32_t replicas_hot = 0;
 
   friend bool operator==(const Member&, const Member&) = default;
 };

@@ -1,5 +1,7 @@
 #include "cluster/member_watcher.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "spdlog/spdlog.h"
 
@@ -10,6 +12,14 @@ std::vector<Member> MemberView::Serving() const {
   for (const Member& member : members)
     if (member.state == MemberState::kServing) serving.push_back(member);
   return serving;
+}
+
+uint32_t MemberView::ReplicasHot() const {
+  uint32_t replicas = placement.replicas_hot;
+  for (const Member& member : members)
+    if (member.state == MemberState::kServing)
+      replicas = std::max(replicas, member.replicas_hot);
+  return replicas;
 }
 
 MemberWatcher::MemberWatcher(std::vector<std::string> endpoints,

@@ -35,6 +35,9 @@ struct MemberView {
 
   // Members a client routes to (state serving).
   std::vector<Member> Serving() const;
+  // Owners a hot head is stored on: the cluster config's replicas_hot, or
+  // more where a serving member's --replicas_hot asks so.
+  uint32_t ReplicasHot() const;
 };
 
 class MemberWatcher {

@@ -197,6 +197,7 @@ nlohmann::json Membership::StatusJson() const {
          {"bytes_share",
           total_bytes == 0 ? 0.0 : double(member.bytes_stored) / total_bytes},
          {"lookups", member.lookups},
+         {"replicas_hot", member.replicas_hot},
          {"hit_rate", member.lookup_tokens == 0
                           ? 0.0
                           : double(member.hit_tokens) / member.lookup_tokens},
@@ -216,6 +217,8 @@ nlohmann::json Membership::StatusJson() const {
       {"last_etcd_contact_ms_ago", MillisSince(last_contact_)},
       {"last_etcd_error", last_error_},
       {"placement_chunks", view->placement.prefix_chunks},
+      {"replicas_hot", view->ReplicasHot()},
+      {"hot_probability", view->placement.HotProbability()},
       {"members", members},
   };
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "cluster/member.h"
 #include "nlohmann/json.hpp"
 #include "proto/chunk_digest.h"
 
@@ -30,7 +31,7 @@ absl::StatusOr<PlacementOptions> ParsePlacementConfig(std::string_view text) {
     uint32_t* value;
   };
   for (const Bound& bound :
-       {Bound{"replicas_hot", 1, 16, &options.replicas_hot},
+       {Bound{"replicas_hot", 1, kMaxReplicasHot, &options.replicas_hot},
         Bound{"hot_lookups", 1, 1000000, &options.hot_lookups},
         Bound{"hot_window", 1, 10000000, &options.hot_window}}) {
     if (!json.contains(bound.name)) continue;

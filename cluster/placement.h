@@ -26,12 +26,21 @@ struct PlacementOptions {
   // Whole chunks of a prompt's head that choose its owner.
   uint32_t prefix_chunks = 2;
   // Hot heads are stored on this many owners (the first in rendezvous
-  // order and the next ones), so that losing one keeps them hits.
+  // order and the next ones), so that losing one keeps them hits. The
+  // members' own --replicas_hot (Member::replicas_hot) may ask for more:
+  // MemberView::ReplicasHot.
   uint32_t replicas_hot = 1;
-  // A head is hot once a client has looked it up this many times within
-  // its last `hot_window` lookups (its own visit counts).
+  // A head is hot while its owner's trie estimates that at least
+  // `hot_lookups` of every `hot_window` lookups of the namespace there pass
+  // through it: the P̂ of the head's deepest stored chunk (the server's
+  // decayed visit counts, server/prefix_estimator.h), which a Lookup
+  // reports as head_probability, is at least HotProbability().
   uint32_t hot_lookups = 8;
   uint32_t hot_window = 1024;
+
+  double HotProbability() const {
+    return static_cast<double>(hot_lookups) / hot_window;
+  }
 };
 
 // The cluster's config record: {"placement_chunks": N (1-64),

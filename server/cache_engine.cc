@@ -319,8 +319,12 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
   }
   index_.Visit(visited_keys, NowMicros(), scope.namespaces);
   if (visited_matched > visited_with_kv) index_.CountGhostHit(visited_ns);
-  if (!best_keys.empty())
+  if (!best_keys.empty()) {
     outcome.probability = index_.Probability(best_keys.back());
+    if (query.head_chunks > 0)
+      outcome.head_probability = index_.Probability(
+          best_keys[std::min<size_t>(query.head_chunks, best_keys.size()) - 1]);
+  }
   if (query.alignment > 1) {
     outcome.matched_tokens -= outcome.matched_tokens % query.alignment;
     outcome.matched_tokens_exact -=

@@ -103,6 +103,9 @@ struct LookupQuery {
   uint32_t alignment = 0;
   // Count only chunks held as they were Put (not demoted to a lossy tier).
   bool exact_only = false;
+  // > 0: report the P̂ of the deepest matched chunk among the first this
+  // many (LookupOutcome::head_probability).
+  uint32_t head_chunks = 0;
 };
 
 struct LookupOutcome {
@@ -113,6 +116,9 @@ struct LookupOutcome {
   std::string name_space;  // empty when nothing matched
   // P̂ of the deepest matched chunk (NodeIndex::Probability); 0 for none.
   double probability = 0;
+  // P̂ of the deepest matched chunk among the query's first head_chunks
+  // (a cluster's placement head: how hot it is); 0 for none or unasked.
+  double head_probability = 0;
 };
 
 // How likely a stored prefix is (PrefixProbability below).
@@ -360,7 +366,7 @@ class CacheEngine {
   std::atomic<uint64_t> next_put_id_;
   std::atomic<int64_t> last_busy_micros_{0};
   int64_t reported_idle_after_micros_ = -1;  // background thread only
-  absl::Time counters_saved_at_;              // background thread only
+  absl::Time counters_saved_at_;             // background thread only
   std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;

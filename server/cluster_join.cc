@@ -27,6 +27,13 @@ ABSL_FLAG(uint32_t, cluster_lease_s, 10,
           "with --cluster_etcd: seconds the node's record outlives its last "
           "keep-alive (how soon a dead node drops out)");
 
+ABSL_FLAG(uint32_t, replicas_hot, 0,
+          "with --cluster_etcd: store the hot prefixes this node owns (by its "
+          "trie's visit statistics) on this many nodes, so that losing one "
+          "keeps them hits (published in the node's record; clients use the "
+          "largest of the members' and the cluster config's replicas_hot); "
+          "0: the cluster config's (default 1)");
+
 namespace seqkv {
 
 absl::StatusOr<std::unique_ptr<ClusterJoin>> ClusterJoin::FromFlags(
@@ -66,6 +73,10 @@ absl::StatusOr<std::unique_ptr<ClusterJoin>> ClusterJoin::FromFlags(
   if (lease < 2 || lease > 3600)
     return absl::InvalidArgumentError("--cluster_lease_s must be in [2, 3600]");
   join->lease_ttl_ = absl::Seconds(lease);
+  join->replicas_hot_ = absl::GetFlag(FLAGS_replicas_hot);
+  if (join->replicas_hot_ > cluster::kMaxReplicasHot)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--replicas_hot must be in [0, ", cluster::kMaxReplicasHot, "]"));
   return join;
 }
 
@@ -109,6 +120,7 @@ absl::Status ClusterJoin::Start(CacheEngine* engine,
         absl::StrCat(address.substr(0, address.rfind(':')), ":", admin_port);
   }
   options.self.capacity_bytes = capacity_bytes;
+  options.self.replicas_hot = replicas_hot_;
   options.self.started_unix_ms = absl::ToUnixMillis(absl::Now());
   options.fill_counters = [engine](cluster::Member& member) {
     member.bytes_stored = member.chunks_stored = 0;

@@ -76,6 +76,7 @@ grpc::Status KvCacheService::Lookup(grpc::ServerContext* context,
   response->set_namespace_(outcome->name_space);
   response->set_probability(outcome->probability);
   response->set_matched_tokens_exact(outcome->matched_tokens_exact);
+  response->set_head_probability(outcome->head_probability);
   return grpc::Status::OK;
 }
 

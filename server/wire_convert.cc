@@ -107,7 +107,8 @@ absl::StatusOr<LookupQuery> ToLookupQuery(const v1::LookupRequest& request,
                      .chunk_digests = ids.digests,
                      .tokens = *tokens,
                      .alignment = request.alignment(),
-                     .exact_only = *exact_only};
+                     .exact_only = *exact_only,
+                     .head_chunks = request.head_chunks()};
 }
 
 absl::StatusOr<PutSpec> ToPutSpec(const v1::PutHeader& header,

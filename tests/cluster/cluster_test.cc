@@ -83,7 +83,8 @@ class ClusterTest : public ::testing::Test {
   std::vector<std::string> NodeFlags(double drain_s = 0) {
     return {absl::StrCat("--cluster_etcd=", etcd_->endpoint()),
             "--cluster_name=test", "--cluster_lease_s=2",
-            absl::StrCat("--drain_s=", drain_s)};
+            absl::StrCat("--drain_s=", drain_s),
+            absl::StrCat("--replicas_hot=", replicas_hot_)};
   }
 
   // Waits up to 10 s for `count` serving members.
@@ -125,6 +126,7 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
+  uint32_t replicas_hot_ = 0;  // the nodes' --replicas_hot
   std::unique_ptr<EtcdProcess> etcd_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
   std::unique_ptr<cluster::MemberWatcher> watcher_;
@@ -238,21 +240,49 @@ std::vector<int> Holders(std::vector<std::unique_ptr<ServerProcess>>& servers,
   return holders;
 }
 
-TEST_F(ClusterTest, HotHeadsAreReplicatedAndStayHitsWhenAnOwnerDies) {
+// Nodes started with --replicas_hot=2.
+class HotClusterTest : public ClusterTest {
+ protected:
+  HotClusterTest() { replicas_hot_ = 2; }
+};
+
+TEST_F(HotClusterTest, HotHeadsByTheOwnersVisitsAreReplicated) {
+  // The nodes ask for two owners of hot heads; the cluster config says what
+  // is hot: a head a third of its owner's lookups pass through.
+  EXPECT_EQ(watcher_->view()->ReplicasHot(), 2u);
   cluster::EtcdGateway etcd({etcd_->endpoint()}, absl::Seconds(2));
   ASSERT_TRUE(etcd.Put(cluster::ConfigKey("test"),
-                       R"({"replicas_hot": 2, "hot_lookups": 3})")
+                       R"({"hot_lookups": 1, "hot_window": 3})")
                   .ok());
-  for (int i = 0; i < 100 && watcher_->view()->placement.replicas_hot != 2; ++i)
+  for (int i = 0; i < 100 && watcher_->view()->placement.hot_window != 3; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(watcher_->view()->placement.replicas_hot, 2u);
+  ASSERT_EQ(watcher_->view()->placement.hot_window, 3u);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto cluster_status = servers_[0]->AdminGet("/v1/cluster");
+  ASSERT_TRUE(cluster_status.ok()) << cluster_status.status();
+  EXPECT_EQ(nlohmann::json::parse(*cluster_status)["replicas_hot"], 2);
 
-  PutPrompts(2);
+  constexpr int kPrompts = 24;
+  PutPrompts(kPrompts);
   const std::vector<int32_t> hot = Prompt(0), cold = Prompt(1);
-  for (int i = 0; i < 3; ++i)
-    EXPECT_EQ(client_->Lookup(kModel, hot)->matched_tokens, kPromptTokens);
-  EXPECT_EQ(client_->Lookup(kModel, cold)->matched_tokens, kPromptTokens);
+  // Every prompt is looked up twice, the hot one 12 times more: its owner
+  // sees it in about half its lookups, the cold one in a tenth.
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < kPrompts; ++i)
+      ASSERT_EQ(client_->Lookup(kModel, Prompt(i))->matched_tokens,
+                kPromptTokens);
+  for (int i = 0; i < 12; ++i)
+    ASSERT_EQ(client_->Lookup(kModel, hot)->matched_tokens, kPromptTokens);
+  // The servers apply visits to their statistics within a second.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto found_hot = client_->Lookup(kModel, hot);
+  ASSERT_TRUE(found_hot.ok()) << found_hot.status();
+  EXPECT_GE(found_hot->head_probability, 1.0 / 3);
+  auto found_cold = client_->Lookup(kModel, cold);
+  ASSERT_TRUE(found_cold.ok()) << found_cold.status();
+  EXPECT_GT(found_cold->head_probability, 0.0);
+  EXPECT_LT(found_cold->head_probability, 1.0 / 3);
+
   // The next Put of the hot prompt (what a worker does after its Lookup)
   // stores it on a second owner; the cold one stays on one.
   PutOptions put;
@@ -274,6 +304,33 @@ TEST_F(ClusterTest, HotHeadsAreReplicatedAndStayHitsWhenAnOwnerDies) {
     ASSERT_TRUE(WaitForServing(3));
     absl::SleepFor(ClusterClient::kDownFor);
   }
+}
+
+TEST_F(ClusterTest, ClusterConfigAsksForReplicasToo) {
+  // Without --replicas_hot the config's replicas_hot applies.
+  EXPECT_EQ(watcher_->view()->ReplicasHot(), 1u);
+  cluster::EtcdGateway etcd({etcd_->endpoint()}, absl::Seconds(2));
+  ASSERT_TRUE(etcd.Put(cluster::ConfigKey("test"),
+                       R"({"replicas_hot": 3, "hot_lookups": 1,
+                           "hot_window": 2})")
+                  .ok());
+  for (int i = 0; i < 100 && watcher_->view()->ReplicasHot() != 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(watcher_->view()->ReplicasHot(), 3u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // A prompt every lookup of its owner passes through is hot (P̂ 1, at
+  // least the half asked).
+  PutPrompts(1);
+  ASSERT_EQ(client_->Lookup(kModel, Prompt(0))->matched_tokens, kPromptTokens);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto found = client_->Lookup(kModel, Prompt(0));
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_GE(found->head_probability, 0.5);
+  PutOptions put;
+  put.model = kModel;
+  put.codec = "raw";
+  ASSERT_TRUE(client_->Put(put, Cache(Prompt(0))).ok());
+  EXPECT_EQ(Holders(servers_, Prompt(0)).size(), 3u);
 }
 
 TEST_F(ClusterTest, EtcdDownKeepsServingWithTheLastMembership) {

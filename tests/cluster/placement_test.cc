@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cluster/member.h"
+#include "cluster/member_watcher.h"
 #include "cluster/rendezvous.h"
 #include "gtest/gtest.h"
 
@@ -132,6 +133,7 @@ TEST(MemberTest, RecordRoundTrips) {
   member.bytes_stored = 77;
   member.hit_tokens = 5;
   member.started_unix_ms = 1234567;
+  member.replicas_hot = 3;
   auto parsed = ParseMember(MemberToJson(member));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, member);
@@ -143,10 +145,29 @@ TEST(MemberTest, RejectsMalformedRecords) {
         R"({"id": "", "address": "a:1"})", R"({"id": "a/b", "address": "a:1"})",
         R"({"id": "x", "address": "a:1", "state": "gone"})",
         R"({"id": "x", "address": "a:1", "bytes_stored": -1})",
+        R"({"id": "x", "address": "a:1", "replicas_hot": 17})",
+        R"({"id": "x", "address": "a:1", "replicas_hot": 4294967298})",
         R"({"id": "x", "address": 5})"})
     EXPECT_EQ(ParseMember(bad).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
+}
+
+TEST(MemberTest, ReplicasHotIsTheLargestAsked) {
+  MemberView view;
+  view.members = Members(3, 0);
+  EXPECT_EQ(view.ReplicasHot(), 1u);
+  view.placement.replicas_hot = 2;
+  EXPECT_EQ(view.ReplicasHot(), 2u);
+  view.members[1].replicas_hot = 3;
+  EXPECT_EQ(view.ReplicasHot(), 3u);
+  // A draining member's wish no longer counts.
+  view.members[1].state = MemberState::kDraining;
+  EXPECT_EQ(view.ReplicasHot(), 2u);
+  // hot_lookups of every hot_window lookups.
+  view.placement.hot_lookups = 1;
+  view.placement.hot_window = 4;
+  EXPECT_DOUBLE_EQ(view.placement.HotProbability(), 0.25);
 }
 
 TEST(MemberTest, ParsesClusterTargets) {
