@@ -62,7 +62,9 @@ ABSL_FLAG(uint32_t, simulate_nodes, 0,
           "cache of blocks holding its share of --capacity_blocks "
           "(docs/SCALE.md)");
 ABSL_FLAG(uint32_t, placement_chunks, 2,
-          "replay --simulate_nodes: the cluster's placement depth in chunks");
+          "replay: a prompt's head, in blocks (the cluster's placement "
+          "depth): --simulate_nodes places by it, and the hit rate of the "
+          "hottest 1% of heads is reported by it");
 ABSL_FLAG(int32_t, simulate_kill_node, -1,
           "replay --simulate_nodes: this node (0-based) is down for the "
           "middle third of the requests (-1: none)");
@@ -145,6 +147,10 @@ int RunReplay(std::span<char* const> args) {
   options.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes);
   options.admin = absl::GetFlag(FLAGS_admin);
   options.windows = absl::GetFlag(FLAGS_windows);
+  options.head_blocks = absl::GetFlag(FLAGS_placement_chunks);
+  if (options.head_blocks == 0)
+    return ReportError(
+        absl::InvalidArgumentError("--placement_chunks must be positive"));
   options.retention = absl::GetFlag(FLAGS_retention);
   options.block_tokens = absl::GetFlag(FLAGS_block_tokens);
   options.tiers = absl::GetFlag(FLAGS_tiers);

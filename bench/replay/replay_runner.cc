@@ -9,6 +9,7 @@
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -264,6 +265,35 @@ uint32_t TraceTokensMatched(const TraceRequest& request, uint32_t matched,
   return trace_tokens;
 }
 
+uint64_t HeadKey(const TraceRequest& request, uint32_t head_blocks) {
+  // Ids are chained: the last id of the head names the whole head.
+  const size_t blocks = std::min<size_t>(std::max<uint32_t>(head_blocks, 1),
+                                         request.hash_ids.size());
+  return blocks == 0 ? 0 : request.hash_ids[blocks - 1];
+}
+
+std::vector<uint64_t> HottestHeads(const std::vector<TraceRequest>& requests,
+                                   uint32_t head_blocks, double fraction,
+                                   uint64_t* min_requests) {
+  absl::flat_hash_map<uint64_t, uint64_t> counts;
+  for (const TraceRequest& request : requests)
+    if (!request.hash_ids.empty()) ++counts[HeadKey(request, head_blocks)];
+  std::vector<std::pair<uint64_t, uint64_t>> ranked(counts.begin(),
+                                                    counts.end());
+  // Most requests first; ties by id, so the choice is reproducible.
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  const size_t keep = std::min<size_t>(
+      ranked.size(),
+      std::max<size_t>(1, static_cast<size_t>(ranked.size() * fraction)));
+  std::vector<uint64_t> heads;
+  for (size_t i = 0; i < keep; ++i) heads.push_back(ranked[i].first);
+  if (min_requests != nullptr)
+    *min_requests = keep == 0 ? 0 : ranked[keep - 1].second;
+  return heads;
+}
+
 absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   auto requests =
       ReadMooncakeTrace(options.trace, options.requests, options.block_tokens);
@@ -425,6 +455,15 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   const int windows = std::max(1, options.windows);
   report.windows.resize(windows);
   report.windows_exact.resize(windows);
+  // The hottest 1% of heads: do they stay hits (through a cluster that
+  // loses a node, say)?
+  const std::vector<uint64_t> hot_list = HottestHeads(
+      *requests, options.head_blocks, 0.01, &report.hot_heads.min_requests);
+  const absl::flat_hash_set<uint64_t> hot_heads(hot_list.begin(),
+                                                hot_list.end());
+  absl::flat_hash_set<uint64_t> heads_seen;
+  report.hot_heads.heads = hot_heads.size();
+  report.hot_heads.windows.resize(windows);
   LatencyRecorder lookup_latency, put_latency;
   PutOptions put;
   put.model = report.model;
@@ -503,6 +542,18 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
     report.hits_exact.Add(hits_exact);
     report.windows[i * windows / requests->size()].Add(hits);
     report.windows_exact[i * windows / requests->size()].Add(hits_exact);
+    if (const uint64_t head = HeadKey(request, options.head_blocks);
+        hot_heads.contains(head) && !heads_seen.insert(head).second) {
+      const bool head_hit =
+          hits.blocks_hit >=
+          std::min<size_t>(options.head_blocks, request.hash_ids.size());
+      auto& [window_requests, window_hits] =
+          report.hot_heads.windows[i * windows / requests->size()];
+      ++window_requests, ++report.hot_heads.requests;
+      if (head_hit) ++window_hits, ++report.hot_heads.head_hits;
+    } else {
+      heads_seen.insert(head);
+    }
 
     if (!source) {
       const size_t bytes = cache.tokens.size() * tensor_bytes_per_token;
@@ -554,6 +605,12 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
   for (size_t w = 0; w < report.windows.size(); ++w)
     windows.push_back(HitsJson(report.windows[w], report.windows_exact[w]));
   const uint64_t bytes_per_token = report.layout.bytes_per_token();
+  nlohmann::json hot_windows = nlohmann::json::array();
+  for (const auto& [requests, hits] : report.hot_heads.windows)
+    hot_windows.push_back(requests == 0
+                              ? nlohmann::json(nullptr)
+                              : nlohmann::json(double(hits) / requests));
+  const HotHeads& hot = report.hot_heads;
   return {
       {"command", "replay"},
       {"config",
@@ -591,6 +648,15 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
       {"hit_rate_blocks_exact", report.hits_exact.block_rate()},
       {"hits", HitsJson(report.hits, report.hits_exact)},
       {"windows", windows},
+      {"hot_heads",
+       {{"head_blocks", options.head_blocks},
+        {"heads", hot.heads},
+        {"min_requests_per_head", hot.min_requests},
+        {"repeat_requests", hot.requests},
+        {"head_hits", hot.head_hits},
+        {"head_hit_rate",
+         hot.requests == 0 ? 0.0 : double(hot.head_hits) / hot.requests},
+        {"windows", hot_windows}}},
       {"reference_lru", HitsJson(report.reference)},
       {"served", ServedJson(report.layout, report.served)},
       {"bytes_unique_raw", report.bytes_unique_raw},
@@ -662,6 +728,22 @@ std::string ReplayToText(const ReplayOptions& options,
         &text, absl::StrFormat(" %.3f/%.3f", report.windows[w].token_rate(),
                                report.windows_exact[w].token_rate()));
   absl::StrAppend(&text, "\n");
+  const HotHeads& hot = report.hot_heads;
+  absl::StrAppend(
+      &text,
+      absl::StrFormat(
+          "hottest 1%% of heads (%llu heads of %u blocks, %llu+ requests "
+          "each): head hit %.4f of %llu repeat requests; per slice:",
+          static_cast<unsigned long long>(hot.heads), options.head_blocks,
+          static_cast<unsigned long long>(hot.min_requests),
+          hot.requests == 0 ? 0.0 : double(hot.head_hits) / hot.requests,
+          static_cast<unsigned long long>(hot.requests)));
+  for (const auto& [requests, hits] : hot.windows)
+    absl::StrAppend(&text,
+                    requests == 0
+                        ? std::string(" -")
+                        : absl::StrFormat(" %.3f", double(hits) / requests));
+  absl::StrAppend(&text, "\n");
   if (report.tiers.is_object())
     absl::StrAppend(&text, "tiers: ", report.tiers.dump(), "; ",
                     report.demotions, " demotions, ", report.ghost_hits,
@@ -684,7 +766,8 @@ std::string ReplayToText(const ReplayOptions& options,
                       report.elapsed_s, report.lookup_latency.p50_ms,
                       report.lookup_latency.p99_ms, report.put_latency.p50_ms,
                       report.put_latency.p99_ms));
-  if (!report.nodes.empty()) absl::StrAppend(&text, ClusterUsageText(report.nodes));
+  if (!report.nodes.empty())
+    absl::StrAppend(&text, ClusterUsageText(report.nodes));
   return text;
 }
 

@@ -11,8 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "bench/load/latency.h"
-#include "bench/replay/kv_source.h"
 #include "bench/replay/cluster_report.h"
+#include "bench/replay/kv_source.h"
 #include "bench/replay/trace.h"
 #include "client/client.h"
 #include "codec/kv_layout.h"
@@ -56,6 +56,10 @@ struct ReplayOptions {
   std::string model;  // empty: named after the layout
   uint64_t seed = 1;
   int windows = 10;  // hit rate over time: this many slices of the requests
+  // A prompt's head: its first this many blocks (a cluster's placement
+  // depth, --placement_chunks). The hottest 1% of heads are followed on
+  // their own (HotHeads).
+  uint32_t head_blocks = 2;
   // Every this many requests (0: never), Get the matched prefix before the
   // Put, at any fidelity and exact only, and compare it with the KV that
   // was Put: what the served chunks' errors are (ServedCheck).
@@ -86,6 +90,25 @@ struct ServedCheck {
   double profile_rel_mse_max = 0;
 };
 
+// The requests whose head is among the hottest 1% of the replayed
+// requests' distinct heads (by how many requests start with it, at least
+// one), and whose head an earlier request already stored: could their
+// head hit? Overall and per window, as requests and head hits.
+struct HotHeads {
+  uint64_t heads = 0;         // distinct hot heads
+  uint64_t min_requests = 0;  // requests of the least hot of them
+  uint64_t requests = 0;      // repeat requests of hot heads
+  uint64_t head_hits = 0;     // of those, whose whole head hit
+  std::vector<std::pair<uint64_t, uint64_t>> windows;  // requests, hits
+};
+
+// Picks the hot heads of `requests` (ReplayOptions::head_blocks): the
+// returned set holds their hash ids' HeadKey.
+uint64_t HeadKey(const TraceRequest& request, uint32_t head_blocks);
+std::vector<uint64_t> HottestHeads(const std::vector<TraceRequest>& requests,
+                                   uint32_t head_blocks, double fraction,
+                                   uint64_t* min_requests);
+
 struct ReplayReport {
   // Through an etcd:// target: each member's stored bytes at the end.
   std::vector<NodeUsage> nodes;
@@ -95,6 +118,7 @@ struct ReplayReport {
   HitCounts hits_exact;
   std::vector<HitCounts> windows;
   std::vector<HitCounts> windows_exact;
+  HotHeads hot_heads;
   // The same trace through the reference LRU model at the same capacity.
   HitCounts reference;
   ServedCheck served;
