@@ -111,12 +111,14 @@ def check_kv(k, v, num_tokens):
     return tensors, dtype
 
 
-def token_major(tensors, begin, end):
+def token_major(tensors, begin, end, out=None):
     """Tokens [begin, end) of checked tensors in wire order: an array
-    [tokens, layers, K|V, heads, head_dim], one vectorised copy per tensor."""
+    [tokens, layers, K|V, heads, head_dim], one vectorised copy per tensor;
+    into `out` (e.g. a view of a shared memory region) when given."""
     layers, heads, _, head_dim = tensors[0].shape
-    wire = np.empty((end - begin, layers, len(tensors), heads, head_dim),
-                    dtype=tensors[0].dtype.newbyteorder("<"))
+    wire = out if out is not None else np.empty(
+        (end - begin, layers, len(tensors), heads, head_dim),
+        dtype=tensors[0].dtype.newbyteorder("<"))
     for index, tensor in enumerate(tensors):
         wire[:, :, index] = tensor[:, :, begin:end].transpose(2, 0, 1, 3)
     return wire

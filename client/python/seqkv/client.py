@@ -1,7 +1,8 @@
 """A synchronous client of seqkv.v1.KvCacheService.
 
 Thread-safety: a Client may be shared by threads; each call is independent
-(grpc channels are thread-safe).
+(grpc channels are thread-safe; each call over shared memory takes a scratch
+region of its own).
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import numpy as np
 
 from . import arrays
 from . import errors
+from . import shm
 from .layout import Layout, Rope
 
 # Bytes of KV data per Put message (and per codec state piece), as the C++
@@ -85,6 +87,48 @@ class GetResult:
         return iter((self.k, self.v))
 
 
+@dataclasses.dataclass
+class RegionGetResult:
+    """What get_into_region placed: tokens [begin_token, end_token) of the
+    match, data_bytes bytes in wire order at `offset` of `region`.
+    wire() views them there (no copy); kv() copies them out as k, v."""
+
+    region: shm.Region
+    offset: int
+    layout: Layout
+    tokens: np.ndarray
+    matched_tokens: int
+    begin_token: int
+    end_token: int
+    data_bytes: int
+    namespace: str
+
+    @property
+    def num_tokens(self):
+        return self.end_token - self.begin_token
+
+    def wire(self, as_torch=False):
+        """[tokens, layers, K|V, kv_heads, head_dim] in the region itself:
+        valid until the region's bytes are overwritten."""
+        return self.region.wire(self.layout, self.num_tokens, self.offset,
+                                as_torch)
+
+    def kv(self, as_torch=False):
+        """(k, v) [layers, kv_heads, tokens, head_dim] copied out of the
+        region (v None for latent layouts)."""
+        return _scatter(self.layout, self.num_tokens,
+                        self.region.buffer[self.offset:
+                                           self.offset + self.data_bytes],
+                        as_torch)
+
+
+def _scatter(layout, count, data, as_torch):
+    reader = arrays.TokenMajorReader(layout, count)
+    if not reader.add(data) or not reader.complete:
+        raise errors.DataLossError("server announced a bad data size")
+    return reader.finish(as_torch)
+
+
 @dataclasses.dataclass(frozen=True)
 class DeleteResult:
     chunks_deleted: int
@@ -153,10 +197,16 @@ class Client:
     api_key: sent as "authorization: Bearer <key>" on every call.
     tls: a Tls, or None for plaintext.
     timeout: per-call deadline in seconds, None for none.
+    transport: "shm" moves KV bytes through shared memory regions where the
+      server's region socket is on this host (shm_socket, or PATH.shm beside
+      a target of unix:PATH when it exists), else in gRPC messages; "grpc"
+      always in messages (docs/SHARED_MEMORY.md).
+    shm_socket: the server's region socket (seqkv-server --shm_listen).
     """
 
     def __init__(self, target="127.0.0.1:50551", api_key=None, tls=None,
-                 timeout=None, message_bytes=DEFAULT_MESSAGE_BYTES):
+                 timeout=None, message_bytes=DEFAULT_MESSAGE_BYTES,
+                 transport="shm", shm_socket=None):
         self._pb, pb_grpc = _stubs()
         _check_name(target, "target")
         if tls is not None and not isinstance(tls, Tls):
@@ -184,8 +234,25 @@ class Client:
                                                 options=options)
         self._stub = pb_grpc.KvCacheServiceStub(self._channel)
         self._chunk_tokens = {}  # model -> chunk size, for lookup_by_chunks
+        self._layouts = {}  # model -> registered Layout, for shm Gets
+        self._regions = None  # a shm.RegionPool with a region socket
+        socket_path = shm.resolve_socket(target, transport, shm_socket)
+        if socket_path is not None:
+            try:
+                self._regions = shm.RegionPool(shm.RegionConnection(
+                    socket_path, f"Bearer {api_key}" if api_key else ""))
+            except BaseException:
+                self._channel.close()
+                raise
+
+    @property
+    def uses_shared_memory(self):
+        """True when KV bytes travel through shared memory regions."""
+        return self._regions is not None
 
     def close(self):
+        if self._regions is not None:
+            self._regions.close()
         self._channel.close()
 
     def __enter__(self):
@@ -270,6 +337,18 @@ class Client:
         header = pb.PutHeader(model=model, layout=layout.to_proto(pb),
                               packed_tokens=ids.tobytes(), codec=codec or "",
                               namespace=namespace or "")
+        if self._regions is not None:
+            # Transposed straight into shared memory; without a region (the
+            # tenant's limit, say) the bytes go in messages below.
+            nbytes = ids.size * layout.bytes_per_token
+            region = self._acquire(nbytes)
+            if region is not None:
+                try:
+                    arrays.token_major(tensors, 0, ids.size,
+                                       out=region.wire(layout, ids.size))
+                    return self._put_slice(header, region.handle, 0, nbytes)
+                finally:
+                    self._regions.release(region)
         budget = self._message_bytes
         # A batch of tokens at a time, each transposed once straight into
         # its message: memory stays at one message whatever the length.
@@ -360,6 +439,24 @@ class Client:
                                 alignment=alignment)
         if exact_only:
             request.min_fidelity = pb.FIDELITY_EXACT
+        if self._regions is not None and ids.size > begin_token:
+            layout = self._layout_of(model)
+            if layout is not None:
+                span = (end_token or ids.size) - begin_token
+                capacity = min(span, ids.size - begin_token) * \
+                    layout.bytes_per_token
+                region = self._acquire(capacity)
+                if region is not None:
+                    try:
+                        placed = self._get_slice(request, ids, region, 0,
+                                                 capacity)
+                        k, v = placed.kv(as_torch)
+                    finally:
+                        self._regions.release(region)
+                    return GetResult(k, v, placed.tokens, placed.layout,
+                                     placed.matched_tokens,
+                                     placed.begin_token, placed.end_token,
+                                     placed.namespace)
         header, reader = None, None
         try:
             for message in self._stub.Get(request, timeout=self._timeout,
@@ -416,3 +513,148 @@ class Client:
         response = self._call(self._stub.Stats, self._pb.StatsRequest())
         return Stats(**{field.name: getattr(response, field.name)
                         for field in dataclasses.fields(Stats)})
+
+    # Same-host transfer through shared memory (docs/SHARED_MEMORY.md).
+
+    def create_region(self, nbytes):
+        """A shared memory region of `nbytes` registered with the server:
+        a memfd mapped here and by the server. Put KV data in it
+        (Region.wire, Region.array) and name it in put_from_region, or have
+        get_into_region write there: no copy in this process at all.
+        FailedPreconditionError without a region socket."""
+        return self._region_pool().connection.create_region(nbytes)
+
+    def put_from_region(self, model, tokens, region, offset=0, layout=None,
+                        codec=None, namespace=None):
+        """Stores the cache of `tokens` that lies in wire order ([tokens,
+        layers, K|V, kv_heads, head_dim], Region.wire) at `offset` of
+        `region`; the server reads it there. layout: the cache's Layout;
+        None takes the model's registered one."""
+        pb = self._pb
+        self._region_pool()
+        _check_name(model, "model")
+        _check_name(codec, "codec", required=False)
+        _check_name(namespace, "namespace", required=False)
+        if not isinstance(region, shm.Region):
+            raise errors.InvalidArgumentError("region must be a seqkv.Region")
+        ids = arrays.tokens_to_numpy(tokens)
+        if ids.size == 0:
+            raise errors.InvalidArgumentError("tokens is empty")
+        if layout is None:
+            layout = self._layout_of(model)
+            if layout is None:
+                raise errors.FailedPreconditionError(
+                    f"model {model!r} is not registered: pass its layout")
+        if not isinstance(layout, Layout):
+            raise errors.InvalidArgumentError("layout must be a seqkv.Layout")
+        nbytes = ids.size * layout.bytes_per_token
+        region._check(offset, nbytes)
+        header = pb.PutHeader(model=model, layout=layout.to_proto(pb),
+                              packed_tokens=ids.tobytes(), codec=codec or "",
+                              namespace=namespace or "")
+        return self._put_slice(header, region.handle, int(offset), nbytes)
+
+    def get_into_region(self, model, tokens, region, offset=0, capacity=None,
+                        namespace=None, begin_token=0, end_token=0,
+                        alignment=0, exact_only=False):
+        """Gets the match of `tokens` (or tokens [begin_token, end_token)
+        of it) written by the server in wire order at `offset` of `region`,
+        in at most `capacity` bytes (None: to the region's end); data that
+        does not fit raises OutOfRangeError with nothing written. Returns a
+        RegionGetResult: .wire() views the data in the region, .kv() copies
+        it out as k, v."""
+        pb = self._pb
+        self._region_pool()
+        _check_name(model, "model")
+        _check_name(namespace, "namespace", required=False)
+        if not isinstance(region, shm.Region):
+            raise errors.InvalidArgumentError("region must be a seqkv.Region")
+        ids = arrays.tokens_to_numpy(tokens)
+        alignment = _check_count(alignment, "alignment")
+        begin_token = _check_count(begin_token, "begin_token")
+        end_token = _check_count(end_token, "end_token")
+        if end_token and end_token < begin_token:
+            raise errors.InvalidArgumentError(
+                f"bad token range [{begin_token}, {end_token})")
+        if capacity is None:
+            region._check(offset, 0)
+            capacity = region.size - int(offset)
+        region._check(offset, capacity)
+        request = pb.GetRequest(model=model, packed_tokens=ids.tobytes(),
+                                namespace=namespace or "",
+                                begin_token=begin_token, end_token=end_token,
+                                alignment=alignment)
+        if exact_only:
+            request.min_fidelity = pb.FIDELITY_EXACT
+        return self._get_slice(request, ids, region, int(offset),
+                               int(capacity))
+
+    def _region_pool(self):
+        if self._regions is None:
+            raise errors.FailedPreconditionError(
+                "this client has no region socket (transport='shm' with the "
+                "server's shm_socket, or a unix: target with one beside it)")
+        return self._regions
+
+    def _acquire(self, nbytes):
+        """A scratch region of nbytes, or None to send messages instead."""
+        try:
+            return self._regions.acquire(nbytes)
+        except errors.Error:
+            # The server refused a region (the tenant's limit, the largest
+            # region, a credential it cannot take on the region socket):
+            # messages work regardless.
+            return None
+
+    def _layout_of(self, model):
+        """The model's registered Layout, asked once; None if unknown."""
+        layout = self._layouts.get(model)
+        if layout is None:
+            try:
+                layout = self.get_model(model).layout
+            except errors.NotFoundError:
+                return None
+            self._layouts[model] = layout
+        return layout
+
+    def _put_slice(self, header, handle, offset, nbytes):
+        pb = self._pb
+        messages = (pb.PutRequest(header=header),
+                    pb.PutRequest(region_data=pb.RegionSlice(
+                        region=handle, offset=offset, length=nbytes)))
+        response = self._call(self._stub.Put, iter(messages))
+        return PutResult(response.tokens, response.chunks_new,
+                         response.chunks_deduped, response.bytes_logical,
+                         response.bytes_stored, response.codec)
+
+    def _get_slice(self, request, ids, region, offset, capacity):
+        request.region_target.region = region.handle
+        request.region_target.offset = offset
+        request.region_target.length = capacity
+        header = None
+        try:
+            for message in self._stub.Get(request, timeout=self._timeout,
+                                          metadata=self._metadata):
+                if message.WhichOneof("message") != "header" or \
+                        header is not None or \
+                        not message.header.data_in_region:
+                    raise errors.DataLossError(
+                        "a Get into a region answered with more than one "
+                        "header")
+                header = message.header
+        except grpc.RpcError as error:
+            raise errors.from_rpc_error(error) from None
+        if header is None:
+            raise errors.DataLossError(
+                "a Get into a region ended without a header")
+        layout = Layout.from_proto(header.layout)
+        count = header.end_token - header.begin_token
+        if not (header.begin_token <= header.end_token <= ids.size) or \
+                header.data_bytes != layout.bytes_per_token * count or \
+                header.data_bytes > capacity:
+            raise errors.DataLossError("server announced a bad data size")
+        return RegionGetResult(
+            region, offset, layout,
+            ids[header.begin_token:header.end_token].copy(),
+            header.matched_tokens, header.begin_token, header.end_token,
+            header.data_bytes, header.namespace)
