@@ -169,23 +169,42 @@ absl::StatusOr<LookupResult> ClusterClient::Lookup(
     return LookupResult{};  // every owner is down: a miss
   }
   // Hot heads have replicas on the next owners: they answer for a failed
-  // one.
+  // one, and for one that lacks the head (it was away when the head was
+  // stored on the others).
   const size_t attempts =
       std::min<size_t>(std::max<uint32_t>(replicas, 1), routes.size());
+  const bool known_hot = replicas > 1 && IsHot(key);
   absl::StatusOr<LookupResult> result = LookupResult{};
+  bool answered = false;
+  size_t answered_by = 0;
   for (size_t i = 0; i < attempts; ++i) {
     const Route& owner = routes[i];
-    result = digest_chunk_tokens > 0
-                 ? owner.client->LookupByChunks(
-                       model, tokens, digest_chunk_tokens, alignment,
-                       name_space, placement.prefix_chunks)
-                 : owner.client->Lookup(model, tokens, alignment, name_space,
-                                        placement.prefix_chunks);
-    if (!IsMemberFailure(result.status())) break;
-    MarkDown(owner.member_id);
-    result = LookupResult{};
+    auto answer =
+        digest_chunk_tokens > 0
+            ? owner.client->LookupByChunks(model, tokens, digest_chunk_tokens,
+                                           alignment, name_space,
+                                           placement.prefix_chunks)
+            : owner.client->Lookup(model, tokens, alignment, name_space,
+                                   placement.prefix_chunks);
+    if (IsMemberFailure(answer.status())) {
+      MarkDown(owner.member_id);
+      continue;
+    }
+    // The first answer stands (an error included) unless a replica's
+    // matches more.
+    if (!answered ||
+        (answer.ok() &&
+         (!result.ok() || answer->matched_tokens > result->matched_tokens))) {
+      result = std::move(answer);
+      answered_by = i;
+    }
+    answered = true;
+    if (!known_hot || (result.ok() && result->matched_tokens > 0)) break;
   }
-  if (replicas > 1 && result.ok() && result->matched_tokens > 0)
+  // Only the first owner sees the head's traffic: a replica's answer (it
+  // serves the head only while the owner is away) leaves it as it was.
+  if (replicas > 1 && result.ok() && result->matched_tokens > 0 &&
+      answered_by == 0)
     NoteHotness(key, result->head_probability >= placement.HotProbability());
   // A member that has not stored the model yet, where another has: a miss.
   if (result.status().code() == absl::StatusCode::kNotFound && chunk_tokens > 0)
@@ -241,13 +260,28 @@ absl::Status ClusterClient::GetInto(const GetOptions& options,
                                     std::span<const int32_t> tokens,
                                     KvCache& cache) {
   const uint32_t chunk_tokens = ChunkTokens(options.model);
-  const std::vector<Route> routes =
-      Routes(KeyOf(options.model, options.name_space, tokens));
+  const uint32_t replicas = watcher_->view()->ReplicasHot();
+  const uint64_t key = KeyOf(options.model, options.name_space, tokens);
+  const std::vector<Route> routes = Routes(key, replicas);
   absl::Status status = absl::UnavailableError(absl::StrCat(
       "cluster '", watcher_->cluster_name(), "' has no serving member"));
   if (!routes.empty()) {
-    status = routes.front().client->GetInto(options, tokens, cache);
-    if (IsMemberFailure(status)) MarkDown(routes.front().member_id);
+    // As Lookup: a hot head's replicas answer for an owner that failed or
+    // lacks it.
+    const size_t attempts =
+        replicas > 1 ? std::min<size_t>(replicas, routes.size()) : 1;
+    const bool known_hot = replicas > 1 && IsHot(key);
+    for (size_t i = 0; i < attempts; ++i) {
+      status = routes[i].client->GetInto(options, tokens, cache);
+      if (IsMemberFailure(status)) {
+        MarkDown(routes[i].member_id);
+        continue;
+      }
+      const bool missed =
+          (status.ok() && cache.tokens.empty()) ||
+          (status.code() == absl::StatusCode::kNotFound && chunk_tokens > 0);
+      if (!known_hot || !missed) break;
+    }
   } else if (!watcher_->view()->Serving().empty()) {
     status = absl::UnavailableError("every owner is down");
   }

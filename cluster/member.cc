@@ -65,7 +65,8 @@ std::string MemberToJson(const Member& member) {
               {"lookup_tokens", member.lookup_tokens},
               {"hit_tokens", member.hit_tokens},
               {"started_unix_ms", member.started_unix_ms},
-              {"replicas_hot", member.replicas_hot}}
+              {"replicas_hot", member.replicas_hot},
+              {"namespace_bytes", member.namespace_bytes}}
       .dump();
 }
 
@@ -94,6 +95,20 @@ absl::StatusOr<Member> ParseMember(std::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat(
         "member record's \"replicas_hot\" must be at most ", kMaxReplicasHot));
   member.replicas_hot = static_cast<uint32_t>(replicas_hot);
+  if (json.contains("namespace_bytes")) {
+    const Json& field = json["namespace_bytes"];
+    if (!field.is_object() || field.size() > kMaxReportedNamespaces)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "member record's \"namespace_bytes\" must be an object of at most ",
+          kMaxReportedNamespaces, " namespaces"));
+    for (const auto& [name, bytes] : field.items()) {
+      if (!bytes.is_number_unsigned())
+        return absl::InvalidArgumentError(
+            absl::StrCat("member record's \"namespace_bytes\" of '", name,
+                         "' is not a non-negative integer"));
+      member.namespace_bytes[name] = bytes.get<uint64_t>();
+    }
+  }
   if (!ValidName(member.id))
     return absl::InvalidArgumentError(
         "member record's \"id\" must be 1 to 128 of [A-Za-z0-9._-]");

@@ -10,6 +10,7 @@
 #define SEQKV_CLUSTER_MEMBER_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ enum class MemberState {
 
 // The most owners a hot head may be stored on.
 inline constexpr uint32_t kMaxReplicasHot = 16;
+// The most namespaces a record reports bytes of.
+inline constexpr size_t kMaxReportedNamespaces = 4096;
 
 struct Member {
   // Stable across restarts (kept in the node's data directory), so that a
@@ -43,6 +46,10 @@ struct Member {
   // The node's --replicas_hot: how many owners its hot heads want (0: the
   // cluster config's).
   uint32_t replicas_hot = 0;
+  // Bytes the node stores of each namespace that has a quota (reported
+  // with the counters): what the other members leave of a cluster-wide
+  // quota (server/retention.h).
+  std::map<std::string, uint64_t> namespace_bytes;
 
   friend bool operator==(const Member&, const Member&) = default;
 };

@@ -123,6 +123,7 @@ void Membership::KeepAliveLoop() {
   // expires. Shorter while not registered, to rejoin soon.
   while (!stop_) {
     Tick();
+    if (options_.on_view) options_.on_view(*watcher_.view());
     absl::Duration wait = options_.lease_ttl / 3;
     {
       absl::MutexLock lock(&mutex_);

@@ -37,6 +37,9 @@ struct MembershipOptions {
   absl::Duration etcd_timeout = absl::Seconds(2);
   // Fills the counters of the record (bytes_stored...); may be empty.
   std::function<void(Member&)> fill_counters;
+  // Called with the members as the node sees them after each keep-alive
+  // (every third of lease_ttl) and at Start; may be empty.
+  std::function<void(const MemberView&)> on_view;
 };
 
 class Membership {

@@ -34,6 +34,11 @@ ABSL_FLAG(uint32_t, replicas_hot, 0,
           "largest of the members' and the cluster config's replicas_hot); "
           "0: the cluster config's (default 1)");
 
+ABSL_FLAG(uint32_t, cluster_report_s, 5,
+          "with --cluster_etcd: seconds between rewrites of the node's record "
+          "with its counters and per-namespace bytes (how stale the other "
+          "nodes' view of them may be)");
+
 namespace seqkv {
 
 absl::StatusOr<std::unique_ptr<ClusterJoin>> ClusterJoin::FromFlags(
@@ -73,6 +78,11 @@ absl::StatusOr<std::unique_ptr<ClusterJoin>> ClusterJoin::FromFlags(
   if (lease < 2 || lease > 3600)
     return absl::InvalidArgumentError("--cluster_lease_s must be in [2, 3600]");
   join->lease_ttl_ = absl::Seconds(lease);
+  const uint32_t report = absl::GetFlag(FLAGS_cluster_report_s);
+  if (report < 1 || report > 3600)
+    return absl::InvalidArgumentError(
+        "--cluster_report_s must be in [1, 3600]");
+  join->report_interval_ = absl::Seconds(report);
   join->replicas_hot_ = absl::GetFlag(FLAGS_replicas_hot);
   if (join->replicas_hot_ > cluster::kMaxReplicasHot)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -109,6 +119,7 @@ absl::Status ClusterJoin::Start(CacheEngine* engine,
   options.etcd_endpoints = endpoints_;
   options.cluster_name = name_;
   options.lease_ttl = lease_ttl_;
+  options.report_interval = report_interval_;
   options.self.id = *id;
   options.self.address = advertise_.empty()
                              ? absl::StrCat(listen_host_, ":", grpc_port)
@@ -125,12 +136,17 @@ absl::Status ClusterJoin::Start(CacheEngine* engine,
   options.fill_counters = [engine](cluster::Member& member) {
     member.bytes_stored = member.chunks_stored = 0;
     member.lookups = member.lookup_tokens = member.hit_tokens = 0;
+    member.namespace_bytes.clear();
     for (const auto& [name, stats] : engine->stats().SnapshotAll()) {
       member.bytes_stored += static_cast<uint64_t>(stats.usage.bytes_stored);
       member.chunks_stored += static_cast<uint64_t>(stats.usage.chunks_stored);
       member.lookups += stats.counters.lookups();
       member.lookup_tokens += stats.counters.lookup_tokens();
       member.hit_tokens += stats.counters.hit_tokens();
+      // For the other members' share of cluster-wide quotas.
+      if (engine->QuotaFor(name) > 0)
+        member.namespace_bytes[name] = static_cast<uint64_t>(
+            std::max<int64_t>(0, stats.usage.charged_bytes()));
     }
   };
   auto membership = std::make_shared<cluster::Membership>(std::move(options));

@@ -47,6 +47,7 @@ class ClusterJoin {
   absl::Duration drain_ = absl::ZeroDuration();
   absl::Duration lease_ttl_ = absl::Seconds(10);
   uint32_t replicas_hot_ = 0;  // --replicas_hot
+  absl::Duration report_interval_ = absl::Seconds(5);
 
   absl::Mutex mutex_;
   std::shared_ptr<cluster::Membership> membership_ ABSL_GUARDED_BY(mutex_);

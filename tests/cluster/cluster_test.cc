@@ -2,8 +2,11 @@
 // cluster client (an etcd:// target): routing, a node killed (misses, never
 // errors), its rejoin with its data, etcd going away, and a drain.
 #include <signal.h>
+#include <stdlib.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -14,6 +17,8 @@
 #include "cluster/etcd_gateway.h"
 #include "cluster/member.h"
 #include "cluster/member_watcher.h"
+#include "cluster/placement.h"
+#include "cluster/rendezvous.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/cluster/etcd_process.h"
@@ -68,6 +73,7 @@ class ClusterTest : public ::testing::Test {
     ClientOptions options;
     options.server = absl::StrCat("etcd://", etcd_->endpoint(), "/test");
     options.timeout_s = 1;
+    options.api_key = api_key_;
     auto client = Client::Connect(options);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = std::move(*client);
@@ -81,10 +87,13 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::vector<std::string> NodeFlags(double drain_s = 0) {
-    return {absl::StrCat("--cluster_etcd=", etcd_->endpoint()),
-            "--cluster_name=test", "--cluster_lease_s=2",
-            absl::StrCat("--drain_s=", drain_s),
-            absl::StrCat("--replicas_hot=", replicas_hot_)};
+    std::vector<std::string> flags = {
+        absl::StrCat("--cluster_etcd=", etcd_->endpoint()),
+        "--cluster_name=test", "--cluster_lease_s=2",
+        absl::StrCat("--drain_s=", drain_s),
+        absl::StrCat("--replicas_hot=", replicas_hot_)};
+    flags.insert(flags.end(), extra_flags_.begin(), extra_flags_.end());
+    return flags;
   }
 
   // Waits up to 10 s for `count` serving members.
@@ -127,6 +136,8 @@ class ClusterTest : public ::testing::Test {
   }
 
   uint32_t replicas_hot_ = 0;  // the nodes' --replicas_hot
+  std::vector<std::string> extra_flags_;
+  std::string api_key_;
   std::unique_ptr<EtcdProcess> etcd_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
   std::unique_ptr<cluster::MemberWatcher> watcher_;
@@ -304,6 +315,42 @@ TEST_F(HotClusterTest, HotHeadsByTheOwnersVisitsAreReplicated) {
     ASSERT_TRUE(WaitForServing(3));
     absl::SleepFor(ClusterClient::kDownFor);
   }
+
+  // The restarted nodes learn the head's traffic again.
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(client_->Lookup(kModel, hot)->matched_tokens, kPromptTokens);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_GE(client_->Lookup(kModel, hot)->head_probability, 1.0 / 3);
+
+  // An owner that lacks the hot head (it was away while the head was
+  // stored on the others): the replica answers, Lookup and Get alike.
+  const std::vector<cluster::Member> serving = watcher_->view()->Serving();
+  const uint64_t key = cluster::PlacementKey(kModel, "", hot, kChunkTokens,
+                                             watcher_->view()->placement);
+  const std::string owner_address =
+      serving[cluster::RankMembers(key, serving).front()].address;
+  int owner = -1;
+  for (size_t s = 0; s < servers_.size(); ++s)
+    if (servers_[s]->address() == owner_address) owner = static_cast<int>(s);
+  ASSERT_GE(owner, 0);
+  auto direct = servers_[owner]->Connect();
+  ASSERT_TRUE(direct.ok());
+  ASSERT_TRUE(
+      (*direct)
+          ->Delete(kModel, std::span<const int32_t>(hot).first(kChunkTokens))
+          .ok());
+  ASSERT_EQ(Holders(servers_, hot).size(), 1u);
+  auto found = client_->Lookup(kModel, hot);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->matched_tokens, kPromptTokens);
+  GetOptions get;
+  get.model = kModel;
+  auto fetched = client_->Get(get, hot);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(fetched->num_tokens(), kPromptTokens);
+  // The next Put stores it on the owner again.
+  ASSERT_TRUE(client_->Put(put, Cache(hot)).ok());
+  EXPECT_EQ(Holders(servers_, hot).size(), 2u);
 }
 
 TEST_F(ClusterTest, ClusterConfigAsksForReplicasToo) {
@@ -331,6 +378,57 @@ TEST_F(ClusterTest, ClusterConfigAsksForReplicasToo) {
   put.codec = "raw";
   ASSERT_TRUE(client_->Put(put, Cache(Prompt(0))).ok());
   EXPECT_EQ(Holders(servers_, Prompt(0)).size(), 3u);
+}
+
+// What `command` prints on stdout.
+std::string Output(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+    out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+TEST_F(ClusterTest, DashboardShowsTheMembers) {
+  // Debian's chromium (scripts/setup), as the admin dashboard's own test.
+  const std::string chromium = Output("command -v chromium");
+  ASSERT_FALSE(chromium.empty()) << "chromium is not installed";
+  PutPrompts(6);
+  // Each node's record carries its bytes within --cluster_report_s (5 s).
+  nlohmann::json cluster;
+  for (int i = 0; i < 80; ++i) {
+    auto answer = servers_[0]->AdminGet("/v1/cluster");
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    cluster = nlohmann::json::parse(*answer);
+    bool reported = cluster["members"].size() == 3;
+    for (const auto& member : cluster["members"])
+      reported = reported && member["bytes_stored"].get<uint64_t>() > 0;
+    if (reported) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  char pattern[] = "/tmp/seqkv-chromium-XXXXXX";
+  const std::string profile = mkdtemp(pattern);
+  const std::string dom = Output(absl::StrCat(
+      "timeout 90 ", chromium.substr(0, chromium.find('\n')),
+      " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
+      " --no-first-run --virtual-time-budget=5000 --user-data-dir=",
+      profile, " --dump-dom http://", servers_[0]->admin_address(),
+      "/ 2>/dev/null"));
+  std::filesystem::remove_all(profile);
+  EXPECT_NE(dom.find("id=\"cluster-summary\" data-value=\"3\""),
+            std::string::npos)
+      << dom.substr(0, 2000);
+  for (const auto& member : cluster["members"]) {
+    const std::string id = member["id"];
+    EXPECT_NE(dom.find(absl::StrCat(
+                  "id=\"member-", id, "-bytes-stored\" data-value=\"",
+                  member["bytes_stored"].get<uint64_t>(), "\"")),
+              std::string::npos)
+        << id;
+  }
 }
 
 TEST_F(ClusterTest, EtcdDownKeepsServingWithTheLastMembership) {

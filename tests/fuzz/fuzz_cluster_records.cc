@@ -21,12 +21,17 @@ std::string MakeSeed(uint64_t seed) {
       member.address = "127.0.0.1:" + std::to_string(rng() % 65536);
       member.capacity_bytes = rng();
       member.bytes_stored = rng() % 100000;
+      member.replicas_hot = rng() % 17;
+      if (rng() % 2)
+        member.namespace_bytes["tenant-" + std::to_string(rng() % 9)] = rng();
       member.state = rng() % 2 ? seqkv::cluster::MemberState::kServing
                                : seqkv::cluster::MemberState::kDraining;
       return seqkv::cluster::MemberToJson(member);
     }
     case 1:
-      return "{\"placement_chunks\": " + std::to_string(rng() % 70) + "}";
+      return "{\"placement_chunks\": " + std::to_string(rng() % 70) +
+             ", \"replicas_hot\": " + std::to_string(rng() % 18) +
+             ", \"hot_lookups\": " + std::to_string(rng() % 9) + "}";
     default:
       return "etcd://127.0.0.1:" + std::to_string(rng() % 70000) + ",h:1/c" +
              std::to_string(rng() % 9);

@@ -170,6 +170,52 @@ function renderTenants(tenants) {
   }
 }
 
+// --- cluster -----------------------------------------------------------
+
+// The members as this node sees them (/v1/cluster); the card stays hidden
+// on a node that is not in a cluster (404).
+async function refreshCluster() {
+  const headers = state.token ? {Authorization: 'Bearer ' + state.token} : {};
+  const response = await fetch('/v1/cluster', {headers, cache: 'no-store'});
+  const card = document.getElementById('cluster-card');
+  if (response.status === 404) {
+    card.hidden = true;
+    return;
+  }
+  if (response.status === 401) throw new AuthError('admin token required');
+  if (!response.ok) {
+    // 503: not registered yet; shown, the rest of the page stays current.
+    card.hidden = false;
+    show('cluster-summary', '· ' + (await response.text()));
+    return;
+  }
+  renderCluster(await response.json());
+  card.hidden = false;
+}
+
+function renderCluster(c) {
+  const stale = c.membership_stale ? ' · etcd unreachable: last membership seen' : '';
+  show('cluster-summary',
+       c.cluster + ' · ' + c.members.length + ' members · hot prefixes on ' +
+       c.replicas_hot + (c.replicas_hot === 1 ? ' node' : ' nodes') + stale,
+       c.members.length);
+  const body = document.getElementById('cluster-rows');
+  body.replaceChildren();
+  for (const m of c.members) {
+    const id = (field) => 'member-' + m.id + '-' + field;
+    const row = document.createElement('tr');
+    cell(row, m.id + (m.self ? ' (this node)' : ''));
+    cell(row, m.address);
+    cell(row, m.state, '', id('state'), m.state);
+    cell(row, fmtBytes(m.bytes_stored), 'num', id('bytes-stored'), m.bytes_stored);
+    cell(row, fmtPercent(m.bytes_share), 'num', id('bytes-share'), m.bytes_share);
+    cell(row, fmtCount(m.chunks_stored), 'num', id('chunks-stored'), m.chunks_stored);
+    cell(row, fmtCount(m.lookups), 'num', id('lookups'), m.lookups);
+    cell(row, fmtPercent(m.hit_rate), 'num', id('hit-rate'), m.hit_rate);
+    body.appendChild(row);
+  }
+}
+
 // --- history charts ----------------------------------------------------
 
 function makeChart(id, yTick, yMax) {
@@ -466,6 +512,7 @@ async function refresh() {
     renderMemory(stats.memory);
     renderTenants(stats.tenants);
     await refreshHistory();
+    await refreshCluster();
     // The prefix scan reads every node's stats: every third poll is plenty.
     if (tick % 3 === 0) await refreshPrefixes();
     ++tick;
