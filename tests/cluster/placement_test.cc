@@ -134,6 +134,7 @@ TEST(MemberTest, RecordRoundTrips) {
   member.hit_tokens = 5;
   member.started_unix_ms = 1234567;
   member.replicas_hot = 3;
+  member.namespace_bytes = {{"acme", 123456}, {"globex", 0}};
   auto parsed = ParseMember(MemberToJson(member));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, member);
@@ -146,11 +147,48 @@ TEST(MemberTest, RejectsMalformedRecords) {
         R"({"id": "x", "address": "a:1", "state": "gone"})",
         R"({"id": "x", "address": "a:1", "bytes_stored": -1})",
         R"({"id": "x", "address": "a:1", "replicas_hot": 17})",
+        R"({"id": "x", "address": "a:1", "namespace_bytes": [1]})",
+        R"({"id": "x", "address": "a:1", "namespace_bytes": {"a": -1}})",
+        R"({"id": "x", "address": "a:1", "namespace_bytes": {"a": "1"}})",
         R"({"id": "x", "address": "a:1", "replicas_hot": 4294967298})",
         R"({"id": "x", "address": 5})"})
     EXPECT_EQ(ParseMember(bad).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
+}
+
+// The same vectors are checked in the Python client's tests
+// (tests/python/test_cluster.py): both clients must place alike.
+TEST(PlacementTest, GoldenKeysAndOwners) {
+  std::vector<int32_t> tokens(64);
+  std::iota(tokens.begin(), tokens.end(), 1000);
+  const PlacementOptions options;  // 2 chunks
+  const uint64_t key =
+      PlacementKey("golden-model", "tenant-a", tokens, 16, options);
+  EXPECT_EQ(key, 0xfb4d3784b7ef9c38u);
+  EXPECT_EQ(
+      PlacementKey("golden-model", "",
+                   std::span<const int32_t>(tokens).first(20), 16, options),
+      0x2aa539607fa4a04du);
+  std::vector<Member> members;
+  for (const char* id : {"node-a", "node-b", "node-c", "node-d"})
+    members.push_back(Member{.id = id, .address = "x:1"});
+  EXPECT_EQ(RankMembers(key, members), (std::vector<size_t>{2, 0, 1, 3}));
+  for (size_t i = 0; i < members.size(); ++i)
+    members[i].capacity_bytes = uint64_t{i + 1} << 30;
+  EXPECT_EQ(RankMembers(key, members), (std::vector<size_t>{2, 3, 1, 0}));
+  for (Member& member : members) member.capacity_bytes = 0;
+  std::string owners;
+  for (int i = 0; i < 64; ++i) {
+    std::vector<int32_t> prompt(48);
+    std::iota(prompt.begin(), prompt.end(), i * 100);
+    owners += std::to_string(
+        RankMembers(PlacementKey("golden-model", "", prompt, 16, options),
+                    members)
+            .front());
+  }
+  EXPECT_EQ(owners,
+            "0230320132210311201321130000110321212203223112121013122020100121");
 }
 
 TEST(MemberTest, ReplicasHotIsTheLargestAsked) {

@@ -21,13 +21,14 @@ from .arrays import bf16_to_float32, float32_to_bf16  # noqa: E402
 from .client import (DEFAULT_MESSAGE_BYTES, Client, DeleteResult,  # noqa: E402
                      GetResult, LookupResult, ModelInfo, PutResult,
                      RegionGetResult, Stats, Tls)
+from .cluster import ClusterClient  # noqa: E402
 from .errors import *  # noqa: E402,F403 (Error and one subclass per code)
 from .layout import Layout, Rope  # noqa: E402
 from .safetensors import KvFile, read_kv_file, write_kv_file  # noqa: E402
 from .shm import Region  # noqa: E402
 
 __all__ = [
-    "Client", "Tls", "Layout", "Rope", "PutResult", "LookupResult",
+    "Client", "ClusterClient", "Tls", "Layout", "Rope", "PutResult", "LookupResult",
     "GetResult", "DeleteResult", "ModelInfo", "Stats", "Region",
     "RegionGetResult",
     "DEFAULT_MESSAGE_BYTES", "KvFile", "read_kv_file", "write_kv_file",
