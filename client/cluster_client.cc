@@ -229,7 +229,8 @@ absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
       auto stored = route.client->Put(options, cache);
       if (!IsMemberFailure(stored.status())) {
         if (stored.ok() && replicas > 1 && IsHot(key))
-          Replicate(options, cache, routes, i + 1, replicas - 1);
+          Replicate(options, HeadOf(cache, options.model), routes, i + 1,
+                    replicas - 1);
         return stored;
       }
       last = stored.status();
@@ -239,6 +240,27 @@ absl::StatusOr<PutResult> ClusterClient::Put(const PutOptions& options,
     MarkDown(route.member_id);  // and store on the next owner instead
   }
   return last;
+}
+
+KvCache ClusterClient::HeadOf(const KvCache& cache, const std::string& model) {
+  // Without the model's chunk size (no member knows it) the whole prompt.
+  const uint32_t chunk_tokens = ChunkTokens(model);
+  const uint32_t head_tokens =
+      chunk_tokens == 0
+          ? cache.num_tokens()
+          : static_cast<uint32_t>(std::min<uint64_t>(
+                cache.num_tokens(),
+                uint64_t{watcher_->view()->placement.prefix_chunks} *
+                    chunk_tokens));
+  KvCache head;
+  head.layout = cache.layout;
+  head.tokens.assign(cache.tokens.begin(), cache.tokens.begin() + head_tokens);
+  head.AllocateTensors();
+  std::vector<std::byte> wire(size_t{head_tokens} *
+                              cache.layout.bytes_per_token());
+  cache.CopyTokenMajor(0, head_tokens, wire);
+  head.ScatterTokenMajor(0, wire);
+  return head;
 }
 
 void ClusterClient::Replicate(const PutOptions& options, const KvCache& cache,

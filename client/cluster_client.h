@@ -10,8 +10,10 @@
 // the owner's: each Lookup asks its owner for the P̂ of the prompt's
 // placement head (its trie's decayed visit counts), and a head whose P̂ is
 // at least the config's hot_lookups / hot_window is hot; the next Put of a
-// hot head also goes to the next owners in rendezvous order. A Lookup whose
-// owner fails asks the next owners, where the replicas are.
+// hot head also stores the head (its first placement_chunks chunks, not the
+// rest of the prompt) on the next owners in rendezvous order. A Lookup or Get
+// whose owner fails (or lacks a head held hot) asks the next owners, where
+// the replicas are.
 //
 // A member that fails a call (unreachable, or past the per-call deadline)
 // costs a miss, never an error: the Lookup or Get answers "nothing stored",
@@ -94,6 +96,9 @@ class ClusterClient {
   uint32_t ChunkTokens(const std::string& model);
   uint64_t KeyOf(const std::string& model, const std::string& name_space,
                  std::span<const int32_t> tokens);
+  // The head of `cache` (its first placement_chunks chunks, or all of a
+  // shorter one): what a hot head's replicas hold.
+  KvCache HeadOf(const KvCache& cache, const std::string& model);
   // Puts `cache` on up to `copies` of routes[from...] as well.
   void Replicate(const PutOptions& options, const KvCache& cache,
                  const std::vector<Route>& routes, size_t from,

@@ -503,7 +503,7 @@ class ClusterClient:
 
     def put(self, model, tokens, k, v, codec=None, namespace=None, rope=None):
         """Client.put on the prompt's owner (the next one while owners
-        fail); a hot head also on the next replicas_hot - 1 owners."""
+        fail); a hot head's head also on the next replicas_hot - 1 owners."""
         replicas = self.replicas_hot()
         key = self.key_of(model, tokens, namespace)
         routes = self.routes(key, replicas + ROUTE_CANDIDATES - 1)
@@ -521,13 +521,23 @@ class ClusterClient:
             with self._lock:
                 hot = key in self._hot
             if replicas > 1 and hot:
+                # The replicas hold the head (its first placement_chunks
+                # chunks), not the rest of the prompt.
+                chunk_tokens = self._chunk_tokens_of(model)
+                with self._lock:
+                    prefix_chunks = self._placement.prefix_chunks
+                ids = arrays.tokens_to_numpy(tokens)
+                n = (ids.size if chunk_tokens == 0 else
+                     min(ids.size, prefix_chunks * chunk_tokens))
+                head = (ids[:n], k[:, :, :n, :],
+                        None if v is None else v[:, :, :n, :])
                 copies = replicas - 1
                 for replica_id, replica in routes[i + 1:]:
                     if copies == 0:
                         break
                     try:
                         self._ensure_registered(replica_id, replica, model)
-                        replica.put(model, tokens, k, v, codec=codec,
+                        replica.put(model, *head, codec=codec,
                                     namespace=namespace, rope=rope)
                         copies -= 1
                     except _FAILURES:
