@@ -64,26 +64,40 @@ void Demoter::ReportOnce(const std::string& model, const absl::Status& why) {
       model, why.ToString());
 }
 
+std::string Demoter::TierCodec(const ModelContext& model,
+                               const std::string& model_key, uint32_t from,
+                               uint32_t to) {
+  const std::string key = absl::StrCat(model_key, "/", from, "/", to);
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = tier_codecs_.find(key); it != tier_codecs_.end())
+      return it->second;
+  }
+  std::string spec = LossyTierCodec(model, from, to);
+  absl::MutexLock lock(&mutex_);
+  return tier_codecs_.try_emplace(key, std::move(spec)).first->second;
+}
+
 uint64_t Demoter::DemoteUnderPressure() {
   uint64_t demoted = 0;
   for (bool progress = true; progress;) {
     progress = false;
-    {
-      absl::MutexLock lock(&mutex_);
-      if (stop_) break;
-    }
-    // The namespace storing the most first; the order is taken anew after
-    // each chunk.
-    for (const std::string& ns :
-         resources_.retention->NamespacesToDemote(options_.demote_above)) {
-      auto one = DemoteOne(ns);
-      if (!one.ok()) {
-        spdlog::warn("demotion in namespace '{}' failed: {}", ns,
-                     one.status().ToString());
+    // The step most needed first; the tiers' sizes are taken anew after
+    // each batch.
+    for (const Retention::DemotionStep& step :
+         resources_.retention->DemotionsDue(options_.shares)) {
+      {
+        absl::MutexLock lock(&mutex_);
+        if (stop_) return demoted;
+      }
+      auto batch = DemoteSome(step, options_.chunks_per_step);
+      if (!batch.ok()) {
+        spdlog::warn("demotion in namespace '{}' failed: {}", step.name_space,
+                     batch.status().ToString());
         continue;
       }
-      if (*one) {
-        ++demoted;
+      if (batch->handled > 0) {
+        demoted += batch->demoted;
         progress = true;
         break;
       }
@@ -92,26 +106,87 @@ uint64_t Demoter::DemoteUnderPressure() {
   return demoted;
 }
 
-absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
+absl::StatusOr<Demoter::Batch> Demoter::DemoteSome(
+    const Retention::DemotionStep& step, int max_chunks) {
+  if (step.from >= step.to || step.to > kLossyTiers)
+    return absl::InvalidArgumentError(
+        absl::StrCat("no demotion from tier ", step.from, " to ", step.to));
+  Batch batch;
+  std::vector<Trie::PayloadReplacement> staged;
+  absl::flat_hash_set<NodeKey> in_hand;
+  absl::Status status;
+  // Sampling may offer a chunk already in hand: a few tries more.
+  for (int tries = 0; tries < 2 * max_chunks &&
+                      staged.size() < static_cast<size_t>(max_chunks);
+       ++tries) {
+    auto key = resources_.index->NextDemotion(step.name_space, step.from);
+    if (!key) break;
+    if (in_hand.contains(*key)) continue;
+    ++batch.handled;
+    auto prepared = Prepare(step, *key);
+    if (!prepared.ok()) {
+      status = prepared.status();
+      break;
+    }
+    if (!*prepared) continue;
+    in_hand.insert(*key);
+    staged.push_back(std::move(**prepared));
+  }
+  Trie& trie = *resources_.trie;
+  std::vector<bool> replaced(staged.size(), false);
+  if (!staged.empty() && status.ok()) {
+    // One write for the batch: the writer lock is taken once.
+    absl::MutexLock lock(resources_.write_mutex);
+    auto swapped = trie.ReplacePayloads(staged);
+    if (swapped.ok()) {
+      replaced = *std::move(swapped);
+      for (size_t i = 0; i < staged.size(); ++i)
+        if (replaced[i])
+          resources_.index->ChangeTier(staged[i].key, staged[i].replacement);
+    } else {
+      status = swapped.status();
+    }
+  }
+  // Evicted, upgraded or quarantined meanwhile (or not written): nothing
+  // lost, the staged payload goes.
+  std::vector<PendingNode> discard;
+  for (size_t i = 0; i < staged.size(); ++i) {
+    if (replaced[i]) {
+      ++batch.demoted;
+    } else {
+      discard.push_back(PendingNode{staged[i].key, staged[i].replacement});
+    }
+  }
+  if (!discard.empty()) trie.DiscardPayloads(discard);
+  if (!status.ok()) return status;
+  return batch;
+}
+
+absl::StatusOr<std::optional<Trie::PayloadReplacement>> Demoter::Prepare(
+    const Retention::DemotionStep& step, const NodeKey& key) {
   NodeIndex& index = *resources_.index;
   Trie& trie = *resources_.trie;
-  auto key = index.NextDemotion(name_space, kLossyTiers);
-  if (!key) return false;
-  auto stored = trie.ReadNode(*key);
+  auto stored = trie.ReadNode(key);
   if (!stored.ok()) return stored.status();
   // Each way out that leaves the chunk where it is also stops it from
   // being offered again, so that the loop moves on.
-  auto keep = [&] {
-    index.KeepTier(*key);
-    return true;
+  auto keep = [&]() -> std::optional<Trie::PayloadReplacement> {
+    index.KeepTier(key);
+    return std::nullopt;
   };
   if (!stored->has_value()) return keep();  // removed meanwhile
   const NodeRecord& record = **stored;
   const uint32_t from = TierOf(record);
   if (from >= kLossyTiers) return keep();
+  // Changed meanwhile: the index follows.
+  if (from != step.from) return std::nullopt;
   // The chunk's model: its namespace's own, else one stored before owners.
-  auto model = resources_.models->Find({record.namespace_(), record.model()});
-  if (!model.ok()) model = resources_.models->Find({"", record.model()});
+  std::string model_owner = record.namespace_();
+  auto model = resources_.models->Find({model_owner, record.model()});
+  if (!model.ok()) {
+    model_owner.clear();
+    model = resources_.models->Find({"", record.model()});
+  }
   if (!model.ok()) return keep();
   const KvLayout& layout = (*model)->context.layout;
   const ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
@@ -121,16 +196,19 @@ absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
   auto source = resources_.codecs->CodecForChunk(*model, record.codec(),
                                                  record.codec_state_version());
   if (!source.ok() || (from == 0 && !(*source)->lossless())) return keep();
-  const uint32_t to = from + 1;
   auto target = resources_.codecs->CodecFor(
-      *model, LossyTierCodec((*model)->context, from, to));
+      *model, TierCodec((*model)->context,
+                        absl::StrCat(model_owner, "/", record.model(), "/",
+                                     (*model)->codec_state_version()),
+                        from, step.to));
   if (!target.ok()) {
     ReportOnce(record.model(), target.status());
     return keep();
   }
 
   auto chunk = resources_.buffers->Acquire(info.num_bytes(), "a demotion");
-  if (!chunk.ok()) return false;  // memory is short: try again later
+  // Memory is short: left for a later pass.
+  if (!chunk.ok()) return std::nullopt;
   auto payload = trie.ReadPayload(record);
   if (!payload.ok()) return keep();  // a Get quarantines a damaged chunk
   const std::span<const std::byte> bytes =
@@ -151,8 +229,9 @@ absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
     return keep();
   }
 
-  NodeRecord demoted = record;
-  std::string payload_key = key->Bytes();
+  Trie::PayloadReplacement swap{key, record.payload_key(), record};
+  NodeRecord& demoted = swap.replacement;
+  std::string payload_key = key.Bytes();
   char id[8];
   absl::big_endian::Store64(id, resources_.next_payload_id());
   payload_key.append(id, 8);
@@ -160,24 +239,12 @@ absl::StatusOr<bool> Demoter::DemoteOne(const std::string& name_space) {
   demoted.set_codec((*target)->spec());
   demoted.set_codec_state_version((*model)->codec_state_version());
   demoted.set_payload_token_major(false);
-  demoted.set_lossy_tier(to);
+  demoted.set_lossy_tier(step.to);
   if (auto status = trie.StagePayload(encoded, demoted); !status.ok()) {
-    trie.DiscardPayloads({{PendingNode{*key, demoted}}});
+    trie.DiscardPayloads({{PendingNode{key, demoted}}});
     return status;
   }
-  absl::Status swapped;
-  {
-    absl::MutexLock lock(resources_.write_mutex);
-    swapped = trie.ReplacePayload(*key, record.payload_key(), demoted);
-    if (swapped.ok()) index.ChangeTier(*key, demoted);
-  }
-  if (!swapped.ok()) {
-    trie.DiscardPayloads({{PendingNode{*key, demoted}}});
-    // Evicted, upgraded or quarantined meanwhile: nothing lost.
-    if (absl::IsFailedPrecondition(swapped)) return true;
-    return swapped;
-  }
-  return true;
+  return swap;
 }
 
 }  // namespace seqkv

@@ -67,10 +67,17 @@ ABSL_FLAG(std::string, retention, "plt",
 ABSL_FLAG(std::string, tiers, "lossy,tokens",
           "what a chunk becomes under quota or capacity pressure before it "
           "is removed: lossy (re-encoded, in the background, to two lossy "
-          "tiers at the errors of turbo:4 and turbo:3, from 90% of a limit "
-          "on), tokens (its KV dropped, its tokens kept so that a returning "
-          "prefix is recognised), lossy,tokens (both), or none (removed at "
-          "once); a tenant's `tiers` in the config overrides it");
+          "tiers at the errors of turbo:4 and turbo:3, as --tier_shares "
+          "says), tokens (its KV dropped, its tokens kept so that a "
+          "returning prefix is recognised), lossy,tokens (both), or none "
+          "(removed at once); a tenant's `tiers` in the config overrides "
+          "it");
+ABSL_FLAG(std::string, tier_shares, "0.8,0.1",
+          "with lossy tiers, EXACT,LOSSY_1: the fractions of a limit (an "
+          "evicting quota, or --capacity_bytes) held exact and at lossy "
+          "tier 1 before the least valued chunks are demoted; tier 2 takes "
+          "the rest. Smaller shares keep more prefixes, fewer of them "
+          "exact");
 ABSL_FLAG(double, plt_attention_tokens, 0,
           "with --retention=plt, weight a chunk's value by the prefill work a "
           "hit saves: tokens x (1 + mid position / this), the position at "
@@ -223,6 +230,13 @@ int Serve() {
     engine_options.index.rank_by_logical_bytes = tiers->lossy;
   } else {
     spdlog::error("--{}", std::string(tiers.status().message()));
+    return 1;
+  }
+  if (auto shares = ParseTierShares(absl::GetFlag(FLAGS_tier_shares));
+      shares.ok()) {
+    engine_options.demotion.shares = *shares;
+  } else {
+    spdlog::error("--{}", std::string(shares.status().message()));
     return 1;
   }
   engine_options.index.estimator.half_life_lookups =

@@ -171,8 +171,9 @@ void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry, int sign) {
     ++usage.chunks;
     usage.bytes += bytes;
     if (entry.tier < kLossyTiers && entry.demotable_slot == kNotDemotable) {
-      entry.demotable_slot = static_cast<int64_t>(state.demotable.size());
-      state.demotable.push_back(key);
+      std::vector<NodeKey>& demotable = state.demotable[entry.tier];
+      entry.demotable_slot = static_cast<int64_t>(demotable.size());
+      demotable.push_back(key);
     }
     return;
   }
@@ -180,10 +181,11 @@ void NodeIndex::CountTierLocked(const NodeKey& key, Entry& entry, int sign) {
   usage.bytes -= bytes;
   if (entry.demotable_slot >= 0) {
     // Swap-remove, moving the last one into its slot.
+    std::vector<NodeKey>& demotable = state.demotable[entry.tier];
     const size_t slot = static_cast<size_t>(entry.demotable_slot);
-    const NodeKey last = state.demotable.back();
-    state.demotable[slot] = last;
-    state.demotable.pop_back();
+    const NodeKey last = demotable.back();
+    demotable[slot] = last;
+    demotable.pop_back();
     if (!(last == key))
       nodes_.find(last)->second.demotable_slot = entry.demotable_slot;
     entry.demotable_slot = kNotDemotable;
@@ -204,8 +206,10 @@ void NodeIndex::CountChildLocked(const NodeKey& parent, uint32_t tier,
   } else if (sign > 0) {
     if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(parent, entry));
     ++entry.children;
+    if (tier == 0) ++entry.exact_children;
   } else {
     --entry.children;
+    if (tier == 0) --entry.exact_children;
     if (IsLeaf(entry)) {
       entry.rank = RankLocked(entry);
       leaves_[entry.name_space].insert(LeafOf(parent, entry));
@@ -227,6 +231,7 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
     }
     entry.children = it->second.children;
     entry.tokens_only_children = it->second.tokens_only_children;
+    entry.exact_children = it->second.exact_children;
     it->second = entry;
   }
   ++namespaces_[entry.name_space].live;
@@ -496,6 +501,14 @@ void NodeIndex::ChangeTierLocked(const NodeKey& key, Entry& entry,
     const NodeKey parent = entry.parent;  // `entry` may move below
     CountChildLocked(parent, old_tier, -1);
     CountChildLocked(parent, new_tier, +1);
+  } else if ((old_tier == 0) != (new_tier == 0)) {
+    if (auto parent = nodes_.find(entry.parent); parent != nodes_.end()) {
+      if (new_tier == 0) {
+        ++parent->second.exact_children;
+      } else {
+        --parent->second.exact_children;
+      }
+    }
   }
 }
 
@@ -518,25 +531,27 @@ void NodeIndex::CountGhostHit(const std::string& name_space) {
 }
 
 std::optional<NodeKey> NodeIndex::NextDemotion(const std::string& name_space,
-                                               uint32_t below_tier) {
+                                               uint32_t tier) {
   absl::MutexLock lock(&mutex_);
   ApplyQueuedVisitsLocked();
   auto state = namespaces_.find(name_space);
-  if (state == namespaces_.end() || state->second.demotable.empty())
+  if (tier >= kLossyTiers || state == namespaces_.end() ||
+      state->second.demotable[tier].empty())
     return std::nullopt;
-  const std::vector<NodeKey>& demotable = state->second.demotable;
+  const std::vector<NodeKey>& demotable = state->second.demotable[tier];
   // Sampling, as Redis approximates LRU: ranking every chunk, inner ones
   // included, would cost each visit an ordered-set update.
   constexpr int kSamples = 16;
   std::optional<NodeKey> best;
   double best_rank = 0;
-  for (int i = 0; i < kSamples; ++i) {
+  for (int i = 0, sampled = 0; i < 4 * kSamples && sampled < kSamples; ++i) {
     sample_state_ ^= sample_state_ << 13;
     sample_state_ ^= sample_state_ >> 7;
     sample_state_ ^= sample_state_ << 17;
     const NodeKey& key = demotable[sample_state_ % demotable.size()];
     const Entry& entry = nodes_.find(key)->second;
-    if (entry.tier >= below_tier) continue;
+    if (tier == 0 && entry.exact_children > 0) continue;
+    ++sampled;
     const double rank = RankLocked(entry);
     if (!best || rank < best_rank) best = key, best_rank = rank;
   }

@@ -136,11 +136,13 @@ class NodeIndex {
   // The leaf of `name_space` the retention policy evicts first, if any.
   // Leaves are the chunks with KV none of whose children has any.
   std::optional<NodeKey> NextVictim(const std::string& name_space);
-  // A chunk of `name_space` below tier `below_tier` to demote next: of a
-  // few sampled at random, the one the policy values least (leaves and
-  // inner chunks alike: demotion keeps the prefix). None when it has none.
+  // A chunk of `name_space` held at `tier` (exact, or a lossy tier below
+  // the last) to demote next: of a few sampled at random, the one the
+  // policy values least (leaves and inner chunks alike: demotion keeps the
+  // prefix; an exact chunk only once no child of it is exact, so that the
+  // exact chunks stay whole prefixes). None when it has none.
   std::optional<NodeKey> NextDemotion(const std::string& name_space,
-                                      uint32_t below_tier);
+                                      uint32_t tier);
   // Leaves `key` at its tier: NextDemotion no longer offers it.
   void KeepTier(const NodeKey& key);
   // Tokens-only chunks of `name_space` beyond the ghosts it may keep
@@ -185,9 +187,13 @@ class NodeIndex {
     // as tokens only.
     uint32_t children = 0;
     uint32_t tokens_only_children = 0;
+    // Children held exact: a chunk is demoted from exact only without any,
+    // so that exact chunks stay whole prefixes (an exact hit ends at the
+    // first lossy chunk).
+    uint32_t exact_children = 0;
     uint32_t tier = 0;
     uint64_t bytes_stored = 0;  // at its tier (facts may rank by others)
-    // Its place in NamespaceState::demotable; kNotDemotable when not
+    // Its place in NamespaceState::demotable[tier]; kNotDemotable when not
     // there, kKeepTier when it is to stay at its tier.
     int64_t demotable_slot = kNotDemotable;
     bool chained = false;
@@ -198,6 +204,7 @@ class NodeIndex {
     Entry entry;
     entry.children = children_of.children;
     entry.tokens_only_children = children_of.tokens_only_children;
+    entry.exact_children = children_of.exact_children;
     entry.placeholder = true;
     return entry;
   }
@@ -212,8 +219,9 @@ class NodeIndex {
     // turnovers of the namespace, the clock retention ranks by.
     double turnovers = 0;
     double log_lookups = -1e300;
-    // Chunks that may still be demoted, for NextDemotion's sampling.
-    std::vector<NodeKey> demotable;
+    // Chunks that may still be demoted, by their tier, for NextDemotion's
+    // sampling.
+    std::vector<NodeKey> demotable[kLossyTiers];
     // Tokens-only chunks in the order they were dropped (may name chunks
     // removed or upgraded since).
     std::deque<NodeKey> tokens_only;

@@ -1,6 +1,8 @@
 #include "server/retention.h"
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -36,7 +38,8 @@ TierPolicy Retention::TiersFor(const std::string& name_space) const {
   return default_tiers_;
 }
 
-std::vector<std::string> Retention::NamespacesToDemote(double mark) const {
+std::vector<Retention::DemotionStep> Retention::DemotionsDue(
+    const TierShares& shares) const {
   std::map<std::string, NamespaceLimit> limits;
   uint64_t capacity = 0;
   {
@@ -44,28 +47,57 @@ std::vector<std::string> Retention::NamespacesToDemote(double mark) const {
     limits = limits_;
     capacity = capacity_bytes_;
   }
-  std::vector<std::pair<int64_t, std::string>> chosen;
-  int64_t total = 0;
-  const auto all = trie_->usage().GetAll();
-  for (const auto& [ns, usage] : all) total += usage.charged_bytes();
-  const bool over_capacity =
-      capacity > 0 && static_cast<double>(total) > mark * capacity;
-  for (const auto& [ns, usage] : all) {
+  const double share[kLossyTiers] = {shares.exact, shares.lossy_1};
+  // Bytes held at each tier that may be demoted, per namespace with lossy
+  // tiers and over all of them.
+  using TierBytes = std::array<double, kLossyTiers>;
+  std::map<std::string, TierBytes> held;
+  TierBytes total{};
+  for (const auto& [ns, stats] : index_->Stats()) {
     if (!TiersFor(ns).lossy) continue;
-    const int64_t used = usage.charged_bytes();
-    auto limit = limits.find(ns);
-    const bool over_quota = limit != limits.end() &&
-                            limit->second.quota_bytes > 0 &&
-                            !limit->second.reject &&
-                            static_cast<double>(used) >
-                                mark * limit->second.quota_bytes;
-    if (over_quota || (over_capacity && used > 0))
-      chosen.emplace_back(used, ns);
+    TierBytes& bytes = held[ns];
+    for (uint32_t tier = 0; tier < kLossyTiers; ++tier) {
+      bytes[tier] = static_cast<double>(stats.tiers[tier].bytes);
+      total[tier] += bytes[tier];
+    }
   }
-  std::sort(chosen.rbegin(), chosen.rend());
-  std::vector<std::string> names;
-  for (auto& [used, ns] : chosen) names.push_back(std::move(ns));
-  return names;
+  std::vector<std::pair<double, DemotionStep>> due;
+  // A tier of `bytes` under `limit`: a step when it holds over its share.
+  auto consider = [&](const std::string& ns, const TierBytes& bytes,
+                      double limit) {
+    for (uint32_t tier = 0; tier < kLossyTiers; ++tier) {
+      const double over = bytes[tier] - share[tier] * limit;
+      if (over <= 0) continue;
+      const bool tier_1_full = bytes[1] >= share[1] * limit;
+      const uint32_t to = tier == 0 && !tier_1_full ? 1 : kLossyTiers;
+      due.push_back({over, {ns, tier, to}});
+    }
+  };
+  for (const auto& [ns, bytes] : held) {
+    auto limit = limits.find(ns);
+    if (limit != limits.end() && limit->second.quota_bytes > 0 &&
+        !limit->second.reject)
+      consider(ns, bytes, static_cast<double>(limit->second.quota_bytes));
+  }
+  if (capacity > 0) {
+    // Against the capacity, the namespace holding the most at the tier
+    // gives up the chunk.
+    std::vector<std::pair<double, DemotionStep>> by_quota;
+    std::swap(due, by_quota);
+    consider("", total, static_cast<double>(capacity));
+    for (auto& [over, step] : due) {
+      double most = -1;
+      for (const auto& [ns, bytes] : held)
+        if (bytes[step.from] > most)
+          most = bytes[step.from], step.name_space = ns;
+    }
+    due.insert(due.end(), by_quota.begin(), by_quota.end());
+  }
+  std::sort(due.begin(), due.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<DemotionStep> steps;
+  for (auto& [over, step] : due) steps.push_back(std::move(step));
+  return steps;
 }
 
 uint64_t Retention::RefusingQuotaFor(const std::string& name_space) const {
@@ -91,7 +123,8 @@ absl::Status Retention::CheckModelQuota(const std::string& name_space,
   if (limit.quota_bytes == 0 || added_bytes <= 0) return absl::OkStatus();
   const Usage used = trie_->usage().Get(name_space);
   // Chunks can be evicted to make room, models cannot.
-  const int64_t counted = limit.reject ? used.charged_bytes() : used.bytes_models;
+  const int64_t counted =
+      limit.reject ? used.charged_bytes() : used.bytes_models;
   if (std::max<int64_t>(0, counted) + added_bytes >
       static_cast<int64_t>(limit.quota_bytes))
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -133,8 +166,8 @@ absl::Status Retention::Evict() {
                          trie_->DropPayload(*victim, **record, removals));
     } else if (index_->HasTokensOnlyChildren(*victim)) {
       // Left by a server that kept tokens: they go with it.
-      auto removal = trie_->RemoveSubtreeOf(*victim, (*record)->payload_key(),
-                                            removals);
+      auto removal =
+          trie_->RemoveSubtreeOf(*victim, (*record)->payload_key(), removals);
       if (!removal.ok()) return removal.status();
       for (const NodeKey& key : removal->keys) index_->Remove(key);
     } else {

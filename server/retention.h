@@ -52,11 +52,19 @@ class Retention {
   void SetDefaultTiers(TierPolicy tiers);
   TierPolicy TiersFor(const std::string& name_space) const;
 
-  // Namespaces whose lossless chunks should be demoted now, the one
-  // storing the most first: with lossy tiers, over `mark` (a fraction) of
-  // their evicting quota, or all of them while the store is over that
-  // fraction of its capacity.
-  std::vector<std::string> NamespacesToDemote(double mark) const;
+  // One demotion to do: a chunk of `name_space` from tier `from` to `to`.
+  struct DemotionStep {
+    std::string name_space;
+    uint32_t from = 0;
+    uint32_t to = 0;
+  };
+  // The demotions due now, the most needed first: for each namespace with
+  // lossy tiers and an evicting quota, and for the namespaces with lossy
+  // tiers together against the capacity (the one holding the most at the
+  // tier goes), a tier holding more than its share of the limit gives up
+  // a chunk, exact to tier 1 (straight to tier 2 while tier 1 is at its
+  // share), tier 1 to tier 2. Tier sizes are the index's.
+  std::vector<DemotionStep> DemotionsDue(const TierShares& shares) const;
 
   // The byte limit a commit to `name_space` must not pass (a refusing
   // quota), 0 when it has none.

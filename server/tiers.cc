@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "codec/model_state.h"
@@ -32,6 +33,27 @@ std::string TierPolicyName(const TierPolicy& policy) {
   if (policy.lossy) return "lossy";
   if (policy.tokens_only) return "tokens";
   return "none";
+}
+
+absl::StatusOr<TierShares> ParseTierShares(std::string_view text) {
+  const std::vector<std::string> parts =
+      absl::StrSplit(absl::string_view(text.data(), text.size()), ',');
+  TierShares shares;
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tier_shares must be EXACT,LOSSY_1 (two fractions of a "
+                     "limit, summing to at most 1), e.g. 0.8,0.1; got '",
+                     std::string(text), "': ", why));
+  };
+  if (parts.size() != 2) return bad("not two numbers");
+  if (!absl::SimpleAtod(parts[0], &shares.exact) ||
+      !absl::SimpleAtod(parts[1], &shares.lossy_1))
+    return bad("not numbers");
+  if (!(shares.exact >= 0 && shares.exact <= 1 && shares.lossy_1 >= 0 &&
+        shares.lossy_1 <= 1))
+    return bad("each must be in [0, 1]");
+  if (shares.exact + shares.lossy_1 > 1 + 1e-9) return bad("sum above 1");
+  return shares;
 }
 
 double LossyTierRelativeMse(uint32_t tier) {

@@ -24,6 +24,23 @@ struct TierPolicy {
   bool operator==(const TierPolicy&) const = default;
 };
 
+// How much of a limit (an evicting quota, or the capacity) each tier may
+// hold before the demoter moves its least valued chunks down: chunks held
+// exact up to `exact` of it, at lossy tier 1 up to `lossy_1`; tier 2 takes
+// the rest, and eviction (or tokens only) what the limit cannot hold. A
+// chunk leaving the exact tier goes straight to tier 2 while tier 1 is
+// full, so that it is re-encoded once. Smaller shares keep more chunks
+// (as lossy) and fewer exact (--tier_shares).
+struct TierShares {
+  double exact = 0.8;
+  double lossy_1 = 0.1;
+
+  bool operator==(const TierShares&) const = default;
+};
+
+// "EXACT,LOSSY_1": two fractions, each in [0, 1], summing to at most 1.
+absl::StatusOr<TierShares> ParseTierShares(std::string_view text);
+
 // "none", "lossy", "tokens" or "lossy,tokens" (in either order).
 absl::StatusOr<TierPolicy> ParseTierPolicy(std::string_view text);
 std::string TierPolicyName(const TierPolicy& policy);

@@ -401,8 +401,8 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
       owner_delta.bytes_models = model_bytes;
   }
   const Usage used = usage_.Get(options.name_space);
-  const uint64_t added = static_cast<uint64_t>(
-      delta.bytes_stored + delta.bytes_models);
+  const uint64_t added =
+      static_cast<uint64_t>(delta.bytes_stored + delta.bytes_models);
   if (options.quota_bytes > 0 &&
       static_cast<uint64_t>(std::max<int64_t>(0, used.charged_bytes())) +
               added >
@@ -447,28 +447,54 @@ NodeRecord Trie::DropPayload(const NodeKey& key, const NodeRecord& record,
 absl::Status Trie::ReplacePayload(const NodeKey& key,
                                   std::string_view expected_payload_key,
                                   const NodeRecord& replacement) {
-  auto stored = ReadNode(key);
-  if (!stored.ok()) return stored.status();
-  if (!stored->has_value() ||
-      (*stored)->payload_key() != expected_payload_key)
+  const PayloadReplacement one{key, std::string(expected_payload_key),
+                               replacement};
+  auto replaced = ReplacePayloads({&one, 1});
+  if (!replaced.ok()) return replaced.status();
+  if (!(*replaced)[0])
     return absl::FailedPreconditionError(
         absl::StrCat("node ", key.Hex(), " changed meanwhile"));
-  const NodeRecord& old = **stored;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<bool>> Trie::ReplacePayloads(
+    std::span<const PayloadReplacement> replacements) {
+  std::vector<bool> replaced(replacements.size(), false);
+  std::vector<NodeRecord> old(replacements.size());
+  absl::flat_hash_set<NodeKey> seen;
   WriteBatch batch(*store_);
-  batch.Put(Column::kNodes, key.Bytes(), replacement.SerializeAsString());
-  if (!replacement.tokens_only() && !replacement.payload_in_file())
-    batch.Delete(Column::kMeta, StagedKey(replacement.payload_key()));
-  if (!old.tokens_only() && !old.payload_in_file())
-    batch.Delete(Column::kPayloads, old.payload_key());
-  Usage delta = NodeUsage(replacement);
-  delta += Negated(NodeUsage(old));
-  usage_.Stage(old.namespace_(), delta, batch);
+  // The usage records hold totals: one per namespace, after every change.
+  std::map<std::string, Usage> deltas;
+  for (size_t i = 0; i < replacements.size(); ++i) {
+    const PayloadReplacement& swap = replacements[i];
+    if (!seen.insert(swap.key).second) continue;
+    auto stored = ReadNode(swap.key);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value() ||
+        (*stored)->payload_key() != swap.expected_payload_key)
+      continue;
+    old[i] = std::move(**stored);
+    const NodeRecord& was = old[i];
+    const NodeRecord& now = swap.replacement;
+    batch.Put(Column::kNodes, swap.key.Bytes(), now.SerializeAsString());
+    if (!now.tokens_only() && !now.payload_in_file())
+      batch.Delete(Column::kMeta, StagedKey(now.payload_key()));
+    if (!was.tokens_only() && !was.payload_in_file())
+      batch.Delete(Column::kPayloads, was.payload_key());
+    Usage& delta = deltas[was.namespace_()];
+    delta += NodeUsage(now);
+    delta += Negated(NodeUsage(was));
+    replaced[i] = true;
+  }
+  if (deltas.empty()) return replaced;
+  for (const auto& [ns, delta] : deltas) usage_.Stage(ns, delta, batch);
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
-  usage_.Apply(old.namespace_(), delta);
-  if (!old.tokens_only() && old.payload_in_file())
-    store_->payload_files().Remove(old.payload_key()).IgnoreError();
-  return absl::OkStatus();
+  for (const auto& [ns, delta] : deltas) usage_.Apply(ns, delta);
+  for (size_t i = 0; i < replacements.size(); ++i)
+    if (replaced[i] && !old[i].tokens_only() && old[i].payload_in_file())
+      store_->payload_files().Remove(old[i].payload_key()).IgnoreError();
+  return replaced;
 }
 
 void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
@@ -633,12 +659,12 @@ absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
 
 absl::StatusOr<uint64_t> Trie::SweepStagedPayloads() {
   std::vector<std::string> staged;
-  if (auto status = store_->Scan(Column::kMeta, kStagedPrefix,
-                                 [&](std::string_view key, std::string_view) {
-                                   staged.emplace_back(
-                                       key.substr(kStagedPrefix.size()));
-                                   return true;
-                                 });
+  if (auto status =
+          store_->Scan(Column::kMeta, kStagedPrefix,
+                       [&](std::string_view key, std::string_view) {
+                         staged.emplace_back(key.substr(kStagedPrefix.size()));
+                         return true;
+                       });
       !status.ok())
     return status;
   WriteBatch batch(*store_);

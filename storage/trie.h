@@ -245,6 +245,19 @@ class Trie {
                               std::string_view expected_payload_key,
                               const NodeRecord& replacement);
 
+  // One swap of ReplacePayloads.
+  struct PayloadReplacement {
+    NodeKey key;
+    std::string expected_payload_key;
+    NodeRecord replacement;
+  };
+  // ReplacePayload of several nodes in one durable write: for each, whether
+  // it was replaced (false: gone, changed meanwhile, or named twice, with
+  // nothing written for it; the caller discards its staged payload). On an
+  // error nothing is written.
+  absl::StatusOr<std::vector<bool>> ReplacePayloads(
+      std::span<const PayloadReplacement> replacements);
+
   // Writes the removals and the usage they change durably, then deletes
   // their payload files (an error there only leaves orphans for the next
   // sweep). `removals` is empty afterwards.

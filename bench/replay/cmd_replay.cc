@@ -35,6 +35,12 @@ ABSL_FLAG(std::string, retention, "",
 ABSL_FLAG(std::string, tiers, "",
           "replay: --tiers of the server it starts (none, lossy, "
           "lossy,tokens; empty: the server's default)");
+ABSL_FLAG(std::string, tier_shares, "",
+          "replay: --tier_shares of the server it starts (EXACT,LOSSY_1; "
+          "empty: the server's default)");
+ABSL_FLAG(double, speedup, 0,
+          "replay: send requests at this many times the pace of the trace's "
+          "timestamps (0: each as soon as the one before is done)");
 ABSL_FLAG(double, capacity_raw_fraction, 0,
           "replay: capacity of the server it starts as a fraction of "
           "bytes_unique_raw, what every distinct block of the replayed "
@@ -154,6 +160,11 @@ int RunReplay(std::span<char* const> args) {
   options.retention = absl::GetFlag(FLAGS_retention);
   options.block_tokens = absl::GetFlag(FLAGS_block_tokens);
   options.tiers = absl::GetFlag(FLAGS_tiers);
+  options.tier_shares = absl::GetFlag(FLAGS_tier_shares);
+  options.speedup = absl::GetFlag(FLAGS_speedup);
+  if (!(options.speedup >= 0))
+    return ReportError(
+        absl::InvalidArgumentError("--speedup must be 0 or positive"));
   options.verify_every = absl::GetFlag(FLAGS_verify_every);
   options.capacity_raw_fraction = absl::GetFlag(FLAGS_capacity_raw_fraction);
   if (auto status = KvSourceFromFlags(options.kv_source); !status.ok())

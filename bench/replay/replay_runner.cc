@@ -7,6 +7,7 @@
 #include <cstring>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -401,6 +402,9 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
           absl::StrCat("--retention=", options.retention));
     if (!options.tiers.empty())
       server_options.flags.push_back(absl::StrCat("--tiers=", options.tiers));
+    if (!options.tier_shares.empty())
+      server_options.flags.push_back(
+          absl::StrCat("--tier_shares=", options.tier_shares));
     auto started = LocalServer::Start(server_options);
     if (!started.ok()) return started.status();
     local = std::move(*started);
@@ -475,6 +479,15 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayOptions& options) {
   for (size_t i = 0; i < requests->size(); ++i) {
     const TraceRequest& request = (*requests)[i];
     if (request.input_length == 0) continue;
+    if (options.speedup > 0) {
+      const auto due =
+          start + std::chrono::duration_cast<Clock::duration>(
+                      std::chrono::duration<double, std::milli>(
+                          static_cast<double>(request.timestamp_ms -
+                                              requests->front().timestamp_ms) /
+                          options.speedup));
+      std::this_thread::sleep_until(due);
+    }
     cache.tokens.clear();
     cache.k.clear();
     cache.v.clear();
@@ -631,6 +644,9 @@ nlohmann::json ReplayToJson(const ReplayOptions& options,
         {"retention",
          options.retention.empty() ? "server default" : options.retention},
         {"tiers", options.tiers.empty() ? "server default" : options.tiers},
+        {"tier_shares",
+         options.tier_shares.empty() ? "server default" : options.tier_shares},
+        {"speedup", options.speedup},
         {"distinct_blocks", report.distinct_blocks},
         {"bytes_unique_raw", report.bytes_unique_raw},
         {"capacity_fraction",

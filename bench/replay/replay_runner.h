@@ -42,6 +42,14 @@ struct ReplayOptions {
   // The server's --tiers (none, lossy, lossy,tokens); empty: its default.
   // Only applies to a server we start.
   std::string tiers;
+  // The server's --tier_shares (EXACT,LOSSY_1); empty: its default. Only
+  // applies to a server we start.
+  std::string tier_shares;
+  // Requests are sent at this many times the pace of the trace's
+  // timestamps (0: each as soon as the one before is done). A server's
+  // background work (demotion) keeps up with a real arrival rate that a
+  // replay as fast as it goes compresses many times.
+  double speedup = 0;
   // Tokens per hash id of the trace (Mooncake's: 512; some traces use 64);
   // also the replayed model's chunk size.
   uint32_t block_tokens = 512;

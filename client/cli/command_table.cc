@@ -74,7 +74,10 @@ constexpr CommandInfo kCommands[] = {
     {"replay", "seqkv-bench",
      "replay a Mooncake request trace and measure the hit rate",
      "seqkv replay --trace FILE [--requests N] [--capacity_blocks N | "
-     "--capacity_bytes N] [--server ADDR] [--layout 1x1x8:bf16] [--json]",
+     "--capacity_bytes N | --capacity_raw_fraction F] [--retention plt|lru] "
+     "[--tiers T] [--tier_shares E,L1] [--speedup X] [--kv_source GLOB "
+     "--model_dir DIR [--profile FILE]] [--server ADDR] [--layout "
+     "1x1x8:bf16] [--json]",
      "server,admin,layout,codec,model,json"},
     {"stats", "seqkv",
      "print the server's counters, per tenant, from its admin port",

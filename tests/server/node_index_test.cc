@@ -9,6 +9,8 @@
 
 #include "gtest/gtest.h"
 #include "proto/chunk_digest.h"
+#include "server/retention.h"
+#include "server/stats.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
 #include "tests/scoped_temp_dir.h"
@@ -169,8 +171,9 @@ TEST_F(NodeIndexTest, TiersKeepLeavesDemotionsAndTokensOnlyInStep) {
   }
   EXPECT_EQ(index.Tiers(keys), (std::vector<uint32_t>{0, 0, 0}));
   EXPECT_EQ(index.Stats()["a"].tiers[0].chunks, 3u);
-  // Any chunk may be demoted, inner ones too.
-  ASSERT_TRUE(index.NextDemotion("a", kLossyTiers).has_value());
+  // An exact chunk goes once no child of it is exact: the last first.
+  EXPECT_EQ(index.NextDemotion("a", 0), keys[2]);
+  EXPECT_FALSE(index.NextDemotion("a", 1).has_value());
   NodeRecord lossy = records[0];
   lossy.set_lossy_tier(1);
   lossy.set_bytes_stored(1);
@@ -178,25 +181,80 @@ TEST_F(NodeIndexTest, TiersKeepLeavesDemotionsAndTokensOnlyInStep) {
   EXPECT_EQ(index.Stats()["a"].demotions, 1u);
   EXPECT_EQ(index.Stats()["a"].tiers[1].chunks, 1u);
   EXPECT_EQ(index.Stats()["a"].tiers[1].bytes, 1u);
+  EXPECT_EQ(index.NextDemotion("a", 1), keys[0]);
   // The leaf kept as tokens only: its parent is the leaf eviction takes.
   NodeRecord tokens_only = records[2];
   tokens_only.set_tokens_only(true);
   tokens_only.set_bytes_stored(0);
   EXPECT_TRUE(index.ChangeTier(keys[2], tokens_only));
   EXPECT_EQ(index.NextVictim("a"), keys[1]);
+  EXPECT_EQ(index.NextDemotion("a", 0), keys[1]);
   EXPECT_TRUE(index.HasTokensOnlyChildren(keys[1]));
   EXPECT_EQ(index.Tiers(keys), (std::vector<uint32_t>{1, 0, kTokensOnlyTier}));
   // Stored again at full fidelity: a leaf again, and a readmission.
   EXPECT_TRUE(index.ChangeTier(keys[2], records[2]));
   EXPECT_EQ(index.NextVictim("a"), keys[2]);
+  EXPECT_EQ(index.NextDemotion("a", 0), keys[2]);
   EXPECT_EQ(index.Stats()["a"].readmissions, 1u);
   // A chunk left at its tier is not offered again.
   for (const NodeKey& key : keys) index.KeepTier(key);
-  EXPECT_FALSE(index.NextDemotion("a", kLossyTiers).has_value());
+  EXPECT_FALSE(index.NextDemotion("a", 0).has_value());
+  EXPECT_FALSE(index.NextDemotion("a", 1).has_value());
   // Removal (the subtree, top first) leaves nothing behind.
   for (const NodeKey& key : keys) index.Remove(key);
   EXPECT_EQ(index.size(), 0u);
   EXPECT_EQ(index.Stats()["a"].tiers[0].chunks, 0u);
+}
+
+TEST_F(NodeIndexTest, DemotionsAreDueWhereATierHoldsMoreThanItsShare) {
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const auto keys = Insert(Iota(12), 4);
+  std::vector<NodeRecord> records;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto record = trie_->ReadNode(keys[i]);
+    ASSERT_TRUE(record.ok() && record->has_value());
+    records.push_back(**record);
+    records.back().set_bytes_stored(1000);
+    index.Add(keys[i], records.back(), 100 + static_cast<int64_t>(i));
+  }
+  StatsRegistry stats(store_.get(), &trie_->usage());
+  Retention retention(trie_.get(), &index, &stats);
+  retention.SetDefaultTiers({.lossy = true, .tokens_only = true});
+  // 3000 bytes exact, 600 over 80% of a capacity of 3000.
+  retention.SetLimits({}, 3000);
+  auto steps = retention.DemotionsDue({.exact = 0.8, .lossy_1 = 0.1});
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].name_space, "a");
+  EXPECT_EQ(steps[0].from, 0u);
+  EXPECT_EQ(steps[0].to, 1u);
+  // No room at tier 1: straight to tier 2.
+  steps = retention.DemotionsDue({.exact = 0.8, .lossy_1 = 0});
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].to, 2u);
+  // Within its share, or no limit: nothing due.
+  EXPECT_TRUE(retention.DemotionsDue({.exact = 1, .lossy_1 = 0}).empty());
+  retention.SetLimits({}, 0);
+  EXPECT_TRUE(retention.DemotionsDue({}).empty());
+  // An evicting quota; a tier-1 chunk over its share goes on to tier 2,
+  // and the tier most over its share comes first.
+  retention.SetLimits({{"a", NamespaceLimit{.quota_bytes = 2000}}}, 0);
+  NodeRecord lossy = records[2];
+  lossy.set_lossy_tier(1);
+  ASSERT_TRUE(index.ChangeTier(keys[2], lossy));
+  steps = retention.DemotionsDue({.exact = 0.8, .lossy_1 = 0.1});
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].from, 1u);  // 1000 against 200
+  EXPECT_EQ(steps[0].to, 2u);
+  EXPECT_EQ(steps[1].from, 0u);  // 2000 against 1600; tier 1 is full
+  EXPECT_EQ(steps[1].to, 2u);
+  // A refusing quota never demotes, nor a namespace without lossy tiers.
+  retention.SetLimits(
+      {{"a", NamespaceLimit{.quota_bytes = 2000, .reject = true}}}, 0);
+  EXPECT_TRUE(retention.DemotionsDue({}).empty());
+  retention.SetLimits({}, 1000);
+  retention.SetDefaultTiers({.lossy = false, .tokens_only = true});
+  EXPECT_TRUE(retention.DemotionsDue({}).empty());
 }
 
 TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {

@@ -147,12 +147,19 @@ class TiersTest : public ::testing::Test {
     ASSERT_TRUE(put.ok()) << put.status();
   }
 
+  int64_t TierBytes(const char* tier) {
+    return Stats()["retention"]["tiers"][tier].value("bytes", int64_t{0});
+  }
+
   // Puts sequences [first, last), each time waiting a while for the
-  // demoter to bring the store under 90% of `capacity`.
-  void Fill(uint32_t first, uint32_t last, int64_t capacity) {
+  // demoter to bring the exact chunks under `exact_share` of `capacity`.
+  void Fill(uint32_t first, uint32_t last, int64_t capacity,
+            double exact_share = 0.8) {
     for (uint32_t id = first; id < last; ++id) {
       Put(Sequence(id));
-      for (int i = 0; i < 25 && Stored() > capacity * 9 / 10; ++i)
+      for (int i = 0; i < 25 && TierBytes("exact") >
+                                    exact_share * static_cast<double>(capacity);
+           ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -288,6 +295,27 @@ TEST_F(TiersTest, NoneEvictsAtOnce) {
   EXPECT_EQ(stats["retention"]["tiers"]["tokens_only"].value("chunks", -1), 0);
   EXPECT_GT(stats["global"].value("evictions", 0), 0);
   EXPECT_EQ(CheckServed(12), 0u);
+}
+
+TEST_F(TiersTest, SharesSetWhatEachTierHolds) {
+  // No room at tier 1: chunks leave the exact tier straight for tier 2,
+  // and the exact tier keeps to its half of the capacity.
+  const int64_t capacity = 320 << 10;
+  Start({absl::StrCat("--capacity_bytes=", capacity), "--tier_shares=0.5,0"});
+  Fill(0, 12, capacity, 0.5);
+  const nlohmann::json stats = Stats();
+  const nlohmann::json& tiers = stats["retention"]["tiers"];
+  EXPECT_GT(tiers["lossy_2"].value("chunks", 0), 0) << stats.dump();
+  EXPECT_EQ(tiers["lossy_1"].value("chunks", -1), 0) << stats.dump();
+  // Within a chunk or two of its share (the demoter works a few at a time).
+  EXPECT_LE(tiers["exact"].value("bytes", int64_t{0}),
+            capacity / 2 + 2 * 32 * 1024)
+      << stats.dump();
+  EXPECT_GT(CheckServed(12), 0u);
+  // Shares that do not fit in a limit keep the server from starting.
+  for (const char* bad : {"--tier_shares=0.9,0.2", "--tier_shares=0.8",
+                          "--tier_shares=-0.1,0", "--tier_shares=a,b"})
+    EXPECT_FALSE(ServerProcess::Start({bad}).ok()) << bad;
 }
 
 TEST_F(TiersTest, RejectsUnknownFidelityAndTiers) {
