@@ -36,8 +36,8 @@ ABSL_FLAG(uint32_t, replicas_hot, 0,
 
 ABSL_FLAG(uint32_t, cluster_report_s, 5,
           "with --cluster_etcd: seconds between rewrites of the node's record "
-          "with its counters and per-namespace bytes (how stale the other "
-          "nodes' view of them may be)");
+          "with its counters and per-namespace bytes (how stale a "
+          "cluster-wide quota's view of the other nodes may be)");
 
 namespace seqkv {
 
@@ -148,6 +148,19 @@ absl::Status ClusterJoin::Start(CacheEngine* engine,
         member.namespace_bytes[name] = static_cast<uint64_t>(
             std::max<int64_t>(0, stats.usage.charged_bytes()));
     }
+  };
+  // A tenant's quota holds across the cluster: each node admits what the
+  // other live members leave of it, as they last reported.
+  options.on_view = [engine, self = *id](const cluster::MemberView& view) {
+    std::map<std::string, uint64_t> elsewhere;
+    uint32_t members = 1;
+    for (const cluster::Member& member : view.members) {
+      if (member.id == self) continue;
+      ++members;
+      for (const auto& [name, bytes] : member.namespace_bytes)
+        elsewhere[name] += bytes;
+    }
+    engine->retention().SetElsewhere(std::move(elsewhere), members);
   };
   auto membership = std::make_shared<cluster::Membership>(std::move(options));
   (void)membership->Start();

@@ -7,6 +7,16 @@
 #include "absl/strings/str_cat.h"
 
 namespace seqkv {
+namespace {
+
+// Says where a quota smaller than the tenant's comes from.
+std::string QuotaNote(const NamespaceLimit& limit, uint64_t here) {
+  if (here >= limit.quota_bytes) return "";
+  return absl::StrCat(" (the cluster-wide quota of ", limit.quota_bytes,
+                      " less what the other members store)");
+}
+
+}  // namespace
 
 void Retention::SetLimits(std::map<std::string, NamespaceLimit> limits,
                           uint64_t capacity_bytes) {
@@ -19,6 +29,32 @@ NamespaceLimit Retention::LimitFor(const std::string& name_space) const {
   absl::MutexLock lock(&mutex_);
   auto it = limits_.find(name_space);
   return it == limits_.end() ? NamespaceLimit{} : it->second;
+}
+
+void Retention::SetElsewhere(std::map<std::string, uint64_t> bytes,
+                             uint32_t members) {
+  absl::MutexLock lock(&mutex_);
+  elsewhere_ = std::move(bytes);
+  members_ = std::max<uint32_t>(members, 1);
+}
+
+uint64_t Retention::QuotaHere(const std::string& name_space,
+                              const NamespaceLimit& limit) const {
+  if (limit.quota_bytes == 0) return 0;
+  uint64_t elsewhere = 0;
+  uint32_t members = 1;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = elsewhere_.find(name_space); it != elsewhere_.end())
+      elsewhere = it->second;
+    members = members_;
+  }
+  const uint64_t left =
+      limit.quota_bytes > elsewhere ? limit.quota_bytes - elsewhere : 0;
+  // 1 byte, not 0 (no quota): a refusing quota the others used up admits
+  // nothing here.
+  if (limit.reject) return std::max<uint64_t>(left, 1);
+  return std::max<uint64_t>({left, limit.quota_bytes / members, 1});
 }
 
 uint64_t Retention::capacity_bytes() const {
@@ -77,7 +113,7 @@ std::vector<Retention::DemotionStep> Retention::DemotionsDue(
     auto limit = limits.find(ns);
     if (limit != limits.end() && limit->second.quota_bytes > 0 &&
         !limit->second.reject)
-      consider(ns, bytes, static_cast<double>(limit->second.quota_bytes));
+      consider(ns, bytes, static_cast<double>(QuotaHere(ns, limit->second)));
   }
   if (capacity > 0) {
     // Against the capacity, the namespace holding the most at the tier
@@ -102,7 +138,7 @@ std::vector<Retention::DemotionStep> Retention::DemotionsDue(
 
 uint64_t Retention::RefusingQuotaFor(const std::string& name_space) const {
   const NamespaceLimit limit = LimitFor(name_space);
-  return limit.reject ? limit.quota_bytes : 0;
+  return limit.reject ? QuotaHere(name_space, limit) : 0;
 }
 
 absl::Status Retention::CheckQuota(const std::string& name_space,
@@ -113,7 +149,8 @@ absl::Status Retention::CheckQuota(const std::string& name_space,
   if (static_cast<uint64_t>(std::max<int64_t>(0, used)) + added_bytes > quota)
     return absl::ResourceExhaustedError(
         absl::StrCat("namespace '", name_space, "' is over its quota: ", used,
-                     " bytes stored + ", added_bytes, " new > ", quota));
+                     " bytes stored + ", added_bytes, " new > ", quota,
+                     QuotaNote(LimitFor(name_space), quota)));
   return absl::OkStatus();
 }
 
@@ -121,16 +158,16 @@ absl::Status Retention::CheckModelQuota(const std::string& name_space,
                                         int64_t added_bytes) const {
   const NamespaceLimit limit = LimitFor(name_space);
   if (limit.quota_bytes == 0 || added_bytes <= 0) return absl::OkStatus();
+  const uint64_t quota = QuotaHere(name_space, limit);
   const Usage used = trie_->usage().Get(name_space);
   // Chunks can be evicted to make room, models cannot.
   const int64_t counted =
       limit.reject ? used.charged_bytes() : used.bytes_models;
-  if (std::max<int64_t>(0, counted) + added_bytes >
-      static_cast<int64_t>(limit.quota_bytes))
+  if (std::max<int64_t>(0, counted) + added_bytes > static_cast<int64_t>(quota))
     return absl::ResourceExhaustedError(absl::StrCat(
         "namespace '", name_space, "' is over its quota: ", counted,
         limit.reject ? " bytes stored" : " bytes of model records", " + ",
-        added_bytes, " new model bytes > ", limit.quota_bytes));
+        added_bytes, " new model bytes > ", quota, QuotaNote(limit, quota)));
   return absl::OkStatus();
 }
 
@@ -178,8 +215,9 @@ absl::Status Retention::Evict() {
   };
   for (const auto& [ns, limit] : limits) {
     if (limit.quota_bytes == 0 || limit.reject) continue;
+    const uint64_t quota = QuotaHere(ns, limit);
     while (static_cast<uint64_t>(std::max<int64_t>(0, stored_after(ns))) >
-           limit.quota_bytes) {
+           quota) {
       auto evicted = evict_one(ns);
       if (!evicted.ok()) return evicted.status();
       if (!*evicted) break;

@@ -52,6 +52,18 @@ class Retention {
   void SetDefaultTiers(TierPolicy tiers);
   TierPolicy TiersFor(const std::string& name_space) const;
 
+  // In a cluster (server/cluster_join.h): the bytes each namespace stores
+  // on the other live members, as they last reported them, and how many
+  // members there are. A quota then holds across the cluster: a refusing
+  // one admits here only what the others leave of it; an evicting one
+  // keeps here what the others leave, but never less than an equal share
+  // (quota / members), so that writes through any node keep landing while
+  // the others evict down to theirs.
+  void SetElsewhere(std::map<std::string, uint64_t> bytes, uint32_t members);
+  // The part of `limit` (of `name_space`) this node may hold; 0: none.
+  uint64_t QuotaHere(const std::string& name_space,
+                     const NamespaceLimit& limit) const;
+
   // One demotion to do: a chunk of `name_space` from tier `from` to `to`.
   struct DemotionStep {
     std::string name_space;
@@ -95,6 +107,8 @@ class Retention {
   std::map<std::string, NamespaceLimit> limits_ ABSL_GUARDED_BY(mutex_);
   uint64_t capacity_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   TierPolicy default_tiers_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, uint64_t> elsewhere_ ABSL_GUARDED_BY(mutex_);
+  uint32_t members_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
 }  // namespace seqkv

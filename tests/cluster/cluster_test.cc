@@ -389,6 +389,77 @@ TEST_F(ClusterTest, ClusterConfigAsksForReplicasToo) {
   EXPECT_EQ(Holders(servers_, Head(Prompt(0))).size(), 3u);
 }
 
+// Nodes that share one tenant config: "capped" may store 200,000 bytes
+// (about two prompts) in the whole cluster, refusing beyond.
+class QuotaClusterTest : public ClusterTest {
+ protected:
+  QuotaClusterTest() {
+    char pattern[] = "/tmp/seqkv-cluster-quota-XXXXXX";
+    config_dir_ = mkdtemp(pattern);
+    const std::string config = config_dir_ + "/seqkv.yaml";
+    // sha256("quota-key")
+    std::ofstream(config)
+        << "tenants:\n  - name: capped\n    api_key_sha256: "
+           "[\"39caa843d334f04de1fd14398f3a0417df9a82e9e14c94011a611fd30aebe8c4"
+           "\"]\n    quota_bytes: 200000\n    on_quota: reject\n";
+    extra_flags_ = {"--config=" + config, "--cluster_report_s=1"};
+    api_key_ = "quota-key";
+  }
+  ~QuotaClusterTest() override { std::filesystem::remove_all(config_dir_); }
+
+  absl::StatusOr<PutResult> PutOn(int server, int prompt) {
+    auto direct = servers_[server]->Connect(api_key_);
+    if (!direct.ok()) return direct.status();
+    PutOptions put;
+    put.model = kModel;
+    put.codec = "raw";
+    return (*direct)->Put(put, Cache(Prompt(prompt)));
+  }
+
+  std::string config_dir_;
+};
+
+TEST_F(QuotaClusterTest, QuotaHoldsAcrossTheCluster) {
+  // Node B holds one prompt (80 KiB of the 200,000 bytes).
+  ASSERT_TRUE(PutOn(1, 100).ok());
+  // Node A takes what is left, then refuses.
+  absl::Status refused_on_a;
+  for (int i = 0; i < 5 && refused_on_a.ok(); ++i)
+    refused_on_a = PutOn(0, i).status();
+  EXPECT_EQ(refused_on_a.code(), absl::StatusCode::kResourceExhausted)
+      << refused_on_a;
+  // Node B alone could take another prompt (160 KiB of 200,000 bytes), but
+  // A's share counts there once A has reported it (a few seconds).
+  absl::Status refused_on_b;
+  for (int i = 0; i < 100 && refused_on_b.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    refused_on_b = PutOn(1, 200 + i).status();
+    if (refused_on_b.ok()) {
+      // Accepted before A's report arrived: take it back and try again.
+      auto direct = servers_[1]->Connect(api_key_);
+      ASSERT_TRUE(direct.ok());
+      ASSERT_TRUE((*direct)
+                      ->Delete(kModel, std::span<const int32_t>(Prompt(200 + i))
+                                           .first(kChunkTokens))
+                      .ok());
+    }
+  }
+  ASSERT_EQ(refused_on_b.code(), absl::StatusCode::kResourceExhausted)
+      << refused_on_b;
+  EXPECT_NE(refused_on_b.message().find("cluster-wide"), std::string::npos)
+      << refused_on_b;
+  // What A frees is B's to use, once A reports it.
+  auto direct_a = servers_[0]->Connect(api_key_);
+  ASSERT_TRUE(direct_a.ok());
+  ASSERT_TRUE((*direct_a)->Delete(kModel, {}).ok());
+  absl::Status accepted_on_b = absl::UnknownError("not tried");
+  for (int i = 0; i < 100 && !accepted_on_b.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    accepted_on_b = PutOn(1, 300).status();
+  }
+  EXPECT_TRUE(accepted_on_b.ok()) << accepted_on_b;
+}
+
 // What `command` prints on stdout.
 std::string Output(const std::string& command) {
   std::string out;
