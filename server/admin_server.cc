@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "server/dashboard/assets.h"
+#include "server/dashboard/region_report.h"
 #include "server/dashboard/stats_report.h"
 #include "server/dashboard/top_prefixes.h"
 
@@ -220,7 +221,8 @@ void AdminServer::Routes() {
              });
   http_->Get("/v1/stats",
              [this](const httplib::Request&, httplib::Response& res) {
-               SendJson(res, 200, StatsJson(*engine_));
+               SendJson(res, 200,
+                        WithRegionsJson(StatsJson(*engine_), options_.regions));
              });
   http_->Get("/v1/tenants/([^/]+)", [this](const httplib::Request& req,
                                            httplib::Response& res) {
@@ -324,6 +326,7 @@ void AdminServer::Routes() {
                  text += options_.rpc_metrics->PrometheusText();
                if (options_.streams != nullptr)
                  text += StreamMetrics(*options_.streams);
+               text += RegionsPrometheus(options_.regions);
                if (options_.cluster_metrics) text += options_.cluster_metrics();
                res.set_content(text, "text/plain; version=0.0.4");
              });

@@ -17,6 +17,7 @@
 #include "server/dashboard/stats_history.h"
 #include "server/rpc_metrics.h"
 #include "server/stream_limiter.h"
+#include "transport/region_registry.h"
 
 namespace httplib {
 class Server;
@@ -35,6 +36,9 @@ struct AdminServerOptions {
   const RpcMetrics* rpc_metrics = nullptr;
   // Open streams and idle cancellations, in /metrics (may be null).
   const StreamLimiter* streams = nullptr;
+  // The same-host data plane's regions and counters, in /v1/stats and
+  // /metrics (null: no region socket; reported as off).
+  const transport::RegionRegistry* regions = nullptr;
   // In a cluster (server/cluster_join.h): /v1/cluster's JSON ("" while not
   // registered yet), lines appended to /metrics, and a note /readyz adds
   // ("" while all is well). Unset: /v1/cluster is 404.

@@ -106,6 +106,8 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
   auto session = engine_->BeginPut(*name_space, tenants->ModelScopeFor(*caller),
                                    *std::move(spec));
   if (!session.ok()) return ToGrpc(session.status());
+  uint64_t region_bytes = 0;  // read from regions, for the shm metrics
+  bool from_region = false;
   while (ReadFromClient(**stream, *reader, request)) {
     if (request.has_header())
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -119,6 +121,8 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
                                    view->bytes.size());
       if (auto status = (*session)->Append(bytes); !status.ok())
         return ToGrpc(status);
+      region_bytes += bytes.size();
+      from_region = true;
       continue;
     }
     if (auto status = (*session)->Append(request.data()); !status.ok())
@@ -132,6 +136,7 @@ grpc::Status KvCacheService::Put(grpc::ServerContext* context,
                         "client cancelled the Put; nothing was stored");
   auto result = engine_->FinishPut(**session);
   if (!result.ok()) return ToGrpc(result.status());
+  if (from_region) regions_->metrics().RecordPut(region_bytes);
   *response = ToPutResponse(*result);
   return grpc::Status::OK;
 }
@@ -180,30 +185,36 @@ grpc::Status KvCacheService::GetIntoRegion(
       transport::ResolveSlice(regions_, caller.tenant, slice, "region_target");
   if (!view.ok()) return ToGrpc(view.status());
   v1::GetResponse message;
+  transport::RegionMetrics& metrics = regions_->metrics();
   auto status = engine_->GetInto(
       scope, query,
       [&](const GetPlan& plan) -> absl::StatusOr<std::span<std::byte>> {
-        if (plan.data_bytes > view->bytes.size())
+        if (plan.data_bytes > view->bytes.size()) {
+          metrics.RecordError(transport::RegionError::kBounds);
           return absl::OutOfRangeError(
               absl::StrCat("the Get's ", plan.data_bytes,
                            " bytes do not fit the region_target's ",
                            view->bytes.size(), "; nothing was written"));
+        }
         *message.mutable_header() = ToGetHeader(plan);
         return view->bytes.first(plan.data_bytes);
       });
   if (!status.ok()) return ToGrpc(status);
-  if (view->region->revoked())
+  if (view->region->revoked()) {
+    metrics.RecordError(transport::RegionError::kGone);
     return grpc::Status(
         grpc::StatusCode::ABORTED,
         absl::StrCat("region_target: region ", view->region->name(),
                      " was unregistered (or its connection closed) during "
                      "the Get"));
+  }
   message.mutable_header()->set_data_in_region(true);
   if (!WriteToClient(stream, writer, message)) {
     if (stream.timed_out())
       return ToGrpc(stream.TimeoutError("the client to read the Get"));
     return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   }
+  metrics.RecordGet(message.header().data_bytes());
   return grpc::Status::OK;
 }
 

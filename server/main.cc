@@ -406,6 +406,7 @@ int Serve() {
   AdminServerOptions admin_options = AdminServerOptionsFromFlags();
   admin_options.rpc_metrics = &rpc_metrics;
   admin_options.streams = &streams;
+  if (*regions != nullptr) admin_options.regions = (*regions)->registry();
   (*cluster)->AddAdminRoutes(admin_options);
   AdminServer admin(&engine, admin_options);
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);

@@ -140,4 +140,16 @@ uint64_t RegionRegistry::mapped_bytes() const {
   return bytes;
 }
 
+std::map<std::string, RegionRegistry::TenantRegions> RegionRegistry::PerTenant()
+    const {
+  std::map<std::string, TenantRegions> tenants;
+  absl::MutexLock lock(&mutex_);
+  for (const auto& [handle, region] : regions_) {
+    TenantRegions& entry = tenants[region->owner().tenant];
+    ++entry.regions;
+    entry.mapped_bytes += region->size();
+  }
+  return tenants;
+}
+
 }  // namespace seqkv::transport

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "transport/mapped_region.h"
+#include "transport/region_metrics.h"
 
 namespace seqkv::transport {
 
@@ -62,10 +63,21 @@ class RegionRegistry {
 
   size_t regions() const;
   uint64_t mapped_bytes() const;
+  // Regions and their mapped bytes per tenant holding any.
+  struct TenantRegions {
+    size_t regions = 0;
+    uint64_t mapped_bytes = 0;
+  };
+  std::map<std::string, TenantRegions> PerTenant() const;
   const RegistryOptions& options() const { return options_; }
+
+  // What calls moved through regions and what they were refused; the
+  // calls resolving slices (and ResolveSlice) record into it.
+  RegionMetrics& metrics() const { return metrics_; }
 
  private:
   const RegistryOptions options_;
+  mutable RegionMetrics metrics_;
   mutable absl::Mutex mutex_;
   std::map<std::string, std::shared_ptr<MappedRegion>, std::less<>> regions_
       ABSL_GUARDED_BY(mutex_);

@@ -17,6 +17,7 @@ namespace seqkv::transport {
 // INVALID_ARGUMENT for a handle of the wrong size; RegionRegistry::
 // Resolve's statuses otherwise (NOT_FOUND, PERMISSION_DENIED,
 // OUT_OF_RANGE). `what` names the field in messages ("region_data").
+// Refusals are counted in the registry's metrics().
 absl::StatusOr<RegionView> ResolveSlice(const RegionRegistry* registry,
                                         std::string_view tenant,
                                         const v1::RegionSlice& slice,

@@ -7,9 +7,11 @@ the server unharmed."""
 import os
 import shutil
 import tempfile
+import json
 import threading
 import time
 import unittest
+import urllib.request
 
 import numpy as np
 
@@ -38,6 +40,12 @@ class ShmServer:
         self.socket = os.path.join(self.dir, "s.sock")
         self.server = ServerProcess(extra_flags, listen=f"unix:{self.socket}")
         self.address = self.server.address
+
+    def shm_stats(self):
+        """/v1/stats "shm": what went through regions, and refusals."""
+        url = f"http://127.0.0.1:{self.server.admin_port}/v1/stats"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)["shm"]
 
     def stop(self):
         self.server.stop()
@@ -83,6 +91,7 @@ class ShmRoundTripTest(unittest.TestCase):
             with self.subTest(codec=codec):
                 model = f"shm-{codec}"
                 # A Put through shared memory, read back both ways.
+                before = self.server.shm_stats()
                 put = self.shm.put(model, cache.tokens, cache.k, cache.v,
                                    codec=codec)
                 self.assertEqual((put.tokens, put.codec), (count, codec))
@@ -96,6 +105,14 @@ class ShmRoundTripTest(unittest.TestCase):
                 if codec in ("raw", "lossless"):
                     np.testing.assert_array_equal(by_region.k, cache.k)
                     np.testing.assert_array_equal(by_region.v, cache.v)
+                # The server saw the bytes go through a region both ways.
+                after = self.server.shm_stats()
+                self.assertEqual(after["put_calls"], before["put_calls"] + 1)
+                self.assertEqual(after["put_bytes"],
+                                 before["put_bytes"] + count * token_bytes)
+                self.assertEqual(after["get_calls"], before["get_calls"] + 1)
+                self.assertEqual(after["get_bytes"],
+                                 before["get_bytes"] + count * token_bytes)
 
                 # A Put through messages reads back the same through shm.
                 other = cache.tokens.copy()
@@ -267,6 +284,9 @@ class ShmBadInputTest(unittest.TestCase):
 
     def test_bounds(self):
         region = self.client.create_region(1 << 20)
+        tenants = self.server.shm_stats()["tenants"]
+        self.assertEqual(tenants["acme"]["regions"], 2)  # and put's scratch
+        self.assertEqual(tenants["acme"]["mapped_bytes"], 2 << 20)
         nbytes = 64 * self.layout.bytes_per_token
         # The client's own checks, before anything is sent.
         with self.assertRaises(seqkv.OutOfRangeError):
@@ -293,6 +313,8 @@ class ShmBadInputTest(unittest.TestCase):
                               "m", self.tokens, region, capacity=nbytes - 1),
                           "do not fit")
         self.assertEqual(bytes(region.buffer), b"\x5a" * region.size)
+        # Each counted by kind on the admin endpoint.
+        self.assertEqual(self.server.shm_stats()["errors"]["bounds"], 4)
         # A Put from the region still works.
         region.wire(self.layout, 64)[:] = self.kv.transpose(2, 0, 1, 3)[
             :, :, None].repeat(2, axis=2)
@@ -338,6 +360,10 @@ class ShmBadInputTest(unittest.TestCase):
                 time.sleep(0.01)
         self.assertStatus(seqkv.NotFoundError,
                           lambda: self.raw_get(self.client, handle, 0, nbytes))
+        errors = self.server.shm_stats()["errors"]
+        self.assertEqual(errors["bad_handle"], 1)
+        self.assertEqual(errors["ownership"], 2)
+        self.assertGreaterEqual(errors["region_gone"], 3)
         # A wrong key cannot register at all; its client sends messages.
         with seqkv.Client(self.server.address, api_key="wrong") as wrong:
             with self.assertRaises(seqkv.UnauthenticatedError):

@@ -8,14 +8,17 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "codec/model_state.h"
 #include "gtest/gtest.h"
 #include "model/model_state_builder.h"
+#include "nlohmann/json.hpp"
 #include "proto/layout_convert.h"
 #include "seqkv/v1/kvcache.grpc.pb.h"
 #include "seqkv/v1/region.pb.h"
@@ -92,6 +95,18 @@ class ShmTest : public ::testing::Test {
     request.mutable_region_target()->set_offset(offset);
     request.mutable_region_target()->set_length(length);
     return request;
+  }
+
+  // The admin endpoint's /v1/stats "shm" object, and /metrics.
+  nlohmann::json ShmStats() {
+    auto body = server_->AdminGet("/v1/stats");
+    EXPECT_TRUE(body.ok()) << body.status();
+    return body.ok() ? nlohmann::json::parse(*body)["shm"] : nlohmann::json();
+  }
+  std::string Metrics() {
+    auto body = server_->AdminGet("/metrics");
+    EXPECT_TRUE(body.ok()) << body.status();
+    return body.ok() ? *body : "";
   }
 
   void ExpectAlive(const std::string& api_key = "") {
@@ -273,6 +288,38 @@ TEST_F(ShmTest, BoundsViolationsAreOutOfRangeAndWriteNothing) {
   EXPECT_EQ(
       RawGet(GetRequestFor(cache, std::string(16, '\0'), 0, 1)).error_code(),
       grpc::StatusCode::NOT_FOUND);
+  // One Get that fits.
+  EXPECT_TRUE(RawGet(GetRequestFor(cache, handle, 0, bytes)).ok());
+  // The admin endpoint counts each of these by kind, and the region
+  // traffic: the client's Put (through its scratch region) and that Get.
+  const nlohmann::json shm_stats = ShmStats();
+  EXPECT_EQ(shm_stats["enabled"], true);
+  EXPECT_EQ(shm_stats["errors"]["bounds"], 5);  // 4 Gets and the Put
+  EXPECT_EQ(shm_stats["errors"]["bad_handle"], 1);
+  EXPECT_EQ(shm_stats["errors"]["region_gone"], 1);
+  EXPECT_EQ(shm_stats["errors"]["ownership"], 0);
+  EXPECT_EQ(shm_stats["put_calls"], 1);
+  EXPECT_EQ(shm_stats["put_bytes"], bytes);
+  EXPECT_EQ(shm_stats["get_calls"], 1);
+  EXPECT_EQ(shm_stats["get_bytes"], bytes);
+  const uint64_t mapped =
+      std::bit_ceil(std::max<uint64_t>(bytes, 1 << 20)) + size;
+  EXPECT_EQ(shm_stats["regions"], 2);
+  EXPECT_EQ(shm_stats["mapped_bytes"], mapped);
+  EXPECT_EQ(shm_stats["tenants"]["default"]["regions"], 2);
+  EXPECT_EQ(shm_stats["tenants"]["default"]["mapped_bytes"], mapped);
+  const std::string metrics = Metrics();
+  for (const std::string& line : std::vector<std::string>{
+           "seqkv_shm_regions 2",
+           "seqkv_shm_tenant_regions{tenant=\"default\"} 2",
+           absl::StrCat("seqkv_shm_mapped_bytes ", mapped),
+           "seqkv_shm_errors_total{kind=\"bounds\"} 5",
+           "seqkv_shm_errors_total{kind=\"bad_handle\"} 1",
+           "seqkv_shm_errors_total{kind=\"region_gone\"} 1",
+           "seqkv_shm_errors_total{kind=\"ownership\"} 0",
+           "seqkv_shm_put_calls_total 1", "seqkv_shm_get_calls_total 1",
+           absl::StrCat("seqkv_shm_get_bytes_total ", bytes)})
+    EXPECT_NE(metrics.find("\n" + line + "\n"), std::string::npos) << line;
   ExpectAlive();
 }
 
@@ -301,6 +348,7 @@ TEST_F(ShmTest, OwnershipAndLifetime) {
       GetRequestFor(cache, (*acme_region)->handle(), 0, bytes), "globex-key");
   EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << denied.error_message();
+  EXPECT_EQ(ShmStats()["errors"]["ownership"], 1);
   EXPECT_TRUE(RawGet(GetRequestFor(cache, (*acme_region)->handle(), 0, bytes),
                      "acme-key")
                   .ok());
@@ -325,6 +373,13 @@ TEST_F(ShmTest, OwnershipAndLifetime) {
   EXPECT_EQ(
       RawGet(GetRequestFor(cache, handle, 0, bytes), "acme-key").error_code(),
       grpc::StatusCode::NOT_FOUND);
+  // Per tenant: acme's regions went with its connection; globex holds its
+  // client's scratch region.
+  const nlohmann::json tenants = ShmStats()["tenants"];
+  EXPECT_FALSE(tenants.contains("acme")) << tenants.dump();
+  EXPECT_EQ(tenants["globex"]["regions"], 1) << tenants.dump();
+  EXPECT_NE(Metrics().find("\nseqkv_shm_tenant_regions{tenant=\"globex\"} 1\n"),
+            std::string::npos);
   // Its limit is free again.
   auto again = Connect(true, "acme-key");
   EXPECT_TRUE(again->CreateRegion(4096).ok());
@@ -438,6 +493,8 @@ TEST_F(ShmTest, ServerWithoutRegionSocketRefusesSlices) {
       RawGet(GetRequestFor(cache, std::string(16, 'r'), 0, 1 << 20));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
       << status.error_message();
+  EXPECT_EQ(ShmStats()["enabled"], false);
+  EXPECT_NE(Metrics().find("\nseqkv_shm_regions 0\n"), std::string::npos);
 }
 
 }  // namespace
