@@ -204,6 +204,25 @@ class ShmRoundTripTest(unittest.TestCase):
         del wire
         region.close()
 
+    def test_prompts_past_the_scratch_limit_use_messages(self):
+        k = random_kv((2, 2, 64, 32), seed=9)
+        tokens = np.arange(64) + 300000
+        self.shm.put("long", tokens, k, k)
+        before = self.server.shm_stats()
+        limit = seqkv.client.MAX_SCRATCH_BYTES
+        seqkv.client.MAX_SCRATCH_BYTES = 1000  # under 64 tokens' bytes
+        try:
+            got_k, got_v = self.shm.get("long", tokens)
+        finally:
+            seqkv.client.MAX_SCRATCH_BYTES = limit
+        np.testing.assert_array_equal(got_k, k)
+        np.testing.assert_array_equal(got_v, k)
+        self.assertEqual(self.server.shm_stats()["get_calls"],
+                         before["get_calls"])
+        self.shm.get("long", tokens)
+        self.assertEqual(self.server.shm_stats()["get_calls"],
+                         before["get_calls"] + 1)
+
     def test_both_transports_at_once(self):
         failures = []
 

@@ -19,6 +19,10 @@ from .layout import Layout, Rope
 # client sends them: under gRPC's 4 MiB default message limit.
 DEFAULT_MESSAGE_BYTES = 2 << 20
 
+# The largest scratch region get() registers for one call: its size is the
+# whole prompt's (what could match), and the server populates every page.
+MAX_SCRATCH_BYTES = 1 << 30
+
 
 def _stubs():
     try:
@@ -445,7 +449,10 @@ class Client:
                 span = (end_token or ids.size) - begin_token
                 capacity = min(span, ids.size - begin_token) * \
                     layout.bytes_per_token
-                region = self._acquire(capacity)
+                # Sized by the prompt, not the match (unknown until the
+                # Get): beyond MAX_SCRATCH_BYTES, messages take any size.
+                region = (self._acquire(capacity)
+                          if capacity <= MAX_SCRATCH_BYTES else None)
                 if region is not None:
                     try:
                         placed = self._get_slice(request, ids, region, 0,
