@@ -366,7 +366,13 @@ absl::Status Client::GetInto(const GetOptions& options,
     auto token_bytes = impl_->TokenBytes(*this, options.model);
     if (!token_bytes.ok()) return token_bytes.status();
     const size_t capacity = tokens.size() * *token_bytes;
-    if (auto region = impl_->regions_->Acquire(capacity); region.ok()) {
+    // Sized by the prompt, not the match: past max_scratch_bytes, or
+    // without a region, the data comes in messages below.
+    auto region = capacity <= impl_->options_.max_scratch_bytes
+                      ? impl_->regions_->Acquire(capacity)
+                      : absl::StatusOr<std::shared_ptr<SharedRegion>>(
+                            absl::OutOfRangeError("over max_scratch_bytes"));
+    if (region.ok()) {
       auto placed = impl_->GetRegion(request, (*region)->handle(), 0, capacity);
       if (placed.ok()) {
         cache.layout = placed->layout;

@@ -42,6 +42,10 @@ struct ClientOptions {
   // --shm_listen). When set, Put and GetInto move KV bytes through shared
   // memory regions instead of gRPC messages, and the *Region calls work.
   std::string shm_socket;
+  // The largest scratch region GetInto registers for one call. It is sized
+  // by the prompt (what could match), and the server populates every page,
+  // so a longer prompt's Get travels in messages instead.
+  size_t max_scratch_bytes = size_t{1} << 30;
 };
 
 using SharedRegion = transport::SharedRegion;

@@ -211,6 +211,33 @@ TEST_F(ShmTest, RoundTripsBitExactForEveryCodec) {
   EXPECT_EQ(TokenMajor(*back), expected);
 }
 
+// A Get whose prompt would need a scratch region over max_scratch_bytes
+// comes in messages, the same bytes.
+TEST_F(ShmTest, PromptsPastTheScratchLimitUseMessages) {
+  SEQKV_NEEDS_TEST_DATA("kv/a_dev_01.safetensors");
+  Start();
+  const KvCache cache = Load("a_dev_01");
+  ASSERT_TRUE(Connect(true)->Put({kModel, "raw"}, cache).ok());
+  ClientOptions options;
+  options.server = server_->address();
+  options.shm_socket = socket_;
+  options.max_scratch_bytes = TokenMajor(cache).size() - 1;
+  auto limited = Client::Connect(options);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  auto got = (*limited)->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(TokenMajor(*got), TokenMajor(cache));
+  EXPECT_EQ(ShmStats()["get_calls"], 0);
+  // One byte more and it goes through a region.
+  options.max_scratch_bytes += 1;
+  auto enough = Client::Connect(options);
+  ASSERT_TRUE(enough.ok());
+  got = (*enough)->Get({kModel}, cache.tokens);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(TokenMajor(*got), TokenMajor(cache));
+  EXPECT_EQ(ShmStats()["get_calls"], 1);
+}
+
 // Clients of both transports at once, each reading what the others wrote.
 TEST_F(ShmTest, BothTransportsAtOnce) {
   SEQKV_NEEDS_TEST_DATA("kv/a_dev_01.safetensors");
