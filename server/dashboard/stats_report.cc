@@ -132,6 +132,9 @@ nlohmann::json RetentionJson(CacheEngine& engine) {
   return {
       {"policy", index.retention() == RetentionPolicy::kPlt ? "plt" : "lru"},
       {"tier_policy", TierPolicyName(engine.options().tiers)},
+      {"tier_shares",
+       {{"exact", engine.options().demotion.shares.exact},
+        {"lossy_1", engine.options().demotion.shares.lossy_1}}},
       {"ghosts", index.ghost_count()},
       {"tiers", TiersJson(total)},
       {"demotions", demotions},

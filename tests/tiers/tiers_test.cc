@@ -304,6 +304,8 @@ TEST_F(TiersTest, SharesSetWhatEachTierHolds) {
   Start({absl::StrCat("--capacity_bytes=", capacity), "--tier_shares=0.5,0"});
   Fill(0, 12, capacity, 0.5);
   const nlohmann::json stats = Stats();
+  EXPECT_EQ(stats["retention"]["tier_shares"].value("exact", -1.0), 0.5);
+  EXPECT_EQ(stats["retention"]["tier_shares"].value("lossy_1", -1.0), 0.0);
   const nlohmann::json& tiers = stats["retention"]["tiers"];
   EXPECT_GT(tiers["lossy_2"].value("chunks", 0), 0) << stats.dump();
   EXPECT_EQ(tiers["lossy_1"].value("chunks", -1), 0) << stats.dump();
