@@ -122,12 +122,14 @@ absl::StatusOr<Demoter::Batch> Demoter::DemoteSome(
     auto key = resources_.index->NextDemotion(step.name_space, step.from);
     if (!key) break;
     if (in_hand.contains(*key)) continue;
-    ++batch.handled;
     auto prepared = Prepare(step, *key);
     if (!prepared.ok()) {
-      status = prepared.status();
+      // Memory is short: the chunk is left for a later pass.
+      if (!absl::IsResourceExhausted(prepared.status()))
+        status = prepared.status();
       break;
     }
+    ++batch.handled;
     if (!*prepared) continue;
     in_hand.insert(*key);
     staged.push_back(std::move(**prepared));
@@ -207,8 +209,7 @@ absl::StatusOr<std::optional<Trie::PayloadReplacement>> Demoter::Prepare(
   }
 
   auto chunk = resources_.buffers->Acquire(info.num_bytes(), "a demotion");
-  // Memory is short: left for a later pass.
-  if (!chunk.ok()) return std::nullopt;
+  if (!chunk.ok()) return chunk.status();
   auto payload = trie.ReadPayload(record);
   if (!payload.ok()) return keep();  // a Get quarantines a damaged chunk
   const std::span<const std::byte> bytes =

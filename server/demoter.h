@@ -92,7 +92,8 @@ class Demoter {
   void Run();
   // Reads `key`'s chunk, re-encodes it for `step` and stages the new
   // payload: the swap to make, or none where the chunk stays (left at its
-  // tier, or changed meanwhile).
+  // tier, or changed meanwhile). RESOURCE_EXHAUSTED while the server's
+  // chunk memory is short.
   absl::StatusOr<std::optional<Trie::PayloadReplacement>> Prepare(
       const Retention::DemotionStep& step, const NodeKey& key);
   // Logs once per model why its chunks stay at their tier.
