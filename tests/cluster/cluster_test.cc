@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/cluster/etcd_process.h"
 #include "tests/integration/server_process.h"
+#include "tests/test_certificates.h"
 
 namespace seqkv {
 namespace {
@@ -74,6 +75,7 @@ class ClusterTest : public ::testing::Test {
     options.server = absl::StrCat("etcd://", etcd_->endpoint(), "/test");
     options.timeout_s = 1;
     options.api_key = api_key_;
+    options.tls_root_cert_file = tls_root_cert_file_;
     auto client = Client::Connect(options);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = std::move(*client);
@@ -138,6 +140,8 @@ class ClusterTest : public ::testing::Test {
   uint32_t replicas_hot_ = 0;  // the nodes' --replicas_hot
   std::vector<std::string> extra_flags_;
   std::string api_key_;
+  // The CA the nodes' certificates are checked against; empty: no TLS.
+  std::string tls_root_cert_file_;
   std::unique_ptr<EtcdProcess> etcd_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
   std::unique_ptr<cluster::MemberWatcher> watcher_;
@@ -391,6 +395,47 @@ TEST_F(ClusterTest, ClusterConfigAsksForReplicasToo) {
 
 // Nodes that share one tenant config: "capped" may store 200,000 bytes
 // (about two prompts) in the whole cluster, refusing beyond.
+// Nodes that serve only TLS: the cluster client reaches each member over
+// TLS with the caller's credentials, and a plaintext client gets nothing.
+class TlsClusterTest : public ClusterTest {
+ protected:
+  TlsClusterTest() {
+    char pattern[] = "/tmp/seqkv-cluster-tls-XXXXXX";
+    dir_ = mkdtemp(pattern);
+    made_ = testing::MakeTestCertificates(dir_);
+    const std::string config = dir_ + "/seqkv.yaml";
+    // sha256("quota-key")
+    std::ofstream(config)
+        << "tenants:\n  - name: worker\n    api_key_sha256: "
+           "[\"39caa843d334f04de1fd14398f3a0417df9a82e9e14c94011a611fd30aebe8c4"
+           "\"]\ntls:\n  cert_file: "
+        << dir_ << "/server.pem\n  key_file: " << dir_ << "/server.key\n";
+    extra_flags_ = {"--config=" + config};
+    api_key_ = "quota-key";
+    tls_root_cert_file_ = dir_ + "/ca.pem";
+  }
+  ~TlsClusterTest() override { std::filesystem::remove_all(dir_); }
+
+  std::string dir_;
+  bool made_ = false;
+};
+
+TEST_F(TlsClusterTest, MembersAreReachedOverTls) {
+  ASSERT_TRUE(made_);
+  PutPrompts(6);
+  for (int i = 0; i < 6; ++i) {
+    auto found = client_->Lookup(kModel, Prompt(i));
+    ASSERT_TRUE(found.ok()) << i << ": " << found.status();
+    EXPECT_EQ(found->matched_tokens, kPromptTokens) << i;
+  }
+  // The prompts are spread over the members, each of which speaks TLS only.
+  for (const auto& server : servers_) {
+    auto plaintext = server->Connect(api_key_);
+    if (!plaintext.ok()) continue;
+    EXPECT_FALSE((*plaintext)->Lookup(kModel, Prompt(0)).ok());
+  }
+}
+
 class QuotaClusterTest : public ClusterTest {
  protected:
   QuotaClusterTest() {

@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "server/config.h"
 #include "tests/integration/server_process.h"
+#include "tests/test_certificates.h"
 #include "tests/test_data.h"
 
 namespace seqkv::testing {
@@ -451,10 +452,10 @@ TEST_F(TenancyTest, ModelRecordsCountAgainstTheQuota) {
             tenant["model_bytes"].get<int64_t>() +
                 tenant["bytes_stored"].get<int64_t>());
   // Codec state counts too.
-  auto state = small->RegisterModel({.model = "stateful",
-                                     .layout = one.layout,
-                                     .codec_state = {{"blob", std::string(
-                                                                  30000, 'x')}}});
+  auto state = small->RegisterModel(
+      {.model = "stateful",
+       .layout = one.layout,
+       .codec_state = {{"blob", std::string(30000, 'x')}}});
   EXPECT_EQ(state.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
@@ -492,33 +493,9 @@ TEST_F(TenancyTest, BadConfigIsRefusedAtStartup) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// Certificates made with the openssl command, for 127.0.0.1.
-void MakeCertificates(const TempDir& dir) {
-  const std::string script =
-      "cd '" + dir.file("") +
-      "' && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
-      "/CN=seqkv-test-ca "
-      "-keyout ca.key -out ca.pem 2>/dev/null && "
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "
-      "server.key "
-      "-out server.csr 2>/dev/null && "
-      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial "
-      "-days 2 -extfile san.ext -out server.pem 2>/dev/null && "
-      "openssl req -newkey rsa:2048 -nodes -subj /CN=acme-worker -keyout "
-      "client.key "
-      "-out client.csr 2>/dev/null && "
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
-      "-CAcreateserial "
-      "-days 2 -out client.pem 2>/dev/null";
-  ASSERT_EQ(std::system(script.c_str()), 0);
-}
-
 TEST_F(TenancyTest, TlsAndMutualTls) {
   SEQKV_NEEDS_TEST_DATA("kv/c_chat_turn1.safetensors");
-  MakeCertificates(dir_);
+  ASSERT_TRUE(testing::MakeTestCertificates(dir_.file("")));
   const std::string tls = "tls:\n  cert_file: " + dir_.file("server.pem") +
                           "\n  key_file: " + dir_.file("server.key") +
                           "\n  client_ca_file: " + dir_.file("ca.pem") + "\n";
