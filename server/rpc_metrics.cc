@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/prometheus_label.h"
 
 namespace seqkv {
 namespace {
@@ -35,20 +36,6 @@ constexpr const char* kCodeNames[] = {
     "UNAUTHENTICATED",
 };
 
-// Label values escape backslash, quote and newline (Prometheus text format).
-std::string LabelValue(std::string_view value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    if (c == '\\' || c == '"') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
 // grpc_service="seqkv.v1.KvCacheService",grpc_method="Put" of
 // "/seqkv.v1.KvCacheService/Put".
 std::string MethodLabels(const std::string& full_method) {
@@ -59,9 +46,8 @@ std::string MethodLabels(const std::string& full_method) {
       slash == std::string_view::npos ? "" : name.substr(0, slash);
   std::string_view method =
       slash == std::string_view::npos ? name : name.substr(slash + 1);
-  return absl::StrCat("grpc_service=\"", LabelValue(std::string(service)),
-                      "\",grpc_method=\"", LabelValue(std::string(method)),
-                      "\"");
+  return absl::StrCat("grpc_service=\"", PrometheusLabelValue(service),
+                      "\",grpc_method=\"", PrometheusLabelValue(method), "\"");
 }
 
 std::string FormatSeconds(double seconds) {

@@ -3,26 +3,12 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "server/prometheus_label.h"
 
 namespace seqkv {
 namespace {
 
 using transport::RegionError;
-
-// A tenant name as a label value: backslash, quote and newline escaped, as
-// the other tenant families of /metrics have them.
-std::string LabelValue(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    if (c == '\\' || c == '"') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
 
 struct Snapshot {
   size_t regions = 0;
@@ -88,14 +74,15 @@ std::string RegionsPrometheus(const transport::RegionRegistry* regions) {
                   "now.\n# TYPE seqkv_shm_tenant_regions gauge\n");
   for (const auto& [tenant, entry] : s.tenants)
     absl::StrAppend(&out, "seqkv_shm_tenant_regions{tenant=\"",
-                    LabelValue(tenant), "\"} ", entry.regions, "\n");
+                    PrometheusLabelValue(tenant), "\"} ", entry.regions, "\n");
   absl::StrAppend(&out,
                   "# HELP seqkv_shm_tenant_mapped_bytes Bytes of the "
                   "regions a tenant holds now.\n# TYPE "
                   "seqkv_shm_tenant_mapped_bytes gauge\n");
   for (const auto& [tenant, entry] : s.tenants)
     absl::StrAppend(&out, "seqkv_shm_tenant_mapped_bytes{tenant=\"",
-                    LabelValue(tenant), "\"} ", entry.mapped_bytes, "\n");
+                    PrometheusLabelValue(tenant), "\"} ", entry.mapped_bytes,
+                    "\n");
   single("put_calls_total", "counter",
          "Puts acknowledged that read their bytes from regions.",
          s.counters.put_calls);

@@ -7,23 +7,10 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "server/prometheus_label.h"
 
 namespace seqkv {
 namespace {
-
-// Label values escape backslash, quote and newline (Prometheus text format).
-std::string LabelValue(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
 
 // The process's resident set, from /proc/self/statm (0 where unreadable).
 uint64_t ResidentBytes() {
@@ -247,8 +234,9 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
       absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",
                       name, " counter\n");
       for (const auto& [tenant, stats] : retention)
-        absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", LabelValue(tenant),
-                        "\"} ", value_of(stats), "\n");
+        absl::StrAppend(&out, "seqkv_", name, "{tenant=\"",
+                        PrometheusLabelValue(tenant), "\"} ", value_of(stats),
+                        "\n");
     };
     using R = const RetentionStats&;
     counter("readmissions_total",
@@ -270,8 +258,8 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
       for (const auto& [name, stats] : retention)
         for (uint32_t tier = 0; tier <= kTokensOnlyTier; ++tier)
           absl::StrAppend(
-              &out, metric, "{tenant=\"", LabelValue(name), "\",tier=\"",
-              TierName(tier), "\"} ",
+              &out, metric, "{tenant=\"", PrometheusLabelValue(name),
+              "\",tier=\"", TierName(tier), "\"} ",
               bytes ? stats.tiers[tier].bytes : stats.tiers[tier].chunks, "\n");
     }
   }
@@ -280,8 +268,9 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
     absl::StrAppend(&out, "# HELP seqkv_", name, " ", help, "\n# TYPE seqkv_",
                     name, " ", type, "\n");
     for (const auto& [tenant, stats] : all)
-      absl::StrAppend(&out, "seqkv_", name, "{tenant=\"", LabelValue(tenant),
-                      "\"} ", value_of(stats), "\n");
+      absl::StrAppend(&out, "seqkv_", name, "{tenant=\"",
+                      PrometheusLabelValue(tenant), "\"} ", value_of(stats),
+                      "\n");
   };
   using S = const NamespaceStats&;
   family("lookups_total", "counter", "Lookup calls.",
