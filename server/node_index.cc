@@ -137,10 +137,23 @@ double NodeIndex::RankLocked(const Entry& entry) {
 
 void NodeIndex::ReRankLocked(const NodeKey& key, Entry& entry) {
   if (!IsLeaf(entry)) return;  // ranked when it becomes a leaf
-  auto& leaves = leaves_[entry.name_space];
-  leaves.erase(LeafOf(key, entry));
-  entry.rank = RankLocked(entry);
-  leaves.insert(LeafOf(key, entry));
+  EraseLeafLocked(key, entry);
+  InsertLeafLocked(key, entry);
+}
+
+void NodeIndex::InsertLeafLocked(const NodeKey& key, Entry& entry) {
+  if (options_.retention == RetentionPolicy::kLru) {
+    entry.rank = static_cast<double>(entry.last_used);
+    entry.rank_class = 0;
+  } else {
+    entry.rank = estimator_.StandingRank(entry.facts, entry.used_at);
+    entry.rank_class = PrefixEstimator::RankClassOf(entry.facts);
+  }
+  leaves_[entry.name_space][entry.rank_class].insert(LeafOf(key, entry));
+}
+
+void NodeIndex::EraseLeafLocked(const NodeKey& key, const Entry& entry) {
+  leaves_[entry.name_space][entry.rank_class].erase(LeafOf(key, entry));
 }
 
 void NodeIndex::RememberGhostLocked(const NodeKey& key, const Entry& entry) {
@@ -204,16 +217,13 @@ void NodeIndex::CountChildLocked(const NodeKey& parent, uint32_t tier,
   if (tier == kTokensOnlyTier) {
     entry.tokens_only_children += sign;
   } else if (sign > 0) {
-    if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(parent, entry));
+    if (IsLeaf(entry)) EraseLeafLocked(parent, entry);
     ++entry.children;
     if (tier == 0) ++entry.exact_children;
   } else {
     --entry.children;
     if (tier == 0) --entry.exact_children;
-    if (IsLeaf(entry)) {
-      entry.rank = RankLocked(entry);
-      leaves_[entry.name_space].insert(LeafOf(parent, entry));
-    }
+    if (IsLeaf(entry)) InsertLeafLocked(parent, entry);
   }
   if (entry.placeholder && entry.children == 0 &&
       entry.tokens_only_children == 0)
@@ -225,7 +235,7 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
   if (!inserted) {
     // Known already (children counted before it arrived during Load).
     if (!it->second.placeholder) {
-      leaves_[it->second.name_space].erase(LeafOf(key, it->second));
+      if (IsLeaf(it->second)) EraseLeafLocked(key, it->second);
       --namespaces_[it->second.name_space].live;
       CountTierLocked(key, it->second, -1);
     }
@@ -238,10 +248,7 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
   CountTierLocked(key, it->second, +1);
   if (entry.tier == kTokensOnlyTier)
     namespaces_[entry.name_space].tokens_only.push_back(key);
-  if (IsLeaf(it->second)) {
-    it->second.rank = RankLocked(it->second);
-    leaves_[entry.name_space].insert(LeafOf(key, it->second));
-  }
+  if (IsLeaf(it->second)) InsertLeafLocked(key, it->second);
   CountChildLocked(entry.parent, entry.tier, +1);
   if (chain) ChainLocked(key);
 }
@@ -424,8 +431,7 @@ void NodeIndex::Remove(const NodeKey& key) {
   ApplyQueuedVisitsLocked();  // none may count for it after it is gone
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return;
-  if (IsLeaf(it->second))
-    leaves_[it->second.name_space].erase(LeafOf(key, it->second));
+  if (IsLeaf(it->second)) EraseLeafLocked(key, it->second);
   CountTierLocked(key, it->second, -1);
   const Entry entry = it->second;
   if (auto link = chains_.find(entry.chain_hash);
@@ -476,7 +482,7 @@ void NodeIndex::ChangeTierLocked(const NodeKey& key, Entry& entry,
   const uint32_t old_tier = entry.tier;
   const uint32_t new_tier = TierOf(record);
   NamespaceState& state = namespaces_[entry.name_space];
-  if (IsLeaf(entry)) leaves_[entry.name_space].erase(LeafOf(key, entry));
+  if (IsLeaf(entry)) EraseLeafLocked(key, entry);
   CountTierLocked(key, entry, -1);
   entry.tier = new_tier;
   entry.bytes_stored = record.bytes_stored();
@@ -490,10 +496,7 @@ void NodeIndex::ChangeTierLocked(const NodeKey& key, Entry& entry,
   if (old_tier == kTokensOnlyTier && new_tier == 0) ++state.stats.readmissions;
   if (new_tier == kTokensOnlyTier && old_tier != kTokensOnlyTier)
     state.tokens_only.push_back(key);
-  if (IsLeaf(entry)) {
-    entry.rank = RankLocked(entry);
-    leaves_[entry.name_space].insert(LeafOf(key, entry));
-  }
+  if (IsLeaf(entry)) InsertLeafLocked(key, entry);
   if (auto link = chains_.find(entry.chain_hash);
       entry.chained && link != chains_.end() && link->second.key == key)
     link->second.tier = new_tier;
@@ -602,9 +605,22 @@ std::optional<NodeKey> NodeIndex::NextVictim(const std::string& name_space) {
   absl::MutexLock lock(&mutex_);
   ApplyQueuedVisitsLocked();
   auto it = leaves_.find(name_space);
-  if (it == leaves_.end() || it->second.empty()) return std::nullopt;
-  const auto& [time, key] = *it->second.begin();
-  return NodeKey{key.first, key.second};
+  if (it == leaves_.end()) return std::nullopt;
+  const LeafKey* least = nullptr;
+  double least_rank = 0;
+  for (uint32_t rank_class = 0; rank_class < it->second.size(); ++rank_class) {
+    const std::set<LeafKey>& leaves = it->second[rank_class];
+    if (leaves.empty()) continue;
+    const double rank =
+        leaves.begin()->first +
+        (options_.retention == RetentionPolicy::kLru
+             ? 0
+             : estimator_.LogReuse(rank_class));
+    if (least == nullptr || rank < least_rank)
+      least = &*leaves.begin(), least_rank = rank;
+  }
+  if (least == nullptr) return std::nullopt;
+  return NodeKey{least->second.first, least->second.second};
 }
 
 double NodeIndex::Probability(const NodeKey& key) const {

@@ -171,8 +171,11 @@ class NodeIndex {
     NodeKey parent;
     std::string name_space;
     int64_t last_used = 0;
-    // Its key in leaves_ while it is a leaf.
+    // While it is a leaf: its key in leaves_ (the rank's standing part, or
+    // the last use under LRU), and which of the namespace's leaf sets
+    // holds it.
     double rank = 0;
+    uint32_t rank_class = 0;
     ChunkFacts facts;
     // The namespace's turnovers when it was last used.
     double used_at = 0;
@@ -212,6 +215,11 @@ class NodeIndex {
   static LeafKey LeafOf(const NodeKey& key, const Entry& entry) {
     return {entry.rank, {key.high, key.low}};
   }
+  // A namespace's leaves, one ordered set per rank class: a class's
+  // p̂(reuse) changes as the estimator learns, the order within it does
+  // not, so the least valued leaf is the least of the sets' first ones.
+  using LeafSets =
+      std::array<std::set<LeafKey>, PrefixEstimator::kRankClasses>;
   struct NamespaceState {
     RetentionStats stats;
     uint64_t live = 0;
@@ -240,6 +248,11 @@ class NodeIndex {
   double RankLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Re-ranks `entry` (a leaf moves in leaves_) after a use.
   void ReRankLocked(const NodeKey& key, Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Puts a leaf into leaves_, ranked now, or takes it out.
+  void InsertLeafLocked(const NodeKey& key, Entry& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void EraseLeafLocked(const NodeKey& key, const Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void RememberGhostLocked(const NodeKey& key, const Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -293,7 +306,7 @@ class NodeIndex {
     uint32_t tier = 0;  // the node's, so that lookups need no other probe
   };
   absl::flat_hash_map<uint64_t, ChainLink> chains_ ABSL_GUARDED_BY(mutex_);
-  std::map<std::string, std::set<LeafKey>> leaves_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, LeafSets> leaves_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, NodeVisits> visits_ ABSL_GUARDED_BY(mutex_);
   uint64_t sample_state_ ABSL_GUARDED_BY(mutex_) = 0x9e3779b97f4a7c15;
   // Taken after mutex_ when both are held.

@@ -35,7 +35,13 @@ double PrefixEstimator::ReuseProbability(bool partial,
   return std::min(p, 1.0);
 }
 
-double PrefixEstimator::Rank(const ChunkFacts& chunk, double used_at) const {
+uint32_t PrefixEstimator::RankClassOf(const ChunkFacts& chunk) {
+  return (chunk.partial ? kClasses : 0) +
+         std::clamp(chunk.occurrences, 1u, kClasses - 1);
+}
+
+double PrefixEstimator::StandingRank(const ChunkFacts& chunk,
+                                     double used_at) const {
   double benefit = std::max(1u, chunk.tokens);
   if (options_.attention_crossover_tokens > 0) {
     const double mid =
@@ -44,9 +50,16 @@ double PrefixEstimator::Rank(const ChunkFacts& chunk, double used_at) const {
   }
   const double bytes =
       static_cast<double>(std::max<uint64_t>(1, chunk.bytes_stored));
-  return used_at +
-         std::log2(ReuseProbability(chunk.partial, chunk.occurrences) *
-                   benefit / bytes);
+  return used_at + std::log2(benefit / bytes);
+}
+
+double PrefixEstimator::LogReuse(uint32_t rank_class) const {
+  return std::log2(ReuseProbability(rank_class >= kClasses,
+                                    rank_class % kClasses));
+}
+
+double PrefixEstimator::Rank(const ChunkFacts& chunk, double used_at) const {
+  return StandingRank(chunk, used_at) + LogReuse(RankClassOf(chunk));
 }
 
 }  // namespace seqkv

@@ -59,6 +59,9 @@ struct ChunkFacts {
 
 class PrefixEstimator {
  public:
+  // Occurrence counts told apart (the last: that many or more).
+  static constexpr uint32_t kClasses = 16;
+
   explicit PrefixEstimator(PrefixEstimatorOptions options = {})
       : options_(options) {}
 
@@ -77,13 +80,21 @@ class PrefixEstimator {
 
   // The retention rank (higher: keep longer) of a chunk last used at
   // `used_at`, the namespace's clock in turnovers (each chunk stored adds
-  // 1 / the chunks it holds then).
+  // 1 / the chunks it holds then): StandingRank + LogReuse of its class.
   double Rank(const ChunkFacts& chunk, double used_at) const;
+
+  // The rank in two parts, so that an ordered set of ranks need not be
+  // rebuilt as the estimator learns: the part that stays while the chunk
+  // is unused, and log2 of p̂(reuse) for its class, which moves with every
+  // occurrence counted anywhere.
+  static constexpr uint32_t kRankClasses = 2 * kClasses;
+  static uint32_t RankClassOf(const ChunkFacts& chunk);
+  double StandingRank(const ChunkFacts& chunk, double used_at) const;
+  double LogReuse(uint32_t rank_class) const;
 
   const PrefixEstimatorOptions& options() const { return options_; }
 
  private:
-  static constexpr uint32_t kClasses = 16;
   const PrefixEstimatorOptions options_;
   // Chunks that reached each occurrence count (the last slot: that many or
   // more), for trailing partial chunks and for the others.

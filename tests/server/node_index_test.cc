@@ -384,5 +384,28 @@ TEST_F(NodeIndexTest, PltEvictsWhatIsLeastLikelyToBeUsedAgain) {
               partial.end());
 }
 
+TEST_F(NodeIndexTest, AFreshChunkOutranksOlderOnesOnceTheEstimatorHasLearned) {
+  // Chunks stored and never looked up teach the estimator that a chunk
+  // seen once is rarely seen again. A leaf ranked early, before it knew,
+  // must not outrank the chunk a Put stores now: the least valued leaf is
+  // still the oldest of the class (a fresh Put's last chunk was evicted at
+  // once when leaves kept the rank they were given).
+  NodeIndex plt({.retention = RetentionPolicy::kPlt});
+  ASSERT_TRUE(plt.Load(*trie_).ok());
+  std::vector<NodeKey> keys;
+  for (int i = 0; i < 200; ++i) {
+    keys.push_back(Insert(Iota(4, 1000 + 10 * i), 4)[0]);
+    auto record = trie_->ReadNode(keys.back());
+    ASSERT_TRUE(record.ok() && record->has_value());
+    plt.Add(keys.back(), **record, i);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto victim = plt.NextVictim("a");
+    ASSERT_TRUE(victim.has_value());
+    EXPECT_EQ(*victim, keys[i]);
+    plt.Remove(*victim);
+  }
+}
+
 }  // namespace
 }  // namespace seqkv
