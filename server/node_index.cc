@@ -612,10 +612,9 @@ std::optional<NodeKey> NodeIndex::NextVictim(const std::string& name_space) {
     const std::set<LeafKey>& leaves = it->second[rank_class];
     if (leaves.empty()) continue;
     const double rank =
-        leaves.begin()->first +
-        (options_.retention == RetentionPolicy::kLru
-             ? 0
-             : estimator_.LogReuse(rank_class));
+        leaves.begin()->first + (options_.retention == RetentionPolicy::kLru
+                                     ? 0
+                                     : estimator_.LogReuse(rank_class));
     if (least == nullptr || rank < least_rank)
       least = &*leaves.begin(), least_rank = rank;
   }

@@ -218,8 +218,7 @@ class NodeIndex {
   // A namespace's leaves, one ordered set per rank class: a class's
   // p̂(reuse) changes as the estimator learns, the order within it does
   // not, so the least valued leaf is the least of the sets' first ones.
-  using LeafSets =
-      std::array<std::set<LeafKey>, PrefixEstimator::kRankClasses>;
+  using LeafSets = std::array<std::set<LeafKey>, PrefixEstimator::kRankClasses>;
   struct NamespaceState {
     RetentionStats stats;
     uint64_t live = 0;

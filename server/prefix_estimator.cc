@@ -54,8 +54,8 @@ double PrefixEstimator::StandingRank(const ChunkFacts& chunk,
 }
 
 double PrefixEstimator::LogReuse(uint32_t rank_class) const {
-  return std::log2(ReuseProbability(rank_class >= kClasses,
-                                    rank_class % kClasses));
+  return std::log2(
+      ReuseProbability(rank_class >= kClasses, rank_class % kClasses));
 }
 
 double PrefixEstimator::Rank(const ChunkFacts& chunk, double used_at) const {

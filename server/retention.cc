@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -117,20 +118,26 @@ std::vector<Retention::DemotionStep> Retention::DemotionsDue(
   }
   if (capacity > 0) {
     // Against the capacity, the namespace holding the most at the tier
-    // gives up the chunk.
+    // gives up the chunk; the others follow, in case it has none it may
+    // demote (chunks that stay at their tier), so that it holds up no one.
     std::vector<std::pair<double, DemotionStep>> by_quota;
     std::swap(due, by_quota);
     consider("", total, static_cast<double>(capacity));
-    for (auto& [over, step] : due) {
-      double most = -1;
+    std::vector<std::pair<double, DemotionStep>> by_capacity;
+    for (const auto& [over, step] : due) {
+      std::vector<std::pair<double, std::string>> holders;
       for (const auto& [ns, bytes] : held)
-        if (bytes[step.from] > most)
-          most = bytes[step.from], step.name_space = ns;
+        if (bytes[step.from] > 0) holders.push_back({bytes[step.from], ns});
+      std::sort(holders.begin(), holders.end(), std::greater<>());
+      for (const auto& [bytes, ns] : holders)
+        by_capacity.push_back({over, {ns, step.from, step.to}});
     }
+    due = std::move(by_capacity);
     due.insert(due.end(), by_quota.begin(), by_quota.end());
   }
-  std::sort(due.begin(), due.end(),
-            [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::stable_sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first;
+  });
   std::vector<DemotionStep> steps;
   for (auto& [over, step] : due) steps.push_back(std::move(step));
   return steps;

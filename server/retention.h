@@ -72,10 +72,11 @@ class Retention {
   };
   // The demotions due now, the most needed first: for each namespace with
   // lossy tiers and an evicting quota, and for the namespaces with lossy
-  // tiers together against the capacity (the one holding the most at the
-  // tier goes), a tier holding more than its share of the limit gives up
-  // a chunk, exact to tier 1 (straight to tier 2 while tier 1 is at its
-  // share), tier 1 to tier 2. Tier sizes are the index's.
+  // tiers together against the capacity (each namespace holding chunks at
+  // the tier, the one holding the most first), a tier holding more than its
+  // share of the limit gives up a chunk, exact to tier 1 (straight to tier 2
+  // while tier 1 is at its share), tier 1 to tier 2. Tier sizes are the
+  // index's.
   std::vector<DemotionStep> DemotionsDue(const TierShares& shares) const;
 
   // The byte limit a commit to `name_space` must not pass (a refusing

@@ -257,6 +257,36 @@ TEST_F(NodeIndexTest, DemotionsAreDueWhereATierHoldsMoreThanItsShare) {
   EXPECT_TRUE(retention.DemotionsDue({}).empty());
 }
 
+TEST_F(NodeIndexTest, EveryNamespaceHoldingATierIsOfferedAgainstTheCapacity) {
+  // Against the capacity the namespace holding the most goes first, the
+  // others after it: one whose chunks all stay at their tier must not
+  // hold up the demotion of the rest.
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  for (const auto& [ns, tokens] :
+       std::vector<std::pair<std::string, int>>{{"a", 12}, {"b", 8}}) {
+    for (const NodeKey& key :
+         Insert(Iota(tokens, ns == "a" ? 1 : 100), 4, ns)) {
+      auto record = trie_->ReadNode(key);
+      ASSERT_TRUE(record.ok() && record->has_value());
+      NodeRecord sized = **record;
+      sized.set_bytes_stored(1000);
+      index.Add(key, sized, 100);
+      if (ns == "a") index.KeepTier(key);
+    }
+  }
+  StatsRegistry stats(store_.get(), &trie_->usage());
+  Retention retention(trie_.get(), &index, &stats);
+  retention.SetDefaultTiers({.lossy = true, .tokens_only = true});
+  retention.SetLimits({}, 4000);
+  const auto steps = retention.DemotionsDue({.exact = 0.8, .lossy_1 = 0.1});
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].name_space, "a");
+  EXPECT_EQ(steps[1].name_space, "b");
+  EXPECT_FALSE(index.NextDemotion("a", 0).has_value());
+  EXPECT_TRUE(index.NextDemotion("b", 0).has_value());
+}
+
 TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {
   const auto keys = Insert(Iota(8), 4);
   NodeIndex index;
