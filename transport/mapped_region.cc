@@ -44,10 +44,12 @@ absl::StatusOr<std::shared_ptr<MappedRegion>> MappedRegion::Map(
     return fail(absl::InvalidArgumentError(
         absl::StrCat("the region's ", size, " bytes are over the ", max_bytes,
                      " a region may have (--shm_max_region_bytes)")));
-  // MAP_POPULATE: every page is mapped now, once, not faulted in by the
-  // calls that use it.
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_POPULATE, fd, 0);
+  // Not MAP_POPULATE: populating faults in every page the client left
+  // unallocated, and the memory would be the server's (its cgroup is
+  // charged), so a client could make it allocate --shm_max_region_bytes
+  // per region. Mapped lazily, a page is allocated only where a call
+  // touches it, within the bytes that call moves.
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED)
     return fail(absl::ResourceExhaustedError(absl::StrCat(
         "cannot map the region's ", size, " bytes: ", std::strerror(errno))));

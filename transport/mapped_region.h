@@ -39,8 +39,8 @@ class MappedRegion {
   // Takes ownership of `fd` (closed on error too). FAILED_PRECONDITION for
   // a descriptor that is not a memfd sealed with F_SEAL_SHRINK, or sealed
   // against writes; INVALID_ARGUMENT for an empty one or one over
-  // `max_bytes`; the mmap error otherwise. The pages are populated at once
-  // so that calls take no page faults on them.
+  // `max_bytes`; the mmap error otherwise. Maps without populating: the
+  // server allocates none of the client's pages until a call touches them.
   static absl::StatusOr<std::shared_ptr<MappedRegion>> Map(int fd,
                                                            RegionOwner owner,
                                                            uint64_t max_bytes);

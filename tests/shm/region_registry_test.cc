@@ -4,10 +4,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "gtest/gtest.h"
@@ -57,6 +59,26 @@ TEST(MappedRegionTest, RequiresAMemfdSealedAgainstShrinking) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MappedRegionTest, MappingAllocatesNothingTheClientDidNot) {
+  // A client may register a region it never touched, up to the largest a
+  // region may be; the server must not allocate it (the pages would be
+  // charged to the server): only the pages a call writes come to exist.
+  constexpr size_t kBytes = size_t{1} << 30;
+  const int fd = Memfd(kBytes, F_SEAL_SHRINK);
+  const int client_fd = dup(fd);
+  auto region = MappedRegion::Map(fd, Owner("a", 1), kBytes);
+  ASSERT_TRUE(region.ok()) << region.status();
+  struct stat info;
+  ASSERT_EQ(fstat(client_fd, &info), 0);
+  EXPECT_EQ(info.st_blocks, 0);
+  auto slice = (*region)->Slice(kBytes / 2, 4096);
+  ASSERT_TRUE(slice.ok());
+  std::memset(slice->data(), 7, slice->size());
+  ASSERT_EQ(fstat(client_fd, &info), 0);
+  EXPECT_EQ(static_cast<uint64_t>(info.st_blocks) * 512, 4096u);
+  close(client_fd);
 }
 
 TEST(MappedRegionTest, SealedRegionCannotShrinkAndSlicesStayInside) {
