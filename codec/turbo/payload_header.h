@@ -7,6 +7,11 @@
 #define SEQKV_CODEC_TURBO_PAYLOAD_HEADER_H_
 
 #include <xxhash.h>
+#if defined(__x86_64__)
+// XXH3 of large buffers through the library's run-time dispatch (AVX2 or
+// AVX-512 where the CPU has them; the same hashes).
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
