@@ -368,6 +368,7 @@ void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
           estimator_.AddAt(entry.log_visits, state.stats.lookups);
       estimator_.CountOccurrence(entry.facts.partial,
                                  ++entry.facts.occurrences);
+      if (entry.tier == kTokensOnlyTier) entry.looked_up_as_tokens = true;
     }
     // Queued visits arrive late: a use never moves a node back in time;
     // a lookup's new occurrence class still re-ranks it.
@@ -468,9 +469,14 @@ bool NodeIndex::Readmit(const NodeKey& key, const NodeRecord& record,
   NamespaceState& state = namespaces_[entry.name_space];
   ++state.stats.chunks_inserted;
   state.turnovers += 1.0 / static_cast<double>(HeldWithKv(state));
-  // As Add: the Put counts as a lookup through the chunk.
-  entry.log_visits = estimator_.AddAt(entry.log_visits, state.stats.lookups);
-  estimator_.CountOccurrence(entry.facts.partial, ++entry.facts.occurrences);
+  // As Add, the Put counts as a lookup through the chunk, unless a lookup
+  // counted it while it was held as tokens only: the Put that stores the
+  // rest of a prompt follows its Lookup, and one request is one occurrence.
+  if (!entry.looked_up_as_tokens) {
+    entry.log_visits = estimator_.AddAt(entry.log_visits, state.stats.lookups);
+    estimator_.CountOccurrence(entry.facts.partial, ++entry.facts.occurrences);
+  }
+  entry.looked_up_as_tokens = false;
   entry.last_used = std::max(entry.last_used, now_micros);
   entry.used_at = state.turnovers;
   ChangeTierLocked(key, entry, record);

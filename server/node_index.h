@@ -200,6 +200,9 @@ class NodeIndex {
     // there, kKeepTier when it is to stay at its tier.
     int64_t demotable_slot = kNotDemotable;
     bool chained = false;
+    // Held as tokens only and passed by a lookup since: the Put that stores
+    // it again is that same request, not one more occurrence.
+    bool looked_up_as_tokens = false;
     // Stands for a parent not loaded yet, or a root: not a node.
     bool placeholder = false;
   };

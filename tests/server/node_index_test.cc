@@ -304,6 +304,35 @@ TEST_F(NodeIndexTest, VisitsAreCountedUntilTaken) {
   EXPECT_TRUE(index.TakeVisits().empty());
 }
 
+TEST_F(NodeIndexTest, ALookupAndThePutThatReadmitsAreOneOccurrence) {
+  // A chunk held as tokens only is matched by a Lookup, whose Put then
+  // stores it again: one request, counted once. A Put with no Lookup
+  // before it counts as one.
+  NodeIndex index;
+  ASSERT_TRUE(index.Load(*trie_).ok());
+  const NodeKey key = Insert(Iota(4), 4)[0];
+  auto stored = trie_->ReadNode(key);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  const NodeRecord record = **stored;
+  NodeRecord tokens_only = record;
+  tokens_only.set_tokens_only(true);
+  tokens_only.set_bytes_stored(0);
+  index.Add(key, record, 100);
+  ASSERT_TRUE(index.ChangeTier(key, tokens_only));
+  const std::vector<NodeKey> path = {key};
+  const std::vector<std::string> scope = {"a"};
+  // Lookups elsewhere, so that P̂ is below 1.
+  for (int i = 0; i < 8; ++i) index.Visit({}, 150 + i, scope);
+  index.Visit(path, 200, scope);
+  index.TakeVisits();
+  const double looked_up = index.Probability(key);
+  ASSERT_TRUE(index.Readmit(key, record, 300));
+  EXPECT_DOUBLE_EQ(index.Probability(key), looked_up);
+  ASSERT_TRUE(index.ChangeTier(key, tokens_only));
+  ASSERT_TRUE(index.Readmit(key, record, 400));
+  EXPECT_GT(index.Probability(key), looked_up);
+}
+
 TEST_F(NodeIndexTest, LoadTakesLastUseFromTheStoredStats) {
   const auto first = Insert(Iota(4), 4);
   const auto second = Insert(Iota(4, 50), 4);
