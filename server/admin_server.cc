@@ -125,8 +125,8 @@ void AddProbeRoutes(httplib::Server& http, const std::atomic<bool>& ready,
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  http.Get("/readyz", [&ready, &engine, &cluster_note](
-                           const httplib::Request&, httplib::Response& res) {
+  http.Get("/readyz", [&ready, &engine, &cluster_note](const httplib::Request&,
+                                                       httplib::Response& res) {
     if (!ready) {
       res.status = 503;
       res.set_content("starting\n", "text/plain");
@@ -206,23 +206,23 @@ void AdminServer::Routes() {
       });
 
   AddProbeRoutes(*http_, ready_, *engine_, options_.cluster_health_note);
-  http_->Get("/v1/cluster",
-             [this](const httplib::Request&, httplib::Response& res) {
-               const std::string json =
-                   options_.cluster_json ? options_.cluster_json() : "";
-               if (!options_.cluster_json) {
-                 SendError(res, 404,
-                           "this node is not in a cluster (--cluster_etcd)");
-               } else if (json.empty()) {
-                 SendError(res, 503, "not registered in the cluster yet");
-               } else {
-                 res.set_content(json, "application/json");
-               }
-             });
+  http_->Get(
+      "/v1/cluster", [this](const httplib::Request&, httplib::Response& res) {
+        const std::string json =
+            options_.cluster_json ? options_.cluster_json() : "";
+        if (!options_.cluster_json) {
+          SendError(res, 404, "this node is not in a cluster (--cluster_etcd)");
+        } else if (json.empty()) {
+          SendError(res, 503, "not registered in the cluster yet");
+        } else {
+          res.set_content(json, "application/json");
+        }
+      });
   http_->Get("/v1/stats",
              [this](const httplib::Request&, httplib::Response& res) {
-               SendJson(res, 200,
-                        WithRegionsJson(StatsJson(*engine_), options_.regions));
+               nlohmann::json doc = StatsDocument(*engine_);
+               doc["shm"] = RegionsJson(options_.regions);
+               SendJson(res, 200, doc.dump(2));
              });
   http_->Get("/v1/tenants/([^/]+)", [this](const httplib::Request& req,
                                            httplib::Response& res) {

@@ -49,13 +49,6 @@ nlohmann::json RegionsJson(const transport::RegionRegistry* regions) {
       {"errors", std::move(errors)}};
 }
 
-std::string WithRegionsJson(const std::string& stats_json,
-                            const transport::RegionRegistry* regions) {
-  nlohmann::json doc = nlohmann::json::parse(stats_json);
-  doc["shm"] = RegionsJson(regions);
-  return doc.dump(2);
-}
-
 std::string RegionsPrometheus(const transport::RegionRegistry* regions) {
   const Snapshot s = Take(regions);
   std::string out;

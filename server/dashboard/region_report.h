@@ -17,11 +17,6 @@ namespace seqkv {
 // "bad_handle"}}. `regions` null (no region socket): enabled false, zeros.
 nlohmann::json RegionsJson(const transport::RegionRegistry* regions);
 
-// The /v1/stats document `stats_json` (StatsJson) with RegionsJson added
-// as "shm".
-std::string WithRegionsJson(const std::string& stats_json,
-                            const transport::RegionRegistry* regions);
-
 // The seqkv_shm_* families of /metrics (zeros without a region socket).
 std::string RegionsPrometheus(const transport::RegionRegistry* regions);
 

@@ -130,7 +130,7 @@ nlohmann::json RetentionJson(CacheEngine& engine) {
       {"namespaces", std::move(namespaces)}};
 }
 
-std::string StatsJson(CacheEngine& engine) {
+nlohmann::json StatsDocument(CacheEngine& engine) {
   const auto all = engine.stats().SnapshotAll();
   nlohmann::json doc;
   doc["global"] = StatsObject(SumStats(all), std::nullopt);
@@ -156,7 +156,7 @@ std::string StatsJson(CacheEngine& engine) {
   doc["tenants"] = nlohmann::json::object();
   for (const auto& [name, stats] : all)
     doc["tenants"][name] = StatsObject(stats, QuotaBytes(engine, name));
-  return doc.dump(2);
+  return doc;
 }
 
 std::optional<std::string> TenantStatsJson(CacheEngine& engine,

@@ -26,9 +26,10 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all);
 nlohmann::json StatsObject(const NamespaceStats& stats,
                            std::optional<uint64_t> quota_bytes);
 
-// The /v1/stats document: {"global": {..., "capacity_bytes"}, "tenants":
-// {name: {..., "quota_bytes"}}}.
-std::string StatsJson(CacheEngine& engine);
+// The /v1/stats document but for "shm" (RegionsJson, region_report.h):
+// {"global": {..., "capacity_bytes"}, "memory", "retention", "storage",
+// "tenants": {name: {..., "quota_bytes"}}}.
+nlohmann::json StatsDocument(CacheEngine& engine);
 // One tenant's stats object; nullopt if the server has never seen it.
 std::optional<std::string> TenantStatsJson(CacheEngine& engine,
                                            const std::string& tenant);
