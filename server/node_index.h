@@ -14,6 +14,7 @@
 #define SEQKV_SERVER_NODE_INDEX_H_
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
