@@ -180,8 +180,8 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
   if (status.IsCorruption()) {
     // Without paranoid checks RocksDB opens what it can read and reports
     // damaged tables on the reads that reach them.
-    damage = absl::StrCat("RocksDB found damage while opening: ",
-                          status.ToString());
+    damage =
+        absl::StrCat("RocksDB found damage while opening: ", status.ToString());
     spdlog::error("{}; opening without paranoid checks, read-only", damage);
     setup.db.paranoid_checks = false;
     status = rocksdb::DB::Open(setup.db, options.path, setup.columns, &handles,
@@ -222,7 +222,8 @@ KvStore::~KvStore() {
   // Persist memtables so a restart does not replay the whole WAL (not on a
   // disk below its reserve: the WAL has them).
   rocksdb::FlushOptions flush;
-  if (CheckFreeSpace(0).ok()) db_->Flush(flush, handles_).PermitUncheckedError();
+  if (CheckFreeSpace(0).ok())
+    db_->Flush(flush, handles_).PermitUncheckedError();
   for (rocksdb::ColumnFamilyHandle* handle : handles_)
     db_->DestroyColumnFamilyHandle(handle);
   db_->Close();
@@ -246,6 +247,7 @@ absl::StatusOr<std::optional<std::string>> KvStore::Get(
 
 absl::Status KvStore::Put(Column column, std::string_view key,
                           std::string_view value) {
+  absl::MutexLock lock(&write_mutex_);
   if (auto status = CheckFreeSpace(key.size() + value.size()); !status.ok())
     return status;
   rocksdb::WriteOptions write;
@@ -287,8 +289,9 @@ absl::Status KvStore::Scan(
 }
 
 absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
+  absl::MutexLock lock(&write_mutex_);
   if (auto status = batch.frees_space_
-                        ? CheckUndamaged()
+                        ? CheckWritesRunning()
                         : CheckFreeSpace(batch.batch_.GetDataSize());
       !status.ok())
     return status;
@@ -298,6 +301,8 @@ absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
 }
 
 absl::Status KvStore::WriteUnlogged(WriteBatch& batch) {
+  absl::MutexLock lock(&write_mutex_);
+  if (auto status = CheckWritesRunning(); !status.ok()) return status;
   rocksdb::WriteOptions write;
   write.disableWAL = true;
   return NoteWrite(db_->Write(write, &batch.batch_), "write counters");
@@ -319,18 +324,13 @@ absl::Status KvStore::NoteWrite(const rocksdb::Status& status,
 
 uint64_t KvStore::MemtableBytes() const {
   uint64_t bytes = 0;
-  db_->GetAggregatedIntProperty(
-      rocksdb::DB::Properties::kCurSizeAllMemTables, &bytes);
+  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables,
+                                &bytes);
   return bytes;
 }
 
 absl::Status KvStore::CheckFreeSpace(uint64_t bytes) const {
-  if (rocks_stopped_) {
-    absl::MutexLock lock(&health_mutex_);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "writes are stopped until the disk has room again: ", write_refusal_));
-  }
-  if (auto status = CheckUndamaged(); !status.ok()) return status;
+  if (auto status = CheckWritesRunning(); !status.ok()) return status;
   if (options_.reserved_disk_bytes == 0) {
     if (!writable_) {
       absl::MutexLock lock(&health_mutex_);
@@ -374,6 +374,15 @@ absl::Status KvStore::CheckFreeSpace(uint64_t bytes) const {
   return absl::ResourceExhaustedError(refusal);
 }
 
+absl::Status KvStore::CheckWritesRunning() const {
+  if (rocks_stopped_) {
+    absl::MutexLock lock(&health_mutex_);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "writes are stopped until the disk has room again: ", write_refusal_));
+  }
+  return CheckUndamaged();
+}
+
 absl::Status KvStore::CheckUndamaged() const {
   if (!damaged_) return absl::OkStatus();
   absl::MutexLock lock(&health_mutex_);
@@ -397,6 +406,7 @@ std::string KvStore::damage() const {
 
 void KvStore::Heal() {
   if (damaged_ || writable_) return;
+  absl::MutexLock lock(&write_mutex_);
   auto free_bytes = FreeBytes(options_.path);
   if (!free_bytes.ok()) return;
   const uint64_t memtables = MemtableBytes();

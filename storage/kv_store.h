@@ -163,6 +163,9 @@ class KvStore {
   absl::Status NoteWrite(const rocksdb::Status& status, std::string_view what);
   uint64_t MemtableBytes() const;
   absl::Status CheckUndamaged() const;
+  // RESOURCE_EXHAUSTED while RocksDB's writes are stopped, else as
+  // CheckUndamaged.
+  absl::Status CheckWritesRunning() const;
 
   KvStoreOptions options_;
   std::atomic<bool> damaged_{false};
@@ -170,6 +173,14 @@ class KvStore {
   // that finds the disk fit for writes again.
   mutable std::atomic<bool> writable_{true};
   mutable std::atomic<bool> rocks_stopped_{false};
+  // Held across every RocksDB write, and by Heal's flush and resume: in
+  // RocksDB 7.8 a write that follows a failed WAL append into the write
+  // queue (a counters write beside a commit) may flush or switch the failed
+  // WAL writer before the error stops writes, which its assertion-enabled
+  // Debian build aborts on. Serialized, the write after a failure finds the
+  // store stopped and never reaches RocksDB. The engine commits one at a
+  // time already, so this costs no group commits.
+  absl::Mutex write_mutex_;
   mutable absl::Mutex health_mutex_;
   mutable std::string write_refusal_ ABSL_GUARDED_BY(health_mutex_);
   std::string damage_ ABSL_GUARDED_BY(health_mutex_);

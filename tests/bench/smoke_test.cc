@@ -144,6 +144,32 @@ TEST_F(BenchSmokeTest, LargeGetsSplitTokensAcrossMessagesAndVerify) {
   EXPECT_EQ(report["ops"]["get"]["bytes"].get<uint64_t>(), 6u * 700 * 6144);
 }
 
+TEST(BenchCapacityTest, APromptPutIntoAFullStoreIsWholeRightAfter) {
+  // Prompts stored once and never looked up fill a small store (five times
+  // its capacity): the server learns that such chunks rarely come back. A
+  // prompt Put now must still be whole when it is looked up next; its last
+  // chunk used to be evicted at once (leaves ranked before the server had
+  // learned outranked it), and the Lookup phase failed its warm-up.
+  LocalServerOptions options;
+  options.binary = kBin + "/seqkv-server";
+  options.flags = {"--sync_writes=false", "--tiers=none",
+                   "--capacity_bytes=4194304"};
+  auto server = LocalServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string common = absl::StrCat(
+      "bench --server ", (*server)->address(),
+      " --progress=false --json --layout 1x1x64:bf16 --codec raw"
+      " --chunk_tokens 64 --clients 2 ");
+  nlohmann::json fill =
+      RunSeqkvJson(common + "--op put --tokens_per_request 4096 --ops 20");
+  ASSERT_TRUE(fill.is_object());
+  EXPECT_EQ(fill["ops"]["put"]["errors"].get<uint64_t>(), 0u);
+  nlohmann::json lookups = RunSeqkvJson(
+      common + "--op lookup --tokens_per_request 1024 --prefill 8 --ops 20");
+  ASSERT_TRUE(lookups.is_object());
+  EXPECT_EQ(lookups["ops"]["lookup"]["errors"].get<uint64_t>(), 0u);
+}
+
 TEST(BenchFlagsTest, BadFlagsAreRejected) {
   testing::CommandResult run = RunCommand(
       kBin + "/seqkv bench --layout nosuch --ops 1 --progress=false 2>&1");
