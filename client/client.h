@@ -43,7 +43,7 @@ struct ClientOptions {
   // memory regions instead of gRPC messages, and the *Region calls work.
   std::string shm_socket;
   // The largest scratch region GetInto registers for one call. It is sized
-  // by the prompt (what could match), and the server populates every page,
+  // by the prompt (what could match), and the client populates every page,
   // so a longer prompt's Get travels in messages instead.
   size_t max_scratch_bytes = size_t{1} << 30;
 };

@@ -20,7 +20,7 @@ from .layout import Layout, Rope
 DEFAULT_MESSAGE_BYTES = 2 << 20
 
 # The largest scratch region get() registers for one call: its size is the
-# whole prompt's (what could match), and the server populates every page.
+# whole prompt's (what could match), and the client populates every page.
 MAX_SCRATCH_BYTES = 1 << 30
 
 
