@@ -45,6 +45,10 @@ class Codec {
   // (`raw`): the server then stores and serves chunk buffers as they are,
   // without the copies of Encode and Decode.
   virtual bool stores_chunk_verbatim() const { return false; }
+  // True when Encode codes the rows of `chunk.references`' runs as
+  // residuals against their sources (and Decode then needs the same
+  // references); other codecs ignore references.
+  virtual bool codes_against_references() const { return false; }
 
   // Appends the encoding of `data` (chunk layout, chunk.num_bytes() bytes)
   // to `out`. Fails with INVALID_ARGUMENT on data this codec cannot take.

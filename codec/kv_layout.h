@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -65,6 +66,33 @@ std::string DescribeLayoutDifference(const KvLayout& expected,
 
 // Describes one chunk of a sequence. Chunk data is laid out as
 // [layer][tensor (K, V)][kv_head][token][head_dim] in the layout's dtype.
+// A run of a chunk's tokens whose token ids a chunk stored earlier holds
+// too, maybe at other positions and after another prefix: that chunk's
+// decoded rows predict these rows (cross-prefix residual coding).
+struct ReferenceRun {
+  uint32_t token = 0;  // first token of the run in the chunk being coded
+  uint32_t num_tokens = 0;
+  uint32_t source = 0;        // index into ChunkReferences::sources
+  uint32_t source_token = 0;  // first token of the run in that source
+};
+
+// A stored chunk that predicts rows of the chunk being coded: its decoded
+// KV in chunk layout (the same KvLayout), and where it sits in its own
+// sequence.
+struct ReferenceSource {
+  uint32_t num_tokens = 0;
+  uint64_t first_position = 0;
+  std::span<const std::byte> data;  // layout bytes_per_token x num_tokens
+};
+
+// Everything a codec that codes against references needs; Decode must be
+// given exactly what Encode was given (the same runs, sources decoded to the
+// same bytes).
+struct ChunkReferences {
+  std::vector<ReferenceSource> sources;
+  std::vector<ReferenceRun> runs;  // ascending by token, disjoint
+};
+
 struct ChunkInfo {
   const KvLayout* layout = nullptr;
   uint32_t num_tokens = 0;
@@ -72,6 +100,9 @@ struct ChunkInfo {
   uint64_t first_position = 0;
   // Token ids of the chunk, num_tokens of them.
   std::span<const int32_t> tokens;
+  // Rows predicted by chunks stored earlier (null: none). Only codecs whose
+  // codes_against_references() is true read it.
+  const ChunkReferences* references = nullptr;
 
   size_t num_elements() const {
     return layout->elements_per_token() * num_tokens;
