@@ -13,6 +13,7 @@
 #include "codec/model_state.h"
 #include "codec/predictive/byte_io.h"
 #include "codec/predictive/error_weights.h"
+#include "codec/predictive/references.h"
 #include "codec/predictive/residual_coder.h"
 #include "codec/predictive/rope.h"
 #include "codec/predictive/row_ops.h"
@@ -36,14 +37,27 @@ using predictive::RopeTable;
 // per chunk, rather than one per group, pays the 64 states' final words
 // once. The checksum makes every corruption detectable, including ones that
 // would decode to valid numbers (a flipped step or offset).
+//
+// Version 3, written only for chunks with reference runs (version 2 stays
+// the format of every other chunk, byte for byte): after num_groups a u64
+// digest of the references (references.h), and groups with the flag
+// kFlagReferences hold, after flags and scale codes, varint size | the
+// residual header of the rows no run covers | the residual header of the
+// rows runs cover (predicted by their source rows), both quantized with the
+// group's one step, their symbols in the stream in that order.
 constexpr uint8_t kMagic = 'P';
 constexpr uint8_t kVersion = 2;
+constexpr uint8_t kVersionReferences = 3;
 constexpr uint8_t kFlagPreRope = 1;
 constexpr uint8_t kFlagLayer0 = 2;
 // The group's values were scaled per channel before quantizing (see
 // error_weights.h); ceil(C / 2) bytes of 4-bit scale codes follow the flags.
 constexpr uint8_t kFlagChannelScales = 4;
-constexpr uint8_t kKnownFlags = kFlagPreRope | kFlagLayer0 | kFlagChannelScales;
+// Version 3: the group's rows are two sub-groups, those that reference rows
+// predict last (see above).
+constexpr uint8_t kFlagReferences = 8;
+constexpr uint8_t kKnownFlags =
+    kFlagPreRope | kFlagLayer0 | kFlagChannelScales | kFlagReferences;
 
 // Relative-MSE targets below this are not honoured: bf16 output rounding
 // alone costs about 5e-6.
@@ -89,6 +103,22 @@ double RoundingFloor(DType dtype) {
   return 0;
 }
 
+void PutU64(uint64_t value, std::string& out) {
+  char bytes[sizeof(value)];
+  std::memcpy(bytes, &value, sizeof(value));
+  out.append(bytes, sizeof(bytes));
+}
+
+// How a chunk's rows split between the two sub-groups of a group coded
+// against references; the same for every head, group and both directions.
+struct ReferencePlan {
+  std::vector<int32_t> run_of;        // per token: its run, or -1
+  std::vector<uint32_t> unpredicted;  // tokens no run covers, ascending
+  std::vector<uint32_t> predicted;    // tokens runs cover, ascending
+  // Per run: RoPE at the source's positions of the run, to undo on K.
+  std::vector<RopeTable> source_rope;
+};
+
 void AppendChecksum(size_t payload_start, std::string& out) {
   const uint32_t checksum =
       XXH32(out.data() + payload_start, out.size() - payload_start, 0);
@@ -119,6 +149,7 @@ class PredictiveCodec final : public Codec {
     return spec;
   }
   bool lossless() const override { return false; }
+  bool codes_against_references() const override { return true; }
 
   absl::Status Encode(const ChunkInfo& chunk, std::span<const std::byte> data,
                       std::string& out) const override;
@@ -146,6 +177,62 @@ class PredictiveCodec final : public Codec {
       if (token < 0 || static_cast<uint32_t>(token) >= layer0_->vocab())
         return false;
     return true;
+  }
+  // K rows carry RoPE (whichever frame they are coded in).
+  bool HasRope() const {
+    return !layout_.latent && layout_.rope.style != RopeStyle::kNone;
+  }
+  // Groups coded against references: all, but those that layer 0's table
+  // predicts (as well as a reference would, and for free).
+  bool ReferencesGroup(const ChunkInfo& chunk, uint32_t layer,
+                       uint32_t tensor) const {
+    return !PredictsGroup(chunk, layer, tensor);
+  }
+  ReferencePlan MakePlan(const ChunkInfo& chunk) const {
+    ReferencePlan plan;
+    plan.run_of = predictive::RunOfToken(chunk);
+    for (uint32_t t = 0; t < chunk.num_tokens; ++t)
+      (plan.run_of[t] < 0 ? plan.unpredicted : plan.predicted).push_back(t);
+    if (HasRope()) {
+      for (const ReferenceRun& run : chunk.references->runs)
+        plan.source_rope.emplace_back(
+            layout_.rope, layout_.head_dim,
+            chunk.references->sources[run.source].first_position +
+                run.source_token,
+            run.num_tokens);
+    }
+    return plan;
+  }
+  // The prediction of row (layer, tensor, head, token t) from its run's
+  // source row, in the frame the row is coded in: V as stored; K with RoPE
+  // undone at the source's position (pre-RoPE), and, when this codec codes
+  // K post-RoPE, turned again to this chunk's position. `chunk_rope` holds
+  // this chunk's positions (needed only then). Encoder and decoder compute
+  // it with the same code, so the same bits. False when a value is not
+  // finite.
+  bool PredictRow(const ChunkInfo& chunk, const ReferencePlan& plan,
+                  const RopeTable* chunk_rope, uint32_t layer, uint32_t tensor,
+                  uint32_t head, uint32_t t, float* row) const {
+    const ReferenceRun& run = chunk.references->runs[plan.run_of[t]];
+    const ReferenceSource& source = chunk.references->sources[run.source];
+    const uint32_t offset = t - run.token;
+    const size_t element =
+        (((size_t{layer} * layout_.tensors_per_layer() + tensor) *
+              layout_.num_kv_heads +
+          head) *
+             source.num_tokens +
+         run.source_token + offset) *
+        layout_.head_dim;
+    predictive::LoadRow(layout_.dtype, layout_.head_dim,
+                        source.data.data() + element * DTypeSize(layout_.dtype),
+                        row);
+    if (tensor == 0 && HasRope()) {
+      plan.source_rope[plan.run_of[t]].Undo(offset, row);
+      if (!RotatesGroup(0)) chunk_rope->Apply(t, row);
+    }
+    float sum = 0;
+    for (uint32_t d = 0; d < layout_.head_dim; ++d) sum += row[d] * 0.0f;
+    return sum == 0;  // NaN for any NaN or infinity
   }
   absl::Status CheckChunk(const ChunkInfo& chunk) const {
     if (chunk.layout == nullptr || !(*chunk.layout == layout_))
@@ -178,18 +265,42 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
   const size_t dsize = DTypeSize(layout_.dtype);
   const uint32_t width = layout_.head_dim;
 
+  const bool references = predictive::HasReferenceRuns(chunk);
+  if (references) {
+    if (std::string problem = predictive::CheckReferences(chunk, layout_);
+        !problem.empty())
+      return absl::InvalidArgumentError(absl::StrCat("predictive: ", problem));
+  }
+
   const size_t payload_start = out.size();
   out.push_back(static_cast<char>(kMagic));
-  out.push_back(static_cast<char>(kVersion));
+  out.push_back(static_cast<char>(references ? kVersionReferences : kVersion));
   PutVarint(num_groups, out);
+  if (references) PutU64(predictive::ReferenceDigest(chunk), out);
   if (chunk.num_tokens == 0) {
     AppendChecksum(payload_start, out);
     return absl::OkStatus();
   }
 
   std::optional<RopeTable> rope;
-  if (RotatesGroup(0))
+  if (RotatesGroup(0) || (references && HasRope()))
     rope.emplace(layout_.rope, width, chunk.first_position, chunk.num_tokens);
+  ReferencePlan plan;
+  if (references) plan = MakePlan(chunk);
+  // Where row (h, t) of a group goes in `values`: rows in (head, token)
+  // order, or, for groups split by references, the unpredicted sub-group's
+  // rows (head-major) before the predicted one's.
+  std::vector<size_t> slot_of(chunk.num_tokens);
+  if (references) {
+    for (size_t i = 0; i < plan.unpredicted.size(); ++i)
+      slot_of[plan.unpredicted[i]] = i;
+    for (size_t i = 0; i < plan.predicted.size(); ++i)
+      slot_of[plan.predicted[i]] = i;
+  }
+  const uint32_t num_unpredicted =
+      static_cast<uint32_t>(plan.unpredicted.size());
+  const uint32_t num_predicted = static_cast<uint32_t>(plan.predicted.size());
+  std::vector<float> reference(width);
 
   // With a KL budget every group gets an equal share of the KL still left,
   // so its relative-MSE target is proportional to 1 / sensitivity (the
@@ -200,12 +311,15 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
 
   std::vector<float> values(shape.num_elements());
   std::string group_bytes;
-  std::vector<predictive::GroupSymbols> symbols(num_groups);
+  // Two per group: a group split by references has its sub-groups' symbols
+  // there; any other leaves the second empty (nothing in the stream).
+  std::vector<predictive::GroupSymbols> symbols(2 * size_t{num_groups});
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
     for (uint32_t tensor = 0; tensor < tensors; ++tensor) {
       const uint32_t group = layer * tensors + tensor;
       const bool rotate = RotatesGroup(tensor);
       const bool predict = PredictsGroup(chunk, layer, tensor);
+      const bool split = references && ReferencesGroup(chunk, layer, tensor);
       const std::byte* src =
           data.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
       predictive::RowTransform transform{layout_.dtype, width};
@@ -217,10 +331,27 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
           transform.token = t;
           if (predict)
             transform.prediction = layer0_->Row(tensor, chunk.tokens[t], h);
+          size_t slot = row;
+          if (split) {
+            const bool predicted = plan.run_of[t] >= 0;
+            transform.reference = nullptr;
+            if (predicted) {
+              if (!PredictRow(chunk, plan, rope ? &*rope : nullptr, layer,
+                              tensor, h, t, reference.data()))
+                return absl::InvalidArgumentError(absl::StrCat(
+                    "predictive: non-finite reference value at layer ", layer,
+                    " tensor ", tensor, " head ", h, " token ", t));
+              transform.reference = reference.data();
+              slot = size_t{num_unpredicted} * shape.num_heads +
+                     size_t{h} * num_predicted + slot_of[t];
+            } else {
+              slot = size_t{h} * num_unpredicted + slot_of[t];
+            }
+          }
           // A NaN or infinity makes the row's energy non-finite, so one
           // check per row finds it.
           const double row_energy = predictive::StartRow(
-              transform, src + row * width * dsize, &values[row * width]);
+              transform, src + row * width * dsize, &values[slot * width]);
           if (!std::isfinite(row_energy))
             return absl::InvalidArgumentError(
                 absl::StrCat("predictive: non-finite value at layer ", layer,
@@ -238,12 +369,23 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       if (!channel_codes.empty()) {
         const std::vector<float> factors =
             ChannelFactors(channel_codes, /*inverse=*/false);
-        for (uint32_t h = 0; h < shape.num_heads; ++h) {
-          const float* factor = &factors[size_t{h} * width];
-          for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
-            float* row = &values[(size_t{h} * chunk.num_tokens + t) * width];
-            for (uint32_t d = 0; d < width; ++d) row[d] *= factor[d];
+        // Every head has num_tokens rows in either arrangement of
+        // `values`; split groups hold two runs of heads.
+        auto scale_rows = [&](size_t first_row, uint32_t rows_per_head) {
+          for (uint32_t h = 0; h < shape.num_heads; ++h) {
+            const float* factor = &factors[size_t{h} * width];
+            for (uint32_t t = 0; t < rows_per_head; ++t) {
+              float* row =
+                  &values[(first_row + size_t{h} * rows_per_head + t) * width];
+              for (uint32_t d = 0; d < width; ++d) row[d] *= factor[d];
+            }
           }
+        };
+        if (split) {
+          scale_rows(0, num_unpredicted);
+          scale_rows(size_t{num_unpredicted} * shape.num_heads, num_predicted);
+        } else {
+          scale_rows(0, chunk.num_tokens);
         }
       }
 
@@ -260,10 +402,33 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
       group_bytes.clear();
       group_bytes.push_back(static_cast<char>(
           (rotate ? kFlagPreRope : 0) | (predict ? kFlagLayer0 : 0) |
-          (channel_codes.empty() ? 0 : kFlagChannelScales)));
+          (channel_codes.empty() ? 0 : kFlagChannelScales) |
+          (split ? kFlagReferences : 0)));
       predictive::AppendScaleCodes(channel_codes, group_bytes);
-      const double error = predictive::EncodeResidual(
-          shape, values, budget, group_bytes, symbols[group]);
+      double error;
+      if (split) {
+        // One step for the whole group (a uniform quantizer's error per
+        // value is the same in both sub-groups, so this is MSE-optimal),
+        // but statistics of their own: predicted rows' residuals are far
+        // smaller.
+        const float step = predictive::ChooseStep(values, budget, error);
+        const size_t split_at =
+            size_t{num_unpredicted} * shape.num_heads * width;
+        const std::span<const float> all(values);
+        std::string header;
+        predictive::EncodeResidualWithStep(
+            GroupShape{shape.num_heads, num_unpredicted, width},
+            all.first(split_at), step, header, symbols[2 * size_t{group}]);
+        PutVarint(header.size(), group_bytes);
+        group_bytes += header;
+        predictive::EncodeResidualWithStep(
+            GroupShape{shape.num_heads, num_predicted, width},
+            all.subspan(split_at), step, group_bytes,
+            symbols[2 * size_t{group} + 1]);
+      } else {
+        error = predictive::EncodeResidual(shape, values, budget, group_bytes,
+                                           symbols[2 * size_t{group}]);
+      }
       PutVarint(group_bytes.size(), out);
       out += group_bytes;
 
@@ -304,11 +469,31 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   uint64_t stored_groups;
   if (!reader.GetByte(magic) || magic != kMagic)
     return absl::DataLossError("predictive: bad magic");
-  if (!reader.GetByte(version) || version != kVersion)
+  if (!reader.GetByte(version) ||
+      (version != kVersion && version != kVersionReferences))
     return absl::DataLossError("predictive: unknown format version");
   if (!reader.GetVarint(stored_groups) || stored_groups != num_groups)
     return absl::DataLossError(absl::StrCat(
         "predictive: payload group count does not match ", num_groups));
+  // Version 3 was coded against references: it decodes only with the same
+  // ones (a version-2 payload ignores any given).
+  const bool references = version == kVersionReferences;
+  if (references) {
+    if (!predictive::HasReferenceRuns(chunk))
+      return absl::DataLossError(
+          "predictive: payload was coded against reference rows, none given");
+    if (std::string problem = predictive::CheckReferences(chunk, layout_);
+        !problem.empty())
+      return absl::DataLossError(absl::StrCat("predictive: ", problem));
+    std::string_view digest_bytes;
+    uint64_t digest;
+    if (!reader.GetBytes(sizeof(digest), digest_bytes))
+      return absl::DataLossError("predictive: truncated reference digest");
+    std::memcpy(&digest, digest_bytes.data(), sizeof(digest));
+    if (digest != predictive::ReferenceDigest(chunk))
+      return absl::DataLossError(
+          "predictive: payload was coded against other reference rows");
+  }
   if (chunk.num_tokens == 0) {
     if (reader.remaining() != 0)
       return absl::DataLossError("predictive: bytes after an empty chunk");
@@ -334,7 +519,14 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   const size_t dsize = DTypeSize(layout_.dtype);
   const uint32_t width = layout_.head_dim;
   std::optional<RopeTable> rope;
+  ReferencePlan plan;
+  if (references) {
+    plan = MakePlan(chunk);
+    if (HasRope())
+      rope.emplace(layout_.rope, width, chunk.first_position, chunk.num_tokens);
+  }
   std::vector<float> row(width);
+  std::vector<float> reference(width);
   std::vector<uint8_t> channel_codes;
   ResidualDecoder decoder;
   for (uint32_t layer = 0; layer < layout_.num_layers; ++layer) {
@@ -344,9 +536,11 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
       bytes.remove_prefix(1);
       const bool rotate = flags & kFlagPreRope;
       const bool predict = flags & kFlagLayer0;
+      const bool split = flags & kFlagReferences;
       if ((flags & ~kKnownFlags) != 0 ||
           (rotate && (tensor != 0 || layout_.latent ||
-                      layout_.rope.style == RopeStyle::kNone)))
+                      layout_.rope.style == RopeStyle::kNone)) ||
+          (split && (!references || predict)))
         return absl::DataLossError("predictive: bad group flags");
       if (predict) {
         if (layer != 0 || layout_.latent || (tensor == 0 && !rotate))
@@ -368,15 +562,58 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
       if (rotate && !rope)
         rope.emplace(layout_.rope, width, chunk.first_position,
                      chunk.num_tokens);
+      std::byte* dst =
+          out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
+      predictive::RowTransform transform{layout_.dtype, width};
+      if (rotate) transform.rope = &*rope;
+      if (split) {
+        // The unpredicted rows' sub-group, then the predicted rows'.
+        uint64_t size;
+        std::string_view sub_bytes[2];
+        ByteReader group_reader(bytes);
+        if (!group_reader.GetVarint(size) ||
+            !group_reader.GetBytes(size, sub_bytes[0]) ||
+            !group_reader.GetBytes(group_reader.remaining(), sub_bytes[1]))
+          return absl::DataLossError("predictive: truncated sub-groups");
+        const std::vector<float> factors =
+            ChannelFactors(channel_codes, /*inverse=*/true);
+        for (int part = 0; part < 2; ++part) {
+          const std::vector<uint32_t>& tokens =
+              part == 0 ? plan.unpredicted : plan.predicted;
+          const GroupShape sub_shape{
+              shape.num_heads, static_cast<uint32_t>(tokens.size()), width};
+          if (absl::Status s =
+                  decoder.Open(sub_shape, sub_bytes[part], factors);
+              !s.ok())
+            return s;
+          any_coded |= decoder.coded();
+          for (uint32_t h = 0; h < shape.num_heads; ++h) {
+            for (uint32_t t : tokens) {
+              if (!decoder.NextRow(rans, row.data()))
+                return absl::DataLossError("predictive: corrupt escapes");
+              transform.token = t;
+              transform.reference = nullptr;
+              if (part == 1) {
+                if (!PredictRow(chunk, plan, rope ? &*rope : nullptr, layer,
+                                tensor, h, t, reference.data()))
+                  return absl::DataLossError(
+                      "predictive: non-finite reference value");
+                transform.reference = reference.data();
+              }
+              predictive::FinishRow(
+                  transform, row.data(),
+                  dst + (size_t{h} * chunk.num_tokens + t) * width * dsize);
+            }
+          }
+          if (absl::Status s = decoder.Finish(); !s.ok()) return s;
+        }
+        continue;
+      }
       if (absl::Status s = decoder.Open(
               shape, bytes, ChannelFactors(channel_codes, /*inverse=*/true));
           !s.ok())
         return s;
       any_coded |= decoder.coded();
-      std::byte* dst =
-          out.data() + chunk.RowOffset(layer, tensor, 0, 0) * dsize;
-      predictive::RowTransform transform{layout_.dtype, width};
-      if (rotate) transform.rope = &*rope;
       for (uint32_t h = 0; h < shape.num_heads; ++h) {
         for (uint32_t t = 0; t < chunk.num_tokens; ++t) {
           if (!decoder.NextRow(rans, row.data()))

@@ -141,20 +141,15 @@ absl::Status Corrupt(std::string_view what) {
 
 }  // namespace
 
-double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out,
-                      GroupSymbols& symbols_out) {
-  symbols_out.shape = shape;
-  symbols_out.symbols.clear();
-  symbols_out.table_of.clear();
-  symbols_out.freqs.clear();
+float ChooseStep(std::span<const float> residual, double error_budget,
+                 double& error_out) {
   const size_t n = residual.size();
   double energy;
   float max_abs;
   EnergyAndMax(residual.data(), n, energy, max_abs);
   if (energy <= error_budget || max_abs == 0) {
-    out.push_back(1);  // every index is 0: the prediction alone is enough
-    return energy;
+    error_out = energy;  // every index is 0: the prediction alone is enough
+    return 0;
   }
 
   // Step search. A uniform quantizer's error is about step^2 / 12 per
@@ -198,8 +193,17 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
       best_error = error;
     }
   }
-  step = best_step;
+  error_out = best_error;
+  return best_step;
+}
 
+namespace {
+
+// Mode 0: the header of `residual` quantized with `step`, its symbols left
+// in `symbols_out`.
+void EncodeIndices(const GroupShape& shape, std::span<const float> residual,
+                   float step, std::string& out, GroupSymbols& symbols_out) {
+  const size_t n = residual.size();
   // Indices, then per-channel offsets (rounded means) and spread classes.
   const size_t channels = shape.num_channels();
   const uint32_t tokens = shape.num_tokens;
@@ -294,7 +298,47 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
   for (size_t c = 0; c < channels; ++c)
     symbols_out.table_of[c] = table_of_class[class_of[c]];
   symbols_out.symbols = std::move(symbols);
-  return best_error;
+}
+
+void ClearSymbols(const GroupShape& shape, GroupSymbols& symbols) {
+  symbols.shape = shape;
+  symbols.symbols.clear();
+  symbols.table_of.clear();
+  symbols.freqs.clear();
+}
+
+}  // namespace
+
+double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
+                      double error_budget, std::string& out,
+                      GroupSymbols& symbols_out) {
+  ClearSymbols(shape, symbols_out);
+  double error;
+  const float step = ChooseStep(residual, error_budget, error);
+  if (step == 0) {
+    out.push_back(1);
+    return error;
+  }
+  EncodeIndices(shape, residual, step, out, symbols_out);
+  return error;
+}
+
+void EncodeResidualWithStep(const GroupShape& shape,
+                            std::span<const float> residual, float step,
+                            std::string& out, GroupSymbols& symbols_out) {
+  ClearSymbols(shape, symbols_out);
+  if (step == 0 || residual.empty()) {
+    out.push_back(1);
+    return;
+  }
+  double energy;
+  float max_abs;
+  EnergyAndMax(residual.data(), residual.size(), energy, max_abs);
+  if (max_abs == 0) {
+    out.push_back(1);
+    return;
+  }
+  EncodeIndices(shape, residual, step, out, symbols_out);
 }
 
 void EncodeSymbolStream(std::span<const GroupSymbols> groups,

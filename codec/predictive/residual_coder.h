@@ -64,6 +64,19 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
                       double error_budget, std::string& out,
                       GroupSymbols& symbols);
 
+// The step EncodeResidual would quantize `residual` with, and its squared
+// error in `error`; 0 when every index may be 0 (the residual's energy is
+// within the budget), `error` then being that energy.
+float ChooseStep(std::span<const float> residual, double error_budget,
+                 double& error);
+
+// Appends the group header of `residual` quantized with `step` (from
+// ChooseStep over a larger set of values, so that groups coded apart share
+// one step): mode 1 when the step is 0 or every value is 0.
+void EncodeResidualWithStep(const GroupShape& shape,
+                            std::span<const float> residual, float step,
+                            std::string& out, GroupSymbols& symbols);
+
 // rANS-codes the symbols of a chunk's groups, in order, and appends the
 // stream; nothing when no group has symbols.
 void EncodeSymbolStream(std::span<const GroupSymbols> groups, std::string& out);

@@ -66,6 +66,10 @@ void FinishRow(const RowTransform& transform, float* __restrict row,
     const uint16_t* __restrict prediction = transform.prediction;
     for (uint32_t i = 0; i < width; ++i) row[i] += Bf16ToFloat(prediction[i]);
   }
+  if (transform.reference != nullptr) {
+    const float* __restrict reference = transform.reference;
+    for (uint32_t i = 0; i < width; ++i) row[i] += reference[i];
+  }
   if (transform.rope != nullptr) RotateRow</*kUndo=*/false>(transform, row);
   // Stores go through memcpy: the output has no alignment.
   switch (transform.dtype) {
@@ -127,7 +131,34 @@ double StartRow(const RowTransform& transform, const std::byte* __restrict src,
     const uint16_t* __restrict prediction = transform.prediction;
     for (uint32_t i = 0; i < width; ++i) row[i] -= Bf16ToFloat(prediction[i]);
   }
+  if (transform.reference != nullptr) {
+    const float* __restrict reference = transform.reference;
+    for (uint32_t i = 0; i < width; ++i) row[i] -= reference[i];
+  }
   return energy;
+}
+
+void LoadRow(DType dtype, uint32_t width, const std::byte* __restrict src,
+             float* __restrict row) {
+  switch (dtype) {
+    case DType::kBF16:
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Bf16ToFloat(bits);
+      }
+      return;
+    case DType::kFP16:
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Fp16ToFloat(bits);
+      }
+      return;
+    case DType::kFP32:
+      std::memcpy(row, src, 4 * size_t{width});
+      return;
+  }
 }
 
 }  // namespace seqkv::predictive

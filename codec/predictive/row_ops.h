@@ -31,8 +31,12 @@ struct RowTransform {
   DType dtype = DType::kBF16;
   uint32_t width = 0;                    // head_dim
   const uint16_t* prediction = nullptr;  // bf16 layer-0 row to subtract
-  const RopeTable* rope = nullptr;       // RoPE to undo, or null
-  uint32_t token = 0;                    // the row's token within the chunk
+  // A row of a reference source (cross-prefix residuals), already in the
+  // frame the row is coded in, to subtract; or null. Never set together
+  // with `prediction`.
+  const float* reference = nullptr;
+  const RopeTable* rope = nullptr;  // RoPE to undo, or null
+  uint32_t token = 0;               // the row's token within the chunk
 };
 
 // Decoder: adds the prediction to `row` (the dequantized residual), applies
@@ -45,6 +49,9 @@ void FinishRow(const RowTransform& transform, float* row, std::byte* dst);
 // the stored values, in double (not finite when a value is NaN or Inf).
 double StartRow(const RowTransform& transform, const std::byte* src,
                 float* row);
+
+// Loads `width` values of `dtype` from `src` as floats (exactly).
+void LoadRow(DType dtype, uint32_t width, const std::byte* src, float* row);
 
 }  // namespace seqkv::predictive
 
