@@ -169,14 +169,83 @@ absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
   return absl::InternalError(message);
 }
 
-absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
-    const KvStoreOptions& options) {
-  RocksSetup setup = MakeSetup(options);
+struct KvStore::Rocks {
+  std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw_db = nullptr;
-  std::string damage;
-  rocksdb::Status status = rocksdb::DB::Open(setup.db, options.path,
-                                             setup.columns, &handles, &raw_db);
+  // A write failed: closing must not flush the memtables, which would go
+  // through the WAL writer whose append failed (see Reopen).
+  std::atomic<bool> write_failed{false};
+
+  rocksdb::Status Open(const RocksSetup& setup, const std::string& path) {
+    rocksdb::DB* raw_db = nullptr;
+    rocksdb::Status status =
+        rocksdb::DB::Open(setup.db, path, setup.columns, &handles, &raw_db);
+    db.reset(raw_db);
+    return status;
+  }
+  rocksdb::ColumnFamilyHandle* handle(Column column) const {
+    return handles[static_cast<size_t>(column)];
+  }
+  ~Rocks() {
+    if (db == nullptr) return;
+    if (write_failed)
+      db->SetDBOptions({{"avoid_flush_during_shutdown", "true"}})
+          .PermitUncheckedError();
+    for (rocksdb::ColumnFamilyHandle* handle : handles)
+      db->DestroyColumnFamilyHandle(handle);
+    db->Close().PermitUncheckedError();
+  }
+};
+
+class KvStore::ColumnId final : public rocksdb::ColumnFamilyHandle {
+ public:
+  ColumnId(std::string name, uint32_t id) : name_(std::move(name)), id_(id) {}
+  const std::string& GetName() const override { return name_; }
+  uint32_t GetID() const override { return id_; }
+  rocksdb::Status GetDescriptor(rocksdb::ColumnFamilyDescriptor*) override {
+    return rocksdb::Status::NotSupported("a column id has no descriptor");
+  }
+  const rocksdb::Comparator* GetComparator() const override {
+    return rocksdb::BytewiseComparator();
+  }
+
+ private:
+  std::string name_;
+  uint32_t id_;
+};
+
+namespace {
+
+// An iterator that holds the database it reads open.
+class HeldIterator final : public rocksdb::Iterator {
+ public:
+  HeldIterator(std::shared_ptr<KvStore::Rocks> rocks,
+               std::unique_ptr<rocksdb::Iterator> it)
+      : rocks_(std::move(rocks)), it_(std::move(it)) {}
+  bool Valid() const override { return it_->Valid(); }
+  void SeekToFirst() override { it_->SeekToFirst(); }
+  void SeekToLast() override { it_->SeekToLast(); }
+  void Seek(const rocksdb::Slice& target) override { it_->Seek(target); }
+  void SeekForPrev(const rocksdb::Slice& target) override {
+    it_->SeekForPrev(target);
+  }
+  void Next() override { it_->Next(); }
+  void Prev() override { it_->Prev(); }
+  rocksdb::Slice key() const override { return it_->key(); }
+  rocksdb::Slice value() const override { return it_->value(); }
+  rocksdb::Status status() const override { return it_->status(); }
+
+ private:
+  std::shared_ptr<KvStore::Rocks> rocks_;  // outlives it_
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+// Opens `rocks`; a database RocksDB finds damaged is opened again without
+// paranoid checks, and `damage` says what was found.
+rocksdb::Status OpenDamagedToo(const KvStoreOptions& options,
+                               KvStore::Rocks& rocks, std::string& damage) {
+  RocksSetup setup = MakeSetup(options);
+  rocksdb::Status status = rocks.Open(setup, options.path);
   if (status.IsCorruption()) {
     // Without paranoid checks RocksDB opens what it can read and reports
     // damaged tables on the reads that reach them.
@@ -184,21 +253,25 @@ absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
         absl::StrCat("RocksDB found damage while opening: ", status.ToString());
     spdlog::error("{}; opening without paranoid checks, read-only", damage);
     setup.db.paranoid_checks = false;
-    status = rocksdb::DB::Open(setup.db, options.path, setup.columns, &handles,
-                               &raw_db);
+    status = rocks.Open(setup, options.path);
   }
-  if (!status.ok())
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvStore>> KvStore::Open(
+    const KvStoreOptions& options) {
+  auto rocks = std::make_shared<Rocks>();
+  std::string damage;
+  if (rocksdb::Status status = OpenDamagedToo(options, *rocks, damage);
+      !status.ok())
     return FromRocks(status, absl::StrCat("open RocksDB at ", options.path));
-  std::unique_ptr<rocksdb::DB> db(raw_db);
   auto files = PayloadFiles::Open(
       std::filesystem::path(options.path) / "payloads", options.sync_commits);
-  if (!files.ok()) {
-    for (rocksdb::ColumnFamilyHandle* handle : handles)
-      db->DestroyColumnFamilyHandle(handle);
-    return files.status();
-  }
-  auto store = std::unique_ptr<KvStore>(new KvStore(
-      options, std::move(db), std::move(handles), std::move(*files)));
+  if (!files.ok()) return files.status();
+  auto store = std::unique_ptr<KvStore>(
+      new KvStore(options, std::move(rocks), std::move(*files)));
   if (!damage.empty()) store->MarkDamaged(std::move(damage));
   return store;
 }
@@ -210,36 +283,88 @@ absl::Status KvStore::Repair(const KvStoreOptions& options) {
       absl::StrCat("repair RocksDB at ", options.path));
 }
 
-KvStore::KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
-                 std::vector<rocksdb::ColumnFamilyHandle*> handles,
+KvStore::KvStore(KvStoreOptions options, std::shared_ptr<Rocks> rocks,
                  std::unique_ptr<PayloadFiles> payload_files)
     : options_(std::move(options)),
-      db_(std::move(db)),
-      handles_(std::move(handles)),
-      payload_files_(std::move(payload_files)) {}
+      rocks_(std::move(rocks)),
+      payload_files_(std::move(payload_files)) {
+  // Ids stay as they were created, across reopens.
+  for (rocksdb::ColumnFamilyHandle* handle : rocks_->handles)
+    column_ids_.push_back(
+        std::make_unique<ColumnId>(handle->GetName(), handle->GetID()));
+}
 
 KvStore::~KvStore() {
   // Persist memtables so a restart does not replay the whole WAL (not on a
-  // disk below its reserve: the WAL has them).
-  rocksdb::FlushOptions flush;
-  if (CheckFreeSpace(0).ok())
-    db_->Flush(flush, handles_).PermitUncheckedError();
-  for (rocksdb::ColumnFamilyHandle* handle : handles_)
-    db_->DestroyColumnFamilyHandle(handle);
-  db_->Close();
+  // disk below its reserve: the WAL has them; not after a write error).
+  if (!rocks_stopped_ && CheckFreeSpace(0).ok()) {
+    if (auto rocks = CurrentRocks(); rocks.ok())
+      (*rocks)
+          ->db->Flush(rocksdb::FlushOptions(), (*rocks)->handles)
+          .PermitUncheckedError();
+  }
+  absl::MutexLock lock(&rocks_mutex_);
+  rocks_.reset();
 }
 
-rocksdb::ColumnFamilyHandle* KvStore::handle(Column column) const {
-  return handles_[static_cast<size_t>(column)];
+rocksdb::ColumnFamilyHandle* KvStore::column(Column c) const {
+  return column_ids_[static_cast<size_t>(c)].get();
+}
+
+absl::StatusOr<std::shared_ptr<KvStore::Rocks>> KvStore::CurrentRocks() const {
+  absl::MutexLock lock(&rocks_mutex_);
+  if (rocks_ == nullptr)
+    return absl::UnavailableError(
+        "the store is reopening its database after a write error; retry");
+  return rocks_;
+}
+
+absl::Status KvStore::Reopen(absl::Duration wait) {
+  absl::MutexLock lock(&write_mutex_);
+  return ReopenLocked(wait);
+}
+
+absl::Status KvStore::ReopenLocked(absl::Duration wait) {
+  std::shared_ptr<Rocks> old;
+  {
+    absl::MutexLock lock(&rocks_mutex_);
+    old = std::move(rocks_);
+  }
+  if (old != nullptr) {
+    const absl::Time deadline = absl::Now() + wait;
+    while (old.use_count() > 1) {
+      if (absl::Now() > deadline) {
+        absl::MutexLock lock(&rocks_mutex_);
+        rocks_ = std::move(old);
+        return absl::UnavailableError(
+            "reopening RocksDB: calls still hold the database");
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    old.reset();
+  }
+  auto rocks = std::make_shared<Rocks>();
+  std::string damage;
+  if (rocksdb::Status status = OpenDamagedToo(options_, *rocks, damage);
+      !status.ok())
+    return FromRocks(status, absl::StrCat("reopen RocksDB at ", options_.path));
+  if (!damage.empty()) MarkDamaged(std::move(damage));
+  reopens_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&rocks_mutex_);
+  rocks_ = std::move(rocks);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<std::string>> KvStore::Get(
     Column column, std::string_view key, bool verify_checksums) const {
+  auto rocks = CurrentRocks();
+  if (!rocks.ok()) return rocks.status();
   std::string value;
   rocksdb::ReadOptions read;
   read.verify_checksums = verify_checksums;
-  rocksdb::Status status = db_->Get(
-      read, handle(column), rocksdb::Slice(key.data(), key.size()), &value);
+  rocksdb::Status status =
+      (*rocks)->db->Get(read, (*rocks)->handle(column),
+                        rocksdb::Slice(key.data(), key.size()), &value);
   if (status.IsNotFound()) return std::optional<std::string>();
   if (!status.ok()) return FromRocks(status, "read");
   return std::optional<std::string>(std::move(value));
@@ -250,26 +375,30 @@ absl::Status KvStore::Put(Column column, std::string_view key,
   absl::MutexLock lock(&write_mutex_);
   if (auto status = CheckFreeSpace(key.size() + value.size()); !status.ok())
     return status;
+  auto rocks = CurrentRocks();
+  if (!rocks.ok()) return rocks.status();
   rocksdb::WriteOptions write;
   return NoteWrite(
-      db_->Put(write, handle(column), rocksdb::Slice(key.data(), key.size()),
-               rocksdb::Slice(value.data(), value.size())),
+      **rocks,
+      (*rocks)->db->Put(write, (*rocks)->handle(column),
+                        rocksdb::Slice(key.data(), key.size()),
+                        rocksdb::Slice(value.data(), value.size())),
       "write");
 }
 
 void WriteBatch::Put(Column column, std::string_view key,
                      std::string_view value) {
-  batch_.Put(store_->handle(column), rocksdb::Slice(key.data(), key.size()),
+  batch_.Put(store_->column(column), rocksdb::Slice(key.data(), key.size()),
              rocksdb::Slice(value.data(), value.size()));
 }
 
 void WriteBatch::Delete(Column column, std::string_view key) {
-  batch_.Delete(store_->handle(column), rocksdb::Slice(key.data(), key.size()));
+  batch_.Delete(store_->column(column), rocksdb::Slice(key.data(), key.size()));
 }
 
 void WriteBatch::Merge(Column column, std::string_view key,
                        std::string_view value) {
-  batch_.Merge(store_->handle(column), rocksdb::Slice(key.data(), key.size()),
+  batch_.Merge(store_->column(column), rocksdb::Slice(key.data(), key.size()),
                rocksdb::Slice(value.data(), value.size()));
 }
 
@@ -295,25 +424,33 @@ absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
                         : CheckFreeSpace(batch.batch_.GetDataSize());
       !status.ok())
     return status;
+  auto rocks = CurrentRocks();
+  if (!rocks.ok()) return rocks.status();
   rocksdb::WriteOptions write;
   write.sync = durable && options_.sync_commits;
-  return NoteWrite(db_->Write(write, &batch.batch_), "commit");
+  return NoteWrite(**rocks, (*rocks)->db->Write(write, &batch.batch_),
+                   "commit");
 }
 
 absl::Status KvStore::WriteUnlogged(WriteBatch& batch) {
   absl::MutexLock lock(&write_mutex_);
   if (auto status = CheckWritesRunning(); !status.ok()) return status;
+  auto rocks = CurrentRocks();
+  if (!rocks.ok()) return rocks.status();
   rocksdb::WriteOptions write;
   write.disableWAL = true;
-  return NoteWrite(db_->Write(write, &batch.batch_), "write counters");
+  return NoteWrite(**rocks, (*rocks)->db->Write(write, &batch.batch_),
+                   "write counters");
 }
 
-absl::Status KvStore::NoteWrite(const rocksdb::Status& status,
+absl::Status KvStore::NoteWrite(Rocks& rocks, const rocksdb::Status& status,
                                 std::string_view what) {
   if (status.ok()) return absl::OkStatus();
   absl::Status error = FromRocks(status, what);
-  // An I/O error stops RocksDB's writes (paranoid checks) until resumed.
+  // An I/O error stops RocksDB's writes (paranoid checks) until Heal
+  // reopens it.
   if (status.IsIOError() || status.IsNoSpace()) {
+    rocks.write_failed = true;
     rocks_stopped_ = true;
     writable_ = false;
     absl::MutexLock lock(&health_mutex_);
@@ -324,8 +461,10 @@ absl::Status KvStore::NoteWrite(const rocksdb::Status& status,
 
 uint64_t KvStore::MemtableBytes() const {
   uint64_t bytes = 0;
-  db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables,
-                                &bytes);
+  auto rocks = CurrentRocks();
+  if (!rocks.ok()) return 0;
+  (*rocks)->db->GetAggregatedIntProperty(
+      rocksdb::DB::Properties::kCurSizeAllMemTables, &bytes);
   return bytes;
 }
 
@@ -417,18 +556,21 @@ void KvStore::Heal() {
       rocksdb::FlushOptions flush;
       flush.wait = false;
       flush.allow_write_stall = true;
-      db_->Flush(flush, handles_).PermitUncheckedError();
+      if (auto rocks = CurrentRocks(); rocks.ok())
+        (*rocks)->db->Flush(flush, (*rocks)->handles).PermitUncheckedError();
     }
     return;
   }
   if (rocks_stopped_) {
-    // Resuming flushes the memtables: only now is there room for that.
-    rocksdb::Status resumed = db_->Resume();
-    if (!resumed.ok()) {
-      spdlog::warn("resuming RocksDB's writes failed: {}", resumed.ToString());
+    // Reopening replays the WAL and flushes the memtables: only now is
+    // there room for that.
+    if (absl::Status reopened = ReopenLocked(absl::Seconds(5));
+        !reopened.ok()) {
+      spdlog::warn("reopening RocksDB after its write error failed: {}",
+                   std::string(reopened.message()));
       return;
     }
-    spdlog::info("RocksDB's writes resumed");
+    spdlog::warn("RocksDB reopened after its write error: writes resume");
     rocks_stopped_ = false;
   }
   CheckFreeSpace(0).IgnoreError();
@@ -449,8 +591,14 @@ StoreHealth KvStore::health() const {
 }
 
 std::unique_ptr<rocksdb::Iterator> KvStore::NewIterator(Column column) const {
-  return std::unique_ptr<rocksdb::Iterator>(
-      db_->NewIterator(rocksdb::ReadOptions(), handle(column)));
+  auto rocks = CurrentRocks();
+  if (!rocks.ok())
+    return std::unique_ptr<rocksdb::Iterator>(rocksdb::NewErrorIterator(
+        rocksdb::Status::Busy(std::string(rocks.status().message()))));
+  rocksdb::Iterator* it = (*rocks)->db->NewIterator(rocksdb::ReadOptions(),
+                                                    (*rocks)->handle(column));
+  return std::make_unique<HeldIterator>(*std::move(rocks),
+                                        std::unique_ptr<rocksdb::Iterator>(it));
 }
 
 }  // namespace seqkv

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "storage/payload_files.h"
@@ -144,23 +145,48 @@ class KvStore {
   // What was found damaged; empty when nothing was.
   std::string damage() const;
 
+  // Closes RocksDB and opens it again, which replays its WAL into a new
+  // one: what Heal does after a failed write, rather than RocksDB's
+  // Resume(), which keeps the WAL writer whose append failed when no
+  // memtable holds data (all flushed just before) so that the next write
+  // aborts Debian's assertion-enabled RocksDB 7.8. Calls made meanwhile
+  // fail with UNAVAILABLE; waits up to `wait` for the calls and iterators
+  // holding the database to let go (UNAVAILABLE, nothing changed, if they
+  // do not). Writes wait for it.
+  absl::Status Reopen(absl::Duration wait);
+  // How many times the database was reopened.
+  uint64_t reopens() const { return reopens_.load(std::memory_order_relaxed); }
+
   bool sync_commits() const { return options_.sync_commits; }
   const PayloadFiles& payload_files() const { return *payload_files_; }
   uint64_t payload_file_min_bytes() const {
     return options_.payload_file_min_bytes;
   }
 
+  // One open RocksDB: the database and its column family handles. Every
+  // call holds the one it uses, so that Heal can close it once none does.
+  struct Rocks;
+
  private:
   friend class WriteBatch;
-  rocksdb::ColumnFamilyHandle* handle(Column column) const;
+  // A column family named by its id, which stays the same when the
+  // database is reopened: batches are built with these.
+  class ColumnId;
 
-  KvStore(KvStoreOptions options, std::unique_ptr<rocksdb::DB> db,
-          std::vector<rocksdb::ColumnFamilyHandle*> handles,
+  KvStore(KvStoreOptions options, std::shared_ptr<Rocks> rocks,
           std::unique_ptr<PayloadFiles> payload_files);
+
+  // The open database, or UNAVAILABLE while it is reopened.
+  absl::StatusOr<std::shared_ptr<Rocks>> CurrentRocks() const;
+  // Reopen with write_mutex_ held.
+  absl::Status ReopenLocked(absl::Duration wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mutex_);
+  rocksdb::ColumnFamilyHandle* column(Column c) const;
 
   // Notes a failed RocksDB write: NoSpace and I/O errors stop RocksDB's
   // writes until Heal resumes it.
-  absl::Status NoteWrite(const rocksdb::Status& status, std::string_view what);
+  absl::Status NoteWrite(Rocks& rocks, const rocksdb::Status& status,
+                         std::string_view what);
   uint64_t MemtableBytes() const;
   absl::Status CheckUndamaged() const;
   // RESOURCE_EXHAUSTED while RocksDB's writes are stopped, else as
@@ -188,8 +214,11 @@ class KvStore {
   mutable uint64_t last_required_bytes_ ABSL_GUARDED_BY(health_mutex_) = 0;
   // The write last refused for space.
   mutable uint64_t refused_bytes_ ABSL_GUARDED_BY(health_mutex_) = 0;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  mutable absl::Mutex rocks_mutex_;
+  // Null while Heal reopens it.
+  std::shared_ptr<Rocks> rocks_ ABSL_GUARDED_BY(rocks_mutex_);
+  std::vector<std::unique_ptr<ColumnId>> column_ids_;
+  std::atomic<uint64_t> reopens_{0};
   std::unique_ptr<PayloadFiles> payload_files_;
 };
 
