@@ -27,7 +27,11 @@ constexpr int kChannelTables = (2 * kClassReach + 1) * 2;
 // One more table: rows predicted from a token (first layer) but not
 // exactly, coded as zigzag(ord(x) - ord(prediction)) up to kMaxResidual.
 constexpr int kRowTable = kChannelTables;
-constexpr int kTables = kChannelTables + 1;
+// Format 3 has these tables per kind; format 4 adds kChannelTables more for
+// rows predicted by reference runs, picked as the channel tables are.
+constexpr int kFormat3Tables = kChannelTables + 1;
+constexpr int kRefTableBase = kFormat3Tables;
+constexpr int kTables = kFormat3Tables + kChannelTables;
 // Bounds that keep every cell index and prediction exact in int64/double.
 constexpr int64_t kMaxCell = int64_t{1} << 22;
 constexpr int64_t kMaxPredicted = int64_t{1} << 20;
@@ -474,6 +478,28 @@ const uint32_t* LoadValues(const Format& format,
   return values;
 }
 
+// A float prediction rounded to the format (round to nearest even).
+uint32_t RoundTo(const Format& format, float v) {
+  if (format.bytes == 4) return std::bit_cast<uint32_t>(v);
+  if (format.m == 7) return FloatToBf16(v);
+  return FloatToFp16(v);
+}
+
+// The model of a head's rows that reference runs predict and that are not
+// exact: a step exponent and table half per channel (the prediction itself
+// is per row). Sent as dim bytes of e - e_min, then the halves as bits.
+struct RefModel {
+  std::vector<int32_t> e;
+  std::vector<uint8_t> shape;
+};
+
+// Cells of a row predicted by reference values `p` (as PredictedCell).
+void ReferenceCells(const RefModel& model, const float* p, uint32_t dim,
+                    int32_t* cells) {
+  for (uint32_t d = 0; d < dim; ++d)
+    cells[d] = PredictedCell(std::ldexp(double{p[d]}, -model.e[d]));
+}
+
 // ---------------------------------------------------------------- encoder
 
 // Symbols of a chunk, and the tables of each tensor kind (K, V, ...).
@@ -548,8 +574,9 @@ class Encoder {
         value_format_{format.m, format.all_ones, format.sign},
         scratch_(scratch) {}
 
-  void Stream(const StreamSpec& spec, uint32_t kind,
-              std::span<const std::byte> data, ChunkSymbols& out) {
+  void Stream(const StreamSpec& spec, uint32_t kind, const uint8_t* referenced,
+              const float* reference, std::span<const std::byte> data,
+              ChunkSymbols& out) {
     const uint32_t* values =
         LoadValues(format_, data, scratch_.values.Get(data.size()));
     const uint32_t dim = spec.dim;
@@ -580,6 +607,32 @@ class Encoder {
       flags.Finish();
       side_ += flags.bytes();
     }
+    // Rows that reference runs predict (and the token rows above do not):
+    // 3 exact (rounded to the format), 4 coded against the prediction. One
+    // bit per such row says which.
+    bool any_coded_reference = false;
+    if (referenced != nullptr) {
+      std::vector<char> flag_bytes(BitWriter::BufferBytes(row_state.size()));
+      BitWriter flags(flag_bytes.data(), row_state.size());
+      for (uint32_t h = 0; h < spec.heads; ++h) {
+        const size_t head = size_t{h} * spec.tokens;
+        for (uint32_t t = 0; t < spec.tokens; ++t) {
+          if (row_state[head + t] != 0 || !referenced[t]) continue;
+          const float* p = reference + (head + t) * dim;
+          const uint32_t* row = values + (head + t) * dim;
+          bool exact = true;
+          for (uint32_t d = 0; d < dim; ++d)
+            exact &= RoundTo(format_, p[d]) == row[d];
+          flags.Put(exact, 1);
+          row_state[head + t] = exact ? 3 : 4;
+          any_coded_reference |= !exact;
+        }
+      }
+      flags.Finish();
+      side_ += flags.bytes();
+    }
+    RefModel ref_model;
+    std::vector<int32_t> ref_step_biased(dim);
     std::vector<int32_t> cells(dim), step_biased(dim);
     std::vector<uint8_t> raw_lengths(dim);
     std::vector<uint32_t> raw_values(dim);
@@ -592,11 +645,39 @@ class Encoder {
       FitHead(spec, roles, head_values, row_state.data() + head, model);
       Prepare(spec, roles, model);
       WriteHead(spec, roles, model);
+      if (any_coded_reference) {
+        FitReferenceHead(spec, head_values, reference + head * dim,
+                         row_state.data() + head, ref_model);
+        for (uint32_t d = 0; d < dim; ++d) {
+          side_.push_back(static_cast<char>(ref_model.e[d] - format_.e_min));
+          ref_step_biased[d] = ref_model.e[d] + format_.bias;
+        }
+        for (uint32_t d = 0; d < dim; d += 8) {
+          uint8_t bits = 0;
+          for (uint32_t i = d; i < std::min(dim, d + 8); ++i)
+            bits |= ref_model.shape[i] << (i - d);
+          side_.push_back(static_cast<char>(bits));
+        }
+      }
       for (uint32_t d = 0; d < dim; ++d)
         step_biased[d] = model.e[d] + format_.bias;
       for (uint32_t t = 0; t < spec.tokens; ++t) {
         const uint32_t* row = head_values + size_t{t} * dim;
-        if (row_state[head + t] == 1) continue;
+        if (row_state[head + t] == 1 || row_state[head + t] == 3) continue;
+        if (row_state[head + t] == 4) {
+          ReferenceCells(ref_model, reference + (head + t) * dim, dim,
+                         cells.data());
+          CodeRow(dim, row, ref_step_biased.data(), ref_model.e.data(),
+                  cells.data(), symbol_out, raw_lengths.data(),
+                  raw_values.data());
+          for (uint32_t d = 0; d < dim; ++d)
+            table_out[d] =
+                static_cast<uint8_t>(table_base + kRefTableBase +
+                                     TableOf(cells[d], ref_model.shape[d]));
+          symbol_out += dim;
+          table_out += dim;
+          continue;
+        }
         if (row_state[head + t] == 2) {
           const uint32_t* predicted = predictions.data() + (head + t) * dim;
           for (uint32_t d = 0; d < dim; ++d) {
@@ -607,18 +688,8 @@ class Encoder {
           continue;
         }
         PredictRow(spec, roles, model, phases_, t, cells.data());
-        for (uint32_t d = 0; d < dim;) {
-          const uint32_t done =
-              CodeValues(kernel_, value_format_, row + d,
-                         step_biased.data() + d, cells.data() + d, dim - d,
-                         symbol_out + d, raw_lengths.data(), raw_values.data());
-          for (uint32_t i = 0; i < done; ++i)
-            raw_.Put(raw_values[i], raw_lengths[i]);
-          d += done;
-          // A group the kernel leaves (or all, without one): one by one.
-          for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
-            symbol_out[d] = Value(row[d], model.e[d], cells[d]);
-        }
+        CodeRow(dim, row, step_biased.data(), model.e.data(), cells.data(),
+                symbol_out, raw_lengths.data(), raw_values.data());
         for (uint32_t d = 0; d < dim; ++d)
           table_out[d] = static_cast<uint8_t>(
               table_base + TableOf(cells[d], model.shape[d]));
@@ -629,14 +700,34 @@ class Encoder {
     out.size = static_cast<size_t>(symbol_out - out.symbols);
   }
 
+  // Codes a row's values against predicted cells: symbols to `symbols`,
+  // raw bits and literals to their streams.
+  void CodeRow(uint32_t dim, const uint32_t* row, const int32_t* step_biased,
+               const int32_t* e, const int32_t* cells, uint8_t* symbols,
+               uint8_t* raw_lengths, uint32_t* raw_values) {
+    for (uint32_t d = 0; d < dim;) {
+      const uint32_t done =
+          CodeValues(kernel_, value_format_, row + d, step_biased + d,
+                     cells + d, dim - d, symbols + d, raw_lengths, raw_values);
+      for (uint32_t i = 0; i < done; ++i)
+        raw_.Put(raw_values[i], raw_lengths[i]);
+      d += done;
+      // A group the kernel leaves (or all, without one): one by one.
+      for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
+        symbols[d] = Value(row[d], e[d], cells[d]);
+    }
+  }
+
   // Appends the frequency tables of every kind to `out` and returns them.
+  // `tables` per kind are sent (kFormat3Tables or kTables), their mask in
+  // 2 or 4 bytes.
   static std::vector<std::array<std::array<uint16_t, kAlphabetSize>, kTables>>
-  WriteTables(const ChunkSymbols& symbols, std::string& out) {
+  WriteTables(const ChunkSymbols& symbols, int tables, std::string& out) {
     std::vector<std::array<std::array<uint16_t, kAlphabetSize>, kTables>> freqs(
         symbols.counts.size());
     for (size_t kind = 0; kind < symbols.counts.size(); ++kind) {
       uint32_t present = 0;
-      for (int k = 0; k < kTables; ++k) {
+      for (int k = 0; k < tables; ++k) {
         bool any = false;
         for (uint32_t c : symbols.counts[kind][k]) any |= c != 0;
         if (!any) continue;
@@ -644,9 +735,9 @@ class Encoder {
         predictive::NormalizeFrequencies(symbols.counts[kind][k],
                                          freqs[kind][k]);
       }
-      out.push_back(static_cast<char>(present & 0xFF));
-      out.push_back(static_cast<char>(present >> 8));
-      for (int k = 0; k < kTables; ++k) {
+      for (int byte = 0; byte < (tables > 16 ? 4 : 2); ++byte)
+        out.push_back(static_cast<char>(present >> (8 * byte) & 0xFF));
+      for (int k = 0; k < tables; ++k) {
         if (!(present >> k & 1)) continue;
         int lo = 0, hi = kAlphabetSize - 1;
         while (freqs[kind][k][lo] == 0) ++lo;
@@ -666,6 +757,35 @@ class Encoder {
     const double x = ToDouble(format_.float_format, bits);
     usable = std::fabs(x) < kSaneMagnitude;
     return usable ? x : 0;
+  }
+
+  // Fits the step of each channel to the rows coded against reference
+  // predictions (row_state 4): near their mean absolute error, but not
+  // below the spacing of the predictions' typical magnitude.
+  void FitReferenceHead(const StreamSpec& spec, const uint32_t* values,
+                        const float* reference, const uint8_t* row_state,
+                        RefModel& model) const {
+    const uint32_t dim = spec.dim;
+    std::vector<double> error(dim, 0), magnitude(dim, 0), count(dim, 0);
+    for (uint32_t t = 0; t < spec.tokens; ++t) {
+      if (row_state[t] != 4) continue;
+      const uint32_t* row = values + size_t{t} * dim;
+      const float* p = reference + size_t{t} * dim;
+      for (uint32_t d = 0; d < dim; ++d) {
+        bool usable;
+        const double x = Real(row[d], usable);
+        if (!usable) continue;
+        error[d] += std::fabs(x - p[d]);
+        magnitude[d] += std::fabs(p[d]);
+        count[d] += 1;
+      }
+    }
+    model.e.assign(dim, format_.e_min);
+    model.shape.assign(dim, 0);
+    for (uint32_t d = 0; d < dim; ++d)
+      if (count[d] > 0)
+        ChooseStep(format_, error[d] / count[d], magnitude[d] / count[d],
+                   model.e[d], model.shape[d]);
   }
 
   // Fits the channel model to the rows coded with it (row_state 0).
@@ -886,16 +1006,19 @@ class Decoder {
         scratch_(scratch) {}
 
   // Reads the frequency tables of `kinds` tensor kinds.
-  absl::Status ReadTables(Reader& in, uint32_t kinds) {
+  absl::Status ReadTables(Reader& in, uint32_t kinds, int tables) {
     // Every entry is written below: no need to clear them first.
     entries_ = scratch_.entries.Get(size_t{kinds} * kTables * kProbScale);
     std::array<uint16_t, kAlphabetSize> freqs;
     for (uint32_t kind = 0; kind < kinds; ++kind) {
-      uint8_t lo, hi;
-      if (!in.Byte(lo) || !in.Byte(hi)) return Corrupt("table mask");
-      const uint32_t present = lo | uint32_t{hi} << 8;
-      if (present >> kTables) return Corrupt("table mask");
-      for (int k = 0; k < kTables; ++k) {
+      uint32_t present = 0;
+      for (int byte = 0; byte < (tables > 16 ? 4 : 2); ++byte) {
+        uint8_t b;
+        if (!in.Byte(b)) return Corrupt("table mask");
+        present |= uint32_t{b} << (8 * byte);
+      }
+      if (uint64_t{present} >> tables) return Corrupt("table mask");
+      for (int k = 0; k < tables; ++k) {
         uint32_t* entries =
             &entries_[(size_t{kind} * kTables + k) * kProbScale];
         freqs.fill(0);
@@ -923,6 +1046,7 @@ class Decoder {
   }
 
   absl::Status Stream(const StreamSpec& spec, uint32_t kind,
+                      const uint8_t* referenced, const float* reference,
                       std::span<std::byte> out) {
     const uint32_t dim = spec.dim;
     uint32_t* const values = scratch_.values.Get(spec.num_elements());
@@ -930,13 +1054,18 @@ class Decoder {
     const uint32_t* entries = &entries_[size_t{kind} * kTables * kProbScale];
     RowPredictor predictor(spec, format_, phases_);
     std::vector<uint8_t> exact;  // per predicted row
+    // Per row: 0, or 3 / 4 for rows of reference runs, exact or coded.
+    std::vector<uint8_t> row_state(size_t{spec.heads} * spec.tokens, 0);
     if (predictor.enabled()) {
       // Which rows are predicted depends on the token ids alone.
       size_t predicted_rows = 0;
       for (uint32_t h = 0; h < spec.heads; ++h) {
         predictor.StartHead();
-        for (uint32_t t = 0; t < spec.tokens; ++t)
-          predicted_rows += predictor.Predict(h, t, nullptr, nullptr);
+        for (uint32_t t = 0; t < spec.tokens; ++t) {
+          const bool predicted = predictor.Predict(h, t, nullptr, nullptr);
+          predicted_rows += predicted;
+          row_state[size_t{h} * spec.tokens + t] = predicted;
+        }
       }
       std::string_view bitmap;
       if (!side_.Bytes((predicted_rows + 7) / 8, bitmap))
@@ -948,14 +1077,60 @@ class Decoder {
           (static_cast<uint8_t>(bitmap.back()) >> (predicted_rows % 8)) != 0)
         return Corrupt("row flags padding");
     }
+    bool any_coded_reference = false;
+    if (referenced != nullptr) {
+      // Which rows are: the runs' rows that token rows do not predict.
+      size_t rows = 0;
+      for (uint32_t h = 0; h < spec.heads; ++h)
+        for (uint32_t t = 0; t < spec.tokens; ++t)
+          rows += referenced[t] && !row_state[size_t{h} * spec.tokens + t];
+      std::string_view bitmap;
+      if (!side_.Bytes((rows + 7) / 8, bitmap))
+        return Corrupt("truncated reference row flags");
+      if (rows % 8 != 0 &&
+          (static_cast<uint8_t>(bitmap.back()) >> (rows % 8)) != 0)
+        return Corrupt("reference row flags padding");
+      size_t r = 0;
+      for (uint32_t h = 0; h < spec.heads; ++h)
+        for (uint32_t t = 0; t < spec.tokens; ++t) {
+          uint8_t& state = row_state[size_t{h} * spec.tokens + t];
+          if (!referenced[t] || state) continue;
+          const bool row_exact =
+              static_cast<uint8_t>(bitmap[r / 8]) >> (r % 8) & 1;
+          ++r;
+          state = row_exact ? 3 : 4;
+          any_coded_reference |= !row_exact;
+        }
+    }
     std::vector<HeadModel> models(spec.heads);
+    std::vector<RefModel> ref_models(spec.heads);
     for (uint32_t h = 0; h < spec.heads; ++h) {
       if (absl::Status s = ReadHead(spec, roles, models[h]); !s.ok()) return s;
       Prepare(spec, roles, models[h]);
+      if (any_coded_reference) {
+        RefModel& ref = ref_models[h];
+        ref.e.resize(dim);
+        ref.shape.resize(dim);
+        for (uint32_t d = 0; d < dim; ++d) {
+          uint8_t byte;
+          if (!side_.Byte(byte)) return Corrupt("truncated reference steps");
+          ref.e[d] = format_.e_min + byte;
+          if (ref.e[d] > format_.e_max) return Corrupt("reference step");
+        }
+        for (uint32_t d = 0; d < dim; d += 8) {
+          uint8_t bits;
+          if (!side_.Byte(bits)) return Corrupt("truncated reference steps");
+          for (uint32_t i = d; i < std::min(dim, d + 8); ++i)
+            ref.shape[i] = bits >> (i - d) & 1;
+        }
+      }
     }
+    std::vector<int32_t> ref_step_biased(dim);
 
-    std::vector<int32_t> cells(dim), step_biased(dim);
-    std::vector<uint32_t> table_of(dim);
+    // Without RoPE turning them, every unpredicted row of a head has the
+    // same cells (base_cells) and tables.
+    std::vector<int32_t> cells(dim), base_cells(dim), step_biased(dim);
+    std::vector<uint32_t> table_of(dim), ref_table_of(dim);
     const std::vector<uint32_t> row_tables(dim, kRowTable * kProbScale);
     std::vector<uint8_t> symbols(dim);
     std::vector<uint32_t> predicted(dim);
@@ -963,12 +1138,16 @@ class Decoder {
     const bool turning = phases_ != nullptr && spec.rope != nullptr;
     for (uint32_t h = 0; h < spec.heads; ++h) {
       const HeadModel& model = models[h];
+      const RefModel& ref_model = ref_models[h];
+      if (any_coded_reference)
+        for (uint32_t d = 0; d < dim; ++d)
+          ref_step_biased[d] = ref_model.e[d] + format_.bias;
       uint32_t* head_values = values + size_t{h} * spec.tokens * dim;
       for (uint32_t d = 0; d < dim; ++d)
         step_biased[d] = model.e[d] + format_.bias;
       if (!turning) {
-        PredictRow(spec, roles, model, phases_, 0, cells.data());
-        TablesFor(model, cells, table_of);
+        PredictRow(spec, roles, model, phases_, 0, base_cells.data());
+        TablesFor(model, base_cells, table_of);
       }
       predictor.StartHead();
       for (uint32_t t = 0; t < spec.tokens; ++t) {
@@ -986,20 +1165,36 @@ class Decoder {
           if (corrupt_) return Corrupt("bad symbol");
           continue;
         }
+        const uint8_t state = row_state[size_t{h} * spec.tokens + t];
+        if (state == 3) {
+          const float* p = reference + (size_t{h} * spec.tokens + t) * dim;
+          for (uint32_t d = 0; d < dim; ++d) row[d] = RoundTo(format_, p[d]);
+          continue;
+        }
+        if (state == 4) {
+          ReferenceCells(ref_model,
+                         reference + (size_t{h} * spec.tokens + t) * dim, dim,
+                         cells.data());
+          for (uint32_t d = 0; d < dim; ++d)
+            ref_table_of[d] =
+                static_cast<uint32_t>(kRefTableBase +
+                                      TableOf(cells[d], ref_model.shape[d])) *
+                kProbScale;
+          DecodeSymbols(kernel_, rans_, entries, ref_table_of.data(), dim,
+                        symbols.data());
+          RebuildRow(dim, symbols.data(), ref_step_biased.data(),
+                     ref_model.e.data(), cells.data(), row);
+          if (corrupt_) return Corrupt("bad symbol");
+          continue;
+        }
         if (turning) {
           PredictRow(spec, roles, model, phases_, t, cells.data());
           TablesFor(model, cells, table_of);
         }
         DecodeSymbols(kernel_, rans_, entries, table_of.data(), dim,
                       symbols.data());
-        for (uint32_t d = 0; d < dim;) {
-          d += RebuildValues(kernel_, value_format_, symbols.data() + d,
-                             step_biased.data() + d, cells.data() + d, dim - d,
-                             raw_.bits(), row + d);
-          // A group the kernel leaves (or all, without one): one by one.
-          for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
-            row[d] = Value(symbols[d], model.e[d], cells[d]);
-        }
+        RebuildRow(dim, symbols.data(), step_biased.data(), model.e.data(),
+                   turning ? cells.data() : base_cells.data(), row);
         if (corrupt_) return Corrupt("bad symbol");
       }
     }
@@ -1070,6 +1265,18 @@ class Decoder {
     for (size_t d = 0; d < cells.size(); ++d)
       table_of[d] =
           static_cast<uint32_t>(TableOf(cells[d], model.shape[d])) * kProbScale;
+  }
+
+  void RebuildRow(uint32_t dim, const uint8_t* symbols,
+                  const int32_t* step_biased, const int32_t* e,
+                  const int32_t* cells, uint32_t* row) {
+    for (uint32_t d = 0; d < dim;) {
+      d += RebuildValues(kernel_, value_format_, symbols + d, step_biased + d,
+                         cells + d, dim - d, raw_.bits(), row + d);
+      // A group the kernel leaves (or all, without one): one by one.
+      for (const uint32_t end = std::min(dim, d + 16); d < end; ++d)
+        row[d] = Value(symbols[d], e[d], cells[d]);
+    }
   }
 
   uint32_t Value(uint8_t symbol, int e, int32_t predicted) {
@@ -1193,7 +1400,8 @@ const Phases* PhasesFor(std::span<const ChunkStream> streams,
 }  // namespace
 
 void EncodeChunkStreams(std::span<const ChunkStream> streams,
-                        std::span<const std::byte> data, std::string& out) {
+                        std::span<const std::byte> data, bool references,
+                        std::string& out) {
   if (streams.empty()) return;
   const Format format(streams.front().spec.format);
   std::unique_ptr<Phases> phase_storage;
@@ -1210,16 +1418,18 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
   ChunkSymbols symbols(elements, scratch);
   for (const ChunkStream& stream : streams)
     encoder.Stream(
-        stream.spec, stream.kind,
+        stream.spec, stream.kind, references ? stream.referenced : nullptr,
+        stream.reference,
         data.subspan(stream.offset, stream.spec.num_elements() * format.bytes),
         symbols);
   raw.Finish();
   symbols.Count(KindsOf(streams));
   std::string tables;
-  const auto freqs = Encoder::WriteTables(symbols, tables);
+  const int table_count = references ? kTables : kFormat3Tables;
+  const auto freqs = Encoder::WriteTables(symbols, table_count, tables);
   std::vector<predictive::EncodeTable> encode_tables(freqs.size() * kTables);
   for (size_t kind = 0; kind < freqs.size(); ++kind)
-    for (int k = 0; k < kTables; ++k)
+    for (int k = 0; k < table_count; ++k)
       predictive::BuildEncodeTable(freqs[kind][k],
                                    encode_tables[kind * kTables + k]);
   // rANS codes last to first.
@@ -1242,7 +1452,8 @@ void EncodeChunkStreams(std::span<const ChunkStream> streams,
 }
 
 absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
-                                std::string_view in, std::span<std::byte> out) {
+                                std::string_view in, bool references,
+                                std::span<std::byte> out) {
   if (streams.empty())
     return in.empty() ? absl::OkStatus()
                       : absl::DataLossError("lossless: trailing bytes");
@@ -1264,7 +1475,9 @@ absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
   DecodeScratch& scratch = ThreadDecodeScratch();
   Decoder decoder(format, phases, side_reader, rans, raw, literals, scratch);
   Reader table_reader(tables);
-  if (absl::Status status = decoder.ReadTables(table_reader, KindsOf(streams));
+  if (absl::Status status =
+          decoder.ReadTables(table_reader, KindsOf(streams),
+                             references ? kTables : kFormat3Tables);
       !status.ok())
     return status;
   if (!table_reader.rest().empty())
@@ -1275,7 +1488,8 @@ absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
     if (streams[s].offset + bytes > out.size())
       return absl::InternalError("lossless: stream outside the chunk");
     if (absl::Status status = decoder.Stream(
-            spec, streams[s].kind, out.subspan(streams[s].offset, bytes));
+            spec, streams[s].kind, references ? streams[s].referenced : nullptr,
+            streams[s].reference, out.subspan(streams[s].offset, bytes));
         !status.ok())
       return absl::DataLossError(
           absl::StrCat("stream ", s, ": ", std::string(status.message())));

@@ -45,17 +45,27 @@ struct ChunkStream {
   StreamSpec spec;
   size_t offset = 0;  // bytes into the chunk
   uint32_t kind = 0;  // < 16
+  // Format 4: rows that reference runs predict (ChunkInfo::references).
+  // Per token of the stream, whether a run covers it, and the predictions,
+  // [head][token][dim], finite, read only where covered. Null: none.
+  const uint8_t* referenced = nullptr;
+  const float* reference = nullptr;
 };
 
-// Appends the format-3 body for `streams` of `data` to `out`. Every spec
-// must share one format, heads, tokens, dim, rope and first_position.
+// Appends the format-3 body for `streams` of `data` to `out`, or with
+// `references` the format-4 body, which codes the rows of streams' reference
+// predictions against them (ChunkStream::reference). Every spec must share
+// one format, heads, tokens, dim, rope and first_position.
 void EncodeChunkStreams(std::span<const ChunkStream> streams,
-                        std::span<const std::byte> data, std::string& out);
+                        std::span<const std::byte> data, bool references,
+                        std::string& out);
 
-// Decodes a body made by EncodeChunkStreams for the same streams into
-// `out`; DATA_LOSS on anything an encoder could not have produced.
+// Decodes a body made by EncodeChunkStreams for the same streams (and
+// predictions) into `out`; DATA_LOSS on anything an encoder could not have
+// produced.
 absl::Status DecodeChunkStreams(std::span<const ChunkStream> streams,
-                                std::string_view in, std::span<std::byte> out);
+                                std::string_view in, bool references,
+                                std::span<std::byte> out);
 
 }  // namespace seqkv::lossless
 

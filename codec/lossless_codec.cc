@@ -18,6 +18,7 @@
 #include "codec/float_bits.h"
 #include "codec/lossless_chunk_coder.h"
 #include "codec/lossless_codec_stream.h"
+#include "codec/predictive/references.h"
 
 namespace seqkv {
 namespace {
@@ -27,6 +28,11 @@ namespace {
 // read, so chunks stored before stay readable.
 constexpr uint8_t kFormatVersion = 3;
 constexpr uint8_t kRangeCodedVersion = 2;
+// Format 4, written only for chunks with reference runs: format 3's header,
+// then a u64 digest of the references (predictive/references.h), the body
+// with the runs' rows coded against their sources' rows, and a u64 checksum
+// in place of the u32 (see Checksum64).
+constexpr uint8_t kReferencesVersion = 4;
 constexpr uint8_t kFlagRope = 1;        // RoPE step table follows the header
 constexpr uint8_t kFlagTokenRows = 2;   // layer-0 rows predicted by token id
 constexpr uint8_t kFlagTokenTable = 4;  // ... and from the model's table
@@ -128,6 +134,49 @@ uint32_t Checksum(std::string_view payload, std::span<const std::byte> data) {
       XXH3_64bits_withSeed(data.data(), data.size(), seed));
 }
 
+// Format 4's checksum: XXH3-64 of the decoded chunk seeded with the hash of
+// the payload. Predictions from reference rows involve float arithmetic;
+// should a decoder machine ever round differently from the encoder's, its
+// output fails this check (DATA_LOSS) rather than being served.
+uint64_t Checksum64(std::string_view payload, std::span<const std::byte> data) {
+  const uint64_t seed = XXH3_64bits(payload.data(), payload.size());
+  return XXH3_64bits_withSeed(data.data(), data.size(), seed);
+}
+
+// The predictions of a chunk's rows that reference runs cover, for the
+// chunk coder: per token whether a run covers it, and predicted values in
+// chunk layout (K turned to this chunk's positions). False when a source
+// value is not finite.
+struct ReferenceRows {
+  std::vector<uint8_t> referenced;
+  std::vector<float> values;
+};
+
+bool PredictReferenceRows(const ChunkInfo& chunk, ReferenceRows& rows) {
+  const KvLayout& layout = *chunk.layout;
+  const predictive::ReferencePredictor predictor(chunk, layout);
+  rows.referenced.assign(chunk.num_tokens, 0);
+  rows.values.assign(chunk.num_elements(), 0.0f);
+  for (uint32_t t = 0; t < chunk.num_tokens; ++t)
+    rows.referenced[t] = predictor.run_of(t) >= 0;
+  for (uint32_t layer = 0; layer < layout.num_layers; ++layer)
+    for (uint32_t tensor = 0; tensor < layout.tensors_per_layer(); ++tensor)
+      for (uint32_t h = 0; h < layout.num_kv_heads; ++h)
+        for (uint32_t t = 0; t < chunk.num_tokens; ++t)
+          if (rows.referenced[t] &&
+              !predictor.Predict(
+                  layer, tensor, h, t, /*pre_rope=*/false,
+                  &rows.values[chunk.RowOffset(layer, tensor, h, t)]))
+            return false;
+  return true;
+}
+
+void PutU64(uint64_t value, std::string& out) {
+  char bytes[8];
+  std::memcpy(bytes, &value, 8);
+  out.append(bytes, 8);
+}
+
 // The channel pairs that RoPE rotates together, or none.
 lossless::RopePairs RopePairsFor(const KvLayout& layout) {
   lossless::RopePairs pairs;
@@ -154,6 +203,7 @@ class LosslessCodec final : public Codec {
 
   std::string spec() const override { return "lossless"; }
   bool lossless() const override { return true; }
+  bool codes_against_references() const override { return true; }
 
   absl::Status Encode(const ChunkInfo& chunk, std::span<const std::byte> data,
                       std::string& out) const override {
@@ -162,6 +212,16 @@ class LosslessCodec final : public Codec {
           absl::StrCat("lossless: chunk has ", data.size(), " bytes, expected ",
                        chunk.num_bytes()));
     const KvLayout& layout = *chunk.layout;
+    const bool references = predictive::HasReferenceRuns(chunk);
+    ReferenceRows reference_rows;
+    if (references) {
+      if (std::string problem = predictive::CheckReferences(chunk, layout);
+          !problem.empty())
+        return absl::InvalidArgumentError(absl::StrCat("lossless: ", problem));
+      if (!PredictReferenceRows(chunk, reference_rows))
+        return absl::InvalidArgumentError(
+            "lossless: a reference source row is not finite");
+    }
     lossless::RopePairs rope = RopePairsFor(layout);
     const bool token_rows = chunk.tokens.size() == chunk.num_tokens;
     uint8_t flags = 0;
@@ -172,7 +232,8 @@ class LosslessCodec final : public Codec {
     const size_t start = out.size();
     // Real caches code to about half their size: one allocation, mostly.
     out.reserve(start + data.size() * 5 / 8 + 4096);
-    out.push_back(static_cast<char>(kFormatVersion));
+    out.push_back(
+        static_cast<char>(references ? kReferencesVersion : kFormatVersion));
     out.push_back(static_cast<char>(flags));
     if (table != nullptr) {
       // Which table: decoding with another one would fail the checksum.
@@ -194,16 +255,14 @@ class LosslessCodec final : public Codec {
       rope.cos.push_back(c);
       rope.sin.push_back(s);
     }
-    std::vector<lossless::ChunkStream> streams;
-    ForEachStream(
-        chunk, rope, token_rows, table,
-        [&](size_t index, const lossless::StreamSpec& spec, size_t offset,
-            size_t) {
-          streams.push_back(
-              {spec, offset,
-               static_cast<uint32_t>(index % layout.tensors_per_layer())});
-        });
-    lossless::EncodeChunkStreams(streams, data, out);
+    if (references) PutU64(predictive::ReferenceDigest(chunk), out);
+    const std::vector<lossless::ChunkStream> streams = Streams(
+        chunk, rope, token_rows, table, references ? &reference_rows : nullptr);
+    lossless::EncodeChunkStreams(streams, data, references, out);
+    if (references) {
+      PutU64(Checksum64(std::string_view(out).substr(start), data), out);
+      return absl::OkStatus();
+    }
     const uint32_t checksum =
         Checksum(std::string_view(out).substr(start), data);
     char bytes[4];
@@ -220,14 +279,24 @@ class LosslessCodec final : public Codec {
     if (encoded.size() < 2 + 4)
       return absl::DataLossError("lossless: payload too short");
     const uint8_t version = static_cast<uint8_t>(encoded[0]);
-    if (version != kFormatVersion && version != kRangeCodedVersion)
-      return absl::DataLossError(absl::StrCat(
-          "lossless: unknown format version ", version, " (expected ",
-          kRangeCodedVersion, " or ", kFormatVersion, ")"));
+    if (version != kFormatVersion && version != kRangeCodedVersion &&
+        version != kReferencesVersion)
+      return absl::DataLossError(
+          absl::StrCat("lossless: unknown format version ", version,
+                       " (expected ", kRangeCodedVersion, ", ", kFormatVersion,
+                       " or ", kReferencesVersion, ")"));
+    const bool references = version == kReferencesVersion;
+    const size_t checksum_size = references ? 8 : 4;
+    if (encoded.size() < 2 + checksum_size)
+      return absl::DataLossError("lossless: payload too short");
     const uint8_t flags = static_cast<uint8_t>(encoded[1]);
-    uint32_t stored_checksum;
-    std::memcpy(&stored_checksum, encoded.data() + encoded.size() - 4, 4);
-    std::string_view in = encoded.substr(2, encoded.size() - 2 - 4);
+    uint32_t stored_checksum = 0;
+    uint64_t stored_checksum64 = 0;
+    if (references)
+      std::memcpy(&stored_checksum64, encoded.data() + encoded.size() - 8, 8);
+    else
+      std::memcpy(&stored_checksum, encoded.data() + encoded.size() - 4, 4);
+    std::string_view in = encoded.substr(2, encoded.size() - 2 - checksum_size);
     if (flags & ~kKnownFlags)
       return absl::DataLossError("lossless: unknown header flags");
     lossless::RopePairs rope = RopePairsFor(layout);
@@ -264,28 +333,73 @@ class LosslessCodec final : public Codec {
       rope.cos.push_back(c);
       rope.sin.push_back(s);
     }
+    ReferenceRows reference_rows;
+    if (references) {
+      // Coded against references: only the same ones decode it (a payload
+      // of format 2 or 3 ignores any given).
+      if (!predictive::HasReferenceRuns(chunk))
+        return absl::DataLossError(
+            "lossless: payload was coded against reference rows, none given");
+      if (std::string problem = predictive::CheckReferences(chunk, layout);
+          !problem.empty())
+        return absl::DataLossError(absl::StrCat("lossless: ", problem));
+      uint64_t digest;
+      if (in.size() < 8)
+        return absl::DataLossError("lossless: truncated reference digest");
+      std::memcpy(&digest, in.data(), 8);
+      in.remove_prefix(8);
+      if (digest != predictive::ReferenceDigest(chunk))
+        return absl::DataLossError(
+            "lossless: payload was coded against other reference rows");
+      if (!PredictReferenceRows(chunk, reference_rows))
+        return absl::DataLossError(
+            "lossless: a reference source row is not finite");
+    }
     absl::Status status;
-    if (version == kFormatVersion) {
-      std::vector<lossless::ChunkStream> streams;
-      ForEachStream(
-          chunk, rope, token_rows, table,
-          [&](size_t index, const lossless::StreamSpec& spec, size_t offset,
-              size_t) {
-            streams.push_back(
-                {spec, offset,
-                 static_cast<uint32_t>(index % layout.tensors_per_layer())});
-          });
-      status = lossless::DecodeChunkStreams(streams, in, out);
+    if (version != kRangeCodedVersion) {
+      const std::vector<lossless::ChunkStream> streams =
+          Streams(chunk, rope, token_rows, table,
+                  references ? &reference_rows : nullptr);
+      status = lossless::DecodeChunkStreams(streams, in, references, out);
     } else {
       status = DecodeRangeCoded(chunk, rope, token_rows, table, in, out);
     }
     if (!status.ok()) return status;
+    if (references) {
+      if (Checksum64(encoded.substr(0, encoded.size() - 8), out) !=
+          stored_checksum64)
+        return absl::DataLossError("lossless: checksum mismatch");
+      return absl::OkStatus();
+    }
     if (Checksum(encoded.substr(0, encoded.size() - 4), out) != stored_checksum)
       return absl::DataLossError("lossless: checksum mismatch");
     return absl::OkStatus();
   }
 
  private:
+  // The streams of formats 3 and 4 (with `reference_rows`).
+  static std::vector<lossless::ChunkStream> Streams(
+      const ChunkInfo& chunk, const lossless::RopePairs& rope, bool token_rows,
+      const Layer0Rows* table, const ReferenceRows* reference_rows) {
+    const KvLayout& layout = *chunk.layout;
+    std::vector<lossless::ChunkStream> streams;
+    ForEachStream(
+        chunk, rope, token_rows, table,
+        [&](size_t index, const lossless::StreamSpec& spec, size_t offset,
+            size_t) {
+          lossless::ChunkStream& stream =
+              streams.emplace_back(lossless::ChunkStream{
+                  spec, offset,
+                  static_cast<uint32_t>(index % layout.tensors_per_layer())});
+          if (reference_rows != nullptr) {
+            stream.referenced = reference_rows->referenced.data();
+            stream.reference = reference_rows->values.data() +
+                               offset / DTypeSize(layout.dtype);
+          }
+        });
+    return streams;
+  }
+
   // The streams of format 2, each range-coded on its own.
   static absl::Status DecodeRangeCoded(const ChunkInfo& chunk,
                                        const lossless::RopePairs& rope,

@@ -112,11 +112,9 @@ void PutU64(uint64_t value, std::string& out) {
 // How a chunk's rows split between the two sub-groups of a group coded
 // against references; the same for every head, group and both directions.
 struct ReferencePlan {
-  std::vector<int32_t> run_of;        // per token: its run, or -1
+  std::optional<predictive::ReferencePredictor> predictor;
   std::vector<uint32_t> unpredicted;  // tokens no run covers, ascending
   std::vector<uint32_t> predicted;    // tokens runs cover, ascending
-  // Per run: RoPE at the source's positions of the run, to undo on K.
-  std::vector<RopeTable> source_rope;
 };
 
 void AppendChecksum(size_t payload_start, std::string& out) {
@@ -178,10 +176,6 @@ class PredictiveCodec final : public Codec {
         return false;
     return true;
   }
-  // K rows carry RoPE (whichever frame they are coded in).
-  bool HasRope() const {
-    return !layout_.latent && layout_.rope.style != RopeStyle::kNone;
-  }
   // Groups coded against references: all, but those that layer 0's table
   // predicts (as well as a reference would, and for free).
   bool ReferencesGroup(const ChunkInfo& chunk, uint32_t layer,
@@ -190,49 +184,11 @@ class PredictiveCodec final : public Codec {
   }
   ReferencePlan MakePlan(const ChunkInfo& chunk) const {
     ReferencePlan plan;
-    plan.run_of = predictive::RunOfToken(chunk);
+    plan.predictor.emplace(chunk, layout_);
     for (uint32_t t = 0; t < chunk.num_tokens; ++t)
-      (plan.run_of[t] < 0 ? plan.unpredicted : plan.predicted).push_back(t);
-    if (HasRope()) {
-      for (const ReferenceRun& run : chunk.references->runs)
-        plan.source_rope.emplace_back(
-            layout_.rope, layout_.head_dim,
-            chunk.references->sources[run.source].first_position +
-                run.source_token,
-            run.num_tokens);
-    }
+      (plan.predictor->run_of(t) < 0 ? plan.unpredicted : plan.predicted)
+          .push_back(t);
     return plan;
-  }
-  // The prediction of row (layer, tensor, head, token t) from its run's
-  // source row, in the frame the row is coded in: V as stored; K with RoPE
-  // undone at the source's position (pre-RoPE), and, when this codec codes
-  // K post-RoPE, turned again to this chunk's position. `chunk_rope` holds
-  // this chunk's positions (needed only then). Encoder and decoder compute
-  // it with the same code, so the same bits. False when a value is not
-  // finite.
-  bool PredictRow(const ChunkInfo& chunk, const ReferencePlan& plan,
-                  const RopeTable* chunk_rope, uint32_t layer, uint32_t tensor,
-                  uint32_t head, uint32_t t, float* row) const {
-    const ReferenceRun& run = chunk.references->runs[plan.run_of[t]];
-    const ReferenceSource& source = chunk.references->sources[run.source];
-    const uint32_t offset = t - run.token;
-    const size_t element =
-        (((size_t{layer} * layout_.tensors_per_layer() + tensor) *
-              layout_.num_kv_heads +
-          head) *
-             source.num_tokens +
-         run.source_token + offset) *
-        layout_.head_dim;
-    predictive::LoadRow(layout_.dtype, layout_.head_dim,
-                        source.data.data() + element * DTypeSize(layout_.dtype),
-                        row);
-    if (tensor == 0 && HasRope()) {
-      plan.source_rope[plan.run_of[t]].Undo(offset, row);
-      if (!RotatesGroup(0)) chunk_rope->Apply(t, row);
-    }
-    float sum = 0;
-    for (uint32_t d = 0; d < layout_.head_dim; ++d) sum += row[d] * 0.0f;
-    return sum == 0;  // NaN for any NaN or infinity
   }
   absl::Status CheckChunk(const ChunkInfo& chunk) const {
     if (chunk.layout == nullptr || !(*chunk.layout == layout_))
@@ -283,7 +239,7 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
   }
 
   std::optional<RopeTable> rope;
-  if (RotatesGroup(0) || (references && HasRope()))
+  if (RotatesGroup(0))
     rope.emplace(layout_.rope, width, chunk.first_position, chunk.num_tokens);
   ReferencePlan plan;
   if (references) plan = MakePlan(chunk);
@@ -333,11 +289,11 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
             transform.prediction = layer0_->Row(tensor, chunk.tokens[t], h);
           size_t slot = row;
           if (split) {
-            const bool predicted = plan.run_of[t] >= 0;
+            const bool predicted = plan.predictor->run_of(t) >= 0;
             transform.reference = nullptr;
             if (predicted) {
-              if (!PredictRow(chunk, plan, rope ? &*rope : nullptr, layer,
-                              tensor, h, t, reference.data()))
+              if (!plan.predictor->Predict(layer, tensor, h, t, RotatesGroup(0),
+                                           reference.data()))
                 return absl::InvalidArgumentError(absl::StrCat(
                     "predictive: non-finite reference value at layer ", layer,
                     " tensor ", tensor, " head ", h, " token ", t));
@@ -520,11 +476,7 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
   const uint32_t width = layout_.head_dim;
   std::optional<RopeTable> rope;
   ReferencePlan plan;
-  if (references) {
-    plan = MakePlan(chunk);
-    if (HasRope())
-      rope.emplace(layout_.rope, width, chunk.first_position, chunk.num_tokens);
-  }
+  if (references) plan = MakePlan(chunk);
   std::vector<float> row(width);
   std::vector<float> reference(width);
   std::vector<uint8_t> channel_codes;
@@ -594,8 +546,8 @@ absl::Status PredictiveCodec::Decode(const ChunkInfo& chunk,
               transform.token = t;
               transform.reference = nullptr;
               if (part == 1) {
-                if (!PredictRow(chunk, plan, rope ? &*rope : nullptr, layer,
-                                tensor, h, t, reference.data()))
+                if (!plan.predictor->Predict(layer, tensor, h, t,
+                                             RotatesGroup(0), reference.data()))
                   return absl::DataLossError(
                       "predictive: non-finite reference value");
                 transform.reference = reference.data();

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "codec/predictive/row_ops.h"
 #include "xxhash.h"
 
 namespace seqkv::predictive {
@@ -86,6 +87,44 @@ std::vector<int32_t> RunOfToken(const ChunkInfo& chunk) {
     for (uint32_t t = 0; t < runs[r].num_tokens; ++t)
       run_of[runs[r].token + t] = static_cast<int32_t>(r);
   return run_of;
+}
+
+ReferencePredictor::ReferencePredictor(const ChunkInfo& chunk,
+                                       const KvLayout& layout)
+    : chunk_(&chunk), layout_(&layout), run_of_(RunOfToken(chunk)) {
+  if (layout.latent || layout.rope.style == RopeStyle::kNone) return;
+  for (const ReferenceRun& run : chunk.references->runs)
+    source_rope_.emplace_back(
+        layout.rope, layout.head_dim,
+        chunk.references->sources[run.source].first_position + run.source_token,
+        run.num_tokens);
+  rope_.emplace(layout.rope, layout.head_dim, chunk.first_position,
+                chunk.num_tokens);
+}
+
+bool ReferencePredictor::Predict(uint32_t layer, uint32_t tensor, uint32_t head,
+                                 uint32_t t, bool pre_rope, float* row) const {
+  const int32_t r = run_of_[t];
+  const ReferenceRun& run = chunk_->references->runs[r];
+  const ReferenceSource& source = chunk_->references->sources[run.source];
+  const uint32_t offset = t - run.token;
+  const size_t element =
+      (((size_t{layer} * layout_->tensors_per_layer() + tensor) *
+            layout_->num_kv_heads +
+        head) *
+           source.num_tokens +
+       run.source_token + offset) *
+      layout_->head_dim;
+  LoadRow(layout_->dtype, layout_->head_dim,
+          source.data.data() + element * DTypeSize(layout_->dtype), row);
+  if (tensor == 0 && !source_rope_.empty()) {
+    source_rope_[r].Undo(offset, row);
+    if (!pre_rope) rope_->Apply(t, row);
+  }
+  // x * 0 is 0 for finite x and NaN otherwise.
+  float sum = 0;
+  for (uint32_t d = 0; d < layout_->head_dim; ++d) sum += row[d] * 0.0f;
+  return sum == 0;
 }
 
 }  // namespace seqkv::predictive

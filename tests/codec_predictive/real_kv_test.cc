@@ -279,5 +279,141 @@ TEST(Layer0TableTest, DecodingWithoutTableIsDataLoss) {
             absl::StatusCode::kDataLoss);
 }
 
+// Cross-prefix residuals on real caches: b_rag_01 holds D2 and D1 at
+// tokens [90, 480), b_rag_00 the same token ids as D1 then D2, so at other
+// positions and after another prefix. The rows of b_rag_01's documents are
+// coded against b_rag_00's (decoded) copy.
+
+const Dump* FindDump(std::string_view prefix) {
+  for (const Dump& dump : Dumps())
+    if (dump.name.starts_with(prefix)) return &dump;
+  return nullptr;
+}
+
+// Maximal runs of at least `min_tokens` token ids of `tokens` that
+// `source` holds too, greedily from the front.
+std::vector<ReferenceRun> FindRuns(std::span<const int32_t> tokens,
+                                   std::span<const int32_t> source,
+                                   uint32_t min_tokens) {
+  std::vector<ReferenceRun> runs;
+  for (uint32_t t = 0; t < tokens.size();) {
+    uint32_t best = 0, best_at = 0;
+    for (uint32_t s = 0; s < source.size(); ++s) {
+      uint32_t n = 0;
+      while (t + n < tokens.size() && s + n < source.size() &&
+             tokens[t + n] == source[s + n])
+        ++n;
+      if (n > best) {
+        best = n;
+        best_at = s;
+      }
+    }
+    if (best >= min_tokens) {
+      runs.push_back(ReferenceRun{t, best, 0, best_at});
+      t += best;
+    } else {
+      ++t;
+    }
+  }
+  return runs;
+}
+
+struct RagCase {
+  std::string label;
+  uint32_t begin, end;  // tokens of b_rag_01 coded as one chunk
+};
+
+TEST(RealKvReferences, RagDocumentsAgainstAnotherPrefix) {
+  SEQKV_NEEDS_TEST_DATA("kv", "lm");
+  const Dump* source_dump = FindDump("b_rag_00");
+  const Dump* dump = FindDump("b_rag_01");
+  ASSERT_NE(source_dump, nullptr);
+  ASSERT_NE(dump, nullptr);
+  const ModelContext model = MakeModel(true);
+  const uint32_t source_tokens =
+      static_cast<uint32_t>(source_dump->tokens.size());
+  const ChunkInfo source_chunk{&model.layout, source_tokens, 0,
+                               source_dump->tokens};
+  const std::vector<std::byte> source_original =
+      ChunkBytes(*source_dump, source_chunk, 0);
+
+  for (const char* spec : {"predictive:rel_mse=0.0095", "lossless"}) {
+    absl::StatusOr<std::unique_ptr<Codec>> codec = CreateCodec(spec, model);
+    ASSERT_TRUE(codec.ok()) << codec.status();
+    ASSERT_TRUE((*codec)->codes_against_references()) << spec;
+    const bool lossless = (*codec)->lossless();
+    // The source as the store holds it: encoded and decoded.
+    std::string source_payload;
+    ASSERT_TRUE(
+        (*codec)->Encode(source_chunk, source_original, source_payload).ok());
+    std::vector<std::byte> source_decoded(source_original.size());
+    ASSERT_TRUE(
+        (*codec)->Decode(source_chunk, source_payload, source_decoded).ok());
+
+    for (const RagCase& c :
+         {RagCase{"documents D2+D1 (tokens 90-480)", 90, 480},
+          RagCase{"whole file (513 tokens)", 0, 513}}) {
+      const uint32_t n = c.end - c.begin;
+      const std::span<const int32_t> tokens =
+          std::span(dump->tokens).subspan(c.begin, n);
+      ChunkReferences references;
+      references.sources.push_back(
+          ReferenceSource{source_tokens, 0, source_decoded});
+      references.runs = FindRuns(tokens, source_dump->tokens, 16);
+      ASSERT_FALSE(references.runs.empty());
+      uint32_t covered = 0;
+      for (const ReferenceRun& run : references.runs) covered += run.num_tokens;
+      ChunkInfo chunk{&model.layout, n, c.begin, tokens};
+      const std::vector<std::byte> data = ChunkBytes(*dump, chunk, c.begin);
+      std::string without, with;
+      ASSERT_TRUE((*codec)->Encode(chunk, data, without).ok());
+      chunk.references = &references;
+      const absl::Status encoded = (*codec)->Encode(chunk, data, with);
+      ASSERT_TRUE(encoded.ok()) << encoded;
+      std::vector<std::byte> decoded(data.size());
+      const absl::Status status = (*codec)->Decode(chunk, with, decoded);
+      ASSERT_TRUE(status.ok()) << status;
+      if (lossless) {
+        EXPECT_TRUE(decoded == data) << spec;
+      } else {
+        double k_error = 0, k_energy = 0, v_error = 0, v_energy = 0;
+        for (uint32_t l = 0; l < model.layout.num_layers; ++l) {
+          const testing::GroupError k =
+              testing::MeasureGroup(chunk, l, 0, data, decoded);
+          const testing::GroupError v =
+              testing::MeasureGroup(chunk, l, 1, data, decoded);
+          EXPECT_LE(k.rel(), 0.0095) << "layer " << l << " K";
+          EXPECT_LE(v.rel(), 0.0095) << "layer " << l << " V";
+          k_error += k.error;
+          k_energy += k.energy;
+          v_error += v.error;
+          v_energy += v.energy;
+        }
+        std::printf("  rel_mse K %.5f V %.5f\n", k_error / k_energy,
+                    v_error / v_energy);
+      }
+      EXPECT_LT(with.size(), without.size()) << spec << " " << c.label;
+      std::printf(
+          "%s, b_rag_01 %s, %u of %u tokens in %zu runs from b_rag_00: %zu "
+          "bytes with references, %zu without (%.2fx smaller; raw %zu, "
+          "%.3f vs %.3f bits/element)\n",
+          spec, c.label.c_str(), covered, n, references.runs.size(),
+          with.size(), without.size(),
+          static_cast<double>(without.size()) / with.size(), data.size(),
+          16.0 * with.size() / data.size(),
+          16.0 * without.size() / data.size());
+      // Without the references, or with others, it does not decode.
+      chunk.references = nullptr;
+      EXPECT_EQ((*codec)->Decode(chunk, with, decoded).code(),
+                absl::StatusCode::kDataLoss);
+      ChunkReferences other = references;
+      other.sources[0].first_position = 1;
+      chunk.references = &other;
+      EXPECT_EQ((*codec)->Decode(chunk, with, decoded).code(),
+                absl::StatusCode::kDataLoss);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace seqkv
