@@ -2,7 +2,11 @@
 // layout (dtype, RoPE, latent, token ids, shape); the rest is the payload.
 // Decoding must fail cleanly (DATA_LOSS, or FAILED_PRECONDITION for a
 // payload that needs model state) or produce exactly chunk.num_bytes() bytes;
-// seeds are real encodings of synthetic chunks.
+// seeds are real encodings of synthetic chunks. A payload whose first byte
+// is format 4's, or whose size is a multiple of 5, is decoded against a
+// fixed small set of reference rows (tests/fuzz/fuzz_references.h), and
+// seeds of every fourth selector are encoded against them, so format 4 and
+// its mismatches are covered.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +16,7 @@
 
 #include "codec/codec.h"
 #include "tests/codec_lossless/lossless_test_util.h"
+#include "tests/fuzz/fuzz_references.h"
 #include "tests/fuzz/fuzz_seeds.h"
 
 namespace {
@@ -59,6 +64,10 @@ std::string MakeSeed(uint64_t seed) {
       static_cast<uint8_t>(seed * 0x9E3779B97F4A7C15ull >> 56);
   Variant v = MakeVariant(selector);
   ChunkInfo chunk{&v.layout, v.tokens, 0, v.token_ids};
+  const auto references =
+      seqkv::testing::MakeFuzzReferences(v.layout, v.tokens);
+  if (seed % 4 == 0 && references != nullptr)
+    chunk.references = &references->references;
   const std::vector<std::byte> data = seqkv::testing::MakeChunk(
       v.layout, v.tokens, v.token_ids, seed, /*special_rate=*/0.05);
   std::string out(1, static_cast<char>(selector));
@@ -82,6 +91,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   Variant v = MakeVariant(data[0]);
   ChunkInfo chunk{&v.layout, v.tokens, 0, v.token_ids};
+  const auto references =
+      seqkv::testing::MakeFuzzReferences(v.layout, v.tokens);
+  if (references != nullptr && (data[1 % size] == 4 || size % 5 == 0))
+    chunk.references = &references->references;
   static auto* codecs = new std::vector<std::unique_ptr<seqkv::Codec>>(256);
   auto& codec = (*codecs)[data[0]];
   if (codec == nullptr) codec = MakeCodec(v.layout);

@@ -3,7 +3,10 @@
 // "repair" set the target rewrites the payload's trailing XXH32 checksum
 // before decoding, so that mutated inputs reach the parser and the entropy
 // decoder behind it. The model carries a small layer-0 table, so payloads
-// that predict layer 0 from the token ids are covered too.
+// that predict layer 0 from the token ids are covered too. With the
+// control bit "references" the chunk is decoded (and its seed encoded)
+// against a fixed small set of reference rows (tests/fuzz/fuzz_references.h),
+// which covers format 3.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +18,7 @@
 #include "codec/codec.h"
 #include "codec/float_bits.h"
 #include "codec/model_state.h"
+#include "tests/fuzz/fuzz_references.h"
 #include "tests/fuzz/fuzz_seeds.h"
 #include "xxhash.h"
 
@@ -32,6 +36,7 @@ struct FuzzCase {
   ModelContext model;
   uint32_t tokens = 0;
   bool repair = false;
+  bool references = false;
   const char* spec = nullptr;
 };
 
@@ -54,6 +59,7 @@ FuzzCase ParseControl(const uint8_t* c) {
   layout.latent = c[6] / 3 % 5 == 0;
   if (layout.latent) layout.num_kv_heads = 1;
   f.repair = c[7] % 2 == 1;
+  f.references = (c[7] >> 1) % 2 == 1;
   f.model.name = "fuzz";
   const size_t row = size_t{kVocab} * layout.num_kv_heads * layout.head_dim;
   std::vector<uint16_t> k(row), v(row);
@@ -86,7 +92,10 @@ std::string MakeSeed(uint64_t seed) {
   for (uint8_t& c : control) c = static_cast<uint8_t>(rng());
   const FuzzCase f = ParseControl(control);
   const std::vector<int32_t> tokens = Tokens(f.tokens);
-  const ChunkInfo chunk{&f.model.layout, f.tokens, rng() % 5000, tokens};
+  ChunkInfo chunk{&f.model.layout, f.tokens, 17, tokens};
+  const auto references = testing::MakeFuzzReferences(f.model.layout, f.tokens);
+  if (f.references && references != nullptr)
+    chunk.references = &references->references;
   std::normal_distribution<float> normal(0.0f, 2.0f);
   std::vector<std::byte> data(chunk.num_bytes());
   const size_t size = DTypeSize(f.model.layout.dtype);
@@ -121,7 +130,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::vector<int32_t> tokens = Tokens(f.tokens);
   // The first position is not in the control bytes: any decodes any.
-  const ChunkInfo chunk{&f.model.layout, f.tokens, 17, tokens};
+  ChunkInfo chunk{&f.model.layout, f.tokens, 17, tokens};
+  const auto references = testing::MakeFuzzReferences(f.model.layout, f.tokens);
+  if (f.references && references != nullptr)
+    chunk.references = &references->references;
   std::vector<std::byte> out(chunk.num_bytes());
   const absl::Status status = MakeCodec(f)->Decode(chunk, payload, out);
   if (!status.ok() && status.code() != absl::StatusCode::kDataLoss)
