@@ -38,6 +38,24 @@ std::string ChildPrefix(const NodeKey& parent, int32_t first_token) {
 // Marks a payload staged in RocksDB until its node commits (meta column).
 constexpr std::string_view kStagedPrefix = "staged/";
 
+constexpr std::string_view kPayloadRefsPrefix = "payload_refs/";
+
+std::string PayloadRefsKey(std::string_view payload_key) {
+  return absl::StrCat(std::string(kPayloadRefsPrefix),
+                      std::string(payload_key));
+}
+
+// Deletes the payload `record` names: in `batch`, or (a file) once the
+// batch has committed.
+void DeletePayload(const NodeRecord& record, WriteBatch& batch,
+                   std::vector<std::string>& files) {
+  if (record.tokens_only() || record.payload_key().empty()) return;
+  if (record.payload_in_file())
+    files.push_back(record.payload_key());
+  else
+    batch.Delete(Column::kPayloads, record.payload_key());
+}
+
 std::string StagedKey(std::string_view payload_key) {
   return absl::StrCat(std::string(kStagedPrefix), std::string(payload_key));
 }
@@ -346,6 +364,9 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
   std::vector<std::string> replaced_files;
   Usage upgrade_delta;
   std::string value;
+  std::vector<NodeRecord> released;
+  std::vector<std::string> referenced, unreferenced;
+  std::map<std::string, Usage> settled;
   for (const PendingNode& node : nodes) {
     auto existing = ReadNode(node.key);
     if (!existing.ok()) return existing.status();
@@ -357,12 +378,12 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
         batch.Put(Column::kNodes, node.key.Bytes(), value);
         if (!node.record.payload_in_file())
           batch.Delete(Column::kMeta, StagedKey(node.record.payload_key()));
-        if (!stored.tokens_only()) {
-          if (stored.payload_in_file())
-            replaced_files.push_back(stored.payload_key());
-          else
-            batch.Delete(Column::kPayloads, stored.payload_key());
-        }
+        if (auto status = CheckReferences(node.record, referenced);
+            !status.ok())
+          return status;
+        if (!stored.tokens_only()) released.push_back(stored);
+        for (const auto& reference : stored.references())
+          unreferenced.push_back(reference.payload_key());
         upgrade_delta += NodeUsage(node.record);
         upgrade_delta += Negated(NodeUsage(stored));
         ++result.upgraded;
@@ -373,6 +394,8 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
       result.raced_keys.insert(node.key);
       continue;
     }
+    if (auto status = CheckReferences(node.record, referenced); !status.ok())
+      return status;
     const std::string key = node.key.Bytes();
     node.record.SerializeToString(&value);
     batch.Put(Column::kNodes, key, value);
@@ -416,12 +439,16 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
         "namespace '", options.name_space,
         "' is over its quota: ", used.charged_bytes(), " bytes stored + ",
         added, " new > ", options.quota_bytes));
-  usage_.Stage(options.name_space, delta, batch);
-  if (owner_delta.bytes_models != 0) usage_.Stage(owner, owner_delta, batch);
+  if (auto status = SettlePayloads(released, referenced, unreferenced, batch,
+                                   replaced_files, settled);
+      !status.ok())
+    return status;
+  settled[options.name_space] += delta;
+  if (owner_delta.bytes_models != 0) settled[owner] += owner_delta;
+  for (const auto& [ns, change] : settled) usage_.Stage(ns, change, batch);
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
-  usage_.Apply(options.name_space, delta);
-  if (owner_delta.bytes_models != 0) usage_.Apply(owner, owner_delta);
+  for (const auto& [ns, change] : settled) usage_.Apply(ns, change);
   DiscardPayloads(raced);
   // A file that fails to go is an orphan the next start deletes.
   for (const std::string& key : replaced_files)
@@ -439,12 +466,15 @@ NodeRecord Trie::DropPayload(const NodeKey& key, const NodeRecord& record,
   kept.set_payload_in_file(false);
   kept.set_payload_token_major(false);
   if (record.tokens_only()) return kept;
+  // Without a payload it needs none of the chunks it was coded against.
+  kept.clear_references();
+  kept.clear_reference_runs();
+  kept.set_copied_tokens(0);
   WriteBatch& batch = removals.batch_;
   batch.Put(Column::kNodes, key.Bytes(), kept.SerializeAsString());
-  if (record.payload_in_file())
-    removals.payload_files_.push_back(record.payload_key());
-  else
-    batch.Delete(Column::kPayloads, record.payload_key());
+  removals.released_.push_back(record);
+  for (const auto& reference : record.references())
+    removals.unreferenced_.push_back(reference.payload_key());
   removals.usage_deltas_[record.namespace_()] += Negated(NodeUsage(record));
   return kept;
 }
@@ -470,6 +500,8 @@ absl::StatusOr<std::vector<bool>> Trie::ReplacePayloads(
   WriteBatch batch(*store_);
   // The usage records hold totals: one per namespace, after every change.
   std::map<std::string, Usage> deltas;
+  std::vector<NodeRecord> released;
+  std::vector<std::string> referenced, unreferenced, files;
   for (size_t i = 0; i < replacements.size(); ++i) {
     const PayloadReplacement& swap = replacements[i];
     if (!seen.insert(swap.key).second) continue;
@@ -484,21 +516,27 @@ absl::StatusOr<std::vector<bool>> Trie::ReplacePayloads(
     batch.Put(Column::kNodes, swap.key.Bytes(), now.SerializeAsString());
     if (!now.tokens_only() && !now.payload_in_file())
       batch.Delete(Column::kMeta, StagedKey(now.payload_key()));
-    if (!was.tokens_only() && !was.payload_in_file())
-      batch.Delete(Column::kPayloads, was.payload_key());
+    if (auto status = CheckReferences(now, referenced); !status.ok())
+      return status;
+    if (!was.tokens_only()) released.push_back(was);
+    for (const auto& reference : was.references())
+      unreferenced.push_back(reference.payload_key());
     Usage& delta = deltas[was.namespace_()];
     delta += NodeUsage(now);
     delta += Negated(NodeUsage(was));
     replaced[i] = true;
   }
   if (deltas.empty()) return replaced;
+  if (auto status = SettlePayloads(released, referenced, unreferenced, batch,
+                                   files, deltas);
+      !status.ok())
+    return status;
   for (const auto& [ns, delta] : deltas) usage_.Stage(ns, delta, batch);
   if (auto status = store_->Write(batch, /*durable=*/true); !status.ok())
     return status;
   for (const auto& [ns, delta] : deltas) usage_.Apply(ns, delta);
-  for (size_t i = 0; i < replacements.size(); ++i)
-    if (replaced[i] && !old[i].tokens_only() && old[i].payload_in_file())
-      store_->payload_files().Remove(old[i].payload_key()).IgnoreError();
+  for (const std::string& key : files)
+    store_->payload_files().Remove(key).IgnoreError();
   return replaced;
 }
 
@@ -508,13 +546,9 @@ void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
   const std::string key_bytes = key.Bytes();
   batch.Delete(Column::kNodes, key_bytes);
   batch.Delete(Column::kNodeStats, key_bytes);
-  if (record.tokens_only()) {
-    // No payload.
-  } else if (record.payload_in_file()) {
-    removals.payload_files_.push_back(record.payload_key());
-  } else {
-    batch.Delete(Column::kPayloads, record.payload_key());
-  }
+  if (!record.tokens_only()) removals.released_.push_back(record);
+  for (const auto& reference : record.references())
+    removals.unreferenced_.push_back(reference.payload_key());
   batch.Delete(
       Column::kChildren,
       ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
@@ -619,10 +653,113 @@ absl::Status Trie::RemoveDescendants(std::deque<NodeKey> frontier,
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> Trie::IsReferenced(std::string_view payload_key) const {
+  auto refs = store_->Get(Column::kMeta, PayloadRefsKey(payload_key));
+  if (!refs.ok()) return refs.status();
+  return refs->has_value();
+}
+
+absl::Status Trie::CheckReferences(const NodeRecord& record,
+                                   std::vector<std::string>& referenced) const {
+  for (const auto& reference : record.references()) {
+    // Alive while its node names it, or while other chunks keep it.
+    auto source = ReadNode(NodeKey::FromBytes(reference.node_key()));
+    if (!source.ok()) return source.status();
+    bool alive = source->has_value() &&
+                 (*source)->payload_key() == reference.payload_key();
+    if (!alive) {
+      auto kept = IsReferenced(reference.payload_key());
+      if (!kept.ok()) return kept.status();
+      alive = *kept;
+    }
+    if (!alive)
+      return absl::AbortedError(
+          "a chunk the Put's chunk was coded against was removed meanwhile; "
+          "retry the Put");
+    referenced.push_back(reference.payload_key());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trie::SettlePayloads(
+    std::span<const NodeRecord> released,
+    std::span<const std::string> referenced,
+    std::span<const std::string> unreferenced, WriteBatch& batch,
+    std::vector<std::string>& files,
+    std::map<std::string, Usage>& usage_deltas) const {
+  if (referenced.empty() && unreferenced.empty() && released.empty())
+    return absl::OkStatus();
+  struct Refs {
+    PayloadRefsRecord record;
+    bool stored = false;  // a record is on disk
+  };
+  std::map<std::string, Refs> refs;
+  auto load =
+      [&](const std::string& key) -> absl::StatusOr<PayloadRefsRecord*> {
+    auto it = refs.find(key);
+    if (it != refs.end()) return &it->second.record;
+    Refs loaded;
+    auto stored = store_->Get(Column::kMeta, PayloadRefsKey(key));
+    if (!stored.ok()) return stored.status();
+    loaded.stored = stored->has_value();
+    if (loaded.stored && !loaded.record.ParseFromString(**stored))
+      return absl::DataLossError("a payload's reference record is corrupt");
+    return &refs.emplace(key, std::move(loaded)).first->second.record;
+  };
+  for (const std::string& key : referenced) {
+    auto record = load(key);
+    if (!record.ok()) return record.status();
+    (*record)->set_count((*record)->count() + 1);
+  }
+  for (const std::string& key : unreferenced) {
+    auto record = load(key);
+    if (!record.ok()) return record.status();
+    if ((*record)->count() > 0) (*record)->set_count((*record)->count() - 1);
+  }
+  for (const NodeRecord& node : released) {
+    if (node.payload_key().empty()) continue;
+    auto record = load(node.payload_key());
+    if (!record.ok()) return record.status();
+    if ((*record)->count() == 0) {
+      DeletePayload(node, batch, files);
+      continue;
+    }
+    // Kept for its referrers, and still charged where it was.
+    (*record)->set_detached(true);
+    (*record)->set_payload_in_file(node.payload_in_file());
+    (*record)->set_bytes_stored(node.bytes_stored());
+    (*record)->set_namespace_(node.namespace_());
+    usage_deltas[node.namespace_()].bytes_stored +=
+        static_cast<int64_t>(node.bytes_stored());
+  }
+  for (const auto& [key, refs_of] : refs) {
+    const PayloadRefsRecord& record = refs_of.record;
+    if (record.count() > 0) {
+      batch.Put(Column::kMeta, PayloadRefsKey(key), record.SerializeAsString());
+      continue;
+    }
+    if (refs_of.stored) batch.Delete(Column::kMeta, PayloadRefsKey(key));
+    if (record.detached()) {
+      NodeRecord payload;
+      payload.set_payload_key(key);
+      payload.set_payload_in_file(record.payload_in_file());
+      DeletePayload(payload, batch, files);
+      usage_deltas[record.namespace_()].bytes_stored -=
+          static_cast<int64_t>(record.bytes_stored());
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   if (removals.empty()) return absl::OkStatus();
   // Removals go through on a full disk: they are how space comes back.
   removals.batch_.MarkFreesSpace();
+  if (auto status = SettlePayloads(
+          removals.released_, {}, removals.unreferenced_, removals.batch_,
+          removals.payload_files_, removals.usage_deltas_);
+      !status.ok())
+    return status;
   for (const auto& [name_space, delta] : removals.usage_deltas_)
     usage_.Stage(name_space, delta, removals.batch_);
   if (auto status = store_->Write(removals.batch_, /*durable=*/true);
@@ -636,6 +773,8 @@ absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   removals.batch_.Clear();
   removals.payload_files_.clear();
   removals.usage_deltas_.clear();
+  removals.released_.clear();
+  removals.unreferenced_.clear();
   return absl::OkStatus();
 }
 
@@ -656,6 +795,10 @@ absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {
           (*record)->payload_key() == key)
         continue;
     }
+    // Kept for the chunks coded against it after its node let go of it.
+    auto refs = store_->Get(Column::kMeta, PayloadRefsKey(key));
+    if (!refs.ok()) return refs.status();
+    if (refs->has_value()) continue;
     if (auto status = files.Remove(key); !status.ok()) return status;
     ++removed;
   }

@@ -32,6 +32,7 @@
 namespace seqkv {
 
 using storage::v1::NodeRecord;
+using storage::v1::PayloadRefsRecord;
 
 struct TrieNode {
   NodeKey key;
@@ -134,6 +135,10 @@ class NodeRemovals {
   WriteBatch batch_;
   std::vector<std::string> payload_files_;
   std::map<std::string, Usage> usage_deltas_;
+  // Payloads their nodes let go of, and payloads a removed chunk
+  // referenced: settled at commit (Trie::SettlePayloads).
+  std::vector<NodeRecord> released_;
+  std::vector<std::string> unreferenced_;
 };
 
 struct SubtreeRemoval {
@@ -258,6 +263,10 @@ class Trie {
   absl::StatusOr<std::vector<bool>> ReplacePayloads(
       std::span<const PayloadReplacement> replacements);
 
+  // Whether chunks reference the payload `payload_key` (they were coded
+  // against it): its node should then keep it as it is.
+  absl::StatusOr<bool> IsReferenced(std::string_view payload_key) const;
+
   // Writes the removals and the usage they change durably, then deletes
   // their payload files (an error there only leaves orphans for the next
   // sweep). `removals` is empty afterwards.
@@ -279,6 +288,24 @@ class Trie {
       const NodeKey& parent, std::span<const int32_t> tokens) const;
   void RemoveNode(const NodeKey& key, const NodeRecord& record,
                   NodeRemovals& removals) const;
+  // For each chunk `record` references: ABORTED unless its payload is
+  // still stored (its node names it, or chunks keep it); adds it to
+  // `referenced`.
+  absl::Status CheckReferences(const NodeRecord& record,
+                               std::vector<std::string>& referenced) const;
+  // Settles the payloads a batch lets go of: one `released` by its node is
+  // deleted unless chunks still reference it (then it is detached: kept,
+  // still charged to its namespace); `referenced` and `unreferenced` add
+  // and drop referrers; a detached payload whose last referrer goes is
+  // deleted. RocksDB payloads are deleted in `batch`, files are added to
+  // `files` (to delete once the batch commits), and the usage the bytes
+  // kept or freed change goes to `usage_deltas`.
+  absl::Status SettlePayloads(std::span<const NodeRecord> released,
+                              std::span<const std::string> referenced,
+                              std::span<const std::string> unreferenced,
+                              WriteBatch& batch,
+                              std::vector<std::string>& files,
+                              std::map<std::string, Usage>& usage_deltas) const;
   // Adds everything below the nodes of `frontier` to `removal`.
   absl::Status RemoveDescendants(std::deque<NodeKey> frontier,
                                  NodeRemovals& removals,

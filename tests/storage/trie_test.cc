@@ -404,5 +404,83 @@ TEST_F(TrieTest, CorruptNodeRecordIsDataLoss) {
   EXPECT_EQ(match.status().code(), absl::StatusCode::kDataLoss);
 }
 
+// A chunk coded against another keeps that one's payload alive: removing
+// the source detaches its payload (kept, still charged), and removing the
+// last chunk that references it deletes it and gives its bytes back.
+TEST_F(TrieTest, ReferencedPayloadsOutliveTheirNodes) {
+  trie_.reset();
+  store_.reset();
+  Open(/*payload_file_min_bytes=*/8);  // the source's payload is a file
+  std::vector<PendingNode> source = ChunkChain(root_, Iota(4), 4);
+  source[0].record.set_bytes_logical(100);
+  source[0].record.set_namespace_("ns");
+  ASSERT_TRUE(trie_->StagePayload("source bytes", source[0].record).ok());
+  ASSERT_TRUE(trie_->Commit(source, {.name_space = "ns"}).ok());
+  const NodeRecord& stored = source[0].record;
+  ASSERT_TRUE(stored.payload_in_file());
+
+  // The dependent: same tokens after another prefix.
+  const NodeKey other_root = RootKey("tenant", "other");
+  std::vector<PendingNode> dependent = ChunkChain(other_root, Iota(4), 4);
+  NodeRecord& record = dependent[0].record;
+  record.set_bytes_logical(100);
+  record.set_namespace_("ns");
+  auto* reference = record.add_references();
+  reference->set_node_key(source[0].key.Bytes());
+  reference->set_payload_key(stored.payload_key());
+  reference->set_payload_in_file(true);
+  reference->set_payload_checksum(stored.payload_checksum());
+  reference->set_bytes_stored(stored.bytes_stored());
+  ASSERT_TRUE(trie_->StagePayload("dep", record).ok());
+  ASSERT_TRUE(trie_->Commit(dependent, {.name_space = "ns"}).ok());
+  auto referenced = trie_->IsReferenced(stored.payload_key());
+  ASSERT_TRUE(referenced.ok());
+  EXPECT_TRUE(*referenced);
+  const int64_t both = trie_->usage().Get("ns").bytes_stored;
+  EXPECT_EQ(both, static_cast<int64_t>(stored.bytes_stored() + 3));
+
+  // The source goes; its payload stays for the dependent, still charged.
+  NodeRemovals removals = trie_->StartRemovals();
+  ASSERT_TRUE(trie_->RemoveSubtree(root_, {}, 4, removals).ok());
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  EXPECT_FALSE(trie_->ReadNode(source[0].key)->has_value());
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, both);
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 1);
+  auto kept = trie_->ReadPayload(stored);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->view(), "source bytes");
+  // A restart's sweep keeps it too.
+  auto swept = trie_->SweepOrphanPayloadFiles();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 0u);
+
+  // A new chunk may still reference the detached payload.
+  std::vector<PendingNode> second =
+      ChunkChain(RootKey("t", "third"), Iota(4), 4);
+  second[0].record.set_namespace_("ns");
+  *second[0].record.add_references() = *reference;
+  ASSERT_TRUE(trie_->StagePayload("d2", second[0].record).ok());
+  ASSERT_TRUE(trie_->Commit(second, {.name_space = "ns"}).ok());
+
+  // The last referrer goes: the payload with it, and its bytes.
+  for (const NodeKey& root : {other_root, RootKey("t", "third")}) {
+    NodeRemovals last = trie_->StartRemovals();
+    ASSERT_TRUE(trie_->RemoveSubtree(root, {}, 4, last).ok());
+    ASSERT_TRUE(trie_->CommitRemovals(last).ok());
+  }
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 0);
+  EXPECT_FALSE(trie_->ReadPayload(stored).ok());
+  EXPECT_FALSE(*trie_->IsReferenced(stored.payload_key()));
+
+  // A chunk coded against a payload that is gone cannot commit.
+  std::vector<PendingNode> late = ChunkChain(RootKey("t", "late"), Iota(4), 4);
+  late[0].record.set_namespace_("ns");
+  *late[0].record.add_references() = *reference;
+  ASSERT_TRUE(trie_->StagePayload("d3", late[0].record).ok());
+  auto refused = trie_->Commit(late, {.name_space = "ns"});
+  EXPECT_TRUE(absl::IsAborted(refused.status())) << refused.status();
+  trie_->DiscardPayloads(late);
+}
+
 }  // namespace
 }  // namespace seqkv
