@@ -26,7 +26,8 @@ std::vector<ServedRange> ServedRanges(std::span<const TrieNode> nodes,
         ranges.back().codec == node.record.codec()) {
       ranges.back().end_token = to;
     } else {
-      ranges.push_back({from, to, node.record.lossy_tier(), node.record.codec()});
+      ranges.push_back(
+          {from, to, node.record.lossy_tier(), node.record.codec()});
     }
   }
   return ranges;
@@ -122,8 +123,7 @@ absl::Status CacheEngine::Start() {
     while (!stop_flushing_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
       FlushVisits();
       store_->Heal();
-      if (absl::Now() - counters_saved_at_ >=
-          options_.counters_save_interval) {
+      if (absl::Now() - counters_saved_at_ >= options_.counters_save_interval) {
         SaveCounters();
         counters_saved_at_ = absl::Now();
       }
@@ -308,8 +308,9 @@ absl::StatusOr<LookupOutcome> CacheEngine::Lookup(const ReadScope& scope,
       outcome = {.matched_tokens = served,
                  .matched_tokens_exact = exact,
                  .name_space = ns};
-      best_keys.assign(keys.begin(),
-                       keys.begin() + (served + chunk_tokens - 1) / chunk_tokens);
+      best_keys.assign(
+          keys.begin(),
+          keys.begin() + (served + chunk_tokens - 1) / chunk_tokens);
     }
     if (matched > visited_matched) {
       visited_matched = matched, visited_with_kv = with_kv;
@@ -399,7 +400,14 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
       PutSession::Resources{.trie = &trie_,
                             .buffers = &chunk_buffers_,
                             .pool = &pool_,
-                            .on_done = [this] { MarkBusy(); }},
+                            .on_done = [this] { MarkBusy(); },
+                            .planner = options_.references.split_dedup ||
+                                               options_.references.cross_prefix
+                                           ? &planner_
+                                           : nullptr,
+                            .decoding = {.trie = &trie_,
+                                         .codecs = &codecs_,
+                                         .buffers = &chunk_buffers_}},
       PutSession::Target{.name_space = name_space,
                          .model = std::move(model),
                          .new_model = new_model,

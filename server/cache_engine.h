@@ -33,6 +33,7 @@
 #include "server/node_index.h"
 #include "server/put_session.h"
 #include "server/read_path.h"
+#include "server/reference_planner.h"
 #include "server/retention.h"
 #include "server/stats.h"
 #include "server/tiers.h"
@@ -56,6 +57,10 @@ struct EngineOptions {
   // to the lossy ones starts.
   TierPolicy tiers;
   DemoterOptions demotion;
+  // Whether Puts code new chunks against stored ones: a sibling sharing
+  // their head (split dedup), the same tokens after other prefixes
+  // (cross-prefix residuals). Only codecs that code against references.
+  ReferenceOptions references;
   // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
   // The memory Puts, Gets and registrations may hold at once (the idle
@@ -371,6 +376,7 @@ class CacheEngine {
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
   ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_};
+  ReferencePlanner planner_{&trie_, &index_.content(), options_.references};
   Demoter demoter_{{.trie = &trie_,
                     .index = &index_,
                     .retention = &retention_,

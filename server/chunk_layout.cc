@@ -36,4 +36,16 @@ void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
       std::memcpy(to, chunk.data() + (r * num_tokens + t) * vector, vector);
 }
 
+void CopyChunkTokens(const KvLayout& layout, std::span<const std::byte> source,
+                     uint32_t source_tokens, uint32_t from,
+                     std::span<std::byte> target, uint32_t target_tokens,
+                     uint32_t to, uint32_t count) {
+  const size_t rows = RowsPerToken(layout);
+  const size_t vector = size_t{layout.head_dim} * DTypeSize(layout.dtype);
+  for (size_t r = 0; r < rows; ++r)
+    std::memcpy(target.data() + (r * target_tokens + to) * vector,
+                source.data() + (r * source_tokens + from) * vector,
+                count * vector);
+}
+
 }  // namespace seqkv

@@ -30,6 +30,14 @@ void ChunkToTokenMajor(const KvLayout& layout, uint32_t num_tokens,
                        std::span<const std::byte> chunk, uint32_t begin,
                        uint32_t end, std::span<std::byte> out);
 
+// Copies tokens [from, from + count) of chunk `source` (`source_tokens`
+// tokens) to tokens [to, to + count) of chunk `target` (`target_tokens`),
+// both in chunk layout.
+void CopyChunkTokens(const KvLayout& layout, std::span<const std::byte> source,
+                     uint32_t source_tokens, uint32_t from,
+                     std::span<std::byte> target, uint32_t target_tokens,
+                     uint32_t to, uint32_t count);
+
 }  // namespace seqkv
 
 #endif  // SEQKV_SERVER_CHUNK_LAYOUT_H_

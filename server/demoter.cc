@@ -6,6 +6,7 @@
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
 #include "server/chunk_layout.h"
+#include "server/stored_chunk.h"
 #include "server/tiers.h"
 #include "spdlog/spdlog.h"
 
@@ -180,6 +181,12 @@ absl::StatusOr<std::optional<Trie::PayloadReplacement>> Demoter::Prepare(
   const NodeRecord& record = **stored;
   const uint32_t from = TierOf(record);
   if (from >= kLossyTiers) return keep();
+  // Coded against other chunks, or others coded against it: kept as it
+  // is, since their decoding depends on its bytes.
+  if (HasReferences(record)) return keep();
+  if (auto referenced = trie.IsReferenced(record.payload_key());
+      !referenced.ok() || *referenced)
+    return keep();
   // Changed meanwhile: the index follows.
   if (from != step.from) return std::nullopt;
   // The chunk's model: its namespace's own, else one stored before owners.

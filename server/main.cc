@@ -78,6 +78,16 @@ ABSL_FLAG(std::string, tier_shares, "0.8,0.1",
           "tier 1 before the least valued chunks are demoted; tier 2 takes "
           "the rest. Smaller shares keep more prefixes, fewer of them "
           "exact");
+ABSL_FLAG(bool, split_dedup, true,
+          "store only the new part of a chunk whose head a stored sibling "
+          "holds (same prefix, diverging inside the chunk): the head is "
+          "copied from the sibling on Get. With codecs that code against "
+          "references (lossless, predictive)");
+ABSL_FLAG(bool, cross_prefix, true,
+          "code a chunk's token runs that a stored chunk holds after another "
+          "prefix, at another position (a RAG document, a system prompt) as "
+          "residuals against that chunk. With codecs that code against "
+          "references (lossless, predictive)");
 ABSL_FLAG(double, plt_attention_tokens, 0,
           "with --retention=plt, weight a chunk's value by the prefill work a "
           "hit saves: tokens x (1 + mid position / this), the position at "
@@ -216,6 +226,9 @@ int Serve() {
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
   engine_options.idle_after = absl::GetFlag(FLAGS_idle_release_after);
+  engine_options.references = {
+      .split_dedup = absl::GetFlag(FLAGS_split_dedup),
+      .cross_prefix = absl::GetFlag(FLAGS_cross_prefix)};
   if (const std::string retention = absl::GetFlag(FLAGS_retention);
       retention == "plt") {
     engine_options.index.retention = RetentionPolicy::kPlt;

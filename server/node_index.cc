@@ -77,6 +77,7 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   auto status = trie.ForEachNode([&](const NodeKey& key,
                                      const NodeRecord& record, uint64_t visits,
                                      int64_t last_used) {
+    content_.Add(key, record);
     // ForEachNode runs on this thread, under the lock taken above.
     mutex_.AssertHeld();
     const uint32_t occurrences = static_cast<uint32_t>(
@@ -256,6 +257,7 @@ void NodeIndex::AddLocked(const NodeKey& key, Entry entry, bool chain) {
 void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
                     int64_t now_micros) {
   absl::MutexLock lock(&mutex_);
+  content_.Add(key, record);
   ApplyQueuedVisitsLocked();
   NamespaceState& state = namespaces_[record.namespace_()];
   ++state.stats.chunks_inserted;
@@ -429,6 +431,7 @@ std::vector<NodeVisits> NodeIndex::TakeVisits() {
 
 void NodeIndex::Remove(const NodeKey& key) {
   absl::MutexLock lock(&mutex_);
+  content_.Remove(key);
   ApplyQueuedVisitsLocked();  // none may count for it after it is gone
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return;
@@ -465,6 +468,8 @@ bool NodeIndex::Readmit(const NodeKey& key, const NodeRecord& record,
   ApplyQueuedVisitsLocked();
   auto it = nodes_.find(key);
   if (it == nodes_.end() || it->second.placeholder) return false;
+  content_.Remove(key);
+  content_.Add(key, record);
   Entry& entry = it->second;
   NamespaceState& state = namespaces_[entry.name_space];
   ++state.stats.chunks_inserted;

@@ -28,6 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "server/content_index.h"
 #include "server/prefix_estimator.h"
 #include "storage/trie.h"
 
@@ -161,6 +162,9 @@ class NodeIndex {
   // Takes only a reader lock: lookups call it.
   double Probability(const NodeKey& key) const;
   std::map<std::string, RetentionStats> Stats();
+  // The chunks that can be coded against, by content (kept in step with
+  // Add, Readmit, Remove and Load).
+  const ContentIndex& content() const { return content_; }
   // Removed chunks whose statistics are remembered.
   size_t ghost_count() const;
   RetentionPolicy retention() const { return options_.retention; }
@@ -295,6 +299,7 @@ class NodeIndex {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const NodeIndexOptions options_;
+  ContentIndex content_;
   mutable absl::Mutex mutex_;
   PrefixEstimator estimator_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<NodeKey, Entry> nodes_ ABSL_GUARDED_BY(mutex_);

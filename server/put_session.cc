@@ -145,7 +145,7 @@ absl::Status PutSession::FlushChunk() {
     job->node.upgrades = std::move(upgrades);
     job->chunk = std::move(chunk_);
     EncodeJob* raw = job.get();
-    resources_.pool->Submit([this, raw, &codec,
+    resources_.pool->Submit([this, raw, &codec, parent = parent_,
                              info = ChunkInfo{&layout, count, next_token_,
                                               chunk_tokens}] {
       const std::span<const std::byte> chunk = raw->chunk.bytes();
@@ -153,6 +153,10 @@ absl::Status PutSession::FlushChunk() {
       std::string_view stored;
       if (codec.stores_chunk_verbatim()) {
         stored = {reinterpret_cast<const char*>(chunk.data()), chunk.size()};
+      } else if (resources_.planner != nullptr &&
+                 codec.codes_against_references()) {
+        raw->status = EncodeAgainstReferences(parent, *raw, payload);
+        stored = payload;
       } else {
         raw->status = codec.Encode(info, chunk, payload);
         stored = payload;
@@ -167,6 +171,55 @@ absl::Status PutSession::FlushChunk() {
   }
   parent_ = key;
   next_token_ += count;
+  return absl::OkStatus();
+}
+
+absl::Status PutSession::EncodeAgainstReferences(const NodeKey& parent,
+                                                 EncodeJob& job,
+                                                 std::string& payload) const {
+  const Codec& codec = *target_.codec;
+  const KvLayout& layout = target_.model->context.layout;
+  NodeRecord& record = job.node.record;
+  const std::span<const int32_t> tokens(record.tokens().data(),
+                                        record.tokens_size());
+  const ChunkInfo whole{&layout, static_cast<uint32_t>(tokens.size()),
+                        record.first_position(), tokens};
+  const std::span<const std::byte> chunk = job.chunk.bytes();
+  auto on_its_own = [&] {
+    record.clear_references();
+    record.clear_reference_runs();
+    record.set_copied_tokens(0);
+    payload.clear();
+    return codec.Encode(whole, chunk, payload);
+  };
+  if (!resources_.planner
+           ->Plan({.parent = parent,
+                   .name_space = target_.name_space,
+                   .model = target_.model->record.name(),
+                   .codec = record.codec(),
+                   .tokens = tokens,
+                   .bytes_per_token = layout.bytes_per_token()},
+                  record)
+           .ok() ||
+      !HasReferences(record))
+    return on_its_own();
+  auto references =
+      DecodeReferences(resources_.decoding, target_.model, record);
+  if (!references.ok()) return on_its_own();
+  const uint32_t copied = record.copied_tokens();
+  const ChunkInfo part = CodedPart(layout, record, &references->references);
+  std::span<const std::byte> data = chunk;
+  ChunkBuffer rest;
+  if (copied > 0) {
+    auto buffer =
+        resources_.buffers->Acquire(part.num_bytes(), "a chunk's coded part");
+    if (!buffer.ok()) return buffer.status();
+    rest = *std::move(buffer);
+    CopyChunkTokens(layout, chunk, whole.num_tokens, copied, rest.bytes(),
+                    part.num_tokens, 0, part.num_tokens);
+    data = rest.bytes();
+  }
+  if (!codec.Encode(part, data, payload).ok()) return on_its_own();
   return absl::OkStatus();
 }
 

@@ -17,6 +17,8 @@
 #include "absl/synchronization/notification.h"
 #include "codec/codec.h"
 #include "server/chunk_buffer_pool.h"
+#include "server/reference_planner.h"
+#include "server/stored_chunk.h"
 #include "server/worker_pool.h"
 #include "storage/model_registry.h"
 #include "storage/trie.h"
@@ -35,6 +37,10 @@ class PutSession {
     WorkerPool* pool = nullptr;
     // Called when the session ends (the engine's idle clock).
     std::function<void()> on_done;
+    // Finds chunks to code new ones against (null: none are), and what
+    // decoding those needs.
+    const ReferencePlanner* planner = nullptr;
+    ChunkDecoding decoding;
   };
   struct Target {
     std::string name_space;
@@ -83,6 +89,11 @@ class PutSession {
   void PlaceTokens(std::span<const std::byte> token_major, uint32_t count);
   // Hands the full chunk to the worker pool (or notes it as stored).
   absl::Status FlushChunk();
+  // Encodes `job`'s chunk, below `parent`, against the chunks stored
+  // before it that the planner finds; on its own when none helps or they
+  // cannot be read (the record then names none). On the worker pool.
+  absl::Status EncodeAgainstReferences(const NodeKey& parent, EncodeJob& job,
+                                       std::string& payload) const;
   // Waits until at most `keep` encodes are in flight; stages their results.
   absl::Status Collect(size_t keep);
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "server/chunk_layout.h"
+#include "server/stored_chunk.h"
 
 namespace seqkv {
 namespace {
@@ -33,9 +34,12 @@ struct ChunkBuffers {
 // Fills `buffers.messages`. A chunk stored verbatim in wire order is read
 // straight into them; other payloads are decoded into a chunk, then moved
 // into wire order.
-absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
-                            const KvLayout& layout, const NodeRecord& record,
+absl::Status ReadToMessages(const ChunkDecoding& decoding,
+                            const std::shared_ptr<const Model>& model,
+                            const Codec& codec, const NodeRecord& record,
                             uint32_t from, uint32_t to, ChunkBuffers& buffers) {
+  const Trie& trie = *decoding.trie;
+  const KvLayout& layout = model->context.layout;
   const ChunkInfo info{&layout, static_cast<uint32_t>(record.tokens_size()),
                        record.first_position(), Span(record.tokens())};
   const size_t token_bytes = layout.bytes_per_token();
@@ -51,7 +55,10 @@ absl::Status ReadToMessages(const Trie& trie, const Codec& codec,
   std::span<const std::byte> chunk = std::as_bytes(std::span(payload->view()));
   if (!codec.stores_chunk_verbatim()) {
     if (auto status =
-            codec.Decode(info, payload->view(), buffers.decoded.bytes());
+            HasReferences(record)
+                ? DecodeStoredChunk(decoding, model, codec, record,
+                                    payload->view(), buffers.decoded.bytes())
+                : codec.Decode(info, payload->view(), buffers.decoded.bytes());
         !status.ok())
       return absl::DataLossError(
           absl::StrCat("its payload does not decode: ", status.message()));
@@ -173,10 +180,11 @@ absl::Status ChunkReader::ReadSegments(
       if (!decoded.ok()) return decoded.status();
       buffers.decoded = *std::move(decoded);
     }
-    pool_->Submit([this, &layout, &segment, into_destination, raw = job.get()] {
+    pool_->Submit([this, &model, &segment, into_destination, raw = job.get()] {
       const NodeRecord& record = segment.node->record;
-      raw->status = ReadToMessages(*trie_, *segment.codec, layout, record,
-                                   segment.from, segment.to, raw->buffers);
+      raw->status = ReadToMessages(
+          {.trie = trie_, .codecs = codecs_, .buffers = buffers_}, model,
+          *segment.codec, record, segment.from, segment.to, raw->buffers);
       if (into_destination && absl::IsDataLoss(raw->status) &&
           record.payload_token_major() && trie_->ReadPayload(record).ok()) {
         // Checked where another process may write: read privately, the

@@ -365,7 +365,7 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
   Usage upgrade_delta;
   std::string value;
   std::vector<NodeRecord> released;
-  std::vector<std::string> referenced, unreferenced;
+  std::vector<std::string> referenced;
   std::map<std::string, Usage> settled;
   for (const PendingNode& node : nodes) {
     auto existing = ReadNode(node.key);
@@ -382,8 +382,6 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
             !status.ok())
           return status;
         if (!stored.tokens_only()) released.push_back(stored);
-        for (const auto& reference : stored.references())
-          unreferenced.push_back(reference.payload_key());
         upgrade_delta += NodeUsage(node.record);
         upgrade_delta += Negated(NodeUsage(stored));
         ++result.upgraded;
@@ -439,8 +437,8 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
         "namespace '", options.name_space,
         "' is over its quota: ", used.charged_bytes(), " bytes stored + ",
         added, " new > ", options.quota_bytes));
-  if (auto status = SettlePayloads(released, referenced, unreferenced, batch,
-                                   replaced_files, settled);
+  if (auto status =
+          SettlePayloads(released, referenced, batch, replaced_files, settled);
       !status.ok())
     return status;
   settled[options.name_space] += delta;
@@ -473,8 +471,6 @@ NodeRecord Trie::DropPayload(const NodeKey& key, const NodeRecord& record,
   WriteBatch& batch = removals.batch_;
   batch.Put(Column::kNodes, key.Bytes(), kept.SerializeAsString());
   removals.released_.push_back(record);
-  for (const auto& reference : record.references())
-    removals.unreferenced_.push_back(reference.payload_key());
   removals.usage_deltas_[record.namespace_()] += Negated(NodeUsage(record));
   return kept;
 }
@@ -501,7 +497,7 @@ absl::StatusOr<std::vector<bool>> Trie::ReplacePayloads(
   // The usage records hold totals: one per namespace, after every change.
   std::map<std::string, Usage> deltas;
   std::vector<NodeRecord> released;
-  std::vector<std::string> referenced, unreferenced, files;
+  std::vector<std::string> referenced, files;
   for (size_t i = 0; i < replacements.size(); ++i) {
     const PayloadReplacement& swap = replacements[i];
     if (!seen.insert(swap.key).second) continue;
@@ -519,16 +515,13 @@ absl::StatusOr<std::vector<bool>> Trie::ReplacePayloads(
     if (auto status = CheckReferences(now, referenced); !status.ok())
       return status;
     if (!was.tokens_only()) released.push_back(was);
-    for (const auto& reference : was.references())
-      unreferenced.push_back(reference.payload_key());
     Usage& delta = deltas[was.namespace_()];
     delta += NodeUsage(now);
     delta += Negated(NodeUsage(was));
     replaced[i] = true;
   }
   if (deltas.empty()) return replaced;
-  if (auto status = SettlePayloads(released, referenced, unreferenced, batch,
-                                   files, deltas);
+  if (auto status = SettlePayloads(released, referenced, batch, files, deltas);
       !status.ok())
     return status;
   for (const auto& [ns, delta] : deltas) usage_.Stage(ns, delta, batch);
@@ -547,8 +540,6 @@ void Trie::RemoveNode(const NodeKey& key, const NodeRecord& record,
   batch.Delete(Column::kNodes, key_bytes);
   batch.Delete(Column::kNodeStats, key_bytes);
   if (!record.tokens_only()) removals.released_.push_back(record);
-  for (const auto& reference : record.references())
-    removals.unreferenced_.push_back(reference.payload_key());
   batch.Delete(
       Column::kChildren,
       ChildIndexKey(NodeKey::FromBytes(record.parent_key()),
@@ -665,10 +656,10 @@ absl::Status Trie::CheckReferences(const NodeRecord& record,
     // Alive while its node names it, or while other chunks keep it.
     auto source = ReadNode(NodeKey::FromBytes(reference.node_key()));
     if (!source.ok()) return source.status();
-    bool alive = source->has_value() &&
-                 (*source)->payload_key() == reference.payload_key();
+    const std::string& payload_key = reference.record().payload_key();
+    bool alive = source->has_value() && (*source)->payload_key() == payload_key;
     if (!alive) {
-      auto kept = IsReferenced(reference.payload_key());
+      auto kept = IsReferenced(payload_key);
       if (!kept.ok()) return kept.status();
       alive = *kept;
     }
@@ -676,19 +667,17 @@ absl::Status Trie::CheckReferences(const NodeRecord& record,
       return absl::AbortedError(
           "a chunk the Put's chunk was coded against was removed meanwhile; "
           "retry the Put");
-    referenced.push_back(reference.payload_key());
+    referenced.push_back(payload_key);
   }
   return absl::OkStatus();
 }
 
 absl::Status Trie::SettlePayloads(
     std::span<const NodeRecord> released,
-    std::span<const std::string> referenced,
-    std::span<const std::string> unreferenced, WriteBatch& batch,
+    std::span<const std::string> referenced, WriteBatch& batch,
     std::vector<std::string>& files,
     std::map<std::string, Usage>& usage_deltas) const {
-  if (referenced.empty() && unreferenced.empty() && released.empty())
-    return absl::OkStatus();
+  if (referenced.empty() && released.empty()) return absl::OkStatus();
   struct Refs {
     PayloadRefsRecord record;
     bool stored = false;  // a record is on disk
@@ -711,17 +700,17 @@ absl::Status Trie::SettlePayloads(
     if (!record.ok()) return record.status();
     (*record)->set_count((*record)->count() + 1);
   }
-  for (const std::string& key : unreferenced) {
-    auto record = load(key);
-    if (!record.ok()) return record.status();
-    if ((*record)->count() > 0) (*record)->set_count((*record)->count() - 1);
-  }
+  // A payload that goes lets go of the payloads it was coded against; one
+  // kept for its referrers keeps them too, until it goes.
+  std::vector<std::string> let_go;
   for (const NodeRecord& node : released) {
     if (node.payload_key().empty()) continue;
     auto record = load(node.payload_key());
     if (!record.ok()) return record.status();
     if ((*record)->count() == 0) {
       DeletePayload(node, batch, files);
+      for (const auto& reference : node.references())
+        let_go.push_back(reference.record().payload_key());
       continue;
     }
     // Kept for its referrers, and still charged where it was.
@@ -729,24 +718,37 @@ absl::Status Trie::SettlePayloads(
     (*record)->set_payload_in_file(node.payload_in_file());
     (*record)->set_bytes_stored(node.bytes_stored());
     (*record)->set_namespace_(node.namespace_());
+    (*record)->clear_holds();
+    for (const auto& reference : node.references())
+      (*record)->add_holds(reference.record().payload_key());
     usage_deltas[node.namespace_()].bytes_stored +=
         static_cast<int64_t>(node.bytes_stored());
   }
+  while (!let_go.empty()) {
+    const std::string key = std::move(let_go.back());
+    let_go.pop_back();
+    auto record = load(key);
+    if (!record.ok()) return record.status();
+    PayloadRefsRecord& refs_of = **record;
+    if (refs_of.count() == 0) continue;  // not counted: nothing to undo
+    refs_of.set_count(refs_of.count() - 1);
+    if (refs_of.count() > 0 || !refs_of.detached()) continue;
+    // Its last referrer went with its node gone: it goes too.
+    NodeRecord payload;
+    payload.set_payload_key(key);
+    payload.set_payload_in_file(refs_of.payload_in_file());
+    DeletePayload(payload, batch, files);
+    usage_deltas[refs_of.namespace_()].bytes_stored -=
+        static_cast<int64_t>(refs_of.bytes_stored());
+    for (const std::string& held : refs_of.holds()) let_go.push_back(held);
+    refs_of.Clear();
+  }
   for (const auto& [key, refs_of] : refs) {
-    const PayloadRefsRecord& record = refs_of.record;
-    if (record.count() > 0) {
-      batch.Put(Column::kMeta, PayloadRefsKey(key), record.SerializeAsString());
-      continue;
-    }
-    if (refs_of.stored) batch.Delete(Column::kMeta, PayloadRefsKey(key));
-    if (record.detached()) {
-      NodeRecord payload;
-      payload.set_payload_key(key);
-      payload.set_payload_in_file(record.payload_in_file());
-      DeletePayload(payload, batch, files);
-      usage_deltas[record.namespace_()].bytes_stored -=
-          static_cast<int64_t>(record.bytes_stored());
-    }
+    if (refs_of.record.count() > 0)
+      batch.Put(Column::kMeta, PayloadRefsKey(key),
+                refs_of.record.SerializeAsString());
+    else if (refs_of.stored)
+      batch.Delete(Column::kMeta, PayloadRefsKey(key));
   }
   return absl::OkStatus();
 }
@@ -755,9 +757,9 @@ absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   if (removals.empty()) return absl::OkStatus();
   // Removals go through on a full disk: they are how space comes back.
   removals.batch_.MarkFreesSpace();
-  if (auto status = SettlePayloads(
-          removals.released_, {}, removals.unreferenced_, removals.batch_,
-          removals.payload_files_, removals.usage_deltas_);
+  if (auto status =
+          SettlePayloads(removals.released_, {}, removals.batch_,
+                         removals.payload_files_, removals.usage_deltas_);
       !status.ok())
     return status;
   for (const auto& [name_space, delta] : removals.usage_deltas_)
@@ -774,7 +776,6 @@ absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   removals.payload_files_.clear();
   removals.usage_deltas_.clear();
   removals.released_.clear();
-  removals.unreferenced_.clear();
   return absl::OkStatus();
 }
 

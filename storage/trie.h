@@ -135,10 +135,9 @@ class NodeRemovals {
   WriteBatch batch_;
   std::vector<std::string> payload_files_;
   std::map<std::string, Usage> usage_deltas_;
-  // Payloads their nodes let go of, and payloads a removed chunk
-  // referenced: settled at commit (Trie::SettlePayloads).
+  // Payloads their nodes let go of: settled at commit
+  // (Trie::SettlePayloads).
   std::vector<NodeRecord> released_;
-  std::vector<std::string> unreferenced_;
 };
 
 struct SubtreeRemoval {
@@ -167,6 +166,11 @@ class Trie {
                                   uint32_t chunk_tokens) const;
 
   absl::StatusOr<std::optional<NodeRecord>> ReadNode(const NodeKey& key) const;
+  // The child of `parent` whose tokens share the longest head with
+  // `tokens` (non-empty), with that length as matched_tokens; none when no
+  // child starts with tokens[0].
+  absl::StatusOr<std::optional<TrieNode>> BestChild(
+      const NodeKey& parent, std::span<const int32_t> tokens) const;
   // DATA_LOSS if the payload a node points at is gone or fails its
   // checksum.
   absl::StatusOr<PayloadBytes> ReadPayload(const NodeRecord& node) const;
@@ -283,9 +287,6 @@ class Trie {
   absl::StatusOr<uint64_t> SweepStagedPayloads();
 
  private:
-  // Best partial match among the children of `parent` for `tokens`.
-  absl::StatusOr<std::optional<TrieNode>> BestChild(
-      const NodeKey& parent, std::span<const int32_t> tokens) const;
   void RemoveNode(const NodeKey& key, const NodeRecord& record,
                   NodeRemovals& removals) const;
   // For each chunk `record` references: ABORTED unless its payload is
@@ -293,16 +294,16 @@ class Trie {
   // `referenced`.
   absl::Status CheckReferences(const NodeRecord& record,
                                std::vector<std::string>& referenced) const;
-  // Settles the payloads a batch lets go of: one `released` by its node is
-  // deleted unless chunks still reference it (then it is detached: kept,
-  // still charged to its namespace); `referenced` and `unreferenced` add
-  // and drop referrers; a detached payload whose last referrer goes is
-  // deleted. RocksDB payloads are deleted in `batch`, files are added to
-  // `files` (to delete once the batch commits), and the usage the bytes
+  // Settles the payloads a batch changes: each of `referenced` gains a
+  // referrer; one `released` by its node is deleted, with its own
+  // references let go of, unless chunks still reference it (then it is
+  // detached: kept, still charged to its namespace, holding its
+  // references); a detached payload whose last referrer goes is deleted
+  // the same way. RocksDB payloads are deleted in `batch`, files are added
+  // to `files` (to delete once the batch commits), and the usage the bytes
   // kept or freed change goes to `usage_deltas`.
   absl::Status SettlePayloads(std::span<const NodeRecord> released,
                               std::span<const std::string> referenced,
-                              std::span<const std::string> unreferenced,
                               WriteBatch& batch,
                               std::vector<std::string>& files,
                               std::map<std::string, Usage>& usage_deltas) const;

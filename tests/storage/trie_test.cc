@@ -427,10 +427,7 @@ TEST_F(TrieTest, ReferencedPayloadsOutliveTheirNodes) {
   record.set_namespace_("ns");
   auto* reference = record.add_references();
   reference->set_node_key(source[0].key.Bytes());
-  reference->set_payload_key(stored.payload_key());
-  reference->set_payload_in_file(true);
-  reference->set_payload_checksum(stored.payload_checksum());
-  reference->set_bytes_stored(stored.bytes_stored());
+  *reference->mutable_record() = stored;
   ASSERT_TRUE(trie_->StagePayload("dep", record).ok());
   ASSERT_TRUE(trie_->Commit(dependent, {.name_space = "ns"}).ok());
   auto referenced = trie_->IsReferenced(stored.payload_key());
@@ -480,6 +477,47 @@ TEST_F(TrieTest, ReferencedPayloadsOutliveTheirNodes) {
   auto refused = trie_->Commit(late, {.name_space = "ns"});
   EXPECT_TRUE(absl::IsAborted(refused.status())) << refused.status();
   trie_->DiscardPayloads(late);
+}
+
+// A chain: B was coded against A, C against B. Removing A, then B, keeps
+// both payloads (C decodes through B, B through A) until C goes.
+TEST_F(TrieTest, DetachedPayloadsHoldWhatTheyWereCodedAgainst) {
+  auto chunk = [&](const std::string& root_name, const std::string& bytes,
+                   const PendingNode* against) {
+    std::vector<PendingNode> nodes =
+        ChunkChain(RootKey("t", root_name), Iota(4), 4);
+    NodeRecord& record = nodes[0].record;
+    record.set_namespace_("ns");
+    if (against != nullptr) {
+      auto* reference = record.add_references();
+      reference->set_node_key(against->key.Bytes());
+      *reference->mutable_record() = against->record;
+    }
+    EXPECT_TRUE(trie_->StagePayload(bytes, record).ok());
+    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = "ns"}).ok());
+    return nodes[0];
+  };
+  const PendingNode a = chunk("a", "aaaa", nullptr);
+  const PendingNode b = chunk("b", "bbbbbb", &a);
+  const PendingNode c = chunk("c", "cc", &b);
+  auto remove = [&](const std::string& root_name) {
+    NodeRemovals removals = trie_->StartRemovals();
+    ASSERT_TRUE(
+        trie_->RemoveSubtree(RootKey("t", root_name), {}, 4, removals).ok());
+    ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  };
+  remove("a");
+  remove("b");
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 1);
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 4 + 6 + 2);
+  EXPECT_TRUE(trie_->ReadPayload(a.record).ok());
+  EXPECT_TRUE(trie_->ReadPayload(b.record).ok());
+  remove("c");
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 0);
+  EXPECT_FALSE(trie_->ReadPayload(a.record).ok());
+  EXPECT_FALSE(trie_->ReadPayload(b.record).ok());
+  EXPECT_FALSE(*trie_->IsReferenced(a.record.payload_key()));
+  EXPECT_FALSE(*trie_->IsReferenced(b.record.payload_key()));
 }
 
 }  // namespace
