@@ -83,6 +83,10 @@ PutResult ToPutResult(const v1::PutResponse& response) {
   result.bytes_logical = response.bytes_logical();
   result.bytes_stored = response.bytes_stored();
   result.codec = response.codec();
+  result.tokens_new = response.tokens_new();
+  result.tokens_deduped = response.tokens_deduped();
+  result.tokens_split_deduped = response.tokens_split_deduped();
+  result.tokens_cross_prefix = response.tokens_cross_prefix();
   return result;
 }
 

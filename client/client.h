@@ -74,6 +74,11 @@ struct PutResult {
   uint64_t bytes_logical = 0;
   uint64_t bytes_stored = 0;
   std::string codec;
+  // The tokens by how the server stored them (PutResponse).
+  uint32_t tokens_new = 0;
+  uint32_t tokens_deduped = 0;
+  uint32_t tokens_split_deduped = 0;
+  uint32_t tokens_cross_prefix = 0;
 };
 
 struct LookupResult {

@@ -6,6 +6,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "server/stored_chunk.h"
 #include "spdlog/spdlog.h"
 
 namespace seqkv {
@@ -465,15 +466,36 @@ absl::StatusOr<PutSummary> CacheEngine::FinishPut(PutSession& session) {
   const uint32_t deduped =
       static_cast<uint32_t>(session.stored_path().size()) + committed->raced;
   const uint64_t data_bytes = session.data_bytes();
+  PutReuse reuse;
+  uint32_t tokens_stored = 0;
+  for (const PendingNode& node : session.staged()) {
+    if (committed->raced_keys.contains(node.key)) continue;
+    const NodeRecord& record = node.record;
+    tokens_stored += record.tokens_size();
+    reuse.tokens_split_deduped += record.copied_tokens();
+    for (const auto& run : record.reference_runs())
+      reuse.tokens_cross_prefix += run.num_tokens();
+    reuse.bytes_stored += record.bytes_stored();
+    if (HasReferences(record)) {
+      ++reuse.chunks_with_references;
+      reuse.reference_bytes_logical += record.bytes_logical();
+      reuse.reference_bytes_stored += record.bytes_stored();
+    }
+  }
+  reuse.tokens_new =
+      tokens_stored - reuse.tokens_split_deduped - reuse.tokens_cross_prefix;
+  reuse.tokens_deduped =
+      static_cast<uint32_t>(put.tokens.size()) - tokens_stored;
   stats_.CountPut(put.name_space, put.tokens.size(), deduped, data_bytes,
-                  committed->bytes_logical_added);
+                  committed->bytes_logical_added, reuse);
   return PutSummary{.tokens = static_cast<uint32_t>(put.tokens.size()),
                     .chunks_new = committed->added + committed->upgraded,
                     .chunks_deduped = deduped,
                     .bytes_logical = data_bytes,
                     .bytes_stored = committed->bytes_stored_added +
                                     committed->bytes_stored_upgraded,
-                    .codec = put.codec->spec()};
+                    .codec = put.codec->spec(),
+                    .reuse = reuse};
 }
 
 absl::Status CacheEngine::Get(

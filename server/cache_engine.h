@@ -152,6 +152,7 @@ struct PutSummary {
   uint64_t bytes_logical = 0;
   uint64_t bytes_stored = 0;
   std::string codec;
+  PutReuse reuse;
 };
 
 struct GetQuery {

@@ -27,6 +27,18 @@ double NamespaceStats::dedup_ratio() const {
                    static_cast<double>(counters.put_bytes_new());
 }
 
+double NamespaceStats::reference_bytes_saved() const {
+  const auto& c = counters;
+  const double plain_logical = static_cast<double>(c.put_bytes_new()) -
+                               static_cast<double>(c.reference_bytes_logical());
+  const double plain_stored = static_cast<double>(c.put_bytes_stored()) -
+                              static_cast<double>(c.reference_bytes_stored());
+  if (plain_logical <= 0 || c.chunks_with_references() == 0) return 0;
+  return static_cast<double>(c.reference_bytes_logical()) * plain_stored /
+             plain_logical -
+         static_cast<double>(c.reference_bytes_stored());
+}
+
 absl::Status StatsRegistry::Load() {
   auto loaded = LoadCounters(*store_);
   if (!loaded.ok()) return loaded.status();
@@ -55,9 +67,23 @@ void StatsRegistry::CountLookup(const std::string& ns, uint64_t tokens,
 
 void StatsRegistry::CountPut(const std::string& ns, uint64_t tokens,
                              uint64_t deduped, uint64_t bytes_logical,
-                             uint64_t bytes_new) {
+                             uint64_t bytes_new, const PutReuse& reuse) {
   absl::MutexLock lock(&mutex_);
   auto& counters = counters_[ns];
+  counters.set_tokens_new(counters.tokens_new() + reuse.tokens_new);
+  counters.set_tokens_deduped(counters.tokens_deduped() + reuse.tokens_deduped);
+  counters.set_tokens_split_deduped(counters.tokens_split_deduped() +
+                                    reuse.tokens_split_deduped);
+  counters.set_tokens_cross_prefix(counters.tokens_cross_prefix() +
+                                   reuse.tokens_cross_prefix);
+  counters.set_put_bytes_stored(counters.put_bytes_stored() +
+                                reuse.bytes_stored);
+  counters.set_chunks_with_references(counters.chunks_with_references() +
+                                      reuse.chunks_with_references);
+  counters.set_reference_bytes_logical(counters.reference_bytes_logical() +
+                                       reuse.reference_bytes_logical);
+  counters.set_reference_bytes_stored(counters.reference_bytes_stored() +
+                                      reuse.reference_bytes_stored);
   counters.set_puts(counters.puts() + 1);
   counters.set_put_tokens(counters.put_tokens() + tokens);
   counters.set_chunks_deduped(counters.chunks_deduped() + deduped);

@@ -15,6 +15,18 @@
 
 namespace seqkv {
 
+// What a Put stored, and how (see PutResponse).
+struct PutReuse {
+  uint32_t tokens_new = 0;
+  uint32_t tokens_deduped = 0;
+  uint32_t tokens_split_deduped = 0;
+  uint32_t tokens_cross_prefix = 0;
+  uint64_t bytes_stored = 0;  // of the chunks stored anew
+  uint32_t chunks_with_references = 0;
+  uint64_t reference_bytes_logical = 0;
+  uint64_t reference_bytes_stored = 0;
+};
+
 struct NamespaceStats {
   std::string name;
   CountersRecord counters;
@@ -22,7 +34,12 @@ struct NamespaceStats {
 
   double hit_rate() const;
   double compression_ratio() const;  // logical / stored bytes
-  double dedup_ratio() const;  // logical bytes put / logical bytes stored new
+  double dedup_ratio() const;
+  // Encoded bytes that coding chunks against others saved, estimated: what
+  // those chunks would have cost at the bytes per logical byte of the
+  // chunks coded on their own, less what they cost.
+  double reference_bytes_saved()
+      const;  // logical bytes put / logical bytes stored new
 };
 
 // Thread-safe.
@@ -39,7 +56,8 @@ class StatsRegistry {
 
   void CountLookup(const std::string& ns, uint64_t tokens, uint64_t hits);
   void CountPut(const std::string& ns, uint64_t tokens, uint64_t deduped,
-                uint64_t bytes_logical, uint64_t bytes_new);
+                uint64_t bytes_logical, uint64_t bytes_new,
+                const PutReuse& reuse);
   void CountGet(const std::string& ns, uint64_t tokens);
   void CountEvictions(const std::string& ns, uint64_t chunks);
   void CountQuarantined(const std::string& ns, uint64_t chunks);

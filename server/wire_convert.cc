@@ -61,9 +61,9 @@ namespace {
 
 absl::Status CheckCodecSpec(absl::string_view field, const std::string& spec) {
   if (spec.size() > kMaxCodecSpecBytes)
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " is ", spec.size(),
-                     " bytes long, more than the limit of ", kMaxCodecSpecBytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", spec.size(), " bytes long, more than the limit of ",
+        kMaxCodecSpecBytes));
   return absl::OkStatus();
 }
 
@@ -193,6 +193,10 @@ v1::PutResponse ToPutResponse(const PutSummary& summary) {
   response.set_bytes_logical(summary.bytes_logical);
   response.set_bytes_stored(summary.bytes_stored);
   response.set_codec(summary.codec);
+  response.set_tokens_new(summary.reuse.tokens_new);
+  response.set_tokens_deduped(summary.reuse.tokens_deduped);
+  response.set_tokens_split_deduped(summary.reuse.tokens_split_deduped);
+  response.set_tokens_cross_prefix(summary.reuse.tokens_cross_prefix);
   return response;
 }
 

@@ -46,13 +46,18 @@ int RunPut(std::span<char* const> args) {
       exit_code = ReportError(result.status());
       continue;
     }
-    nlohmann::json line = {{"file", path},
-                           {"tokens", result->tokens},
-                           {"chunks_new", result->chunks_new},
-                           {"chunks_deduped", result->chunks_deduped},
-                           {"bytes_logical", result->bytes_logical},
-                           {"bytes_stored", result->bytes_stored},
-                           {"codec", result->codec}};
+    nlohmann::json line = {
+        {"file", path},
+        {"tokens", result->tokens},
+        {"chunks_new", result->chunks_new},
+        {"chunks_deduped", result->chunks_deduped},
+        {"bytes_logical", result->bytes_logical},
+        {"bytes_stored", result->bytes_stored},
+        {"codec", result->codec},
+        {"tokens_new", result->tokens_new},
+        {"tokens_deduped", result->tokens_deduped},
+        {"tokens_split_deduped", result->tokens_split_deduped},
+        {"tokens_cross_prefix", result->tokens_cross_prefix}};
     std::cout << line.dump() << std::endl;
   }
   return exit_code;

@@ -49,6 +49,19 @@ NamespaceStats SumStats(const std::map<std::string, NamespaceStats>& all) {
     t.set_put_bytes_new(t.put_bytes_new() + c.put_bytes_new());
     t.set_evictions(t.evictions() + c.evictions());
     t.set_chunks_quarantined(t.chunks_quarantined() + c.chunks_quarantined());
+    t.set_tokens_new(t.tokens_new() + c.tokens_new());
+    t.set_tokens_deduped(t.tokens_deduped() + c.tokens_deduped());
+    t.set_tokens_split_deduped(t.tokens_split_deduped() +
+                               c.tokens_split_deduped());
+    t.set_tokens_cross_prefix(t.tokens_cross_prefix() +
+                              c.tokens_cross_prefix());
+    t.set_put_bytes_stored(t.put_bytes_stored() + c.put_bytes_stored());
+    t.set_chunks_with_references(t.chunks_with_references() +
+                                 c.chunks_with_references());
+    t.set_reference_bytes_logical(t.reference_bytes_logical() +
+                                  c.reference_bytes_logical());
+    t.set_reference_bytes_stored(t.reference_bytes_stored() +
+                                 c.reference_bytes_stored());
     total.usage.chunks_stored += s.usage.chunks_stored;
     total.usage.bytes_logical += s.usage.bytes_logical;
     total.usage.bytes_stored += s.usage.bytes_stored;
@@ -80,6 +93,16 @@ nlohmann::json StatsObject(const NamespaceStats& stats,
       {"evictions", c.evictions()},
       {"chunks_quarantined", c.chunks_quarantined()},
       {"usage_bytes", UsageBytes(stats)},
+      {"reuse",
+       {{"tokens_new", c.tokens_new()},
+        {"tokens_deduped", c.tokens_deduped()},
+        {"tokens_split_deduped", c.tokens_split_deduped()},
+        {"tokens_cross_prefix", c.tokens_cross_prefix()},
+        {"chunks_with_references", c.chunks_with_references()},
+        {"reference_bytes_logical", c.reference_bytes_logical()},
+        {"reference_bytes_stored", c.reference_bytes_stored()},
+        {"reference_bytes_saved_estimate",
+         static_cast<int64_t>(stats.reference_bytes_saved())}}},
   };
   if (quota_bytes) object["quota_bytes"] = *quota_bytes;
   return object;
@@ -292,6 +315,13 @@ std::string PrometheusMetrics(CacheEngine& engine, bool ready) {
          [](S s) { return s.counters.get_tokens(); });
   family("chunks_deduped_total", "counter", "Chunks Puts found already stored.",
          [](S s) { return s.counters.chunks_deduped(); });
+  family("tokens_split_deduped_total", "counter",
+         "Tokens Puts copied from a stored chunk's head under the same prefix.",
+         [](S s) { return s.counters.tokens_split_deduped(); });
+  family("tokens_cross_prefix_total", "counter",
+         "Tokens Puts coded against the same tokens stored after another "
+         "prefix.",
+         [](S s) { return s.counters.tokens_cross_prefix(); });
   family("evictions_total", "counter", "Chunks evicted.",
          [](S s) { return s.counters.evictions(); });
   family("chunks_quarantined_total", "counter",

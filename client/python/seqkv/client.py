@@ -54,6 +54,22 @@ class PutResult:
     bytes_logical: int
     bytes_stored: int
     codec: str
+    # The tokens by how the server stored them: coded on their own, in
+    # chunks stored already, copied from a stored chunk's head (split
+    # dedup), coded against the same tokens after another prefix.
+    tokens_new: int = 0
+    tokens_deduped: int = 0
+    tokens_split_deduped: int = 0
+    tokens_cross_prefix: int = 0
+
+
+def _put_result(response):
+    return PutResult(response.tokens, response.chunks_new,
+                     response.chunks_deduped, response.bytes_logical,
+                     response.bytes_stored, response.codec,
+                     response.tokens_new, response.tokens_deduped,
+                     response.tokens_split_deduped,
+                     response.tokens_cross_prefix)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,9 +387,7 @@ class Client:
                     yield pb.PutRequest(data=data[offset:offset + budget])
 
         response = self._call(self._stub.Put, messages())
-        return PutResult(response.tokens, response.chunks_new,
-                         response.chunks_deduped, response.bytes_logical,
-                         response.bytes_stored, response.codec)
+        return _put_result(response)
 
     def lookup(self, model, tokens, alignment=0, namespace=None):
         """Length of the longest stored prefix of `tokens`, in tokens
@@ -630,9 +644,7 @@ class Client:
                     pb.PutRequest(region_data=pb.RegionSlice(
                         region=handle, offset=offset, length=nbytes)))
         response = self._call(self._stub.Put, iter(messages))
-        return PutResult(response.tokens, response.chunks_new,
-                         response.chunks_deduped, response.bytes_logical,
-                         response.bytes_stored, response.codec)
+        return _put_result(response)
 
     def _get_slice(self, request, ids, region, offset, capacity):
         request.region_target.region = region.handle
