@@ -189,6 +189,7 @@ absl::Status PutSession::EncodeAgainstReferences(const NodeKey& parent,
     record.clear_references();
     record.clear_reference_runs();
     record.set_copied_tokens(0);
+    record.set_reference_depth(0);
     payload.clear();
     return codec.Encode(whole, chunk, payload);
   };

@@ -53,12 +53,18 @@ absl::Status ReadToMessages(const ChunkDecoding& decoding,
   auto payload = trie.ReadPayload(record);
   if (!payload.ok()) return payload.status();
   std::span<const std::byte> chunk = std::as_bytes(std::span(payload->view()));
-  if (!codec.stores_chunk_verbatim()) {
+  if (HasReferences(record)) {
+    // DATA_LOSS for damage; a memory or store refusal keeps its code, so
+    // that the chunk is not taken for damaged.
     if (auto status =
-            HasReferences(record)
-                ? DecodeStoredChunk(decoding, model, codec, record,
-                                    payload->view(), buffers.decoded.bytes())
-                : codec.Decode(info, payload->view(), buffers.decoded.bytes());
+            DecodeStoredChunk(decoding, model, codec, record, payload->view(),
+                              buffers.decoded.bytes());
+        !status.ok())
+      return status;
+    chunk = buffers.decoded.bytes();
+  } else if (!codec.stores_chunk_verbatim()) {
+    if (auto status =
+            codec.Decode(info, payload->view(), buffers.decoded.bytes());
         !status.ok())
       return absl::DataLossError(
           absl::StrCat("its payload does not decode: ", status.message()));

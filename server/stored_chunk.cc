@@ -13,6 +13,13 @@ std::span<const int32_t> Span(
   return {r.data(), static_cast<size_t>(r.size())};
 }
 
+// A codec's error is damage: the payload does not decode.
+absl::Status Decoded(const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::DataLossError(
+      absl::StrCat("its payload does not decode: ", status.message()));
+}
+
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(
       absl::StrCat("the chunk's references are corrupt: ", std::string(what)));
@@ -46,7 +53,7 @@ absl::Status DecodeAt(const ChunkDecoding& tools,
   if (!HasReferences(record)) {
     const ChunkInfo info{&layout, num_tokens, record.first_position(),
                          Span(record.tokens())};
-    return codec.Decode(info, payload, out);
+    return Decoded(codec.Decode(info, payload, out));
   }
   if (!codec.codes_against_references())
     return Corrupt(absl::StrCat("codec '", codec.spec(),
@@ -55,12 +62,12 @@ absl::Status DecodeAt(const ChunkDecoding& tools,
   if (!references.ok()) return references.status();
   const uint32_t copied = record.copied_tokens();
   const ChunkInfo part = CodedPart(layout, record, &references->references);
-  if (copied == 0) return codec.Decode(part, payload, out);
+  if (copied == 0) return Decoded(codec.Decode(part, payload, out));
   // The head is the first referenced chunk's; the payload holds the rest.
   auto rest = tools.buffers->Acquire(part.num_bytes(), "a chunk's coded part");
   if (!rest.ok()) return rest.status();
   if (auto status = codec.Decode(part, payload, rest->bytes()); !status.ok())
-    return status;
+    return Decoded(status);
   const ReferenceSource& head = references->references.sources[0];
   CopyChunkTokens(layout, head.data, head.num_tokens, 0, out, num_tokens, 0,
                   copied);
@@ -85,15 +92,18 @@ absl::Status ReadAndDecodeAt(const ChunkDecoding& tools,
   if (record.tokens_only() || record.payload_token_major() ||
       (*codec)->stores_chunk_verbatim())
     return Corrupt("a referenced chunk has no payload a codec decodes");
+  // Codes kept: DATA_LOSS is damage, others (a store reopening, memory)
+  // are not.
   auto payload = tools.trie->ReadPayload(record);
   if (!payload.ok())
-    return absl::DataLossError(absl::StrCat("a referenced chunk's payload: ",
-                                            payload.status().message()));
+    return absl::Status(payload.status().code(),
+                        absl::StrCat("a referenced chunk's payload: ",
+                                     payload.status().message()));
   if (auto status =
           DecodeAt(tools, model, **codec, record, payload->view(), out, depth);
       !status.ok())
-    return absl::DataLossError(
-        absl::StrCat("a referenced chunk does not decode: ", status.message()));
+    return absl::Status(status.code(),
+                        absl::StrCat("a referenced chunk: ", status.message()));
   return absl::OkStatus();
 }
 

@@ -42,9 +42,9 @@ struct ChunkDecoding {
   ChunkBufferPool* buffers = nullptr;
 };
 
-// Reads and decodes the chunks `record` references (each coded on its
-// own). DATA_LOSS when one is missing, damaged, or the references do not
-// fit the chunk.
+// Reads and decodes the chunks `record` references (and theirs, at most
+// kMaxReferenceDepth levels down). DATA_LOSS when one is missing, damaged,
+// or the references do not fit the chunk; other errors keep their codes.
 absl::StatusOr<DecodedReferences> DecodeReferences(
     const ChunkDecoding& tools, const std::shared_ptr<const Model>& model,
     const NodeRecord& record);
@@ -55,8 +55,10 @@ ChunkInfo CodedPart(const KvLayout& layout, const NodeRecord& record,
                     const ChunkReferences* references);
 
 // Decodes `record`'s chunk, whose payload is `payload`, into `out` (chunk
-// layout, the whole chunk) with its codec `codec`. DATA_LOSS when it does
-// not decode.
+// layout, the whole chunk) with its codec `codec`. DATA_LOSS when it or a
+// chunk it references is damaged (does not decode, payload missing or
+// failing its checksum); other errors (the memory budget, a store that is
+// reopening) keep their codes.
 absl::Status DecodeStoredChunk(const ChunkDecoding& tools,
                                const std::shared_ptr<const Model>& model,
                                const Codec& codec, const NodeRecord& record,
