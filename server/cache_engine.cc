@@ -152,6 +152,7 @@ void CacheEngine::ReportIdleOnce() {
       NowMicros() - last_busy < absl::ToInt64Microseconds(options_.idle_after))
     return;
   reported_idle_after_micros_ = last_busy;
+  decoded_chunks_.Clear();
   chunk_buffers_.ReleaseIdle();
   if (options_.on_idle) options_.on_idle();
   idle_releases_.fetch_add(1, std::memory_order_relaxed);
@@ -408,7 +409,8 @@ absl::StatusOr<std::unique_ptr<PutSession>> CacheEngine::BeginPut(
                                            : nullptr,
                             .decoding = {.trie = &trie_,
                                          .codecs = &codecs_,
-                                         .buffers = &chunk_buffers_}},
+                                         .buffers = &chunk_buffers_,
+                                         .cache = &decoded_chunks_}},
       PutSession::Target{.name_space = name_space,
                          .model = std::move(model),
                          .new_model = new_model,

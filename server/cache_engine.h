@@ -61,6 +61,9 @@ struct EngineOptions {
   // their head (split dedup), the same tokens after other prefixes
   // (cross-prefix residuals). Only codecs that code against references.
   ReferenceOptions references;
+  // Decoded chunks that others were coded against, kept for the next Gets
+  // and Puts that decode them (DecodedChunkCache).
+  size_t decoded_chunk_cache_bytes = size_t{128} << 20;
   // Idle chunk buffers kept for the next Puts and Gets (ChunkBufferPool).
   size_t chunk_buffer_pool_bytes = size_t{256} << 20;
   // The memory Puts, Gets and registrations may hold at once (the idle
@@ -302,6 +305,9 @@ class CacheEngine {
   uint64_t idle_releases() const {
     return idle_releases_.load(std::memory_order_relaxed);
   }
+  DecodedChunkCache::Counts decoded_chunks() const {
+    return decoded_chunks_.counts();
+  }
 
   // Whether writes are taken (disk space, damage) and why not.
   StoreHealth storage_health() const { return store_->health(); }
@@ -376,7 +382,10 @@ class CacheEngine {
   std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
-  ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_};
+  // Before the reader and the planner, after the buffers its chunks hold.
+  DecodedChunkCache decoded_chunks_{options_.decoded_chunk_cache_bytes};
+  ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_,
+                      &decoded_chunks_};
   ReferencePlanner planner_{&trie_, &index_.content(), options_.references};
   Demoter demoter_{{.trie = &trie_,
                     .index = &index_,

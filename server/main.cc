@@ -88,6 +88,11 @@ ABSL_FLAG(bool, cross_prefix, true,
           "prefix, at another position (a RAG document, a system prompt) as "
           "residuals against that chunk. With codecs that code against "
           "references (lossless, predictive)");
+ABSL_FLAG(uint64_t, decoded_chunk_cache_bytes, uint64_t{128} << 20,
+          "keep up to this many bytes of decoded chunks that others were "
+          "coded against (--split_dedup, --cross_prefix), for the next Gets "
+          "and Puts that decode them; they count against "
+          "--memory_budget_bytes (0: keep none)");
 ABSL_FLAG(double, plt_attention_tokens, 0,
           "with --retention=plt, weight a chunk's value by the prefill work a "
           "hit saves: tokens x (1 + mid position / this), the position at "
@@ -226,6 +231,8 @@ int Serve() {
   engine_options.chunk_buffer_pool_bytes =
       absl::GetFlag(FLAGS_chunk_buffer_pool_bytes);
   engine_options.idle_after = absl::GetFlag(FLAGS_idle_release_after);
+  engine_options.decoded_chunk_cache_bytes =
+      absl::GetFlag(FLAGS_decoded_chunk_cache_bytes);
   engine_options.references = {
       .split_dedup = absl::GetFlag(FLAGS_split_dedup),
       .cross_prefix = absl::GetFlag(FLAGS_cross_prefix)};

@@ -188,9 +188,12 @@ absl::Status ChunkReader::ReadSegments(
     }
     pool_->Submit([this, &model, &segment, into_destination, raw = job.get()] {
       const NodeRecord& record = segment.node->record;
-      raw->status = ReadToMessages(
-          {.trie = trie_, .codecs = codecs_, .buffers = buffers_}, model,
-          *segment.codec, record, segment.from, segment.to, raw->buffers);
+      raw->status = ReadToMessages({.trie = trie_,
+                                    .codecs = codecs_,
+                                    .buffers = buffers_,
+                                    .cache = decoded_},
+                                   model, *segment.codec, record, segment.from,
+                                   segment.to, raw->buffers);
       if (into_destination && absl::IsDataLoss(raw->status) &&
           record.payload_token_major() && trie_->ReadPayload(record).ok()) {
         // Checked where another process may write: read privately, the

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "server/chunk_buffer_pool.h"
 #include "server/codec_cache.h"
+#include "server/decoded_chunk_cache.h"
 #include "server/worker_pool.h"
 #include "storage/trie.h"
 
@@ -23,8 +24,12 @@ class ChunkReader {
  public:
   // All must outlive the reader.
   ChunkReader(const Trie* trie, ChunkBufferPool* buffers, WorkerPool* pool,
-              CodecCache* codecs)
-      : trie_(trie), buffers_(buffers), pool_(pool), codecs_(codecs) {}
+              CodecCache* codecs, DecodedChunkCache* decoded = nullptr)
+      : trie_(trie),
+        buffers_(buffers),
+        pool_(pool),
+        codecs_(codecs),
+        decoded_(decoded) {}
 
   // Sends tokens [begin, end) of the matched `nodes` (whose tokens follow
   // each other from token 0) through `on_data`, in messages of at most
@@ -67,6 +72,7 @@ class ChunkReader {
   ChunkBufferPool* const buffers_;
   WorkerPool* const pool_;
   CodecCache* const codecs_;
+  DecodedChunkCache* const decoded_;
 };
 
 }  // namespace seqkv

@@ -123,19 +123,23 @@ absl::StatusOr<DecodedReferences> DecodeReferencesAt(
   for (const auto& reference : record.references()) {
     const NodeRecord& source = reference.record();
     const uint32_t tokens = static_cast<uint32_t>(source.tokens_size());
-    auto buffer = tools.buffers->Acquire(
-        size_t{tokens} * layout.bytes_per_token(), "a referenced chunk");
-    if (!buffer.ok()) return buffer.status();
-    if (auto status =
-            ReadAndDecodeAt(tools, model, source, buffer->bytes(), depth + 1);
-        !status.ok())
-      return status;
-    decoded.references.sources.push_back({tokens, source.first_position(), {}});
-    decoded.sources.push_back(*std::move(buffer));
+    const size_t bytes = size_t{tokens} * layout.bytes_per_token();
+    std::shared_ptr<ChunkBuffer> chunk =
+        tools.cache != nullptr ? tools.cache->Find(source) : nullptr;
+    if (chunk == nullptr || chunk->bytes().size() != bytes) {
+      auto buffer = tools.buffers->Acquire(bytes, "a referenced chunk");
+      if (!buffer.ok()) return buffer.status();
+      if (auto status =
+              ReadAndDecodeAt(tools, model, source, buffer->bytes(), depth + 1);
+          !status.ok())
+        return status;
+      chunk = std::make_shared<ChunkBuffer>(*std::move(buffer));
+      if (tools.cache != nullptr) tools.cache->Insert(source, chunk);
+    }
+    decoded.references.sources.push_back(
+        {tokens, source.first_position(), chunk->bytes()});
+    decoded.sources.push_back(std::move(chunk));
   }
-  // Spans taken once the buffers have stopped moving.
-  for (size_t i = 0; i < decoded.sources.size(); ++i)
-    decoded.references.sources[i].data = decoded.sources[i].bytes();
   for (const auto& run : record.reference_runs()) {
     if (run.reference() >= decoded.references.sources.size() ||
         run.token() < copied || run.num_tokens() == 0 ||

@@ -13,6 +13,7 @@
 #include "codec/codec.h"
 #include "server/chunk_buffer_pool.h"
 #include "server/codec_cache.h"
+#include "server/decoded_chunk_cache.h"
 #include "storage/trie.h"
 
 namespace seqkv {
@@ -31,7 +32,7 @@ inline bool HasReferences(const NodeRecord& record) {
 // decoded, and the runs, in the tokens of the part the payload codes
 // (after the copied head).
 struct DecodedReferences {
-  std::vector<ChunkBuffer> sources;
+  std::vector<std::shared_ptr<ChunkBuffer>> sources;  // read only
   ChunkReferences references;
 };
 
@@ -40,6 +41,8 @@ struct ChunkDecoding {
   const Trie* trie = nullptr;
   CodecCache* codecs = nullptr;
   ChunkBufferPool* buffers = nullptr;
+  // Referenced chunks decoded lately (null: none kept).
+  DecodedChunkCache* cache = nullptr;
 };
 
 // Reads and decodes the chunks `record` references (and theirs, at most

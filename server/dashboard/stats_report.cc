@@ -167,6 +167,10 @@ nlohmann::json StatsDocument(CacheEngine& engine) {
       {"peak_reserved_bytes", engine.memory_budget().peak_bytes()},
       {"budget_refusals", engine.memory_budget().refusals()},
   };
+  const DecodedChunkCache::Counts decoded = engine.decoded_chunks();
+  doc["memory"]["decoded_chunk_cache"] = {{"bytes", decoded.bytes},
+                                          {"hits", decoded.hits},
+                                          {"misses", decoded.misses}};
   doc["retention"] = RetentionJson(engine);
   const StoreHealth health = engine.storage_health();
   doc["storage"] = {

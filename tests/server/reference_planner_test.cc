@@ -2,12 +2,14 @@
 // temporary directory): which stored chunks a new chunk is coded against.
 #include "server/reference_planner.h"
 
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "server/chunk_layout.h"
 #include "server/content_index.h"
+#include "server/decoded_chunk_cache.h"
 #include "storage/kv_store.h"
 #include "storage/trie.h"
 #include "tests/scoped_temp_dir.h"
@@ -215,6 +217,42 @@ TEST(ChunkLayoutTest, CopyChunkTokensMovesWholeRows) {
             EXPECT_EQ(got[0], std::byte{0xEE});
           }
         }
+}
+
+TEST(DecodedChunkCacheTest, KeepsTheLatestWithinItsCapacity) {
+  ChunkBufferPool pool(0);
+  auto chunk = [&](char fill) {
+    auto buffer = pool.Acquire(100);
+    EXPECT_TRUE(buffer.ok());
+    std::fill(buffer->str().begin(), buffer->str().end(), fill);
+    return std::make_shared<ChunkBuffer>(*std::move(buffer));
+  };
+  auto record = [](const std::string& key) {
+    NodeRecord r;
+    r.set_payload_key(key);
+    r.set_payload_checksum(7);
+    return r;
+  };
+  DecodedChunkCache cache(250);
+  cache.Insert(record("a"), chunk('a'));
+  cache.Insert(record("b"), chunk('b'));
+  ASSERT_NE(cache.Find(record("a")), nullptr);  // a is now the latest
+  cache.Insert(record("c"), chunk('c'));        // b goes
+  EXPECT_EQ(cache.Find(record("b")), nullptr);
+  ASSERT_NE(cache.Find(record("a")), nullptr);
+  EXPECT_EQ(cache.Find(record("a"))->str()[0], 'a');
+  EXPECT_EQ(cache.counts().bytes, 200u);
+  // Another checksum is another payload.
+  NodeRecord other = record("a");
+  other.set_payload_checksum(8);
+  EXPECT_EQ(cache.Find(other), nullptr);
+  cache.Clear();
+  EXPECT_EQ(cache.Find(record("a")), nullptr);
+  EXPECT_EQ(cache.counts().bytes, 0u);
+
+  DecodedChunkCache none(0);
+  none.Insert(record("a"), chunk('a'));
+  EXPECT_EQ(none.Find(record("a")), nullptr);
 }
 
 }  // namespace
