@@ -28,13 +28,22 @@ void ContentIndex::Add(const NodeKey& key, const NodeRecord& record) {
   const uint64_t scope = Scope(record.namespace_(), record.model());
   const std::span<const int32_t> tokens(record.tokens().data(),
                                         record.tokens_size());
-  std::vector<uint64_t> hashes;
-  std::vector<uint32_t> starts;
-  for (uint32_t t = 0; t + kWindowTokens <= tokens.size(); ++t) {
-    const uint64_t hash = WindowHash(scope, tokens.subspan(t, kWindowTokens));
-    if (t == 0 || hash % kAnchorEvery == 0) {
-      hashes.push_back(hash);
-      starts.push_back(t);
+  const size_t windows = tokens.size() - kWindowTokens + 1;
+  std::vector<uint64_t> all(windows);
+  for (size_t t = 0; t < windows; ++t)
+    all[t] = WindowHash(scope, tokens.subspan(t, kWindowTokens));
+  // Winnowing: the least hash of every kWinnow consecutive windows (the
+  // rightmost of equal ones), and the first window.
+  std::vector<uint64_t> hashes = {all[0]};
+  std::vector<uint32_t> starts = {0};
+  const size_t span = std::min<size_t>(kWinnow, windows);
+  for (size_t first = 0; first + span <= windows; ++first) {
+    size_t least = first;
+    for (size_t t = first + 1; t < first + span; ++t)
+      if (all[t] <= all[least]) least = t;
+    if (starts.back() != least) {
+      hashes.push_back(all[least]);
+      starts.push_back(static_cast<uint32_t>(least));
     }
   }
   absl::MutexLock lock(&mutex_);

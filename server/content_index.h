@@ -1,10 +1,12 @@
 // Where stored chunks hold which token runs, found by content rather than
 // by prefix: the same document or system prompt stored after another
 // prefix, at another position. Each chunk's windows of kWindowTokens token
-// ids are indexed at content-defined anchors (a window whose hash is a
-// multiple of kAnchorEvery) and at the chunk's first token, hashed with the
-// chunk's namespace and model, so that a Put finds, for a window of a new
-// chunk, the stored chunks holding the same tokens.
+// ids, hashed with the chunk's namespace and model, are indexed by
+// winnowing (the least hash of every kWinnow consecutive windows, and the
+// first window): a Put that looks up every window of a new chunk finds
+// every run of kWindowTokens + kWinnow - 1 tokens or more that a stored
+// chunk holds, whatever the hashes, at about 2 / (kWinnow + 1) of the
+// windows' memory.
 //
 // Thread-safe.
 #ifndef SEQKV_SERVER_CONTENT_INDEX_H_
@@ -25,7 +27,7 @@ namespace seqkv {
 class ContentIndex {
  public:
   static constexpr uint32_t kWindowTokens = 16;
-  static constexpr uint64_t kAnchorEvery = 8;
+  static constexpr uint32_t kWinnow = 8;
 
   struct Place {
     NodeKey node;

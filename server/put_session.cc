@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/chunk_layout.h"
+#include "spdlog/spdlog.h"
 
 namespace seqkv {
 
@@ -206,7 +207,13 @@ absl::Status PutSession::EncodeAgainstReferences(const NodeKey& parent,
     return on_its_own();
   auto references =
       DecodeReferences(resources_.decoding, target_.model, record);
-  if (!references.ok()) return on_its_own();
+  if (!references.ok()) {
+    spdlog::debug(
+        "a chunk is coded on its own: the chunks it could be "
+        "coded against do not decode: {}",
+        references.status().ToString());
+    return on_its_own();
+  }
   const uint32_t copied = record.copied_tokens();
   const ChunkInfo part = CodedPart(layout, record, &references->references);
   std::span<const std::byte> data = chunk;
@@ -220,7 +227,10 @@ absl::Status PutSession::EncodeAgainstReferences(const NodeKey& parent,
                     part.num_tokens, 0, part.num_tokens);
     data = rest.bytes();
   }
-  if (!codec.Encode(part, data, payload).ok()) return on_its_own();
+  if (auto status = codec.Encode(part, data, payload); !status.ok()) {
+    spdlog::debug("a chunk is coded on its own: {}", status.ToString());
+    return on_its_own();
+  }
   return absl::OkStatus();
 }
 

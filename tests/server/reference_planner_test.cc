@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -253,6 +255,35 @@ TEST(DecodedChunkCacheTest, KeepsTheLatestWithinItsCapacity) {
   DecodedChunkCache none(0);
   none.Insert(record("a"), chunk('a'));
   EXPECT_EQ(none.Find(record("a")), nullptr);
+}
+
+// Winnowing: every run of kWindowTokens + kWinnow - 1 tokens of a stored
+// chunk has a window in the index, whatever the tokens and the scope.
+TEST(ContentIndexTest, EveryLongEnoughRunIsFound) {
+  std::mt19937 random(7);
+  constexpr uint32_t kRun =
+      ContentIndex::kWindowTokens + ContentIndex::kWinnow - 1;
+  for (int trial = 0; trial < 200; ++trial) {
+    NodeRecord record;
+    record.set_namespace_("ns");
+    record.set_model("model-" + std::to_string(trial));
+    for (int t = 0; t < 256; ++t) record.add_tokens(random() % 8192);
+    ContentIndex index;
+    const NodeKey key = ChildKey(RootKey("ns", "m"), {&trial, 1});
+    index.Add(key, record);
+    const uint64_t scope = ContentIndex::Scope("ns", record.model());
+    const std::span<const int32_t> tokens(record.tokens().data(), 256);
+    const uint32_t begin = random() % (256 - kRun + 1);
+    bool found = false;
+    for (uint32_t t = begin; t + ContentIndex::kWindowTokens <= begin + kRun;
+         ++t)
+      for (const auto& place : index.Find(
+               ContentIndex::WindowHash(
+                   scope, tokens.subspan(t, ContentIndex::kWindowTokens)),
+               4))
+        found |= place.node == key && place.token == t;
+    EXPECT_TRUE(found) << "trial " << trial << ", run at " << begin;
+  }
 }
 
 }  // namespace
