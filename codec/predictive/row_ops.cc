@@ -22,6 +22,32 @@ inline uint16_t FloatToBf16Bits(float value) {
 
 // Turns the pair (a, b) by the angle with cosine c and sine s, or back
 // (kUndo). Written out per direction, so each rounds exactly as before.
+// Loads a row of the stored dtype as floats (exact). Inline, so that each
+// instruction-set clone of its callers vectorizes it.
+inline void LoadRowInline(DType dtype, uint32_t width,
+                          const std::byte* __restrict src,
+                          float* __restrict row) {
+  switch (dtype) {
+    case DType::kBF16:
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Bf16ToFloat(bits);
+      }
+      return;
+    case DType::kFP16:
+      for (uint32_t i = 0; i < width; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * size_t{i}, 2);
+        row[i] = Fp16ToFloat(bits);
+      }
+      return;
+    case DType::kFP32:
+      std::memcpy(row, src, 4 * size_t{width});
+      return;
+  }
+}
+
 template <bool kUndo>
 [[gnu::always_inline]] inline void TurnPair(float& a, float& b, float c,
                                             float s) {
@@ -95,25 +121,7 @@ SEQKV_ROW_CLONES
 double StartRow(const RowTransform& transform, const std::byte* __restrict src,
                 float* __restrict row) {
   const uint32_t width = transform.width;
-  switch (transform.dtype) {
-    case DType::kBF16:
-      for (uint32_t i = 0; i < width; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * size_t{i}, 2);
-        row[i] = Bf16ToFloat(bits);
-      }
-      break;
-    case DType::kFP16:
-      for (uint32_t i = 0; i < width; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * size_t{i}, 2);
-        row[i] = Fp16ToFloat(bits);
-      }
-      break;
-    case DType::kFP32:
-      std::memcpy(row, src, 4 * size_t{width});
-      break;
-  }
+  LoadRowInline(transform.dtype, width, src, row);
   // Sum of squares in independent double lanes (a single accumulator would
   // serialize on the adder's latency); squares of floats fit a double.
   constexpr int kLanes = 8;
@@ -140,25 +148,7 @@ double StartRow(const RowTransform& transform, const std::byte* __restrict src,
 
 void LoadRow(DType dtype, uint32_t width, const std::byte* __restrict src,
              float* __restrict row) {
-  switch (dtype) {
-    case DType::kBF16:
-      for (uint32_t i = 0; i < width; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * size_t{i}, 2);
-        row[i] = Bf16ToFloat(bits);
-      }
-      return;
-    case DType::kFP16:
-      for (uint32_t i = 0; i < width; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, src + 2 * size_t{i}, 2);
-        row[i] = Fp16ToFloat(bits);
-      }
-      return;
-    case DType::kFP32:
-      std::memcpy(row, src, 4 * size_t{width});
-      return;
-  }
+  LoadRowInline(dtype, width, src, row);
 }
 
 }  // namespace seqkv::predictive

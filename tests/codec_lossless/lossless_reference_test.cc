@@ -15,16 +15,7 @@ namespace {
 
 using testing::MakeDefaultReferenceCase;
 using testing::ReferenceCase;
-
-KvLayout Layout(DType dtype, RopeStyle style) {
-  KvLayout layout;
-  layout.num_layers = 3;
-  layout.num_kv_heads = 2;
-  layout.head_dim = 64;
-  layout.dtype = dtype;
-  layout.rope = RopeConfig{style, 10000.0, 0};
-  return layout;
-}
+using testing::ReferenceTestLayout;
 
 std::unique_ptr<Codec> MakeLossless(const KvLayout& layout) {
   absl::StatusOr<std::unique_ptr<Codec>> codec =
@@ -41,7 +32,8 @@ struct Case {
 class LosslessReferenceTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LosslessReferenceTest, BitExactAndSmaller) {
-  const KvLayout layout = Layout(GetParam().dtype, GetParam().style);
+  const KvLayout layout =
+      ReferenceTestLayout(GetParam().style, GetParam().dtype);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 21);
   std::unique_ptr<Codec> codec = MakeLossless(layout);
   ASSERT_TRUE(codec->codes_against_references());
@@ -64,7 +56,8 @@ TEST_P(LosslessReferenceTest, BitExactAndSmaller) {
 // most come out exact from the prediction (one bit each), the rest nearly
 // so; fp32 keeps a few ulps of rotation rounding per value.
 TEST_P(LosslessReferenceTest, RotatedCopiesCostLittle) {
-  const KvLayout layout = Layout(GetParam().dtype, GetParam().style);
+  const KvLayout layout =
+      ReferenceTestLayout(GetParam().style, GetParam().dtype);
   const ReferenceCase c = testing::MakeReferenceCase(
       layout, 64, 64, 3, 4000, {ReferenceRun{0, 64, 0, 0}}, 0.0f, 11);
   std::unique_ptr<Codec> codec = MakeLossless(layout);
@@ -87,7 +80,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DType::kBF16, RopeStyle::kNone}));
 
 TEST(LosslessReferences, WithoutRunsEncodesAsBefore) {
-  const KvLayout layout = Layout(DType::kBF16, RopeStyle::kRotateHalf);
+  const KvLayout layout =
+      ReferenceTestLayout(RopeStyle::kRotateHalf, DType::kBF16);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 3);
   std::unique_ptr<Codec> codec = MakeLossless(layout);
   std::string plain, no_runs_payload;
@@ -105,7 +99,8 @@ TEST(LosslessReferences, WithoutRunsEncodesAsBefore) {
 }
 
 TEST(LosslessReferences, OtherReferencesAreDataLoss) {
-  const KvLayout layout = Layout(DType::kBF16, RopeStyle::kRotateHalf);
+  const KvLayout layout =
+      ReferenceTestLayout(RopeStyle::kRotateHalf, DType::kBF16);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 5);
   std::unique_ptr<Codec> codec = MakeLossless(layout);
   std::string payload;
@@ -143,7 +138,8 @@ TEST(LosslessReferences, OtherReferencesAreDataLoss) {
 }
 
 TEST(LosslessReferences, InvalidReferencesAreRejected) {
-  const KvLayout layout = Layout(DType::kBF16, RopeStyle::kRotateHalf);
+  const KvLayout layout =
+      ReferenceTestLayout(RopeStyle::kRotateHalf, DType::kBF16);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 9);
   std::unique_ptr<Codec> codec = MakeLossless(layout);
   std::vector<ChunkReferences> bad(4, c.references);

@@ -18,16 +18,7 @@ namespace {
 using testing::MakeDefaultReferenceCase;
 using testing::MeasureGroup;
 using testing::ReferenceCase;
-
-KvLayout Layout(RopeStyle style, DType dtype = DType::kBF16) {
-  KvLayout layout;
-  layout.num_layers = 3;
-  layout.num_kv_heads = 2;
-  layout.head_dim = 64;
-  layout.dtype = dtype;
-  layout.rope = RopeConfig{style, 10000.0, 0};
-  return layout;
-}
+using testing::ReferenceTestLayout;
 
 std::unique_ptr<Codec> Make(const std::string& spec, const KvLayout& layout) {
   absl::StatusOr<std::unique_ptr<Codec>> codec =
@@ -60,7 +51,7 @@ class PredictiveReferenceTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PredictiveReferenceTest, MeetsTargetAndShrinks) {
   const Case& p = GetParam();
-  const KvLayout layout = Layout(p.style, p.dtype);
+  const KvLayout layout = ReferenceTestLayout(p.style, p.dtype);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 7);
   std::unique_ptr<Codec> codec = Make(p.spec, layout);
   ASSERT_TRUE(codec->codes_against_references());
@@ -88,7 +79,7 @@ TEST_P(PredictiveReferenceTest, MeetsTargetAndShrinks) {
 // predicted rows cost next to nothing.
 TEST_P(PredictiveReferenceTest, RotatesKBetweenPositions) {
   const Case& p = GetParam();
-  const KvLayout layout = Layout(p.style, p.dtype);
+  const KvLayout layout = ReferenceTestLayout(p.style, p.dtype);
   const ReferenceCase c = testing::MakeReferenceCase(
       layout, 64, 64, 3, 4000, {ReferenceRun{0, 64, 0, 0}}, 0.0f, 11);
   std::unique_ptr<Codec> codec = Make(p.spec, layout);
@@ -116,7 +107,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"predictive:rel_mse=0.01", RopeStyle::kNone, DType::kBF16}));
 
 TEST(PredictiveReferences, WithoutRunsEncodesAsBefore) {
-  const KvLayout layout = Layout(RopeStyle::kRotateHalf);
+  const KvLayout layout = ReferenceTestLayout(RopeStyle::kRotateHalf);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 3);
   std::unique_ptr<Codec> codec = Make("predictive:rel_mse=0.01", layout);
   const std::string plain = Encode(*codec, c.chunk(false), c.data);
@@ -134,7 +125,7 @@ TEST(PredictiveReferences, WithoutRunsEncodesAsBefore) {
 }
 
 TEST(PredictiveReferences, OtherReferencesAreDataLoss) {
-  const KvLayout layout = Layout(RopeStyle::kRotateHalf);
+  const KvLayout layout = ReferenceTestLayout(RopeStyle::kRotateHalf);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 5);
   std::unique_ptr<Codec> codec = Make("predictive:rel_mse=0.01", layout);
   const std::string payload = Encode(*codec, c.chunk(), c.data);
@@ -173,7 +164,7 @@ TEST(PredictiveReferences, OtherReferencesAreDataLoss) {
 }
 
 TEST(PredictiveReferences, InvalidReferencesAreRejected) {
-  const KvLayout layout = Layout(RopeStyle::kRotateHalf);
+  const KvLayout layout = ReferenceTestLayout(RopeStyle::kRotateHalf);
   const ReferenceCase c = MakeDefaultReferenceCase(layout, 0.2f, 9);
   std::unique_ptr<Codec> codec = Make("predictive:rel_mse=0.01", layout);
   auto encode_with = [&](const ChunkReferences& refs) {
@@ -203,7 +194,7 @@ TEST(PredictiveReferences, InvalidReferencesAreRejected) {
 }
 
 TEST(PredictiveReferences, OtherCodecsIgnoreReferences) {
-  const KvLayout layout = Layout(RopeStyle::kRotateHalf);
+  const KvLayout layout = ReferenceTestLayout(RopeStyle::kRotateHalf);
   for (const char* spec : {"raw", "turbo:4", "kivi:2"}) {
     absl::StatusOr<std::unique_ptr<Codec>> codec =
         CreateCodec(spec, ModelContext{"m", layout, {}});

@@ -16,6 +16,19 @@
 
 namespace seqkv::testing {
 
+// The small layout the reference tests code: 3 layers, 2 KV heads,
+// head_dim 64, RoPE theta 10000 in `style`.
+inline KvLayout ReferenceTestLayout(RopeStyle style,
+                                    DType dtype = DType::kBF16) {
+  KvLayout layout;
+  layout.num_layers = 3;
+  layout.num_kv_heads = 2;
+  layout.head_dim = 64;
+  layout.dtype = dtype;
+  layout.rope = RopeConfig{style, 10000.0, 0};
+  return layout;
+}
+
 // A source chunk and a chunk whose runs repeat some of its tokens.
 struct ReferenceCase {
   KvLayout layout;
