@@ -1,7 +1,8 @@
 # summarize DIR: the table and ratios of a bench/compare run from its JSON
 # files (seqkv_{put,get}_M.json, redis_{set,get}_M.json, redis_aof_...,
 # redis_new_set_M.json, null_{sink,source}_M.json, memcpy_{1,all}.json,
-# memcpy_fresh_M.json). Sourced by bench/compare.
+# memcpy_fresh_M.json, and the same-host and durable runs' files named
+# below). Sourced by bench/compare.
 
 # field FILE OP KEY: .ops[OP][KEY] of FILE, or "nan" when absent.
 field() {
@@ -52,6 +53,32 @@ summarize_same_host() {
   done
 }
 
+# summarize_durable DIR SIZES: Puts acknowledged only once on disk: seqkv
+# with --sync_writes=true (seqkv_durable_put_M.json) against Redis fsyncing
+# its append-only file before each reply (redis_aof_always_set_M.json), and
+# against Redis fsyncing it once a second (redis_aof_set_M.json), which
+# acknowledges writes a power loss can still take. Prints nothing for runs
+# without them.
+summarize_durable() {
+  local dir="$1" sizes="$2" mib s al ev
+  ls "$dir"/seqkv_durable_put_*.json > /dev/null 2>&1 || return 0
+  echo
+  echo "Durable Puts (seqkv --sync_writes=true over gRPC):"
+  echo
+  echo "| value | seqkv durable Put GB/s | p50 / p99 ms | Redis AOF always GB/s | p50 / p99 ms | Redis AOF everysec GB/s | seqkv/Redis always | seqkv/Redis everysec |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for mib in $sizes; do
+    s=$(field "$dir/seqkv_durable_put_${mib}.json" put gbps)
+    al=$(field "$dir/redis_aof_always_set_${mib}.json" set gbps)
+    ev=$(field "$dir/redis_aof_set_${mib}.json" set gbps)
+    echo "| ${mib} MiB | $(fmt "$s") |" \
+      "$(fmt "$(field "$dir/seqkv_durable_put_${mib}.json" put p50_ms)" 2) / $(fmt "$(field "$dir/seqkv_durable_put_${mib}.json" put p99_ms)" 2) |" \
+      "$(fmt "$al") |" \
+      "$(fmt "$(field "$dir/redis_aof_always_set_${mib}.json" set p50_ms)" 2) / $(fmt "$(field "$dir/redis_aof_always_set_${mib}.json" set p99_ms)" 2) |" \
+      "$(fmt "$ev") | $(ratio "$s" "$al") | $(ratio "$s" "$ev") |"
+  done
+}
+
 summarize() {
   local dir="$1"
   [ -d "$dir" ] || { echo "summarize: no directory $dir" >&2; return 1; }
@@ -90,6 +117,7 @@ summarize() {
   echo
   echo "memcpy: $(fmt "$memcpy1" 2) GB/s on 1 thread, $(fmt "$memcpyall" 2) GB/s on all threads (32 MiB copies)."
   summarize_same_host "$dir" "$sizes"
+  summarize_durable "$dir" "$sizes"
   local errors=0 file e
   for file in "$dir"/*.json; do
     e=$(jq -r '[.ops[]? | .errors // 0] | add // 0' "$file" 2>/dev/null || echo 1)

@@ -36,6 +36,24 @@ for file in "$RUN"/seqkv_put_*.json; do
 done
 [ "$checked" -ge 4 ] || fail "only $checked rows checked"
 
+# Durable Puts: seqkv --sync_writes=true against Redis appendfsync always and
+# everysec, for the sizes the run has them.
+durable=0
+for file in "$RUN"/seqkv_durable_put_*.json; do
+  [ -e "$file" ] || continue
+  mib=$(basename "$file" .json | sed 's/seqkv_durable_put_//')
+  s=$(gbps "$file" put)
+  al=$(gbps "$RUN/redis_aof_always_set_$mib.json" set)
+  ev=$(gbps "$RUN/redis_aof_set_$mib.json" set)
+  want=$(awk -v s="$s" -v al="$al" -v ev="$ev" \
+    'BEGIN { printf "%.2f | %.2f |", s / al, s / ev }')
+  row=$(echo "$table" | sed -n '/^Durable Puts/,$p' | grep "^| $mib MiB |") ||
+    fail "no durable row for $mib MiB"
+  [[ "$row" == *"$want" ]] || fail "durable row '$row' does not end with '$want'"
+  durable=$((durable + 1))
+done
+[ "$durable" -ge 1 ] || fail "no durable rows checked"
+
 # A run with a missing peer still summarizes, marking the gap.
 partial="$(mktemp -d)"
 trap 'rm -rf "$partial"' EXIT
@@ -50,6 +68,8 @@ for tool in "seqkv bench" seqkv-redis-bench seqkv-null-grpc seqkv-memcpy-bench; 
   echo "$plan" | grep -q "$tool" || fail "dry run does not plan $tool"
 done
 echo "$plan" | grep -q "appendonly yes" || fail "dry run does not plan Redis with AOF"
+echo "$plan" | grep -q "appendfsync always" || fail "dry run does not plan Redis fsyncing every write"
+echo "$plan" | grep -q "sync_writes=true" || fail "dry run does not plan durable seqkv Puts"
 echo "$plan" | grep -q "keys_per_client 0" || fail "dry run does not plan Redis SETs of new keys"
 echo "$plan" | grep -q "fresh_pages" || fail "dry run does not plan memcpy to fresh pages"
 help="$("$COMPARE" --help)"
