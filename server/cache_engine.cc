@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/stored_chunk.h"
 #include "spdlog/spdlog.h"
+#include "storage/reuse_counts_record.h"
 
 namespace seqkv {
 namespace {
@@ -101,6 +102,12 @@ absl::Status CacheEngine::Start() {
   if (auto status = loaded(index_.Load(trie_), "the trie's nodes");
       !status.ok())
     return status;
+  // Learned statistics only: a damaged record is learned again.
+  if (auto status = RestoreReuseCounts(); absl::IsDataLoss(status))
+    spdlog::warn("retention's reuse counts are lost ({}); learning them again",
+                 status.ToString());
+  else if (!status.ok())
+    return status;
   // On a damaged store a payload's node may be unreadable, not absent.
   if (store_->damage().empty()) {
     auto orphans = trie_.SweepOrphanPayloadFiles();
@@ -140,6 +147,30 @@ void CacheEngine::SaveCounters() {
   if (!store_->damage().empty()) return;  // read-only: nothing is written
   if (auto status = stats_.Save(); !status.ok())
     spdlog::warn("saving request counters failed: {}", status.ToString());
+  const PrefixEstimator::ReachedCounts counts = index_.ReuseCounts();
+  ReuseCountsRecord record;
+  for (uint64_t reached : counts[0]) record.add_reached_whole(reached);
+  for (uint64_t reached : counts[1]) record.add_reached_partial(reached);
+  if (auto status = SaveReuseCounts(*store_, record); !status.ok())
+    spdlog::warn("saving retention's reuse counts failed: {}",
+                 status.ToString());
+}
+
+absl::Status CacheEngine::RestoreReuseCounts() {
+  auto record = LoadReuseCounts(*store_);
+  if (!record.ok()) return record.status();
+  if (!record->has_value()) return absl::OkStatus();
+  // A record of other sizes (another build's class count) restores what
+  // fits; the rest is learned again.
+  PrefixEstimator::ReachedCounts counts{};
+  const auto& whole = (*record)->reached_whole();
+  const auto& partial = (*record)->reached_partial();
+  for (size_t k = 0; k < counts[0].size(); ++k) {
+    if (k < static_cast<size_t>(whole.size())) counts[0][k] = whole[k];
+    if (k < static_cast<size_t>(partial.size())) counts[1][k] = partial[k];
+  }
+  index_.RestoreReuseCounts(counts);
+  return absl::OkStatus();
 }
 
 void CacheEngine::MarkBusy() {

@@ -352,8 +352,12 @@ class CacheEngine {
       const std::function<bool(std::string&)>* on_data,
       const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>*
           destination);
-  // Saves the request counters; logs a failure.
+  // Saves the request counters and retention's reuse counts; logs a
+  // failure.
   void SaveCounters();
+  // Restores the reuse counts saved before, on a start; DATA_LOSS when
+  // their record does not parse (Start then logs it and goes on).
+  absl::Status RestoreReuseCounts();
 
   // Notes that a Put, Get or Delete is running (for `on_idle`).
   void MarkBusy();

@@ -643,6 +643,28 @@ double NodeIndex::Probability(const NodeKey& key) const {
                   std::exp2(it->second.log_visits - state->second.log_lookups));
 }
 
+PrefixEstimator::ReachedCounts NodeIndex::ReuseCounts() {
+  absl::MutexLock lock(&mutex_);
+  ApplyQueuedVisitsLocked();
+  return estimator_.reached();
+}
+
+void NodeIndex::RestoreReuseCounts(
+    const PrefixEstimator::ReachedCounts& counts) {
+  absl::MutexLock lock(&mutex_);
+  // Ranks keep p̂(reuse) apart from their order (LogReuse is looked up when
+  // leaves are compared), so nothing needs re-ranking.
+  estimator_.RestoreReached(counts);
+}
+
+std::vector<double> NodeIndex::ReuseProbabilities(bool partial) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  std::vector<double> probabilities;
+  for (uint32_t k = 1; k < PrefixEstimator::kClasses; ++k)
+    probabilities.push_back(estimator_.ReuseProbability(partial, k));
+  return probabilities;
+}
+
 std::map<std::string, RetentionStats> NodeIndex::Stats() {
   absl::MutexLock lock(&mutex_);
   ApplyQueuedVisitsLocked();

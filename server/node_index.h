@@ -162,6 +162,13 @@ class NodeIndex {
   // Takes only a reader lock: lookups call it.
   double Probability(const NodeKey& key) const;
   std::map<std::string, RetentionStats> Stats();
+  // What retention has learned of reuse (queued visits applied first), to
+  // save; and to restore after Load, on a restart.
+  PrefixEstimator::ReachedCounts ReuseCounts();
+  void RestoreReuseCounts(const PrefixEstimator::ReachedCounts& counts);
+  // p̂(reuse) of a chunk seen k = 1 .. kClasses - 1 times, whole or a
+  // trailing partial chunk.
+  std::vector<double> ReuseProbabilities(bool partial) const;
   // The chunks that can be coded against, by content (kept in step with
   // Add, Readmit, Remove and Load).
   const ContentIndex& content() const { return content_; }

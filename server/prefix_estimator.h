@@ -73,8 +73,16 @@ class PrefixEstimator {
   // -infinity for none).
   double AddAt(double log_count, uint64_t clock) const;
 
+  // Chunks that reached each occurrence count (index k; the last index:
+  // that many or more), [0] for whole chunks and [1] for trailing partial
+  // ones: all that p̂(reuse | class) is learned from.
+  using ReachedCounts = std::array<std::array<uint64_t, kClasses + 1>, 2>;
+
   // Notes that a chunk of the class `partial` reached `occurrences`.
   void CountOccurrence(bool partial, uint32_t occurrences);
+  const ReachedCounts& reached() const { return reached_; }
+  // Replaces what was learned with counts saved before (a restart).
+  void RestoreReached(const ReachedCounts& reached) { reached_ = reached; }
   // p̂ that a chunk seen `occurrences` times is seen again.
   double ReuseProbability(bool partial, uint32_t occurrences) const;
 
@@ -96,9 +104,7 @@ class PrefixEstimator {
 
  private:
   const PrefixEstimatorOptions options_;
-  // Chunks that reached each occurrence count (the last slot: that many or
-  // more), for trailing partial chunks and for the others.
-  std::array<std::array<uint64_t, kClasses + 1>, 2> reached_{};
+  ReachedCounts reached_{};
 };
 
 }  // namespace seqkv

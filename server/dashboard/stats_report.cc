@@ -150,6 +150,10 @@ nlohmann::json RetentionJson(CacheEngine& engine) {
       {"demotions", demotions},
       {"ghost_hits", ghost_hits},
       {"readmissions", readmissions},
+      // p̂(reuse) of a chunk seen 1, 2, ... times: what retention learned.
+      {"reuse_probability",
+       {{"whole", index.ReuseProbabilities(/*partial=*/false)},
+        {"partial", index.ReuseProbabilities(/*partial=*/true)}}},
       {"namespaces", std::move(namespaces)}};
 }
 

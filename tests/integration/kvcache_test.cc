@@ -290,6 +290,36 @@ TEST_F(KvCacheTest, RestartKeepsEverything) {
   EXPECT_EQ(again.chunks_deduped, put.chunks_new);
 }
 
+// p̂(reuse | occurrences), which retention ranks chunks by, is learned from
+// the requests and must not start over at 1/2 after a restart.
+TEST_F(KvCacheTest, RestartKeepsWhatRetentionLearnedOfReuse) {
+  const KvLayout layout{2, 2, 64, DType::kBF16};
+  std::vector<KvCache> caches;
+  for (uint32_t seed = 0; seed < 8; ++seed) {
+    caches.push_back(Synthetic(layout, 512, 100 + seed));
+    ASSERT_TRUE(client_->Put({"small", "raw", ""}, caches.back()).ok());
+  }
+  // Two of eight prompts come back, twice each.
+  for (int round = 0; round < 2; ++round)
+    for (int n = 0; n < 2; ++n) {
+      auto result = client_->Lookup("small", caches[n].tokens);
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(result->matched_tokens, 512u);
+    }
+  const nlohmann::json learned = Stats()["retention"]["reuse_probability"];
+  ASSERT_EQ(learned["whole"].size(), 15u);
+  ASSERT_EQ(learned["partial"].size(), 15u);
+  // Seen once: 4 of 16 chunks came back, (4 + 1) / (16 + 2); seen twice:
+  // all 4 came back, (4 + 1) / (4 + 2).
+  EXPECT_NEAR(learned["whole"][0].get<double>(), 5.0 / 18, 1e-9);
+  EXPECT_NEAR(learned["whole"][1].get<double>(), 5.0 / 6, 1e-9);
+  ASSERT_TRUE(server_->Restart().ok());
+  auto client = server_->Connect();
+  ASSERT_TRUE(client.ok());
+  client_ = std::move(*client);
+  EXPECT_EQ(Stats()["retention"]["reuse_probability"], learned);
+}
+
 TEST_F(KvCacheTest, SeventyBillionClassLayoutStreams) {
   // 80 layers x 8 kv heads x 128: 327,680 bytes per token, so one 256-token
   // chunk is 80 MiB; messages must stay under gRPC's 4 MiB default.

@@ -46,6 +46,21 @@ TEST(PrefixEstimator, LearnsReuseProbabilitiesPerClass) {
   EXPECT_NEAR(estimator.ReuseProbability(true, 1), 1.0 / 52, 1e-12);
 }
 
+TEST(PrefixEstimator, RestoredCountsGiveTheSameProbabilities) {
+  PrefixEstimator learned;
+  for (uint32_t n = 0; n < 10; ++n) learned.CountOccurrence(false, 1);
+  for (uint32_t n = 0; n < 3; ++n) learned.CountOccurrence(false, 2);
+  learned.CountOccurrence(true, 1);
+  PrefixEstimator restarted;
+  EXPECT_EQ(restarted.ReuseProbability(false, 1), 0.5);
+  restarted.RestoreReached(learned.reached());
+  for (bool partial : {false, true})
+    for (uint32_t k = 1; k < PrefixEstimator::kClasses; ++k)
+      EXPECT_EQ(restarted.ReuseProbability(partial, k),
+                learned.ReuseProbability(partial, k));
+  EXPECT_DOUBLE_EQ(restarted.ReuseProbability(false, 1), 4.0 / 12);
+}
+
 TEST(PrefixEstimator, RanksByRecencyReuseAndBytes) {
   PrefixEstimator estimator;
   const ChunkFacts chunk{.tokens = 256, .bytes_stored = 1000};

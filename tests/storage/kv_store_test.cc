@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "storage/reuse_counts_record.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace seqkv {
@@ -112,6 +113,32 @@ TEST(KvStoreTest, ReopenWaitsForReadersAndKeepsTheData) {
   ASSERT_TRUE(late.ok()) << late.status();
   EXPECT_EQ(late->value_or(""), "bytes");
   EXPECT_TRUE(kv.health().writable);
+}
+
+// Retention's reuse counts come back as saved; a store without them says
+// so; a record that does not parse is DATA_LOSS, not zeros.
+TEST(ReuseCountsRecordTest, SavedCountsComeBackAndDamageIsDataLoss) {
+  testing::ScopedTempDir dir;
+  auto store =
+      KvStore::Open({.path = dir.path().string(), .sync_commits = false});
+  ASSERT_TRUE(store.ok()) << store.status();
+  KvStore& kv = **store;
+  auto none = LoadReuseCounts(kv);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+
+  ReuseCountsRecord saved;
+  for (uint64_t n : {0, 16, 4, 4}) saved.add_reached_whole(n);
+  saved.add_reached_partial(0);
+  saved.add_reached_partial(3);
+  ASSERT_TRUE(SaveReuseCounts(kv, saved).ok());
+  auto loaded = LoadReuseCounts(kv);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->SerializeAsString(), saved.SerializeAsString());
+
+  ASSERT_TRUE(kv.Put(Column::kMeta, "reuse_counts", "\xff\xff\xff").ok());
+  EXPECT_EQ(LoadReuseCounts(kv).status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
