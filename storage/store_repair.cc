@@ -39,7 +39,18 @@ absl::StatusOr<NodeMap> ReadNodes(KvStore& store, RepairReport& report) {
   return nodes;
 }
 
-// A chunk can be served when its payload reads back intact and the chunks
+// Whether the payload of `record` reads back intact, with the payloads it
+// was coded against, and theirs (the records of referenced chunks are
+// copies kept in the referrer's record).
+bool DecodableFromPayloads(const Trie& trie, const NodeRecord& record) {
+  if (record.tokens_only()) return true;
+  if (!trie.ReadPayload(record).ok()) return false;
+  for (const auto& reference : record.references())
+    if (!DecodableFromPayloads(trie, reference.record())) return false;
+  return true;
+}
+
+// A chunk can be served when it decodes from its payloads and the chunks
 // before it are stored.
 bool Servable(const Trie& trie, const NodeMap& nodes, const NodeKey& key,
               const NodeRecord& record,
@@ -48,7 +59,7 @@ bool Servable(const Trie& trie, const NodeMap& nodes, const NodeKey& key,
     const NodeKey parent = NodeKey::FromBytes(record.parent_key());
     if (!nodes.contains(parent) || removed.contains(parent)) return false;
   }
-  return record.tokens_only() || trie.ReadPayload(record).ok();
+  return DecodableFromPayloads(trie, record);
 }
 
 }  // namespace
@@ -58,9 +69,11 @@ std::string RepairReport::Describe() const {
       "checked ", nodes_checked, " chunk records\n", "removed ",
       records_unreadable, " unreadable chunk records\n", "removed ",
       nodes_removed,
-      " chunks whose payload or parent chunk was lost, with the chunks "
-      "below them\n",
-      "removed ", index_entries_removed,
+      " chunks whose payload, a payload they were coded against, or parent "
+      "chunk was lost, with the chunks below them\n",
+      "rewrote ", reference_records_rewritten,
+      " reference counts of payloads chunks are coded against\n", "removed ",
+      index_entries_removed,
       " index and stats entries of chunks that are gone\n", "removed ",
       payloads_removed, " payloads no chunk names\n", "recounted the usage of ",
       usage_recounted, " namespaces\n");
@@ -88,8 +101,7 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
   for (bool changed = true; changed;) {
     changed = false;
     for (const auto& [key, record] : *nodes) {
-      if (removed.contains(key) ||
-          Servable(trie, *nodes, key, record, removed))
+      if (removed.contains(key) || Servable(trie, *nodes, key, record, removed))
         continue;
       NodeRemovals removals = trie.StartRemovals();
       auto removal = trie.RemoveSubtreeOf(key, record.payload_key(), removals);
@@ -103,6 +115,24 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
   }
   report.nodes_removed = removed.size();
 
+  // Reference counts as the chunks that stay have them; detached payloads
+  // nothing needs any more go.
+  std::vector<const NodeRecord*> staying;
+  for (const auto& [key, record] : *nodes)
+    if (!removed.contains(key)) staying.push_back(&record);
+  WriteBatch references(store);
+  references.MarkFreesSpace();
+  std::vector<std::string> detached_files;
+  auto rebuilt =
+      trie.RebuildPayloadReferences(staying, references, detached_files);
+  if (!rebuilt.ok()) return rebuilt.status();
+  if (auto status = store.Write(references, /*durable=*/true); !status.ok())
+    return status;
+  for (const std::string& key : detached_files)
+    store.payload_files().Remove(key).IgnoreError();
+  report.reference_records_rewritten = rebuilt->records_rewritten;
+  report.payloads_removed += rebuilt->payloads_deleted;
+
   // Index and stats entries of chunks that are gone; the index entries of
   // those that stay are written again, in case theirs were lost.
   WriteBatch index(store);
@@ -112,15 +142,16 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
     const NodeKey key = NodeKey::FromBytes(key_bytes);
     return nodes->contains(key) && !removed.contains(key);
   };
-  if (auto status = store.Scan(Column::kChildren, "",
-                               [&](std::string_view key, std::string_view) {
-                                 if (key.size() != 2 * NodeKey::kSize + 4 ||
-                                     !survives(key.substr(NodeKey::kSize + 4))) {
-                                   index.Delete(Column::kChildren, key);
-                                   ++report.index_entries_removed;
-                                 }
-                                 return true;
-                               });
+  if (auto status =
+          store.Scan(Column::kChildren, "",
+                     [&](std::string_view key, std::string_view) {
+                       if (key.size() != 2 * NodeKey::kSize + 4 ||
+                           !survives(key.substr(NodeKey::kSize + 4))) {
+                         index.Delete(Column::kChildren, key);
+                         ++report.index_entries_removed;
+                       }
+                       return true;
+                     });
       !status.ok())
     return status;
   if (auto status = store.Scan(Column::kNodeStats, "",
@@ -133,7 +164,8 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
                                });
       !status.ok())
     return status;
-  std::map<std::string, Usage> usage;
+  // Detached payloads stay charged to their namespaces.
+  std::map<std::string, Usage> usage = rebuilt->detached_usage;
   absl::flat_hash_set<std::string> payload_keys;
   for (const auto& [key, record] : *nodes) {
     if (removed.contains(key)) continue;
@@ -153,10 +185,19 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
   if (!files.ok()) return files.status();
   auto staged = trie.SweepStagedPayloads();
   if (!staged.ok()) return staged.status();
-  report.payloads_removed = *files + *staged;
+  report.payloads_removed += *files + *staged;
+  absl::Status referenced_error;
   if (auto status = store.Scan(Column::kPayloads, "",
                                [&](std::string_view key, std::string_view) {
-                                 if (!payload_keys.contains(std::string(key))) {
+                                 if (payload_keys.contains(std::string(key)))
+                                   return true;
+                                 // Kept for the chunks coded against it.
+                                 auto referenced = trie.IsReferenced(key);
+                                 if (!referenced.ok()) {
+                                   referenced_error = referenced.status();
+                                   return false;
+                                 }
+                                 if (!*referenced) {
                                    index.Delete(Column::kPayloads, key);
                                    ++report.payloads_removed;
                                  }
@@ -164,6 +205,7 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
                                });
       !status.ok())
     return status;
+  if (!referenced_error.ok()) return referenced_error;
 
   // Usage as the chunks that stay add up.
   for (const auto& [name_space, now] : trie.usage().GetAll())

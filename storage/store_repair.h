@@ -14,14 +14,18 @@ namespace seqkv {
 
 struct RepairReport {
   uint64_t nodes_checked = 0;
-  // Chunks dropped because their payload is missing or fails its checksum,
-  // or their parent chunk is lost, with the chunks below them.
+  // Chunks dropped because their payload, or one they were coded against,
+  // is missing or fails its checksum, or their parent chunk is lost, with
+  // the chunks below them.
   uint64_t nodes_removed = 0;
+  // Reference records (payload_refs/) set to what the chunks that stay
+  // reference, or deleted.
+  uint64_t reference_records_rewritten = 0;
   // Node records that did not parse.
   uint64_t records_unreadable = 0;
   // Children-index and node-stats entries of chunks that are gone.
   uint64_t index_entries_removed = 0;
-  // Payloads (files, RocksDB values) no chunk names.
+  // Payloads (files, RocksDB values) no chunk names or references.
   uint64_t payloads_removed = 0;
   // Namespaces whose usage record was rewritten.
   uint64_t usage_recounted = 0;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <set>
 
 #include "absl/base/internal/endian.h"
 #include "absl/strings/str_cat.h"
@@ -777,6 +778,106 @@ absl::Status Trie::CommitRemovals(NodeRemovals& removals) {
   removals.usage_deltas_.clear();
   removals.released_.clear();
   return absl::OkStatus();
+}
+
+absl::StatusOr<Trie::ReferenceRebuild> Trie::RebuildPayloadReferences(
+    std::span<const NodeRecord* const> nodes, WriteBatch& batch,
+    std::vector<std::string>& files) const {
+  ReferenceRebuild result;
+  std::map<std::string, PayloadRefsRecord> detached;
+  std::map<std::string, std::string> stored;  // payload key -> record bytes
+  if (auto status = store_->Scan(
+          Column::kMeta, kPayloadRefsPrefix,
+          [&](std::string_view key, std::string_view value) {
+            const std::string payload_key(
+                key.substr(kPayloadRefsPrefix.size()));
+            stored[payload_key] = std::string(value);
+            PayloadRefsRecord record;
+            // One that does not parse is rewritten from the chunks.
+            if (record.ParseFromArray(value.data(),
+                                      static_cast<int>(value.size())) &&
+                record.detached())
+              detached[payload_key] = std::move(record);
+            return true;
+          });
+      !status.ok())
+    return status;
+  // Payloads the chunks name, and the records of the chunks they were coded
+  // against (referrers keep copies, and those copies their sources'), from
+  // which a detached payload whose record was lost is described again.
+  std::set<std::string> named;
+  std::map<std::string, const NodeRecord*> sources;
+  std::vector<const NodeRecord*> pending(nodes.begin(), nodes.end());
+  for (const NodeRecord* node : nodes)
+    if (!node->tokens_only()) named.insert(node->payload_key());
+  while (!pending.empty()) {
+    const NodeRecord* record = pending.back();
+    pending.pop_back();
+    for (const auto& reference : record->references())
+      if (sources.emplace(reference.record().payload_key(), &reference.record())
+              .second)
+        pending.push_back(&reference.record());
+  }
+  for (auto it = detached.begin(); it != detached.end();)
+    it = named.contains(it->first) ? detached.erase(it) : std::next(it);
+  std::map<std::string, uint64_t> counts;
+  for (bool changed = true; changed;) {
+    changed = false;
+    counts.clear();
+    for (const NodeRecord* node : nodes)
+      for (const auto& reference : node->references())
+        ++counts[reference.record().payload_key()];
+    for (const auto& [key, record] : detached)
+      for (const std::string& held : record.holds()) ++counts[held];
+    for (const auto& [key, count] : counts) {
+      if (named.contains(key) || detached.contains(key)) continue;
+      auto source = sources.find(key);
+      if (source == sources.end()) continue;
+      PayloadRefsRecord& record = detached[key];
+      record.set_detached(true);
+      record.set_payload_in_file(source->second->payload_in_file());
+      record.set_bytes_stored(source->second->bytes_stored());
+      record.set_namespace_(source->second->namespace_());
+      for (const auto& reference : source->second->references())
+        record.add_holds(reference.record().payload_key());
+      changed = true;
+    }
+    for (auto it = detached.begin(); it != detached.end();) {
+      if (counts[it->first] > 0) {
+        ++it;
+        continue;
+      }
+      NodeRecord payload;
+      payload.set_payload_key(it->first);
+      payload.set_payload_in_file(it->second.payload_in_file());
+      DeletePayload(payload, batch, files);
+      ++result.payloads_deleted;
+      it = detached.erase(it);
+      changed = true;
+    }
+  }
+  for (const auto& [key, count] : counts) {
+    if (count == 0) continue;
+    auto it = detached.find(key);
+    PayloadRefsRecord record =
+        it != detached.end() ? it->second : PayloadRefsRecord();
+    record.set_count(count);
+    std::string bytes = record.SerializeAsString();
+    auto was = stored.find(key);
+    if (was != stored.end() && was->second == bytes) continue;
+    batch.Put(Column::kMeta, PayloadRefsKey(key), bytes);
+    ++result.records_rewritten;
+  }
+  for (const auto& [key, bytes] : stored) {
+    auto it = counts.find(key);
+    if (it != counts.end() && it->second > 0) continue;
+    batch.Delete(Column::kMeta, PayloadRefsKey(key));
+    ++result.records_rewritten;
+  }
+  for (const auto& [key, record] : detached)
+    result.detached_usage[record.namespace_()].bytes_stored +=
+        static_cast<int64_t>(record.bytes_stored());
+  return result;
 }
 
 absl::StatusOr<uint64_t> Trie::SweepOrphanPayloadFiles() {

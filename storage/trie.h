@@ -286,6 +286,24 @@ class Trie {
   // how many it deleted. Call before serving, like SweepOrphanPayloadFiles.
   absl::StatusOr<uint64_t> SweepStagedPayloads();
 
+  // What RebuildPayloadReferences did.
+  struct ReferenceRebuild {
+    uint64_t records_rewritten = 0;  // reference records set or deleted
+    uint64_t payloads_deleted = 0;   // detached payloads no chunk needs
+    // Bytes of the detached payloads kept, by namespace: their namespaces
+    // are still charged for them.
+    std::map<std::string, Usage> detached_usage;
+  };
+  // Offline repair only (no Commit may run beside it): sets every
+  // payload's reference count to what `nodes` (every chunk that stays) and
+  // the detached payloads that stay reference, and deletes the detached
+  // payloads nothing references any more, with their own references let
+  // go. The records change in `batch`; payload files to delete once it is
+  // written are added to `files`.
+  absl::StatusOr<ReferenceRebuild> RebuildPayloadReferences(
+      std::span<const NodeRecord* const> nodes, WriteBatch& batch,
+      std::vector<std::string>& files) const;
+
  private:
   void RemoveNode(const NodeKey& key, const NodeRecord& record,
                   NodeRemovals& removals) const;

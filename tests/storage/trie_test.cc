@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
+#include "storage/store_repair.h"
 #include "tests/scoped_temp_dir.h"
 #include "tests/storage/chunk_chain.h"
 
@@ -518,6 +519,87 @@ TEST_F(TrieTest, DetachedPayloadsHoldWhatTheyWereCodedAgainst) {
   EXPECT_FALSE(trie_->ReadPayload(b.record).ok());
   EXPECT_FALSE(*trie_->IsReferenced(a.record.payload_key()));
   EXPECT_FALSE(*trie_->IsReferenced(b.record.payload_key()));
+}
+
+// The offline repair follows references: it recounts them (here a lost
+// reference record), keeps a detached payload while chunks are coded
+// against it, and drops those chunks once that payload is damaged, and the
+// payload with them.
+TEST_F(TrieTest, RepairFollowsReferences) {
+  trie_.reset();
+  store_.reset();
+  Open(/*payload_file_min_bytes=*/8);
+  auto chunk = [&](const std::string& root_name, const std::string& bytes,
+                   const PendingNode* against) {
+    std::vector<PendingNode> nodes =
+        ChunkChain(RootKey("t", root_name), Iota(4), 4);
+    NodeRecord& record = nodes[0].record;
+    record.set_namespace_("ns");
+    if (against != nullptr) {
+      auto* reference = record.add_references();
+      reference->set_node_key(against->key.Bytes());
+      *reference->mutable_record() = against->record;
+    }
+    EXPECT_TRUE(trie_->StagePayload(bytes, record).ok());
+    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = "ns"}).ok());
+    return nodes[0];
+  };
+  const PendingNode source = chunk("a", "source bytes", nullptr);
+  ASSERT_TRUE(source.record.payload_in_file());
+  const PendingNode b = chunk("b", "bb", &source);
+  const PendingNode c = chunk("c", "cc", &source);
+  NodeRemovals removals = trie_->StartRemovals();
+  ASSERT_TRUE(trie_->RemoveSubtree(RootKey("t", "a"), {}, 4, removals).ok());
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  const int64_t charged = 12 + 2 + 2;
+  ASSERT_EQ(trie_->usage().Get("ns").bytes_stored, charged);
+  WriteBatch lose(*store_);
+  lose.Delete(Column::kMeta, "payload_refs/" + source.record.payload_key());
+  ASSERT_TRUE(store_->Write(lose, /*durable=*/true).ok());
+  // The one payload file: the referrers' payloads are too small for files.
+  std::filesystem::path source_file;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           store_->payload_files().dir()))
+    if (entry.is_regular_file()) source_file = entry.path();
+  ASSERT_FALSE(source_file.empty());
+  trie_.reset();
+  store_.reset();
+
+  auto report = RepairStore({.path = dir_.string(), .sync_commits = false});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->nodes_removed, 0u);
+  EXPECT_EQ(report->reference_records_rewritten, 1u);
+  EXPECT_EQ(report->payloads_removed, 0u);
+  Open(8);
+  ASSERT_TRUE(trie_->Load().ok());
+  EXPECT_TRUE(*trie_->IsReferenced(source.record.payload_key()));
+  EXPECT_TRUE(trie_->ReadPayload(source.record).ok());
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, charged);
+  // Both referrers go as before: the payload with the last.
+  removals = trie_->StartRemovals();
+  ASSERT_TRUE(trie_->RemoveSubtree(RootKey("t", "b"), {}, 4, removals).ok());
+  ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
+  EXPECT_TRUE(trie_->ReadPayload(source.record).ok());
+  const PendingNode d = chunk("d", "dd", &source);
+  trie_.reset();
+  store_.reset();
+
+  // The detached payload is damaged: its referrers cannot decode.
+  {
+    std::ofstream damage(source_file, std::ios::binary | std::ios::trunc);
+    damage << "damaged bytes";
+  }
+  report = RepairStore({.path = dir_.string(), .sync_commits = false});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->nodes_removed, 2u);  // c and d, and with d the payload
+  Open(8);
+  ASSERT_TRUE(trie_->Load().ok());
+  EXPECT_FALSE(trie_->ReadNode(c.key)->has_value());
+  EXPECT_FALSE(trie_->ReadNode(d.key)->has_value());
+  EXPECT_FALSE(*trie_->IsReferenced(source.record.payload_key()));
+  EXPECT_FALSE(std::filesystem::exists(source_file));
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored, 0);
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 0);
 }
 
 }  // namespace
