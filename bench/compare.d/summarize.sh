@@ -57,25 +57,28 @@ summarize_same_host() {
 # with --sync_writes=true (seqkv_durable_put_M.json) against Redis fsyncing
 # its append-only file before each reply (redis_aof_always_set_M.json), and
 # against Redis fsyncing it once a second (redis_aof_set_M.json), which
-# acknowledges writes a power loss can still take. Prints nothing for runs
-# without them.
+# acknowledges writes a power loss can still take, and against new files
+# written and fsynced (durable_files_M.json: the disk's ceiling). Prints
+# nothing for runs without them.
 summarize_durable() {
-  local dir="$1" sizes="$2" mib s al ev
+  local dir="$1" sizes="$2" mib s al ev d
   ls "$dir"/seqkv_durable_put_*.json > /dev/null 2>&1 || return 0
   echo
   echo "Durable Puts (seqkv --sync_writes=true over gRPC):"
   echo
-  echo "| value | seqkv durable Put GB/s | p50 / p99 ms | Redis AOF always GB/s | p50 / p99 ms | Redis AOF everysec GB/s | seqkv/Redis always | seqkv/Redis everysec |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| value | seqkv durable Put GB/s | p50 / p99 ms | Redis AOF always GB/s | p50 / p99 ms | Redis AOF everysec GB/s | new files fsynced GB/s | seqkv/Redis always | seqkv/Redis everysec | seqkv/new files fsynced |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for mib in $sizes; do
     s=$(field "$dir/seqkv_durable_put_${mib}.json" put gbps)
     al=$(field "$dir/redis_aof_always_set_${mib}.json" set gbps)
     ev=$(field "$dir/redis_aof_set_${mib}.json" set gbps)
+    d=$(field "$dir/durable_files_${mib}.json" durable_files gbps)
     echo "| ${mib} MiB | $(fmt "$s") |" \
       "$(fmt "$(field "$dir/seqkv_durable_put_${mib}.json" put p50_ms)" 2) / $(fmt "$(field "$dir/seqkv_durable_put_${mib}.json" put p99_ms)" 2) |" \
       "$(fmt "$al") |" \
       "$(fmt "$(field "$dir/redis_aof_always_set_${mib}.json" set p50_ms)" 2) / $(fmt "$(field "$dir/redis_aof_always_set_${mib}.json" set p99_ms)" 2) |" \
-      "$(fmt "$ev") | $(ratio "$s" "$al") | $(ratio "$s" "$ev") |"
+      "$(fmt "$ev") | $(fmt "$d") | $(ratio "$s" "$al") | $(ratio "$s" "$ev") |" \
+      "$(ratio "$s" "$d") |"
   done
 }
 

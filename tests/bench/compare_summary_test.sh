@@ -45,8 +45,9 @@ for file in "$RUN"/seqkv_durable_put_*.json; do
   s=$(gbps "$file" put)
   al=$(gbps "$RUN/redis_aof_always_set_$mib.json" set)
   ev=$(gbps "$RUN/redis_aof_set_$mib.json" set)
-  want=$(awk -v s="$s" -v al="$al" -v ev="$ev" \
-    'BEGIN { printf "%.2f | %.2f |", s / al, s / ev }')
+  d=$(gbps "$RUN/durable_files_$mib.json" durable_files)
+  want=$(awk -v s="$s" -v al="$al" -v ev="$ev" -v d="$d" \
+    'BEGIN { printf "%.2f | %.2f | %.2f |", s / al, s / ev, s / d }')
   row=$(echo "$table" | sed -n '/^Durable Puts/,$p' | grep "^| $mib MiB |") ||
     fail "no durable row for $mib MiB"
   [[ "$row" == *"$want" ]] || fail "durable row '$row' does not end with '$want'"
@@ -70,6 +71,7 @@ done
 echo "$plan" | grep -q "appendonly yes" || fail "dry run does not plan Redis with AOF"
 echo "$plan" | grep -q "appendfsync always" || fail "dry run does not plan Redis fsyncing every write"
 echo "$plan" | grep -q "sync_writes=true" || fail "dry run does not plan durable seqkv Puts"
+echo "$plan" | grep -q "durable_files" || fail "dry run does not plan the durable-files ceiling"
 echo "$plan" | grep -q "keys_per_client 0" || fail "dry run does not plan Redis SETs of new keys"
 echo "$plan" | grep -q "fresh_pages" || fail "dry run does not plan memcpy to fresh pages"
 help="$("$COMPARE" --help)"

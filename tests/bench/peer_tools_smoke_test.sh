@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The peers bench/compare measures seqkv against: seqkv-memcpy-bench in both
-# modes, seqkv-null-grpc in both directions, and seqkv-redis-bench against a
+# The peers bench/compare measures seqkv against: seqkv-memcpy-bench in its
+# three modes, seqkv-null-grpc in both directions, and seqkv-redis-bench against a
 # real redis-server (SETs of new keys must each store a key of their own,
 # untimed warm-up SETs included; cycling SETs must not).
 set -euo pipefail
@@ -13,6 +13,15 @@ for fresh in false true; do
   jq -e '.ops.memcpy.count > 0 and .ops.memcpy.gbps > 0' <<< "$out" > /dev/null \
     || fail "memcpy measured nothing: $out"
 done
+# Durable new files: each one written, synced, and all removed at the end.
+files=$(mktemp -d)
+out=$("$BIN/seqkv-memcpy-bench" --bytes 65536 --threads 2 --duration_s 0.2 \
+  --durable_files "$files/d" --json)
+jq -e '.config.durable_files and .ops.durable_files.count > 0
+  and .ops.durable_files.gbps > 0' <<< "$out" > /dev/null \
+  || fail "durable files measured nothing: $out"
+[ -z "$(ls -A "$files/d")" ] || fail "durable files left behind: $(ls "$files/d" | head -3)"
+rm -rf "$files"
 
 # The null gRPC stream: both directions move every byte, warm-up apart.
 work=$(mktemp -d)
