@@ -75,8 +75,8 @@ std::string RepairReport::Describe() const {
       " reference counts of payloads chunks are coded against\n", "removed ",
       index_entries_removed,
       " index and stats entries of chunks that are gone\n", "removed ",
-      payloads_removed, " payloads no chunk names\n", "recounted the usage of ",
-      usage_recounted, " namespaces\n");
+      payloads_removed, " payloads no chunk names or references\n",
+      "recounted the usage of ", usage_recounted, " namespaces\n");
 }
 
 absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
@@ -94,6 +94,35 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
   if (auto status = trie.Load(); !status.ok()) return status;
   auto nodes = ReadNodes(store, report);
   if (!nodes.ok()) return nodes.status();
+
+  // Reference counts as `staying` has them; detached payloads nothing
+  // needs any more go.
+  std::map<std::string, Usage> detached_usage;
+  auto rebuild_references = [&](const auto& staying_if) -> absl::Status {
+    std::vector<const NodeRecord*> staying;
+    for (const auto& [key, record] : *nodes)
+      if (staying_if(key)) staying.push_back(&record);
+    WriteBatch references(store);
+    references.MarkFreesSpace();
+    std::vector<std::string> detached_files;
+    auto rebuilt =
+        trie.RebuildPayloadReferences(staying, references, detached_files);
+    if (!rebuilt.ok()) return rebuilt.status();
+    if (auto status = store.Write(references, /*durable=*/true); !status.ok())
+      return status;
+    for (const std::string& key : detached_files)
+      store.payload_files().Remove(key).IgnoreError();
+    report.reference_records_rewritten += rebuilt->records_rewritten;
+    report.payloads_removed += rebuilt->payloads_deleted;
+    detached_usage = std::move(rebuilt->detached_usage);
+    return absl::OkStatus();
+  };
+  // First, so that the removals below settle true counts: a payload whose
+  // count was lost would otherwise go with its chunk while others are
+  // coded against it.
+  if (auto status = rebuild_references([](const NodeKey&) { return true; });
+      !status.ok())
+    return status;
 
   // Chunks that cannot be served go with everything below them; a removal
   // can orphan more (a child whose index entry was lost), so repeat.
@@ -115,23 +144,10 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
   }
   report.nodes_removed = removed.size();
 
-  // Reference counts as the chunks that stay have them; detached payloads
-  // nothing needs any more go.
-  std::vector<const NodeRecord*> staying;
-  for (const auto& [key, record] : *nodes)
-    if (!removed.contains(key)) staying.push_back(&record);
-  WriteBatch references(store);
-  references.MarkFreesSpace();
-  std::vector<std::string> detached_files;
-  auto rebuilt =
-      trie.RebuildPayloadReferences(staying, references, detached_files);
-  if (!rebuilt.ok()) return rebuilt.status();
-  if (auto status = store.Write(references, /*durable=*/true); !status.ok())
+  if (auto status = rebuild_references(
+          [&](const NodeKey& key) { return !removed.contains(key); });
+      !status.ok())
     return status;
-  for (const std::string& key : detached_files)
-    store.payload_files().Remove(key).IgnoreError();
-  report.reference_records_rewritten = rebuilt->records_rewritten;
-  report.payloads_removed += rebuilt->payloads_deleted;
 
   // Index and stats entries of chunks that are gone; the index entries of
   // those that stay are written again, in case theirs were lost.
@@ -165,7 +181,7 @@ absl::StatusOr<RepairReport> RepairStore(const KvStoreOptions& options) {
       !status.ok())
     return status;
   // Detached payloads stay charged to their namespaces.
-  std::map<std::string, Usage> usage = rebuilt->detached_usage;
+  std::map<std::string, Usage> usage = detached_usage;
   absl::flat_hash_set<std::string> payload_keys;
   for (const auto& [key, record] : *nodes) {
     if (removed.contains(key)) continue;

@@ -602,5 +602,46 @@ TEST_F(TrieTest, RepairFollowsReferences) {
   EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 0);
 }
 
+// A chunk the repair removes (its parent was lost) keeps its payload for
+// the chunks coded against it, even when the payload's reference record
+// was lost too: the repair counts references before it removes anything.
+TEST_F(TrieTest, RepairKeepsThePayloadOfARemovedSourceForItsReferrers) {
+  std::vector<PendingNode> chain = ChunkChain(RootKey("t", "a"), Iota(8), 4);
+  for (PendingNode& node : chain) {
+    node.record.set_namespace_("ns");
+    ASSERT_TRUE(trie_->StagePayload("chain payload", node.record).ok());
+  }
+  ASSERT_TRUE(trie_->Commit(chain, {.name_space = "ns"}).ok());
+  const PendingNode& source = chain[1];
+  std::vector<PendingNode> referrer =
+      ChunkChain(RootKey("t", "b"), Iota(4, 4), 4);
+  referrer[0].record.set_namespace_("ns");
+  auto* reference = referrer[0].record.add_references();
+  reference->set_node_key(source.key.Bytes());
+  *reference->mutable_record() = source.record;
+  ASSERT_TRUE(trie_->StagePayload("referrer", referrer[0].record).ok());
+  ASSERT_TRUE(trie_->Commit(referrer, {.name_space = "ns"}).ok());
+  WriteBatch lose(*store_);
+  lose.Delete(Column::kNodes, chain[0].key.Bytes());
+  lose.Delete(Column::kMeta, "payload_refs/" + source.record.payload_key());
+  ASSERT_TRUE(store_->Write(lose, /*durable=*/true).ok());
+  trie_.reset();
+  store_.reset();
+
+  auto report = RepairStore({.path = dir_.string(), .sync_commits = false});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->nodes_removed, 1u);  // the source, whose parent is gone
+  Open();
+  ASSERT_TRUE(trie_->Load().ok());
+  EXPECT_FALSE(trie_->ReadNode(source.key)->has_value());
+  EXPECT_TRUE(trie_->ReadNode(referrer[0].key)->has_value());
+  EXPECT_TRUE(trie_->ReadPayload(source.record).ok());
+  EXPECT_TRUE(*trie_->IsReferenced(source.record.payload_key()));
+  EXPECT_EQ(trie_->usage().Get("ns").chunks_stored, 1);
+  EXPECT_EQ(trie_->usage().Get("ns").bytes_stored,
+            static_cast<int64_t>(source.record.bytes_stored() +
+                                 referrer[0].record.bytes_stored()));
+}
+
 }  // namespace
 }  // namespace seqkv
