@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/stored_chunk.h"
 #include "spdlog/spdlog.h"
-#include "storage/reuse_counts_record.h"
+#include "storage/estimator_record.h"
 
 namespace seqkv {
 namespace {
@@ -103,8 +103,8 @@ absl::Status CacheEngine::Start() {
       !status.ok())
     return status;
   // Learned statistics only: a damaged record is learned again.
-  if (auto status = RestoreReuseCounts(); absl::IsDataLoss(status))
-    spdlog::warn("retention's reuse counts are lost ({}); learning them again",
+  if (auto status = RestoreLearned(); absl::IsDataLoss(status))
+    spdlog::warn("what retention learned is lost ({}); learning it again",
                  status.ToString());
   else if (!status.ok())
     return status;
@@ -147,29 +147,25 @@ void CacheEngine::SaveCounters() {
   if (!store_->damage().empty()) return;  // read-only: nothing is written
   if (auto status = stats_.Save(); !status.ok())
     spdlog::warn("saving request counters failed: {}", status.ToString());
-  const PrefixEstimator::ReachedCounts counts = index_.ReuseCounts();
-  ReuseCountsRecord record;
-  for (uint64_t reached : counts[0]) record.add_reached_whole(reached);
-  for (uint64_t reached : counts[1]) record.add_reached_partial(reached);
-  if (auto status = SaveReuseCounts(*store_, record); !status.ok())
-    spdlog::warn("saving retention's reuse counts failed: {}",
-                 status.ToString());
 }
 
-absl::Status CacheEngine::RestoreReuseCounts() {
-  auto record = LoadReuseCounts(*store_);
+absl::Status CacheEngine::RestoreLearned() {
+  auto record = LoadEstimatorRecord(*store_);
   if (!record.ok()) return record.status();
   if (!record->has_value()) return absl::OkStatus();
   // A record of other sizes (another build's class count) restores what
   // fits; the rest is learned again.
-  PrefixEstimator::ReachedCounts counts{};
+  LearnedState learned;
   const auto& whole = (*record)->reached_whole();
   const auto& partial = (*record)->reached_partial();
-  for (size_t k = 0; k < counts[0].size(); ++k) {
-    if (k < static_cast<size_t>(whole.size())) counts[0][k] = whole[k];
-    if (k < static_cast<size_t>(partial.size())) counts[1][k] = partial[k];
+  for (size_t k = 0; k < learned.reached[0].size(); ++k) {
+    if (k < static_cast<size_t>(whole.size())) learned.reached[0][k] = whole[k];
+    if (k < static_cast<size_t>(partial.size()))
+      learned.reached[1][k] = partial[k];
   }
-  index_.RestoreReuseCounts(counts);
+  for (const auto& [name, clock] : (*record)->lookup_clocks())
+    learned.clocks[name] = {clock.lookups(), clock.log_lookups()};
+  index_.RestoreLearned(learned);
   return absl::OkStatus();
 }
 
@@ -191,8 +187,24 @@ void CacheEngine::ReportIdleOnce() {
 
 void CacheEngine::FlushVisits() {
   const std::vector<NodeVisits> visits = index_.TakeVisits();
-  // Visits are statistics: losing some to an error is acceptable.
-  if (auto status = trie_.RecordVisits(visits); !status.ok())
+  if (visits.empty() || !store_->damage().empty()) return;
+  // The lookup clocks the decayed counts in node stats are relative to go
+  // in the same batch, so that a crash keeps both or neither.
+  WriteBatch batch(*store_);
+  trie_.StageVisits(visits, batch);
+  const LearnedState learned = index_.Learned();
+  EstimatorRecord record;
+  for (uint64_t reached : learned.reached[0]) record.add_reached_whole(reached);
+  for (uint64_t reached : learned.reached[1])
+    record.add_reached_partial(reached);
+  for (const auto& [name, clock] : learned.clocks) {
+    auto& saved = (*record.mutable_lookup_clocks())[name];
+    saved.set_lookups(clock.lookups);
+    saved.set_log_lookups(clock.log_lookups);
+  }
+  StageEstimatorRecord(record, batch);
+  // Statistics: losing some to an error is acceptable.
+  if (auto status = store_->Write(batch, /*durable=*/false); !status.ok())
     spdlog::warn("recording {} node visits failed: {}", visits.size(),
                  status.ToString());
 }

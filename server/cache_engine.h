@@ -224,8 +224,9 @@ class CacheEngine {
   // reports the damage in storage_health(); nothing is swept then.
   absl::Status Start();
 
-  // Writes the visits counted since the last flush to the store (done every
-  // second on a background thread, and at destruction).
+  // Writes the visits counted since the last flush to the store, with what
+  // the index learned (done every second on a background thread, and at
+  // destruction).
   void FlushVisits();
 
   // The longest stored prefix of the query over the namespaces of `scope`.
@@ -352,12 +353,12 @@ class CacheEngine {
       const std::function<bool(std::string&)>* on_data,
       const std::function<absl::StatusOr<std::span<std::byte>>(const GetPlan&)>*
           destination);
-  // Saves the request counters and retention's reuse counts; logs a
-  // failure.
+  // Saves the request counters; logs a failure.
   void SaveCounters();
-  // Restores the reuse counts saved before, on a start; DATA_LOSS when
-  // their record does not parse (Start then logs it and goes on).
-  absl::Status RestoreReuseCounts();
+  // Restores what the node index learned before a restart (FlushVisits
+  // saves it); DATA_LOSS when its record does not parse (Start then logs
+  // it and goes on).
+  absl::Status RestoreLearned();
 
   // Notes that a Put, Get or Delete is running (for `on_idle`).
   void MarkBusy();

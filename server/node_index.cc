@@ -75,19 +75,20 @@ absl::Status NodeIndex::Load(const Trie& trie) {
   ghosts_.clear();
   ghost_order_.clear();
   auto status = trie.ForEachNode([&](const NodeKey& key,
-                                     const NodeRecord& record, uint64_t visits,
-                                     int64_t last_used) {
+                                     const NodeRecord& record,
+                                     const NodeStats& stats) {
     content_.Add(key, record);
     // ForEachNode runs on this thread, under the lock taken above.
     mutex_.AssertHeld();
     const uint32_t occurrences = static_cast<uint32_t>(
-        std::min<uint64_t>(visits + 1, uint64_t{1} << 30));
+        std::min<uint64_t>(stats.visits + 1, uint64_t{1} << 30));
     AddLocked(
         key,
         {.parent = NodeKey::FromBytes(record.parent_key()),
          .name_space = record.namespace_(),
-         .last_used = last_used,
+         .last_used = stats.last_used_micros,
          .facts = FactsOf(record, occurrences, options_.rank_by_logical_bytes),
+         .log_visits = stats.log_lookup_visits,
          .tokens_hash = TokensHashOf(record),
          .tier = TierOf(record),
          .bytes_stored = record.bytes_stored()},
@@ -288,6 +289,13 @@ void NodeIndex::Add(const NodeKey& key, const NodeRecord& record,
              .tier = TierOf(record),
              .bytes_stored = record.bytes_stored()},
             /*chain=*/true);
+  KeepLogVisitsLocked(key, log_visits);
+}
+
+void NodeIndex::KeepLogVisitsLocked(const NodeKey& key, double log_visits) {
+  NodeVisits& visits = visits_[key];
+  visits.key = key;
+  visits.log_lookup_visits = std::max(visits.log_lookup_visits, log_visits);
 }
 
 std::vector<NodeKey> NodeIndex::MatchWholeChunks(
@@ -385,6 +393,8 @@ void NodeIndex::ApplyVisitLocked(const QueuedVisit& visit) {
     ++visits.visits;
     visits.last_used_micros =
         std::max(visits.last_used_micros, visit.now_micros);
+    visits.log_lookup_visits =
+        std::max(visits.log_lookup_visits, entry.log_visits);
   }
 }
 
@@ -480,6 +490,7 @@ bool NodeIndex::Readmit(const NodeKey& key, const NodeRecord& record,
   if (!entry.looked_up_as_tokens) {
     entry.log_visits = estimator_.AddAt(entry.log_visits, state.stats.lookups);
     estimator_.CountOccurrence(entry.facts.partial, ++entry.facts.occurrences);
+    KeepLogVisitsLocked(key, entry.log_visits);
   }
   entry.looked_up_as_tokens = false;
   entry.last_used = std::max(entry.last_used, now_micros);
@@ -643,18 +654,26 @@ double NodeIndex::Probability(const NodeKey& key) const {
                   std::exp2(it->second.log_visits - state->second.log_lookups));
 }
 
-PrefixEstimator::ReachedCounts NodeIndex::ReuseCounts() {
+LearnedState NodeIndex::Learned() {
   absl::MutexLock lock(&mutex_);
   ApplyQueuedVisitsLocked();
-  return estimator_.reached();
+  LearnedState learned{.reached = estimator_.reached()};
+  for (const auto& [name, state] : namespaces_)
+    if (state.stats.lookups > 0)
+      learned.clocks[name] = {state.stats.lookups, state.log_lookups};
+  return learned;
 }
 
-void NodeIndex::RestoreReuseCounts(
-    const PrefixEstimator::ReachedCounts& counts) {
+void NodeIndex::RestoreLearned(const LearnedState& learned) {
   absl::MutexLock lock(&mutex_);
   // Ranks keep p̂(reuse) apart from their order (LogReuse is looked up when
   // leaves are compared), so nothing needs re-ranking.
-  estimator_.RestoreReached(counts);
+  estimator_.RestoreReached(learned.reached);
+  for (const auto& [name, clock] : learned.clocks) {
+    NamespaceState& state = namespaces_[name];
+    state.stats.lookups = clock.lookups;
+    state.log_lookups = clock.log_lookups;
+  }
 }
 
 std::vector<double> NodeIndex::ReuseProbabilities(bool partial) const {

@@ -80,6 +80,18 @@ struct RetentionStats {
   TierUsage tiers[kTokensOnlyTier + 1];
 };
 
+// What the index learns from requests beyond the nodes' own stats: the
+// counts p̂(reuse) is learned from, and each namespace's lookup clock, which
+// the nodes' decayed lookup counts (NodeStats) are relative to.
+struct LearnedState {
+  struct LookupClock {
+    uint64_t lookups = 0;
+    double log_lookups = kNoLookupVisits;
+  };
+  PrefixEstimator::ReachedCounts reached{};
+  std::map<std::string, LookupClock> clocks;
+};
+
 class NodeIndex {
  public:
   explicit NodeIndex(NodeIndexOptions options = {});
@@ -162,10 +174,10 @@ class NodeIndex {
   // Takes only a reader lock: lookups call it.
   double Probability(const NodeKey& key) const;
   std::map<std::string, RetentionStats> Stats();
-  // What retention has learned of reuse (queued visits applied first), to
-  // save; and to restore after Load, on a restart.
-  PrefixEstimator::ReachedCounts ReuseCounts();
-  void RestoreReuseCounts(const PrefixEstimator::ReachedCounts& counts);
+  // What the index has learned from requests (queued visits applied
+  // first), to save; and to restore after Load, on a restart.
+  LearnedState Learned();
+  void RestoreLearned(const LearnedState& learned);
   // p̂(reuse) of a chunk seen k = 1 .. kClasses - 1 times, whole or a
   // trailing partial chunk.
   std::vector<double> ReuseProbabilities(bool partial) const;
@@ -260,6 +272,10 @@ class NodeIndex {
   }
   // The rank `entry` has now under the policy.
   double RankLocked(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Queues the node's decayed lookup count (log form) for the next
+  // TakeVisits, so that the node's stats keep P̂ across a restart.
+  void KeepLogVisitsLocked(const NodeKey& key, double log_visits)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Re-ranks `entry` (a leaf moves in leaves_) after a use.
   void ReRankLocked(const NodeKey& key, Entry& entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

@@ -26,14 +26,18 @@ class NodeStatsMergeOperator : public rocksdb::AssociativeMergeOperator {
   bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing,
              const rocksdb::Slice& value, std::string* new_value,
              rocksdb::Logger* logger) const override {
-    uint64_t visits = 0, add_visits = 0;
-    int64_t last = 0, add_last = 0;
+    NodeStats merged;
     if (existing != nullptr)
-      DecodeNodeStats(std::string_view(existing->data(), existing->size()),
-                      visits, last);
-    DecodeNodeStats(std::string_view(value.data(), value.size()), add_visits,
-                    add_last);
-    *new_value = EncodeNodeStats(visits + add_visits, std::max(last, add_last));
+      merged =
+          DecodeNodeStats(std::string_view(existing->data(), existing->size()));
+    const NodeStats added =
+        DecodeNodeStats(std::string_view(value.data(), value.size()));
+    merged.visits += added.visits;
+    merged.last_used_micros =
+        std::max(merged.last_used_micros, added.last_used_micros);
+    merged.log_lookup_visits =
+        std::max(merged.log_lookup_visits, added.log_lookup_visits);
+    *new_value = EncodeNodeStats(merged);
     return true;
   }
   const char* Name() const override { return "seqkv.NodeStatsMerge"; }
@@ -141,20 +145,27 @@ absl::StatusOr<uint64_t> FreeBytes(const std::string& path) {
 
 }  // namespace
 
-std::string EncodeNodeStats(uint64_t visits, int64_t last_used_micros) {
-  std::string out(16, '\0');
-  std::memcpy(out.data(), &visits, 8);
-  std::memcpy(out.data() + 8, &last_used_micros, 8);
+std::string EncodeNodeStats(const NodeStats& stats) {
+  std::string out(24, '\0');
+  std::memcpy(out.data(), &stats.visits, 8);
+  std::memcpy(out.data() + 8, &stats.last_used_micros, 8);
+  std::memcpy(out.data() + 16, &stats.log_lookup_visits, 8);
   return out;
 }
 
-void DecodeNodeStats(std::string_view value, uint64_t& visits,
-                     int64_t& last_used_micros) {
-  visits = 0;
-  last_used_micros = 0;
-  if (value.size() != 16) return;
-  std::memcpy(&visits, value.data(), 8);
-  std::memcpy(&last_used_micros, value.data() + 8, 8);
+NodeStats DecodeNodeStats(std::string_view value) {
+  NodeStats stats;
+  if (value.size() != 16 && value.size() != 24) return stats;
+  std::memcpy(&stats.visits, value.data(), 8);
+  std::memcpy(&stats.last_used_micros, value.data() + 8, 8);
+  if (value.size() == 24) {
+    std::memcpy(&stats.log_lookup_visits, value.data() + 16, 8);
+    // Not a number, or beyond any count a clock reaches: none.
+    if (!(stats.log_lookup_visits > kNoLookupVisits &&
+          stats.log_lookup_visits < 1e15))
+      stats.log_lookup_visits = kNoLookupVisits;
+  }
+  return stats;
 }
 
 absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {

@@ -222,11 +222,21 @@ class KvStore {
   std::unique_ptr<PayloadFiles> payload_files_;
 };
 
-// Node stats values: visits (u64) and last use in unix micros (u64), merged
-// by a RocksDB merge operator so a lookup never reads before it writes.
-std::string EncodeNodeStats(uint64_t visits, int64_t last_used_micros);
-void DecodeNodeStats(std::string_view value, uint64_t& visits,
-                     int64_t& last_used_micros);
+// A node's stats: its visits, its last use in unix micros, and its decayed
+// count of lookups through it in the log form of server/prefix_estimator.h
+// (log2 of the count plus the namespace's lookup clock over the half-life:
+// it only grows). Stored as 24 bytes (16 before the decayed count, read as
+// none) and merged by a RocksDB merge operator (visits add, the others take
+// the larger), so a lookup never reads before it writes.
+inline constexpr double kNoLookupVisits = -1e300;
+struct NodeStats {
+  uint64_t visits = 0;
+  int64_t last_used_micros = 0;
+  double log_lookup_visits = kNoLookupVisits;
+};
+std::string EncodeNodeStats(const NodeStats& stats);
+// Values of other sizes read as no stats.
+NodeStats DecodeNodeStats(std::string_view value);
 
 // RocksDB status to absl status; `what` names the operation.
 absl::Status FromRocks(const rocksdb::Status& status, std::string_view what);

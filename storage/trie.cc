@@ -261,27 +261,34 @@ absl::Status Trie::ReadPayloadInto(
   return absl::OkStatus();
 }
 
+void Trie::StageVisits(std::span<const NodeVisits> visits,
+                       WriteBatch& batch) const {
+  for (const NodeVisits& node : visits)
+    batch.Merge(Column::kNodeStats, node.key.Bytes(),
+                EncodeNodeStats({node.visits, node.last_used_micros,
+                                 node.log_lookup_visits}));
+}
+
 absl::Status Trie::RecordVisits(std::span<const NodeVisits> visits) {
   if (visits.empty()) return absl::OkStatus();
   WriteBatch batch(*store_);
-  for (const NodeVisits& node : visits)
-    batch.Merge(Column::kNodeStats, node.key.Bytes(),
-                EncodeNodeStats(node.visits, node.last_used_micros));
-  return store_->WriteUnlogged(batch);
+  StageVisits(visits, batch);
+  return store_->Write(batch, /*durable=*/false);
 }
 
 absl::Status Trie::ReadVisits(const NodeKey& key, uint64_t& visits,
                               int64_t& last_used_micros) const {
   auto value = store_->Get(Column::kNodeStats, key.Bytes());
   if (!value.ok()) return value.status();
-  DecodeNodeStats(value->value_or(""), visits, last_used_micros);
+  const NodeStats stats = DecodeNodeStats(value->value_or(""));
+  visits = stats.visits;
+  last_used_micros = stats.last_used_micros;
   return absl::OkStatus();
 }
 
 absl::Status Trie::ForEachNode(
     const std::function<void(const NodeKey& key, const NodeRecord& record,
-                             uint64_t visits, int64_t last_used_micros)>& visit)
-    const {
+                             const NodeStats& stats)>& visit) const {
   // Both columns are keyed by node key: walk them side by side rather than
   // reading each node's stats with a point lookup.
   auto it = store_->NewIterator(Column::kNodes);
@@ -294,15 +301,13 @@ absl::Status Trie::ForEachNode(
                                static_cast<int>(it->value().size())))
       return absl::DataLossError("a trie node record is corrupt");
     while (stats->Valid() && stats->key().compare(it->key()) < 0) stats->Next();
-    uint64_t visits = 0;
-    int64_t last_used = 0;
+    NodeStats node_stats;
     if (stats->Valid() && stats->key() == it->key())
-      DecodeNodeStats(
-          std::string_view(stats->value().data(), stats->value().size()),
-          visits, last_used);
+      node_stats = DecodeNodeStats(
+          std::string_view(stats->value().data(), stats->value().size()));
     visit(NodeKey::FromBytes(
               std::string_view(it->key().data(), it->key().size())),
-          record, visits, last_used);
+          record, node_stats);
   }
   if (!stats->status().ok())
     return FromRocks(stats->status(), "load node stats");
@@ -315,11 +320,9 @@ absl::Status Trie::ForEachNodeStats(
   return store_->Scan(Column::kNodeStats, "",
                       [&](std::string_view key, std::string_view value) {
                         if (key.size() != NodeKey::kSize) return true;
-                        uint64_t visits = 0;
-                        int64_t last_used = 0;
-                        DecodeNodeStats(value, visits, last_used);
-                        return visit(NodeKey::FromBytes(key), visits,
-                                     last_used);
+                        const NodeStats stats = DecodeNodeStats(value);
+                        return visit(NodeKey::FromBytes(key), stats.visits,
+                                     stats.last_used_micros);
                       });
 }
 
@@ -404,7 +407,9 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
                             tokens.empty() ? 0 : tokens[0], node.key),
               TokenBytes({tokens.data(), static_cast<size_t>(tokens.size())}));
     batch.Merge(Column::kNodeStats, key,
-                EncodeNodeStats(0, node.record.created_unix_micros()));
+                EncodeNodeStats(
+                    {.visits = 0,
+                     .last_used_micros = node.record.created_unix_micros()}));
     if (!node.record.payload_in_file())
       batch.Delete(Column::kMeta, StagedKey(node.record.payload_key()));
     ++result.added;

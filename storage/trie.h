@@ -46,6 +46,8 @@ struct NodeVisits {
   NodeKey key;
   uint64_t visits = 0;
   int64_t last_used_micros = 0;
+  // The node's decayed lookup count now (NodeStats), or none.
+  double log_lookup_visits = kNoLookupVisits;
 };
 
 struct TrieMatch {
@@ -180,17 +182,19 @@ class Trie {
   absl::Status ReadPayloadInto(const NodeRecord& node,
                                std::span<const std::span<char>> pieces) const;
 
-  // Adds visits to the nodes' stats (best effort: not logged, merged).
+  // Adds visits to the nodes' stats, merged, in `batch` (which the caller
+  // writes, with what else goes with them).
+  void StageVisits(std::span<const NodeVisits> visits, WriteBatch& batch) const;
+  // StageVisits in a batch of their own, written (logged, not synced).
   absl::Status RecordVisits(std::span<const NodeVisits> visits);
   // Visits and last use of a node.
   absl::Status ReadVisits(const NodeKey& key, uint64_t& visits,
                           int64_t& last_used_micros) const;
 
-  // Calls `visit` with every node, its visits and last use, in key order.
+  // Calls `visit` with every node and its stats, in key order.
   absl::Status ForEachNode(
       const std::function<void(const NodeKey& key, const NodeRecord& record,
-                               uint64_t visits, int64_t last_used_micros)>&
-          visit) const;
+                               const NodeStats& stats)>& visit) const;
   // Calls `visit` with the stats of every node that has some, in key order,
   // until it returns false. Stats may outlive their node by a moment (a
   // visit counted during its removal): ReadNode tells.

@@ -290,9 +290,10 @@ TEST_F(KvCacheTest, RestartKeepsEverything) {
   EXPECT_EQ(again.chunks_deduped, put.chunks_new);
 }
 
-// p̂(reuse | occurrences), which retention ranks chunks by, is learned from
-// the requests and must not start over at 1/2 after a restart.
-TEST_F(KvCacheTest, RestartKeepsWhatRetentionLearnedOfReuse) {
+// What the index learns from requests -- p̂(reuse | occurrences), which
+// retention ranks chunks by, and P̂(prefix), the probability that a lookup
+// passes through a chunk -- must not start over after a restart.
+TEST_F(KvCacheTest, RestartKeepsWhatRetentionLearned) {
   const KvLayout layout{2, 2, 64, DType::kBF16};
   std::vector<KvCache> caches;
   for (uint32_t seed = 0; seed < 8; ++seed) {
@@ -307,17 +308,35 @@ TEST_F(KvCacheTest, RestartKeepsWhatRetentionLearnedOfReuse) {
       EXPECT_EQ(result->matched_tokens, 512u);
     }
   const nlohmann::json learned = Stats()["retention"]["reuse_probability"];
+  // A lookup reports P̂ as of the visits applied before it (Stats applied
+  // them all).
+  auto before = client_->Lookup("small", caches[1].tokens);
+  ASSERT_TRUE(before.ok()) << before.status();
+  const double probability = before->probability;
+  EXPECT_GT(probability, 0.3);
   ASSERT_EQ(learned["whole"].size(), 15u);
   ASSERT_EQ(learned["partial"].size(), 15u);
   // Seen once: 4 of 16 chunks came back, (4 + 1) / (16 + 2); seen twice:
   // all 4 came back, (4 + 1) / (4 + 2).
   EXPECT_NEAR(learned["whole"][0].get<double>(), 5.0 / 18, 1e-9);
   EXPECT_NEAR(learned["whole"][1].get<double>(), 5.0 / 6, 1e-9);
+  const uint64_t lookups =
+      Stats()["retention"]["namespaces"]["default"]["lookups"];
   ASSERT_TRUE(server_->Restart().ok());
   auto client = server_->Connect();
   ASSERT_TRUE(client.ok());
   client_ = std::move(*client);
   EXPECT_EQ(Stats()["retention"]["reuse_probability"], learned);
+  EXPECT_EQ(
+      Stats()["retention"]["namespaces"]["default"]["lookups"].get<uint64_t>(),
+      lookups);
+  // The P̂ a lookup reports goes on from where it was.
+  auto after = client_->Lookup("small", caches[1].tokens);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_GT(after->probability, probability - 0.05);
+  auto never = client_->Lookup("small", caches[5].tokens);
+  ASSERT_TRUE(never.ok()) << never.status();
+  EXPECT_LT(never->probability, after->probability);
 }
 
 TEST_F(KvCacheTest, SeventyBillionClassLayoutStreams) {

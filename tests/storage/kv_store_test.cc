@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "storage/reuse_counts_record.h"
+#include "storage/estimator_record.h"
 #include "tests/scoped_temp_dir.h"
 
 namespace seqkv {
@@ -115,30 +115,64 @@ TEST(KvStoreTest, ReopenWaitsForReadersAndKeepsTheData) {
   EXPECT_TRUE(kv.health().writable);
 }
 
-// Retention's reuse counts come back as saved; a store without them says
+// What the node index learned comes back as saved; a store without it says
 // so; a record that does not parse is DATA_LOSS, not zeros.
-TEST(ReuseCountsRecordTest, SavedCountsComeBackAndDamageIsDataLoss) {
+TEST(EstimatorRecordTest, SavedRecordComesBackAndDamageIsDataLoss) {
   testing::ScopedTempDir dir;
   auto store =
       KvStore::Open({.path = dir.path().string(), .sync_commits = false});
   ASSERT_TRUE(store.ok()) << store.status();
   KvStore& kv = **store;
-  auto none = LoadReuseCounts(kv);
+  auto none = LoadEstimatorRecord(kv);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_FALSE(none->has_value());
 
-  ReuseCountsRecord saved;
+  EstimatorRecord saved;
   for (uint64_t n : {0, 16, 4, 4}) saved.add_reached_whole(n);
   saved.add_reached_partial(0);
   saved.add_reached_partial(3);
-  ASSERT_TRUE(SaveReuseCounts(kv, saved).ok());
-  auto loaded = LoadReuseCounts(kv);
+  auto& clock = (*saved.mutable_lookup_clocks())["ns"];
+  clock.set_lookups(7);
+  clock.set_log_lookups(2.5);
+  WriteBatch batch(kv);
+  StageEstimatorRecord(saved, batch);
+  ASSERT_TRUE(kv.Write(batch, /*durable=*/false).ok());
+  auto loaded = LoadEstimatorRecord(kv);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ASSERT_TRUE(loaded->has_value());
   EXPECT_EQ((*loaded)->SerializeAsString(), saved.SerializeAsString());
 
-  ASSERT_TRUE(kv.Put(Column::kMeta, "reuse_counts", "\xff\xff\xff").ok());
-  EXPECT_EQ(LoadReuseCounts(kv).status().code(), absl::StatusCode::kDataLoss);
+  ASSERT_TRUE(kv.Put(Column::kMeta, "estimator", "\xff\xff\xff").ok());
+  EXPECT_EQ(LoadEstimatorRecord(kv).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// Node stats: visits add, the last use and the decayed lookup count take
+// the larger; values written before the decayed count read as none.
+TEST(NodeStatsTest, MergeAddsVisitsAndKeepsTheLargerCount) {
+  testing::ScopedTempDir dir;
+  auto store =
+      KvStore::Open({.path = dir.path().string(), .sync_commits = false});
+  ASSERT_TRUE(store.ok()) << store.status();
+  KvStore& kv = **store;
+  for (const NodeStats& stats :
+       {NodeStats{2, 100, 3.5}, NodeStats{1, 50, 4.25}, NodeStats{0, 70}}) {
+    WriteBatch batch(kv);
+    batch.Merge(Column::kNodeStats, "node", EncodeNodeStats(stats));
+    ASSERT_TRUE(kv.Write(batch, /*durable=*/false).ok());
+  }
+  auto value = kv.Get(Column::kNodeStats, "node");
+  ASSERT_TRUE(value.ok() && value->has_value());
+  const NodeStats merged = DecodeNodeStats(**value);
+  EXPECT_EQ(merged.visits, 3u);
+  EXPECT_EQ(merged.last_used_micros, 100);
+  EXPECT_EQ(merged.log_lookup_visits, 4.25);
+  std::string old_format(16, '\0');
+  old_format[0] = 5;
+  const NodeStats old = DecodeNodeStats(old_format);
+  EXPECT_EQ(old.visits, 5u);
+  EXPECT_EQ(old.log_lookup_visits, kNoLookupVisits);
+  EXPECT_EQ(DecodeNodeStats("short").visits, 0u);
 }
 
 }  // namespace
