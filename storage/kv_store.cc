@@ -443,17 +443,6 @@ absl::Status KvStore::Write(WriteBatch& batch, bool durable) {
                    "commit");
 }
 
-absl::Status KvStore::WriteUnlogged(WriteBatch& batch) {
-  absl::MutexLock lock(&write_mutex_);
-  if (auto status = CheckWritesRunning(); !status.ok()) return status;
-  auto rocks = CurrentRocks();
-  if (!rocks.ok()) return rocks.status();
-  rocksdb::WriteOptions write;
-  write.disableWAL = true;
-  return NoteWrite(**rocks, (*rocks)->db->Write(write, &batch.batch_),
-                   "write counters");
-}
-
 absl::Status KvStore::NoteWrite(Rocks& rocks, const rocksdb::Status& status,
                                 std::string_view what) {
   if (status.ok()) return absl::OkStatus();

@@ -117,8 +117,6 @@ class KvStore {
   absl::Status Put(Column column, std::string_view key, std::string_view value);
   // Applies `batch` atomically; `durable` syncs the WAL first.
   absl::Status Write(WriteBatch& batch, bool durable);
-  // Applies `batch` without the WAL: for counters that may be lost on crash.
-  absl::Status WriteUnlogged(WriteBatch& batch);
   // Calls `visit` with every key of `column` that starts with `prefix`, in
   // key order, until it returns false.
   absl::Status Scan(
