@@ -19,6 +19,12 @@
 namespace seqkv {
 namespace {
 
+std::vector<int32_t> Iota(int n, int start = 0) {
+  std::vector<int32_t> v(n);
+  std::iota(v.begin(), v.end(), start);
+  return v;
+}
+
 class TrieTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
@@ -50,6 +56,26 @@ class TrieTest : public ::testing::Test {
     return *result;
   }
 
+  // Commits one chunk of tokens 0..3 under root ("t", `root_name`) in
+  // namespace "ns", with `bytes` as its payload, coded against `against`
+  // when that is given (a reference to it).
+  PendingNode CommitChunk(const std::string& root_name,
+                          const std::string& bytes,
+                          const PendingNode* against) {
+    std::vector<PendingNode> nodes =
+        ChunkChain(RootKey("t", root_name), Iota(4), 4);
+    NodeRecord& record = nodes[0].record;
+    record.set_namespace_("ns");
+    if (against != nullptr) {
+      auto* reference = record.add_references();
+      reference->set_node_key(against->key.Bytes());
+      *reference->mutable_record() = against->record;
+    }
+    EXPECT_TRUE(trie_->StagePayload(bytes, record).ok());
+    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = "ns"}).ok());
+    return nodes[0];
+  }
+
   uint32_t Match(const std::vector<int32_t>& tokens, uint32_t chunk) {
     auto match = trie_->Match(root_, tokens, chunk);
     EXPECT_TRUE(match.ok()) << match.status();
@@ -62,12 +88,6 @@ class TrieTest : public ::testing::Test {
   std::unique_ptr<Trie> trie_;
   NodeKey root_ = RootKey("tenant", "model|layout");
 };
-
-std::vector<int32_t> Iota(int n, int start = 0) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), start);
-  return v;
-}
 
 TEST(NodeKeyTest, ChainedHashCommitsToEverythingBefore) {
   const NodeKey root_a = RootKey("a", "m");
@@ -483,24 +503,9 @@ TEST_F(TrieTest, ReferencedPayloadsOutliveTheirNodes) {
 // A chain: B was coded against A, C against B. Removing A, then B, keeps
 // both payloads (C decodes through B, B through A) until C goes.
 TEST_F(TrieTest, DetachedPayloadsHoldWhatTheyWereCodedAgainst) {
-  auto chunk = [&](const std::string& root_name, const std::string& bytes,
-                   const PendingNode* against) {
-    std::vector<PendingNode> nodes =
-        ChunkChain(RootKey("t", root_name), Iota(4), 4);
-    NodeRecord& record = nodes[0].record;
-    record.set_namespace_("ns");
-    if (against != nullptr) {
-      auto* reference = record.add_references();
-      reference->set_node_key(against->key.Bytes());
-      *reference->mutable_record() = against->record;
-    }
-    EXPECT_TRUE(trie_->StagePayload(bytes, record).ok());
-    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = "ns"}).ok());
-    return nodes[0];
-  };
-  const PendingNode a = chunk("a", "aaaa", nullptr);
-  const PendingNode b = chunk("b", "bbbbbb", &a);
-  const PendingNode c = chunk("c", "cc", &b);
+  const PendingNode a = CommitChunk("a", "aaaa", nullptr);
+  const PendingNode b = CommitChunk("b", "bbbbbb", &a);
+  const PendingNode c = CommitChunk("c", "cc", &b);
   auto remove = [&](const std::string& root_name) {
     NodeRemovals removals = trie_->StartRemovals();
     ASSERT_TRUE(
@@ -529,25 +534,10 @@ TEST_F(TrieTest, RepairFollowsReferences) {
   trie_.reset();
   store_.reset();
   Open(/*payload_file_min_bytes=*/8);
-  auto chunk = [&](const std::string& root_name, const std::string& bytes,
-                   const PendingNode* against) {
-    std::vector<PendingNode> nodes =
-        ChunkChain(RootKey("t", root_name), Iota(4), 4);
-    NodeRecord& record = nodes[0].record;
-    record.set_namespace_("ns");
-    if (against != nullptr) {
-      auto* reference = record.add_references();
-      reference->set_node_key(against->key.Bytes());
-      *reference->mutable_record() = against->record;
-    }
-    EXPECT_TRUE(trie_->StagePayload(bytes, record).ok());
-    EXPECT_TRUE(trie_->Commit(nodes, {.name_space = "ns"}).ok());
-    return nodes[0];
-  };
-  const PendingNode source = chunk("a", "source bytes", nullptr);
+  const PendingNode source = CommitChunk("a", "source bytes", nullptr);
   ASSERT_TRUE(source.record.payload_in_file());
-  const PendingNode b = chunk("b", "bb", &source);
-  const PendingNode c = chunk("c", "cc", &source);
+  const PendingNode b = CommitChunk("b", "bb", &source);
+  const PendingNode c = CommitChunk("c", "cc", &source);
   NodeRemovals removals = trie_->StartRemovals();
   ASSERT_TRUE(trie_->RemoveSubtree(RootKey("t", "a"), {}, 4, removals).ok());
   ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
@@ -580,7 +570,7 @@ TEST_F(TrieTest, RepairFollowsReferences) {
   ASSERT_TRUE(trie_->RemoveSubtree(RootKey("t", "b"), {}, 4, removals).ok());
   ASSERT_TRUE(trie_->CommitRemovals(removals).ok());
   EXPECT_TRUE(trie_->ReadPayload(source.record).ok());
-  const PendingNode d = chunk("d", "dd", &source);
+  const PendingNode d = CommitChunk("d", "dd", &source);
   trie_.reset();
   store_.reset();
 
