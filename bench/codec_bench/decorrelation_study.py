@@ -190,6 +190,55 @@ def token_vectors(cache, tensor, layer):
     return x.transpose(1, 0, 2).reshape(tokens, heads * dim).astype(np.float64)
 
 
+def block_klt(a, size):
+    """Channels grouped greedily by |correlation| into blocks of `size`, a KLT
+    per block: an orthonormal matrix with `size` nonzeros per column."""
+    cov = a.T @ a / len(a)
+    sd = np.sqrt(np.diag(cov)) + 1e-30
+    corr = np.abs(cov / sd[:, None] / sd[None, :])
+    np.fill_diagonal(corr, 0)
+    left = set(range(len(cov)))
+    basis = np.zeros_like(cov)
+    while left:
+        seed = max(left, key=lambda c: cov[c, c])
+        block = [seed]
+        left.remove(seed)
+        while len(block) < size and left:
+            members = list(left)
+            gain = corr[np.ix_(members, block)].sum(1)
+            best = members[int(np.argmax(gain))]
+            block.append(best)
+            left.remove(best)
+        basis[np.ix_(block, block)] = klt(a[:, block])
+    return basis
+
+
+def givens(a, count):
+    """`count` Givens rotations chosen greedily (truncated Jacobi): each zeroes
+    the pair of channels with the largest |correlation| left, which lowers
+    the sum of log variances (the high-rate bits) most. Cost to decode: one
+    rotation (4 multiplies, 2 adds) per pair per token, 3*count/C flops per
+    element in a group of C channels."""
+    cov = a.T @ a / len(a)
+    n = len(cov)
+    basis = np.eye(n)
+    for _ in range(count):
+        var = np.diag(cov)
+        corr = np.abs(cov) / np.sqrt(np.outer(var, var) + 1e-300)
+        np.fill_diagonal(corr, 0)
+        flat = int(np.argmax(corr))
+        i, j = divmod(flat, n)
+        if corr[i, j] < 1e-3:
+            break
+        angle = 0.5 * np.arctan2(2 * cov[i, j], cov[i, i] - cov[j, j])
+        c, s = np.cos(angle), np.sin(angle)
+        rotation = np.array([[c, -s], [s, c]])
+        cov[:, [i, j]] = cov[:, [i, j]] @ rotation
+        cov[[i, j], :] = rotation.T @ cov[[i, j], :]
+        basis[:, [i, j]] = basis[:, [i, j]] @ rotation
+    return basis
+
+
 def klt(a):
     _, vectors = np.linalg.eigh(a.T @ a / len(a))
     return vectors[:, ::-1]
@@ -203,6 +252,8 @@ def main():
     parser.add_argument("--rel_mse", default="0.01,0.03")
     parser.add_argument("--ranks", default="16", help="rank_R columns; empty: none")
     parser.add_argument("--sparse", default="4,16", help="sparse_K columns; empty: none")
+    parser.add_argument("--blocks", default="", help="block_B columns; empty: none")
+    parser.add_argument("--givens", default="", help="givens_G columns (G rotations per channel); empty: none")
     parser.add_argument("--include_layer0", action="store_true")
     parser.add_argument("--contexts", action="store_true",
                         help="also the row_context and previous_context columns")
@@ -224,8 +275,11 @@ def main():
     layers, heads, _, dim = tests[0]["k"].shape
     ranks = [int(r) for r in args.ranks.split(",") if r]
     sparse = [int(k) for k in args.sparse.split(",") if k]
+    blocks = [int(b) for b in args.blocks.split(",") if b]
+    rotations = [float(g) for g in args.givens.split(",") if g]
     columns = (["channels", "per_head", "all_heads"] + [f"rank_{r}" for r in ranks] +
-               [f"sparse_{k}" for k in sparse] +
+               [f"sparse_{k}" for k in sparse] + [f"block_{b}" for b in blocks] +
+               [f"givens_{g:g}" for g in rotations] +
                (["row_context", "previous_context"] if args.contexts else []))
     print(f"{layers} layers, {heads} KV heads of {dim}, RoPE theta {theta:g}; "
           f"calibrated on {len(calibration)} caches, measured on {len(tests)}",
@@ -254,6 +308,12 @@ def main():
                 for k in sparse:
                     coders[f"sparse_{k}"] = (
                         lambda x, step, p=fit_sparse(a, k): code_sparse(x, p, mean, step))
+                for b in blocks:
+                    coders[f"block_{b}"] = (
+                        lambda x, step, m=block_klt(a, b): code_in_basis(x, m, step))
+                for g in rotations:
+                    coders[f"givens_{g:g}"] = (
+                        lambda x, step, m=givens(a, int(g * a.shape[1])): code_in_basis(x, m, step))
                 if args.contexts:
                     coders["row_context"] = (
                         lambda x, step: code_contexts(x, step, heads, 0))

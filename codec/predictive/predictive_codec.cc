@@ -76,6 +76,7 @@ struct Options {
   bool prerope = true;
   bool layer0 = true;
   bool channel_weights = true;
+  bool trellis = true;
 };
 
 // Each channel's scale (1 without codes), or its inverse.
@@ -144,6 +145,7 @@ class PredictiveCodec final : public Codec {
     if (!options_.prerope) spec += ",prerope=0";
     if (!options_.layer0) spec += ",layer0=0";
     if (!options_.channel_weights) spec += ",channel_weights=0";
+    if (!options_.trellis) spec += ",trellis=0";
     return spec;
   }
   bool lossless() const override { return false; }
@@ -382,8 +384,9 @@ absl::Status PredictiveCodec::Encode(const ChunkInfo& chunk,
             all.subspan(split_at), step, group_bytes,
             symbols[2 * size_t{group} + 1]);
       } else {
-        error = predictive::EncodeResidual(shape, values, budget, group_bytes,
-                                           symbols[2 * size_t{group}]);
+        error =
+            predictive::EncodeResidual(shape, values, budget, options_.trellis,
+                                       group_bytes, symbols[2 * size_t{group}]);
       }
       PutVarint(group_bytes.size(), out);
       out += group_bytes;
@@ -618,18 +621,19 @@ absl::StatusOr<Options> ParseOptions(std::string_view params) {
             absl::StrCat("predictive: kl must be positive, got ", value));
       options.kl = number;
     } else if (key == "prerope" || key == "layer0" ||
-               key == "channel_weights") {
+               key == "channel_weights" || key == "trellis") {
       if (number != 0 && number != 1)
         return absl::InvalidArgumentError(
             absl::StrCat("predictive: ", key, " must be 0 or 1, got ", value));
-      bool& flag = key == "prerope"  ? options.prerope
-                   : key == "layer0" ? options.layer0
-                                     : options.channel_weights;
+      bool& flag = key == "prerope"           ? options.prerope
+                   : key == "layer0"          ? options.layer0
+                   : key == "channel_weights" ? options.channel_weights
+                                              : options.trellis;
       flag = number == 1;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "predictive: unknown parameter '", key,
-          "' (known: rel_mse, kl, prerope, layer0, channel_weights)"));
+          "' (known: rel_mse, kl, prerope, layer0, channel_weights, trellis)"));
     }
   }
   if (has_rel_mse && options.kl)

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/predictive/row_ops.h"
+#include "codec/predictive/trellis.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -134,6 +135,41 @@ void PutU16(uint32_t value, std::string& out) {
   out.push_back(static_cast<char>(value >> 8));
 }
 
+using SymbolCounts = std::array<uint32_t, kAlphabetSize>;
+
+// Appends the class mask and a frequency table per class with symbols (the
+// tables also go to `freqs`). Returns each class's index into `freqs`.
+// `bits` grows by what the counted symbols will take in the stream.
+std::array<uint8_t, kNumClasses> PutTables(
+    std::span<const SymbolCounts> counts, std::string& out,
+    std::vector<std::array<uint16_t, kAlphabetSize>>& freqs_out, double& bits) {
+  uint32_t present = 0;
+  for (int k = 0; k < kNumClasses; ++k) {
+    bool used = false;
+    for (uint32_t count : counts[k]) used |= count > 0;
+    if (used) present |= 1u << k;
+  }
+  PutU16(present, out);
+  std::array<uint8_t, kNumClasses> table_of_class{};
+  for (int k = 0; k < kNumClasses; ++k) {
+    if (!(present >> k & 1)) continue;
+    table_of_class[k] = static_cast<uint8_t>(freqs_out.size());
+    std::array<uint16_t, kAlphabetSize>& freqs = freqs_out.emplace_back();
+    NormalizeFrequencies(counts[k], freqs);
+    for (int v = 0; v < kAlphabetSize; ++v)
+      if (counts[k][v] > 0)
+        bits += counts[k][v] * (kProbBits - std::log2(double{freqs[v]}));
+    int lo = 0;
+    int hi = kAlphabetSize - 1;
+    while (freqs[lo] == 0) ++lo;
+    while (freqs[hi] == 0) --hi;
+    out.push_back(static_cast<char>(lo));
+    out.push_back(static_cast<char>(hi));
+    for (int s = lo; s <= hi; ++s) PutVarint(freqs[s], out);
+  }
+  return table_of_class;
+}
+
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(
       absl::StrCat("predictive: corrupt group: ", std::string(what)));
@@ -200,9 +236,9 @@ float ChooseStep(std::span<const float> residual, double error_budget,
 namespace {
 
 // Mode 0: the header of `residual` quantized with `step`, its symbols left
-// in `symbols_out`.
-void EncodeIndices(const GroupShape& shape, std::span<const float> residual,
-                   float step, std::string& out, GroupSymbols& symbols_out) {
+// in `symbols_out`. Returns the bits the symbols will take.
+double EncodeIndices(const GroupShape& shape, std::span<const float> residual,
+                     float step, std::string& out, GroupSymbols& symbols_out) {
   const size_t n = residual.size();
   // Indices, then per-channel offsets (rounded means) and spread classes.
   const size_t channels = shape.num_channels();
@@ -269,28 +305,9 @@ void EncodeIndices(const GroupShape& shape, std::span<const float> residual,
     const uint8_t high = c + 1 < channels ? class_of[c + 1] : 0;
     out.push_back(static_cast<char>(class_of[c] | high << 4));
   }
-  uint32_t present = 0;
-  for (int k = 0; k < kNumClasses; ++k) {
-    bool used = false;
-    for (uint32_t count : counts[k]) used |= count > 0;
-    if (used) present |= 1u << k;
-  }
-  PutU16(present, out);
-  std::array<uint8_t, kNumClasses> table_of_class{};
-  for (int k = 0; k < kNumClasses; ++k) {
-    if (!(present >> k & 1)) continue;
-    table_of_class[k] = static_cast<uint8_t>(symbols_out.freqs.size());
-    std::array<uint16_t, kAlphabetSize>& freqs =
-        symbols_out.freqs.emplace_back();
-    NormalizeFrequencies(counts[k], freqs);
-    int lo = 0;
-    int hi = kAlphabetSize - 1;
-    while (freqs[lo] == 0) ++lo;
-    while (freqs[hi] == 0) --hi;
-    out.push_back(static_cast<char>(lo));
-    out.push_back(static_cast<char>(hi));
-    for (int s = lo; s <= hi; ++s) PutVarint(freqs[s], out);
-  }
+  double bits = 0;
+  const std::array<uint8_t, kNumClasses> table_of_class =
+      PutTables(counts, out, symbols_out.freqs, bits);
   PutVarint(escapes.size(), out);
   out += escapes;
 
@@ -298,6 +315,275 @@ void EncodeIndices(const GroupShape& shape, std::span<const float> residual,
   for (size_t c = 0; c < channels; ++c)
     symbols_out.table_of[c] = table_of_class[class_of[c]];
   symbols_out.symbols = std::move(symbols);
+  return bits;
+}
+
+// Trellis offsets are in eighths of a step: finer than the step itself,
+// which matters to a quantizer whose levels have a parity.
+constexpr int kOffsetFraction = 8;
+// A trellis step that meets a budget is about this fraction of the uniform
+// quantizer's (the levels of both quantizers together are twice as dense).
+constexpr float kTrellisStepRatio = 0.6f;
+
+struct TrellisCoding {
+  float step = 0;
+  double error = 0;
+  std::vector<int32_t> offsets;  // per channel, in eighths of the step
+  std::vector<int32_t> index;    // [head][token][head_dim]
+  std::vector<uint8_t> quantizer;
+};
+
+// What the decoder reconstructs for index k with quantizer q in a channel
+// of offset o, computed exactly as ResidualDecoder does.
+inline float TrellisValue(int q, int32_t k, float fraction, float step) {
+  return (static_cast<float>(TrellisLevel(q, k)) + fraction) * step;
+}
+
+// The squared error of one head's rows coded as `index`, computed exactly
+// as the decoder reconstructs them. Partial sums in lanes, so that the loop
+// vectorizes without reassociating.
+SEQKV_ROW_CLONES
+double TrellisError(size_t tokens, size_t width,
+                    const float* __restrict residual,
+                    const int32_t* __restrict index,
+                    const uint8_t* __restrict quantizer,
+                    const float* __restrict fractions, float step) {
+  constexpr size_t kLanes = 16;
+  double total = 0;
+  for (size_t t = 0; t < tokens; ++t) {
+    const size_t row = t * width;
+    float partial[kLanes] = {};
+    size_t d = 0;
+    for (; d + kLanes <= width; d += kLanes)
+      for (size_t j = 0; j < kLanes; ++j) {
+        const float e = residual[row + d + j] -
+                        TrellisValue(quantizer[row + d + j], index[row + d + j],
+                                     fractions[d + j], step);
+        partial[j] += e * e;
+      }
+    for (; d < width; ++d) {
+      const float e =
+          residual[row + d] -
+          TrellisValue(quantizer[row + d], index[row + d], fractions[d], step);
+      total += double{e} * double{e};
+    }
+    for (float p : partial) total += p;
+  }
+  return total;
+}
+
+// values = residual / step - the channel's offset, row by row.
+SEQKV_ROW_CLONES
+void ScaleRows(size_t tokens, size_t width, const float* __restrict residual,
+               float inverse, const float* __restrict fractions,
+               float* __restrict values) {
+  for (size_t t = 0; t < tokens; ++t)
+    for (size_t d = 0; d < width; ++d)
+      values[t * width + d] = residual[t * width + d] * inverse - fractions[d];
+}
+
+// Symbols of one row of trellis indices (index + bias, or the escape
+// symbol) and the channels' sums of |index|. Returns false when a symbol is
+// the escape symbol.
+SEQKV_ROW_CLONES
+bool TrellisSymbolRow(size_t width, const int32_t* __restrict index,
+                      uint8_t* __restrict symbols,
+                      int64_t* __restrict abs_sums) {
+  uint32_t escaped = 0;
+  for (size_t d = 0; d < width; ++d) {
+    const int32_t k = index[d];
+    abs_sums[d] += k < 0 ? -k : k;
+    const uint32_t biased = static_cast<uint32_t>(k + kSymbolBias);
+    const bool escape = biased > 2 * kSymbolBias;
+    escaped |= escape;
+    symbols[d] = static_cast<uint8_t>(escape ? kEscapeSymbol : biased);
+  }
+  return escaped == 0;
+}
+
+// The table of each symbol of a row: its channel's table for the quantizer
+// it was coded with.
+SEQKV_ROW_CLONES
+void TrellisTableRow(size_t width, const uint8_t* __restrict quantizer,
+                     const uint8_t* __restrict q0_table,
+                     const uint8_t* __restrict q1_table,
+                     uint8_t* __restrict tables) {
+  for (size_t d = 0; d < width; ++d) {
+    // Both loads unconditional, so that the select vectorizes.
+    const uint8_t q0 = q0_table[d];
+    const uint8_t q1 = q1_table[d];
+    tables[d] = quantizer[d] ? q1 : q0;
+  }
+}
+
+// Quantizes the group along the trellis with `step` (at least max|residual|
+// / 2^20, so that every value is below 2^21 steps).
+void QuantizeTrellis(const GroupShape& shape, std::span<const float> residual,
+                     std::span<const double> means, float step,
+                     TrellisSearcher& searcher, std::vector<float>& values,
+                     TrellisCoding& coding) {
+  const size_t channels = shape.num_channels();
+  const size_t width = shape.head_dim;
+  const size_t tokens = shape.num_tokens;
+  coding.step = step;
+  coding.offsets.resize(channels);
+  std::vector<float> fractions(channels);
+  constexpr double kLimit = double{kOffsetFraction} * (kMaxIndex / 4);
+  for (size_t c = 0; c < channels; ++c) {
+    coding.offsets[c] = static_cast<int32_t>(std::llround(
+        std::clamp(means[c] * kOffsetFraction / step, -kLimit, kLimit)));
+    fractions[c] = static_cast<float>(coding.offsets[c]) / kOffsetFraction;
+  }
+  coding.index.resize(residual.size());
+  coding.quantizer.resize(residual.size());
+  const float inverse = 1.0f / step;
+  values.resize(tokens * width);
+  coding.error = 0;
+  for (size_t h = 0; h < shape.num_heads; ++h) {
+    const size_t base = h * tokens * width;
+    const float* fraction = &fractions[h * width];
+    ScaleRows(tokens, width, &residual[base], inverse, fraction, values.data());
+    TrellisSearch search;
+    search.num_tokens = static_cast<uint32_t>(tokens);
+    search.width = static_cast<uint32_t>(width);
+    search.values = values.data();
+    searcher.Search(search, &coding.index[base], &coding.quantizer[base]);
+    coding.error +=
+        TrellisError(tokens, width, &residual[base], &coding.index[base],
+                     &coding.quantizer[base], fraction, step);
+  }
+}
+
+// Searches for the largest trellis step whose error meets the budget,
+// starting from the uniform quantizer's. False when none of a few passes
+// does (the caller then codes the group uniformly).
+bool ChooseTrellis(const GroupShape& shape, std::span<const float> residual,
+                   double error_budget, float uniform_step,
+                   TrellisCoding& best) {
+  const size_t channels = shape.num_channels();
+  const uint32_t width = shape.head_dim;
+  std::vector<double> means(channels, 0);
+  for (uint32_t h = 0; h < shape.num_heads; ++h)
+    for (uint32_t t = 0; t < shape.num_tokens; ++t) {
+      const float* row = &residual[(size_t{h} * shape.num_tokens + t) * width];
+      double* mean = &means[size_t{h} * width];
+      for (uint32_t d = 0; d < width; ++d) mean[d] += row[d];
+    }
+  for (double& m : means) m /= shape.num_tokens;
+  float max_abs;
+  double energy;
+  EnergyAndMax(residual.data(), residual.size(), energy, max_abs);
+  const float min_step = max_abs / static_cast<float>(kMaxIndex / 4);
+  float step = std::max(uniform_step * kTrellisStepRatio, min_step);
+
+  // Buffers kept by each thread from one group to the next: fresh memory
+  // costs more than the search itself.
+  thread_local TrellisSearcher searcher;
+  thread_local std::vector<float> values;
+  thread_local TrellisCoding coding;
+  best.step = 0;
+  float bad_step = std::numeric_limits<float>::infinity();
+  for (int pass = 0; pass < 8; ++pass) {
+    QuantizeTrellis(shape, residual, means, step, searcher, values, coding);
+
+    if (coding.error <= error_budget) {
+      if (step > best.step) std::swap(best, coding);
+      if (best.error >= 0.94 * error_budget) break;
+    } else {
+      bad_step = std::min(bad_step, step);
+    }
+    const double error = step == best.step ? best.error : coding.error;
+    // Where most indices are 0 the error grows slowly with the step (the
+    // offsets carry the channels' means), so the search may stride further
+    // up than down.
+    // (The error grows about as the step to the power 1.9 here.)
+    float next =
+        step *
+        static_cast<float>(std::clamp(
+            std::pow(0.975 * error_budget / std::max(error, 1e-300), 1 / 1.9),
+            0.7, 2.0));
+    if (next >= bad_step) next = 0.5f * (std::max(best.step, step) + bad_step);
+    if (next <= best.step)
+      next = 0.5f * (best.step + std::min(bad_step, step * 2.0f));
+    if (next == step || next < min_step) break;
+    step = next;
+  }
+  return best.step > 0;
+}
+
+// Mode 2: the header of a trellis coding, its symbols left in `symbols_out`.
+// Returns the bits the symbols will take.
+double EncodeTrellisIndices(const GroupShape& shape,
+                            const TrellisCoding& coding, std::string& out,
+                            GroupSymbols& symbols_out) {
+  const size_t channels = shape.num_channels();
+  const size_t width = shape.head_dim;
+  const size_t tokens = shape.num_tokens;
+  const size_t n = coding.index.size();
+  std::vector<uint8_t> symbols(n);
+  std::vector<int64_t> abs_sums(channels, 0);
+  std::string escapes;
+  for (size_t row = 0; row < n / width; ++row) {
+    const size_t base = row * width;
+    if (!TrellisSymbolRow(width, &coding.index[base], &symbols[base],
+                          &abs_sums[row / tokens * width]))
+      for (size_t d = 0; d < width; ++d)
+        if (symbols[base + d] == kEscapeSymbol)
+          PutVarint(ZigZag(coding.index[base + d]), escapes);
+  }
+  std::vector<uint8_t> class_of(channels);
+  for (size_t c = 0; c < channels; ++c)
+    class_of[c] = static_cast<uint8_t>(
+        SpreadClass(static_cast<double>(abs_sums[c]) / tokens));
+  // Counts per (class, quantizer), counts[2 * class + quantizer], in four
+  // interleaved copies as in EncodeIndices.
+  constexpr int kCopies = 4;
+  std::vector<SymbolCounts> copies(kCopies * 2 * kNumClasses);
+  for (auto& c : copies) c.fill(0);
+  for (size_t row = 0; row < n / width; ++row) {
+    const uint8_t* cls = &class_of[row / tokens * width];
+    const uint8_t* q = &coding.quantizer[row * width];
+    const uint8_t* symbol = &symbols[row * width];
+    for (size_t d = 0; d < width; ++d)
+      ++copies[(2 * cls[d] + q[d]) * kCopies + d % kCopies][symbol[d]];
+  }
+
+  out.push_back(2);
+  PutFloat(coding.step, out);
+  for (int32_t offset : coding.offsets) PutVarint(ZigZag(offset), out);
+  for (size_t c = 0; c < channels; c += 2) {
+    const uint8_t high = c + 1 < channels ? class_of[c + 1] : 0;
+    out.push_back(static_cast<char>(class_of[c] | high << 4));
+  }
+  std::array<std::array<uint8_t, kNumClasses>, 2> table_of_class;
+  double bits = 0;
+  for (int q = 0; q < 2; ++q) {
+    std::vector<SymbolCounts> counts(kNumClasses);
+    for (int k = 0; k < kNumClasses; ++k)
+      for (int v = 0; v < kAlphabetSize; ++v) {
+        uint32_t count = 0;
+        for (int c = 0; c < kCopies; ++c)
+          count += copies[(2 * k + q) * kCopies + c][v];
+        counts[k][v] = count;
+      }
+    table_of_class[q] = PutTables(counts, out, symbols_out.freqs, bits);
+  }
+  PutVarint(escapes.size(), out);
+  out += escapes;
+
+  std::vector<uint8_t> channel_table[2];
+  for (int q = 0; q < 2; ++q)
+    for (size_t c = 0; c < channels; ++c)
+      channel_table[q].push_back(table_of_class[q][class_of[c]]);
+  symbols_out.tables.resize(n);
+  for (size_t row = 0; row < n / width; ++row) {
+    const size_t channel_base = row / tokens * width;
+    TrellisTableRow(
+        width, &coding.quantizer[row * width], &channel_table[0][channel_base],
+        &channel_table[1][channel_base], &symbols_out.tables[row * width]);
+  }
+  symbols_out.symbols = std::move(symbols);
+  return bits;
 }
 
 void ClearSymbols(const GroupShape& shape, GroupSymbols& symbols) {
@@ -305,12 +591,13 @@ void ClearSymbols(const GroupShape& shape, GroupSymbols& symbols) {
   symbols.symbols.clear();
   symbols.table_of.clear();
   symbols.freqs.clear();
+  symbols.tables.clear();
 }
 
 }  // namespace
 
 double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out,
+                      double error_budget, bool trellis, std::string& out,
                       GroupSymbols& symbols_out) {
   ClearSymbols(shape, symbols_out);
   double error;
@@ -319,8 +606,40 @@ double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
     out.push_back(1);
     return error;
   }
-  EncodeIndices(shape, residual, step, out, symbols_out);
-  return error;
+  if (!trellis) {
+    EncodeIndices(shape, residual, step, out, symbols_out);
+    return error;
+  }
+  thread_local TrellisCoding coding;  // kept, as ChooseTrellis's buffers
+  if (!ChooseTrellis(shape, residual, error_budget, step, coding)) {
+    EncodeIndices(shape, residual, step, out, symbols_out);
+    return error;
+  }
+  std::string trellis_header;
+  GroupSymbols trellis_symbols;
+  ClearSymbols(shape, trellis_symbols);
+  const double trellis_bits =
+      EncodeTrellisIndices(shape, coding, trellis_header, trellis_symbols);
+  const double trellis_total = 8.0 * trellis_header.size() + trellis_bits;
+  // Both quantizers meet the budget. Where the trellis's second set of
+  // tables and finer offsets weigh (few tokens, or few bits per value),
+  // keep whichever takes fewer bytes.
+  std::string uniform_header;
+  if (shape.num_tokens < 128 ||
+      trellis_total < 0.25 * static_cast<double>(residual.size())) {
+    GroupSymbols uniform_symbols;
+    ClearSymbols(shape, uniform_symbols);
+    const double uniform_bits =
+        EncodeIndices(shape, residual, step, uniform_header, uniform_symbols);
+    if (8.0 * uniform_header.size() + uniform_bits <= trellis_total) {
+      out += uniform_header;
+      symbols_out = std::move(uniform_symbols);
+      return error;
+    }
+  }
+  out += trellis_header;
+  symbols_out = std::move(trellis_symbols);
+  return coding.error;
 }
 
 void EncodeResidualWithStep(const GroupShape& shape,
@@ -360,10 +679,25 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
     const uint8_t* symbol = group.symbols.data() + group.symbols.size();
     // Every group holds a multiple of head_dim symbols, so with head_dim a
     // multiple of the states every row starts at state 0.
+    const bool per_symbol = !group.tables.empty();
     if (vector_kernel && width % kNumStates == 0) {
       vector_tables.clear();
       for (const auto& freqs : group.freqs)
         AddVectorEncodeTable(freqs, vector_tables);
+      if (per_symbol) {
+        vector_table_of.resize(width);
+        const uint8_t* table = group.tables.data() + group.tables.size();
+        for (size_t rows = group.symbols.size() / width; rows-- > 0;) {
+          symbol -= width;
+          table -= width;
+          for (uint32_t d = 0; d < width; ++d)
+            vector_table_of[d] = uint32_t{table[d]} * kAlphabetSize;
+          EncodeRowAvx512(encoder, symbol, vector_table_of.data(),
+                          vector_tables.data(), width);
+        }
+        position -= group.symbols.size();
+        continue;
+      }
       vector_table_of.resize(group.table_of.size());
       for (size_t c = 0; c < vector_table_of.size(); ++c)
         vector_table_of[c] = uint32_t{group.table_of[c]} * kAlphabetSize;
@@ -380,6 +714,14 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
     tables.resize(group.freqs.size());
     for (size_t k = 0; k < tables.size(); ++k)
       BuildEncodeTable(group.freqs[k], tables[k]);
+    if (per_symbol) {
+      for (size_t i = group.symbols.size(); i-- > 0;) {
+        --symbol;
+        --position;
+        encoder.Put(position, tables[group.tables[i]][*symbol]);
+      }
+      continue;
+    }
     table_of.resize(group.table_of.size());
     for (size_t c = 0; c < table_of.size(); ++c)
       table_of[c] = tables[group.table_of[c]].data();
@@ -397,6 +739,42 @@ void EncodeSymbolStream(std::span<const GroupSymbols> groups,
   encoder.Finish(out);
 }
 
+namespace {
+
+// Reads a class mask and its tables (written by PutTables), appending the
+// decode tables to `entries`; table_of_class[k] is where class k's starts,
+// or -1.
+absl::Status ReadTables(ByteReader& reader, std::vector<uint32_t>& entries,
+                        std::array<int64_t, kNumClasses>& table_of_class) {
+  uint8_t present_lo, present_hi;
+  if (!reader.GetByte(present_lo) || !reader.GetByte(present_hi))
+    return Corrupt("class mask");
+  const uint32_t present = present_lo | uint32_t{present_hi} << 8;
+  table_of_class.fill(-1);
+  std::array<uint16_t, kAlphabetSize> freqs;
+  for (int k = 0; k < kNumClasses; ++k) {
+    if (!(present >> k & 1)) continue;
+    uint8_t lo, hi;
+    if (!reader.GetByte(lo) || !reader.GetByte(hi) || lo > hi)
+      return Corrupt("frequency table range");
+    freqs.fill(0);
+    for (int s = lo; s <= hi; ++s) {
+      uint64_t f;
+      if (!reader.GetVarint(f) || f >= kProbScale)
+        return Corrupt("frequency table");
+      freqs[s] = static_cast<uint16_t>(f);
+    }
+    const size_t start = entries.size();
+    entries.resize(start + kProbScale);
+    if (!BuildDecodeTable(freqs, &entries[start]))
+      return Corrupt("frequencies do not sum up");
+    table_of_class[k] = static_cast<int64_t>(start);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ResidualDecoder::Open(const GroupShape& shape,
                                    std::string_view bytes,
                                    std::span<const float> channel_factors) {
@@ -411,17 +789,21 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
     if (reader.remaining() != 0) return Corrupt("bytes after an empty group");
     return absl::OkStatus();
   }
-  if (mode != 0) return Corrupt(absl::StrCat("unknown mode ", mode));
+  if (mode != 0 && mode != 2)
+    return Corrupt(absl::StrCat("unknown mode ", mode));
   all_zero_ = false;
+  trellis_ = mode == 2;
   if (!reader.GetFloat(step_) || !std::isfinite(step_) || !(step_ > 0))
     return Corrupt("step");
   const size_t channels = shape.num_channels();
+  // Uniform offsets are in steps, trellis offsets in eighths of one.
+  const int64_t offset_limit = trellis_ ? 8 * (kMaxIndex / 4) : kMaxIndex;
   offsets_.resize(channels);
   for (size_t c = 0; c < channels; ++c) {
     uint64_t raw;
     if (!reader.GetVarint(raw)) return Corrupt("channel offsets");
     const int64_t offset = UnZigZag(raw);
-    if (offset < -kMaxIndex || offset > kMaxIndex)
+    if (offset < -offset_limit || offset > offset_limit)
       return Corrupt("channel offset out of range");
     offsets_[c] = static_cast<int32_t>(offset);
   }
@@ -432,38 +814,46 @@ absl::Status ResidualDecoder::Open(const GroupShape& shape,
     class_of[c] = packed & 0xF;
     if (c + 1 < channels) class_of[c + 1] = packed >> 4;
   }
-  uint8_t present_lo, present_hi;
-  if (!reader.GetByte(present_lo) || !reader.GetByte(present_hi))
-    return Corrupt("class mask");
-  const uint32_t present = present_lo | uint32_t{present_hi} << 8;
-  std::array<int, kNumClasses> table_of_class;
-  table_of_class.fill(-1);
-  const int num_tables = std::popcount(present);
-  entries_.resize(size_t{kProbScale} * num_tables);
-  std::array<uint16_t, kAlphabetSize> freqs;
-  int table = 0;
-  for (int k = 0; k < kNumClasses; ++k) {
-    if (!(present >> k & 1)) continue;
-    uint8_t lo, hi;
-    if (!reader.GetByte(lo) || !reader.GetByte(hi) || lo > hi)
-      return Corrupt("frequency table range");
-    freqs.fill(0);
-    for (int s = lo; s <= hi; ++s) {
-      uint64_t f;
-      if (!reader.GetVarint(f) || f >= kProbScale)
-        return Corrupt("frequency table");
-      freqs[s] = static_cast<uint16_t>(f);
+  entries_.clear();
+  std::array<int64_t, kNumClasses> table_of_class[2];
+  for (int q = 0; q < (trellis_ ? 2 : 1); ++q)
+    if (absl::Status s = ReadTables(reader, entries_, table_of_class[q]);
+        !s.ok())
+      return s;
+  if (!trellis_) {
+    table_of_.resize(channels);
+    for (size_t c = 0; c < channels; ++c) {
+      if (table_of_class[0][class_of[c]] < 0)
+        return Corrupt("channel class without table");
+      table_of_[c] = static_cast<uint32_t>(table_of_class[0][class_of[c]]);
     }
-    if (!BuildDecodeTable(freqs, &entries_[size_t{kProbScale} * table]))
-      return Corrupt("frequencies do not sum up");
-    table_of_class[k] = table++;
-  }
-  table_of_.resize(channels);
-  for (size_t c = 0; c < channels; ++c) {
-    if (table_of_class[class_of[c]] < 0)
-      return Corrupt("channel class without table");
-    table_of_[c] =
-        kProbScale * static_cast<uint32_t>(table_of_class[class_of[c]]);
+  } else {
+    // A channel's class may lack a table for one quantizer (the encoder
+    // never coded an index with it there); a stream that asks for one
+    // anyway decodes with a flat table and then fails the stream's checks.
+    const uint32_t flat = static_cast<uint32_t>(entries_.size());
+    entries_.resize(flat + kProbScale);
+    std::array<uint16_t, kAlphabetSize> uniform;
+    uniform.fill(kProbScale / kAlphabetSize);
+    BuildDecodeTable(uniform, &entries_[flat]);
+    bool any = false;
+    for (int q = 0; q < 2; ++q) {
+      quantizer_tables_[q].resize(channels);
+      for (size_t c = 0; c < channels; ++c) {
+        const int64_t start = table_of_class[q][class_of[c]];
+        any |= start >= 0;
+        quantizer_tables_[q][c] =
+            start >= 0 ? static_cast<uint32_t>(start) : flat;
+      }
+    }
+    if (!any) return Corrupt("no tables");
+    fractions_.resize(channels);
+    for (size_t c = 0; c < channels; ++c)
+      fractions_[c] = static_cast<float>(offsets_[c]) / 8;
+    row_table_of_.resize(shape.head_dim);
+    states_.resize(shape.head_dim);
+    minus_bias_.assign(shape.head_dim, -static_cast<float>(kSymbolBias));
+    ones_.assign(shape.head_dim, 1.0f);
   }
   uint64_t escape_size;
   std::string_view escape_bytes;
@@ -491,11 +881,51 @@ bool ResidualDecoder::DecodeEscapes(float* row, size_t channel_base) {
     uint64_t raw;
     if (!escapes_.GetVarint(raw)) return false;
     const int64_t delta = UnZigZag(raw);
+    // Trellis rows still hold indices here (ReconstructTrellisRow follows).
+    if (trellis_) {
+      if (delta < -kMaxIndex / 4 || delta > kMaxIndex / 4) return false;
+      row[d] = static_cast<float>(delta);
+      continue;
+    }
     if (delta < -kMaxIndex || delta > kMaxIndex) return false;
     row[d] = static_cast<float>(delta + offsets_[channel_base + d]) *
              steps_[channel_base + d];
   }
   return true;
+}
+
+namespace {
+
+// Turns a row of indices into values and moves each channel's state on;
+// the next row's tables follow from the new states.
+SEQKV_ROW_CLONES
+void ReconstructTrellis(uint32_t width, const float* __restrict fractions,
+                        const float* __restrict steps,
+                        const uint32_t* __restrict q0_tables,
+                        const uint32_t* __restrict q1_tables,
+                        int32_t* __restrict states, float* __restrict row,
+                        uint32_t* __restrict next_tables) {
+  for (uint32_t d = 0; d < width; ++d) {
+    const int32_t k = static_cast<int32_t>(row[d]);
+    const int32_t state = states[d];
+    row[d] = (static_cast<float>(TrellisLevel(TrellisQuantizer(state), k)) +
+              fractions[d]) *
+             steps[d];
+    const int32_t next = TrellisNext(state, k);
+    states[d] = next;
+    const uint32_t q0 = q0_tables[d];
+    const uint32_t q1 = q1_tables[d];
+    next_tables[d] = TrellisQuantizer(next) ? q1 : q0;
+  }
+}
+
+}  // namespace
+
+void ResidualDecoder::ReconstructTrellisRow(float* row, size_t channel_base) {
+  ReconstructTrellis(shape_.head_dim, &fractions_[channel_base],
+                     &steps_[channel_base], &quantizer_tables_[0][channel_base],
+                     &quantizer_tables_[1][channel_base], states_.data(), row,
+                     row_table_of_.data());
 }
 
 bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
@@ -505,10 +935,27 @@ bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
     return true;
   }
   const size_t channel_base = (next_row_ / shape_.num_tokens) * width;
+  const uint32_t* table_of;
+  const float* offsets;
+  const float* steps;
+  if (trellis_) {
+    // Rows come out as indices, each decoded with the table of its
+    // channel's quantizer; every head's channels start in state 0.
+    // (ReconstructTrellisRow leaves the tables of the head's next row.)
+    if (next_row_ % shape_.num_tokens == 0) {
+      std::fill(states_.begin(), states_.end(), 0);
+      std::copy_n(&quantizer_tables_[0][channel_base], width,
+                  row_table_of_.begin());
+    }
+    table_of = row_table_of_.data();
+    offsets = minus_bias_.data();
+    steps = ones_.data();
+  } else {
+    table_of = &table_of_[channel_base];
+    offsets = &float_offsets_[channel_base];
+    steps = &steps_[channel_base];
+  }
   ++next_row_;
-  const uint32_t* table_of = &table_of_[channel_base];
-  const float* offsets = &float_offsets_[channel_base];
-  const float* steps = &steps_[channel_base];
   uint8_t* symbols = symbols_.data();
   bool escaped;
   if (kernel_ != VectorKernel::kPortable && rans.position() % kNumStates == 0 &&
@@ -526,7 +973,9 @@ bool ResidualDecoder::NextRow(RansDecoder& rans, float* row) {
     }
     escaped = largest == kEscapeSymbol;
   }
-  return !escaped || DecodeEscapes(row, channel_base);
+  if (escaped && !DecodeEscapes(row, channel_base)) return false;
+  if (trellis_) ReconstructTrellisRow(row, channel_base);
+  return true;
 }
 
 absl::Status ResidualDecoder::Finish() const {

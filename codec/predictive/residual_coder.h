@@ -1,16 +1,22 @@
-// Codes one group (a layer's K or V) of residuals: a uniform scalar
-// quantizer whose step meets an error budget, per-channel integer offsets,
-// and static-rANS entropy coding of the indices with one model per class of
-// channels of similar spread.
+// Codes one group (a layer's K or V) of residuals: a scalar quantizer whose
+// step meets an error budget, per-channel offsets, and static-rANS entropy
+// coding of the indices with one model per class of channels of similar
+// spread. The quantizer is uniform (mode 0) or dependent, on the trellis of
+// trellis.h (mode 2), which costs fewer bits at the same error.
 //
 // Group header (the symbols themselves go to the chunk's one rANS stream):
-//   u8 mode            0 = coded, 1 = every index is 0 (nothing follows)
+//   u8 mode            0 = uniform, 1 = every index is 0 (nothing follows),
+//                      2 = trellis
 //   f32 step
-//   num_channels x zigzag varint   offset of each channel, in steps
+//   num_channels x zigzag varint   offset of each channel, in steps (mode 2:
+//                                  in eighths of a step)
 //   ceil(num_channels / 2) bytes   spread class of each channel (4 bits)
 //   u16 classes present, then per present class: u8 lo, u8 hi,
 //                                 (hi - lo + 1) x varint frequency
+//                      (mode 2: this twice, Q0's tables then Q1's; an index
+//                      uses the table of its channel's class and quantizer)
 //   varint n, n bytes  escapes: zigzag varints of |index - offset| > 127
+//                      (mode 2: of |index| > 127)
 #ifndef SEQKV_CODEC_PREDICTIVE_RESIDUAL_CODER_H_
 #define SEQKV_CODEC_PREDICTIVE_RESIDUAL_CODER_H_
 
@@ -53,15 +59,18 @@ struct GroupSymbols {
   std::vector<uint8_t> symbols;   // [head][token][head_dim], decoding order
   std::vector<uint8_t> table_of;  // per channel: index into freqs
   std::vector<std::array<uint16_t, kAlphabetSize>> freqs;  // per table
+  // Trellis groups: per symbol, index into freqs (table_of is then unused).
+  std::vector<uint8_t> tables;
 };
 
 // Appends the group header and returns the squared error of the
 // dequantized residual, which is at most `error_budget` unless the budget
-// is below what a step of max|residual| / 2^20 achieves. When the group is
-// coded (mode 0), its symbols are left in `symbols`; otherwise `symbols`
-// holds no symbols.
+// is below what a step of max|residual| / 2^20 achieves. With `trellis` the
+// group is coded in mode 2 whenever a trellis step meets the budget. When
+// the group is coded (mode 0 or 2), its symbols are left in `symbols`;
+// otherwise `symbols` holds no symbols.
 double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
-                      double error_budget, std::string& out,
+                      double error_budget, bool trellis, std::string& out,
                       GroupSymbols& symbols);
 
 // The step EncodeResidual would quantize `residual` with, and its squared
@@ -103,9 +112,12 @@ class ResidualDecoder {
 
  private:
   bool DecodeEscapes(float* row, size_t channel_base);
+  // Mode 2: what NextRow does after the symbols are decoded as indices.
+  void ReconstructTrellisRow(float* row, size_t channel_base);
 
   GroupShape shape_;
   bool all_zero_ = false;
+  bool trellis_ = false;
   VectorKernel kernel_ = VectorKernel::kPortable;
   float step_ = 0;
   std::vector<int32_t> offsets_;      // per channel
@@ -114,6 +126,13 @@ class ResidualDecoder {
   std::vector<uint8_t> symbols_;      // one row
   std::vector<float> float_offsets_;  // per channel: offset - kSymbolBias
   std::vector<float> steps_;          // per channel: step * factor
+  // Mode 2 only.
+  std::vector<uint32_t> quantizer_tables_[2];  // per channel: start in entries_
+  std::vector<uint32_t> row_table_of_;         // one row
+  std::vector<int32_t> states_;                // per channel of the head
+  std::vector<float> fractions_;               // per channel: offset / 8
+  std::vector<float> minus_bias_;              // one row of -kSymbolBias
+  std::vector<float> ones_;                    // one row of 1
   ByteReader escapes_{std::string_view()};
   size_t next_row_ = 0;
 };

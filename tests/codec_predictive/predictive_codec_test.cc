@@ -74,10 +74,12 @@ TEST_P(PredictiveLayoutTest, MeetsRelativeMseOnEveryGroup) {
   const bool large =
       size_t{c.tokens} * c.layout.num_kv_heads * c.layout.head_dim >= 2048;
   for (double target : {0.001, 0.01, 0.0335, 0.1}) {
-    auto codec = MakeCodec(absl::StrCat("predictive:rel_mse=", target), model);
-    ASSERT_NE(codec, nullptr);
-    size_t size = 0;
-    std::vector<GroupError> errors = RoundTrip(*codec, chunk, data, &size);
+    auto uniform = MakeCodec(
+        absl::StrCat("predictive:rel_mse=", target, ",trellis=0"), model);
+    ASSERT_NE(uniform, nullptr);
+    size_t uniform_size = 0;
+    std::vector<GroupError> errors =
+        RoundTrip(*uniform, chunk, data, &uniform_size);
     for (size_t g = 0; g < errors.size(); ++g) {
       EXPECT_LE(errors[g].rel(), target) << c.name << " group " << g;
       // The step search lands close to the target, not far below it.
@@ -85,8 +87,19 @@ TEST_P(PredictiveLayoutTest, MeetsRelativeMseOnEveryGroup) {
         EXPECT_GE(errors[g].rel(), 0.8 * target) << c.name << " group " << g;
       }
     }
+    // The default (a group coded with the trellis quantizer where that is
+    // smaller) meets the same target in no more bytes. (A trellis group's
+    // error may end further below the target: where the channels' means
+    // carry most of the energy, its finer offsets leave little to spend.)
+    auto codec = MakeCodec(absl::StrCat("predictive:rel_mse=", target), model);
+    ASSERT_NE(codec, nullptr);
+    size_t size = 0;
+    errors = RoundTrip(*codec, chunk, data, &size);
+    for (size_t g = 0; g < errors.size(); ++g)
+      EXPECT_LE(errors[g].rel(), target) << c.name << " group " << g;
     if (large) {
       EXPECT_LT(size, data.size()) << c.name << " target " << target;
+      EXPECT_LE(size, uniform_size) << c.name << " target " << target;
     }
   }
 }
@@ -124,7 +137,8 @@ TEST(PredictiveCodecTest, KernelsAgree) {
       const ChunkInfo chunk{&model.layout, 40, 1000, {}};
       const std::vector<std::byte> data = MakeChunkData(chunk, head_dim);
       for (const char* spec :
-           {"predictive:rel_mse=0.0001", "predictive:rel_mse=0.05"}) {
+           {"predictive:rel_mse=0.0001", "predictive:rel_mse=0.05",
+            "predictive:rel_mse=0.05,trellis=0"}) {
         std::unique_ptr<Codec> codec = MakeCodec(spec, model);
         std::string encoded;
         ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
@@ -207,10 +221,15 @@ TEST(PredictiveCodecTest, SpecParsing) {
   EXPECT_EQ(MakeCodec("predictive", model)->spec(), "predictive:rel_mse=0.01");
   EXPECT_EQ(MakeCodec("predictive:rel_mse=0.02,prerope=0", model)->spec(),
             "predictive:rel_mse=0.02,prerope=0");
+  EXPECT_EQ(MakeCodec("predictive:trellis=0", model)->spec(),
+            "predictive:rel_mse=0.01,trellis=0");
+  EXPECT_EQ(MakeCodec("predictive:trellis=1", model)->spec(),
+            "predictive:rel_mse=0.01");
   for (const char* bad :
        {"predictive:rel_mse=0", "predictive:rel_mse=2", "predictive:rel_mse=x",
         "predictive:kl=-1", "predictive:bits=3", "predictive:prerope=2",
-        "predictive:rel_mse=0.01,kl=0.001", "predictive:rel_mse"}) {
+        "predictive:trellis=2", "predictive:rel_mse=0.01,kl=0.001",
+        "predictive:rel_mse"}) {
     EXPECT_EQ(CreateCodec(bad, model).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
@@ -311,12 +330,12 @@ TEST(PredictiveCodecTest, KlBudgetWeighsChannels) {
   const std::vector<std::byte> data = MakeChunkData(chunk, 5);
   for (const bool weighted : {true, false}) {
     SCOPED_TRACE(weighted ? "weighted" : "unweighted");
-    auto codec = MakeCodec(weighted ? "predictive:kl=0.001"
-                                    : "predictive:kl=0.001,channel_weights=0",
-                           model);
-    EXPECT_EQ(codec->spec(), weighted
-                                 ? "predictive:kl=0.001"
-                                 : "predictive:kl=0.001,channel_weights=0");
+    // The uniform quantizer, whose error per element follows its step.
+    const std::string spec =
+        weighted ? "predictive:kl=0.001,trellis=0"
+                 : "predictive:kl=0.001,channel_weights=0,trellis=0";
+    auto codec = MakeCodec(spec, model);
+    EXPECT_EQ(codec->spec(), spec);
     std::string encoded;
     ASSERT_TRUE(codec->Encode(chunk, data, encoded).ok());
     std::vector<std::byte> decoded(data.size());

@@ -1,0 +1,134 @@
+#include "codec/predictive/trellis.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace seqkv::predictive {
+namespace {
+
+// The cost of coding `values` with `indices` along the trellis from state 0:
+// infinite when an index is not one the state's quantizer has (every
+// integer is, so only the levels differ), else the squared error.
+double PathError(const std::vector<float>& values,
+                 const std::vector<int32_t>& indices) {
+  int state = 0;
+  double error = 0;
+  for (size_t t = 0; t < values.size(); ++t) {
+    const double e =
+        values[t] - TrellisLevel(TrellisQuantizer(state), indices[t]);
+    error += e * e;
+    state = TrellisNext(state, indices[t]);
+  }
+  return error;
+}
+
+TEST(TrellisTest, TransitionsAndLevels) {
+  // 0 -> {0, 2}, 1 -> {2, 0}, 2 -> {1, 3}, 3 -> {3, 1} by parity.
+  const int next[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};
+  for (int s = 0; s < 4; ++s)
+    for (int32_t k = -5; k <= 5; ++k)
+      EXPECT_EQ(TrellisNext(s, k), next[s][k & 1]) << s << " " << k;
+  // Q0: even multiples; Q1: zero and odd multiples.
+  EXPECT_EQ(TrellisLevel(0, 3), 6);
+  EXPECT_EQ(TrellisLevel(0, -2), -4);
+  EXPECT_EQ(TrellisLevel(1, 0), 0);
+  EXPECT_EQ(TrellisLevel(1, 1), 1);
+  EXPECT_EQ(TrellisLevel(1, -3), -5);
+}
+
+// Without a rate model the search finds the path of least squared error:
+// checked against every path of indices in [-4, 4] on short sequences.
+TEST(TrellisTest, FindsTheLeastErrorPath) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 2.5f);
+  constexpr uint32_t kTokens = 6;
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> values(kTokens);
+    for (float& v : values) v = normal(rng);
+    std::vector<int32_t> index(kTokens);
+    std::vector<uint8_t> quantizer(kTokens);
+    TrellisSearch search;
+    search.num_tokens = kTokens;
+    search.width = 1;
+    search.values = values.data();
+    TrellisSearcher().Search(search, index.data(), quantizer.data());
+    // The quantizers reported are the ones the path's states use.
+    int state = 0;
+    for (uint32_t t = 0; t < kTokens; ++t) {
+      EXPECT_EQ(quantizer[t], TrellisQuantizer(state));
+      state = TrellisNext(state, index[t]);
+    }
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<int32_t> path(kTokens);
+    for (int code = 0; code < 531441; ++code) {  // 9^6
+      int rest = code;
+      for (uint32_t t = 0; t < kTokens; ++t, rest /= 9) path[t] = rest % 9 - 4;
+      best = std::min(best, PathError(values, path));
+    }
+    EXPECT_NEAR(PathError(values, index), best, 1e-4) << trial;
+  }
+}
+
+// Several channels are searched at once, each on its own trellis.
+TEST(TrellisTest, ChannelsAreIndependent) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  constexpr uint32_t kTokens = 64, kWidth = 16;
+  std::vector<float> values(kTokens * kWidth);
+  for (float& v : values) v = normal(rng);
+  TrellisSearch search;
+  search.num_tokens = kTokens;
+  search.width = kWidth;
+  search.values = values.data();
+  std::vector<int32_t> index(values.size());
+  std::vector<uint8_t> quantizer(values.size());
+  TrellisSearcher().Search(search, index.data(), quantizer.data());
+  for (uint32_t d = 0; d < kWidth; ++d) {
+    std::vector<float> column(kTokens);
+    for (uint32_t t = 0; t < kTokens; ++t) column[t] = values[t * kWidth + d];
+    std::vector<int32_t> alone(kTokens);
+    std::vector<uint8_t> q(kTokens);
+    TrellisSearch one = search;
+    one.width = 1;
+    one.values = column.data();
+    TrellisSearcher().Search(one, alone.data(), q.data());
+    for (uint32_t t = 0; t < kTokens; ++t)
+      EXPECT_EQ(alone[t], index[t * kWidth + d]) << d << " " << t;
+  }
+}
+
+// At the same step the trellis's error is below a uniform quantizer's with
+// a step twice as large (the spacing of each of its two quantizers), and
+// its levels are as dense as those of a uniform quantizer of the same step.
+TEST(TrellisTest, ErrorBetweenTheTwoUniformQuantizers) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 8.0f);
+  constexpr uint32_t kTokens = 256, kWidth = 8;
+  std::vector<float> values(kTokens * kWidth);
+  for (float& v : values) v = normal(rng);
+  TrellisSearch search;
+  search.num_tokens = kTokens;
+  search.width = kWidth;
+  search.values = values.data();
+  std::vector<int32_t> index(values.size());
+  std::vector<uint8_t> quantizer(values.size());
+  TrellisSearcher().Search(search, index.data(), quantizer.data());
+  double trellis = 0, fine = 0, coarse = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double e = values[i] - TrellisLevel(quantizer[i], index[i]);
+    trellis += e * e;
+    const double f = values[i] - std::nearbyint(values[i]);
+    fine += f * f;
+    const double c = values[i] - 2 * std::nearbyint(values[i] / 2);
+    coarse += c * c;
+  }
+  EXPECT_LT(trellis, 0.8 * coarse);
+  EXPECT_GT(trellis, fine);
+}
+
+}  // namespace
+}  // namespace seqkv::predictive
