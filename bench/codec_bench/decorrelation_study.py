@@ -17,7 +17,11 @@ orthonormal transform learned from other caches of the same model:
              the channels' own basis (cost: R multiply-adds per element);
   sparse_K   each channel predicted, closed loop, from the K channels coded
              before it that correlate most with it (cost: K multiply-adds
-             per element).
+             per element);
+  block_B    channels grouped greedily by correlation into blocks of B, a
+             KLT per block (cost: B multiply-adds per element);
+  givens_G   G x C Givens rotations chosen greedily, a truncated Jacobi
+             diagonalization (cost: 6 G flops per element).
 
 With --contexts it also measures two entropy-coding contexts in the
 channels' own basis, which cost no arithmetic: row_context (each token's
@@ -34,7 +38,8 @@ with each other, not with the codec's sizes.
 
 usage: decorrelation_study.py --model_dir DIR --calibrate A.safetensors ...
                               --test B.safetensors ... [--rel_mse 0.01,0.03]
-                              [--ranks 16] [--sparse 4,16]
+                              [--ranks 16] [--sparse 4,16] [--blocks 16]
+                              [--givens 4]
 Needs numpy. Caches: safetensors with k, v [layers, kv_heads, T, head_dim]
 (post-RoPE, as ../shared/data/kv holds them); RoPE theta and convention from
 the model's config.json.
@@ -217,7 +222,7 @@ def givens(a, count):
     """`count` Givens rotations chosen greedily (truncated Jacobi): each zeroes
     the pair of channels with the largest |correlation| left, which lowers
     the sum of log variances (the high-rate bits) most. Cost to decode: one
-    rotation (4 multiplies, 2 adds) per pair per token, 3*count/C flops per
+    rotation (4 multiplies, 2 adds) per pair per token, 6*count/C flops per
     element in a group of C channels."""
     cov = a.T @ a / len(a)
     n = len(cov)

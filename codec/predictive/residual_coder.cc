@@ -416,50 +416,76 @@ void TrellisTableRow(size_t width, const uint8_t* __restrict quantizer,
   }
 }
 
-// Quantizes the group along the trellis with `step` (at least max|residual|
-// / 2^20, so that every value is below 2^21 steps).
-void QuantizeTrellis(const GroupShape& shape, std::span<const float> residual,
-                     std::span<const double> means, float step,
-                     TrellisSearcher& searcher, std::vector<float>& values,
-                     TrellisCoding& coding) {
+// A group on its way through the trellis search: one searcher per head,
+// the values they search, and the coding. Kept by each thread from one
+// group to the next, as fresh memory costs more than the search itself.
+struct TrellisWork {
+  std::vector<TrellisSearcher> searchers;
+  std::vector<float> values;     // residual / step - offset, as the group
+  std::vector<float> fractions;  // per channel: offset / 8
+};
+
+// Searches the group forward with `step` (at least max|residual| / 2^20, so
+// that every value is below 2^21 steps) and returns its squared error as
+// the search estimates it; sets the coding's step and offsets.
+double EstimateTrellis(const GroupShape& shape, std::span<const float> residual,
+                       std::span<const double> means, float step,
+                       TrellisWork& work, TrellisCoding& coding) {
   const size_t channels = shape.num_channels();
   const size_t width = shape.head_dim;
   const size_t tokens = shape.num_tokens;
   coding.step = step;
   coding.offsets.resize(channels);
-  std::vector<float> fractions(channels);
+  work.fractions.resize(channels);
   constexpr double kLimit = double{kOffsetFraction} * (kMaxIndex / 4);
   for (size_t c = 0; c < channels; ++c) {
     coding.offsets[c] = static_cast<int32_t>(std::llround(
         std::clamp(means[c] * kOffsetFraction / step, -kLimit, kLimit)));
-    fractions[c] = static_cast<float>(coding.offsets[c]) / kOffsetFraction;
+    work.fractions[c] = static_cast<float>(coding.offsets[c]) / kOffsetFraction;
   }
-  coding.index.resize(residual.size());
-  coding.quantizer.resize(residual.size());
   const float inverse = 1.0f / step;
-  values.resize(tokens * width);
-  coding.error = 0;
+  work.values.resize(residual.size());
+  if (work.searchers.size() < shape.num_heads)
+    work.searchers.resize(shape.num_heads);
+  double squared_steps = 0;
   for (size_t h = 0; h < shape.num_heads; ++h) {
     const size_t base = h * tokens * width;
-    const float* fraction = &fractions[h * width];
-    ScaleRows(tokens, width, &residual[base], inverse, fraction, values.data());
+    ScaleRows(tokens, width, &residual[base], inverse,
+              &work.fractions[h * width], &work.values[base]);
     TrellisSearch search;
     search.num_tokens = static_cast<uint32_t>(tokens);
     search.width = static_cast<uint32_t>(width);
-    search.values = values.data();
-    searcher.Search(search, &coding.index[base], &coding.quantizer[base]);
-    coding.error +=
-        TrellisError(tokens, width, &residual[base], &coding.index[base],
-                     &coding.quantizer[base], fraction, step);
+    search.values = &work.values[base];
+    squared_steps += work.searchers[h].Forward(search);
+  }
+  return squared_steps * step * step;
+}
+
+// Traces the paths of the last EstimateTrellis into the coding and sets its
+// error, computed exactly as the decoder reconstructs the values.
+void FinishTrellis(const GroupShape& shape, std::span<const float> residual,
+                   TrellisWork& work, TrellisCoding& coding) {
+  const size_t width = shape.head_dim;
+  const size_t tokens = shape.num_tokens;
+  coding.index.resize(residual.size());
+  coding.quantizer.resize(residual.size());
+  coding.error = 0;
+  for (size_t h = 0; h < shape.num_heads; ++h) {
+    const size_t base = h * tokens * width;
+    work.searchers[h].Backtrack(&coding.index[base], &coding.quantizer[base]);
+    coding.error += TrellisError(tokens, width, &residual[base],
+                                 &coding.index[base], &coding.quantizer[base],
+                                 &work.fractions[h * width], coding.step);
   }
 }
 
 // Searches for the largest trellis step whose error meets the budget,
-// starting from the uniform quantizer's. False when none of a few passes
-// does (the caller then codes the group uniformly).
+// starting from the uniform quantizer's. Each pass only runs the searches
+// forward; the paths are traced once, at the step chosen. False when no
+// pass meets the budget (the caller then codes the group uniformly).
 bool ChooseTrellis(const GroupShape& shape, std::span<const float> residual,
                    double error_budget, float uniform_step,
-                   TrellisCoding& best) {
+                   TrellisCoding& coding) {
   const size_t channels = shape.num_channels();
   const uint32_t width = shape.head_dim;
   std::vector<double> means(channels, 0);
@@ -476,39 +502,44 @@ bool ChooseTrellis(const GroupShape& shape, std::span<const float> residual,
   const float min_step = max_abs / static_cast<float>(kMaxIndex / 4);
   float step = std::max(uniform_step * kTrellisStepRatio, min_step);
 
-  // Buffers kept by each thread from one group to the next: fresh memory
-  // costs more than the search itself.
-  thread_local TrellisSearcher searcher;
-  thread_local std::vector<float> values;
-  thread_local TrellisCoding coding;
-  best.step = 0;
+  thread_local TrellisWork work;
+  // The estimate and the exact error differ by float rounding only; aim
+  // the estimate a little inside the budget, and check the exact error.
+  const double target = 0.995 * error_budget;
+  float good_step = 0;  // the largest step estimated within the target
   float bad_step = std::numeric_limits<float>::infinity();
   for (int pass = 0; pass < 8; ++pass) {
-    QuantizeTrellis(shape, residual, means, step, searcher, values, coding);
-
-    if (coding.error <= error_budget) {
-      if (step > best.step) std::swap(best, coding);
-      if (best.error >= 0.94 * error_budget) break;
+    const double estimate =
+        EstimateTrellis(shape, residual, means, step, work, coding);
+    if (estimate <= target) {
+      if (estimate >= 0.94 * error_budget) {
+        FinishTrellis(shape, residual, work, coding);
+        if (coding.error <= error_budget) return true;
+        bad_step = std::min(bad_step, step);
+      } else {
+        good_step = std::max(good_step, step);
+      }
     } else {
       bad_step = std::min(bad_step, step);
     }
-    const double error = step == best.step ? best.error : coding.error;
-    // Where most indices are 0 the error grows slowly with the step (the
-    // offsets carry the channels' means), so the search may stride further
-    // up than down.
-    // (The error grows about as the step to the power 1.9 here.)
+    // The error grows about as the step to the power 1.9 here; where most
+    // indices are 0 it grows slower (the offsets carry the channels'
+    // means), so the search may stride further up than down.
     float next =
-        step *
-        static_cast<float>(std::clamp(
-            std::pow(0.975 * error_budget / std::max(error, 1e-300), 1 / 1.9),
-            0.7, 2.0));
-    if (next >= bad_step) next = 0.5f * (std::max(best.step, step) + bad_step);
-    if (next <= best.step)
-      next = 0.5f * (best.step + std::min(bad_step, step * 2.0f));
+        step * static_cast<float>(std::clamp(
+                   std::pow(0.975 * error_budget / std::max(estimate, 1e-300),
+                            1 / 1.9),
+                   0.7, 2.0));
+    if (next >= bad_step) next = 0.5f * (std::max(good_step, step) + bad_step);
+    if (next <= good_step)
+      next = 0.5f * (good_step + std::min(bad_step, step * 2.0f));
     if (next == step || next < min_step) break;
     step = next;
   }
-  return best.step > 0;
+  if (good_step == 0) return false;
+  EstimateTrellis(shape, residual, means, good_step, work, coding);
+  FinishTrellis(shape, residual, work, coding);
+  return coding.error <= error_budget;
 }
 
 // Mode 2: the header of a trellis coding, its symbols left in `symbols_out`.

@@ -10,13 +10,13 @@ namespace {
 
 constexpr float kUnreachable = 1e30f;
 
-// Round to nearest even without libm calls, so the loops vectorize.
-// max(value, floor) by value: std::max returns a reference, and selecting
-// between references keeps GCC from vectorizing the loop.
+// max(value, floor) by value: a select between two values, which
+// vectorizes (std::max selects between references).
 inline float AtLeast(float value, float floor) {
   return value < floor ? floor : value;
 }
 
+// Round to nearest even without libm calls, so the loops vectorize.
 inline float RoundToInt(float x) {
   constexpr float kMagic = 12582912.0f;
   return (x + kMagic) - kMagic;
@@ -142,11 +142,11 @@ void BacktrackRow(size_t width, const uint8_t* __restrict came,
 
 }  // namespace
 
-void TrellisSearcher::Search(const TrellisSearch& search, int32_t* index,
-                             uint8_t* quantizer) {
+double TrellisSearcher::Forward(const TrellisSearch& search) {
+  search_ = search;
   const size_t width = search.width;
   const size_t tokens = search.num_tokens;
-  if (width == 0 || tokens == 0) return;
+  if (width == 0 || tokens == 0) return 0;
   cost_.assign(4 * width, kUnreachable);
   std::fill(cost_.begin(), cost_.begin() + width, 0.0f);
   next_.resize(4 * width);
@@ -160,15 +160,24 @@ void TrellisSearcher::Search(const TrellisSearch& search, int32_t* index,
                 &from_[t * width]);
     cost_.swap(next_);
   }
-  // Back along the best path of every channel, a token at a time.
+  // Each channel ends in its cheapest state.
   state_.assign(width, 0);
-  for (size_t d = 0; d < width; ++d)
+  double total = 0;
+  for (size_t d = 0; d < width; ++d) {
     for (int s = 1; s < kTrellisStates; ++s)
       if (cost_[s * width + d] < cost_[state_[d] * width + d]) state_[d] = s;
-  // The candidates are computed again rather than kept: cheaper than
-  // writing and reading back four indices per value.
-  for (size_t t = tokens; t-- > 0;) {
-    BestCandidates(width, search.values + t * width, candidates_.data(),
+    total += cost_[state_[d] * width + d];
+  }
+  return total;
+}
+
+void TrellisSearcher::Backtrack(int32_t* index, uint8_t* quantizer) {
+  const size_t width = search_.width;
+  // Back along the best path of every channel, a token at a time. The
+  // candidates are computed again rather than kept: cheaper than writing
+  // and reading back four indices per value.
+  for (size_t t = search_.num_tokens; t-- > 0;) {
+    BestCandidates(width, search_.values + t * width, candidates_.data(),
                    candidate_cost_.data());
     BacktrackRow(width, &from_[t * width], candidates_.data(), state_.data(),
                  index + t * width, quantizer + t * width);

@@ -50,11 +50,18 @@ struct TrellisSearch {
 // thread-safe.
 class TrellisSearcher {
  public:
-  // Writes the path's indices, index[t * width + d], and the quantizer each
-  // was coded with, quantizer[t * width + d].
-  void Search(const TrellisSearch& search, int32_t* index, uint8_t* quantizer);
+  // Runs the search forward and returns the least squared error, in
+  // squared steps, summed over the channels: what the path will cost,
+  // before it is traced. `search.values` must stay valid until Backtrack.
+  double Forward(const TrellisSearch& search);
+
+  // Traces the paths the last Forward found: writes their indices,
+  // index[t * width + d], and the quantizer each was coded with,
+  // quantizer[t * width + d].
+  void Backtrack(int32_t* index, uint8_t* quantizer);
 
  private:
+  TrellisSearch search_;
   std::vector<float> cost_, next_, candidate_cost_;
   std::vector<int32_t> candidates_, state_;
   std::vector<uint8_t> from_;

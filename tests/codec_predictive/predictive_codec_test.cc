@@ -134,7 +134,8 @@ TEST(PredictiveCodecTest, KernelsAgree) {
     for (RopeStyle style : {RopeStyle::kRotateHalf, RopeStyle::kInterleaved}) {
       ModelContext model{
           "m", MakeLayout(2, 2, head_dim, DType::kBF16, style), {}};
-      const ChunkInfo chunk{&model.layout, 40, 1000, {}};
+      // Enough tokens that groups are coded with the trellis quantizer.
+      const ChunkInfo chunk{&model.layout, 160, 1000, {}};
       const std::vector<std::byte> data = MakeChunkData(chunk, head_dim);
       for (const char* spec :
            {"predictive:rel_mse=0.0001", "predictive:rel_mse=0.05",

@@ -5,7 +5,13 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
+
+#include "codec/predictive/rans.h"
+#include "codec/predictive/rans_vector.h"
+#include "codec/predictive/residual_coder.h"
 
 namespace seqkv::predictive {
 namespace {
@@ -24,6 +30,12 @@ double PathError(const std::vector<float>& values,
     state = TrellisNext(state, indices[t]);
   }
   return error;
+}
+
+void Trace(const TrellisSearch& search, int32_t* index, uint8_t* quantizer) {
+  TrellisSearcher searcher;
+  searcher.Forward(search);
+  searcher.Backtrack(index, quantizer);
 }
 
 TEST(TrellisTest, TransitionsAndLevels) {
@@ -55,7 +67,7 @@ TEST(TrellisTest, FindsTheLeastErrorPath) {
     search.num_tokens = kTokens;
     search.width = 1;
     search.values = values.data();
-    TrellisSearcher().Search(search, index.data(), quantizer.data());
+    Trace(search, index.data(), quantizer.data());
     // The quantizers reported are the ones the path's states use.
     int state = 0;
     for (uint32_t t = 0; t < kTokens; ++t) {
@@ -70,6 +82,9 @@ TEST(TrellisTest, FindsTheLeastErrorPath) {
       best = std::min(best, PathError(values, path));
     }
     EXPECT_NEAR(PathError(values, index), best, 1e-4) << trial;
+    // Forward's estimate is the error of the path Backtrack traces.
+    TrellisSearcher searcher;
+    EXPECT_NEAR(searcher.Forward(search), best, 1e-3) << trial;
   }
 }
 
@@ -86,7 +101,7 @@ TEST(TrellisTest, ChannelsAreIndependent) {
   search.values = values.data();
   std::vector<int32_t> index(values.size());
   std::vector<uint8_t> quantizer(values.size());
-  TrellisSearcher().Search(search, index.data(), quantizer.data());
+  Trace(search, index.data(), quantizer.data());
   for (uint32_t d = 0; d < kWidth; ++d) {
     std::vector<float> column(kTokens);
     for (uint32_t t = 0; t < kTokens; ++t) column[t] = values[t * kWidth + d];
@@ -95,7 +110,7 @@ TEST(TrellisTest, ChannelsAreIndependent) {
     TrellisSearch one = search;
     one.width = 1;
     one.values = column.data();
-    TrellisSearcher().Search(one, alone.data(), q.data());
+    Trace(one, alone.data(), q.data());
     for (uint32_t t = 0; t < kTokens; ++t)
       EXPECT_EQ(alone[t], index[t * kWidth + d]) << d << " " << t;
   }
@@ -116,7 +131,7 @@ TEST(TrellisTest, ErrorBetweenTheTwoUniformQuantizers) {
   search.values = values.data();
   std::vector<int32_t> index(values.size());
   std::vector<uint8_t> quantizer(values.size());
-  TrellisSearcher().Search(search, index.data(), quantizer.data());
+  Trace(search, index.data(), quantizer.data());
   double trellis = 0, fine = 0, coarse = 0;
   for (size_t i = 0; i < values.size(); ++i) {
     const double e = values[i] - TrellisLevel(quantizer[i], index[i]);
@@ -128,6 +143,79 @@ TEST(TrellisTest, ErrorBetweenTheTwoUniformQuantizers) {
   }
   EXPECT_LT(trellis, 0.8 * coarse);
   EXPECT_GT(trellis, fine);
+}
+
+// Channels with offsets and spreads of their own, as pre-RoPE keys have.
+std::vector<float> MakeGroup(const GroupShape& shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> values(shape.num_elements());
+  const uint32_t width = shape.head_dim;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint32_t d = static_cast<uint32_t>(i % width);
+    values[i] = 0.3f * static_cast<float>(d % 7) +
+                (0.2f + 0.05f * static_cast<float>(d % 5)) * normal(rng);
+  }
+  return values;
+}
+
+// Decodes a group coded alone (its symbols the whole stream); returns its
+// squared error, or -1 when decoding fails.
+double DecodeError(const GroupShape& shape, std::string_view header,
+                   const std::string& stream,
+                   const std::vector<float>& residual) {
+  ResidualDecoder decoder;
+  if (!decoder.Open(shape, header).ok()) return -1;
+  RansDecoder rans(std::as_bytes(std::span(stream)));
+  std::vector<float> row(shape.head_dim);
+  double error = 0;
+  for (size_t r = 0; r < size_t{shape.num_heads} * shape.num_tokens; ++r) {
+    if (!decoder.NextRow(rans, row.data())) return -1;
+    for (uint32_t d = 0; d < shape.head_dim; ++d) {
+      const double e = residual[r * shape.head_dim + d] - row[d];
+      error += e * e;
+    }
+  }
+  if (!decoder.Finish().ok() || !rans.FinishedCleanly()) return -1;
+  return error;
+}
+
+// A group of many tokens is coded in mode 2: smaller than the uniform
+// quantizer's coding, within the same budget, decoded to the same values by
+// every kernel, and a damaged header is refused.
+TEST(TrellisGroupTest, CodesDecodesAndRefusesDamage) {
+  const GroupShape shape{2, 256, 64};
+  const std::vector<float> residual = MakeGroup(shape, 3);
+  double energy = 0;
+  for (float v : residual) energy += double{v} * v;
+  const double budget = 0.002 * energy;
+  std::string sizes[2];
+  for (const bool trellis : {false, true}) {
+    std::string header, stream;
+    GroupSymbols symbols;
+    const double error =
+        EncodeResidual(shape, residual, budget, trellis, header, symbols);
+    EXPECT_EQ(header[0], trellis ? 2 : 0);
+    EXPECT_LE(error, budget);
+    EXPECT_GE(error, 0.9 * budget);
+    EncodeSymbolStream({&symbols, 1}, stream);
+    sizes[trellis] = header + stream;
+    for (VectorKernel kernel : {VectorKernel::kAvx512, VectorKernel::kAvx2,
+                                VectorKernel::kPortable}) {
+      LimitVectorKernel(kernel);
+      const double decoded = DecodeError(shape, header, stream, residual);
+      LimitVectorKernel(VectorKernel::kAvx512);
+      EXPECT_NEAR(decoded, error, 1e-5 * budget) << trellis;
+    }
+    if (!trellis) continue;
+    for (size_t cut = 0; cut < header.size(); ++cut) {
+      ResidualDecoder decoder;
+      EXPECT_EQ(decoder.Open(shape, header.substr(0, cut)).code(),
+                absl::StatusCode::kDataLoss)
+          << cut;
+    }
+  }
+  EXPECT_LT(sizes[1].size(), sizes[0].size() * 0.97);
 }
 
 }  // namespace

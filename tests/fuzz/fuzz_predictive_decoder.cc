@@ -6,7 +6,8 @@
 // that predict layer 0 from the token ids are covered too. With the
 // control bit "references" the chunk is decoded (and its seed encoded)
 // against a fixed small set of reference rows (tests/fuzz/fuzz_references.h),
-// which covers format 3.
+// which covers format 3. Control bit "long" adds 128 tokens, which covers
+// trellis-coded groups.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -54,7 +55,9 @@ FuzzCase ParseControl(const uint8_t* c) {
   layout.num_kv_heads = 1 + c[2] % 3;
   layout.head_dim = kHeadDims[c[3] % 8];
   layout.dtype = static_cast<DType>(1 + c[4] % 3);
-  f.tokens = c[5] % 40;
+  // Chunks of 128 tokens or more have their groups coded with the trellis
+  // quantizer (group mode 2).
+  f.tokens = c[5] % 40 + ((c[7] >> 2) % 2 == 1 ? 128 : 0);
   layout.rope.style = static_cast<RopeStyle>(c[6] % 3);
   layout.latent = c[6] / 3 % 5 == 0;
   if (layout.latent) layout.num_kv_heads = 1;
