@@ -204,9 +204,19 @@ void CacheEngine::FlushVisits() {
   }
   StageEstimatorRecord(record, batch);
   // Statistics: losing some to an error is acceptable.
-  if (auto status = store_->Write(batch, /*durable=*/false); !status.ok())
-    spdlog::warn("recording {} node visits failed: {}", visits.size(),
-                 status.ToString());
+  if (auto status = store_->Write(batch, /*durable=*/false); !status.ok()) {
+    absl::MutexLock lock(&visit_warning_mutex_);
+    visits_lost_ += visits.size();
+    const absl::Time now = absl::Now();
+    if (now - visit_warned_at_ >= absl::Minutes(1)) {
+      spdlog::warn(
+          "recording node visits failed ({} visits lost since the last "
+          "warning; next warning in a minute at most): {}",
+          visits_lost_, status.ToString());
+      visit_warned_at_ = now;
+      visits_lost_ = 0;
+    }
+  }
 }
 
 void CacheEngine::SetLimits(std::map<std::string, NamespaceLimit> limits,

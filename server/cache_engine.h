@@ -387,6 +387,12 @@ class CacheEngine {
   std::atomic<uint64_t> idle_releases_{0};
   absl::Notification stop_flushing_;
   std::thread visit_flusher_;
+  // Failed visit flushes are reported once a minute (a full disk would
+  // otherwise log one a second), with the visits lost in between.
+  absl::Mutex visit_warning_mutex_;
+  absl::Time visit_warned_at_ ABSL_GUARDED_BY(visit_warning_mutex_) =
+      absl::InfinitePast();
+  uint64_t visits_lost_ ABSL_GUARDED_BY(visit_warning_mutex_) = 0;
   // Before the reader and the planner, after the buffers its chunks hold.
   DecodedChunkCache decoded_chunks_{options_.decoded_chunk_cache_bytes};
   ChunkReader reader_{&trie_, &chunk_buffers_, &pool_, &codecs_,
