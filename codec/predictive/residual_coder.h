@@ -66,9 +66,10 @@ struct GroupSymbols {
 // Appends the group header and returns the squared error of the
 // dequantized residual, which is at most `error_budget` unless the budget
 // is below what a step of max|residual| / 2^20 achieves. With `trellis` the
-// group is coded in mode 2 whenever a trellis step meets the budget. When
-// the group is coded (mode 0 or 2), its symbols are left in `symbols`;
-// otherwise `symbols` holds no symbols.
+// group is coded in mode 2 when a trellis step meets the budget, unless it
+// is small (under 128 tokens, or under a quarter bit per value) and the
+// uniform coding takes fewer bytes. When the group is coded (mode 0 or 2),
+// its symbols are left in `symbols`; otherwise `symbols` holds no symbols.
 double EncodeResidual(const GroupShape& shape, std::span<const float> residual,
                       double error_budget, bool trellis, std::string& out,
                       GroupSymbols& symbols);
