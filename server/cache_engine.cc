@@ -502,10 +502,14 @@ absl::StatusOr<PutSummary> CacheEngine::FinishPut(PutSession& session) {
       return status;
     }
   }
+  // The commit checks the quota again, under the trie's lock; its refusal
+  // says where the quota comes from, as CheckQuota's does.
+  const uint64_t quota = retention_.RefusingQuotaFor(put.name_space);
   auto committed =
       trie_.Commit(session.staged(),
                    {.name_space = put.name_space,
-                    .quota_bytes = retention_.RefusingQuotaFor(put.name_space),
+                    .quota_bytes = quota,
+                    .quota_note = retention_.QuotaNote(put.name_space, quota),
                     .new_model = new_model ? &model : nullptr});
   if (!committed.ok()) return committed.status();
   session.MarkCommitted();

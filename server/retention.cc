@@ -11,13 +11,18 @@ namespace seqkv {
 namespace {
 
 // Says where a quota smaller than the tenant's comes from.
-std::string QuotaNote(const NamespaceLimit& limit, uint64_t here) {
+std::string NoteFor(const NamespaceLimit& limit, uint64_t here) {
   if (here >= limit.quota_bytes) return "";
   return absl::StrCat(" (the cluster-wide quota of ", limit.quota_bytes,
                       " less what the other members store)");
 }
 
 }  // namespace
+
+std::string Retention::QuotaNote(const std::string& name_space,
+                                 uint64_t quota) const {
+  return NoteFor(LimitFor(name_space), quota);
+}
 
 void Retention::SetLimits(std::map<std::string, NamespaceLimit> limits,
                           uint64_t capacity_bytes) {
@@ -157,7 +162,7 @@ absl::Status Retention::CheckQuota(const std::string& name_space,
     return absl::ResourceExhaustedError(
         absl::StrCat("namespace '", name_space, "' is over its quota: ", used,
                      " bytes stored + ", added_bytes, " new > ", quota,
-                     QuotaNote(LimitFor(name_space), quota)));
+                     QuotaNote(name_space, quota)));
   return absl::OkStatus();
 }
 
@@ -174,7 +179,7 @@ absl::Status Retention::CheckModelQuota(const std::string& name_space,
     return absl::ResourceExhaustedError(absl::StrCat(
         "namespace '", name_space, "' is over its quota: ", counted,
         limit.reject ? " bytes stored" : " bytes of model records", " + ",
-        added_bytes, " new model bytes > ", quota, QuotaNote(limit, quota)));
+        added_bytes, " new model bytes > ", quota, NoteFor(limit, quota)));
   return absl::OkStatus();
 }
 

@@ -82,6 +82,10 @@ class Retention {
   // The byte limit a commit to `name_space` must not pass (a refusing
   // quota), 0 when it has none.
   uint64_t RefusingQuotaFor(const std::string& name_space) const;
+  // Where a quota of `quota` bytes for `name_space` comes from, for the
+  // message that refuses a write: empty when it is the tenant's own, else
+  // a note that the cluster's other members store the rest.
+  std::string QuotaNote(const std::string& name_space, uint64_t quota) const;
   // RESOURCE_EXHAUSTED when `name_space` has a refusing quota that storing
   // `added_bytes` more would pass.
   absl::Status CheckQuota(const std::string& name_space,

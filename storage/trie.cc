@@ -442,7 +442,7 @@ absl::StatusOr<CommitResult> Trie::Commit(std::span<const PendingNode> nodes,
     return absl::ResourceExhaustedError(absl::StrCat(
         "namespace '", options.name_space,
         "' is over its quota: ", used.charged_bytes(), " bytes stored + ",
-        added, " new > ", options.quota_bytes));
+        added, " new > ", options.quota_bytes, options.quota_note));
   if (auto status =
           SettlePayloads(released, referenced, batch, replaced_files, settled);
       !status.ok())

@@ -99,6 +99,8 @@ struct CommitOptions {
   // Refuse the commit (RESOURCE_EXHAUSTED) if the namespace would then
   // store more than this many bytes (0: no limit).
   uint64_t quota_bytes = 0;
+  // Appended to that refusal: where the quota comes from.
+  std::string quota_note;
   // A model made by ModelRegistry::FromSpec to store with the nodes; its
   // record is charged to its owner's usage (and to the quota above when
   // the owner is `name_space`).

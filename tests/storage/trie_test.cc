@@ -9,6 +9,7 @@
 #include <numeric>
 #include <span>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "storage/kv_store.h"
 #include "storage/node_key.h"
@@ -180,10 +181,14 @@ TEST_F(TrieTest, ACommitOverItsQuotaWritesNothing) {
   std::vector<PendingNode> nodes = ChunkChain(root_, Iota(8), 4);
   nodes.erase(nodes.begin());
   ASSERT_TRUE(trie_->StagePayload("payload", nodes[0].record).ok());
-  auto result = trie_->Commit(nodes, {.name_space = "ns", .quota_bytes = 13});
+  auto result = trie_->Commit(
+      nodes, {.name_space = "ns", .quota_bytes = 13, .quota_note = " (why)"});
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(result.status().message().find("'ns' is over its quota"),
             std::string::npos)
+      << result.status();
+  // The refusal ends with where the quota comes from.
+  EXPECT_TRUE(absl::EndsWith(result.status().message(), " > 13 (why)"))
       << result.status();
   auto node = trie_->ReadNode(nodes[0].key);
   ASSERT_TRUE(node.ok());
