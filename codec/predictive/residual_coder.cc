@@ -382,25 +382,6 @@ void ScaleRows(size_t tokens, size_t width, const float* __restrict residual,
       values[t * width + d] = residual[t * width + d] * inverse - fractions[d];
 }
 
-// Symbols of one row of trellis indices (index + bias, or the escape
-// symbol) and the channels' sums of |index|. Returns false when a symbol is
-// the escape symbol.
-SEQKV_ROW_CLONES
-bool TrellisSymbolRow(size_t width, const int32_t* __restrict index,
-                      uint8_t* __restrict symbols,
-                      int64_t* __restrict abs_sums) {
-  uint32_t escaped = 0;
-  for (size_t d = 0; d < width; ++d) {
-    const int32_t k = index[d];
-    abs_sums[d] += k < 0 ? -k : k;
-    const uint32_t biased = static_cast<uint32_t>(k + kSymbolBias);
-    const bool escape = biased > 2 * kSymbolBias;
-    escaped |= escape;
-    symbols[d] = static_cast<uint8_t>(escape ? kEscapeSymbol : biased);
-  }
-  return escaped == 0;
-}
-
 // The table of each symbol of a row: its channel's table for the quantizer
 // it was coded with.
 SEQKV_ROW_CLONES
@@ -554,10 +535,12 @@ double EncodeTrellisIndices(const GroupShape& shape,
   std::vector<uint8_t> symbols(n);
   std::vector<int64_t> abs_sums(channels, 0);
   std::string escapes;
+  // Trellis indices are coded as they are: offsets carry the channel means.
+  const std::vector<int32_t> no_offsets(width, 0);
   for (size_t row = 0; row < n / width; ++row) {
     const size_t base = row * width;
-    if (!TrellisSymbolRow(width, &coding.index[base], &symbols[base],
-                          &abs_sums[row / tokens * width]))
+    if (!SymbolRow(shape.head_dim, &coding.index[base], no_offsets.data(),
+                   &symbols[base], &abs_sums[row / tokens * width]))
       for (size_t d = 0; d < width; ++d)
         if (symbols[base + d] == kEscapeSymbol)
           PutVarint(ZigZag(coding.index[base + d]), escapes);

@@ -32,6 +32,14 @@ double PathError(const std::vector<float>& values,
   return error;
 }
 
+std::vector<float> NormalValues(uint32_t seed, float sigma, size_t n) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> values(n);
+  for (float& v : values) v = normal(rng);
+  return values;
+}
+
 void Trace(const TrellisSearch& search, int32_t* index, uint8_t* quantizer) {
   TrellisSearcher searcher;
   searcher.Forward(search);
@@ -90,15 +98,9 @@ TEST(TrellisTest, FindsTheLeastErrorPath) {
 
 // Several channels are searched at once, each on its own trellis.
 TEST(TrellisTest, ChannelsAreIndependent) {
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal(0.0f, 3.0f);
   constexpr uint32_t kTokens = 64, kWidth = 16;
-  std::vector<float> values(kTokens * kWidth);
-  for (float& v : values) v = normal(rng);
-  TrellisSearch search;
-  search.num_tokens = kTokens;
-  search.width = kWidth;
-  search.values = values.data();
+  const std::vector<float> values = NormalValues(11, 3.0f, kTokens * kWidth);
+  const TrellisSearch search{kTokens, kWidth, values.data()};
   std::vector<int32_t> index(values.size());
   std::vector<uint8_t> quantizer(values.size());
   Trace(search, index.data(), quantizer.data());
@@ -120,15 +122,9 @@ TEST(TrellisTest, ChannelsAreIndependent) {
 // a step twice as large (the spacing of each of its two quantizers), and
 // its levels are as dense as those of a uniform quantizer of the same step.
 TEST(TrellisTest, ErrorBetweenTheTwoUniformQuantizers) {
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal(0.0f, 8.0f);
   constexpr uint32_t kTokens = 256, kWidth = 8;
-  std::vector<float> values(kTokens * kWidth);
-  for (float& v : values) v = normal(rng);
-  TrellisSearch search;
-  search.num_tokens = kTokens;
-  search.width = kWidth;
-  search.values = values.data();
+  const std::vector<float> values = NormalValues(5, 8.0f, kTokens * kWidth);
+  const TrellisSearch search{kTokens, kWidth, values.data()};
   std::vector<int32_t> index(values.size());
   std::vector<uint8_t> quantizer(values.size());
   Trace(search, index.data(), quantizer.data());
